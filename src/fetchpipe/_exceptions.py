@@ -1,0 +1,43 @@
+"""The one error tree of fetchpipe.
+
+::
+
+    FetchpipeError
+     ├── ConfigError          bad settings or bad input, found before any request is sent
+     │    └── InputError      a request in the input cannot be read (line number in the message)
+     ├── TransportError       one attempt failed on the wire; carries an ErrorKind
+     └── SinkError            a result could not be written to its destination
+
+Inside the engine a failed request is a *result value* (``Result.ok is False`` with an
+``ErrorKind``), never an exception: one bad API never stops the others. ``TransportError`` only
+travels between the transport and the engine, which turns it into a result.
+"""
+
+from __future__ import annotations
+
+from fetchpipe._models import ErrorKind
+
+
+class FetchpipeError(Exception):
+    """Base class of every error fetchpipe raises."""
+
+
+class ConfigError(FetchpipeError, ValueError):
+    """A setting or an input is wrong. The message says what and how to fix it."""
+
+
+class InputError(ConfigError):
+    """A request in the input cannot be read."""
+
+
+class SinkError(FetchpipeError):
+    """Results could not be written to the destination."""
+
+
+class TransportError(FetchpipeError):
+    """One attempt failed on the wire; ``kind`` says how, for the retry policy."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message

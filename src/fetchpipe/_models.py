@@ -1,0 +1,116 @@
+"""Values that flow through the engine: what to fetch (Request) and what came back (Result)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Expect = Literal["auto", "json", "text", "bytes"]
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+class ErrorKind(enum.StrEnum):
+    """Why a request failed. The retry policy decides on these, the summary groups by them."""
+
+    CONNECT = "connect"  # could not open a connection (refused, DNS, unreachable)
+    TIMEOUT = "timeout"  # connect, read or total timeout of one attempt
+    RESET = "reset"  # connection reset or closed by the server before a full response
+    TRUNCATED = "truncated"  # body shorter than announced, or chunked encoding cut off
+    HTTP_STATUS = "http_status"  # the server answered with an error status
+    RATE_LIMITED = "rate_limited"  # Retry-After beyond the policy's retry_after_max
+    BODY_TOO_LARGE = "body_too_large"  # decoded body over max_body_size
+    INVALID_JSON = "invalid_json"  # JSON was expected and the body is not JSON
+    DEADLINE = "deadline"  # the request's overall deadline passed
+    INVALID_REQUEST = "invalid_request"  # the request itself cannot be sent (bad URL, ...)
+    OTHER = "other"  # anything else; the message says what
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request to fetch. A plain URL string is accepted wherever a Request is.
+
+    ``key`` is yours: it comes back on the result so you can match them up.
+    ``retry`` forces retries on (or off); by default only idempotent methods are retried.
+    ``expect`` says how to read the body: ``auto`` parses JSON when the content type says so.
+    """
+
+    url: str
+    method: str = "GET"
+    headers: Mapping[str, str] | None = None
+    params: Mapping[str, str | int | float] | None = None
+    json: Any = None
+    body: bytes | str | None = None
+    key: str | int | None = None
+    retry: bool | None = None
+    expect: Expect = "auto"
+
+    @property
+    def retryable_method(self) -> bool:
+        if self.retry is not None:
+            return self.retry
+        return self.method.upper() in IDEMPOTENT_METHODS
+
+
+@dataclass(slots=True)
+class Timings:
+    """Monotonic clock readings (seconds, ``loop.time()``) for one request.
+
+    ``queued``: entered the engine's buffer; ``started``: first attempt began;
+    ``first_byte``: headers of the last attempt arrived; ``done``: result ready.
+    """
+
+    queued: float = 0.0
+    started: float = 0.0
+    first_byte: float = 0.0
+    done: float = 0.0
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds from the first attempt to the result, waits between attempts included."""
+        return max(0.0, self.done - self.started) if self.started else 0.0
+
+    @property
+    def waited(self) -> float:
+        """Seconds spent in the engine's queue before the first attempt."""
+        return max(0.0, self.started - self.queued) if self.started else 0.0
+
+
+@dataclass(slots=True)
+class Result:
+    """What came back for one request: a value, never an exception.
+
+    ``body`` is parsed JSON, ``str`` or ``bytes`` (see ``Request.expect``), or ``None``.
+    ``error`` and ``error_message`` are set when ``ok`` is false.
+    """
+
+    request: Request
+    status: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None
+    attempts: int = 0
+    error: ErrorKind | None = None
+    error_message: str | None = None
+    timings: Timings = field(default_factory=Timings)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def url(self) -> str:
+        return self.request.url
+
+    @property
+    def key(self) -> str | int | None:
+        return self.request.key
+
+    @property
+    def elapsed(self) -> float:
+        return self.timings.elapsed
+
+    @property
+    def retries(self) -> int:
+        return max(0, self.attempts - 1)

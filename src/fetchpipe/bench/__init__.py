@@ -1,0 +1,1 @@
+"""Benchmarks: each scenario runs its baseline in the same invocation and reports the ratio."""

@@ -1,0 +1,1 @@
+"""The fetch engine: scheduler -> limits -> retry -> transport, on one asyncio loop."""

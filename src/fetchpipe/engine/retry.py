@@ -1,0 +1,168 @@
+"""Retry as a value: a frozen policy, pure backoff and Retry-After parsing, no sleeps here.
+
+The engine asks :func:`decide` what to do after each failed attempt and does the waiting
+itself, so every rule here is testable without a clock or a network.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fetchpipe._exceptions import ConfigError
+from fetchpipe._models import ErrorKind
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+RETRYABLE_KINDS = frozenset(
+    {ErrorKind.CONNECT, ErrorKind.TIMEOUT, ErrorKind.RESET, ErrorKind.TRUNCATED}
+)
+
+_testing = False
+
+
+def set_testing(enabled: bool) -> None:
+    """Zero every backoff wait (Retry-After is still honoured) so test suites stay fast."""
+    global _testing
+    _testing = enabled
+
+
+def is_testing() -> bool:
+    return _testing
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When and how long to wait before trying a request again.
+
+    ``attempts`` counts every try, the first included. Waits use exponential backoff with full
+    jitter: a uniform draw in ``[0, min(wait_max, wait_initial * wait_exp_base ** n)]``.
+    A ``Retry-After`` on 429/503 replaces the backoff and pauses the whole host; beyond
+    ``retry_after_max`` the request fails at once as rate limited.
+    """
+
+    attempts: int = 4
+    wait_initial: float = 0.5
+    wait_max: float = 30.0
+    wait_exp_base: float = 2.0
+    retry_statuses: frozenset[int] = RETRYABLE_STATUSES
+    retry_after_max: float = 300.0
+    respect_retry_after: bool = True
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ConfigError(
+                f"retry attempts must be at least 1 (the first try), got {self.attempts!r}."
+            )
+        for name in ("wait_initial", "wait_max", "retry_after_max"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"retry {name} must be a number >= 0, got {value!r}.")
+        if self.wait_exp_base < 1:
+            raise ConfigError(f"retry wait_exp_base must be >= 1, got {self.wait_exp_base!r}.")
+        object.__setattr__(self, "retry_statuses", frozenset(self.retry_statuses))
+
+
+DEFAULT_RETRY = RetryPolicy()
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+def backoff(policy: RetryPolicy, retry_number: int, rng: random.Random | None = None) -> float:
+    """Full-jitter wait before retry ``retry_number`` (1 for the first retry)."""
+    exponent = max(0, retry_number - 1)
+    try:
+        cap = policy.wait_initial * policy.wait_exp_base**exponent
+    except OverflowError:
+        cap = policy.wait_max
+    cap = min(policy.wait_max, cap)
+    return (rng or random).uniform(0.0, cap)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date).
+
+    ``now`` is the current Unix time. Returns ``None`` for a missing or malformed value
+    (the caller falls back to backoff); a date in the past gives 0.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return float(int(text))
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:  # pragma: no cover - older Pythons returned None
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do after a failed attempt.
+
+    ``retry`` false means the result is final. ``wait`` is the delay before the next attempt;
+    ``pause_host`` says the wait came from Retry-After and applies to the whole host.
+    ``reason`` explains a final failure that the retry rules themselves caused.
+    """
+
+    retry: bool
+    wait: float = 0.0
+    pause_host: bool = False
+    error: ErrorKind | None = None
+    reason: str | None = None
+
+
+GIVE_UP = Decision(retry=False)
+
+
+def decide(
+    policy: RetryPolicy,
+    *,
+    attempt: int,
+    retryable_method: bool,
+    kind: ErrorKind,
+    status: int | None = None,
+    retry_after: str | None = None,
+    now: float,
+    rng: random.Random | None = None,
+) -> Decision:
+    """Decide after attempt number ``attempt`` (1-based) failed with ``kind``/``status``.
+
+    ``now`` is the Unix time, used for Retry-After dates and the "rate limited until" message.
+    """
+    if kind is ErrorKind.HTTP_STATUS:
+        if status is None or status not in policy.retry_statuses:
+            return GIVE_UP
+    elif kind not in RETRYABLE_KINDS:
+        return GIVE_UP
+    if not retryable_method:
+        return GIVE_UP
+
+    delay: float | None = None
+    if policy.respect_retry_after and status in RETRY_AFTER_STATUSES:
+        delay = parse_retry_after(retry_after, now)
+        if delay is not None and delay > policy.retry_after_max:
+            until = datetime.fromtimestamp(now + delay, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return Decision(
+                retry=False,
+                error=ErrorKind.RATE_LIMITED,
+                reason=(
+                    f"rate limited until {until} (Retry-After {delay:.0f} s is over "
+                    f"retry_after_max {policy.retry_after_max:g} s)"
+                ),
+            )
+    if attempt >= policy.attempts:
+        return GIVE_UP
+    if delay is not None:
+        return Decision(retry=True, wait=delay, pause_host=True)
+    wait = 0.0 if _testing else backoff(policy, attempt, rng)
+    return Decision(retry=True, wait=wait)

@@ -1,0 +1,209 @@
+"""Who goes next: per-host queues inside one bounded buffer, served round-robin.
+
+Workers never wait on a host. They only take a request whose host can start now (not paused,
+under its concurrency, a rate token available); a host that cannot start gets a timer for when
+it can, and is skipped until then. So a throttled or paused host at the front of the input does
+not hold back the others: Scrapy's download slots, with a bounded buffer in front.
+
+The buffer bounds the requests in the engine (waiting, in flight or waiting for a retry), so
+memory follows the concurrency and the buffer size, never the length of the input. Per-host
+state is made on first use and forgotten when idle (see ``HostState.forgettable``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections import deque
+from typing import Generic, TypeVar
+
+from fetchpipe._config import Limits
+from fetchpipe.engine.limits import TIMER_SLACK, HostState
+
+T = TypeVar("T")
+
+SWEEP_INTERVAL = 5.0
+
+
+class Scheduler(Generic[T]):
+    """Holds queued work per host and hands out the next startable item to idle workers."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._loop = asyncio.get_running_loop()
+        self._hosts: dict[str, HostState[T]] = {}
+        self._ready: deque[HostState[T]] = deque()
+        self._idle: deque[asyncio.Future[None]] = deque()
+        self._capacity = limits.queue_size + limits.max_concurrency
+        self._low_water = max(1, self._capacity * 3 // 4)
+        self._held = 0
+        self._space: asyncio.Future[None] | None = None
+        self._closed = False
+        self._seq = itertools.count()
+        self._lingering: set[str] = set()
+        self._next_sweep = 0.0
+
+    # --- intake -------------------------------------------------------------------------------
+
+    @property
+    def held(self) -> int:
+        """Requests in the engine: queued, in flight, or waiting for a retry."""
+        return self._held
+
+    async def wait_for_space(self) -> None:
+        if self._held < self._capacity:
+            return
+        self._space = self._loop.create_future()
+        await self._space
+
+    def add(self, host_name: str, item: T) -> HostState[T]:
+        host = self._hosts.get(host_name)
+        if host is None:
+            host = self._hosts[host_name] = HostState(host_name, self._limits.for_host(host_name))
+        self._held += 1
+        host.fresh.append(item)
+        self._make_ready(host)
+        return host
+
+    def close_input(self) -> None:
+        """No more input: workers finish what is held, then stop."""
+        self._closed = True
+        self._wake_all_if_finished()
+
+    # --- workers ------------------------------------------------------------------------------
+
+    async def next(self) -> tuple[HostState[T], T] | None:
+        """The next item whose host can start now, or ``None`` once everything is done."""
+        while True:
+            taken = self._take()
+            if taken is not None:
+                return taken
+            if self._closed and self._held == 0:
+                return None
+            waiter = self._loop.create_future()
+            self._idle.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # pass the wake-up on to another worker
+                raise
+
+    def attempt_done(self, host: HostState[T]) -> None:
+        """An attempt on ``host`` ended (whatever its outcome): free its concurrency slot."""
+        host.active -= 1
+        self._make_ready(host)
+        if not host.active and not host.has_work:
+            self._forget(host)
+
+    def retry_later(self, host: HostState[T], item: T, wait: float, *, pause_host: bool) -> None:
+        """Queue ``item`` again on its host after ``wait`` seconds (the whole host if paused)."""
+        when = self._loop.time() + wait
+        if pause_host:
+            host.pause(when)
+        heapq.heappush(host.delayed, (when, next(self._seq), item))
+        self._make_ready(host)
+
+    def finished(self) -> None:
+        """One item is final (its result is out): its buffer place is free."""
+        self._held -= 1
+        space = self._space
+        if space is not None and self._held <= self._low_water:
+            self._space = None
+            if not space.done():
+                space.set_result(None)
+        self._wake_all_if_finished()
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _take(self) -> tuple[HostState[T], T] | None:
+        ready = self._ready
+        now = 0.0
+        while ready:
+            host = ready.popleft()
+            host.in_ready = False
+            if host.saturated:
+                continue  # attempt_done() makes it ready again
+            if not now:
+                now = self._loop.time()
+            start_at = host.start_at()
+            if start_at > now + TIMER_SLACK:
+                self._wake_later(host, start_at)
+                continue
+            delayed = host.delayed
+            if delayed and delayed[0][0] <= now + TIMER_SLACK:
+                item = heapq.heappop(delayed)[2]
+            elif host.fresh:
+                item = host.fresh.popleft()
+            elif delayed:
+                self._wake_later(host, delayed[0][0])
+                continue
+            else:
+                continue
+            host.note_start(now)
+            if not host.saturated:
+                self._make_ready(host)
+            return host, item
+        return None
+
+    def _make_ready(self, host: HostState[T]) -> None:
+        if host.in_ready or not host.has_work or host.saturated:
+            return
+        host.in_ready = True
+        self._ready.append(host)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _wake_all_if_finished(self) -> None:
+        if self._closed and self._held == 0:
+            while self._idle:
+                waiter = self._idle.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _wake_later(self, host: HostState[T], when: float) -> None:
+        if host.wake_handle is not None:
+            if host.wake_at <= when:
+                return
+            host.wake_handle.cancel()
+        host.wake_at = when
+        host.wake_handle = self._loop.call_at(when, self._on_wake, host)
+
+    def _on_wake(self, host: HostState[T]) -> None:
+        host.wake_handle = None
+        self._make_ready(host)
+
+    def _forget(self, host: HostState[T]) -> None:
+        now = self._loop.time()
+        if host.forgettable(now):
+            if host.wake_handle is not None:
+                host.wake_handle.cancel()
+            self._hosts.pop(host.name, None)
+            self._lingering.discard(host.name)
+        else:
+            self._lingering.add(host.name)
+        if self._lingering and now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_INTERVAL
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        for name in list(self._lingering):
+            host = self._hosts.get(name)
+            if host is None or host.forgettable(now):
+                self._lingering.discard(name)
+                self._hosts.pop(name, None)
+            elif host.active or host.has_work:
+                self._lingering.discard(name)
+
+    @property
+    def host_count(self) -> int:
+        """Per-host states alive now (for tests and memory checks)."""
+        return len(self._hosts)

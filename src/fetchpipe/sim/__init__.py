@@ -1,0 +1,25 @@
+"""Simulated API fleet on loopback addresses, for tests, the demo and benchmarks."""
+
+from fetchpipe.sim.fleet import MAX_HOSTS, Fleet, serve
+from fetchpipe.sim.seed import (
+    SEED_API_COUNT,
+    SEED_CONCURRENT_MINUTES,
+    SEED_LATENCIES_MINUTES,
+    SEED_MEAN_MINUTES,
+    SEED_SEQUENTIAL_MINUTES,
+    seed_latencies,
+)
+from fetchpipe.sim.stats import FleetStats
+
+__all__ = [
+    "MAX_HOSTS",
+    "SEED_API_COUNT",
+    "SEED_CONCURRENT_MINUTES",
+    "SEED_LATENCIES_MINUTES",
+    "SEED_MEAN_MINUTES",
+    "SEED_SEQUENTIAL_MINUTES",
+    "Fleet",
+    "FleetStats",
+    "seed_latencies",
+    "serve",
+]

@@ -1,0 +1,102 @@
+"""Limits and per-host meters as pure values."""
+
+from __future__ import annotations
+
+import pytest
+
+from fetchpipe import ConfigError, HostLimits, Limits, Timeouts
+from fetchpipe.engine.limits import HostState, host_of
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("http://Example.COM/a", "example.com"),
+        ("https://user:pw@api.example.com:8443/x?y#z", "api.example.com"),
+        ("http://127.0.0.7:8080", "127.0.0.7"),
+        ("http://[::1]:8080/p", "[::1]"),
+        ("https://h?q=http://other/", "h"),
+        ("ftp://example.com/", None),
+        ("example.com/a", None),
+        ("http:///nohost", None),
+        ("", None),
+    ],
+)
+def test_host_of(url: str, host: str | None) -> None:
+    assert host_of(url) == host
+
+
+def test_host_patterns_exact_beats_pattern_and_longer_pattern_wins() -> None:
+    a, b, c, d = (HostLimits(max_concurrency=n) for n in (1, 2, 3, 4))
+    limits = Limits(
+        per_host=d, hosts={"*.example.com": a, "*.eu.example.com": b, "API.example.com": c}
+    )
+    assert limits.for_host("x.example.com") is a
+    assert limits.for_host("x.eu.example.com") is b
+    assert limits.for_host("api.example.com") is c
+    assert limits.for_host("example.org") is d
+    assert limits.for_host("example.com") is d  # "*.x" needs a label before the dot
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: HostLimits(max_concurrency=0),
+        lambda: HostLimits(max_per_second=0),
+        lambda: HostLimits(max_per_second=float("inf")),
+        lambda: HostLimits(burst=0),
+        lambda: Limits(max_concurrency=0),
+        lambda: Limits(max_body_size=0),
+        lambda: Limits(hosts={"http://x.com": HostLimits()}),
+        lambda: Timeouts(total=0),
+        lambda: Timeouts(deadline=-1),
+    ],
+)
+def test_bad_limits_raise_config_error(make: object) -> None:
+    with pytest.raises(ConfigError):
+        make()  # type: ignore[operator]
+
+
+def test_gcra_allows_burst_then_spaces_at_the_rate() -> None:
+    host: HostState[int] = HostState("h", HostLimits(max_per_second=10, burst=3))
+    now = 100.0
+    starts = []
+    for _ in range(6):
+        now = max(now, host.start_at())
+        starts.append(round(now, 6))
+        host.note_start(now)
+    assert starts == [100.0, 100.0, 100.0, 100.1, 100.2, 100.3]
+
+
+def test_gcra_refills_after_idle() -> None:
+    host: HostState[int] = HostState("h", HostLimits(max_per_second=2, burst=2))
+    host.note_start(0.0)
+    host.note_start(0.0)
+    assert host.start_at() == pytest.approx(0.5)
+    assert host.start_at() <= 10.0  # long idle: a full burst is back
+    host.note_start(10.0)
+    host.note_start(10.0)
+    assert host.start_at() == pytest.approx(10.5)
+
+
+def test_pause_and_concurrency_and_forgettable() -> None:
+    host: HostState[int] = HostState("h", HostLimits(max_concurrency=2))
+    host.pause(50.0)
+    assert host.start_at() == 50.0
+    host.pause(40.0)  # a shorter pause never shortens a longer one
+    assert host.start_at() == 50.0
+    assert not host.forgettable(45.0)
+    host.note_start(60.0)
+    host.note_start(60.0)
+    assert host.saturated
+    host.active = 0
+    assert host.forgettable(60.0)
+
+
+def test_gcra_keeps_its_schedule_when_a_start_is_a_little_late() -> None:
+    host: HostState[int] = HostState("h", HostLimits(max_per_second=10))
+    host.note_start(0.0)
+    host.note_start(0.104)  # 4 ms late: the next slot stays at 0.2, the rate holds
+    assert host.start_at() == pytest.approx(0.2)
+    host.note_start(0.5)  # 300 ms late: that is idleness, not lateness; start afresh
+    assert host.start_at() == pytest.approx(0.6)
