@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import orjson
 
 from fetchpipe._config import Limits, Timeouts
-from fetchpipe._exceptions import ConfigError, InputError, TransportError
+from fetchpipe._exceptions import ConfigError, FetchpipeError, InputError, TransportError
 from fetchpipe._models import ErrorKind, Request, Result, Timings
 from fetchpipe.engine.limits import HostState, host_of
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy, decide
@@ -129,6 +129,11 @@ class Fetcher:
                 if result is _DONE:
                     break
                 yield result
+            if run.crash is not None:
+                raise FetchpipeError(
+                    f"the fetch stopped early: {run.crash!r}. Results delivered before it are "
+                    "complete; the rest were not fetched."
+                ) from run.crash
             if run.input_error is not None:
                 raise InputError(
                     f"reading the requests failed: {run.input_error!r}. "
@@ -151,6 +156,7 @@ class _Run:
         self.scheduler: Scheduler[_Item] = Scheduler(fetcher.limits)
         self.results: asyncio.Queue[Any] = asyncio.Queue(maxsize=fetcher.limits.max_concurrency)
         self.input_error: BaseException | None = None
+        self.crash: BaseException | None = None
         self.intake = asyncio.ensure_future(self._intake(requests))
         self.workers = [
             asyncio.ensure_future(self._worker()) for _ in range(fetcher.limits.max_concurrency)
@@ -164,7 +170,10 @@ class _Run:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _supervise(self) -> None:
-        await asyncio.gather(self.intake, *self.workers)
+        try:
+            await asyncio.gather(self.intake, *self.workers)
+        except Exception as exc:  # a bug or a raising hook: stop, and say so to the caller
+            self.crash = exc
         await self.results.put(_DONE)
 
     # --- intake -------------------------------------------------------------------------------

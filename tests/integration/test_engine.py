@@ -13,6 +13,7 @@ import pytest
 from fetchpipe import (
     ErrorKind,
     Fetcher,
+    FetchpipeError,
     HostLimits,
     InputError,
     Limits,
@@ -392,3 +393,11 @@ def test_fetch_all_from_plain_code() -> None:
     with Fleet(hosts=1).running_in_thread() as running:
         results = fetch_all([running.url("/json"), running.url("/status/404")])
     assert sorted(r.status or 0 for r in results) == [200, 404]
+
+
+async def test_a_raising_hook_stops_the_run_with_an_error_instead_of_hanging(fleet: Fleet) -> None:
+    def hook(event: RetryEvent) -> None:
+        raise ValueError("hook bug")
+
+    with pytest.raises(FetchpipeError, match="hook bug"):
+        await asyncio.wait_for(collect([fleet.url("/status/503,200?key=h")], on_retry=hook), 10)
