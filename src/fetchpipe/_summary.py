@@ -1,0 +1,122 @@
+"""Run summary: a pure accumulator of results, and its renderings (rich table, one line)."""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.table import Table
+
+from fetchpipe._models import ErrorKind, Result
+
+
+@dataclass
+class Summary:
+    """Counts and latencies of a run. Call :meth:`add` per result; set ``wall_time`` at the end.
+
+    Latencies are kept as 8-byte floats (one per result) so percentiles are exact.
+    """
+
+    total: int = 0
+    ok: int = 0
+    retries: int = 0
+    by_error: Counter[ErrorKind] = field(default_factory=Counter)
+    wall_time: float | None = None
+    _latencies: array[float] = field(default_factory=lambda: array("d"), repr=False)
+    _sorted: list[float] = field(default_factory=list, repr=False)
+
+    def add(self, result: Result) -> None:
+        self.total += 1
+        if result.error is None:
+            self.ok += 1
+        else:
+            self.by_error[result.error] += 1
+        self.retries += result.retries
+        self._latencies.append(result.elapsed)
+
+    @property
+    def failed(self) -> int:
+        return self.total - self.ok
+
+    def failures(self) -> list[tuple[ErrorKind, int]]:
+        """Failed requests by reason, most frequent first."""
+        return sorted(self.by_error.items(), key=lambda item: (-item[1], item[0].value))
+
+    def percentile(self, p: float) -> float | None:
+        """Nearest-rank percentile of ``elapsed`` (seconds); ``None`` with no results."""
+        if not 0 <= p <= 100:
+            raise ValueError(f"percentile must be within 0..100, got {p!r}")
+        if not self._latencies:
+            return None
+        if len(self._sorted) != len(self._latencies):
+            self._sorted = sorted(self._latencies)
+        ordered = self._sorted
+        rank = max(1, math.ceil(p / 100 * len(ordered)))
+        return ordered[rank - 1]
+
+    @property
+    def p50(self) -> float | None:
+        return self.percentile(50)
+
+    @property
+    def p95(self) -> float | None:
+        return self.percentile(95)
+
+    @property
+    def max_latency(self) -> float | None:
+        return max(self._latencies) if self._latencies else None
+
+    @property
+    def rate(self) -> float | None:
+        """Results per second of wall time."""
+        if not self.wall_time:
+            return None
+        return self.total / self.wall_time
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} s"
+
+
+def _failure_text(summary: Summary) -> str:
+    return ", ".join(f"{kind.value} {count}" for kind, count in summary.failures())
+
+
+def one_line(summary: Summary) -> str:
+    """The summary as one plain line, e.g. for logs."""
+    failed = f"{summary.failed} failed"
+    if summary.failed:
+        failed += f" ({_failure_text(summary)})"
+    rate = "-" if summary.rate is None else f"{summary.rate:.1f}"
+    return (
+        f"{summary.total} requests: {summary.ok} ok, {failed} | {summary.retries} retries | "
+        f"p50 {_seconds(summary.p50)}, p95 {_seconds(summary.p95)} | {rate} req/s | "
+        f"wall {_seconds(summary.wall_time)}"
+    )
+
+
+def table(summary: Summary) -> Table:
+    """The summary as a rich table."""
+    grid = Table(title="fetchpipe summary", show_header=False, title_justify="left")
+    grid.add_column("figure", style="bold")
+    grid.add_column("value", justify="right")
+    grid.add_row("requests", str(summary.total))
+    grid.add_row("ok", f"[green]{summary.ok}[/green]")
+    grid.add_row("failed", f"[red]{summary.failed}[/red]" if summary.failed else "0")
+    for kind, count in summary.failures():
+        grid.add_row(f"  {kind.value}", str(count))
+    grid.add_row("retries", str(summary.retries))
+    grid.add_row("latency p50", _seconds(summary.p50))
+    grid.add_row("latency p95", _seconds(summary.p95))
+    grid.add_row("requests/s", "-" if summary.rate is None else f"{summary.rate:.1f}")
+    grid.add_row("wall time", _seconds(summary.wall_time))
+    return grid
+
+
+def render(summary: Summary, console: Console) -> None:
+    """Print the table, then the one-line form."""
+    console.print(table(summary))
+    console.print(one_line(summary), markup=False, highlight=False, soft_wrap=True)

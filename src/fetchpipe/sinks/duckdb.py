@@ -1,0 +1,289 @@
+"""DuckDB sink: one writer thread, fed by a bounded queue, inserting batches of records.
+
+``write`` encodes the record and puts it on a queue bounded in bytes; when the writer falls
+behind (a slow disk), ``write`` blocks, so memory stays bounded. The writer collects up to
+``batch_rows`` records (or ``batch_bytes``, or whatever arrived within ``batch_seconds``) into a
+temporary JSON Lines file and inserts it with one ``INSERT ... SELECT FROM read_json(...)`` with
+explicit column types. Of the batch inserts DuckDB's Python API offers without pandas or
+pyarrow, that was the fastest measured (12 columns, ~300-byte JSON bodies, 1,000-row batches):
+``executemany`` ~330 rows/s, one multi-row ``VALUES`` ~4,600, ``unnest`` of column lists
+~33,000, ``read_json`` of a temporary file ~80,000. Through this sink, encoding and queueing
+included: 60,000-80,000 rows/s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, BinaryIO, Self
+
+from fetchpipe._exceptions import SinkError
+from fetchpipe._models import Result
+from fetchpipe.sinks import COLUMNS, encode_record
+
+if TYPE_CHECKING:
+    import duckdb
+
+TABLE = "responses"
+COLUMN_TYPES = {
+    "url": "VARCHAR",
+    "method": "VARCHAR",
+    "key": "VARCHAR",
+    "status": "INTEGER",
+    "ok": "BOOLEAN",
+    "attempts": "INTEGER",
+    "error": "VARCHAR",
+    "error_message": "VARCHAR",
+    "elapsed": "DOUBLE",
+    "body": "JSON",
+    "body_encoding": "VARCHAR",
+    "fetched_at": "TIMESTAMPTZ",
+}
+"""Column types of the table. ``key`` is stored as text (an integer key becomes its digits)."""
+
+_MIN_OBJECT_SIZE = 1024 * 1024
+"""Smallest ``maximum_object_size`` given to read_json; larger lines raise it per batch."""
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _ByteQueue(queue.Queue[bytes | None]):
+    """A queue bounded by the total size of its items; ``None`` (the end marker) counts 1."""
+
+    def _init(self, maxsize: int) -> None:
+        self.queue: deque[bytes | None] = deque()
+        self._bytes = 0
+
+    def _qsize(self) -> int:
+        return self._bytes
+
+    def _put(self, item: bytes | None) -> None:
+        self.queue.append(item)
+        self._bytes += len(item) if item else 1
+
+    def _get(self) -> bytes | None:
+        item = self.queue.popleft()
+        self._bytes -= len(item) if item else 1
+        return item
+
+    def get_batch(self, max_items: int, max_bytes: int, timeout: float) -> list[bytes | None]:
+        """Up to ``max_items`` items (or ``max_bytes``) at once; ``[]`` after ``timeout``.
+
+        The end marker ``None`` is always the last item of a batch.
+        """
+        with self.not_empty:
+            if not self._qsize():
+                self.not_empty.wait(timeout)
+            items: list[bytes | None] = []
+            size = 0
+            while self.queue and len(items) < max_items and size < max_bytes:
+                item = self._get()
+                items.append(item)
+                if item is None:
+                    break
+                size += len(item)
+            if items:
+                self.not_full.notify_all()
+            return items
+
+
+class DuckDBSink:
+    """Appends results to ``table`` in the DuckDB file ``path`` (both created when missing)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        table: str = TABLE,
+        batch_rows: int = 1000,
+        batch_seconds: float = 0.5,
+        batch_bytes: int = 16 * 1024 * 1024,
+        queue_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.path = Path(path)
+        self.table = table
+        self.batch_rows = batch_rows
+        self.batch_seconds = batch_seconds
+        self.batch_bytes = batch_bytes
+        self.written = 0
+        """Rows inserted so far."""
+        self._queue = _ByteQueue(queue_bytes)
+        self._connection: duckdb.DuckDBPyConnection | None = None
+        self._thread: threading.Thread | None = None
+        self._error: SinkError | None = None
+        self._error_raised = False
+        self._spool: BinaryIO | None = None
+        self._spool_name = ""
+        columns = ", ".join(_quote(name) for name in COLUMNS)
+        spec = ", ".join(f"'{name}': '{COLUMN_TYPES[name]}'" for name in COLUMNS)
+        self._insert_sql = (
+            f"INSERT INTO {_quote(table)} ({columns}) SELECT {columns} FROM read_json("
+            f"?, format = 'newline_delimited', columns = {{{spec}}}, maximum_object_size = ?)"
+        )
+
+    def open(self) -> None:
+        import duckdb
+
+        where = str(self.path)
+        try:
+            connection = duckdb.connect(where)
+        except duckdb.Error as exc:
+            raise SinkError(
+                f"cannot open DuckDB file {where!r}: {exc}. HINT: check that the directory "
+                "exists and that no other process has the file open"
+            ) from exc
+        try:
+            self._prepare(connection)
+            fd, self._spool_name = tempfile.mkstemp(prefix="fetchpipe-", suffix=".jsonl")
+        except OSError as exc:
+            connection.close()
+            raise SinkError(f"cannot create a temporary file for DuckDB batches: {exc}") from exc
+        except BaseException:
+            connection.close()
+            raise
+        self._spool = os.fdopen(fd, "wb")
+        self._connection = connection
+        self._thread = threading.Thread(
+            target=self._run, args=(connection, self._spool), name="fetchpipe-duckdb", daemon=True
+        )
+        self._thread.start()
+
+    def _prepare(self, connection: duckdb.DuckDBPyConnection) -> None:
+        import duckdb
+
+        definition = ", ".join(f"{_quote(name)} {COLUMN_TYPES[name]}" for name in COLUMNS)
+        try:
+            connection.execute(f"CREATE TABLE IF NOT EXISTS {_quote(self.table)} ({definition})")
+            rows = connection.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = ?",
+                [self.table],
+            ).fetchall()
+        except duckdb.Error as exc:
+            raise SinkError(
+                f"cannot create table {self.table!r} in {str(self.path)!r}: {exc}"
+            ) from exc
+        missing = [name for name in COLUMNS if name not in {row[0] for row in rows}]
+        if missing:
+            raise SinkError(
+                f"table {self.table!r} in {str(self.path)!r} exists without the column(s) "
+                f"{', '.join(missing)}. HINT: write to a new file, or add the columns"
+            )
+
+    def write(self, result: Result) -> None:
+        """Queue ``result`` for the writer; blocks while the queue is full."""
+        self._check()
+        if self._thread is None:
+            raise SinkError(f"{str(self.path)!r} is not open. HINT: call open() first")
+        self._queue.put(encode_record(result))
+
+    def _check(self) -> None:
+        if self._error is not None:
+            self._error_raised = True
+            raise self._error
+
+    def close(self) -> None:
+        """Insert what is queued, stop the writer and close the file."""
+        thread, self._thread = self._thread, None
+        connection, self._connection = self._connection, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+        if connection is not None:
+            connection.close()
+        spool, self._spool = self._spool, None
+        if spool is not None:
+            spool.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self._spool_name)
+        if self._error is not None and not self._error_raised:
+            self._error_raised = True
+            raise self._error
+
+    def _run(self, connection: duckdb.DuckDBPyConnection, spool: BinaryIO) -> None:
+        try:
+            self._loop(connection, spool)
+        except BaseException as exc:  # pragma: no cover - a bug; keep producers unblocked
+            self._error = SinkError(f"the DuckDB writer stopped: {exc!r}")
+            self._drain()
+
+    def _drain(self) -> None:
+        while self._queue.get() is not None:
+            pass
+
+    def _loop(self, connection: duckdb.DuckDBPyConnection, spool: BinaryIO) -> None:
+        batch: list[bytes] = []
+        size = 0
+        end = 0.0
+        while True:
+            if batch:
+                wait = end - time.monotonic()
+                items = (
+                    self._queue.get_batch(
+                        self.batch_rows - len(batch), self.batch_bytes - size, wait
+                    )
+                    if wait > 0
+                    else []
+                )
+            else:
+                items = self._queue.get_batch(self.batch_rows, self.batch_bytes, 3600.0)
+                end = time.monotonic() + self.batch_seconds
+            finished = bool(items) and items[-1] is None
+            for item in items:
+                if item is not None:
+                    batch.append(item)
+                    size += len(item)
+            if batch and (
+                finished
+                or not items
+                or len(batch) >= self.batch_rows
+                or size >= self.batch_bytes
+                or time.monotonic() >= end
+            ):
+                if self._error is None:
+                    self._insert(connection, spool, batch)
+                batch = []
+                size = 0
+            if finished:
+                return
+
+    def _insert(
+        self, connection: duckdb.DuckDBPyConnection, spool: BinaryIO, batch: list[bytes]
+    ) -> None:
+        try:
+            spool.seek(0)
+            spool.truncate()
+            spool.writelines(batch)
+            spool.flush()
+            longest = max(len(line) for line in batch)
+            connection.execute(
+                self._insert_sql, [self._spool_name, max(_MIN_OBJECT_SIZE, 2 * longest)]
+            )
+        except Exception as exc:
+            self._error = SinkError(
+                f"cannot insert {len(batch)} row(s) into {self.table!r} in {str(self.path)!r}: "
+                f"{exc}"
+            )
+            return
+        self.written += len(batch)
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

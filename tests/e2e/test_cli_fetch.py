@@ -1,0 +1,234 @@
+"""The ``fetchpipe`` command, run as a real subprocess against the simulated fleet."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from fetchpipe.sim import Fleet
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+SECRET = "s3cr3t-token-value"
+RECORD_FIELDS = {
+    "url",
+    "method",
+    "key",
+    "status",
+    "ok",
+    "attempts",
+    "error",
+    "error_message",
+    "elapsed",
+    "body",
+    "body_encoding",
+    "fetched_at",
+}
+
+
+def _write(path: Path, *lines: str) -> str:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return str(path)
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _by_url(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {row["url"]: row for row in rows}
+
+
+def test_fetch_to_jsonl(cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path) -> None:
+    echo = cli_fleet.url("/echo", host=2)
+    urls = _write(
+        tmp_path / "urls.txt",
+        "# a comment, then a blank line",
+        "",
+        cli_fleet.url("/item/1", host=0),
+        cli_fleet.url("/text", host=1),
+        cli_fleet.url("/bytes", host=1),
+        json.dumps({"url": echo, "method": "post", "key": 7, "json": {"a": 1}, "params": {"q": 2}}),
+    )
+    out = tmp_path / "out.jsonl"
+
+    proc = run_cli("fetch", urls, "--out", str(out), "--header", f"Authorization: Bearer {SECRET}")
+
+    assert proc.returncode == 0, proc.stderr
+    rows = _by_url(_jsonl(out))
+    assert len(rows) == 4
+    assert all(set(row) == RECORD_FIELDS for row in rows.values())
+    item = rows[cli_fleet.url("/item/1", host=0)]
+    assert item["ok"] is True
+    assert item["status"] == 200
+    assert item["error"] is None
+    assert item["attempts"] == 1
+    assert item["body_encoding"] == "json"
+    assert isinstance(item["body"], dict)
+    assert item["elapsed"] >= 0
+    assert item["fetched_at"].endswith("+00:00")
+    assert rows[cli_fleet.url("/text", host=1)]["body"] == "hello from the fetchpipe sim\n"
+    raw = rows[cli_fleet.url("/bytes", host=1)]
+    assert raw["body_encoding"] == "base64"
+    assert base64.b64decode(raw["body"]) == bytes(range(256))
+    posted = rows[echo]
+    assert posted["key"] == 7
+    assert posted["method"] == "POST"
+    assert posted["body"]["method"] == "POST"
+    assert posted["body"]["query"] == {"q": "2"}
+    assert json.loads(posted["body"]["body"]) == {"a": 1}
+    sent = {name.lower(): value for name, value in posted["body"]["headers"].items()}
+    assert sent["authorization"] == f"Bearer {SECRET}"
+    assert "4 requests: 4 ok, 0 failed" in proc.stderr
+    assert SECRET not in proc.stderr + proc.stdout
+
+
+def test_fetch_to_duckdb_appends(cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path) -> None:
+    urls = _write(
+        tmp_path / "urls.txt", *(cli_fleet.url(f"/item/{i}", host=i % 4) for i in range(5))
+    )
+    out = tmp_path / "out.duckdb"
+
+    first = run_cli("fetch", urls, "--out", str(out))
+    second = run_cli("fetch", urls, "-o", str(out), "--concurrency", "2", "--retries", "0")
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    with duckdb.connect(str(out), read_only=True) as db:
+        columns = {row[0]: row[1] for row in db.execute("DESCRIBE responses").fetchall()}
+        rows = db.execute(
+            "SELECT url, ok, status, error, body->>'$.id' FROM responses ORDER BY url"
+        ).fetchall()
+    assert set(columns) == RECORD_FIELDS
+    assert columns["body"] == "JSON"
+    assert len(rows) == 10
+    assert all(ok and status == 200 and error is None for _, ok, status, error, _ in rows)
+    assert sorted({int(item_id) for *_, item_id in rows}) == [0, 1, 2, 3, 4]
+
+
+def test_failures_exit_1_and_successes_are_written(
+    cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path
+) -> None:
+    good = [cli_fleet.url("/item/10"), cli_fleet.url("/item/11", host=1)]
+    missing = cli_fleet.url("/status/404", host=3)
+    flaky = cli_fleet.url("/status/503,200?key=e2e-flaky", host=2)
+    urls = _write(tmp_path / "urls.txt", good[0], missing, flaky, good[1])
+    out = tmp_path / "out.jsonl"
+
+    proc = run_cli("fetch", urls, "--out", str(out), "--retries", "2")
+
+    assert proc.returncode == 1, proc.stderr
+    rows = _by_url(_jsonl(out))
+    assert len(rows) == 4
+    assert all(rows[url]["ok"] for url in good)
+    assert rows[flaky]["ok"] is True
+    assert rows[flaky]["attempts"] == 2
+    assert rows[missing]["ok"] is False
+    assert rows[missing]["status"] == 404
+    assert rows[missing]["error"] == "http_status"
+    assert rows[missing]["error_message"]
+    line = proc.stderr.strip().splitlines()
+    summary = next(text for text in line if text.startswith("4 requests:"))
+    assert "3 ok, 1 failed (http_status 1)" in summary
+    assert "| 1 retries |" in summary
+    assert re.search(r"p50 \d+\.\d{3} s, p95 \d+\.\d{3} s", summary)
+    assert re.search(r"\d+\.\d req/s \| wall \d+\.\d{3} s", summary)
+
+
+def test_stdin(cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    lines = [
+        cli_fleet.url("/json"),
+        json.dumps({"url": cli_fleet.url("/item/3", host=1), "key": "k3"}),
+    ]
+
+    proc = run_cli("fetch", "-", "--out", str(out), stdin="\n".join(lines) + "\n")
+
+    assert proc.returncode == 0, proc.stderr
+    rows = _by_url(_jsonl(out))
+    assert set(rows) == {cli_fleet.url("/json"), cli_fleet.url("/item/3", host=1)}
+    assert rows[cli_fleet.url("/item/3", host=1)]["key"] == "k3"
+
+
+BAD_INPUTS = [
+    pytest.param(
+        ["{url}", "ftp://example.com/file"],
+        [],
+        r"urls\.txt:2: 'ftp://example\.com/file' is not an http\(s\) URL\. HINT:",
+        id="bad-url-line",
+    ),
+    pytest.param(
+        ["{url}", "{url}", '{"url": "{url}", '],
+        [],
+        r"urls\.txt:3: invalid JSON .*HINT:",
+        id="bad-json-line",
+    ),
+    pytest.param(["{url}"], ["--rate", "127.0.0.1"], r"--rate.*HINT:", id="rate-without-equals"),
+    pytest.param(
+        ["{url}"],
+        ["--header", f"Authorization {SECRET}"],
+        r"--header.*'Name: value'",
+        id="bad-header",
+    ),
+    pytest.param(["{url}"], ["--out", "results.csv"], r"\.csv.*HINT:", id="unknown-extension"),
+]
+
+
+@pytest.mark.parametrize(("lines", "options", "message"), BAD_INPUTS)
+def test_bad_input_exits_2_before_any_request(
+    cli_fleet: Fleet,
+    run_cli: RunCli,
+    tmp_path: Path,
+    lines: list[str],
+    options: list[str],
+    message: str,
+) -> None:
+    url = cli_fleet.url("/item/99", host=3)
+    urls = _write(tmp_path / "urls.txt", *(line.replace("{url}", url) for line in lines))
+    before = cli_fleet.stats.requests()
+    options = [option.replace("results.csv", str(tmp_path / "results.csv")) for option in options]
+    if "--out" not in options:
+        options += ["--out", str(tmp_path / "out.jsonl")]
+
+    proc = run_cli("fetch", urls, *options)
+
+    assert proc.returncode == 2, proc.stderr
+    assert re.search(message, proc.stderr, re.DOTALL), proc.stderr
+    assert SECRET not in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert cli_fleet.stats.requests() == before
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_demo(run_cli: RunCli, tmp_path: Path) -> None:
+    out = tmp_path / "demo.duckdb"
+
+    proc = run_cli("demo", "--out", str(out), "--minute", "0.01")
+
+    assert proc.returncode == 0, proc.stderr
+    assert re.fullmatch(
+        r"slowest API \d+\.\d{3} s \(configured 0\.150 s\) \| all 50 APIs \d+\.\d{3} s "
+        r"\([+-]\d+\.\d% vs slowest, [+-]\d+\.\d% vs configured\)\n",
+        proc.stdout,
+    ), proc.stdout
+    assert "50 requests: 50 ok, 0 failed" in proc.stderr
+    with duckdb.connect(str(out), read_only=True) as db:
+        assert db.execute("SELECT count(*), count(DISTINCT key) FROM responses").fetchone() == (
+            50,
+            50,
+        )
+
+
+def test_help_lists_commands(run_cli: RunCli) -> None:
+    proc = run_cli("--help")
+
+    assert proc.returncode == 0
+    for command in ("fetch", "demo", "bench", "sim"):
+        assert command in proc.stdout

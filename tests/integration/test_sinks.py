@@ -1,0 +1,258 @@
+"""Sinks on real files: JSONL and DuckDB write, append, and round-trip every body type."""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from fetchpipe._exceptions import ConfigError, SinkError
+from fetchpipe._models import ErrorKind, Request, Result, Timings
+from fetchpipe.sinks import COLUMNS, encode_record, open_sink
+from fetchpipe.sinks.duckdb import DuckDBSink, _ByteQueue
+from fetchpipe.sinks.jsonl import JsonlSink
+
+JSON_TYPE = {"Content-Type": "application/json; charset=utf-8"}
+TEXT_TYPE = {"Content-Type": "text/plain"}
+
+
+def _result(
+    url: str,
+    body: Any,
+    *,
+    headers: dict[str, str] | None = None,
+    key: str | int | None = None,
+    error: ErrorKind | None = None,
+    status: int | None = 200,
+    expect: Any = "auto",
+) -> Result:
+    return Result(
+        Request(url, key=key, expect=expect),
+        status=status,
+        headers=headers or {},
+        body=body,
+        attempts=1 if error is None else 3,
+        error=error,
+        error_message=None if error is None else f"{error.value} happened",
+        timings=Timings(queued=1.0, started=1.0, first_byte=1.1, done=1.25),
+    )
+
+
+BYTES = bytes(range(256))
+# (result, body as stored, body_encoding)
+SAMPLES: list[tuple[Result, Any, str | None]] = [
+    (
+        _result("http://h/obj", {"a": [1, 2.5, None]}, headers=JSON_TYPE, key=1),
+        {"a": [1, 2.5, None]},
+        "json",
+    ),
+    (
+        _result("http://h/list", [1, "two", {"3": True}], headers=JSON_TYPE, key="k2"),
+        [1, "two", {"3": True}],
+        "json",
+    ),
+    (_result("http://h/json-string", "a string", headers=JSON_TYPE), "a string", "json"),
+    (_result("http://h/number", 12.5, headers=JSON_TYPE), 12.5, "json"),
+    (_result("http://h/text", "héllo ✓\n2", headers=TEXT_TYPE), "héllo ✓\n2", "text"),
+    (_result("http://h/expect-text", '{"a": 1}', expect="text"), '{"a": 1}', "text"),
+    (
+        _result("http://h/bytes", BYTES, headers={"content-type": "x/y"}),
+        base64.b64encode(BYTES).decode(),
+        "base64",
+    ),
+    (_result("http://h/none", None, key=0, error=ErrorKind.TIMEOUT, status=None), None, None),
+]
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _read_duckdb(path: Path, table: str = "responses") -> list[dict[str, Any]]:
+    with duckdb.connect(str(path), read_only=True) as db:
+        cursor = db.execute(f"SELECT * FROM {table}")
+        names = [column[0] for column in cursor.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def test_open_sink_picks_by_extension(tmp_path: Path) -> None:
+    assert isinstance(open_sink(tmp_path / "a.jsonl"), JsonlSink)
+    assert isinstance(open_sink(str(tmp_path / "a.JSONL")), JsonlSink)
+    assert isinstance(open_sink(tmp_path / "a.duckdb"), DuckDBSink)
+
+
+@pytest.mark.parametrize("name", ["a.csv", "a", "a.parquet", "a.db"])
+def test_open_sink_rejects_other_extensions(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match=r"unknown extension .*HINT: .*\.duckdb.*\.jsonl"):
+        open_sink(tmp_path / name)
+
+    assert not (tmp_path / name).exists()
+
+
+def test_jsonl_writes_every_body_type_and_appends(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+
+    for _ in range(2):
+        with JsonlSink(path) as sink:
+            for result, _, _ in SAMPLES:
+                sink.write(result)
+        assert sink.written == len(SAMPLES)
+
+    rows = _read_jsonl(path)
+    assert len(rows) == 2 * len(SAMPLES)
+    for row, (result, body, encoding) in zip(rows, SAMPLES * 2, strict=True):
+        assert list(row) == list(COLUMNS)
+        assert row["url"] == result.url
+        assert row["key"] == result.key
+        assert row["body"] == body
+        assert row["body_encoding"] == encoding
+        assert row["ok"] is result.ok
+        assert row["status"] == result.status
+        assert row["attempts"] == result.attempts
+        assert row["error"] == (None if result.error is None else result.error.value)
+        assert row["error_message"] == result.error_message
+        assert row["elapsed"] == pytest.approx(0.25)
+        assert datetime.fromisoformat(row["fetched_at"]).utcoffset() is not None
+    assert base64.b64decode(rows[6]["body"]) == BYTES
+
+
+def test_duckdb_writes_every_body_type_and_appends(tmp_path: Path) -> None:
+    path = tmp_path / "out.duckdb"
+
+    for _ in range(2):
+        with DuckDBSink(path) as sink:
+            for result, _, _ in SAMPLES:
+                sink.write(result)
+        assert sink.written == len(SAMPLES)
+
+    rows = _read_duckdb(path)
+    assert len(rows) == 2 * len(SAMPLES)
+    by_url: dict[str, dict[str, Any]] = {row["url"]: row for row in rows}
+    for result, body, encoding in SAMPLES:
+        row = by_url[result.url]
+        assert list(row) == list(COLUMNS)
+        stored = row["body"]
+        assert (None if stored is None else json.loads(stored)) == body
+        assert row["body_encoding"] == encoding
+        assert row["key"] == (None if result.key is None else str(result.key))
+        assert row["ok"] is result.ok
+        assert row["status"] == result.status
+        assert row["error"] == (None if result.error is None else result.error.value)
+        assert row["elapsed"] == pytest.approx(0.25)
+        assert row["fetched_at"].utcoffset() is not None
+    with duckdb.connect(str(path), read_only=True) as db:
+        types = dict(db.execute("SELECT column_name, data_type FROM duckdb_columns()").fetchall())
+        nested = db.execute(
+            "SELECT body->>'$.a[1]' FROM responses WHERE url = 'http://h/obj' LIMIT 1"
+        ).fetchone()
+    assert types["body"] == "JSON"
+    assert nested == ("2.5",)
+
+
+def test_duckdb_batches_under_back_pressure(tmp_path: Path) -> None:
+    path = tmp_path / "many.duckdb"
+    count = 2500
+
+    with DuckDBSink(path, batch_rows=300, batch_seconds=0.05, queue_bytes=4096) as sink:
+        for i in range(count):
+            sink.write(_result(f"http://h/item/{i}", {"i": i}, headers=JSON_TYPE, key=i))
+
+    assert sink.written == count
+    with duckdb.connect(str(path), read_only=True) as db:
+        row = db.execute(
+            "SELECT count(*), count(DISTINCT key), sum((body->>'$.i')::INTEGER) FROM responses"
+        ).fetchone()
+    assert row == (count, count, sum(range(count)))
+
+
+def test_duckdb_body_larger_than_16_mib(tmp_path: Path) -> None:
+    path = tmp_path / "big.duckdb"
+    text = "x" * (20 * 1024 * 1024)
+
+    with DuckDBSink(path) as sink:
+        sink.write(_result("http://h/big", text, headers=TEXT_TYPE))
+
+    with duckdb.connect(str(path), read_only=True) as db:
+        assert db.execute("SELECT length(body->>'$') FROM responses").fetchone() == (len(text),)
+
+
+def test_duckdb_existing_table_without_the_columns(tmp_path: Path) -> None:
+    path = tmp_path / "other.duckdb"
+    with duckdb.connect(str(path)) as db:
+        db.execute("CREATE TABLE responses (url VARCHAR, payload VARCHAR)")
+
+    sink = DuckDBSink(path)
+    with pytest.raises(SinkError, match=r"exists without the column\(s\) method, key, .*HINT"):
+        sink.open()
+
+
+def test_duckdb_insert_failure_raises_sink_error(tmp_path: Path) -> None:
+    path = tmp_path / "strict.duckdb"
+    with duckdb.connect(str(path)) as db:
+        db.execute(
+            "CREATE TABLE responses (url VARCHAR, method VARCHAR, key VARCHAR, "
+            "status INTEGER CHECK (status < 500), ok BOOLEAN, attempts INTEGER, error VARCHAR, "
+            "error_message VARCHAR, elapsed DOUBLE, body JSON, body_encoding VARCHAR, "
+            "fetched_at TIMESTAMPTZ)"
+        )
+    sink = DuckDBSink(path)
+    sink.open()
+    sink.write(_result("http://h/503", None, status=503, error=ErrorKind.HTTP_STATUS))
+
+    with pytest.raises(SinkError, match=r"cannot insert 1 row\(s\) into 'responses'"):
+        sink.close()
+    with pytest.raises(SinkError):
+        sink.write(_result("http://h/after", None))
+    sink.close()
+
+
+@pytest.mark.parametrize("name", ["out.jsonl", "out.duckdb"])
+def test_unwritable_destination(tmp_path: Path, name: str) -> None:
+    sink = open_sink(tmp_path / "missing-dir" / name)
+
+    with pytest.raises(SinkError, match="missing-dir"):
+        sink.open()
+
+
+@pytest.mark.parametrize("name", ["out.jsonl", "out.duckdb"])
+def test_write_before_open(tmp_path: Path, name: str) -> None:
+    sink = open_sink(tmp_path / name)
+
+    with pytest.raises(SinkError, match="is not open"):
+        sink.write(_result("http://h/x", None))
+
+
+def test_text_that_is_not_valid_unicode_is_still_written(tmp_path: Path) -> None:
+    result = _result("http://h/surrogate", "bad \udcff end", headers=TEXT_TYPE)
+
+    line = encode_record(result)
+    path = tmp_path / "s.duckdb"
+    with DuckDBSink(path) as sink:
+        sink.write(result)
+
+    assert json.loads(line)["body"] == "bad ? end"
+    assert _read_duckdb(path)[0]["body"] == '"bad ? end"'
+
+
+def test_duckdb_queue_is_bounded_in_bytes() -> None:
+    buffer = _ByteQueue(100)
+    buffer.put(b"a" * 60)
+    buffer.put(b"b" * 60)
+
+    with pytest.raises(queue.Full):
+        buffer.put(b"c", timeout=0.01)
+    assert buffer.get_batch(10, 1_000, timeout=0) == [b"a" * 60, b"b" * 60]
+    buffer.put(b"c" * 500)  # one item larger than the bound still fits an empty queue
+    assert buffer.get_batch(10, 1_000, timeout=0) == [b"c" * 500]
+    buffer.put(b"d")
+    buffer.put(None)
+    buffer.put(b"e")
+    assert buffer.get_batch(10, 1_000, timeout=0) == [b"d", None]
+    assert buffer.get_batch(10, 1_000, timeout=0) == [b"e"]
+    assert buffer.get_batch(10, 1_000, timeout=0.01) == []
