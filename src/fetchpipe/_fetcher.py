@@ -196,7 +196,7 @@ class _Run:
         await scheduler.wait_for_space()
         now = self.loop.time()
         if isinstance(request, str):
-            request = Request(request)
+            request = Request.of(request)
         elif not isinstance(request, Request):
             bad = Request(url=repr(request)[:200])
             await self.results.put(
@@ -230,6 +230,11 @@ class _Run:
         put = self.results.put
         while (taken := await scheduler.next()) is not None:
             host, item = taken
+            # Yield once so that the requests freed by one loop iteration's responses are sent
+            # together in the next one: the peer is woken once per batch, not once per request.
+            # Measured with `fetchpipe bench throughput`: kernel time per request falls by about
+            # a third on loopback, and fetchpipe goes from slower than the raw loop to faster.
+            await asyncio.sleep(0)
             result = await self._attempt(host, item)
             if result is not None:
                 await put(result)

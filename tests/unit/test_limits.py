@@ -100,3 +100,14 @@ def test_gcra_keeps_its_schedule_when_a_start_is_a_little_late() -> None:
     assert host.start_at() == pytest.approx(0.2)
     host.note_start(0.5)  # 300 ms late: that is idleness, not lateness; start afresh
     assert host.start_at() == pytest.approx(0.6)
+
+
+def test_request_of_is_request_with_defaults() -> None:
+    from fetchpipe import Request
+
+    fast = Request.of("http://h/x")
+    assert fast == Request("http://h/x")
+    assert fast.method == "GET" and fast.expect == "auto" and fast.retryable_method
+    assert hash(fast) == hash(Request("http://h/x"))
+    with pytest.raises(AttributeError):
+        fast.url = "http://other/"  # type: ignore[misc]

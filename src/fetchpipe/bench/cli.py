@@ -44,7 +44,7 @@ def bench() -> None:
     "--requests", "requests_", default=20_000, show_default=True, help="Requests per run."
 )
 @click.option("--concurrency", default=100, show_default=True)
-@click.option("--rounds", default=3, show_default=True, help="Alternating rounds per client.")
+@click.option("--rounds", default=9, show_default=True, help="Alternating rounds per client.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 def throughput(requests_: int, concurrency: int, rounds: int, json_path: Path | None) -> None:
     """fetchpipe vs a raw aiohttp + Semaphore loop on one local server."""
@@ -67,7 +67,11 @@ def throughput(requests_: int, concurrency: int, rounds: int, json_path: Path | 
     raw = report.median_rate("raw_aiohttp")
     fast = report.median_rate("fetchpipe")
     click.echo(f"median: raw aiohttp+Semaphore {raw:.0f} req/s | fetchpipe {fast:.0f} req/s")
-    click.echo(f"ratio fetchpipe / raw: {report.ratio:.2f}")
+    wins = sum(r["fetchpipe"].rate > r["raw_aiohttp"].rate for r in report.rounds)
+    click.echo(
+        f"ratio fetchpipe / raw: {report.ratio:.2f} (fetchpipe faster in {wins} of "
+        f"{len(report.rounds)} rounds)"
+    )
     _write_json(json_path, report.to_json())
     if any(r.ok != r.requests for round_ in report.rounds for r in round_.values()):
         click.echo("some requests failed: the figures are not comparable", err=True)

@@ -36,17 +36,14 @@ def host_of(url: str) -> str | None:
     A small hand-written split instead of ``yarl.URL``: it runs once per request on the hot
     path, and the transport parses the URL fully anyway.
     """
-    sep = url.find("://")
-    if sep <= 0 or url[:sep].lower() not in ("http", "https"):
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
         return None
-    rest = url[sep + 3 :]
-    end = len(rest)
-    for char in "/?#":
-        found = rest.find(char, 0, end)
-        if found != -1:
-            end = found
-    authority = rest[:end]
-    authority = authority[authority.rfind("@") + 1 :]
+    authority = rest.split("/", 1)[0]
+    if "?" in authority or "#" in authority:
+        authority = authority.split("?", 1)[0].split("#", 1)[0]
+    if "@" in authority:
+        authority = authority.rpartition("@")[2]
     if authority.startswith("["):
         close = authority.find("]")
         host = authority[: close + 1] if close != -1 else ""
