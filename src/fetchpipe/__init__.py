@@ -20,7 +20,8 @@ from fetchpipe._exceptions import (
     TransportError,
 )
 from fetchpipe._fetcher import Fetcher, RetryEvent, fetch_all, run
-from fetchpipe._models import ErrorKind, Request, Result, Timings
+from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
+from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.retry import RetryPolicy, set_testing
 
 __version__ = "0.1.0"
@@ -31,6 +32,7 @@ __all__ = [
     "Fetcher",
     "FetchpipeError",
     "HostLimits",
+    "HttpCache",
     "InputError",
     "Limits",
     "Request",
@@ -38,6 +40,7 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "SinkError",
+    "Source",
     "Timeouts",
     "Timings",
     "TransportError",

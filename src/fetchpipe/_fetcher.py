@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
@@ -17,10 +18,15 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from fetchpipe._config import Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, FetchpipeError, InputError, TransportError
-from fetchpipe._models import ErrorKind, Request, Result, Timings
+from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
+from fetchpipe.engine.cache.http_cache import Hit, HttpCache
+from fetchpipe.engine.cache.keys import CacheKey
+from fetchpipe.engine.cache.policy import Action
+from fetchpipe.engine.cache.storage import Entry
 from fetchpipe.engine.limits import HostState, host_of
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy, decide
 from fetchpipe.engine.scheduler import Scheduler
@@ -50,15 +56,33 @@ RetryHook = Callable[[RetryEvent], None]
 
 
 class _Item:
-    """A request on its way through the engine."""
+    """A request on its way through the engine.
 
-    __slots__ = ("attempt", "deadline", "request", "timings")
+    ``send`` is what goes on the wire (the request plus conditional headers when a stored
+    response is being revalidated); ``followers`` are identical requests that arrived while
+    this one was in flight and will share its result.
+    """
+
+    __slots__ = (
+        "attempt",
+        "cache_key",
+        "deadline",
+        "followers",
+        "hit",
+        "request",
+        "send",
+        "timings",
+    )
 
     def __init__(self, request: Request, queued: float) -> None:
         self.request = request
+        self.send = request
         self.timings = Timings(queued=queued)
         self.attempt = 0
         self.deadline = 0.0
+        self.cache_key: CacheKey | None = None
+        self.hit: Hit | None = None
+        self.followers: list[_Item] | None = None
 
 
 _DONE: Any = object()
@@ -81,6 +105,7 @@ class Fetcher:
         on_retry: RetryHook | None = None,
         transport: Transport | None = None,
         rng: random.Random | None = None,
+        cache: HttpCache | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.retry = retry
@@ -90,8 +115,11 @@ class Fetcher:
         self._transport = transport
         self._owns_transport = transport is None
         self._rng = rng or random.Random()
+        self.cache = cache
 
     async def __aenter__(self) -> Fetcher:
+        if self.cache is not None:
+            self.cache.open()
         if self._transport is None:
             self._transport = AiohttpTransport(
                 limits=self.limits, timeouts=self.timeouts, headers=self._headers
@@ -110,6 +138,8 @@ class Fetcher:
         if self._owns_transport and self._transport is not None:
             await self._transport.close()
             self._transport = None
+        if self.cache is not None:
+            await asyncio.to_thread(self.cache.close)  # waits for queued writes to commit
 
     async def stream(self, requests: Requests) -> AsyncIterator[Result]:
         """Yield one ``Result`` per request, in completion order.
@@ -152,6 +182,9 @@ class _Run:
         self.policy = fetcher.retry
         self.timeouts = fetcher.timeouts
         self.max_body_size = fetcher.limits.max_body_size
+        self.cache = fetcher.cache
+        self.default_headers = {k.lower(): v for k, v in fetcher._headers.items()}
+        self.inflight: dict[str, _Item] = {}
         self.loop = asyncio.get_running_loop()
         self.scheduler: Scheduler[_Item] = Scheduler(fetcher.limits)
         self.results: asyncio.Queue[Any] = asyncio.Queue(maxsize=fetcher.limits.max_concurrency)
@@ -221,7 +254,69 @@ class _Run:
                 )
             )
             return
-        scheduler.add(host, _Item(request, now))
+        item = _Item(request, now)
+        if self.cache is not None and request.method.upper() == "GET":
+            answered = self._consult_cache(item)
+            if answered is not None:
+                await self.results.put(answered)
+                return
+            if item.cache_key is not None and item.cache_key.key in self.inflight:
+                leader = self.inflight[item.cache_key.key]
+                if leader.followers is None:
+                    leader.followers = []
+                leader.followers.append(item)
+                scheduler.hold()
+                return
+            if item.cache_key is not None:
+                self.inflight[item.cache_key.key] = item
+        scheduler.add(host, item)
+
+    def _consult_cache(self, item: _Item) -> Result | None:
+        """Answer from the cache when it can; otherwise prepare ``item`` to be sent."""
+        cache = self.cache
+        assert cache is not None
+        request = item.request
+        headers = self.default_headers
+        if request.headers:
+            headers = {**headers, **{k.lower(): v for k, v in request.headers.items()}}
+        key = cache.key(request.method.upper(), request.url, request.params, headers)
+        hit = cache.lookup(key, time.time())
+        if hit is not None and hit.action is Action.USE:
+            cache.used(hit, time.time())
+            return self._from_entry(item, hit.entry, Source.CACHE, None)
+        if cache.offline:
+            if hit is not None:
+                return self._from_entry(item, hit.entry, Source.STALE, "offline: stale entry")
+            timings = item.timings
+            timings.started = timings.done = item.timings.queued
+            return _failed(
+                request,
+                timings,
+                0,
+                ErrorKind.NOT_CACHED,
+                f"offline, and the cache has no entry for {key.url}",
+            )
+        item.cache_key = key
+        item.hit = hit
+        if hit is not None and hit.conditional_headers:
+            item.send = dataclasses.replace(
+                request, headers={**(request.headers or {}), **hit.conditional_headers}
+            )
+        return None
+
+    def _from_entry(self, item: _Item, entry: Entry, source: Source, message: str | None) -> Result:
+        headers = CIMultiDictProxy(CIMultiDict(entry.headers))
+        raw = RawResponse(entry.status, headers, entry.body, headers.get("Content-Type", ""), 0.0)
+        timings = item.timings
+        now = self.loop.time()
+        if not timings.started:
+            timings.started = now
+        timings.first_byte = timings.first_byte or now
+        timings.done = now
+        body = _decode(raw, item.request.expect, strict=False)
+        return Result(
+            item.request, entry.status, headers, body, item.attempt, None, message, timings, source
+        )
 
     # --- workers ------------------------------------------------------------------------------
 
@@ -237,8 +332,22 @@ class _Run:
             await asyncio.sleep(0)
             result = await self._attempt(host, item)
             if result is not None:
+                if item.cache_key is not None:
+                    self.inflight.pop(item.cache_key.key, None)
                 await put(result)
                 scheduler.finished()
+                if item.followers:
+                    await self._share(result, item.followers)
+
+    async def _share(self, result: Result, followers: list[_Item]) -> None:
+        """Give identical requests that waited on this one their copy of its result."""
+        for follower in followers:
+            t = result.timings
+            timings = Timings(follower.timings.queued, t.started, t.first_byte, t.done)
+            await self.results.put(
+                dataclasses.replace(result, request=follower.request, timings=timings)
+            )
+            self.scheduler.finished()
 
     async def _attempt(self, host: HostState[_Item], item: _Item) -> Result | None:
         """Run one attempt; return the final result, or ``None`` when a retry was queued."""
@@ -260,9 +369,10 @@ class _Run:
             if total is None or remaining < total:
                 total = remaining
         item.attempt += 1
+        request_time = time.time()
         try:
             response = await self.transport.send(
-                request, total_timeout=total, max_body_size=self.max_body_size
+                item.send, total_timeout=total, max_body_size=self.max_body_size
             )
         except TransportError as exc:
             scheduler.attempt_done(host)
@@ -273,11 +383,26 @@ class _Run:
         scheduler.attempt_done(host)
         timings.first_byte = response.first_byte
         status = response.status
+        if status == 304 and item.hit is not None and self.cache is not None:
+            entry = self.cache.refreshed(
+                item.hit, response.headers, request_time=request_time, response_time=time.time()
+            )
+            return self._from_entry(item, entry, Source.REVALIDATED, None)
         if status < 400:
             try:
                 body = _decode(response, request.expect, strict=True)
             except ValueError as exc:
                 return self._final(item, response, None, ErrorKind.INVALID_JSON, str(exc))
+            if item.cache_key is not None and self.cache is not None:
+                self.cache.store(
+                    item.cache_key,
+                    "GET",
+                    status,
+                    response.headers,
+                    response.body,
+                    request_time=request_time,
+                    response_time=time.time(),
+                )
             return self._final(item, response, body, None, None)
         return self._after_failure(host, item, ErrorKind.HTTP_STATUS, f"HTTP {status}", response)
 
@@ -322,6 +447,11 @@ class _Run:
                 )
             self.scheduler.retry_later(host, item, decision.wait, pause_host=decision.pause_host)
             return None
+        hit = item.hit
+        if hit is not None and self.cache is not None and self.cache.stale_usable(hit, time.time()):
+            return self._from_entry(
+                item, hit.entry, Source.STALE, f"served stale after the refresh failed: {message}"
+            )
         if decision.error is not None:
             kind = decision.error
         if decision.reason is not None:

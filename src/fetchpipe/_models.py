@@ -25,7 +25,17 @@ class ErrorKind(enum.StrEnum):
     INVALID_JSON = "invalid_json"  # JSON was expected and the body is not JSON
     DEADLINE = "deadline"  # the request's overall deadline passed
     INVALID_REQUEST = "invalid_request"  # the request itself cannot be sent (bad URL, ...)
+    NOT_CACHED = "not_cached"  # offline, and the cache holds nothing for this request
     OTHER = "other"  # anything else; the message says what
+
+
+class Source(enum.StrEnum):
+    """Where a result's response came from."""
+
+    NETWORK = "network"  # fetched (or failed) over the network
+    CACHE = "cache"  # a fresh cached response: nothing was sent
+    REVALIDATED = "revalidated"  # the server answered 304 Not Modified: the stored body
+    STALE = "stale"  # the refresh failed; a stale stored response answered instead
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,9 @@ class Result:
     """What came back for one request: a value, never an exception.
 
     ``body`` is parsed JSON, ``str`` or ``bytes`` (see ``Request.expect``), or ``None``.
-    ``error`` and ``error_message`` are set when ``ok`` is false.
+    ``error`` and ``error_message`` are set when ``ok`` is false. ``source`` says whether the
+    response came from the network or the cache (see ``Source``); a stale answer keeps the
+    refresh's failure in ``error_message``.
     """
 
     request: Request
@@ -105,6 +117,7 @@ class Result:
     error: ErrorKind | None = None
     error_message: str | None = None
     timings: Timings = field(default_factory=Timings)
+    source: Source = Source.NETWORK
 
     @property
     def ok(self) -> bool:

@@ -66,6 +66,10 @@ class Scheduler(Generic[T]):
         self._make_ready(host)
         return host
 
+    def hold(self) -> None:
+        """Count a request that waits outside the host queues (it shares another's fetch)."""
+        self._held += 1
+
     def close_input(self) -> None:
         """No more input: workers finish what is held, then stop."""
         self._closed = True

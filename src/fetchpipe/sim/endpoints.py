@@ -253,6 +253,46 @@ async def status(request: web.Request) -> web.Response:
     return _json({"status": code, "n": n}, status=code, headers=headers)
 
 
+_LAST_MODIFIED = "Wed, 01 Jan 2025 00:00:00 GMT"
+
+
+async def cached(request: web.Request) -> web.Response:
+    """`/cached?key=k&cc=max-age%3D60&etag=1&last_modified=1&vary=Accept-Language&fail_from=N`.
+
+    A response with the cache headers asked for. With `etag`, an `If-None-Match` that matches
+    gets 304; with `last_modified`, so does an `If-Modified-Since`. From the `fail_from`-th
+    request on (per key) the answer is 503. The body says which request number produced it.
+    """
+    n = request.app[STATE].next_count(request)
+    fail_from = _int(request, "fail_from", 0)
+    if fail_from and n >= fail_from:
+        return _json({"status": 503, "n": n}, status=503)
+    query = request.query
+    headers: dict[str, str] = {hdrs.DATE: formatdate(usegmt=True)}
+    if "cc" in query:
+        headers[hdrs.CACHE_CONTROL] = query["cc"]
+    if "vary" in query:
+        headers[hdrs.VARY] = query["vary"]
+    etag = f'"v{query["etag"]}"' if "etag" in query else None
+    if etag is not None:
+        headers[hdrs.ETAG] = etag
+    if "last_modified" in query:
+        headers[hdrs.LAST_MODIFIED] = _LAST_MODIFIED
+    not_modified = (etag is not None and request.headers.get(hdrs.IF_NONE_MATCH) == etag) or (
+        "last_modified" in query
+        and request.headers.get(hdrs.IF_MODIFIED_SINCE) == _LAST_MODIFIED
+        and hdrs.IF_NONE_MATCH not in request.headers
+    )
+    if not_modified:
+        return web.Response(status=304, headers=headers)
+    body = {
+        "n": n,
+        "key": query.get("key", ""),
+        "lang": request.headers.get(hdrs.ACCEPT_LANGUAGE),
+    }
+    return _json(body, headers=headers)
+
+
 def _format_seconds(value: float) -> str:
     return str(int(value)) if value == int(value) else repr(value)
 
@@ -374,6 +414,7 @@ def build_app(state: SimState) -> web.Application:
     r.add_get(r"/item/{i:\d+}", item)
     r.add_route("*", "/status/{codes}", status)
     r.add_get("/ratelimit", ratelimit)
+    r.add_get("/cached", cached)
     r.add_get("/reset", reset)
     r.add_get("/truncated", truncated)
     r.add_get("/slow-body", slow_body)
