@@ -47,27 +47,56 @@ def cache_key(
     credential_params: frozenset[str] = DEFAULT_CREDENTIAL_PARAMS,
 ) -> CacheKey:
     """The key for a request. ``headers`` are all headers sent (defaults and the request's)."""
-    parsed = URL(url)
-    if params:
-        parsed = parsed.extend_query({k: str(v) for k, v in params.items()})
-    parsed = parsed.with_fragment(None)
+    if not params and "#" not in url and not _has_credential_param(url, credential_params):
+        safe_url = url  # the common case, without a full parse: it runs once per request
+    else:
+        safe_url = _redacted(url, params, credential_params)
     secrets: list[str] = []
-    if parsed.query_string and credential_params:
-        query = []
-        for name, value in parsed.query.items():
-            if name.lower() in credential_params:
-                secrets.append(f"q:{name}={value}")
-                query.append((name, REDACTED))
-            else:
-                query.append((name, value))
-        if secrets:
-            parsed = parsed.with_query(query)
+    if safe_url != url and credential_params:
+        secrets.extend(_credential_params(url, params, credential_params))
     lower = {name.lower(): value for name, value in headers.items()}
     for name in sorted(credential_headers & lower.keys()):
         secrets.append(f"h:{name}={lower[name]}")
-    safe_url = str(parsed)
     key = _digest([method.upper(), safe_url, _digest(secrets) if secrets else ""])
     return CacheKey(key, safe_url, lower)
+
+
+def _has_credential_param(url: str, names: frozenset[str]) -> bool:
+    query = url.partition("?")[2]
+    if not query or not names:
+        return False
+    for pair in query.split("&"):
+        name = pair.partition("=")[0]
+        if "%" in name or "+" in name or name.lower() in names:
+            return True  # encoded names take the full parse, to be safe
+    return False
+
+
+def _parsed(url: str, params: Mapping[str, str | int | float] | None) -> URL:
+    parsed = URL(url)
+    if params:
+        parsed = parsed.extend_query({k: str(v) for k, v in params.items()})
+    return parsed.with_fragment(None)
+
+
+def _credential_params(
+    url: str, params: Mapping[str, str | int | float] | None, names: frozenset[str]
+) -> list[str]:
+    query = _parsed(url, params).query
+    return [f"q:{name}={value}" for name, value in query.items() if name.lower() in names]
+
+
+def _redacted(
+    url: str, params: Mapping[str, str | int | float] | None, names: frozenset[str]
+) -> str:
+    parsed = _parsed(url, params)
+    if parsed.query_string and names:
+        query = [
+            (name, REDACTED if name.lower() in names else value)
+            for name, value in parsed.query.items()
+        ]
+        parsed = parsed.with_query(query)
+    return str(parsed)
 
 
 def vary_fingerprint(vary: str | None, request_headers: Mapping[str, str]) -> str:

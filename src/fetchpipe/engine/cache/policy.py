@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ def _seconds(value: str) -> float | None:
     return float(int(value)) if value.isdigit() else None
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_cache_control(value: str | None) -> CacheControl:
     """Parse ``Cache-Control``; unknown directives are ignored, bad numbers count as absent."""
     if not value:
@@ -70,8 +72,12 @@ def parse_cache_control(value: str | None) -> CacheControl:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def http_date(value: str | None) -> float | None:
-    """An HTTP-date as Unix seconds, or ``None`` when missing or malformed."""
+    """An HTTP-date as Unix seconds, or ``None`` when missing or malformed.
+
+    Cached: the same few dates repeat across a run's entries, and the parser is slow.
+    """
     if not value:
         return None
     try:

@@ -80,10 +80,7 @@ def _open_checked(path: Path) -> tuple[sqlite3.Connection, str | None]:
     note = None
     for _ in range(2):
         try:
-            conn = _connect(path)
-            row = conn.execute("PRAGMA quick_check").fetchone()
-            if row is None or row[0] != "ok":
-                raise sqlite3.DatabaseError(f"integrity check said {row!r}")
+            conn = _connect(path)  # "file is not a database" shows up here or just below
             conn.executescript(_SCHEMA)
             version = conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
             if version is None:
@@ -119,6 +116,7 @@ class Storage:
             target=self._write_loop, name="fetchpipe-cache", daemon=True
         )
         self._writer_error: BaseException | None = None
+        self._touched: list[tuple[float, str, str]] = []
         self._writer.start()
 
     # --- reads (caller's thread) ----------------------------------------------------------------
@@ -158,7 +156,15 @@ class Storage:
         self._queue("put", (entry,))
 
     def touch(self, key: str, vary: str, when: float) -> None:
-        self._queue("touch", (key, vary, when))
+        """Note a use (for LRU pruning); sent to the writer in batches."""
+        self._touched.append((when, key, vary))
+        if len(self._touched) >= 256:
+            self._send_touches()
+
+    def _send_touches(self) -> None:
+        touched, self._touched = self._touched, []
+        if touched:
+            self._queue("touch", (touched,))
 
     def delete(self, key: str, vary: str) -> None:
         self._queue("delete", (key, vary))
@@ -169,6 +175,7 @@ class Storage:
 
     def flush(self) -> None:
         """Wait until every queued change is committed."""
+        self._send_touches()
         done = threading.Event()
         self._queue("flush", (done,))
         done.wait()
@@ -177,6 +184,7 @@ class Storage:
 
     def close(self) -> None:
         if self._writer.is_alive():
+            self._send_touches()
             self._writes.put(None)
             self._writer.join()
         self._read.close()
@@ -223,9 +231,10 @@ class Storage:
                     self._insert(conn, entry)
                     prune = prune or self.max_size is not None
                 elif op == "touch":
-                    conn.execute(
-                        "UPDATE entries SET last_access = ? WHERE key = ? AND vary = ?",
-                        (args[2], args[0], args[1]),
+                    touched = args[0]
+                    assert isinstance(touched, list)
+                    conn.executemany(
+                        "UPDATE entries SET last_access = ? WHERE key = ? AND vary = ?", touched
                     )
                 elif op == "delete":
                     conn.execute("DELETE FROM entries WHERE key = ? AND vary = ?", args)
