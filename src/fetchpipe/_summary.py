@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.table import Table
 
-from fetchpipe._models import ErrorKind, Result
+from fetchpipe._models import ErrorKind, Result, Source
+
+SOURCES = (Source.CACHE, Source.REVALIDATED, Source.STALE, Source.NETWORK)
+"""The order sources are shown in."""
 
 
 @dataclass
@@ -18,13 +21,18 @@ class Summary:
     """Counts and latencies of a run. Call :meth:`add` per result; set ``wall_time`` at the end.
 
     Latencies are kept as 8-byte floats (one per result) so percentiles are exact.
+    ``by_source`` counts results by where their response came from; a request missing from
+    the cache in offline mode came from nowhere and is counted in ``not_cached`` instead.
+    Set ``cache_used`` to show the sources even when every result came from the network.
     """
 
     total: int = 0
     ok: int = 0
     retries: int = 0
     by_error: Counter[ErrorKind] = field(default_factory=Counter)
+    by_source: Counter[Source] = field(default_factory=Counter)
     wall_time: float | None = None
+    cache_used: bool = False
     _latencies: array[float] = field(default_factory=lambda: array("d"), repr=False)
     _sorted: list[float] = field(default_factory=list, repr=False)
 
@@ -34,12 +42,33 @@ class Summary:
             self.ok += 1
         else:
             self.by_error[result.error] += 1
+        if result.error is not ErrorKind.NOT_CACHED:
+            self.by_source[result.source] += 1
         self.retries += result.retries
         self._latencies.append(result.elapsed)
 
     @property
     def failed(self) -> int:
         return self.total - self.ok
+
+    @property
+    def not_cached(self) -> int:
+        """Requests the cache had no entry for, in offline mode (failed as ``not_cached``)."""
+        return self.by_error[ErrorKind.NOT_CACHED]
+
+    @property
+    def shows_sources(self) -> bool:
+        """Whether renderings list the sources: a cache was used, or something came from one."""
+        return self.cache_used or any(
+            count for source, count in self.by_source.items() if source is not Source.NETWORK
+        )
+
+    def sources(self) -> list[tuple[str, int]]:
+        """``(label, count)`` for every source (zeros too), then ``not cached`` if any."""
+        rows = [(source.value, self.by_source[source]) for source in SOURCES]
+        if self.not_cached:
+            rows.append(("not cached", self.not_cached))
+        return rows
 
     def failures(self) -> list[tuple[ErrorKind, int]]:
         """Failed requests by reason, most frequent first."""
@@ -85,17 +114,24 @@ def _failure_text(summary: Summary) -> str:
     return ", ".join(f"{kind.value} {count}" for kind, count in summary.failures())
 
 
+def _source_text(summary: Summary) -> str:
+    return ", ".join(f"{label} {count}" for label, count in summary.sources())
+
+
 def one_line(summary: Summary) -> str:
-    """The summary as one plain line, e.g. for logs."""
+    """The summary as one plain line, e.g. for logs; the sources close it when shown."""
     failed = f"{summary.failed} failed"
     if summary.failed:
         failed += f" ({_failure_text(summary)})"
     rate = "-" if summary.rate is None else f"{summary.rate:.1f}"
-    return (
+    line = (
         f"{summary.total} requests: {summary.ok} ok, {failed} | {summary.retries} retries | "
         f"p50 {_seconds(summary.p50)}, p95 {_seconds(summary.p95)} | {rate} req/s | "
         f"wall {_seconds(summary.wall_time)}"
     )
+    if summary.shows_sources:
+        line += f" | {_source_text(summary)}"
+    return line
 
 
 def table(summary: Summary) -> Table:
@@ -109,6 +145,10 @@ def table(summary: Summary) -> Table:
     for kind, count in summary.failures():
         grid.add_row(f"  {kind.value}", str(count))
     grid.add_row("retries", str(summary.retries))
+    if summary.shows_sources:
+        grid.add_row("sources", "")
+        for label, count in summary.sources():
+            grid.add_row(f"  {label}", str(count))
     grid.add_row("latency p50", _seconds(summary.p50))
     grid.add_row("latency p95", _seconds(summary.p95))
     grid.add_row("requests/s", "-" if summary.rate is None else f"{summary.rate:.1f}")

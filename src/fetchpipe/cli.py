@@ -2,16 +2,26 @@
 
 Exit codes: 0 every request ok; 1 some requests failed (every success is still written) or the
 results could not be written; 2 bad usage or input, found before any request is sent.
+Secrets stay out of what is printed and written: header values are never shown, API-key query
+parameters and URL passwords are redacted (see :func:`fetchpipe.sinks.redact`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import re
+import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import click
+import orjson
 from rich.console import Console
 
 from fetchpipe._config import HostLimits, Limits, Timeouts
@@ -21,10 +31,12 @@ from fetchpipe._models import Request
 from fetchpipe._progress import reporter_for
 from fetchpipe._summary import Summary, render
 from fetchpipe.bench.cli import bench
+from fetchpipe.engine.cache.http_cache import DEFAULT_PATH, HttpCache
 from fetchpipe.engine.retry import RetryPolicy, set_testing
-from fetchpipe.sinks import Sink, open_sink
+from fetchpipe.sinks import Sink, open_sink, redact
 
 DEFAULT_OUT = "fetchpipe.duckdb"
+DEFAULT_CACHE = str(DEFAULT_PATH)
 
 
 class BadInput(click.ClickException):
@@ -39,6 +51,7 @@ class _Settings:
     retry: RetryPolicy
     timeouts: Timeouts
     headers: Mapping[str, str]
+    cache: HttpCache | None = None
 
 
 def _stderr() -> Console:
@@ -109,6 +122,7 @@ def _settings(
     timeout: float | None,
     deadline: float | None,
     headers: Mapping[str, str],
+    cache: HttpCache | None,
 ) -> _Settings:
     try:
         per_host = HostLimits(max_concurrency=per_host_concurrency)
@@ -125,6 +139,7 @@ def _settings(
             retry=RetryPolicy(attempts=retries + 1),
             timeouts=timeouts,
             headers=headers,
+            cache=cache,
         )
     except ConfigError as exc:
         raise BadInput(str(exc)) from None
@@ -145,6 +160,178 @@ def _open(sink: Sink) -> Sink:
     return sink
 
 
+# --- the HTTP cache -------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)\s*", re.IGNORECASE)
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_DURATION_HINT = "seconds (3600) or a number with s, m, h, d or w (90s, 30m, 12h, 7d)"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: ``3600``, ``90s``, ``30m``, ``12h``, ``7d``, ``1w``, ``1.5h``."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text[:40]!r} is not a duration. HINT: {_DURATION_HINT}")
+    seconds = float(match[1]) * _UNIT_SECONDS[match[2].lower()]
+    if not math.isfinite(seconds):
+        raise ValueError(f"{text[:40]!r} is too long a duration. HINT: {_DURATION_HINT}")
+    return seconds
+
+
+class Duration(click.ParamType[float, Any]):
+    """A click type for :func:`parse_duration`."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+_HOST_PATTERN = re.compile(r"[a-z0-9*?\[\]!._-]+", re.IGNORECASE)
+
+
+def _parse_cache_ttls(values: Iterable[str]) -> tuple[float | None, dict[str, float]]:
+    """``--cache-ttl`` values: the default lifetime and the lifetimes per host pattern or URL
+    glob. The last value for the same pattern wins, as with ``--rate``."""
+    default: float | None = None
+    overrides: dict[str, float] = {}
+    for text in values:
+        pattern, equals, seconds = text.rpartition("=")
+        pattern = pattern.strip()
+        try:
+            ttl = parse_duration(seconds)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--cache-ttl'") from None
+        if not equals:
+            default = ttl
+        elif "/" in pattern:
+            if not pattern.lower().startswith(("http://", "https://", "*")):
+                raise click.BadParameter(
+                    f"the URL glob {redact(pattern)[:80]!r} matches no URL. HINT: a URL glob "
+                    "matches the whole URL, e.g. 'https://api.example.com/v1/*=600'",
+                    param_hint="'--cache-ttl'",
+                )
+            overrides[pattern] = ttl
+        elif _HOST_PATTERN.fullmatch(pattern):
+            overrides[pattern] = ttl
+        else:
+            raise click.BadParameter(
+                f"{redact(pattern)[:80]!r} is not a host pattern. HINT: SECONDS for every "
+                "response without cache headers, HOST=SECONDS ('api.example.com', "
+                "'*.example.com'; no scheme or port) or URLGLOB=SECONDS "
+                "('https://api.example.com/v1/*')",
+                param_hint="'--cache-ttl'",
+            )
+    return default, overrides
+
+
+def _check_cache_file(path: Path) -> None:
+    """Refuse (exit 2) a ``path`` that holds something other than a fetchpipe cache.
+
+    The cache sets an unreadable file aside and starts afresh; that is meant for a damaged
+    cache, not for a results file or another program's database given to ``--cache`` by
+    mistake. A missing or empty file, or a damaged SQLite file, is fine.
+    """
+    if str(path) in ("", "-"):
+        raise BadInput(
+            f"{str(path)!r} is not a cache file path. HINT: e.g. --cache={DEFAULT_CACHE}"
+        )
+    if path.is_dir():
+        raise BadInput(
+            f"the cache {str(path)!r} is a folder. HINT: give a file, "
+            f"e.g. --cache={path / 'cache.sqlite'}"
+        )
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise BadInput(f"cannot read the cache {str(path)!r}: {exc.strerror or exc}") from None
+    hint = "HINT: give --cache a file of its own, e.g. --cache=.fetchpipe/cache.sqlite"
+    if head and head != _SQLITE_MAGIC:
+        raise BadInput(
+            f"{str(path)!r} is not a fetchpipe cache (not an SQLite file); it was left as it "
+            f"is. {hint}"
+        )
+    if not head:
+        return
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as conn:
+            tables = {
+                row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+    except sqlite3.DatabaseError:
+        return  # damaged: the cache sets it aside and says so
+    if tables and "entries" not in tables:
+        raise BadInput(
+            f"{str(path)!r} is an SQLite database but not a fetchpipe cache; it was left as it "
+            f"is. {hint}"
+        )
+
+
+def _open_cache(cache: HttpCache) -> HttpCache:
+    """Open ``cache`` (exit 2 if it cannot be); print its note (a file set aside) once."""
+    try:
+        cache.open()
+    except ConfigError as exc:
+        raise BadInput(str(exc)) from None
+    if cache.note:
+        _stderr().print(f"note: {cache.note}", markup=False, highlight=False, soft_wrap=True)
+    return cache
+
+
+def _cache_for(
+    path: str | None,
+    ttls: tuple[str, ...],
+    stale_if_error: float | None,
+    offline: bool,
+) -> HttpCache | None:
+    """The ``HttpCache`` the options ask for, checked but not opened; ``None`` without one."""
+    if path is None and offline:
+        path = DEFAULT_CACHE
+    if path is None:
+        given = ["--cache-ttl"] if ttls else []
+        if stale_if_error is not None:
+            given.append("--stale-if-error")
+        if given:
+            raise BadInput(
+                f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} a cache. "
+                f"HINT: add --cache (the file {DEFAULT_CACHE}) or --cache=PATH"
+            )
+        return None
+    ttl, overrides = _parse_cache_ttls(ttls)
+    target = Path(path)
+    _check_cache_file(target)
+    if offline and not target.exists():
+        raise BadInput(
+            f"--offline: there is no cache at {path}. HINT: run once without --offline to fill "
+            "it, or point --cache=PATH at an existing cache"
+        )
+    options: dict[str, Any] = {}
+    if stale_if_error is not None:
+        options["stale_if_error"] = stale_if_error
+    try:
+        return HttpCache(target, ttl=ttl, ttl_overrides=overrides, offline=offline, **options)
+    except ConfigError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _count(n: int, noun: str) -> str:
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{n} {noun if n == 1 else plural}"
+
+
 async def _pump(
     requests: Iterable[Request], total: int | None, sink: Sink, settings: _Settings
 ) -> Summary:
@@ -154,13 +341,14 @@ async def _pump(
     """
     from fetchpipe._fetcher import Fetcher
 
-    summary = Summary()
+    summary = Summary(cache_used=settings.cache is not None)
     with reporter_for(_stderr(), total) as progress:
         async with Fetcher(
             limits=settings.limits,
             retry=settings.retry,
             timeouts=settings.timeouts,
             headers=settings.headers,
+            cache=settings.cache,
         ) as fetcher:
             first = last = time.perf_counter()
             async for result in fetcher.stream(requests):
@@ -186,9 +374,17 @@ def _run(
     except SinkError as exc:
         raise click.ClickException(f"{exc} (the run was stopped)") from None
     except InputError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(redact(str(exc))) from None
     console = _stderr()
     render(summary, console)
+    if summary.not_cached:
+        console.print(
+            f"{_count(summary.not_cached, 'request')} had no cache entry (--offline): "
+            "written as failed with error 'not_cached'. HINT: run without --offline to fetch them",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(f"results written to {out}", markup=False, highlight=False)
     return summary
 
@@ -251,6 +447,41 @@ def _run(
     metavar="'NAME: VALUE'",
     help="A header sent with every request. Repeatable. Values are never printed.",
 )
+@click.option(
+    "--cache",
+    "cache_path",
+    is_flag=False,
+    flag_value=DEFAULT_CACHE,
+    default=None,
+    metavar="[PATH]",
+    help=f"Keep responses in the SQLite file PATH and answer from it as HTTP caching allows "
+    f"(fresh: no request; stale with an ETag or Last-Modified: revalidated). A bare --cache "
+    f"means {DEFAULT_CACHE} (give a path as --cache=PATH).",
+)
+@click.option(
+    "--cache-ttl",
+    "cache_ttls",
+    multiple=True,
+    metavar="[PATTERN=]SECONDS",
+    help="A lifetime (seconds, or 30m, 12h, 7d) for responses without cache headers: for all "
+    "(3600), for hosts "
+    "(api.example.com=600, '*.example.com=1h') or for URLs ('https://api.example.com/v1/*=1d'). "
+    "Repeatable; the longest matching pattern wins.",
+)
+@click.option(
+    "--stale-if-error",
+    type=Duration(),
+    default=None,
+    metavar="SECONDS",
+    help="When a refresh fails, answer with a stored response at most this stale: seconds, or "
+    "30m, 12h, 7d (0: never).  [default: 86400]",
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Send nothing: answer only from the cache (implies --cache). Requests it has no entry "
+    "for fail with error 'not_cached'.",
+)
 def fetch(
     urls: str,
     out: str,
@@ -261,12 +492,21 @@ def fetch(
     timeout: float | None,
     deadline: float | None,
     headers: tuple[str, ...],
+    cache_path: str | None,
+    cache_ttls: tuple[str, ...],
+    stale_if_error: float | None,
+    offline: bool,
 ) -> None:
     """Fetch the requests in URLS (a file, or - for stdin) into --out.
 
     URLS holds one URL per line, or one JSON object per line with "url" and optionally
     "method", "headers", "key", "params" and "json". Blank lines and # comments are skipped.
+
+    Every result records its source: network, cache, revalidated (the server answered 304) or
+    stale (the refresh failed; a stored response answered). API-key query parameters and URL
+    passwords are written as REDACTED / ***.
     """
+    cache = _cache_for(cache_path, cache_ttls, stale_if_error, offline)
     settings = _settings(
         concurrency=concurrency,
         per_host_concurrency=per_host_concurrency,
@@ -275,18 +515,23 @@ def fetch(
         timeout=timeout,
         deadline=deadline,
         headers=_parse_headers(headers),
+        cache=cache,
     )
     sink = _sink_for(out)
     try:
         source = InputFile.open(urls)
     except InputError as exc:
-        raise BadInput(str(exc)) from None
+        raise BadInput(redact(str(exc))) from None
     with source:
         try:
             count = source.validate()
         except InputError as exc:
-            raise BadInput(str(exc)) from None
-        summary = _run(source.requests(), count, _open(sink), settings, out)
+            raise BadInput(redact(str(exc))) from None
+        with contextlib.ExitStack() as stack:
+            if cache is not None:
+                stack.callback(cache.close)  # the fetcher closes it too; closing is idempotent
+                _open_cache(cache)
+            summary = _run(source.requests(), count, _open(sink), settings, out)
     if summary.failed:
         raise click.exceptions.Exit(1)
 
@@ -332,3 +577,164 @@ def _overhead(total: float, base: float) -> str:
     if base <= 0:
         return "n/a"
     return f"{(total / base - 1) * 100:+.1f}%"
+
+
+# --- fetchpipe cache ... --------------------------------------------------------------------------
+
+_cache_path_option = click.option(
+    "--cache",
+    "path",
+    default=DEFAULT_CACHE,
+    show_default=True,
+    metavar="PATH",
+    help="The cache file (as given to fetch --cache).",
+)
+
+
+@main.group(name="cache")
+def cache_group() -> None:
+    """Look into, prune or clear the HTTP cache of `fetch --cache`.
+
+    A missing cache file is an empty cache: every command says "no cache at PATH" and exits 0.
+    A file that is not a fetchpipe cache is left alone, and the command exits 2.
+    """
+
+
+def _existing_cache(path: str) -> HttpCache | None:
+    """The opened cache at ``path``, or ``None`` (after saying so) when there is none."""
+    target = Path(path)
+    _check_cache_file(target)
+    if not target.exists():
+        click.echo(f"no cache at {path}")
+        return None
+    return _open_cache(HttpCache(target))
+
+
+def _when(timestamp: float | None, now: float) -> str | None:
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+    return f"{moment} ({_age(now - timestamp)} ago)"
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{max(0.0, seconds):.0f} s"
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            return f"{n} bytes" if n < 1024 else f"{n} bytes ({value:.1f} {unit})"
+    raise AssertionError("unreachable")
+
+
+def _disk_bytes(path: Path) -> int:
+    total = 0
+    for suffix in ("", "-wal"):
+        with contextlib.suppress(OSError):
+            total += Path(f"{path}{suffix}").stat().st_size
+    return total
+
+
+@cache_group.command(name="stats")
+@_cache_path_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
+def cache_stats(path: str, as_json: bool) -> None:
+    """Entries, their size, the oldest and newest stored response, and the path."""
+    cache = _existing_cache(path)
+    if cache is None:
+        if as_json:
+            click.echo(orjson.dumps({"path": path, "exists": False, "entries": 0, "bytes": 0}))
+        return
+    try:
+        stats = cache.stats()
+    finally:
+        cache.close()
+    if as_json:
+        click.echo(
+            orjson.dumps(
+                {
+                    "path": stats.path,
+                    "exists": True,
+                    "entries": stats.entries,
+                    "bytes": stats.bytes,
+                    "disk_bytes": _disk_bytes(Path(path)),  # the file and its write-ahead log
+                    "oldest": stats.oldest,
+                    "newest": stats.newest,
+                }
+            )
+        )
+        return
+    now = time.time()
+    disk = _disk_bytes(Path(path))
+    rows = [
+        ("path", stats.path),
+        ("entries", str(stats.entries)),
+        ("size", f"{_size(stats.bytes)} in entries; {_size(disk)} on disk"),
+        ("oldest", _when(stats.oldest, now) or "-"),
+        ("newest", _when(stats.newest, now) or "-"),
+    ]
+    for name, value in rows:
+        click.echo(f"{name:<8} {value}")
+
+
+@cache_group.command(name="prune")
+@_cache_path_option
+@click.option(
+    "--older-than",
+    type=Duration(),
+    default=None,
+    metavar="DURATION",
+    help="Remove entries stored more than DURATION ago: seconds (3600) or 30m, 12h, 7d, 1w.",
+)
+def cache_prune(path: str, older_than: float | None) -> None:
+    """Remove old entries, then keep the cache under its size cap (1 GiB).
+
+    The size cap removes the least recently used entries first. Prints how many went.
+    """
+    cache = _existing_cache(path)
+    if cache is None:
+        return
+    try:
+        before = cache.stats().entries
+        cache.storage.prune(None if older_than is None else time.time() - older_than)
+        cache.storage.flush()
+        after = cache.stats()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        cache.close()
+    click.echo(
+        f"removed {_count(before - after.entries, 'entry')}; "
+        f"{_count(after.entries, 'entry')} left, {_size(after.bytes)}"
+    )
+
+
+@cache_group.command(name="clear")
+@_cache_path_option
+@click.option(
+    "--url",
+    "url_glob",
+    default=None,
+    metavar="GLOB",
+    help="Only entries whose URL matches GLOB (*, ?, [...]; case-sensitive), e.g. "
+    "'https://api.example.com/v1/*'. Stored URLs show credential parameters as REDACTED.",
+)
+def cache_clear(path: str, url_glob: str | None) -> None:
+    """Remove every entry, or those whose URL matches --url. Prints how many went."""
+    cache = _existing_cache(path)
+    if cache is None:
+        return
+    try:
+        removed = cache.storage.clear(url_glob)
+    except (ConfigError, sqlite3.Error) as exc:
+        raise click.ClickException(f"cannot clear the cache {path}: {exc}") from None
+    finally:
+        cache.close()
+    which = "" if url_glob is None else f" matching {redact(url_glob)!r}"
+    click.echo(f"removed {_count(removed, 'entry')}{which}")

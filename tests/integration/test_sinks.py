@@ -13,8 +13,8 @@ import duckdb
 import pytest
 
 from fetchpipe._exceptions import ConfigError, SinkError
-from fetchpipe._models import ErrorKind, Request, Result, Timings
-from fetchpipe.sinks import COLUMNS, encode_record, open_sink
+from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
+from fetchpipe.sinks import COLUMNS, encode_record, open_sink, record, redact
 from fetchpipe.sinks.duckdb import DuckDBSink, _ByteQueue
 from fetchpipe.sinks.jsonl import JsonlSink
 
@@ -31,6 +31,8 @@ def _result(
     error: ErrorKind | None = None,
     status: int | None = 200,
     expect: Any = "auto",
+    source: Source = Source.NETWORK,
+    message: str | None = None,
 ) -> Result:
     return Result(
         Request(url, key=key, expect=expect),
@@ -39,8 +41,9 @@ def _result(
         body=body,
         attempts=1 if error is None else 3,
         error=error,
-        error_message=None if error is None else f"{error.value} happened",
+        error_message=message or (None if error is None else f"{error.value} happened"),
         timings=Timings(queued=1.0, started=1.0, first_byte=1.1, done=1.25),
+        source=source,
     )
 
 
@@ -58,7 +61,7 @@ SAMPLES: list[tuple[Result, Any, str | None]] = [
         "json",
     ),
     (_result("http://h/json-string", "a string", headers=JSON_TYPE), "a string", "json"),
-    (_result("http://h/number", 12.5, headers=JSON_TYPE), 12.5, "json"),
+    (_result("http://h/number", 12.5, headers=JSON_TYPE, source=Source.CACHE), 12.5, "json"),
     (_result("http://h/text", "héllo ✓\n2", headers=TEXT_TYPE), "héllo ✓\n2", "text"),
     (_result("http://h/expect-text", '{"a": 1}', expect="text"), '{"a": 1}', "text"),
     (
@@ -119,6 +122,7 @@ def test_jsonl_writes_every_body_type_and_appends(tmp_path: Path) -> None:
         assert row["error_message"] == result.error_message
         assert row["elapsed"] == pytest.approx(0.25)
         assert datetime.fromisoformat(row["fetched_at"]).utcoffset() is not None
+        assert row["source"] == result.source.value
     assert base64.b64decode(rows[6]["body"]) == BYTES
 
 
@@ -146,12 +150,14 @@ def test_duckdb_writes_every_body_type_and_appends(tmp_path: Path) -> None:
         assert row["error"] == (None if result.error is None else result.error.value)
         assert row["elapsed"] == pytest.approx(0.25)
         assert row["fetched_at"].utcoffset() is not None
+        assert row["source"] == result.source.value
     with duckdb.connect(str(path), read_only=True) as db:
         types = dict(db.execute("SELECT column_name, data_type FROM duckdb_columns()").fetchall())
         nested = db.execute(
             "SELECT body->>'$.a[1]' FROM responses WHERE url = 'http://h/obj' LIMIT 1"
         ).fetchone()
     assert types["body"] == "JSON"
+    assert types["source"] == "VARCHAR"
     assert nested == ("2.5",)
 
 
@@ -190,6 +196,31 @@ def test_duckdb_existing_table_without_the_columns(tmp_path: Path) -> None:
     sink = DuckDBSink(path)
     with pytest.raises(SinkError, match=r"exists without the column\(s\) method, key, .*HINT"):
         sink.open()
+
+
+OLD_COLUMNS = (
+    "url VARCHAR, method VARCHAR, key VARCHAR, status INTEGER, ok BOOLEAN, attempts INTEGER, "
+    "error VARCHAR, error_message VARCHAR, elapsed DOUBLE, body JSON, body_encoding VARCHAR, "
+    "fetched_at TIMESTAMPTZ"
+)
+
+
+def test_duckdb_adds_the_source_column_to_an_older_table(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as db:
+        db.execute(f"CREATE TABLE responses ({OLD_COLUMNS})")
+        db.execute(
+            "INSERT INTO responses VALUES ('http://h/before', 'GET', NULL, 200, true, 1, NULL, "
+            "NULL, 0.1, '{}', 'json', now())"
+        )
+
+    with DuckDBSink(path) as sink:
+        sink.write(_result("http://h/after", {"a": 1}, headers=JSON_TYPE, source=Source.STALE))
+
+    rows = {row["url"]: row for row in _read_duckdb(path)}
+    assert list(rows["http://h/after"]) == list(COLUMNS)
+    assert rows["http://h/before"]["source"] == "network"  # before the cache, all were
+    assert rows["http://h/after"]["source"] == "stale"
 
 
 def test_duckdb_insert_failure_raises_sink_error(tmp_path: Path) -> None:
@@ -256,3 +287,39 @@ def test_duckdb_queue_is_bounded_in_bytes() -> None:
     assert buffer.get_batch(10, 1_000, timeout=0) == [b"d", None]
     assert buffer.get_batch(10, 1_000, timeout=0) == [b"e"]
     assert buffer.get_batch(10, 1_000, timeout=0.01) == []
+
+
+SECRET = "s3cr3t-value"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("http://h/a?api_key=s3cr3t-value&n=1", "http://h/a?api_key=REDACTED&n=1"),
+        ("http://h/a?n=1&ACCESS_TOKEN=s3cr3t-value#top", "http://h/a?n=1&ACCESS_TOKEN=REDACTED#top"),
+        ("http://h/a?key=s3cr3t-value&token=s3cr3t-value", "http://h/a?key=REDACTED&token=REDACTED"),
+        ("http://u:s3cr3t-value@h/a", "http://u:***@h/a"),
+        ("GET 'http://h/?secret=s3cr3t-value' failed", "GET 'http://h/?secret=REDACTED' failed"),
+        ("http://u@h/a?monkey=1&keys=2&key=", "http://u@h/a?monkey=1&keys=2&key="),
+        ("no URL here; key=value is not a query", "no URL here; key=value is not a query"),
+    ],
+)  # fmt: skip
+def test_redact(text: str, expected: str) -> None:
+    assert redact(text) == expected
+    assert redact(expected) == expected
+
+
+def test_records_hold_no_credential_from_the_url() -> None:
+    result = _result(
+        f"http://user:{SECRET}@h/a?apikey={SECRET}&page=2",
+        None,
+        status=None,
+        error=ErrorKind.CONNECT,
+        message=f"cannot connect to http://h/a?apikey={SECRET}",
+    )
+
+    stored = record(result)
+
+    assert stored["url"] == "http://user:***@h/a?apikey=REDACTED&page=2"
+    assert stored["error_message"] == "cannot connect to http://h/a?apikey=REDACTED"
+    assert SECRET.encode() not in encode_record(result)

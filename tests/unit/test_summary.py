@@ -7,11 +7,17 @@ import io
 import pytest
 from rich.console import Console
 
-from fetchpipe._models import ErrorKind, Request, Result, Timings
+from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
 from fetchpipe._summary import Summary, one_line, render, table
 
 
-def _result(elapsed: float, *, error: ErrorKind | None = None, attempts: int = 1) -> Result:
+def _result(
+    elapsed: float,
+    *,
+    error: ErrorKind | None = None,
+    attempts: int = 1,
+    source: Source = Source.NETWORK,
+) -> Result:
     return Result(
         Request("http://api.example.com/x"),
         status=None if error else 200,
@@ -19,6 +25,7 @@ def _result(elapsed: float, *, error: ErrorKind | None = None, attempts: int = 1
         error=error,
         error_message=None if error is None else "failed",
         timings=Timings(queued=10.0, started=10.0, done=10.0 + elapsed),
+        source=source,
     )
 
 
@@ -134,3 +141,63 @@ def test_table_and_render() -> None:
     assert "1.0" in rendered_table
     assert "2.000 s" in rendered_table
     assert text.rstrip().endswith(one_line(summary))
+
+
+def _cached_run() -> Summary:
+    return _summary(
+        _result(0.0, attempts=0, source=Source.CACHE),
+        _result(0.0, attempts=0, source=Source.CACHE),
+        _result(0.1, source=Source.REVALIDATED),
+        _result(0.2, attempts=2, source=Source.STALE),
+        _result(0.3),
+        _result(0.0, attempts=0, error=ErrorKind.NOT_CACHED),
+        wall_time=1.0,
+    )
+
+
+def test_counts_results_by_source_and_missing_cache_entries() -> None:
+    summary = _cached_run()
+
+    assert summary.by_source == {
+        Source.CACHE: 2,
+        Source.REVALIDATED: 1,
+        Source.STALE: 1,
+        Source.NETWORK: 1,
+    }
+    assert summary.not_cached == 1  # offline misses came from nowhere: not counted as network
+    assert summary.sources() == [
+        ("cache", 2),
+        ("revalidated", 1),
+        ("stale", 1),
+        ("network", 1),
+        ("not cached", 1),
+    ]
+
+
+def test_one_line_ends_with_the_sources_when_a_cache_was_used() -> None:
+    assert one_line(_cached_run()) == (
+        "6 requests: 5 ok, 1 failed (not_cached 1) | 1 retries | p50 0.000 s, p95 0.300 s | "
+        "6.0 req/s | wall 1.000 s | cache 2, revalidated 1, stale 1, network 1, not cached 1"
+    )
+
+
+def test_sources_are_shown_with_a_cache_even_if_all_came_from_the_network() -> None:
+    plain = _summary(_result(0.1), wall_time=1.0)
+    with_cache = Summary(cache_used=True)
+    with_cache.add(_result(0.1))
+    with_cache.wall_time = 1.0
+
+    assert not plain.shows_sources
+    assert "network" not in one_line(plain)
+    assert with_cache.shows_sources
+    assert one_line(with_cache).endswith(" | cache 0, revalidated 0, stale 0, network 1")
+
+
+def test_table_lists_the_sources() -> None:
+    out = io.StringIO()
+    Console(file=out, width=100, color_system=None).print(table(_cached_run()))
+    text = out.getvalue()
+
+    for label in ("sources", "cache", "revalidated", "stale", "network", "not cached"):
+        assert label in text
+    assert "not_cached" in text  # and the failure reason

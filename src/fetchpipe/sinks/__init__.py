@@ -1,13 +1,15 @@
 """Where results land: one :class:`Sink` protocol, a JSONL and a DuckDB implementation.
 
 Every sink writes the same record per result (see :func:`record`). ``open_sink`` picks the
-implementation from the file extension.
+implementation from the file extension. Records never hold credentials: API-key query
+parameters and URL passwords are replaced (see :func:`redact`).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -18,6 +20,7 @@ import orjson
 
 from fetchpipe._exceptions import ConfigError
 from fetchpipe._models import Result
+from fetchpipe.engine.cache.keys import DEFAULT_CREDENTIAL_PARAMS, REDACTED
 
 COLUMNS = (
     "url",
@@ -32,8 +35,10 @@ COLUMNS = (
     "body",
     "body_encoding",
     "fetched_at",
+    "source",
 )
-"""The fields of every record, in order."""
+"""The fields of every record, in order. ``source`` is ``network``, ``cache``, ``revalidated``
+or ``stale`` (see :class:`fetchpipe.Source`); it came last so older tables gain it at the end."""
 
 EXTENSIONS = (".jsonl", ".duckdb")
 
@@ -98,6 +103,28 @@ def encode_body(result: Result) -> tuple[Any, str | None]:
     return body, "json"
 
 
+_CREDENTIAL_PARAM = re.compile(
+    r"([?&;](?:"
+    + "|".join(re.escape(name) for name in sorted(DEFAULT_CREDENTIAL_PARAMS, key=len, reverse=True))
+    + r")=)[^&#;\s'\"<>]+",
+    re.IGNORECASE,
+)
+_URL_PASSWORD = re.compile(r"(://[^/?#@\s:]*):[^/?#@\s]*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the values of credential query parameters (``api_key``, ``token``, ``key``,
+    ... as the cache's keys know them) replaced by ``REDACTED``, and URL passwords by ``***``.
+
+    Works on a URL or on a message that quotes one.
+    """
+    if "=" in text and _CREDENTIAL_PARAM.search(text) is not None:  # the common case: none
+        text = _CREDENTIAL_PARAM.sub(rf"\g<1>{REDACTED}", text)
+    if "@" in text:
+        text = _URL_PASSWORD.sub(r"\g<1>:***@", text)
+    return text
+
+
 _clock: tuple[int, str] = (-1, "")
 
 
@@ -114,21 +141,26 @@ def utc_now() -> str:
 
 
 def record(result: Result, fetched_at: str | None = None) -> dict[str, Any]:
-    """The stored form of ``result``: one value per name in :data:`COLUMNS`."""
+    """The stored form of ``result``: one value per name in :data:`COLUMNS`.
+
+    The URL and the error message are :func:`redact`-ed; the body is the server's, as sent.
+    """
     body, encoding = encode_body(result)
+    message = result.error_message
     return {
-        "url": result.url,
+        "url": redact(result.url),
         "method": result.request.method,
         "key": result.key,
         "status": result.status,
         "ok": result.ok,
         "attempts": result.attempts,
         "error": None if result.error is None else result.error.value,
-        "error_message": result.error_message,
+        "error_message": None if message is None else redact(message),
         "elapsed": round(result.elapsed, 6),
         "body": body,
         "body_encoding": encoding,
         "fetched_at": fetched_at or utc_now(),
+        "source": result.source.value,
     }
 
 
@@ -151,5 +183,6 @@ __all__ = [
     "encode_record",
     "open_sink",
     "record",
+    "redact",
     "utc_now",
 ]

@@ -45,8 +45,14 @@ COLUMN_TYPES = {
     "body": "JSON",
     "body_encoding": "VARCHAR",
     "fetched_at": "TIMESTAMPTZ",
+    "source": "VARCHAR",
 }
 """Column types of the table. ``key`` is stored as text (an integer key becomes its digits)."""
+
+ADDED_COLUMNS = {"source": "'network'"}
+"""Columns added after the first release: an existing table without one gains it (``ALTER
+TABLE ... ADD COLUMN``), its earlier rows set to the value given here (before the HTTP cache,
+every response came from the network)."""
 
 _MIN_OBJECT_SIZE = 1024 * 1024
 """Smallest ``maximum_object_size`` given to read_json; larger lines raise it per batch."""
@@ -173,11 +179,31 @@ class DuckDBSink:
                 f"cannot create table {self.table!r} in {str(self.path)!r}: {exc}"
             ) from exc
         missing = [name for name in COLUMNS if name not in {row[0] for row in rows}]
-        if missing:
+        if any(name not in ADDED_COLUMNS for name in missing):
             raise SinkError(
                 f"table {self.table!r} in {str(self.path)!r} exists without the column(s) "
                 f"{', '.join(missing)}. HINT: write to a new file, or add the columns"
             )
+        for name in missing:
+            self._add_column(connection, name)
+
+    def _add_column(self, connection: duckdb.DuckDBPyConnection, name: str) -> None:
+        """Give an older table the column ``name``; its earlier rows get the column's filler."""
+        import duckdb
+
+        table, column = _quote(self.table), _quote(name)
+        try:
+            connection.execute("BEGIN TRANSACTION")
+            connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {COLUMN_TYPES[name]}")
+            connection.execute(f"UPDATE {table} SET {column} = {ADDED_COLUMNS[name]}")
+            connection.execute("COMMIT")
+        except duckdb.Error as exc:
+            with contextlib.suppress(duckdb.Error):
+                connection.execute("ROLLBACK")
+            raise SinkError(
+                f"cannot add the column {name!r} to table {self.table!r} in "
+                f"{str(self.path)!r}: {exc}. HINT: write to a new file"
+            ) from exc
 
     def write(self, result: Result) -> None:
         """Queue ``result`` for the writer; blocks while the queue is full."""
