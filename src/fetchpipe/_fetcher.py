@@ -289,12 +289,16 @@ class _Run:
                 return self._from_entry(item, hit.entry, Source.STALE, "offline: stale entry")
             timings = item.timings
             timings.started = timings.done = item.timings.queued
-            return _failed(
+            return Result(
                 request,
-                timings,
+                None,
+                {},
+                None,
                 0,
                 ErrorKind.NOT_CACHED,
                 f"offline, and the cache has no entry for {key.url}",
+                timings,
+                Source.CACHE,
             )
         item.cache_key = key
         item.hit = hit

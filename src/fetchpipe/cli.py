@@ -703,7 +703,7 @@ def cache_prune(path: str, older_than: float | None) -> None:
     try:
         before = cache.stats().entries
         cache.storage.prune(None if older_than is None else time.time() - older_than)
-        cache.storage.flush()
+        cache.storage.vacuum()
         after = cache.stats()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

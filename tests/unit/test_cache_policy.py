@@ -133,6 +133,9 @@ def test_keys_separate_credentials_and_redact_them() -> None:
     assert cache_key("GET", base, {"page": 2}, {}).url == base + "&page=2"
     assert cache_key("GET", base + "#frag", None, {}).key == cache_key("GET", base, None, {}).key
     assert cache_key("HEAD", base, None, {}).key != cache_key("GET", base, None, {}).key
+    u1 = cache_key("GET", "https://me:pw1@api.test/x", None, {})
+    u2 = cache_key("GET", "https://me:pw2@api.test/x", None, {})
+    assert u1.key != u2.key and u1.url == u2.url == "https://api.test/x"
 
 
 def test_vary_fingerprint_hashes_values() -> None:

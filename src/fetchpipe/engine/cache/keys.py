@@ -2,7 +2,8 @@
 
 A key is a SHA-256 over the method, the URL with credential query parameters taken out, and a
 digest of the credentials (configured headers and query parameters). Two tokens give two keys;
-the stored URL shows ``REDACTED`` where a credential was; no secret reaches the file.
+the stored URL shows ``REDACTED`` where a credential was and drops ``user:password@``; no
+secret reaches the file.
 """
 
 from __future__ import annotations
@@ -47,12 +48,17 @@ def cache_key(
     credential_params: frozenset[str] = DEFAULT_CREDENTIAL_PARAMS,
 ) -> CacheKey:
     """The key for a request. ``headers`` are all headers sent (defaults and the request's)."""
-    if not params and "#" not in url and not _has_credential_param(url, credential_params):
+    if (
+        not params
+        and "#" not in url
+        and "@" not in url
+        and not _has_credential_param(url, credential_params)
+    ):
         safe_url = url  # the common case, without a full parse: it runs once per request
     else:
         safe_url = _redacted(url, params, credential_params)
     secrets: list[str] = []
-    if safe_url != url and credential_params:
+    if safe_url != url:
         secrets.extend(_credential_params(url, params, credential_params))
     lower = {name.lower(): value for name, value in headers.items()}
     for name in sorted(credential_headers & lower.keys()):
@@ -73,7 +79,7 @@ def _has_credential_param(url: str, names: frozenset[str]) -> bool:
 
 
 def _parsed(url: str, params: Mapping[str, str | int | float] | None) -> URL:
-    parsed = URL(url)
+    parsed = URL(url).with_user(None)  # user:password@ never reaches the key or the file
     if params:
         parsed = parsed.extend_query({k: str(v) for k, v in params.items()})
     return parsed.with_fragment(None)
@@ -83,7 +89,11 @@ def _credential_params(
     url: str, params: Mapping[str, str | int | float] | None, names: frozenset[str]
 ) -> list[str]:
     query = _parsed(url, params).query
-    return [f"q:{name}={value}" for name, value in query.items() if name.lower() in names]
+    found = [f"q:{name}={value}" for name, value in query.items() if name.lower() in names]
+    raw = URL(url)
+    if raw.user is not None or raw.password is not None:
+        found.append(f"u:{raw.user}:{raw.password}")
+    return found
 
 
 def _redacted(

@@ -303,6 +303,17 @@ class Storage:
                 cursor = conn.execute("DELETE FROM entries")
             else:
                 cursor = conn.execute("DELETE FROM entries WHERE url GLOB ?", (url_glob,))
-            return cursor.rowcount
+            removed = cursor.rowcount
+            conn.execute("VACUUM")  # give the space back to the file system
+            return removed
+        finally:
+            conn.close()
+
+    def vacuum(self) -> None:
+        """Commit what is queued, then shrink the file to what it holds."""
+        self.flush()
+        conn = _connect(self.path)
+        try:
+            conn.execute("VACUUM")
         finally:
             conn.close()
