@@ -28,7 +28,13 @@ from fetchpipe.engine.cache.keys import CacheKey
 from fetchpipe.engine.cache.policy import Action
 from fetchpipe.engine.cache.storage import Entry
 from fetchpipe.engine.limits import HostState, host_of
-from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy, decide
+from fetchpipe.engine.retry import (
+    DEFAULT_RETRY,
+    RETRY_AFTER_STATUSES,
+    RetryPolicy,
+    decide,
+    parse_retry_after,
+)
 from fetchpipe.engine.scheduler import Scheduler
 from fetchpipe.engine.transport import AiohttpTransport, RawResponse, Transport
 
@@ -184,9 +190,9 @@ class _Run:
         self.max_body_size = fetcher.limits.max_body_size
         self.cache = fetcher.cache
         self.default_headers = {k.lower(): v for k, v in fetcher._headers.items()}
-        self.inflight: dict[str, _Item] = {}
+        self.inflight: dict[tuple[object, ...], _Item] = {}
         self.loop = asyncio.get_running_loop()
-        self.scheduler: Scheduler[_Item] = Scheduler(fetcher.limits)
+        self.scheduler: Scheduler[_Item] = Scheduler(fetcher.limits, expired=_expired)
         self.results: asyncio.Queue[Any] = asyncio.Queue(maxsize=fetcher.limits.max_concurrency)
         self.input_error: BaseException | None = None
         self.crash: BaseException | None = None
@@ -260,15 +266,16 @@ class _Run:
             if answered is not None:
                 await self.results.put(answered)
                 return
-            if item.cache_key is not None and item.cache_key.key in self.inflight:
-                leader = self.inflight[item.cache_key.key]
+            shared = _share_key(item)
+            if shared is not None and shared in self.inflight:
+                leader = self.inflight[shared]
                 if leader.followers is None:
                     leader.followers = []
                 leader.followers.append(item)
                 scheduler.hold()
                 return
-            if item.cache_key is not None:
-                self.inflight[item.cache_key.key] = item
+            if shared is not None:
+                self.inflight[shared] = item
         scheduler.add(host, item)
 
     def _consult_cache(self, item: _Item) -> Result | None:
@@ -334,10 +341,15 @@ class _Run:
             # Measured with `fetchpipe bench throughput`: kernel time per request falls by about
             # a third on loopback, and fetchpipe goes from slower than the raw loop to faster.
             await asyncio.sleep(0)
-            result = await self._attempt(host, item)
+            try:
+                result = await self._attempt(host, item)
+            finally:
+                # After any retry is queued: a host with a retry waiting is never forgotten.
+                scheduler.attempt_done(host)
             if result is not None:
-                if item.cache_key is not None:
-                    self.inflight.pop(item.cache_key.key, None)
+                shared = _share_key(item)
+                if shared is not None and self.inflight.get(shared) is item:
+                    del self.inflight[shared]
                 await put(result)
                 scheduler.finished()
                 if item.followers:
@@ -356,7 +368,6 @@ class _Run:
     async def _attempt(self, host: HostState[_Item], item: _Item) -> Result | None:
         """Run one attempt; return the final result, or ``None`` when a retry was queued."""
         loop = self.loop
-        scheduler = self.scheduler
         timings = item.timings
         request = item.request
         now = loop.time()
@@ -368,7 +379,6 @@ class _Run:
         if item.deadline:
             remaining = item.deadline - now
             if remaining <= 0:
-                scheduler.attempt_done(host)
                 return self._deadline_failure(item, now, "before the next attempt could start")
             if total is None or remaining < total:
                 total = remaining
@@ -379,12 +389,10 @@ class _Run:
                 item.send, total_timeout=total, max_body_size=self.max_body_size
             )
         except TransportError as exc:
-            scheduler.attempt_done(host)
             now = loop.time()
             if exc.kind is ErrorKind.TIMEOUT and item.deadline and now >= item.deadline - 0.001:
                 return self._deadline_failure(item, now, "during an attempt")
             return self._after_failure(host, item, exc.kind, exc.message, None)
-        scheduler.attempt_done(host)
         timings.first_byte = response.first_byte
         status = response.status
         if status == 304 and item.hit is not None and self.cache is not None:
@@ -419,13 +427,19 @@ class _Run:
         response: RawResponse | None,
     ) -> Result | None:
         status = response.status if response is not None else None
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        if retry_after is not None and status in RETRY_AFTER_STATUSES:
+            delay = parse_retry_after(retry_after, time.time())
+            policy = self.policy
+            if policy.respect_retry_after and delay is not None and delay <= policy.retry_after_max:
+                self.scheduler.pause(host, delay)  # whether or not this one tries again
         decision = decide(
             self.policy,
             attempt=item.attempt,
             retryable_method=item.request.retryable_method,
             kind=kind,
             status=status,
-            retry_after=response.headers.get("Retry-After") if response is not None else None,
+            retry_after=retry_after,
             now=time.time(),
             rng=self.fetcher._rng,
         )
@@ -449,7 +463,9 @@ class _Run:
                         decision.pause_host,
                     )
                 )
-            self.scheduler.retry_later(host, item, decision.wait, pause_host=decision.pause_host)
+            self.scheduler.retry_later(
+                host, item, decision.wait, pause_host=decision.pause_host, deadline=item.deadline
+            )
             return None
         hit = item.hit
         if hit is not None and self.cache is not None and self.cache.stale_usable(hit, time.time()):
@@ -502,6 +518,18 @@ class _Run:
         )
 
 
+def _share_key(item: _Item) -> tuple[object, ...] | None:
+    """Requests share one fetch only when everything sent and expected is the same."""
+    key = item.cache_key
+    if key is None:
+        return None
+    return (key.key, tuple(sorted(key.vary_source.items())), item.request.expect)
+
+
+def _expired(item: _Item, now: float) -> bool:
+    return bool(item.deadline) and now >= item.deadline
+
+
 def _failed(
     request: Request, timings: Timings, attempts: int, kind: ErrorKind, message: str
 ) -> Result:
@@ -528,7 +556,10 @@ def _decode(response: RawResponse, expect: str, *, strict: bool) -> Any:
                 ) from None
             return body.decode("utf-8", "replace")
     if expect == "text" or content_type.startswith("text/") or not content_type:
-        return body.decode(_charset(content_type), "replace")
+        try:
+            return body.decode(_charset(content_type), "replace")
+        except (LookupError, ValueError):  # a codec that cannot decode bytes (idna, ...)
+            return body.decode("utf-8", "replace")
     return body
 
 
@@ -538,8 +569,8 @@ def _charset(content_type: str) -> str:
         return "utf-8"
     name = rest.split(";", 1)[0].strip().strip('"') or "utf-8"
     try:
-        "".encode(name)
-    except LookupError:
+        b"".decode(name, "replace")
+    except (LookupError, ValueError):
         return "utf-8"
     return name
 

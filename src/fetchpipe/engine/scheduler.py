@@ -16,6 +16,7 @@ import asyncio
 import heapq
 import itertools
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from fetchpipe._config import Limits
@@ -29,8 +30,11 @@ SWEEP_INTERVAL = 5.0
 class Scheduler(Generic[T]):
     """Holds queued work per host and hands out the next startable item to idle workers."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(
+        self, limits: Limits, *, expired: Callable[[T, float], bool] | None = None
+    ) -> None:
         self._limits = limits
+        self._expired = expired
         self._loop = asyncio.get_running_loop()
         self._hosts: dict[str, HostState[T]] = {}
         self._ready: deque[HostState[T]] = deque()
@@ -101,13 +105,25 @@ class Scheduler(Generic[T]):
         if not host.active and not host.has_work:
             self._forget(host)
 
-    def retry_later(self, host: HostState[T], item: T, wait: float, *, pause_host: bool) -> None:
-        """Queue ``item`` again on its host after ``wait`` seconds (the whole host if paused)."""
+    def retry_later(
+        self, host: HostState[T], item: T, wait: float, *, pause_host: bool, deadline: float = 0.0
+    ) -> None:
+        """Queue ``item`` again on its host after ``wait`` seconds (the whole host if paused).
+
+        With a ``deadline`` (loop time) before the host can start again, the host is woken at
+        the deadline too, so that the item fails on time instead of when the host frees up.
+        """
         when = self._loop.time() + wait
         if pause_host:
             host.pause(when)
         heapq.heappush(host.delayed, (when, next(self._seq), item))
         self._make_ready(host)
+        if deadline and deadline < max(when, host.start_at()):
+            self._wake_later(host, deadline)
+
+    def pause(self, host: HostState[T], wait: float) -> None:
+        """No new attempt on ``host`` for ``wait`` seconds (a Retry-After)."""
+        host.pause(self._loop.time() + wait)
 
     def finished(self) -> None:
         """One item is final (its result is out): its buffer place is free."""
@@ -127,6 +143,16 @@ class Scheduler(Generic[T]):
         while ready:
             host = ready.popleft()
             host.in_ready = False
+            delayed = host.delayed
+            if delayed and self._expired is not None:
+                if not now:
+                    now = self._loop.time()
+                if self._expired(delayed[0][2], now):
+                    # Out of time: hand it over to be failed, with no rate token spent on it.
+                    item = heapq.heappop(delayed)[2]
+                    host.active += 1
+                    self._make_ready(host)
+                    return host, item
             if host.saturated:
                 continue  # attempt_done() makes it ready again
             if not now:
@@ -135,7 +161,6 @@ class Scheduler(Generic[T]):
             if start_at > now + TIMER_SLACK:
                 self._wake_later(host, start_at)
                 continue
-            delayed = host.delayed
             if delayed and delayed[0][0] <= now + TIMER_SLACK:
                 item = heapq.heappop(delayed)[2]
             elif host.fresh:
@@ -190,7 +215,9 @@ class Scheduler(Generic[T]):
         if host.forgettable(now):
             if host.wake_handle is not None:
                 host.wake_handle.cancel()
-            self._hosts.pop(host.name, None)
+                host.wake_handle = None
+            if self._hosts.get(host.name) is host:
+                del self._hosts[host.name]
             self._lingering.discard(host.name)
         else:
             self._lingering.add(host.name)
@@ -203,7 +230,11 @@ class Scheduler(Generic[T]):
             host = self._hosts.get(name)
             if host is None or host.forgettable(now):
                 self._lingering.discard(name)
-                self._hosts.pop(name, None)
+                if host is not None:
+                    if host.wake_handle is not None:
+                        host.wake_handle.cancel()
+                        host.wake_handle = None
+                    del self._hosts[name]
             elif host.active or host.has_work:
                 self._lingering.discard(name)
 

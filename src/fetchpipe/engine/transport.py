@@ -45,8 +45,13 @@ def _json_dumps(value: Any) -> str:
 
 
 def _client_timeout(timeouts: Timeouts, total: float | None) -> aiohttp.ClientTimeout:
+    # ceil_threshold: aiohttp rounds timeouts of 5 s and more up to whole seconds by default,
+    # which lets a deadline run up to a second late.
     return aiohttp.ClientTimeout(
-        total=total, sock_connect=timeouts.connect, sock_read=timeouts.read
+        total=total,
+        sock_connect=timeouts.connect,
+        sock_read=timeouts.read,
+        ceil_threshold=1e9,
     )
 
 
@@ -102,14 +107,17 @@ class AiohttpTransport:
                 headers = resp.headers
                 length = resp.content_length
                 encoded = "Content-Encoding" in headers
-                if length is not None and not encoded and length <= max_body_size:
+                status = resp.status
+                if request.method == "HEAD" or status in (204, 304) or status < 200:
+                    body = b""  # no body follows, whatever Content-Length says
+                elif length is not None and not encoded and length <= max_body_size:
                     body = await resp.read()
                 elif length is not None and not encoded:
                     raise _too_large(max_body_size, f"Content-Length is {length}")
                 else:
                     body = await _read_capped(resp.content, max_body_size)
                 return RawResponse(
-                    resp.status, headers, body, headers.get("Content-Type", ""), first_byte
+                    status, headers, body, headers.get("Content-Type", ""), first_byte
                 )
         except TransportError:
             raise
@@ -159,7 +167,9 @@ def _translate(exc: Exception) -> TransportError:
     elif isinstance(exc, aiohttp.ServerDisconnectedError):
         kind = ErrorKind.RESET
     elif isinstance(exc, aiohttp.ClientPayloadError):
-        kind = ErrorKind.RESET if _reset_cause(exc) else ErrorKind.TRUNCATED
+        # aiohttp keeps a reset only in the message text of the payload error.
+        reset = _reset_cause(exc) or "ConnectionResetError" in text or "reset by peer" in text
+        kind = ErrorKind.RESET if reset else ErrorKind.TRUNCATED
     elif isinstance(exc, aiohttp.ClientOSError | ConnectionError):
         kind = ErrorKind.RESET if _reset_cause(exc) else ErrorKind.CONNECT
     elif isinstance(exc, aiohttp.InvalidURL | ValueError | TypeError):
