@@ -23,6 +23,7 @@ from fetchpipe._fetcher import Fetcher, RetryEvent, fetch_all, run
 from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
 from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.retry import RetryPolicy, set_testing
+from fetchpipe.pipeline import Pipeline
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "HttpCache",
     "InputError",
     "Limits",
+    "Pipeline",
     "Request",
     "Result",
     "RetryEvent",

@@ -1,0 +1,387 @@
+"""A pipeline: the file's top level, its loading, its errors by line, its engine values.
+
+::
+
+    pipeline = Pipeline.from_file("pipeline.yaml")     # or .toml; or Pipeline.from_dict({...})
+    pipeline.limits(), pipeline.timeouts(), pipeline.retry_policy(), pipeline.http_cache()
+    pipeline.ordered_sources()                         # parents before their children
+
+Loading substitutes ``${VAR}`` from the environment, validates everything and raises one
+:class:`PipelineError` listing every problem as ``file:line: field.path: message``, with a
+suggestion for a near-miss key. Values read from the environment never appear in messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, model_validator
+
+from fetchpipe._config import HostLimits, Limits, Timeouts
+from fetchpipe.engine.cache.http_cache import HttpCache
+from fetchpipe.engine.retry import RetryPolicy
+from fetchpipe.pipeline.errors import (
+    DataPath,
+    PipelineError,
+    Problem,
+    Problems,
+    did_you_mean,
+    redact_secrets,
+)
+from fetchpipe.pipeline.loading import Document, load_file, substitute
+from fetchpipe.pipeline.models import (
+    Defaults,
+    Destination,
+    DestinationUrl,
+    HostConfig,
+    Source,
+    _Model,
+    parse_destination,
+)
+from fetchpipe.pipeline.plan import DependencyCycle, dependency_order
+
+_PIPELINE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+SCHEMA_URI = "https://json-schema.org/draft/2020-12/schema"
+
+
+class Pipeline(_Model):
+    """A declarative pipeline: sources fetched into tables of one destination."""
+
+    name: str = Field(pattern=_PIPELINE_NAME, description="Names the default destination file.")
+    destination: DestinationUrl | None = Field(
+        default=None,
+        description="duckdb:///FILE.duckdb (default ./<name>.duckdb), jsonl://DIR, parquet://DIR",
+    )
+    defaults: Defaults = Defaults()
+    hosts: dict[str, HostConfig] = Field(
+        default_factory=dict, description="Limits per host name or *.example.com pattern."
+    )
+    sources: list[Source] = Field(min_length=1)
+
+    _secrets: frozenset[str] = PrivateAttr(default=frozenset())
+    _file: str | None = PrivateAttr(default=None)
+
+    # --- loading --------------------------------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, env: Mapping[str, str] | None = None) -> Pipeline:
+        """Load a YAML or TOML pipeline file. Raises :class:`PipelineError`."""
+        return _build(load_file(path), env)
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None
+    ) -> Pipeline:
+        """Load a pipeline from plain data (as parsed from YAML, TOML or JSON)."""
+        return _build(Document(data), env)
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """The JSON Schema of a pipeline file, for editors."""
+        schema = cls.model_json_schema(by_alias=True)
+        return {"$schema": SCHEMA_URI, **schema, "title": "fetchpipe pipeline"}
+
+    @property
+    def file(self) -> str | None:
+        """The file the pipeline was read from, when it was."""
+        return self._file
+
+    def redact(self, text: str) -> str:
+        """``text`` with every value this pipeline read from the environment masked."""
+        return redact_secrets(text, self._secrets)
+
+    # --- derived values -------------------------------------------------------------------------
+
+    @property
+    def target(self) -> Destination:
+        """The parsed destination (``duckdb:///<name>.duckdb`` when none is given)."""
+        return parse_destination(self.destination or f"duckdb:///{self.name}.duckdb")
+
+    def source(self, name: str) -> Source:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(name)
+
+    def ordered_sources(self) -> list[Source]:
+        """Sources with every parent before its children, otherwise in file order."""
+        order = dependency_order({s.name: [p] if (p := s.parent) else [] for s in self.sources})
+        return [self.source(name) for name in order]
+
+    def limits(self) -> Limits:
+        hosts = {
+            pattern: HostLimits(h.max_concurrency, h.max_per_second, h.burst)
+            for pattern, h in self.hosts.items()
+        }
+        return Limits(max_concurrency=self.defaults.max_concurrency, hosts=hosts)
+
+    def timeouts(self) -> Timeouts:
+        t = self.defaults.timeout
+        return Timeouts(connect=t.connect, read=t.read, total=t.total, deadline=t.deadline)
+
+    def retry_policy(self) -> RetryPolicy:
+        r = self.defaults.retry
+        return RetryPolicy(
+            attempts=r.attempts,
+            wait_initial=r.wait_initial,
+            wait_max=r.wait_max,
+            retry_after_max=r.retry_after_max,
+        )
+
+    def http_cache(self) -> HttpCache | None:
+        """The configured cache (not opened), or ``None`` when the cache is off."""
+        c = self.defaults.cache
+        if not c.enabled:
+            return None
+        return HttpCache(
+            c.path,
+            ttl=c.ttl or None,
+            stale_if_error=c.stale_if_error,
+            offline=c.offline,
+        )
+
+    # --- checks across sources ------------------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _check(self) -> Pipeline:
+        problems: list[Problem] = []
+        for pattern in self.hosts:
+            if not pattern or any(c in pattern for c in "/: "):
+                problems.append(
+                    Problem(
+                        ("hosts", pattern),
+                        "is not a host name. HINT: write api.example.com or *.example.com, "
+                        "without scheme or port",
+                    )
+                )
+        seen: dict[str, int] = {}
+        for index, source in enumerate(self.sources):
+            if source.name in seen:
+                problems.append(
+                    Problem(
+                        ("sources", index, "name"),
+                        f"duplicate source name {source.name!r} (also "
+                        f"sources[{seen[source.name]}]). HINT: each source names its own table",
+                    )
+                )
+            seen.setdefault(source.name, index)
+        for index, source in enumerate(self.sources):
+            parent = source.parent
+            if parent is not None and parent not in seen:
+                problems.append(
+                    Problem(
+                        ("sources", index, "url"),
+                        f"refers to unknown source {parent!r}{did_you_mean(parent, seen)}",
+                    )
+                )
+        if not problems:
+            try:
+                self.ordered_sources()
+            except DependencyCycle as exc:
+                problems.append(
+                    Problem(
+                        ("sources", seen[exc.cycle[0]], "url"),
+                        f"sources depend on each other: {' -> '.join(exc.cycle)}",
+                    )
+                )
+        if problems:
+            raise Problems(problems)
+        return self
+
+
+# --- building and error messages ----------------------------------------------------------------
+
+
+def _build(document: Document, env: Mapping[str, str] | None) -> Pipeline:
+    substituted = substitute(document.data, os.environ if env is None else env)
+    problems = list(substituted.problems)
+    pipeline: Pipeline | None = None
+    if document.data is None:
+        problems.append(Problem((), "the file is empty. HINT: give at least name and sources"))
+    elif not isinstance(substituted.data, Mapping):
+        problems.append(Problem((), "the top level must be a mapping with name and sources"))
+    else:
+        try:
+            pipeline = Pipeline.model_validate(substituted.data)
+        except ValidationError as exc:
+            unset = [p.path for p in substituted.problems]
+            problems.extend(
+                p for p in problems_from(exc) if not any(p.path[: len(u)] == u for u in unset)
+            )
+    if problems or pipeline is None:
+        located = [replace(p, line=p.line or document.line_of(p.path)) for p in problems]
+        located.sort(key=lambda p: p.line or 0)
+        raise PipelineError(located, document.name, substituted.secrets)
+    pipeline._secrets = substituted.secrets
+    pipeline._file = document.name
+    return pipeline
+
+
+def problems_from(error: ValidationError) -> list[Problem]:
+    """Pydantic's errors as problems on data paths, worded for a person editing the file."""
+    problems: list[Problem] = []
+    unknown: dict[DataPath, str] = {}  # the parent path of an unknown key -> its suggestion
+    unions: dict[DataPath, list[str]] = {}
+    missing: list[Problem] = []
+    for item in error.errors(include_url=False):
+        path, container, field_type, labels = _resolve(item["loc"])
+        kind = item["type"]
+        ctx = item.get("ctx") or {}
+        if kind == "value_error" and isinstance(ctx.get("error"), Problems):
+            problems.extend(p.under(path) for p in ctx["error"].problems)
+        elif labels:
+            unions.setdefault(path, []).extend(labels)
+        elif kind == "missing":
+            missing.append(Problem(path, "field required"))
+        elif kind == "extra_forbidden":
+            allowed = _keys(container)
+            key = str(path[-1])
+            hint = did_you_mean(key, allowed)
+            if hint:
+                unknown[path[:-1]] = hint
+            else:
+                hint = f". HINT: the keys here are {', '.join(allowed)}" if allowed else ""
+            problems.append(Problem(path, f"unknown key{hint}"))
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            tags = _tags(field_type)
+            expected = f"; expected one of {', '.join(tags)}"
+            if kind == "union_tag_not_found":
+                problems.append(Problem((*path, "type"), f"field required{expected}"))
+            else:
+                tag = str(ctx.get("tag"))
+                message = f"unknown type {tag!r}{expected}{did_you_mean(tag, tags)}"
+                problems.append(Problem((*path, "type"), message))
+        else:
+            problems.append(Problem(path, _message(item, field_type)))
+    for path, labels in unions.items():
+        words = list(dict.fromkeys(_LABELS.get(label.split("[")[0], label) for label in labels))
+        choices = ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
+        problems.append(Problem(path, f"must be {choices}"))
+    for problem in missing:
+        hint = unknown.get(problem.path[:-1], "")
+        if f"`{problem.path[-1]}`" not in hint:
+            problems.append(problem)
+    return problems
+
+
+_LABELS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true/false",
+    "tuple": "a list of strings",
+    "list": "a list",
+    "dict": "a mapping",
+}
+_MAPPING_KINDS = frozenset({"model_type", "model_attributes_type", "dict_type"})
+_QUOTED = re.compile(r"'([^']*)'")
+
+
+def _message(item: Any, field_type: Any) -> str:
+    kind = item["type"]
+    ctx = item.get("ctx") or {}
+    value = item.get("input")
+    if kind in _MAPPING_KINDS:
+        return "must be a mapping (key: value lines)"
+    if kind == "value_error":
+        return str(ctx.get("error", item["msg"]))
+    if kind == "literal_error":
+        expected = _QUOTED.findall(str(ctx.get("expected", "")))
+        text = f"must be one of {', '.join(expected)}{_got(value, field_type)}"
+        return text + did_you_mean(str(value), expected)
+    if kind == "string_pattern_mismatch":
+        return "must be letters, digits, _, . and -" + _got(value, field_type)
+    text = str(item["msg"]).replace("Input should be", "must be").replace("String", "must")
+    return text[:1].lower() + text[1:] + _got(value, field_type)
+
+
+def _got(value: Any, field_type: Any) -> str:
+    if _unwrap(field_type) is SecretStr or not isinstance(value, str | int | float | None):
+        return ""
+    shown = repr(value)
+    return f"; got {shown}" if len(shown) <= 60 else ""
+
+
+def _unwrap(tp: Any) -> Any:
+    """``tp`` without ``Annotated`` and ``| None``."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _tag(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("type")
+    if field is not None and get_origin(field.annotation) is Literal:
+        return str(get_args(field.annotation)[0])
+    return None
+
+
+def _tags(tp: Any) -> list[str]:
+    return [t for m in get_args(_unwrap(tp)) if _is_model(m) and (t := _tag(m)) is not None]
+
+
+def _keys(model: Any) -> list[str]:
+    if not _is_model(model):
+        return []
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _resolve(loc: tuple[int | str, ...]) -> tuple[DataPath, Any, Any, list[str]]:
+    """A pydantic error location as a data path.
+
+    Drops the tags of discriminated unions and the member labels of plain unions (returned as
+    ``labels``). Also returns the model holding the last key and the type at the location.
+    """
+    tp: Any = Pipeline
+    path: list[str | int] = []
+    container: Any = None
+    labels: list[str] = []
+    for part in loc:
+        tp = _unwrap(tp)
+        if part == "[key]":
+            continue
+        if _is_model(tp):
+            container = tp
+            path.append(part)
+            fields = {f.alias or name: f for name, f in tp.model_fields.items()}
+            found = fields.get(str(part))
+            tp = found.annotation if found is not None else None
+            continue
+        container = None
+        origin = get_origin(tp)
+        if origin in (typing.Union, types.UnionType):
+            members = [m for m in get_args(tp) if _is_model(m) and _tag(m) == part]
+            if members:
+                tp = members[0]
+            else:
+                labels.append(str(part))
+                tp = None
+            continue
+        path.append(part)
+        args = get_args(tp)
+        if origin in (list, tuple) and args:
+            tp = args[0]
+        elif origin is dict and len(args) == 2:
+            tp = args[1]
+        else:
+            tp = None
+    return tuple(path), container, tp, labels

@@ -1,0 +1,370 @@
+"""The blocks of a pipeline file as frozen pydantic models (``extra="forbid"``).
+
+``auth`` and ``paginate`` are unions told apart by their ``type`` key. Secrets (tokens,
+passwords, API-key values, client secrets) are ``SecretStr``: they print as ``**********``.
+Checks that span several fields raise :class:`~fetchpipe.pipeline.errors.Problems` so that
+each problem keeps its own field path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from fetchpipe.engine.cache.http_cache import DEFAULT_PATH
+from fetchpipe.pipeline.errors import Problem, Problems, did_you_mean
+from fetchpipe.pipeline.records import placeholders
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+
+def _identifier(value: str) -> str:
+    if not value.isidentifier() or not value.isascii():
+        raise ValueError(
+            f"{value!r} is not a name: use letters, digits and _, not starting with a digit"
+        )
+    return value
+
+
+Name = Annotated[str, AfterValidator(_identifier)]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Wait = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Text = Annotated[str, Field(min_length=1)]
+ParamValue = str | int | float | bool
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL. HINT: write https://host/path")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+# --- defaults and hosts ----------------------------------------------------------------------
+
+
+class TimeoutConfig(_Model):
+    """Per-attempt timeouts in seconds, and a deadline for one request over all attempts."""
+
+    connect: Seconds | None = 10.0
+    read: Seconds | None = 30.0
+    total: Seconds | None = 60.0
+    deadline: Seconds | None = None
+
+
+class RetryConfig(_Model):
+    """Retries with exponential backoff and full jitter; ``attempts`` counts the first try."""
+
+    attempts: int = Field(default=4, ge=1)
+    wait_initial: Wait = 0.5
+    wait_max: Wait = 30.0
+    retry_after_max: Wait = 300.0
+
+
+class CacheConfig(_Model):
+    """The HTTP cache. ``ttl`` 0 follows the server's headers; otherwise it is a lifetime for
+    responses that carry none."""
+
+    enabled: bool = False
+    ttl: Wait = 0.0
+    path: Text = str(DEFAULT_PATH)
+    stale_if_error: Wait = 86_400.0
+    offline: bool = False
+
+
+class Defaults(_Model):
+    """Settings for every source: timeouts, retries, cache, global concurrency, headers."""
+
+    timeout: TimeoutConfig = TimeoutConfig()
+    retry: RetryConfig = RetryConfig()
+    cache: CacheConfig = CacheConfig()
+    max_concurrency: int = Field(
+        default=100, ge=1, description="Requests in flight at once, all hosts."
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with every request.")
+
+
+class HostConfig(_Model):
+    """Limits for one host (or ``*.example.com``): concurrency and a rate with a burst."""
+
+    max_concurrency: int | None = Field(default=None, ge=1)
+    max_per_second: Seconds | None = None
+    burst: int = Field(default=1, ge=1)
+
+
+# --- auth -------------------------------------------------------------------------------------
+
+
+class BearerAuth(_Model):
+    """``Authorization: Bearer TOKEN``."""
+
+    type: Literal["bearer"]
+    token: SecretStr
+
+
+class ApiKeyAuth(_Model):
+    """An API key in a header or a query parameter called ``name``."""
+
+    type: Literal["api_key"]
+    name: Text
+    value: SecretStr
+    in_: Literal["header", "query"] = Field(default="header", alias="in")
+
+
+class BasicAuth(_Model):
+    """HTTP Basic authentication."""
+
+    type: Literal["basic"]
+    username: str
+    password: SecretStr
+
+
+class OAuth2ClientCredentials(_Model):
+    """A bearer token fetched from ``token_url`` with the client-credentials grant."""
+
+    type: Literal["oauth2_client_credentials"]
+    token_url: HttpUrl
+    client_id: Text
+    client_secret: SecretStr
+    scope: str | None = None
+
+
+Auth = Annotated[
+    BearerAuth | ApiKeyAuth | BasicAuth | OAuth2ClientCredentials, Field(discriminator="type")
+]
+
+
+# --- pagination -------------------------------------------------------------------------------
+
+
+class NoPagination(_Model):
+    """One request per source (per parent record for a child source)."""
+
+    type: Literal["none"]
+
+
+class _Paged(_Model):
+    max_pages: int | None = Field(default=None, ge=1, description="Stop after this many requests.")
+
+
+class PagePagination(_Paged):
+    """``?page=N`` from ``start``; stops on an empty (or short, with ``size``) page. With
+    ``total_pages_path`` the remaining pages are known after the first."""
+
+    type: Literal["page"]
+    param: Text = "page"
+    start: int = Field(default=1, ge=0)
+    size_param: Text | None = None
+    size: int | None = Field(default=None, ge=1)
+    total_pages_path: Text | None = None
+
+
+class OffsetPagination(_Paged):
+    """``?offset=N&limit=L``; stops on a short page. With ``total_path`` the remaining pages
+    are known after the first."""
+
+    type: Literal["offset"]
+    offset_param: Text = "offset"
+    limit_param: Text = "limit"
+    limit: int = Field(default=100, ge=1)
+    start: int = Field(default=0, ge=0)
+    total_path: Text | None = None
+
+
+class CursorPagination(_Paged):
+    """The next cursor is read from the body at ``cursor_path`` and sent as ``param``."""
+
+    type: Literal["cursor"]
+    cursor_path: Text
+    param: Text = "cursor"
+
+
+class LinkHeaderPagination(_Paged):
+    """The next page is the ``Link`` header's ``rel="next"`` (RFC 8288)."""
+
+    type: Literal["link_header"]
+
+
+class NextUrlPagination(_Paged):
+    """The next page's URL is read from the body at ``next_url_path``."""
+
+    type: Literal["next_url"]
+    next_url_path: Text
+
+
+Paginate = Annotated[
+    NoPagination
+    | PagePagination
+    | OffsetPagination
+    | CursorPagination
+    | LinkHeaderPagination
+    | NextUrlPagination,
+    Field(discriminator="type"),
+]
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+
+class Incremental(_Model):
+    """Load only what changed: the greatest ``cursor_field`` seen is sent as ``param`` next
+    time (``initial`` the first time)."""
+
+    cursor_field: Text
+    param: Text
+    initial: str | int | float | None = None
+
+
+class Source(_Model):
+    """One API endpoint and the table its records go to."""
+
+    name: Name = Field(description="The table name.")
+    url: str = Field(description="http(s) URL; {parent.field} makes one request per parent record.")
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: Auth | None = None
+    records: str = Field(
+        default="", description='Dotted path to the list of records; "" = the body.'
+    )
+    primary_key: str | tuple[str, ...] | None = None
+    write: Literal["append", "replace", "merge"] = "append"
+    paginate: Paginate = Field(default_factory=lambda: NoPagination(type="none"))
+    incremental: Incremental | None = None
+    include_parent: dict[str, str] = Field(
+        default_factory=dict, description="child_field: parent_field, copied into each record."
+    )
+    allow_cross_origin: bool = Field(
+        default=False, description="Follow next-page links to other origins (without credentials)."
+    )
+
+    @property
+    def key_fields(self) -> tuple[str, ...]:
+        """The primary key as a tuple of field names (empty without one)."""
+        if self.primary_key is None:
+            return ()
+        return (self.primary_key,) if isinstance(self.primary_key, str) else self.primary_key
+
+    @property
+    def parent(self) -> str | None:
+        """The source whose records this source's URL template refers to, if any."""
+        found = {p.source for p in placeholders(self.url)}
+        return next(iter(found)) if found else None
+
+    @model_validator(mode="after")
+    def _check(self) -> Source:
+        problems = [*_url_problems(self.url)]
+        if self.primary_key is not None and not self.key_fields:
+            problems.append(Problem(("primary_key",), "must name at least one field"))
+        if self.write == "merge" and not self.key_fields:
+            problems.append(
+                Problem(
+                    ("write",),
+                    "merge needs a primary_key (rows are upserted by it). "
+                    "HINT: add primary_key: id, or use write: append",
+                )
+            )
+        for name in sorted(set(self.params) & set(_paging_params(self.paginate))):
+            problems.append(
+                Problem(
+                    ("params", name),
+                    f"is set by paginate ({self.paginate.type} pagination sends {name}). "
+                    "HINT: remove it here; set the value in paginate",
+                )
+            )
+        if self.include_parent and not problems and self.parent is None:
+            problems.append(
+                Problem(
+                    ("include_parent",),
+                    "needs a parent source: the url must refer to one, as in {products.id}",
+                )
+            )
+        if problems:
+            raise Problems(problems)
+        return self
+
+
+def _paging_params(paginate: BaseModel) -> list[str]:
+    """The query parameters a pagination block sets itself."""
+    if isinstance(paginate, PagePagination):
+        return [paginate.param, *([paginate.size_param] if paginate.size_param else [])]
+    if isinstance(paginate, OffsetPagination):
+        return [paginate.offset_param, paginate.limit_param]
+    if isinstance(paginate, CursorPagination):
+        return [paginate.param]
+    return []
+
+
+def _url_problems(url: str) -> list[Problem]:
+    try:
+        found = placeholders(url)
+    except ValueError as exc:
+        return [Problem(("url",), str(exc))]
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return [Problem(("url",), "is not an http(s) URL. HINT: write https://host/path")]
+    if "{" in parts.netloc:
+        return [Problem(("url",), "a parent reference may not be in the host")]
+    sources = sorted({p.source for p in found})
+    if len(sources) > 1:
+        return [
+            Problem(
+                ("url",),
+                f"refers to {len(sources)} sources ({', '.join(sources)}); "
+                "a source has at most one parent",
+            )
+        ]
+    return []
+
+
+# --- destination ------------------------------------------------------------------------------
+
+DESTINATION_KINDS = ("duckdb", "jsonl", "parquet")
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where the tables go: a DuckDB file, or a directory of JSONL or Parquet files."""
+
+    kind: Literal["duckdb", "jsonl", "parquet"]
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:///{self.path}"
+
+
+def parse_destination(text: str) -> Destination:
+    """``KIND:///PATH`` or ``KIND://PATH`` with KIND ``duckdb``, ``jsonl`` or ``parquet``.
+
+    As in database URLs, ``duckdb:///shop.duckdb`` is relative to the working directory and
+    ``duckdb:////data/shop.duckdb`` is absolute. ValueError otherwise.
+    """
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        raise ValueError(
+            f"{text!r} is not a destination URL. "
+            "HINT: write duckdb:///FILE.duckdb, jsonl://DIR or parquet://DIR"
+        )
+    kind = scheme.lower()
+    path = rest[1:] if rest.startswith("/") else rest
+    if kind not in DESTINATION_KINDS:
+        hint = did_you_mean(scheme, DESTINATION_KINDS) or ". HINT: use duckdb, jsonl or parquet"
+        raise ValueError(f"unknown destination scheme {scheme!r}{hint}")
+    if not path:
+        raise ValueError(f"{text!r} names no file or directory")
+    return Destination(kind, path)  # type: ignore[arg-type]  # kind is checked above
+
+
+def _destination(value: str) -> str:
+    parse_destination(value)
+    return value
+
+
+DestinationUrl = Annotated[str, AfterValidator(_destination)]

@@ -1,0 +1,460 @@
+"""Pagination without I/O: objects that say which request comes next, given a response.
+
+The runtime drives one paginator per source run (per parent record for a child source)::
+
+    paginator = paginator_for(source.paginate, url, params, allow_cross_origin=...)
+    pending = [paginator.first()]
+    while pending:
+        request = pending.pop()                     # or send them all at once
+        response = send(request)                    # the runtime's I/O: auth only if
+        records = extract_records(...)              #   request.send_credentials
+        pending += paginator.next(Page(request, response.url, response.headers,
+                                       response.body, len(records)))
+
+:meth:`Paginator.next` returns no request (the last page), one (pages follow one another) or,
+once, every remaining page when the first response tells the total (``total_pages_path``,
+``total_path``): those may be fetched in parallel. A request's ``params`` are the complete
+query parameters to send; next-page links carry theirs in the URL. A link to another origin
+(scheme, host, port) raises :class:`PaginationError` unless cross-origin links are allowed;
+then ``send_credentials`` is false for it. A repeated cursor or link raises too (a loop).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from fetchpipe._exceptions import FetchpipeError
+from fetchpipe.pipeline.models import (
+    CursorPagination,
+    LinkHeaderPagination,
+    NextUrlPagination,
+    NoPagination,
+    OffsetPagination,
+    PagePagination,
+)
+from fetchpipe.pipeline.records import MISSING, describe, get_path
+
+Params = Mapping[str, str | int | float | bool]
+PaginateConfig = (
+    NoPagination
+    | PagePagination
+    | OffsetPagination
+    | CursorPagination
+    | LinkHeaderPagination
+    | NextUrlPagination
+)
+
+
+class PaginationError(FetchpipeError):
+    """The next page cannot be followed: a refused link, a loop, an unreadable total."""
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """One request of a source run: its URL, complete query parameters, and its number."""
+
+    url: str
+    params: Params = field(default_factory=dict)
+    number: int = 1
+    send_credentials: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A response, as far as pagination needs it. ``url`` is the final URL (after redirects);
+    ``headers`` may be any mapping (looked up case-insensitively, repeated headers included
+    when it has ``getall``); ``records`` is how many records the body held."""
+
+    request: PageRequest
+    url: str
+    headers: Mapping[str, str]
+    body: Any
+    records: int
+
+
+# --- RFC 8288 Link header ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One link of a ``Link`` header: its target as written and its parameters (names in
+    lower case; the first occurrence of a parameter wins)."""
+
+    target: str
+    params: Mapping[str, str]
+
+    @property
+    def rels(self) -> list[str]:
+        return self.params.get("rel", "").lower().split()
+
+
+def parse_link_header(value: str) -> list[Link]:
+    """The links of a ``Link`` header value (RFC 8288 section 3); malformed parts are skipped."""
+    links: list[Link] = []
+    i, n = 0, len(value)
+    while i < n:
+        while i < n and value[i] in " \t,":
+            i += 1
+        if i >= n:
+            break
+        if value[i] != "<":
+            i = _skip_link(value, i)
+            continue
+        end = value.find(">", i)
+        if end < 0:
+            break
+        target = value[i + 1 : end].strip()
+        i = end + 1
+        params: dict[str, str] = {}
+        while True:
+            while i < n and value[i] in " \t":
+                i += 1
+            if i >= n or value[i] != ";":
+                break
+            i += 1
+            while i < n and value[i] in " \t":
+                i += 1
+            start = i
+            while i < n and value[i] not in "=;, \t":
+                i += 1
+            name = value[start:i].lower()
+            while i < n and value[i] in " \t":
+                i += 1
+            text = ""
+            if i < n and value[i] == "=":
+                i += 1
+                while i < n and value[i] in " \t":
+                    i += 1
+                text, i = _param_value(value, i)
+            if name:
+                params.setdefault(name, text)
+        links.append(Link(target, params))
+        i = _skip_link(value, i)
+    return links
+
+
+def _param_value(value: str, i: int) -> tuple[str, int]:
+    n = len(value)
+    if i < n and value[i] == '"':
+        out = []
+        i += 1
+        while i < n and value[i] != '"':
+            if value[i] == "\\" and i + 1 < n:
+                i += 1
+            out.append(value[i])
+            i += 1
+        return "".join(out), i + 1
+    start = i
+    while i < n and value[i] not in ";, \t":
+        i += 1
+    return value[start:i], i
+
+
+def _skip_link(value: str, i: int) -> int:
+    """The index after the comma that ends the current link (quotes and <> respected)."""
+    quoted = False
+    n = len(value)
+    while i < n:
+        c = value[i]
+        if quoted:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                quoted = False
+        elif c == '"':
+            quoted = True
+        elif c == ",":
+            return i + 1
+        elif c == "<":
+            return i
+        i += 1
+    return i
+
+
+def header_values(headers: Mapping[str, str], name: str) -> list[str]:
+    """Every value of header ``name`` (case-insensitive), repeated headers included."""
+    getall = getattr(headers, "getall", None)
+    if getall is not None:
+        return [str(v) for v in getall(name, [])]
+    lowered = name.lower()
+    return [v for k, v in headers.items() if k.lower() == lowered]
+
+
+def next_link(headers: Mapping[str, str], base_url: str) -> str | None:
+    """The absolute URL of the first ``rel="next"`` link, resolved against ``base_url``."""
+    for value in header_values(headers, "link"):
+        for link in parse_link_header(value):
+            if "next" in link.rels:
+                return urljoin(base_url, link.target)
+    return None
+
+
+# --- origins ----------------------------------------------------------------------------------
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` of an absolute URL, lower case, default ports filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
+def follow(source_url: str, next_url: str, number: int, allow_cross_origin: bool) -> PageRequest:
+    """The request for a next-page link, or PaginationError when it may not be followed."""
+    if urlsplit(next_url).scheme.lower() not in _DEFAULT_PORTS:
+        raise PaginationError(f"next page link {next_url!r} is not an http(s) URL")
+    same = origin(next_url) == origin(source_url)
+    if not same and not allow_cross_origin:
+        scheme, host, port = origin(next_url)
+        raise PaginationError(
+            f"next page link goes to another origin ({scheme}://{host}:{port}); not followed. "
+            "HINT: set allow_cross_origin: true to follow it (credentials are never sent there)"
+        )
+    return PageRequest(next_url, {}, number, send_credentials=same)
+
+
+# --- paginators -------------------------------------------------------------------------------
+
+
+class Paginator:
+    """The base: one request, no next page. Subclasses implement :meth:`_next`."""
+
+    def __init__(
+        self,
+        url: str,
+        params: Params | None = None,
+        *,
+        allow_cross_origin: bool = False,
+        max_pages: int | None = None,
+    ) -> None:
+        self.url = url
+        self.params: dict[str, str | int | float | bool] = dict(params or {})
+        self.allow_cross_origin = allow_cross_origin
+        self.max_pages = max_pages
+        self.issued = 0
+        self.parallel = False  # set once the remaining pages were all handed out
+
+    def first(self) -> PageRequest:
+        """The first request of the run."""
+        self.issued = 1
+        return PageRequest(self.url, self._first_params(), 1)
+
+    def next(self, page: Page) -> list[PageRequest]:
+        """The requests that follow ``page``: none, one, or (once) all remaining pages."""
+        if self.parallel:
+            return []
+        found = self._next(page)
+        if self.max_pages is not None:
+            found = found[: max(0, self.max_pages - self.issued)]
+        self.issued += len(found)
+        return found
+
+    @property
+    def total_known(self) -> bool:
+        """True when every request of the run is known (the remaining pages were handed out)."""
+        return self.parallel
+
+    def _first_params(self) -> dict[str, str | int | float | bool]:
+        return dict(self.params)
+
+    def _next(self, page: Page) -> list[PageRequest]:
+        return []
+
+
+class PageNumberPaginator(Paginator):
+    """``?page=N``: sequential until an empty (or short) page, or all at once given a total."""
+
+    def __init__(self, config: PagePagination, url: str, params: Params | None = None) -> None:
+        super().__init__(url, params, max_pages=config.max_pages)
+        self.config = config
+
+    def _params(self, number: int) -> dict[str, str | int | float | bool]:
+        c = self.config
+        out = {**self.params, c.param: c.start + number - 1}
+        if c.size_param is not None and c.size is not None:
+            out[c.size_param] = c.size
+        return out
+
+    def _first_params(self) -> dict[str, str | int | float | bool]:
+        return self._params(1)
+
+    def _next(self, page: Page) -> list[PageRequest]:
+        c = self.config
+        number = page.request.number
+        if number == 1 and c.total_pages_path is not None:
+            total = _count(page.body, c.total_pages_path)
+            if total is not None:
+                self.parallel = True
+                return [PageRequest(self.url, self._params(k), k) for k in range(2, total + 1)]
+        if page.records == 0 or (c.size is not None and page.records < c.size):
+            return []
+        return [PageRequest(self.url, self._params(number + 1), number + 1)]
+
+
+class OffsetPaginator(Paginator):
+    """``?offset=N&limit=L``: sequential until a short page, or all at once given a total."""
+
+    def __init__(self, config: OffsetPagination, url: str, params: Params | None = None) -> None:
+        super().__init__(url, params, max_pages=config.max_pages)
+        self.config = config
+
+    def _params(self, number: int) -> dict[str, str | int | float | bool]:
+        c = self.config
+        offset = c.start + (number - 1) * c.limit
+        return {**self.params, c.offset_param: offset, c.limit_param: c.limit}
+
+    def _first_params(self) -> dict[str, str | int | float | bool]:
+        return self._params(1)
+
+    def _next(self, page: Page) -> list[PageRequest]:
+        c = self.config
+        number = page.request.number
+        if number == 1 and c.total_path is not None:
+            total = _count(page.body, c.total_path)
+            if total is not None:
+                self.parallel = True
+                pages = math.ceil(max(0, total - c.start) / c.limit)
+                return [PageRequest(self.url, self._params(k), k) for k in range(2, pages + 1)]
+        if page.records < c.limit:
+            return []
+        return [PageRequest(self.url, self._params(number + 1), number + 1)]
+
+
+class CursorPaginator(Paginator):
+    """The cursor at ``cursor_path`` in the body, sent as ``param``; stops on none or empty."""
+
+    def __init__(self, config: CursorPagination, url: str, params: Params | None = None) -> None:
+        super().__init__(url, params, max_pages=config.max_pages)
+        self.config = config
+        self.seen: set[str] = set()
+
+    def _next(self, page: Page) -> list[PageRequest]:
+        cursor = get_path(page.body, self.config.cursor_path)
+        if cursor is MISSING or cursor is None or cursor == "" or cursor is False:
+            return []
+        if isinstance(cursor, Mapping | list):
+            raise PaginationError(
+                f"cursor_path {self.config.cursor_path!r} holds {describe(cursor)}, "
+                "not a cursor value"
+            )
+        key = str(cursor)
+        if key in self.seen:
+            raise PaginationError(f"the API returned cursor {key!r} twice; stopped (a loop)")
+        self.seen.add(key)
+        params = {**self.params, self.config.param: cursor}
+        return [PageRequest(self.url, params, page.request.number + 1)]
+
+
+class _LinkPaginator(Paginator):
+    def __init__(
+        self, url: str, params: Params | None, allow_cross_origin: bool, max_pages: int | None
+    ) -> None:
+        super().__init__(url, params, allow_cross_origin=allow_cross_origin, max_pages=max_pages)
+        self.seen: set[str] = {url}
+
+    def _link(self, page: Page) -> str | None:
+        raise NotImplementedError
+
+    def _next(self, page: Page) -> list[PageRequest]:
+        target = self._link(page)
+        if target is None:
+            return []
+        if target in self.seen:
+            raise PaginationError(f"next page link {target!r} was already fetched; stopped")
+        self.seen.add(target)
+        number = page.request.number + 1
+        return [follow(self.url, target, number, self.allow_cross_origin)]
+
+
+class LinkHeaderPaginator(_LinkPaginator):
+    """The ``Link`` header's ``rel="next"``, relative links resolved against the response."""
+
+    def _link(self, page: Page) -> str | None:
+        return next_link(page.headers, page.url)
+
+
+class NextUrlPaginator(_LinkPaginator):
+    """The URL at ``next_url_path`` in the body; stops on none or empty."""
+
+    def __init__(
+        self,
+        config: NextUrlPagination,
+        url: str,
+        params: Params | None,
+        allow_cross_origin: bool,
+    ) -> None:
+        super().__init__(url, params, allow_cross_origin, config.max_pages)
+        self.config = config
+
+    def _link(self, page: Page) -> str | None:
+        found = get_path(page.body, self.config.next_url_path)
+        if found is MISSING or found is None or found == "":
+            return None
+        if not isinstance(found, str):
+            raise PaginationError(
+                f"next_url_path {self.config.next_url_path!r} holds {describe(found)}, not a URL"
+            )
+        return urljoin(page.url, found)
+
+
+def _count(body: Any, path: str) -> int | None:
+    """A whole number at ``path`` (a number or digits), ``None`` when absent."""
+    value = get_path(body, path)
+    if value is MISSING or value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    raise PaginationError(f"{path!r} holds {value!r}, not a count")
+
+
+def paginator_for(
+    config: PaginateConfig,
+    url: str,
+    params: Params | None = None,
+    *,
+    allow_cross_origin: bool = False,
+) -> Paginator:
+    """The paginator for a source's ``paginate`` block, starting at ``url`` with ``params``."""
+    if isinstance(config, PagePagination):
+        return PageNumberPaginator(config, url, params)
+    if isinstance(config, OffsetPagination):
+        return OffsetPaginator(config, url, params)
+    if isinstance(config, CursorPagination):
+        return CursorPaginator(config, url, params)
+    if isinstance(config, LinkHeaderPagination):
+        return LinkHeaderPaginator(url, params, allow_cross_origin, config.max_pages)
+    if isinstance(config, NextUrlPagination):
+        return NextUrlPaginator(config, url, params, allow_cross_origin)
+    return Paginator(url, params)
+
+
+def sequential(config: PaginateConfig) -> bool:
+    """True when pages of this kind can only be known one after another."""
+    if isinstance(config, PagePagination):
+        return config.total_pages_path is None
+    if isinstance(config, OffsetPagination):
+        return config.total_path is None
+    return not isinstance(config, NoPagination)
+
+
+def page_size(config: PaginateConfig) -> int | None:
+    """Records per full page when the configuration says it."""
+    if isinstance(config, OffsetPagination):
+        return config.limit
+    if isinstance(config, PagePagination):
+        return config.size
+    return None

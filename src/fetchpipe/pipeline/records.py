@@ -1,0 +1,256 @@
+"""Records out of response bodies, parent values into child URLs, primary keys: pure functions.
+
+- :func:`get_path` / :func:`extract_records`: a dotted path (``data.items``, ``results.0``;
+  ``""`` is the whole body) to the list of records.
+- :func:`placeholders` / :func:`render_url`: a child source's URL template refers to its
+  parent's fields as ``{products.id}``; each value is URL-encoded into the URL.
+- :func:`with_parent`: ``include_parent`` copies parent fields into each child record.
+- :func:`key_of` / :func:`duplicate_keys`: primary-key values of records, checked.
+- :func:`latest_cursor`: the highest incremental cursor value seen in a batch of records.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from fetchpipe._exceptions import FetchpipeError
+
+
+class RecordsError(FetchpipeError):
+    """A response does not hold what the source configuration says it holds."""
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+"""Returned by :func:`get_path` when the path is not in the data."""
+
+
+def describe(value: Any) -> str:
+    """What kind of JSON value ``value`` is, for messages: "a string", "an object", ..."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+def get_path(data: Any, path: str) -> Any:
+    """The value at dotted ``path`` in ``data`` (numeric parts index lists), else ``MISSING``."""
+    if path == "":
+        return data
+    current = data
+    for part in path.split("."):
+        if isinstance(current, Mapping):
+            if part not in current:
+                return MISSING
+            current = current[part]
+        elif isinstance(current, list) and _is_index(part):
+            index = int(part)
+            if not -len(current) <= index < len(current):
+                return MISSING
+            current = current[index]
+        else:
+            return MISSING
+    return current
+
+
+def _is_index(part: str) -> bool:
+    return part.isdigit() or (part.startswith("-") and part[1:].isdigit())
+
+
+def extract_records(body: Any, path: str) -> list[dict[str, Any]]:
+    """The records at ``path`` in a response body.
+
+    A list gives its items, an object gives itself, ``null`` gives none. Items that are not
+    objects are wrapped as ``{"value": item}``. A path that is not there is a RecordsError
+    naming the keys that are.
+    """
+    found = get_path(body, path)
+    if found is MISSING:
+        raise RecordsError(f"records path {path!r} is not in the response: {_where(body, path)}")
+    if found is None:
+        return []
+    if isinstance(found, Mapping):
+        return [dict(found)]
+    if isinstance(found, list):
+        return [dict(item) if isinstance(item, Mapping) else {"value": item} for item in found]
+    raise RecordsError(
+        f"records path {path!r} holds {describe(found)}, not a list of records. "
+        'HINT: point `records` at the list ("" for the whole body)'
+    )
+
+
+def _where(body: Any, path: str) -> str:
+    """Which part of ``path`` is missing, and what is there instead."""
+    current = body
+    done: list[str] = []
+    for part in path.split("."):
+        step = get_path(current, part)
+        if step is MISSING:
+            at = ".".join(done) or "the body"
+            if isinstance(current, Mapping):
+                keys = ", ".join(sorted(map(str, current))[:20]) or "none"
+                return f"{part!r} not found in {at} (keys: {keys})"
+            return f"{at} is {describe(current)}, not an object"
+        done.append(part)
+        current = step
+    return "not found"  # pragma: no cover - get_path and this walk agree
+
+
+# --- URL templates ----------------------------------------------------------------------------
+
+_BRACES = re.compile(r"\{([^{}]*)\}")
+_PLACEHOLDER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\.([^{}\s]+)\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Placeholder:
+    """``{products.id}`` in a URL template: the parent source and the field path in its record."""
+
+    text: str
+    source: str
+    field: str
+
+
+def placeholders(template: str) -> list[Placeholder]:
+    """The ``{source.field}`` placeholders of a URL template, in order.
+
+    Raises ValueError for braces that are not a placeholder (``{id}``, an unclosed ``{``).
+    """
+    found = []
+    for match in _BRACES.finditer(template):
+        inner = _PLACEHOLDER.match(match.group(1))
+        if inner is None:
+            raise ValueError(
+                f"{match.group(0)} is not a parent reference. "
+                "HINT: write {source.field}, as in {products.id}"
+            )
+        found.append(Placeholder(match.group(0), inner.group(1), inner.group(2)))
+    leftover = _BRACES.sub("", template)
+    if "{" in leftover or "}" in leftover:
+        raise ValueError("has an unmatched { or }")
+    return found
+
+
+def parents_of(template: str) -> list[str]:
+    """The sources a URL template refers to, each once, in order of appearance."""
+    return list(dict.fromkeys(p.source for p in placeholders(template)))
+
+
+def _url_value(value: Any, placeholder: Placeholder) -> str:
+    if value is MISSING or value is None:
+        raise RecordsError(
+            f"{placeholder.text}: the {placeholder.source} record has no {placeholder.field!r}"
+        )
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return quote(str(value), safe="")
+    raise RecordsError(
+        f"{placeholder.text}: {placeholder.field!r} is {describe(value)}, not a value for a URL"
+    )
+
+
+def render_url(template: str, parents: Mapping[str, Mapping[str, Any]]) -> str:
+    """``template`` with each ``{source.field}`` replaced by the URL-encoded parent value.
+
+    ``parents`` maps a source name to its current record. A missing or null field, or an
+    object/list value, is a RecordsError.
+    """
+    url = template
+    for placeholder in placeholders(template):
+        record = parents.get(placeholder.source)
+        if record is None:
+            raise RecordsError(f"{placeholder.text}: no {placeholder.source} record given")
+        value = _url_value(get_path(record, placeholder.field), placeholder)
+        url = url.replace(placeholder.text, value, 1)
+    return url
+
+
+def with_parent(
+    record: Mapping[str, Any], parent: Mapping[str, Any], include: Mapping[str, str]
+) -> dict[str, Any]:
+    """``record`` plus, for each ``child_field: parent_path`` of ``include``, the parent value.
+
+    Parent values replace fields of the same name. A missing parent field is a RecordsError.
+    """
+    out = dict(record)
+    for child_field, parent_path in include.items():
+        value = get_path(parent, parent_path)
+        if value is MISSING:
+            raise RecordsError(f"include_parent {child_field}: the parent has no {parent_path!r}")
+        out[child_field] = value
+    return out
+
+
+# --- primary keys -----------------------------------------------------------------------------
+
+Key = tuple[Any, ...]
+
+
+def key_of(record: Mapping[str, Any], primary_key: Sequence[str]) -> Key:
+    """The primary-key values of ``record``; RecordsError when one is missing, null or nested."""
+    values = []
+    for name in primary_key:
+        value = get_path(record, name)
+        if value is MISSING or value is None:
+            raise RecordsError(f"a record has no primary key field {name!r}: {_keys(record)}")
+        if isinstance(value, Mapping | list):
+            raise RecordsError(
+                f"primary key field {name!r} is {describe(value)}; "
+                "a key must be a string or a number"
+            )
+        values.append(value)
+    return tuple(values)
+
+
+def _keys(record: Mapping[str, Any]) -> str:
+    return "keys " + (", ".join(sorted(map(str, record))[:20]) or "none")
+
+
+def duplicate_keys(records: Iterable[Mapping[str, Any]], primary_key: Sequence[str]) -> list[Key]:
+    """Keys that occur more than once among ``records``, in order of their second occurrence."""
+    seen: set[Key] = set()
+    repeated: dict[Key, None] = {}
+    for record in records:
+        key = key_of(record, primary_key)
+        if key in seen:
+            repeated[key] = None
+        seen.add(key)
+    return list(repeated)
+
+
+def latest_cursor(records: Iterable[Mapping[str, Any]], cursor_field: str, current: Any) -> Any:
+    """The greatest ``cursor_field`` value among ``records`` and ``current`` (``None``: none).
+
+    Values compare as they are (ISO 8601 times compare as text). Records without the field are
+    skipped; values of a type that does not compare with the others are a RecordsError.
+    """
+    best = current
+    for record in records:
+        value = get_path(record, cursor_field)
+        if value is MISSING or value is None:
+            continue
+        try:
+            if best is None or value > best:
+                best = value
+        except TypeError:
+            raise RecordsError(
+                f"incremental cursor_field {cursor_field!r}: {value!r} does not compare "
+                f"with {best!r}"
+            ) from None
+    return best
