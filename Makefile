@@ -23,6 +23,7 @@ test: lint typecheck
 
 demo: $(STAMP)
 	$(BIN)/fetchpipe demo --out demo.duckdb
+	$(BIN)/fetchpipe bench seed --scale 0.04
 
 clean:
 	rm -rf $(VENV) demo.duckdb .pytest_cache .mypy_cache .ruff_cache

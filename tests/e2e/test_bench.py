@@ -4,14 +4,43 @@ from __future__ import annotations
 
 import json
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from fetchpipe.bench.report import optional_module
 from tests.e2e.conftest import RunCli
+
+SVG = "{http://www.w3.org/2000/svg}"
+SEED_METHODS = ["sequential", "threads", "gather", "fetchpipe", "fetchpipe+cache"]
+
+
+def _bars(path: Path) -> dict[str, ET.Element]:
+    """The chart's rows by label; each must carry a label text."""
+    root = ET.parse(path).getroot()
+    assert root.tag == f"{SVG}svg"
+    rows = {}
+    for group in root.iter(f"{SVG}g"):
+        if "bar" in group.get("class", "").split():
+            label = group.find(f"{SVG}text[@class='label']")
+            assert label is not None and label.text == group.get("data-label")
+            rows[label.text] = group
+    return rows
 
 
 def test_bench_throughput_reports_both_clients_and_a_ratio(run_cli: RunCli, tmp_path: Path) -> None:
     out = tmp_path / "throughput.json"
-    proc = run_cli("bench", "throughput", "--requests", "300", "--rounds", "2", "--json", str(out))
+    proc = run_cli(
+        "bench",
+        "throughput",
+        "--requests",
+        "300",
+        "--rounds",
+        "2",
+        "--extras",
+        "",
+        "--json",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"ratio fetchpipe / raw: \d+\.\d\d", proc.stdout)
     assert "event loop uvloop" in proc.stdout
@@ -21,7 +50,8 @@ def test_bench_throughput_reports_both_clients_and_a_ratio(run_cli: RunCli, tmp_
         assert round_["raw_aiohttp"]["ok"] == 300 and round_["fetchpipe"]["ok"] == 300
     rates = report["median_rate"]
     assert report["ratio"] == rates["fetchpipe"] / rates["raw_aiohttp"]
-    assert report["machine"]["cpus"] >= 1
+    assert report["machine"]["cores"] >= 1
+    assert list(report["clients"]) == ["raw_aiohttp", "fetchpipe"]
 
 
 def test_bench_memory_measures_a_child_process(run_cli: RunCli, tmp_path: Path) -> None:
@@ -32,3 +62,88 @@ def test_bench_memory_measures_a_child_process(run_cli: RunCli, tmp_path: Path) 
     assert report["urls"] == 2000 and report["ok"] == 2000
     assert 10 < report["peak_rss_mb"] < 500
     assert f"peak RSS {report['peak_rss_mb']:.1f} MB" in proc.stdout
+    assert [(r["client"], r["ok"]) for r in report["runs"]] == [
+        ("fetchpipe", 2000),
+        ("gather", 2000),
+    ]
+    assert "ratio gather / fetchpipe peak RSS at 2000 URLs" in proc.stdout
+
+
+def test_bench_seed_prints_the_table_and_writes_json_and_svg(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    out, chart = tmp_path / "seed.json", tmp_path / "seed.svg"
+    proc = run_cli("bench", "seed", "--scale", "0.002", "--json", str(out), "--chart", str(chart))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert [m["name"] for m in report["methods"]] == SEED_METHODS
+    assert report["slowest_api_seconds"] == 15 * 0.002
+    for method in report["methods"]:
+        assert (method["ok"], method["failed"]) == (50, 0)
+        assert method["seconds"] > 0 and method["speedup"] > 0
+        assert re.search(rf"^{re.escape(method['label'])} +\d+\.\d{{3}} ", proc.stdout, re.M)
+    assert set(report["machine"]) >= {"cores", "python", "packages", "date", "system"}
+    assert re.search(r"^fetchpipe: [+-]\d+\.\d% over the slowest API", proc.stdout, re.M)
+    bars = _bars(chart)
+    assert list(bars) == [m["label"] for m in report["methods"]]
+    for method in report["methods"]:
+        group = bars[method["label"]]
+        assert group.find(f"{SVG}rect") is not None
+        value = group.find(f"{SVG}text[@class='value']")
+        assert value is not None and f"{method['seconds']:.3f} s" in (value.text or "")
+
+
+def test_bench_all_writes_a_json_and_an_svg_per_scenario(run_cli: RunCli, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    proc = run_cli(
+        "bench",
+        "all",
+        "--out-dir",
+        str(out),
+        "--scale",
+        "0.002",
+        "--throughput-requests",
+        "100",
+        "--rounds",
+        "1",
+        "--latency-requests",
+        "300",
+        "--memory-sizes",
+        "500,1000",
+        "--ceiling-mb",
+        "1",
+        "--faults-requests",
+        "100",
+    )
+    assert proc.returncode == 0, proc.stderr
+    names = ["seed", "throughput", "latency", "memory", "faults"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{n}.{ext}" for n in names for ext in ("json", "svg")
+    )
+    reports = {n: json.loads((out / f"{n}.json").read_text()) for n in names}
+    for name, report in reports.items():
+        assert report["scenario"] == name
+        assert report["machine"]["cores"] >= 1 and report["machine"]["date"]
+        assert _bars(out / f"{name}.svg")
+    latency = reports["latency"]
+    assert latency["floor_seconds"] == 0.1 and latency["concurrency"] == 1000
+    assert latency["rounds"][0]["fetchpipe"]["ok"] == 300
+    memory = reports["memory"]
+    assert [(r["client"], r["urls"], r["stopped_at_ceiling"]) for r in memory["runs"]] == [
+        ("fetchpipe", 500, False),
+        ("gather", 500, True),
+        ("fetchpipe", 1000, False),
+    ]
+    assert "stopped at ceiling" in proc.stdout and "not run" in proc.stdout
+    assert len(_bars(out / "memory.svg")) == 4
+    throughput = reports["throughput"]
+    for extra in ("aiometer", "httpx"):
+        if optional_module(extra) is None:
+            assert extra in throughput["not_installed"]
+            assert f"not installed ({extra})" in proc.stdout
+        else:
+            assert throughput["rounds"][0][extra]["ok"] == 100
+            assert re.search(rf"ratio fetchpipe / {extra}: \d+\.\d\d", proc.stdout)
+    runs = {r["name"]: r for r in reports["faults"]["runs"]}
+    assert runs["fetchpipe"]["landed"] == 100 and runs["gather"]["landed"] == 70
+    assert reports["faults"]["faulty"] == 30

@@ -1,42 +1,195 @@
-"""`fetchpipe bench ...` commands."""
+"""`fetchpipe bench ...` commands: each scenario prints its table and ratios, and writes its
+report as JSON (``--json``) and a bar chart as SVG (``--chart``) when asked. ``bench all`` runs
+every scenario in turn and writes both files of each into ``--out-dir``.
+"""
 
 from __future__ import annotations
 
-import json
-import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import click
 
 from fetchpipe._fetcher import run
+from fetchpipe.bench.report import machine, raise_nofile_limit, write_json, write_text
+
+SCENARIOS = ("seed", "throughput", "latency", "memory", "faults")
 
 
-def _write_json(path: Path | None, payload: dict[str, Any]) -> None:
-    if path is None:
-        return
-    payload = {**payload, "machine": _machine()}
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    click.echo(f"wrote {path}")
+class Report(Protocol):
+    def lines(self) -> list[str]: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+    def chart(self, subtitle: str) -> str: ...
 
 
-def _machine() -> dict[str, Any]:
-    import os
+def _subtitle() -> str:
+    info = machine()
+    return (
+        f"{info['cores']} cores · Python {info['python']} · {info['system']} · "
+        f"{info['date'][:10]} · fetchpipe {info['packages']['fetchpipe']}"
+    )
 
-    import aiohttp
 
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "aiohttp": aiohttp.__version__,
-    }
+def _emit(report: Report, json_path: Path | None, chart_path: Path | None) -> None:
+    for line in report.lines():
+        click.echo(line)
+    if json_path is not None:
+        write_json(json_path, report.to_json())
+        click.echo(f"wrote {json_path}")
+    if chart_path is not None:
+        write_text(chart_path, report.chart(_subtitle()))
+        click.echo(f"wrote {chart_path}")
+
+
+def _sizes(text: str, option: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            "give whole numbers separated by commas", param_hint=option
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter("give at least one size, each at least 1", param_hint=option)
+    return sizes
+
+
+_json_option = click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None
+)
+_chart_option = click.option(
+    "--chart",
+    "chart_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write a bar chart here (SVG).",
+)
 
 
 @click.group()
 def bench() -> None:
-    """Measure fetchpipe against a baseline in the same run."""
+    """Measure fetchpipe against baselines run in the same invocation."""
+    raise_nofile_limit()
+
+
+# --- the scenarios, shared by their own command and by `bench all` ----------------------------
+
+
+def seed_scenario(
+    scale: float, rounds: int, json_path: Path | None, chart_path: Path | None
+) -> bool:
+    from fetchpipe.bench import seed
+    from fetchpipe.bench.fleet import running_fleet
+
+    with running_fleet(scale) as fleet:
+        report = seed.measure(fleet, rounds)
+    _emit(report, json_path, chart_path)
+    return report.clean
+
+
+def throughput_scenario(
+    requests_: int,
+    concurrency: int,
+    rounds: int,
+    extras: str | None,
+    json_path: Path | None,
+    chart_path: Path | None,
+) -> bool:
+    from fetchpipe.bench import server
+    from fetchpipe.bench import throughput as scenario
+
+    names = None if extras is None else [c.strip() for c in extras.split(",") if c.strip()]
+    try:
+        scenario.available_clients(names)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--extras") from None
+    with server.running_server() as base_url:
+        report = run(scenario.measure(base_url, requests_, concurrency, rounds, names))
+    _emit(report, json_path, chart_path)
+    return report.clean
+
+
+def latency_scenario(
+    requests_: int,
+    concurrency: int,
+    delay_ms: int,
+    rounds: int,
+    json_path: Path | None,
+    chart_path: Path | None,
+) -> bool:
+    from fetchpipe.bench import latency as scenario
+    from fetchpipe.bench import server
+
+    with server.running_server() as base_url:
+        report = run(scenario.measure(base_url, requests_, concurrency, delay_ms, rounds))
+    _emit(report, json_path, chart_path)
+    return report.clean
+
+
+def memory_scenario(
+    sizes: list[int],
+    concurrency: int,
+    ceiling_mb: float,
+    json_path: Path | None,
+    chart_path: Path | None,
+) -> bool:
+    from fetchpipe.bench import memory as scenario
+    from fetchpipe.bench import server
+
+    with server.running_server() as base_url:
+        report = scenario.measure_sizes(base_url, sizes, concurrency, ceiling_mb)
+    _emit(report, json_path, chart_path)
+    return report.clean
+
+
+def faults_scenario(
+    requests_: int, retry_after: int, json_path: Path | None, chart_path: Path | None
+) -> bool:
+    from fetchpipe.bench import faults as scenario
+    from fetchpipe.bench.fleet import running_fleet
+
+    with running_fleet(0.1) as fleet:
+        report = scenario.measure(fleet, requests_, retry_after)
+    _emit(report, json_path, chart_path)
+    return True  # failures are what this scenario counts
+
+
+def _finish(clean: bool) -> None:
+    if not clean:
+        click.echo("some requests failed: the figures are not comparable", err=True)
+        sys.exit(1)
+
+
+# --- the commands -----------------------------------------------------------------------------
+
+_scale_option = click.option(
+    "--scale",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Seconds that stand for one minute of the seed's API latencies.",
+)
+
+
+@bench.command("seed")
+@_scale_option
+@click.option(
+    "--rounds",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Fresh runs per method; the table shows the median.",
+)
+@_json_option
+@_chart_option
+def seed_command(
+    scale: float, rounds: int, json_path: Path | None, chart_path: Path | None
+) -> None:
+    """The seed's table: 50 APIs one by one, threads, gather, fetchpipe, fetchpipe+cache."""
+    _finish(seed_scenario(scale, rounds, json_path, chart_path))
 
 
 @bench.command()
@@ -44,54 +197,143 @@ def bench() -> None:
     "--requests", "requests_", default=20_000, show_default=True, help="Requests per run."
 )
 @click.option("--concurrency", default=100, show_default=True)
-@click.option("--rounds", default=9, show_default=True, help="Alternating rounds per client.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
-def throughput(requests_: int, concurrency: int, rounds: int, json_path: Path | None) -> None:
-    """fetchpipe vs a raw aiohttp + Semaphore loop on one local server."""
-    from fetchpipe.bench import server
-    from fetchpipe.bench import throughput as scenario
-
-    with server.running_server() as base_url:
-        report = run(scenario.measure(base_url, requests_, concurrency, rounds))
-    click.echo(
-        f"throughput: {report.requests} small JSON responses, concurrency {report.concurrency}, "
-        f"event loop {report.loop}, server in its own process, {rounds} alternating rounds"
-    )
-    for index, round_ in enumerate(report.rounds, 1):
-        cells = "  ".join(
-            f"{name} {r.rate:8.0f} req/s ({r.cpu_seconds / r.requests * 1e6:5.0f} µs CPU/req, "
-            f"{r.ok} ok)"
-            for name, r in round_.items()
-        )
-        click.echo(f"  round {index}: {cells}")
-    raw = report.median_rate("raw_aiohttp")
-    fast = report.median_rate("fetchpipe")
-    click.echo(f"median: raw aiohttp+Semaphore {raw:.0f} req/s | fetchpipe {fast:.0f} req/s")
-    wins = sum(r["fetchpipe"].rate > r["raw_aiohttp"].rate for r in report.rounds)
-    click.echo(
-        f"ratio fetchpipe / raw: {report.ratio:.2f} (fetchpipe faster in {wins} of "
-        f"{len(report.rounds)} rounds)"
-    )
-    _write_json(json_path, report.to_json())
-    if any(r.ok != r.requests for round_ in report.rounds for r in round_.values()):
-        click.echo("some requests failed: the figures are not comparable", err=True)
-        sys.exit(1)
+@click.option("--rounds", default=9, show_default=True, help="Rounds per client, order rotating.")
+@click.option(
+    "--extras",
+    default=None,
+    help="Comma-separated clients to add to the two: aiometer, httpx ('' for none).  "
+    "[default: every installed one]",
+)
+@_json_option
+@_chart_option
+def throughput(
+    requests_: int,
+    concurrency: int,
+    rounds: int,
+    extras: str | None,
+    json_path: Path | None,
+    chart_path: Path | None,
+) -> None:
+    """fetchpipe vs a raw aiohttp + Semaphore loop (and aiometer, httpx) on one local server."""
+    _finish(throughput_scenario(requests_, concurrency, rounds, extras, json_path, chart_path))
 
 
 @bench.command()
-@click.option("--urls", default=1_000_000, show_default=True, help="URLs streamed through.")
-@click.option("--concurrency", default=100, show_default=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
-def memory(urls: int, concurrency: int, json_path: Path | None) -> None:
-    """Peak RSS of fetchpipe streaming N URLs (measured in its own process)."""
-    from fetchpipe.bench import memory as scenario
-    from fetchpipe.bench import server
+@click.option("--requests", "requests_", default=10_000, show_default=True)
+@click.option("--concurrency", default=1_000, show_default=True)
+@click.option("--delay-ms", default=100, show_default=True, help="Server wait per request.")
+@click.option("--rounds", default=3, show_default=True, help="Alternating rounds per client.")
+@_json_option
+@_chart_option
+def latency(
+    requests_: int,
+    concurrency: int,
+    delay_ms: int,
+    rounds: int,
+    json_path: Path | None,
+    chart_path: Path | None,
+) -> None:
+    """N slow requests at concurrency C against the floor N / C x delay."""
+    _finish(latency_scenario(requests_, concurrency, delay_ms, rounds, json_path, chart_path))
 
-    with server.running_server() as base_url:
-        result = scenario.measure(base_url, urls, concurrency)
-    click.echo(
-        f"memory: {result.urls} URLs at concurrency {concurrency}: {result.ok} ok in "
-        f"{result.seconds:.1f} s ({result.urls / result.seconds:.0f} req/s); "
-        f"peak RSS {result.peak_rss_mb:.1f} MB"
-    )
-    _write_json(json_path, result.to_json())
+
+@bench.command()
+@click.option("--urls", type=click.IntRange(min=1), default=None, help="One size only.")
+@click.option(
+    "--sizes", default="10000,100000,1000000", show_default=True, help="URL counts to measure."
+)
+@click.option("--concurrency", default=100, show_default=True)
+@click.option(
+    "--ceiling-mb",
+    default=1500.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Stop the naive gather when its RSS passes this.",
+)
+@_json_option
+@_chart_option
+def memory(
+    urls: int | None,
+    sizes: str,
+    concurrency: int,
+    ceiling_mb: float,
+    json_path: Path | None,
+    chart_path: Path | None,
+) -> None:
+    """Peak RSS of fetchpipe and of the naive gather over N URLs, each in its own process."""
+    chosen = [urls] if urls is not None else _sizes(sizes, "--sizes")
+    _finish(memory_scenario(chosen, concurrency, ceiling_mb, json_path, chart_path))
+
+
+@bench.command()
+@click.option("--requests", "requests_", default=1_000, show_default=True)
+@click.option(
+    "--retry-after",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Seconds in the 429 answers' Retry-After.",
+)
+@_json_option
+@_chart_option
+def faults(
+    requests_: int, retry_after: int, json_path: Path | None, chart_path: Path | None
+) -> None:
+    """30% injected faults (503 bursts, 429 + Retry-After, resets): fetchpipe vs naive gather."""
+    faults_scenario(requests_, retry_after, json_path, chart_path)
+
+
+@bench.command("all")
+@click.option(
+    "--out-dir",
+    default="bench-results",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@_scale_option
+@click.option("--throughput-requests", default=5_000, show_default=True)
+@click.option("--rounds", default=3, show_default=True, help="Throughput and latency rounds.")
+@click.option("--latency-requests", default=10_000, show_default=True)
+@click.option("--memory-sizes", default="10000,100000,300000", show_default=True)
+@click.option("--ceiling-mb", default=1500.0, show_default=True, type=click.FloatRange(min=1))
+@click.option("--faults-requests", default=1_000, show_default=True)
+@click.option(
+    "--only",
+    default=",".join(SCENARIOS),
+    show_default=True,
+    help="Comma-separated scenarios to run.",
+)
+def all_command(
+    out_dir: Path,
+    scale: float,
+    throughput_requests: int,
+    rounds: int,
+    latency_requests: int,
+    memory_sizes: str,
+    ceiling_mb: float,
+    faults_requests: int,
+    only: str,
+) -> None:
+    """Every scenario in turn; NAME.json and NAME.svg of each go into --out-dir."""
+    chosen = [name.strip() for name in only.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(SCENARIOS))
+    if unknown:
+        raise click.BadParameter(f"unknown scenario(s): {', '.join(unknown)}", param_hint="--only")
+    sizes = _sizes(memory_sizes, "--memory-sizes")
+    steps: dict[str, Callable[[Path, Path], bool]] = {
+        "seed": lambda j, c: seed_scenario(scale, 1, j, c),
+        "throughput": lambda j, c: throughput_scenario(
+            throughput_requests, 100, rounds, None, j, c
+        ),
+        "latency": lambda j, c: latency_scenario(latency_requests, 1_000, 100, rounds, j, c),
+        "memory": lambda j, c: memory_scenario(sizes, 100, ceiling_mb, j, c),
+        "faults": lambda j, c: faults_scenario(faults_requests, 1, j, c),
+    }
+    clean = True
+    for name in SCENARIOS:
+        if name not in chosen:
+            continue
+        click.echo(f"== {name}")
+        clean = steps[name](out_dir / f"{name}.json", out_dir / f"{name}.svg") and clean
+        click.echo()
+    _finish(clean)

@@ -1,76 +1,67 @@
 """A minimal local JSON server for benchmarks, run in its own process so it has its own core.
 
 ``python -m fetchpipe.bench.server`` prints the port it listens on (127.0.0.1 only) and serves
-the same small JSON body on every path until stdin closes or it is terminated. It uses aiohttp's
-low-level server (no routing) so that the client, not the server, is what a benchmark measures.
+the same small JSON body on every path until stdin closes or it is terminated; ``/delay/{ms}``
+answers the same body after waiting ``ms`` milliseconds. It uses aiohttp's low-level server (no
+routing) so that the client, not the server, is what a benchmark measures.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from aiohttp import web
 
+from fetchpipe._fetcher import run
+from fetchpipe.bench.child import running_child, wait_for_stdin_eof
+from fetchpipe.bench.report import raise_nofile_limit
+
 BODY = b'{"id": 1, "name": "item", "price": 9.99, "tags": ["a", "b"], "ok": true}'
+DELAY_PREFIX = "/delay/"
+BACKLOG = 4096
+
+
+def delay_url(base_url: str, milliseconds: int) -> str:
+    """URL on the bench server that answers after ``milliseconds``."""
+    return f"{base_url}{DELAY_PREFIX}{milliseconds}"
 
 
 async def _handle(request: web.BaseRequest) -> web.Response:
+    path = request.path
+    if path.startswith(DELAY_PREFIX):
+        try:
+            milliseconds = int(path[len(DELAY_PREFIX) :])
+        except ValueError:
+            return web.Response(status=400, text="delay must be whole milliseconds")
+        await asyncio.sleep(milliseconds / 1000)
     return web.Response(body=BODY, content_type="application/json")
 
 
 async def _serve(port: int) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        web.Server(_handle, access_log=None), "127.0.0.1", port, backlog=1024
+        web.Server(_handle, access_log=None), "127.0.0.1", port, backlog=BACKLOG
     )
-    bound = server.sockets[0].getsockname()[1]
-    print(bound, flush=True)
-    # Stop when the parent closes our stdin (or dies).
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    await reader.read()
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await wait_for_stdin_eof()
     server.close()
 
 
 def main() -> None:
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    try:
-        import uvloop
-
-        uvloop.run(_serve(port))
-    except ImportError:  # pragma: no cover
-        asyncio.run(_serve(port))
+    raise_nofile_limit()
+    run(_serve(int(sys.argv[1]) if len(sys.argv) > 1 else 0))
 
 
-@contextlib.contextmanager
+@contextmanager
 def running_server() -> Iterator[str]:
     """Start the server in a child process; yield its base URL; stop it on exit."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fetchpipe.bench.server"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
+    with running_child("fetchpipe.bench.server") as line:
         if not line.isdigit():
             raise RuntimeError(f"benchmark server did not start (said {line!r})")
         yield f"http://127.0.0.1:{line}"
-    finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 if __name__ == "__main__":

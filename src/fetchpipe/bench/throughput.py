@@ -1,10 +1,12 @@
-"""Throughput: fetchpipe against a raw aiohttp + ``asyncio.Semaphore`` loop, same server, same run.
+"""Throughput: fetchpipe against hand-rolled clients, same server, same run.
 
-Both clients fetch N small JSON responses at concurrency C from one local server in a child
-process, on the same event loop implementation, in alternating rounds (the order flips each
-round) so that drift on a shared machine hits both alike. The figure of merit is the ratio of
-the median rates. fetchpipe runs with everything on: retries, per-host concurrency and rate
-meters, result records with parsed bodies and timings.
+Every client fetches N small JSON responses at concurrency C from one local server in a child
+process, on the same event loop implementation, in rounds whose order rotates (for two clients
+it flips) so that drift on a shared machine hits all alike. The baseline is the raw aiohttp +
+``asyncio.Semaphore`` loop; aiometer + aiohttp and httpx (an ``AsyncClient`` behind a semaphore)
+join when installed. The figure of merit is the ratio of the median rates. fetchpipe runs with
+everything on: retries, per-host concurrency and rate meters, result records with parsed bodies
+and timings.
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ import aiohttp
 
 from fetchpipe._config import HostLimits, Limits
 from fetchpipe._fetcher import Fetcher
+from fetchpipe.bench.report import optional_module, version_of
+from fetchpipe.bench.svg import Bar, bar_chart
 from fetchpipe.engine.retry import RetryPolicy
+
+Client = Callable[[list[str], int], Awaitable[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,39 +42,11 @@ class Run:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-@dataclass(slots=True)
-class ThroughputReport:
-    requests: int
-    concurrency: int
-    loop: str
-    rounds: list[dict[str, Run]] = field(default_factory=list)
-
-    def median_rate(self, name: str) -> float:
-        return statistics.median(r[name].rate for r in self.rounds)
-
-    @property
-    def ratio(self) -> float:
-        raw = self.median_rate("raw_aiohttp")
-        return self.median_rate("fetchpipe") / raw if raw else 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "scenario": "throughput",
-            "requests": self.requests,
-            "concurrency": self.concurrency,
-            "event_loop": self.loop,
-            "rounds": [
-                {k: {**asdict(v), "rate": v.rate} for k, v in r.items()} for r in self.rounds
-            ],
-            "median_rate": {k: self.median_rate(k) for k in ("raw_aiohttp", "fetchpipe")},
-            "ratio": self.ratio,
-        }
-
-
 async def raw_aiohttp(urls: list[str], concurrency: int) -> int:
     """The usual hand-rolled loop: one task per URL, a semaphore, ``resp.json()``."""
     semaphore = asyncio.Semaphore(concurrency)
-    async with aiohttp.ClientSession() as session:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(url: str) -> Any:
             async with semaphore, session.get(url) as resp:
@@ -93,28 +71,202 @@ async def with_fetchpipe(urls: list[str], concurrency: int) -> int:
     return ok
 
 
-async def _timed(
-    name: str, client: Callable[[list[str], int], Awaitable[int]], urls: list[str], conc: int
-) -> Run:
+async def with_aiometer(urls: list[str], concurrency: int) -> int:
+    """``aiometer.amap`` over aiohttp GETs, ``max_at_once`` = concurrency."""
+    aiometer: Any = optional_module("aiometer")
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(url: str) -> bool:
+            try:
+                async with session.get(url) as resp:
+                    resp.raise_for_status()
+                    await resp.json()
+                return True
+            except (TimeoutError, aiohttp.ClientError, ValueError):
+                return False
+
+        ok = 0
+        async with aiometer.amap(one, urls, max_at_once=concurrency) as results:
+            async for done in results:
+                ok += done
+    return ok
+
+
+async def with_httpx(urls: list[str], concurrency: int) -> int:
+    """One ``httpx.AsyncClient`` (pool of ``concurrency``), a semaphore, ``resp.json()``."""
+    httpx: Any = optional_module("httpx")
+    semaphore = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+
+        async def one(url: str) -> Any:
+            async with semaphore:
+                resp = await client.get(url)
+                resp.raise_for_status()
+                return resp.json()
+
+        results = await asyncio.gather(*(one(u) for u in urls), return_exceptions=True)
+    return sum(1 for r in results if not isinstance(r, BaseException))
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    name: str
+    label: str
+    run: Client
+    package: str | None = None  # an optional package the client needs
+
+
+CLIENTS = (
+    ClientInfo("raw_aiohttp", "aiohttp + Semaphore", raw_aiohttp),
+    ClientInfo("fetchpipe", "fetchpipe", with_fetchpipe),
+    ClientInfo("aiometer", "aiometer + aiohttp", with_aiometer, "aiometer"),
+    ClientInfo("httpx", "httpx AsyncClient + Semaphore", with_httpx, "httpx"),
+)
+
+
+def available_clients(
+    extras: list[str] | None = None,
+) -> tuple[list[ClientInfo], list[ClientInfo]]:
+    """The baseline, fetchpipe and the extras (all, or those named) that are installed; and the
+    extras that are not."""
+    optional = {c.name for c in CLIENTS if c.package is not None}
+    unknown = sorted(set(extras or ()) - optional)
+    if unknown:
+        raise ValueError(f"unknown client(s) {', '.join(unknown)}; extras: {sorted(optional)}")
+    present, missing = [], []
+    for client in CLIENTS:
+        if client.package is None:
+            present.append(client)
+        elif extras is not None and client.name not in extras:
+            continue
+        elif optional_module(client.package) is not None:
+            present.append(client)
+        else:
+            missing.append(client)
+    return present, missing
+
+
+def label(client: ClientInfo) -> str:
+    if client.package is None:
+        return client.label
+    return f"{client.label} ({client.package} {version_of(client.package)})"
+
+
+@dataclass(slots=True)
+class ThroughputReport:
+    requests: int
+    concurrency: int
+    loop: str
+    clients: list[ClientInfo] = field(default_factory=list)
+    missing: list[ClientInfo] = field(default_factory=list)
+    rounds: list[dict[str, Run]] = field(default_factory=list)
+
+    def median_rate(self, name: str) -> float:
+        return statistics.median(r[name].rate for r in self.rounds)
+
+    @property
+    def ratio(self) -> float:
+        """fetchpipe's median rate over the raw loop's."""
+        return self.ratio_to("raw_aiohttp")
+
+    def ratio_to(self, name: str) -> float:
+        other = self.median_rate(name)
+        return self.median_rate("fetchpipe") / other if other else 0.0
+
+    @property
+    def clean(self) -> bool:
+        return all(r.ok == r.requests for round_ in self.rounds for r in round_.values())
+
+    def lines(self) -> list[str]:
+        out = [
+            f"throughput: {self.requests} small JSON responses, concurrency {self.concurrency}, "
+            f"event loop {self.loop}, server in its own process, {len(self.rounds)} rounds "
+            "(order rotating)"
+        ]
+        for client in self.missing:
+            out.append(f"  {client.label}: not installed ({client.package})")
+        for index, round_ in enumerate(self.rounds, 1):
+            cells = "  ".join(
+                f"{name} {r.rate:8.0f} req/s ({r.cpu_seconds / r.requests * 1e6:5.0f} µs CPU/req, "
+                f"{r.ok} ok)"
+                for name, r in round_.items()
+            )
+            out.append(f"  round {index}: {cells}")
+        out.append(
+            "median: "
+            + " | ".join(f"{label(c)} {self.median_rate(c.name):.0f} req/s" for c in self.clients)
+        )
+        wins = sum(r["fetchpipe"].rate > r["raw_aiohttp"].rate for r in self.rounds)
+        out.append(
+            f"ratio fetchpipe / raw: {self.ratio:.2f} (fetchpipe faster in {wins} of "
+            f"{len(self.rounds)} rounds)"
+        )
+        for client in self.clients:
+            if client.package is not None:
+                out.append(f"ratio fetchpipe / {client.name}: {self.ratio_to(client.name):.2f}")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        names = [c.name for c in self.clients]
+        return {
+            "scenario": "throughput",
+            "requests": self.requests,
+            "concurrency": self.concurrency,
+            "event_loop": self.loop,
+            "clients": {c.name: label(c) for c in self.clients},
+            "not_installed": [c.name for c in self.missing],
+            "rounds": [
+                {k: {**asdict(v), "rate": v.rate} for k, v in r.items()} for r in self.rounds
+            ],
+            "median_rate": {name: self.median_rate(name) for name in names},
+            "ratio": self.ratio,
+            "ratios": {name: self.ratio_to(name) for name in names if name != "fetchpipe"},
+        }
+
+    def chart(self, subtitle: str) -> str:
+        bars = [
+            Bar(
+                c.label,
+                self.median_rate(c.name),
+                f"{self.median_rate(c.name):,.0f} req/s",
+                highlight=c.name == "fetchpipe",
+            )
+            for c in self.clients
+        ]
+        bars += [Bar(c.label, None, "not installed") for c in self.missing]
+        return bar_chart(
+            f"{self.requests:,} small JSON responses at concurrency {self.concurrency}",
+            bars,
+            axis="requests per second, median of the rounds (higher is better)",
+            subtitle=subtitle,
+        )
+
+
+async def timed(name: str, client: Client, urls: list[str], concurrency: int) -> Run:
     cpu = time.process_time()
     start = time.perf_counter()
-    ok = await client(urls, conc)
+    ok = await client(urls, concurrency)
     return Run(name, len(urls), ok, time.perf_counter() - start, time.process_time() - cpu)
 
 
-async def measure(base_url: str, requests: int, concurrency: int, rounds: int) -> ThroughputReport:
+async def measure(
+    base_url: str,
+    requests: int,
+    concurrency: int,
+    rounds: int,
+    extras: list[str] | None = None,
+) -> ThroughputReport:
+    """The clients, ``rounds`` times each, order rotating; ``extras`` None: every installed."""
     urls = [f"{base_url}/item/{i}" for i in range(requests)]
     loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    report = ThroughputReport(requests, concurrency, loop_name)
-    clients: list[tuple[str, Callable[[list[str], int], Awaitable[int]]]] = [
-        ("raw_aiohttp", raw_aiohttp),
-        ("fetchpipe", with_fetchpipe),
-    ]
-    await raw_aiohttp(urls[:500], concurrency)  # warm up the server and the imports
-    await with_fetchpipe(urls[:500], concurrency)
+    present, missing = available_clients(extras)
+    report = ThroughputReport(requests, concurrency, loop_name, present, missing)
+    for client in present:  # warm up the server and the imports
+        await client.run(urls[:200], concurrency)
     for index in range(rounds):
-        order = clients if index % 2 == 0 else clients[::-1]
-        report.rounds.append(
-            {name: await _timed(name, fn, urls, concurrency) for name, fn in order}
-        )
+        shift = index % len(present)
+        order = present[shift:] + present[:shift]
+        report.rounds.append({c.name: await timed(c.name, c.run, urls, concurrency) for c in order})
     return report
