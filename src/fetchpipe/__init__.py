@@ -11,6 +11,8 @@
             ...
 """
 
+import typing as _typing
+
 from fetchpipe._config import HostLimits, Limits, Timeouts
 from fetchpipe._exceptions import (
     ConfigError,
@@ -23,9 +25,22 @@ from fetchpipe._fetcher import Fetcher, RetryEvent, fetch_all, run
 from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
 from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.retry import RetryPolicy, set_testing
-from fetchpipe.pipeline import Pipeline
 
 __version__ = "0.1.0"
+
+if _typing.TYPE_CHECKING:
+    from fetchpipe.pipeline import Pipeline
+
+
+def __getattr__(name: str) -> _typing.Any:
+    # Pipelines load pydantic and YAML: imported on first use, so that the engine alone stays
+    # light in memory and start-up time.
+    if name == "Pipeline":
+        from fetchpipe.pipeline import Pipeline
+
+        return Pipeline
+    raise AttributeError(f"module 'fetchpipe' has no attribute {name!r}")
+
 
 __all__ = [
     "ConfigError",

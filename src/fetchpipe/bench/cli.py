@@ -337,3 +337,34 @@ def all_command(
         clean = steps[name](out_dir / f"{name}.json", out_dir / f"{name}.svg") and clean
         click.echo()
     _finish(clean)
+
+
+@bench.command("cache")
+@click.option("--urls", default=1_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--concurrency", default=200, show_default=True, type=click.IntRange(min=1))
+@_json_option
+def cache_command(urls: int, concurrency: int, json_path: Path | None) -> None:
+    """Warm re-read of N cached URLs: fetchpipe beside aiohttp-client-cache (when installed)."""
+    from fetchpipe.bench import cache as scenario
+
+    reads = run(scenario.measure(urls, concurrency))
+    click.echo(
+        f"cache: warm re-read of {urls} cached URLs at concurrency {concurrency}, in-process"
+    )
+    for read in reads:
+        if read.seconds is None:
+            click.echo(f"  {read.client:22s} {read.note}")
+            continue
+        click.echo(
+            f"  {read.client:22s} {read.seconds:7.3f} s  {read.from_cache} from the cache, "
+            f"{read.server_requests} reached the server"
+        )
+    report = scenario.to_json(reads)
+    if report["speedup_vs_aiohttp_client_cache"] is not None:
+        click.echo(
+            f"fetchpipe / aiohttp-client-cache speed: "
+            f"{report['speedup_vs_aiohttp_client_cache']:.1f}x"
+        )
+    if json_path is not None:
+        write_json(json_path, {**report, "machine": machine()})
+        click.echo(f"wrote {json_path}")
