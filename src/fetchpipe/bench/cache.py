@@ -11,6 +11,7 @@ import asyncio
 import importlib.util
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -61,45 +62,40 @@ async def _client_cache(urls: list[str], path: Path, concurrency: int) -> int:
     return cached
 
 
+Client = Callable[[list[str], Path, int], Awaitable[int]]
+
+
+async def _warm_read(
+    name: str, client: Client, fleet: Fleet, urls: list[str], path: Path, concurrency: int
+) -> WarmRead:
+    """Fill the client's cache, then time a second pass over the same URLs."""
+    await client(urls, path, concurrency)
+    before = fleet.stats.requests()
+    start = time.perf_counter()
+    hits = await client(urls, path, concurrency)
+    seconds = time.perf_counter() - start
+    return WarmRead(name, len(urls), seconds, hits, fleet.stats.requests() - before)
+
+
 async def measure(urls_count: int, concurrency: int) -> list[WarmRead]:
-    reads: list[WarmRead] = []
     async with Fleet(hosts=1, minute=0.01) as fleet:
         urls = [fleet.url(f"/cached?n={i}&cc=max-age%3D3600") for i in range(urls_count)]
         with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "fetchpipe.sqlite"
-            await _fetchpipe(urls, path, concurrency)
-            before = fleet.stats.requests()
-            start = time.perf_counter()
-            hits = await _fetchpipe(urls, path, concurrency)
-            reads.append(
-                WarmRead(
-                    "fetchpipe",
-                    urls_count,
-                    time.perf_counter() - start,
-                    hits,
-                    fleet.stats.requests() - before,
-                )
+            ours = await _warm_read(
+                "fetchpipe", _fetchpipe, fleet, urls, Path(folder) / "a.sqlite", concurrency
             )
             if importlib.util.find_spec("aiohttp_client_cache") is None:
-                reads.append(
-                    WarmRead("aiohttp-client-cache", urls_count, None, 0, 0, "not installed")
-                )
-                return reads
-            other = Path(folder) / "client-cache.sqlite"
-            await _client_cache(urls, other, concurrency)
-            before = fleet.stats.requests()
-            start = time.perf_counter()
-            hits = await _client_cache(urls, other, concurrency)
-            reads.append(
-                WarmRead(
+                other = WarmRead("aiohttp-client-cache", urls_count, None, 0, 0, "not installed")
+            else:
+                other = await _warm_read(
                     "aiohttp-client-cache",
-                    urls_count,
-                    time.perf_counter() - start,
-                    hits,
-                    fleet.stats.requests() - before,
+                    _client_cache,
+                    fleet,
+                    urls,
+                    Path(folder) / "b.sqlite",
+                    concurrency,
                 )
-            )
-    return reads
+    return [ours, other]
 
 
 def to_json(reads: list[WarmRead]) -> dict[str, Any]:
