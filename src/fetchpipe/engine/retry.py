@@ -67,7 +67,6 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
-NO_RETRY = RetryPolicy(attempts=1)
 
 
 def backoff(policy: RetryPolicy, retry_number: int, rng: random.Random | None = None) -> float:

@@ -14,7 +14,6 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,9 +145,6 @@ class Storage:
             "FROM entries"
         ).fetchone()
         return Stats(str(self.path), count, size, oldest, newest)
-
-    def urls(self) -> Iterator[tuple[str, str, str]]:
-        yield from self._read.execute("SELECT key, vary, url FROM entries")
 
     # --- writes (queued to the writer thread) ----------------------------------------------------
 
