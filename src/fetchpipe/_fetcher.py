@@ -290,7 +290,7 @@ class _Run:
         hit = cache.lookup(key, time.time())
         if hit is not None and hit.action is Action.USE:
             cache.used(hit, time.time())
-            return self._from_entry(item, hit.entry, Source.CACHE, None)
+            return self._from_entry(item, hit.entry, Source.CACHE, None, hit.headers)
         if cache.offline:
             if hit is not None:
                 return self._from_entry(item, hit.entry, Source.STALE, "offline: stale entry")
@@ -315,8 +315,16 @@ class _Run:
             )
         return None
 
-    def _from_entry(self, item: _Item, entry: Entry, source: Source, message: str | None) -> Result:
-        headers = CIMultiDictProxy(CIMultiDict(entry.headers))
+    def _from_entry(
+        self,
+        item: _Item,
+        entry: Entry,
+        source: Source,
+        message: str | None,
+        headers: CIMultiDictProxy[str] | None = None,
+    ) -> Result:
+        if headers is None:
+            headers = CIMultiDictProxy(CIMultiDict(entry.headers))
         raw = RawResponse(entry.status, headers, entry.body, headers.get("Content-Type", ""), 0.0)
         timings = item.timings
         now = self.loop.time()

@@ -33,9 +33,7 @@ class Hit:
     entry: Entry
     action: policy.Action
     conditional_headers: Mapping[str, str] | None
-
-    def headers(self) -> CIMultiDictProxy[str]:
-        return CIMultiDictProxy(CIMultiDict(self.entry.headers))
+    headers: CIMultiDictProxy[str]  # the entry's headers, parsed once for every use
 
 
 class HttpCache:
@@ -149,7 +147,7 @@ class HttpCache:
     def lookup(self, key: CacheKey, now: float) -> Hit | None:
         """The stored variant matching the request's Vary headers, with the action to take."""
         for entry in self.storage.get(key.key):
-            headers = CIMultiDict(entry.headers)
+            headers = CIMultiDictProxy(CIMultiDict(entry.headers))
             if entry.vary != vary_fingerprint(headers.get("Vary"), key.vary_source):
                 continue
             decision = policy.lookup_decision(
@@ -161,7 +159,7 @@ class HttpCache:
                 shared=self.shared,
                 default_ttl=self.ttl_for(entry.url),
             )
-            return Hit(entry, decision.action, decision.conditional_headers)
+            return Hit(entry, decision.action, decision.conditional_headers, headers)
         return None
 
     def store(
@@ -221,7 +219,7 @@ class HttpCache:
             return False
         entry = hit.entry
         return policy.stale_usable_on_error(
-            CIMultiDict(entry.headers),
+            hit.headers,
             status=entry.status,
             request_time=entry.request_time,
             response_time=entry.response_time,
