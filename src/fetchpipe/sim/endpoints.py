@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import hdrs, web
 
+from fetchpipe.sim.shop import add_shop_routes
 from fetchpipe.sim.stats import FleetStats
 
 __all__ = ["SimState", "build_app"]
@@ -426,4 +427,5 @@ def build_app(state: SimState) -> web.Application:
     r.add_route("*", "/echo", echo)
     r.add_get("/__stats", get_stats)
     r.add_post("/__reset", post_reset)
+    add_shop_routes(app)
     return app
