@@ -1,0 +1,351 @@
+"""Authentication of a source's requests: one small object per ``auth`` type.
+
+The runtime builds one authenticator per source and uses it around each request::
+
+    auth = authenticator_for(source.auth, session=session)
+    request = await auth.apply(request, same_origin=request_is_on_the_source_origin)
+    response = send(request)
+    if response.status == 401 and await auth.on_unauthorized(request):
+        request = await auth.apply(original_request, same_origin=...)   # retry once
+        response = send(request)
+
+:meth:`Authenticator.apply` returns a new request with the credential added, or the request
+itself when ``same_origin`` is false: credentials are never sent to another origin.
+Only the OAuth2 client-credentials authenticator does I/O: it fetches a token from
+``token_url`` with the session it was given, caches it, and fetches a new one shortly before it
+expires or after a 401. Secrets stay ``SecretStr`` inside these objects and never appear in
+their ``repr()`` or in error messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+from pydantic import SecretStr
+
+from fetchpipe._exceptions import FetchpipeError
+from fetchpipe._models import Request
+from fetchpipe.pipeline.models import ApiKeyAuth, BasicAuth, BearerAuth, OAuth2ClientCredentials
+
+__all__ = [
+    "DEFAULT_REFRESH_MARGIN",
+    "ApiKeyAuthenticator",
+    "AuthError",
+    "Authenticator",
+    "BasicAuthenticator",
+    "BearerAuthenticator",
+    "OAuth2ClientCredentialsAuthenticator",
+    "authenticator_for",
+]
+
+AuthConfig = BearerAuth | ApiKeyAuth | BasicAuth | OAuth2ClientCredentials
+
+DEFAULT_REFRESH_MARGIN = 30.0
+"""Seconds before a token's expiry at which a new one is fetched (at most half its lifetime)."""
+
+_AUTHORIZATION = "Authorization"
+
+
+class AuthError(FetchpipeError):
+    """Credentials could not be obtained (an OAuth2 token request failed).
+
+    Not a ``ConfigError``: that one means settings found wrong before any request is sent,
+    while this happens at run time and may as well be an unreachable or failing token
+    endpoint. The message never contains a secret or a token. ``status`` is the HTTP status
+    of the token endpoint's answer, or None when there was none.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _with_header(headers: Mapping[str, str] | None, name: str, value: str) -> dict[str, str]:
+    """A copy of `headers` with `name` set to `value`, replacing any case variant of it."""
+    lowered = name.lower()
+    out = {k: v for k, v in (headers or {}).items() if k.lower() != lowered}
+    out[name] = value
+    return out
+
+
+def _display_url(url: str) -> str:
+    """`url` without user info, query or fragment, for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class Authenticator:
+    """Adds one kind of credential to requests. This base class adds nothing."""
+
+    async def apply(self, request: Request, *, same_origin: bool = True) -> Request:
+        """`request` with the credential added; `request` itself when not `same_origin`."""
+        return request
+
+    async def on_unauthorized(self, request: Request | None = None) -> bool:
+        """Called after a 401 answer to `request`; True if retrying it once may succeed."""
+        return False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class BearerAuthenticator(Authenticator):
+    """``Authorization: Bearer TOKEN`` with a static token."""
+
+    def __init__(self, token: SecretStr) -> None:
+        self._token = token
+
+    async def apply(self, request: Request, *, same_origin: bool = True) -> Request:
+        if not same_origin:
+            return request
+        value = f"Bearer {self._token.get_secret_value()}"
+        return dataclasses.replace(
+            request, headers=_with_header(request.headers, _AUTHORIZATION, value)
+        )
+
+
+class ApiKeyAuthenticator(Authenticator):
+    """An API key in the header or the query parameter called `name`."""
+
+    def __init__(self, name: str, value: SecretStr, in_: str = "header") -> None:
+        if in_ not in ("header", "query"):
+            raise ValueError(f"API key location must be 'header' or 'query', not {in_!r}")
+        self.name = name
+        self.in_ = in_
+        self._value = value
+
+    async def apply(self, request: Request, *, same_origin: bool = True) -> Request:
+        if not same_origin:
+            return request
+        value = self._value.get_secret_value()
+        if self.in_ == "header":
+            return dataclasses.replace(
+                request, headers=_with_header(request.headers, self.name, value)
+            )
+        params: dict[str, str | int | float] = dict(request.params or {})
+        params[self.name] = value
+        return dataclasses.replace(request, params=params)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, in_={self.in_!r})"
+
+
+class BasicAuthenticator(Authenticator):
+    """``Authorization: Basic base64(username:password)``, UTF-8 encoded."""
+
+    def __init__(self, username: str, password: SecretStr) -> None:
+        self.username = username
+        self._password = password
+
+    async def apply(self, request: Request, *, same_origin: bool = True) -> Request:
+        if not same_origin:
+            return request
+        pair = f"{self.username}:{self._password.get_secret_value()}".encode()
+        value = "Basic " + base64.b64encode(pair).decode("ascii")
+        return dataclasses.replace(
+            request, headers=_with_header(request.headers, _AUTHORIZATION, value)
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(username={self.username!r})"
+
+
+class OAuth2ClientCredentialsAuthenticator(Authenticator):
+    """A bearer token from ``token_url`` with the client-credentials grant (RFC 6749 4.4).
+
+    The token is fetched on first use with `session` (form fields ``grant_type``,
+    ``client_id``, ``client_secret`` and ``scope`` if set) and cached. A new one is fetched
+    `refresh_margin` seconds before the cached one expires (at most half its lifetime before),
+    and after :meth:`on_unauthorized`. Concurrent callers wait for one shared token request.
+    A token without ``expires_in`` is kept until a 401.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        token_url: str,
+        client_id: str,
+        client_secret: SecretStr,
+        scope: str | None = None,
+        *,
+        refresh_margin: float = DEFAULT_REFRESH_MARGIN,
+        timeout: float = 30.0,
+    ) -> None:
+        if not refresh_margin >= 0:
+            raise ValueError(f"refresh_margin must be >= 0, not {refresh_margin!r}")
+        self.token_url = token_url
+        self.client_id = client_id
+        self.scope = scope
+        self.refresh_margin = refresh_margin
+        self._session = session
+        self._secret = client_secret
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._token: SecretStr | None = None
+        self._refresh_at = math.inf
+        self._lock = asyncio.Lock()
+        self.fetches = 0
+        """Number of token requests sent."""
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(token_url={_display_url(self.token_url)!r}, "
+            f"client_id={self.client_id!r}, scope={self.scope!r})"
+        )
+
+    def _valid(self) -> SecretStr | None:
+        if self._token is not None and time.monotonic() < self._refresh_at:
+            return self._token
+        return None
+
+    async def token(self) -> SecretStr:
+        """The cached access token, fetched first if there is none or it is about to expire."""
+        token = self._valid()
+        if token is not None:
+            return token
+        async with self._lock:
+            token = self._valid()  # another caller may have fetched it while this one waited
+            if token is None:
+                token = await self._fetch()
+            return token
+
+    async def apply(self, request: Request, *, same_origin: bool = True) -> Request:
+        if not same_origin:
+            return request
+        value = f"Bearer {(await self.token()).get_secret_value()}"
+        return dataclasses.replace(
+            request, headers=_with_header(request.headers, _AUTHORIZATION, value)
+        )
+
+    async def on_unauthorized(self, request: Request | None = None) -> bool:
+        """Drop the cached token so that the next :meth:`apply` fetches a new one; True.
+
+        With `request` (the one that got the 401), the token is dropped only if that request
+        carried it: a token fetched since then is kept.
+        """
+        current = self._token
+        if current is None:
+            return True
+        if request is not None:
+            sent = next(
+                (v for k, v in (request.headers or {}).items() if k.lower() == "authorization"),
+                None,
+            )
+            if sent is not None and sent != f"Bearer {current.get_secret_value()}":
+                return True
+        self._token = None
+        self._refresh_at = math.inf
+        return True
+
+    def _redact(self, text: str) -> str:
+        secret = self._secret.get_secret_value()
+        return text.replace(secret, "**********") if secret else text
+
+    async def _fetch(self) -> SecretStr:
+        """POST the client-credentials grant; cache and return the token or raise AuthError."""
+        where = _display_url(self.token_url)
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self.client_id,
+            "client_secret": self._secret.get_secret_value(),
+        }
+        if self.scope:
+            form["scope"] = self.scope
+        self.fetches += 1
+        started = time.monotonic()
+        try:
+            async with self._session.post(
+                self.token_url,
+                data=form,
+                headers={"Accept": "application/json"},
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as resp:
+                status = resp.status
+                try:
+                    body: Any = await resp.json(content_type=None)
+                except ValueError:
+                    body = None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise AuthError(
+                f"OAuth2 token request to {where} failed: {type(exc).__name__}"
+            ) from None
+        if status != 200:
+            detail = ""
+            if isinstance(body, dict) and isinstance(body.get("error"), str):
+                detail = f" ({self._redact(body['error'][:200])})"
+            hint = " HINT: check client_id and client_secret" if status in (400, 401) else ""
+            raise AuthError(
+                f"OAuth2 token request to {where} got HTTP {status}{detail}.{hint}",
+                status=status,
+            )
+        if not isinstance(body, dict):
+            raise AuthError(f"OAuth2 token response from {where} is not a JSON object")
+        access_token = body.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            raise AuthError(f"OAuth2 token response from {where} has no access_token")
+        token_type = body.get("token_type", "bearer")
+        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+            raise AuthError(
+                f"OAuth2 token response from {where} has token_type {token_type!r}, "
+                "only bearer tokens are supported"
+            )
+        refresh_at = math.inf
+        expires_in = body.get("expires_in")
+        if expires_in is not None:
+            try:
+                lifetime = float(expires_in)
+            except (TypeError, ValueError):
+                lifetime = math.nan
+            if isinstance(expires_in, bool) or not 0 <= lifetime < math.inf:
+                raise AuthError(
+                    f"OAuth2 token response from {where} has an invalid expires_in {expires_in!r}"
+                )
+            refresh_at = started + lifetime - min(self.refresh_margin, lifetime / 2)
+        token = SecretStr(access_token)
+        self._token = token
+        self._refresh_at = refresh_at
+        return token
+
+
+def authenticator_for(
+    config: AuthConfig | None,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    refresh_margin: float = DEFAULT_REFRESH_MARGIN,
+) -> Authenticator:
+    """The authenticator for a source's ``auth`` block (one that adds nothing for None).
+
+    `session` is required for ``oauth2_client_credentials``: the token requests use it.
+    """
+    if config is None:
+        return Authenticator()
+    if isinstance(config, BearerAuth):
+        return BearerAuthenticator(config.token)
+    if isinstance(config, ApiKeyAuth):
+        return ApiKeyAuthenticator(config.name, config.value, config.in_)
+    if isinstance(config, BasicAuth):
+        return BasicAuthenticator(config.username, config.password)
+    if isinstance(config, OAuth2ClientCredentials):
+        if session is None:
+            raise ValueError("oauth2_client_credentials needs an aiohttp session")
+        return OAuth2ClientCredentialsAuthenticator(
+            session,
+            config.token_url,
+            config.client_id,
+            config.client_secret,
+            config.scope,
+            refresh_margin=refresh_margin,
+        )
+    raise TypeError(f"unknown auth config {type(config).__name__}")
