@@ -14,12 +14,16 @@ from typing import Any
 import orjson
 from aiohttp import hdrs, web
 
+from fetchpipe.sim.params import JSON
+from fetchpipe.sim.params import BadParam as _BadParam
+from fetchpipe.sim.params import float_param as _float
+from fetchpipe.sim.params import int_param as _int
+from fetchpipe.sim.params import json_response as _json
 from fetchpipe.sim.shop import add_shop_routes
 from fetchpipe.sim.stats import FleetStats
 
 __all__ = ["SimState", "build_app"]
 
-JSON = "application/json"
 _ITEMS_PER_API = 3
 _LARGE_CHUNK = 64 * 1024
 
@@ -52,49 +56,12 @@ class SimState:
 STATE = web.AppKey("fetchpipe_sim_state", SimState)
 
 
-class _BadParam(Exception):
-    """A query or path parameter could not be used; answered with 400."""
-
-
 def _api_body(n: int, latency: float) -> bytes:
     items = [
         {"id": n * 1000 + j, "value": round(((n * 37 + j * 11) % 100) / 10, 1)}
         for j in range(_ITEMS_PER_API)
     ]
     return orjson.dumps({"api": n, "latency_minutes": latency, "items": items})
-
-
-def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    body = None if status in (204, 304) else orjson.dumps(obj)
-    return web.Response(body=body, status=status, headers=headers, content_type=JSON)
-
-
-def _int(request: web.Request, name: str, default: int, lo: int = 0, hi: int = 1 << 31) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _BadParam(f"{name} must be an integer") from None
-    if not lo <= value <= hi:
-        raise _BadParam(f"{name} must be between {lo} and {hi}")
-    return value
-
-
-def _float(
-    request: web.Request, name: str, default: float, lo: float = 0.0, hi: float = 3600.0
-) -> float:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise _BadParam(f"{name} must be a number") from None
-    if not lo <= value <= hi:  # also rejects nan
-        raise _BadParam(f"{name} must be between {lo} and {hi}")
-    return value
 
 
 def _request_host(request: web.Request) -> str:

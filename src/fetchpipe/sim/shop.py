@@ -34,8 +34,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from aiohttp import hdrs, web
+
+from fetchpipe.sim.params import BadParam as _BadParam
+from fetchpipe.sim.params import int_param as _int
+from fetchpipe.sim.params import json_response as _json
 
 __all__ = [
     "SHOP_API_KEY",
@@ -152,18 +155,8 @@ SHOP = web.AppKey("fetchpipe_sim_shop", ShopState)
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(obj), status=status, headers=headers, content_type="application/json"
-    )
-
-
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return _json({"error": message}, status=status, headers=headers)
-
-
-class _Bad(Exception):
-    """A parameter could not be used; answered with 400."""
 
 
 def _parse_time(text: str) -> datetime:
@@ -178,20 +171,7 @@ def _since(request: web.Request) -> datetime | None:
     try:
         return _parse_time(raw.replace(" ", "+"))  # an unencoded "+" arrives as a space
     except ValueError:
-        raise _Bad("updated_since must be an ISO 8601 timestamp") from None
-
-
-def _int(request: web.Request, name: str, default: int, lo: int, hi: int = 1 << 31) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _Bad(f"{name} must be an integer") from None
-    if not lo <= value <= hi:
-        raise _Bad(f"{name} must be between {lo} and {hi}")
-    return value
+        raise _BadParam("updated_since must be an ISO 8601 timestamp") from None
 
 
 def _next_url(request: web.Request, page: int) -> str:
@@ -213,7 +193,7 @@ def _decode_cursor(cursor: str) -> int:
             raise ValueError(kind)
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise _Bad("invalid cursor") from None
+        raise _BadParam("invalid cursor") from None
 
 
 def _page_slice(request: web.Request) -> tuple[list[dict[str, Any]], int, int, int]:
@@ -284,7 +264,7 @@ def _shop_route(handler: Handler) -> Handler:
             return denied
         try:
             return await handler(request)
-        except _Bad as exc:
+        except _BadParam as exc:
             return _error(400, str(exc))
 
     wrapped.__doc__ = handler.__doc__
