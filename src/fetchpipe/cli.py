@@ -33,7 +33,7 @@ from fetchpipe._summary import Summary, render
 from fetchpipe.bench.cli import bench
 from fetchpipe.engine.cache.http_cache import DEFAULT_PATH, HttpCache
 from fetchpipe.engine.retry import RetryPolicy, set_testing
-from fetchpipe.pipeline.cli import plan, schema, validate
+from fetchpipe.pipeline.cli import plan, run_command, schema, validate
 from fetchpipe.sinks import Sink, open_sink, redact
 
 DEFAULT_OUT = "fetchpipe.duckdb"
@@ -71,6 +71,7 @@ main.add_command(bench)
 main.add_command(validate)
 main.add_command(plan)
 main.add_command(schema)
+main.add_command(run_command)
 
 
 @main.group()

@@ -157,6 +157,25 @@ def faults_scenario(
     return True  # failures are what this scenario counts
 
 
+def pipeline_scenario(
+    pages: int,
+    records: int,
+    delay_ms: int,
+    clients: list[str],
+    rounds: int,
+    timeout: float,
+    json_path: Path | None,
+    chart_path: Path | None,
+) -> bool:
+    from fetchpipe.bench import pipeline as scenario
+    from fetchpipe.bench.pages_server import running_pages_server
+
+    with running_pages_server(pages, records, delay_ms) as base_url:
+        report = scenario.measure(base_url, pages, records, delay_ms, clients, rounds, timeout)
+    _emit(report, json_path, chart_path)
+    return report.clean
+
+
 def _finish(clean: bool) -> None:
     if not clean:
         click.echo("some requests failed: the figures are not comparable", err=True)
@@ -281,6 +300,73 @@ def faults(
 ) -> None:
     """30% injected faults (503 bursts, 429 + Retry-After, resets): fetchpipe vs naive gather."""
     faults_scenario(requests_, retry_after, json_path, chart_path)
+
+
+@bench.command("pipeline")
+@click.option("--pages", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--records",
+    default=1_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Records per page.",
+)
+@click.option(
+    "--delay-ms",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Server wait per page.",
+)
+@click.option(
+    "--clients",
+    default="fetchpipe,floor,dlt",
+    show_default=True,
+    help="Comma-separated clients to run (dlt only when installed).",
+)
+@click.option(
+    "--rounds",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Runs per client, order alternating; the table shows medians.",
+)
+@click.option(
+    "--timeout",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds before a client's process is killed.",
+)
+@_json_option
+@_chart_option
+def pipeline_command(
+    pages: int,
+    records: int,
+    delay_ms: int,
+    clients: str,
+    rounds: int,
+    timeout: float,
+    json_path: Path | None,
+    chart_path: Path | None,
+) -> None:
+    """One paged API into DuckDB with merge: `fetchpipe run`, a hand-rolled floor, and dlt.
+
+    Each client runs as its own process, timed from spawn to exit; the table shows its seconds,
+    the rows that landed, duplicate ids and its peak RSS.
+    """
+    from fetchpipe.bench.pipeline import parse_clients
+
+    try:
+        chosen = parse_clients(clients)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--clients") from None
+    clean = pipeline_scenario(
+        pages, records, delay_ms, chosen, rounds, timeout, json_path, chart_path
+    )
+    if not clean:
+        click.echo("some clients failed or loaded the wrong rows (see above)", err=True)
+        sys.exit(1)
 
 
 @bench.command("all")

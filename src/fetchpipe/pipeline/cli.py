@@ -95,3 +95,81 @@ def plan(
 def schema() -> None:
     """Print the JSON Schema of pipeline files (for editors)."""
     click.echo(json.dumps(Pipeline.json_schema(), indent=2))
+
+
+def _names(values: tuple[str, ...]) -> list[str] | None:
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    return names or None
+
+
+@click.command(name="run")
+@_pipeline_argument
+@click.option(
+    "--select",
+    "select",
+    multiple=True,
+    metavar="NAME",
+    help="Run only these sources (repeat, or comma-separated); parents they need are fetched "
+    "but not written.",
+)
+@click.option(
+    "--full-refresh",
+    is_flag=True,
+    help="Ignore stored incremental state and replace the tables of the sources run.",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+def run_command(
+    pipeline_file: str,
+    select: tuple[str, ...],
+    full_refresh: bool,
+    json_path: str | None,
+    quiet: bool,
+) -> None:
+    """Run PIPELINE: fetch its sources and load them into its destination.
+
+    Prints a line per source as it finishes (stderr) and a summary table (stdout). Exit codes:
+    0 every source ok or unchanged; 1 a source failed (the others were still loaded);
+    2 an invalid pipeline file or option (nothing sent).
+    """
+    from rich.console import Console
+
+    from fetchpipe._exceptions import ConfigError
+    from fetchpipe._fetcher import run as run_loop
+    from fetchpipe.pipeline.load import LoadError
+    from fetchpipe.pipeline.report import (
+        SourceReport,
+        failure_lines,
+        source_line,
+        summary_table,
+    )
+    from fetchpipe.pipeline.run import PipelineRunner
+
+    pipeline = _load(pipeline_file)
+    stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def finished(report: SourceReport) -> None:
+        if not quiet:
+            stderr.print(pipeline.redact(source_line(report)), markup=False)
+
+    try:
+        runner = PipelineRunner(
+            pipeline, select=_names(select), full_refresh=full_refresh, on_source_done=finished
+        )
+    except ConfigError as exc:
+        raise InvalidPipeline(f"{pipeline_file}: {exc}; nothing was sent") from None
+    try:
+        report = run_loop(runner.run())
+    except LoadError as exc:
+        raise click.ClickException(pipeline.redact(str(exc))) from None
+    stdout = Console(highlight=False, soft_wrap=True)
+    stdout.print(summary_table(report))
+    for line in failure_lines(report):
+        stdout.print(pipeline.redact(line), markup=False)
+    if json_path is not None:
+        with open(json_path, "w", encoding="utf-8") as out:
+            out.write(pipeline.redact(json.dumps(report.as_dict(), indent=2, default=str)))
+    if not report.ok:
+        raise SystemExit(1)

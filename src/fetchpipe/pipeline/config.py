@@ -17,10 +17,10 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
@@ -46,6 +46,9 @@ from fetchpipe.pipeline.models import (
     parse_destination,
 )
 from fetchpipe.pipeline.plan import DependencyCycle, dependency_order
+
+if TYPE_CHECKING:
+    from fetchpipe.pipeline.report import RunReport
 
 _PIPELINE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 SCHEMA_URI = "https://json-schema.org/draft/2020-12/schema"
@@ -94,8 +97,38 @@ class Pipeline(_Model):
         return self._file
 
     def redact(self, text: str) -> str:
-        """``text`` with every value this pipeline read from the environment masked."""
-        return redact_secrets(text, self._secrets)
+        """``text`` with every secret masked: values read from the environment and the
+        credentials of every source's ``auth`` (however they were written)."""
+        return redact_secrets(text, self._secrets | self.auth_secrets())
+
+    def auth_secrets(self) -> frozenset[str]:
+        """The credential values configured in the sources' ``auth`` blocks."""
+        found: set[str] = set()
+        for source in self.sources:
+            for value in (source.auth.__dict__ if source.auth is not None else {}).values():
+                if isinstance(value, SecretStr):
+                    found.add(value.get_secret_value())
+        return frozenset(found)
+
+    # --- running --------------------------------------------------------------------------------
+
+    def run(self, *, select: Iterable[str] | None = None, full_refresh: bool = False) -> RunReport:
+        """Fetch every source (or those in ``select``, with the parents they need) into the
+        destination. Returns the report; ``report.ok`` is false when a source failed.
+
+        ``full_refresh`` ignores stored incremental state and replaces the tables.
+        """
+        from fetchpipe._fetcher import run as run_loop
+
+        return run_loop(self.arun(select=select, full_refresh=full_refresh))
+
+    async def arun(
+        self, *, select: Iterable[str] | None = None, full_refresh: bool = False
+    ) -> RunReport:
+        """:meth:`run` inside a running event loop."""
+        from fetchpipe.pipeline.run import PipelineRunner
+
+        return await PipelineRunner(self, select=select, full_refresh=full_refresh).run()
 
     # --- derived values -------------------------------------------------------------------------
 

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 import orjson
 
 from fetchpipe._exceptions import SinkError
+from fetchpipe.pipeline.spool import Spool
 
 if TYPE_CHECKING:
     import duckdb
@@ -45,7 +44,7 @@ WriteMode = Literal["append", "replace", "merge"]
 STATE_TABLE = "_fetchpipe_state"
 RUN_ID_COLUMN = "_fetchpipe_run_id"
 LOADED_AT_COLUMN = "_fetchpipe_loaded_at"
-_BATCH = "_fetchpipe_batch"
+BATCH = "_fetchpipe_batch"
 _MIN_OBJECT_SIZE = 1024 * 1024
 _NESTED = ("STRUCT", "MAP", "UNION")
 """Inferred type prefixes stored as JSON instead (lists end in ``[]``; all-null is ``"NULL"``)."""
@@ -70,30 +69,12 @@ def _stored_type(inferred: str) -> str:
     return inferred
 
 
-def _dedupe(records: Sequence[Mapping[str, Any]], key: Sequence[str]) -> list[Mapping[str, Any]]:
-    """``records`` with one record per key value, the last one of each; missing keys raise."""
-    latest: dict[str, Mapping[str, Any]] = {}
-    for index, record in enumerate(records):
-        values = []
-        for field in key:
-            value = record.get(field)
-            if value is None:
-                raise LoadError(
-                    f"record {index} has no value for the primary key field {field!r}. "
-                    "HINT: check primary_key in the source configuration"
-                )
-            values.append(value)
-        latest[orjson.dumps(values, default=str).decode()] = record
-    return list(latest.values())
-
-
 class DuckDBLoader:
     """Loads records into tables of the DuckDB file ``path`` (created when missing)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._connection: duckdb.DuckDBPyConnection | None = None
-        self._spool_name = ""
         self._replaced: set[tuple[str, str]] = set()
         """(run id, table) pairs whose first ``replace`` load has committed."""
 
@@ -112,23 +93,13 @@ class DuckDBLoader:
                 f"cannot open DuckDB file {str(self.path)!r}: {exc}. HINT: check that the "
                 "directory exists and that no other process has the file open"
             ) from exc
-        try:
-            fd, self._spool_name = tempfile.mkstemp(prefix="fetchpipe-load-", suffix=".jsonl")
-        except OSError as exc:
-            connection.close()
-            raise LoadError(f"cannot create a temporary file for DuckDB batches: {exc}") from exc
-        os.close(fd)
         self._connection = connection
 
     def close(self) -> None:
-        """Close the file and remove the temporary batch file."""
+        """Close the file."""
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
-        if self._spool_name:
-            with contextlib.suppress(OSError):
-                os.unlink(self._spool_name)
-            self._spool_name = ""
 
     def __enter__(self) -> Self:
         self.open()
@@ -172,24 +143,49 @@ class DuckDBLoader:
     ) -> int:
         """Write ``records`` to ``table`` and, when given, ``state`` for ``source`` (default:
         ``table``), in one transaction. Returns the number of rows written."""
+        with Spool(prefix="fetchpipe-load-") as spool:
+            spool.add(records)
+            spool.finish()
+            return self.load_spool(
+                table,
+                spool,
+                write=write,
+                primary_key=primary_key,
+                run_id=run_id,
+                state=state,
+                source=source,
+            )
+
+    def load_spool(
+        self,
+        table: str,
+        spool: Spool,
+        *,
+        write: WriteMode,
+        primary_key: Sequence[str] | None,
+        run_id: str,
+        state: Mapping[str, object] | None = None,
+        source: str | None = None,
+    ) -> int:
+        """:meth:`load` for records already in a finished :class:`Spool`."""
         import duckdb
 
         connection = self._conn()
         if write not in ("append", "replace", "merge"):
             raise LoadError(f"unknown write mode {write!r}. HINT: use append, replace or merge")
         key = list(primary_key or ())
-        if write == "merge":
-            if not key:
-                raise LoadError(f"table {table!r}: write 'merge' needs a primary key")
-            records = _dedupe(records, key)
+        if write == "merge" and not key:
+            raise LoadError(f"table {table!r}: write 'merge' needs a primary key")
         state_json = None if state is None else orjson.dumps(state, default=str).decode()
         first_replace = write == "replace" and (run_id, table.lower()) not in self._replaced
         try:
             connection.execute("BEGIN TRANSACTION")
-            if first_replace:
+            if first_replace and spool.fields:
                 connection.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+            elif first_replace and self._columns(connection, table) is not None:
+                connection.execute(f"DELETE FROM {quote(table)}")  # keeps its columns
             merge_key = key if write == "merge" else []
-            written = self._write(connection, table, records, merge_key, run_id)
+            written = self._write(connection, table, spool, merge_key, run_id)
             written_at = datetime.now(UTC)
             if state_json is not None:
                 connection.execute(
@@ -203,12 +199,15 @@ class DuckDBLoader:
             if isinstance(exc, LoadError):
                 raise
             raise LoadError(
-                f"cannot load {len(records)} record(s) into {table!r} in {str(self.path)!r}: {exc}"
+                f"cannot load {spool.count} record(s) into {table!r} in {str(self.path)!r}: {exc}"
             ) from exc
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 connection.execute("ROLLBACK")
             raise
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                connection.execute(f"DROP TABLE IF EXISTS {BATCH}")
         if first_replace:
             self._replaced.add((run_id, table.lower()))
         return written
@@ -217,7 +216,7 @@ class DuckDBLoader:
         self,
         connection: duckdb.DuckDBPyConnection,
         table: str,
-        records: Sequence[Mapping[str, Any]],
+        spool: Spool,
         merge_key: list[str],
         run_id: str,
     ) -> int:
@@ -225,8 +224,11 @@ class DuckDBLoader:
         loaded_at = datetime.now(UTC)
         meta = f"CAST(? AS VARCHAR) AS {quote(RUN_ID_COLUMN)}, "
         meta += f"CAST(? AS TIMESTAMPTZ) AS {quote(LOADED_AT_COLUMN)}"
-        columns = self._stage(connection, records)
-        source = f"FROM {_BATCH}" if columns else f"FROM range({len(records)})"
+        columns = stage(connection, spool)
+        count = spool.count
+        if merge_key and count:
+            count = dedupe(connection, columns, merge_key)
+        source = f"FROM {BATCH}" if columns else f"FROM range({count})"
         existing = self._columns(connection, table)
         known = {name.lower(): type_ for name, type_ in (existing or {}).items()}
         if existing is None:
@@ -247,50 +249,18 @@ class DuckDBLoader:
             else f"{quote(name)}, "
             for name, type_ in columns.items()
         )
-        if not records:
+        if not count:
             return 0
         if merge_key and existing is not None:
             match = " AND ".join(
-                f"{quote(table)}.{quote(k)} = {_BATCH}.{quote(k)}" for k in merge_key
+                f"{quote(table)}.{quote(k)} = {BATCH}.{quote(k)}" for k in merge_key
             )
-            connection.execute(f"DELETE FROM {quote(table)} USING {_BATCH} WHERE {match}")
+            connection.execute(f"DELETE FROM {quote(table)} USING {BATCH} WHERE {match}")
         connection.execute(
             f"INSERT INTO {quote(table)} BY NAME SELECT {fields}{meta} {source}",
             [run_id, loaded_at],
         )
-        return len(records)
-
-    def _stage(
-        self, connection: duckdb.DuckDBPyConnection, records: Sequence[Mapping[str, Any]]
-    ) -> dict[str, str]:
-        """Write ``records`` to the batch file and into the temporary table ``_BATCH``.
-
-        Returns the batch's columns and their stored types; ``{}`` when no record has a field.
-        """
-        connection.execute(f"DROP TABLE IF EXISTS {_BATCH}")
-        if not any(records):
-            return {}
-        lines = [orjson.dumps(record, default=str) for record in records]
-        with open(self._spool_name, "wb") as spool:
-            spool.write(b"\n".join(lines))
-            spool.write(b"\n")
-        size = max(_MIN_OBJECT_SIZE, 2 * max(len(line) for line in lines))
-        options = f"format = 'newline_delimited', records = true, maximum_object_size = {size}"
-        inferred = connection.execute(
-            f"DESCRIBE SELECT * FROM read_json(?, {options}, sample_size = -1, maximum_depth = 2)",
-            [self._spool_name],
-        ).fetchall()
-        columns = {str(row[0]): _stored_type(str(row[1])) for row in inferred}
-        for reserved in (RUN_ID_COLUMN, LOADED_AT_COLUMN):
-            if reserved.lower() in {name.lower() for name in columns}:
-                raise LoadError(f"records may not have a field named {reserved!r}")
-        spec = ", ".join(f"{_literal(name)}: {_literal(t)}" for name, t in columns.items())
-        connection.execute(
-            f"CREATE TEMP TABLE {_BATCH} AS SELECT * FROM read_json(?, {options}, "
-            f"columns = {{{spec}}})",
-            [self._spool_name],
-        )
-        return columns
+        return count
 
     def _columns(self, connection: duckdb.DuckDBPyConnection, table: str) -> dict[str, str] | None:
         """The columns of ``table`` in the main schema and their types, or ``None`` when it does
@@ -302,3 +272,68 @@ class DuckDBLoader:
             [table],
         ).fetchall()
         return {str(row[0]): str(row[1]) for row in rows} if rows else None
+
+
+def dedupe(
+    connection: duckdb.DuckDBPyConnection, columns: Mapping[str, str], key: Sequence[str]
+) -> int:
+    """Check the primary key of the staged batch and keep the last row of each key value.
+
+    Returns the number of rows left. A key field absent from a record is a LoadError naming
+    the record (its line in the batch, from 0).
+    """
+    present = {name.lower() for name in columns}
+    for field in key:
+        missing = None
+        if field.lower() not in present:
+            missing = 0
+        else:
+            row = connection.execute(
+                f"SELECT min(rowid) FROM {BATCH} WHERE {quote(field)} IS NULL"
+            ).fetchone()
+            missing = None if row is None else row[0]
+        if missing is not None:
+            raise LoadError(
+                f"record {missing} has no value for the primary key field {field!r}. "
+                "HINT: check primary_key in the source configuration"
+            )
+    keys = ", ".join(quote(k) for k in key)
+    row = connection.execute(
+        f"SELECT count(*), count(DISTINCT row({keys})) FROM {BATCH}"
+    ).fetchone()
+    total, distinct = (0, 0) if row is None else (int(row[0]), int(row[1]))
+    if total == distinct:
+        return total
+    connection.execute(
+        f"CREATE TEMP TABLE {BATCH}_last AS SELECT * FROM {BATCH} "
+        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY rowid DESC) = 1"
+    )
+    connection.execute(f"DROP TABLE {BATCH}")
+    connection.execute(f"ALTER TABLE {BATCH}_last RENAME TO {BATCH}")
+    return distinct
+
+
+def stage(connection: duckdb.DuckDBPyConnection, spool: Spool) -> dict[str, str]:
+    """Read the spool into the temporary table ``BATCH``, in file order.
+
+    Returns the batch's columns and their stored types; ``{}`` when no record has a field.
+    """
+    connection.execute(f"DROP TABLE IF EXISTS {BATCH}")
+    if not spool.fields:
+        return {}
+    size = max(_MIN_OBJECT_SIZE, 2 * spool.longest)
+    options = f"format = 'newline_delimited', records = true, maximum_object_size = {size}"
+    inferred = connection.execute(
+        f"DESCRIBE SELECT * FROM read_json(?, {options}, sample_size = -1, maximum_depth = 2)",
+        [spool.path],
+    ).fetchall()
+    columns = {str(row[0]): _stored_type(str(row[1])) for row in inferred}
+    for reserved in (RUN_ID_COLUMN, LOADED_AT_COLUMN):
+        if reserved.lower() in {name.lower() for name in columns}:
+            raise LoadError(f"records may not have a field named {reserved!r}")
+    spec = ", ".join(f"{_literal(name)}: {_literal(t)}" for name, t in columns.items())
+    connection.execute(
+        f"CREATE TEMP TABLE {BATCH} AS SELECT * FROM read_json(?, {options}, columns = {{{spec}}})",
+        [spool.path],
+    )
+    return columns

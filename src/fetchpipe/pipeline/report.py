@@ -1,0 +1,153 @@
+"""What a pipeline run did: one :class:`SourceReport` per source, in a :class:`RunReport`.
+
+A source ends in one of four states:
+
+- ``ok``: every page fetched; its records (and incremental state) committed together.
+- ``unchanged``: every page came from the cache, fresh or confirmed by a 304; nothing written.
+- ``failed``: a page could not be fetched or read (``reason`` says why); nothing of this run
+  was written for it and its state did not advance. Other sources go on.
+- ``fetched``: fetched only because a selected source needs its records (``--select`` of a
+  child); not written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+Status = Literal["ok", "unchanged", "failed", "fetched"]
+
+
+@dataclass(slots=True)
+class SourceReport:
+    """One source of a run."""
+
+    name: str
+    status: Status = "ok"
+    pages: int = 0
+    records: int = 0
+    rows: int = 0
+    """Rows written to the destination (after duplicate keys of a merge were removed)."""
+    cached_pages: int = 0
+    """Pages answered by the cache (fresh, or confirmed by a 304)."""
+    seconds: float = 0.0
+    reason: str | None = None
+    cursor: Any = None
+    """The incremental cursor stored by this run (``None`` without ``incremental``)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "pages": self.pages,
+            "records": self.records,
+            "rows": self.rows,
+            "cached_pages": self.cached_pages,
+            "seconds": round(self.seconds, 3),
+            "reason": self.reason,
+            "cursor": self.cursor,
+        }
+
+
+@dataclass(slots=True)
+class RunReport:
+    """A whole run: its id, where it wrote, and each source in dependency order."""
+
+    run_id: str
+    pipeline: str
+    destination: str
+    sources: list[SourceReport] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no source failed."""
+        return all(s.status != "failed" for s in self.sources)
+
+    @property
+    def failed(self) -> list[SourceReport]:
+        return [s for s in self.sources if s.status == "failed"]
+
+    def source(self, name: str) -> SourceReport:
+        for report in self.sources:
+            if report.name == name:
+                return report
+        raise KeyError(name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "pipeline": self.pipeline,
+            "destination": self.destination,
+            "ok": self.ok,
+            "seconds": round(self.seconds, 3),
+            "sources": [s.as_dict() for s in self.sources],
+        }
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+_STYLES = {"ok": "green", "unchanged": "cyan", "failed": "bold red", "fetched": "dim"}
+
+
+def source_line(report: SourceReport) -> str:
+    """One line for a finished source, e.g. ``products: ok, 5 pages, 250 records -> 250 rows``."""
+    parts = [f"{report.pages} page{'' if report.pages == 1 else 's'}"]
+    if report.cached_pages:
+        parts.append(f"{report.cached_pages} from cache")
+    parts.append(f"{report.records} records")
+    text = f"{report.name}: {report.status}, {', '.join(parts)}"
+    if report.status == "ok":
+        text += f" -> {report.rows} rows"
+    if report.cursor is not None:
+        text += f", cursor {report.cursor}"
+    text += f" ({report.seconds:.2f} s)"
+    if report.reason:
+        text += f": {report.reason}"
+    return text
+
+
+def summary_table(report: RunReport) -> Table:
+    """The run's sources as a rich table, with the run's totals in the caption."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"pipeline {report.pipeline} -> {report.destination}", title_justify="left")
+    for name, justify in (
+        ("source", "left"),
+        ("status", "left"),
+        ("pages", "right"),
+        ("cached", "right"),
+        ("records", "right"),
+        ("rows", "right"),
+        ("seconds", "right"),
+        ("cursor", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for s in report.sources:
+        note = "" if s.cursor is None else str(s.cursor)
+        table.add_row(
+            Text(s.name),
+            f"[{_STYLES[s.status]}]{s.status}[/]",
+            str(s.pages),
+            str(s.cached_pages),
+            str(s.records),
+            str(s.rows),
+            f"{s.seconds:.2f}",
+            Text(note),
+        )
+    failed = len(report.failed)
+    table.caption = (
+        f"run {report.run_id}: {len(report.sources) - failed} ok, {failed} failed, "
+        f"{report.seconds:.2f} s"
+    )
+    table.caption_justify = "left"
+    return table
+
+
+def failure_lines(report: RunReport) -> list[str]:
+    """``failed: NAME: reason`` for each failed source."""
+    return [f"failed: {s.name}: {s.reason}" for s in report.failed]
