@@ -2,7 +2,7 @@
 
 Layout of a destination directory::
 
-    DIR/products/20261126T101500Z-3fa2c1.parquet     one file per run of the source
+    DIR/products/20261126T101500.123456Z-3fa2c1.parquet   one file per run of the source
     DIR/_fetchpipe_state.json                        incremental state of every source
 
 Each file is written under a temporary name in the same directory and renamed into place, so a

@@ -97,8 +97,9 @@ def loader_for(destination: Destination) -> Loader:
 
 
 def new_run_id() -> str:
-    """A sortable, unique run id: UTC time and 6 random hex digits."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    """A unique run id that sorts by start time: UTC time to the microsecond, 6 random hex
+    digits (``20261126T101500.123456Z-3fa2c1``)."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}-{secrets.token_hex(3)}"
 
 
 @dataclass(eq=False)
