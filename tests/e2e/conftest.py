@@ -23,18 +23,24 @@ def cli_fleet() -> Iterator[Fleet]:
 
 @pytest.fixture
 def run_cli() -> RunCli:
-    """Run ``python -m fetchpipe ARGS`` with FETCHPIPE_TESTING=1; returns the finished process."""
+    """Run ``python -m fetchpipe ARGS`` with FETCHPIPE_TESTING=1 (and ``env`` added to the
+    environment); returns the finished process."""
 
     def run(
-        *args: str, stdin: str | None = None, timeout: float = 60
+        *args: str,
+        stdin: str | None = None,
+        timeout: float = 60,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "FETCHPIPE_TESTING": "1", "COLUMNS": "120"}
+        environ = {**os.environ, "FETCHPIPE_TESTING": "1", "COLUMNS": "120", **(env or {})}
         return subprocess.run(
             [sys.executable, "-m", "fetchpipe", *args],
             input=stdin,
             capture_output=True,
             text=True,
-            env=env,
+            env=environ,
+            cwd=cwd,
             timeout=timeout,
             check=False,
         )

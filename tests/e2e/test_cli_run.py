@@ -1,0 +1,177 @@
+"""``fetchpipe run`` as a real subprocess against the simulated shop API, and ``Pipeline.run()``.
+
+The canary test sets secrets through ``${VAR}``, forces 401s with a wrong one, and then searches
+every byte the run wrote: the DuckDB file, the cache files, the JSON report, stdout and stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import yaml
+
+from fetchpipe.pipeline import Pipeline
+from fetchpipe.sim import Fleet
+from fetchpipe.sim.shop import (
+    SHOP_BASIC_PASSWORD,
+    SHOP_BASIC_USER,
+    SHOP_CLIENT_ID,
+    SHOP_CLIENT_SECRET,
+    SHOP_PRODUCT_COUNT,
+    shop_reviews,
+)
+from tests.e2e.conftest import RunCli
+
+CANARY = "canary-7f3a9c1e-not-a-real-key"
+REVIEW_COUNT = sum(len(r) for r in shop_reviews().values())
+
+
+def write_pipeline(path: Path, fleet: Fleet, destination: Path, **defaults: object) -> Path:
+    """A pipeline with OAuth2 products, Basic-auth reviews, and two sources that get a 401."""
+    config = {
+        "name": "shop",
+        "destination": f"duckdb:///{destination}",
+        "defaults": {"retry": {"attempts": 2, "wait_initial": 0.01}, **defaults},
+        "sources": [
+            {
+                "name": "products",
+                "url": fleet.url("/shop-oauth/v1/page/products"),
+                "params": {"per_page": 50},
+                "auth": {
+                    "type": "oauth2_client_credentials",
+                    "token_url": fleet.url("/shop/oauth/token"),
+                    "client_id": SHOP_CLIENT_ID,
+                    "client_secret": "${OAUTH_SECRET}",
+                },
+                "records": "data.items",
+                "primary_key": "id",
+                "write": "merge",
+                "paginate": {"type": "page", "total_pages_path": "meta.total_pages"},
+            },
+            {
+                "name": "reviews",
+                "url": fleet.url("/shop-basic/v1/products/") + "{products.id}/reviews",
+                "auth": {
+                    "type": "basic",
+                    "username": SHOP_BASIC_USER,
+                    "password": "${BASIC_PASSWORD}",
+                },
+                "records": "reviews",
+                "primary_key": ["product_id", "id"],
+                "write": "merge",
+                "include_parent": {"product_id": "id"},
+            },
+            {
+                "name": "wrong_bearer",
+                "url": fleet.url("/shop-bearer/v1/all/products"),
+                "auth": {"type": "bearer", "token": "${CANARY}"},
+                "records": "products",
+            },
+            {
+                "name": "wrong_query_key",
+                "url": fleet.url("/shop-key/v1/link/products"),
+                "auth": {"type": "api_key", "name": "api_key", "in": "query", "value": "${CANARY}"},
+                "paginate": {"type": "link_header"},
+            },
+        ],
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+SECRETS_ENV = {
+    "OAUTH_SECRET": SHOP_CLIENT_SECRET,
+    "BASIC_PASSWORD": SHOP_BASIC_PASSWORD,
+    "CANARY": CANARY,
+}
+
+
+def test_run_loads_isolates_failures_and_never_writes_a_secret(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    db = tmp_path / "shop.duckdb"
+    cache = tmp_path / "cache.sqlite"
+    pipeline = write_pipeline(
+        tmp_path / "shop.yaml", cli_fleet, db, cache={"enabled": True, "path": str(cache)}
+    )
+    report_path = tmp_path / "report.json"
+    proc = run_cli("run", str(pipeline), "--json", str(report_path), env=SECRETS_ENV)
+    assert proc.returncode == 1, proc.stderr  # two sources failed; the others were loaded
+
+    report = json.loads(report_path.read_text())
+    status = {s["name"]: s["status"] for s in report["sources"]}
+    assert status == {
+        "products": "ok",
+        "reviews": "ok",
+        "wrong_bearer": "failed",
+        "wrong_query_key": "failed",
+    }
+    reasons = {s["name"]: s["reason"] for s in report["sources"] if s["reason"]}
+    assert "HTTP 401" in reasons["wrong_bearer"] and "HINT" in reasons["wrong_bearer"]
+    assert "products: ok, 5 pages, 250 records -> 250 rows" in proc.stderr
+    assert "failed: wrong_bearer: page 1 of http://" in proc.stdout
+    with duckdb.connect(str(db), read_only=True) as connection:
+        assert connection.execute("SELECT count(*) FROM products").fetchall() == [
+            (SHOP_PRODUCT_COUNT,)
+        ]
+        assert connection.execute("SELECT count(*) FROM reviews").fetchall() == [(REVIEW_COUNT,)]
+
+    written = [db, report_path, *tmp_path.glob("cache.sqlite*")]
+    assert any(p.name == "cache.sqlite" for p in written)
+    outputs = {str(p): p.read_bytes() for p in written if p.is_file()}
+    outputs["stdout"] = proc.stdout.encode()
+    outputs["stderr"] = proc.stderr.encode()
+    for secret in (SHOP_CLIENT_SECRET, SHOP_BASIC_PASSWORD, CANARY):
+        leaks = [name for name, data in outputs.items() if secret.encode() in data]
+        assert leaks == [], f"{secret!r} found in {leaks}"
+
+
+def test_run_select_and_exit_codes(run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path) -> None:
+    db = tmp_path / "shop.duckdb"
+    pipeline = write_pipeline(tmp_path / "shop.yaml", cli_fleet, db)
+    proc = run_cli("run", str(pipeline), "--select", "reviews", "-q", env=SECRETS_ENV)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr == ""  # --quiet
+    assert "products" in proc.stdout and "fetched" in proc.stdout
+    with duckdb.connect(str(db), read_only=True) as connection:
+        tables = {r[0] for r in connection.execute("SHOW TABLES").fetchall()}
+    assert "reviews" in tables and "products" not in tables
+
+    before = cli_fleet.stats.requests()
+    proc = run_cli("run", str(pipeline), "--select", "review", env=SECRETS_ENV)
+    assert proc.returncode == 2
+    assert "--select 'review': no such source" in proc.stderr
+    assert "did you mean `reviews`?" in proc.stderr
+    assert cli_fleet.stats.requests() == before  # nothing was sent
+
+    proc = run_cli("run", str(pipeline), env={})  # ${OAUTH_SECRET} and others unset
+    assert proc.returncode == 2
+    assert "OAUTH_SECRET" in proc.stderr and "nothing was sent" in proc.stderr
+    assert cli_fleet.stats.requests() == before
+
+
+def test_pipeline_run_from_python(cli_fleet: Fleet, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    pipeline = Pipeline.from_dict(
+        {
+            "name": "shop",
+            "destination": f"parquet:///{out}",
+            "sources": [
+                {
+                    "name": "products",
+                    "url": cli_fleet.url("/shop/v1/offset/products"),
+                    "records": "items",
+                    "paginate": {"type": "offset", "limit": 100, "total_path": "total"},
+                }
+            ],
+        }
+    )
+    report = pipeline.run()
+    assert report.ok and report.source("products").rows == SHOP_PRODUCT_COUNT
+    files = list((out / "products").glob("*.parquet"))
+    assert len(files) == 1
+    with duckdb.connect() as connection:
+        count = connection.execute(f"SELECT count(*) FROM read_parquet('{files[0]}')").fetchall()
+    assert count == [(SHOP_PRODUCT_COUNT,)]
