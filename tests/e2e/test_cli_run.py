@@ -175,3 +175,23 @@ def test_pipeline_run_from_python(cli_fleet: Fleet, tmp_path: Path) -> None:
     with duckdb.connect() as connection:
         count = connection.execute(f"SELECT count(*) FROM read_parquet('{files[0]}')").fetchall()
     assert count == [(SHOP_PRODUCT_COUNT,)]
+
+
+def test_the_readme_example_runs_against_the_simulated_fleet(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    example = Path(__file__).parents[2] / "examples" / "shop.yaml"
+    text = example.read_text().replace("127.0.0.1:8080", f"127.0.0.1:{cli_fleet.port}")
+    (tmp_path / "shop.yaml").write_text(text)
+    env = {"SHOP_CLIENT_SECRET": SHOP_CLIENT_SECRET, "SHOP_API_KEY": "shop-key"}
+    first = run_cli("run", "shop.yaml", env=env, cwd=str(tmp_path))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "reviews: ok, 250 pages" in first.stderr
+    second = run_cli("run", "shop.yaml", env=env, cwd=str(tmp_path))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "products: ok, 1 page, 0 records" in second.stderr  # incremental: nothing new
+    with duckdb.connect(str(tmp_path / "shop.duckdb"), read_only=True) as connection:
+        counts = connection.execute(
+            "SELECT (SELECT count(*) FROM products), (SELECT count(*) FROM reviews)"
+        ).fetchall()
+    assert counts == [(SHOP_PRODUCT_COUNT, REVIEW_COUNT)]
