@@ -69,7 +69,7 @@ class FileLoader:
                 f"cannot create the destination directory {str(self.directory)!r}: "
                 f"{exc.strerror or exc}"
             ) from exc
-        self._connection = duckdb.connect(":memory:")
+        self._connection = duckdb.connect(":memory:", config={"threads": 1})  # as DuckDBLoader
 
     def close(self) -> None:
         connection, self._connection = self._connection, None

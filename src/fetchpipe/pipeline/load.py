@@ -83,7 +83,9 @@ class DuckDBLoader:
         import duckdb
 
         try:
-            connection = duckdb.connect(str(self.path))
+            # One DuckDB thread: measured on 100,000 records, a second thread used 60 MB more
+            # memory for the load and saved no time (the event loop keeps a core busy).
+            connection = duckdb.connect(str(self.path), config={"threads": 1})
             connection.execute(
                 f"CREATE TABLE IF NOT EXISTS {quote(STATE_TABLE)} (source VARCHAR PRIMARY KEY, "
                 "state JSON, run_id VARCHAR, updated_at TIMESTAMPTZ)"

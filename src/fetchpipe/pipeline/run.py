@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import orjson
 
 from fetchpipe._exceptions import ConfigError, FetchpipeError
 from fetchpipe._fetcher import Fetcher
@@ -291,7 +292,7 @@ class PipelineRunner:
             headers=headers or None,
             params=params or None,
             key=self._ids,
-            expect="json",
+            expect="bytes",  # parsed by the handler, one page at a time (see _read_page)
         )
         try:
             return await job.run.auth.apply(request, same_origin=page.send_credentials)
@@ -326,7 +327,9 @@ class PipelineRunner:
 
     def _read_page(self, job: _Job, result: Result) -> None:
         run, source, report = job.run, job.run.source, job.run.report
-        body = result.body
+        # Bodies are parsed here rather than by the engine's workers: results waiting in the
+        # engine's queue stay compact bytes, and one parsed page at a time is alive.
+        body = _parse_json(result.body)
         records = extract_records(body, source.records)
         if job.parent_record is not None and source.include_parent:
             include = source.include_parent
@@ -443,6 +446,18 @@ def _selection(pipeline: Pipeline, select: Iterable[str] | None) -> dict[str, bo
             chosen.setdefault(parent, False)
             parent = pipeline.source(parent).parent
     return chosen
+
+
+def _parse_json(body: Any) -> Any:
+    if not body:
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        preview = bytes(body[:60]).decode("utf-8", "replace")
+        raise RecordsError(
+            f"the response is not valid JSON ({exc}); it starts {preview!r}"
+        ) from None
 
 
 def _param_text(value: str | int | float | bool) -> str | int | float:
