@@ -174,7 +174,7 @@ def test_validate_reports_each_mistake_and_exits_2_without_a_request(
 ) -> None:
     monkeypatch.delenv("UNSET_SHOP_TOKEN", raising=False)
     path = _write(tmp_path, text.replace("{base}", base_url).replace("{{", "{").replace("}}", "}"))
-    for command in ("validate", "plan"):
+    for command in ("validate", "plan", "run"):
         done = run_cli(command, path)
         assert done.returncode == 2, done.stderr
         assert done.stdout == ""

@@ -6,6 +6,7 @@ incremental loads, the cache's ``unchanged``, and a failing source that does not
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -465,3 +466,31 @@ async def test_next_links_to_another_origin(
     else:
         assert items.status == "failed" and seen == []
         assert items.reason is not None and "another origin" in items.reason
+
+
+async def test_known_totals_fetch_the_remaining_pages_at_once_within_host_limits(
+    tmp_path: Path,
+) -> None:
+    in_flight = [0, 0]  # now, most
+
+    async def pages(request: web.Request) -> web.Response:
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        await asyncio.sleep(0.02)
+        in_flight[0] -= 1
+        page = int(request.query["page"])
+        return web.json_response({"items": [{"id": page}], "pages": 30})
+
+    app = web.Application()
+    app.router.add_get("/items", pages)
+    async with TestServer(app, host="127.0.0.1") as server:
+        source = {
+            "name": "items",
+            "url": str(server.make_url("/items")),
+            "records": "items",
+            "paginate": {"type": "page", "total_pages_path": "pages"},
+        }
+        report = await make(tmp_path, source, hosts={"127.0.0.1": {"max_concurrency": 4}}).arun()
+    check_ok(report)
+    assert report.source("items").rows == 30
+    assert in_flight[1] == 4  # pages 2..30 went out together, four at a time
