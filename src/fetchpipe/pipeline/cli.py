@@ -149,9 +149,10 @@ def run_command(
 
     pipeline = _load(pipeline_file)
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+    live = stderr.is_terminal and not quiet
 
     def finished(report: SourceReport) -> None:
-        if not quiet:
+        if not quiet and not live:
             stderr.print(pipeline.redact(source_line(report)), markup=False)
 
     try:
@@ -161,7 +162,18 @@ def run_command(
     except ConfigError as exc:
         raise InvalidPipeline(f"{pipeline_file}: {exc}; nothing was sent") from None
     try:
-        report = run_loop(runner.run())
+        if live:  # a table of the sources on stderr, refreshed while the run goes on
+            from rich.live import Live
+
+            with Live(
+                get_renderable=lambda: summary_table(runner.report, live=True),
+                console=stderr,
+                refresh_per_second=4,
+                transient=True,
+            ):
+                report = run_loop(runner.run())
+        else:
+            report = run_loop(runner.run())
     except LoadError as exc:
         raise click.ClickException(pipeline.redact(str(exc))) from None
     stdout = Console(highlight=False, soft_wrap=True)

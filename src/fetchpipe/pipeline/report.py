@@ -1,6 +1,7 @@
 """What a pipeline run did: one :class:`SourceReport` per source, in a :class:`RunReport`.
 
-A source ends in one of four states:
+While the run goes on a source is ``running`` (pages being fetched), then ``loading``. It ends
+in one of four states:
 
 - ``ok``: every page fetched; its records (and incremental state) committed together.
 - ``unchanged``: every page came from the cache, fresh or confirmed by a 304; nothing written.
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from rich.table import Table
 
-Status = Literal["ok", "unchanged", "failed", "fetched"]
+Status = Literal["running", "loading", "ok", "unchanged", "failed", "fetched"]
 
 
 @dataclass(slots=True)
@@ -90,7 +91,14 @@ class RunReport:
 
 # --- rendering ------------------------------------------------------------------------------------
 
-_STYLES = {"ok": "green", "unchanged": "cyan", "failed": "bold red", "fetched": "dim"}
+_STYLES = {
+    "running": "yellow",
+    "loading": "yellow",
+    "ok": "green",
+    "unchanged": "cyan",
+    "failed": "bold red",
+    "fetched": "dim",
+}
 
 
 def source_line(report: SourceReport) -> str:
@@ -110,8 +118,9 @@ def source_line(report: SourceReport) -> str:
     return text
 
 
-def summary_table(report: RunReport) -> Table:
-    """The run's sources as a rich table, with the run's totals in the caption."""
+def summary_table(report: RunReport, *, live: bool = False) -> Table:
+    """The run's sources as a rich table, with the run's totals in the caption (``live``: the
+    seconds so far, while the run goes on)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -136,9 +145,11 @@ def summary_table(report: RunReport) -> Table:
             str(s.cached_pages),
             str(s.records),
             str(s.rows),
-            f"{s.seconds:.2f}",
+            "" if s.status in ("running", "loading") else f"{s.seconds:.2f}",
             Text(note),
         )
+    if live:
+        return table
     failed = len(report.failed)
     table.caption = (
         f"run {report.run_id}: {len(report.sources) - failed} ok, {failed} failed, "

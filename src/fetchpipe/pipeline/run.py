@@ -234,7 +234,7 @@ class PipelineRunner:
                 cursor = state[_CURSOR]
             if cursor is not None:
                 params[source.incremental.param] = cursor
-        report = SourceReport(source.name, status="ok" if write else "fetched")
+        report = SourceReport(source.name, status="running")
         run = _SourceRun(source, report, write, mode, params, cursor=cursor)
         run.started = time.monotonic()
         if write:
@@ -410,8 +410,10 @@ class PipelineRunner:
                     run_id=self.run_id,
                     state=state,
                 )
+                report.status = "loading"
                 try:
                     report.rows = await loop.run_in_executor(self._executor, load)
+                    report.status = "ok"
                 except LoadError as exc:
                     report.status, report.reason = "failed", self.redact(str(exc))
                     report.cursor = None
