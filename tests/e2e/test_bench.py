@@ -147,3 +147,66 @@ def test_bench_all_writes_a_json_and_an_svg_per_scenario(run_cli: RunCli, tmp_pa
     runs = {r["name"]: r for r in reports["faults"]["runs"]}
     assert runs["fetchpipe"]["landed"] == 100 and runs["gather"]["landed"] == 70
     assert reports["faults"]["faulty"] == 30
+
+
+PIPELINE_SMALL = ("--pages", "3", "--records", "50", "--delay-ms", "0")
+
+
+def _pipeline_row(stdout: str, label: str) -> list[str]:
+    """The printed figures of one client: seconds, rows, duplicates, peak RSS (MB)."""
+    match = re.search(
+        rf"^  {re.escape(label)} +(\d+\.\d{{3}}) +(\d+) +(\d+) +(\d+\.\d) MB$", stdout, re.M
+    )
+    assert match, stdout
+    return list(match.groups())
+
+
+def test_bench_pipeline_floor_lands_every_record_once(run_cli: RunCli, tmp_path: Path) -> None:
+    out = tmp_path / "pipeline.json"
+    proc = run_cli("bench", "pipeline", *PIPELINE_SMALL, "--clients", "floor", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert report["scenario"] == "pipeline" and report["expected_rows"] == 150
+    assert list(report["clients"]) == ["floor"] and report["clean"] is True
+    [run] = report["runs"]
+    assert (run["client"], run["exit_code"], run["error"]) == ("floor", 0, None)
+    assert (run["rows"], run["duplicates"], run["missing"]) == (150, 0, 0)
+    assert 0 < run["seconds"] < 60 and 10 < run["peak_rss_mb"] < 1000
+    floor = report["summary"]["floor"]
+    assert _pipeline_row(proc.stdout, "floor (aiohttp + read_json)") == [
+        f"{floor['seconds']:.3f}",
+        "150",
+        "0",
+        f"{floor['peak_rss_mb']:.1f}",
+    ]
+    assert report["ratio_fetchpipe_over_floor"] is None
+    assert "ratio fetchpipe" not in proc.stdout  # fetchpipe was not asked for
+    assert re.search(r"^Python 3\.\d+\.\d+ · event loop \w+ · ", proc.stdout, re.M)
+    assert report["machine"]["cores"] >= 1
+
+
+def test_bench_pipeline_unknown_client_is_a_usage_error(run_cli: RunCli) -> None:
+    proc = run_cli("bench", "pipeline", *PIPELINE_SMALL, "--clients", "floor,airbyte")
+    assert proc.returncode == 2
+    assert "unknown client(s): airbyte" in proc.stderr and "--clients" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_bench_pipeline_runs_fetchpipe_against_the_floor(run_cli: RunCli, tmp_path: Path) -> None:
+    out = tmp_path / "pipeline.json"
+    proc = run_cli(
+        "bench", "pipeline", *PIPELINE_SMALL, "--clients", "fetchpipe,floor", "--json", str(out)
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    for client in ("fetchpipe", "floor"):
+        summary = report["summary"][client]
+        assert (summary["rows"], summary["duplicates"], summary["missing"]) == (150, 0, 0)
+    fetchpipe = report["summary"]["fetchpipe"]
+    assert _pipeline_row(proc.stdout, "fetchpipe run")[1:3] == ["150", "0"]
+    ratio = report["ratio_fetchpipe_over_floor"]
+    assert ratio == fetchpipe["seconds"] / report["summary"]["floor"]["seconds"]
+    assert f"ratio fetchpipe / floor: {ratio:.2f}x (target <= 2x, " in proc.stdout
+    assert f"fetchpipe peak RSS: {fetchpipe['peak_rss_mb']:.0f} MB (target < 250 MB, " in (
+        proc.stdout
+    )

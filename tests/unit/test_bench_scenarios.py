@@ -5,17 +5,29 @@ These check what the scenarios count and report, never how fast anything is.
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from fetchpipe._fetcher import run
-from fetchpipe.bench import faults, latency, seed, server, throughput
+from fetchpipe.bench import (
+    faults,
+    latency,
+    pages_server,
+    pipeline,
+    pipeline_baselines,
+    seed,
+    server,
+    throughput,
+)
 from fetchpipe.bench.fleet import RemoteFleet
 from fetchpipe.sim import Fleet
 
@@ -136,3 +148,139 @@ def test_throughput_clients() -> None:
     assert {c.name for c in present + missing} == {"raw_aiohttp", "fetchpipe", "aiometer", "httpx"}
     with pytest.raises(ValueError, match="unknown client"):
         throughput.available_clients(["curl"])
+
+
+# --- bench pipeline ----------------------------------------------------------------------------
+
+
+def test_pages_records_are_deterministic_product_like_and_unique() -> None:
+    first = pages_server.page_records(2, 5)
+    assert first == pages_server.page_records(2, 5)
+    assert [r["id"] for r in first] == [6, 7, 8, 9, 10]
+    record = first[0]
+    assert set(record) >= {"id", "name", "price", "updated_at", "tags", "supplier"}
+    assert isinstance(record["price"], float) and isinstance(record["tags"], list)
+    assert isinstance(record["supplier"], dict) and record["updated_at"].endswith("Z")
+    ids = [r["id"] for page in (1, 2, 3) for r in pages_server.page_records(page, 50)]
+    assert sorted(ids) == list(range(1, 151))
+    past = json.loads(pages_server.page_body(4, 3, 50))
+    assert past == {"data": [], "page": 4, "total_pages": 3}
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+
+
+def test_pages_server_serves_pages_after_the_delay() -> None:
+    with pages_server.running_pages_server(3, 4, 30) as base:
+        assert base.startswith("http://127.0.0.1:")
+        start = time.perf_counter()
+        status, body = _get(f"{base}/products?page=2")
+        assert time.perf_counter() - start >= 0.03
+        assert status == 200
+        page = json.loads(body)
+        assert (page["page"], page["total_pages"]) == (2, 3)
+        assert page["data"] == pages_server.page_records(2, 4)
+        assert json.loads(_get(f"{base}/products?page=9")[1])["data"] == []
+        assert _get(f"{base}/products?page=zero")[0] == 400
+        assert _get(f"{base}/products?page=0")[0] == 400
+        assert _get(f"{base}/orders")[0] == 404
+
+
+def test_pipeline_clients_are_parsed_and_checked() -> None:
+    assert pipeline.parse_clients(" floor, fetchpipe,floor,") == ["floor", "fetchpipe"]
+    with pytest.raises(ValueError, match=r"unknown client\(s\): curl"):
+        pipeline.parse_clients("floor,curl")
+    with pytest.raises(ValueError, match="at least one client"):
+        pipeline.parse_clients(" , ")
+
+
+def test_pipeline_ratio_text() -> None:
+    assert pipeline.ratio_text(1.234, 2.0) == "1.23x (target <= 2x, met)"
+    assert pipeline.ratio_text(2.5, 2.0) == "2.50x (target <= 2x, missed)"
+    assert pipeline.ratio_text(None, 2.0, "fetchpipe failed") == "n/a (fetchpipe failed)"
+
+
+def test_pipeline_file_is_a_valid_pipeline_merging_into_an_absolute_duckdb_file(
+    tmp_path: Path,
+) -> None:
+    from fetchpipe.pipeline import Pipeline
+
+    database = tmp_path / "bench.duckdb"
+    text = pipeline.pipeline_file("http://127.0.0.1:8123", database)
+    data = yaml.safe_load(text)
+    assert data["destination"] == f"duckdb:///{database}" and database.is_absolute()
+    source = data["sources"][0]
+    assert (source["write"], source["primary_key"], source["records"]) == ("merge", "id", "data")
+    assert source["paginate"]["total_pages_path"] == "total_pages"
+    assert Pipeline.from_dict(data).sources[0].name == "products"
+
+
+def test_dlt_config_pages_by_number_and_merges_on_id() -> None:
+    config = pipeline_baselines.dlt_config("http://127.0.0.1:8123")
+    assert config["client"]["paginator"] == {
+        "type": "page_number",
+        "base_page": 1,
+        "page_param": "page",
+        "total_path": "total_pages",
+    }
+    assert config["resource_defaults"] == {"primary_key": "id", "write_disposition": "merge"}
+    assert config["resources"][0]["endpoint"] == {"path": "products", "data_selector": "data"}
+
+
+def _run(
+    client: str, seconds: float, peak: float = 100.0, rows: int = 150, missing: int = 0
+) -> pipeline.ClientRun:
+    """A finished run with its counts (no duplicates)."""
+    return pipeline.ClientRun(client, seconds, 0, peak, rows, 0, missing)
+
+
+def test_pipeline_report_figures_and_targets() -> None:
+    report = pipeline.PipelineReport(3, 50, 0, 2, "uvloop", ["fetchpipe", "floor"], ["dlt"])
+    report.runs = [
+        _run("fetchpipe", 1.5, 120.0),
+        _run("floor", 1.0, 90.0),
+        _run("floor", 1.2, 95.0),
+        _run("fetchpipe", 1.7, 130.0),
+    ]
+    assert report.clean and report.ratio("fetchpipe") == pytest.approx(1.6 / 1.1)
+    text = "\n".join(report.lines())
+    assert "ratio fetchpipe / floor: 1.45x (target <= 2x, met)" in text
+    assert "fetchpipe peak RSS: 125 MB (target < 250 MB, met)" in text
+    assert "round 2: floor 1.200 s, fetchpipe 1.700 s" in text
+    assert "dlt rest_api" in text and "not installed" in text
+    data = report.to_json()
+    assert data["summary"]["floor"]["seconds"] == pytest.approx(1.1)
+    assert data["targets_met"] == {"ratio": True, "peak_rss": True}
+    assert data["not_installed"] == ["dlt"] and len(data["runs"]) == 4
+    root = ET.fromstring(report.chart("subtitle"))
+    labels = [g.get("data-label") for g in root.iter(f"{SVG}g") if "bar" in g.get("class", "")]
+    assert labels == ["fetchpipe run", "floor (aiohttp + read_json)", "dlt rest_api"]
+
+
+def test_pipeline_report_a_failed_or_incomplete_client() -> None:
+    report = pipeline.PipelineReport(3, 50, 0, 1, "uvloop", ["fetchpipe", "floor"])
+    failed = pipeline.ClientRun(
+        "fetchpipe", 0.4, 2, 50.0, error="exit code 2", output_tail="Error: No such command"
+    )
+    report.runs = [failed, _run("floor", 1.0, rows=149, missing=1)]
+    assert not report.clean
+    text = "\n".join(report.lines())
+    assert "failed: exit code 2" in text and "    Error: No such command" in text
+    assert "ratio fetchpipe / floor: n/a (fetchpipe failed)" in text
+    assert "fetchpipe peak RSS: n/a (fetchpipe failed)" in text
+    assert "INCOMPLETE: expected 150 rows, 1 ids missing" in text
+    assert report.to_json()["targets_met"] == {"ratio": None, "peak_rss": None}
+
+
+def test_pipeline_client_that_fails_or_hangs_is_reported(tmp_path: Path) -> None:
+    closed = "http://127.0.0.1:9"  # the discard port: nothing listens there
+    run_ = pipeline.run_client("floor", closed, 10, tmp_path / "a", timeout=60)
+    assert run_.exit_code == 1 and run_.error == "exit code 1" and run_.rows is None
+    assert "Connect" in run_.output_tail and not (tmp_path / "a").exists()
+    run_ = pipeline.run_client("floor", closed, 10, tmp_path / "b", timeout=0.01)
+    assert run_.exit_code is None and run_.error == "killed after the timeout of 0.01 s"

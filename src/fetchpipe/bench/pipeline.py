@@ -30,15 +30,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from fetchpipe.bench import pipeline_baselines
 from fetchpipe.bench.report import version_of
 from fetchpipe.bench.svg import Bar, Marker, bar_chart
+
+if TYPE_CHECKING:
+    import duckdb
 
 CLIENTS = ("fetchpipe", "floor", "dlt")
 LABELS = {
@@ -221,14 +225,24 @@ def count_rows(database: Path, schema: str, expected: int) -> tuple[int, int, in
 
     if not database.exists():
         return f"no database file {database.name}"
-    with duckdb.connect(str(database), read_only=True) as con:
+    try:
+        return _count(duckdb.connect(str(database), read_only=True), schema, expected)
+    except duckdb.Error as exc:
+        return f"could not count the rows: {exc}"
+
+
+def _count(
+    con: duckdb.DuckDBPyConnection, schema: str, expected: int
+) -> tuple[int, int, int] | str:
+    """:func:`count_rows` on an open connection, which it closes."""
+    with con:
         found = con.execute(
             "SELECT count(*) FROM information_schema.tables "
             "WHERE table_schema = ? AND table_name = ?",
             [schema, TABLE],
         ).fetchone()
         if not found or not found[0]:
-            return f"no table {schema}.{TABLE} in {database.name}"
+            return f"no table {schema}.{TABLE}"
         row = con.execute(
             "SELECT count(*), count(DISTINCT id), "
             "count(DISTINCT id) FILTER (WHERE id BETWEEN 1 AND ?) "
@@ -250,7 +264,7 @@ def run_client(
         command = command_for(client, base_url, database, workdir)
         done = spawn(command, workdir, env_for(client, workdir), timeout)
         peak = _peak(workdir)
-        if done.exit_code is None or done.exit_code != 0:
+        if done.exit_code != 0:
             error = (
                 f"killed after the timeout of {timeout:g} s"
                 if done.exit_code is None
@@ -288,7 +302,7 @@ class Summary:
         peaks = [r.peak_rss_mb for r in runs if r.peak_rss_mb is not None]
         errors = [r.error for r in runs if r.error is not None]
 
-        def worst(values: list[int | None], pick: Any) -> int | None:
+        def worst(values: list[int | None], pick: Callable[[list[int]], int]) -> int | None:
             known = [v for v in values if v is not None]
             return pick(known) if known and len(known) == len(values) else None
 
@@ -394,6 +408,14 @@ class PipelineReport:
         return out
 
     def _target_lines(self) -> list[str]:
+        out = [
+            f"ratio {client} / {base}: {value:.2f}x"
+            for client, base in (("dlt", "floor"), ("dlt", "fetchpipe"))
+            if (value := self.ratio(client, base)) is not None
+        ]
+        return self._fetchpipe_lines() + out
+
+    def _fetchpipe_lines(self) -> list[str]:
         if "fetchpipe" not in self.clients:
             return []
         ratio = self.ratio("fetchpipe")
@@ -411,8 +433,6 @@ class PipelineReport:
                 f"fetchpipe peak RSS: {fp.peak_rss_mb:.0f} MB "
                 f"(target < {TARGET_RSS_MB:g} MB, {verdict})"
             )
-        if (dlt := self.ratio("dlt", "fetchpipe")) is not None:
-            out.append(f"ratio dlt / fetchpipe: {dlt:.2f}x")
         return out
 
     def versions(self) -> dict[str, str | None]:
@@ -442,6 +462,7 @@ class PipelineReport:
             "runs": [asdict(r) for r in self.runs],
             "summary": {c: asdict(s) for c, s in summaries.items() if s is not None},
             "ratio_fetchpipe_over_floor": ratio,
+            "ratio_dlt_over_floor": self.ratio("dlt"),
             "ratio_dlt_over_fetchpipe": self.ratio("dlt", "fetchpipe"),
             "targets": {"ratio_fetchpipe_over_floor": TARGET_RATIO, "peak_rss_mb": TARGET_RSS_MB},
             "targets_met": {
