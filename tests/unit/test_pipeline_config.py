@@ -543,6 +543,23 @@ def test_plan_uses_the_page_size_of_offset_pagination_and_redacts_query_keys() -
     assert "k-secret-123" not in render(plan)
 
 
+@pytest.mark.parametrize(
+    ("paginate", "seconds"),
+    [
+        ({"type": "page"}, 100 * 0.5),  # one page after another
+        ({"type": "page", "total_pages_path": "meta.pages"}, 2 * 0.5),  # first, then the rest
+    ],
+)
+def test_plan_time_follows_whether_pages_are_known_after_the_first(
+    paginate: dict[str, str], seconds: float
+) -> None:
+    source = {"name": "a", "url": "https://x.test/a", "paginate": paginate}
+    pipeline = Pipeline.from_dict({"name": "p", "sources": [source]})
+    plan = build_plan(pipeline, pages=100, latency=0.5)
+    assert plan.requests == 100
+    assert plan.min_seconds == pytest.approx(seconds)
+
+
 def test_an_unquoted_yaml_date_stays_the_text_written() -> None:
     text = (
         BASE + "    incremental: {cursor_field: u, param: since, initial: 2024-01-01T00:00:00Z}\n"

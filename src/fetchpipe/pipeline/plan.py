@@ -222,7 +222,12 @@ def _host_plans(
             seconds = max(seconds, math.ceil(n / slots) * latency)
             for s in sources:
                 if s.pagination != "none" and s.requests is not None and s.runs:
-                    seconds = max(seconds, s.requests / s.runs * latency)
+                    # Pages of one run follow one another, unless the first tells the total:
+                    # then the rest go out together after it.
+                    chain = s.requests / s.runs
+                    if not _sequential(pipeline.source(s.name).paginate):
+                        chain = min(chain, 2)
+                    seconds = max(seconds, chain * latency)
         out.append(HostPlan(host, hl.max_concurrency, hl.max_per_second, n, complete, seconds))
     return out
 
@@ -280,3 +285,9 @@ def render(plan: Plan) -> str:
         total += ", ".join(unknown)
     lines.append(f"total: {total}; at least {plan.min_seconds:.1f} s")
     return "\n".join(lines)
+
+
+def _sequential(paginate: Any) -> bool:
+    from fetchpipe.pipeline.pagination import sequential
+
+    return sequential(paginate)
