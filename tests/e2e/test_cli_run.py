@@ -195,3 +195,19 @@ def test_the_readme_example_runs_against_the_simulated_fleet(
             "SELECT (SELECT count(*) FROM products), (SELECT count(*) FROM reviews)"
         ).fetchall()
     assert counts == [(SHOP_PRODUCT_COUNT, REVIEW_COUNT)]
+
+
+def test_a_destination_in_use_fails_before_any_request(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    db = tmp_path / "new" / "dir" / "shop.duckdb"  # missing directories are created
+    pipeline = write_pipeline(tmp_path / "shop.yaml", cli_fleet, db)
+    first = run_cli("run", str(pipeline), "--select", "products", env=SECRETS_ENV)
+    assert first.returncode == 0, first.stderr
+    with duckdb.connect(str(db)):  # this process holds the file's write lock
+        before = cli_fleet.stats.requests()
+        proc = run_cli("run", str(pipeline), env=SECRETS_ENV)
+        assert proc.returncode == 1
+        assert f"cannot open DuckDB file {str(db)!r}" in proc.stderr
+        assert "HINT: check that no other process has the file open" in proc.stderr
+        assert cli_fleet.stats.requests() == before
