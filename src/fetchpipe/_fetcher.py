@@ -23,6 +23,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from fetchpipe._config import Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, FetchpipeError, InputError, TransportError
 from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
+from fetchpipe.engine.breaker import Breaker, BreakerPolicy, counts_as_failure
 from fetchpipe.engine.cache.http_cache import Hit, HttpCache
 from fetchpipe.engine.cache.keys import CacheKey
 from fetchpipe.engine.cache.policy import Action
@@ -31,6 +32,8 @@ from fetchpipe.engine.limits import HostState, host_of
 from fetchpipe.engine.retry import (
     DEFAULT_RETRY,
     RETRY_AFTER_STATUSES,
+    Decision,
+    RetryBudget,
     RetryPolicy,
     decide,
     parse_retry_after,
@@ -59,6 +62,7 @@ class RetryEvent:
 
 
 RetryHook = Callable[[RetryEvent], None]
+DEFAULT_BREAKER = BreakerPolicy()
 
 
 class _Item:
@@ -112,9 +116,15 @@ class Fetcher:
         transport: Transport | None = None,
         rng: random.Random | None = None,
         cache: HttpCache | None = None,
+        breaker: BreakerPolicy | None = DEFAULT_BREAKER,
     ) -> None:
         self.limits = limits or Limits()
         self.retry = retry
+        self.breaker = breaker
+        self.retries_denied = 0
+        """Retries refused because the host's retry budget was spent."""
+        self.hosts_down: dict[str, int] = {}
+        """Host -> times its circuit breaker opened (the host kept failing)."""
         self.timeouts = timeouts or Timeouts()
         self._headers = dict(headers or {})
         self._on_retry = on_retry
@@ -398,11 +408,17 @@ class _Run:
             )
         except TransportError as exc:
             now = loop.time()
+            self._host_health(host, exc.kind, None)
             if exc.kind is ErrorKind.TIMEOUT and item.deadline and now >= item.deadline - 0.001:
                 return self._deadline_failure(item, now, "during an attempt")
             return self._after_failure(host, item, exc.kind, exc.message, None)
         timings.first_byte = response.first_byte
         status = response.status
+        if status < 500:
+            if host.breaker is not None and status != 429:
+                host.breaker.success()
+        else:
+            self._host_health(host, None, status)
         if status == 304 and item.hit is not None and self.cache is not None:
             entry = self.cache.refreshed(
                 item.hit, response.headers, request_time=request_time, response_time=time.time()
@@ -423,8 +439,26 @@ class _Run:
                     request_time=request_time,
                     response_time=time.time(),
                 )
+            if host.budget is not None:
+                host.budget.succeeded(item.attempt - 1)
             return self._final(item, response, body, None, None)
         return self._after_failure(host, item, ErrorKind.HTTP_STATUS, f"HTTP {status}", response)
+
+    def _host_health(
+        self, host: HostState[_Item], kind: ErrorKind | None, status: int | None
+    ) -> None:
+        """Feed the host's circuit breaker with a failed attempt; pause the host when it opens."""
+        policy = self.fetcher.breaker
+        if policy is None or not counts_as_failure(kind, status):
+            return
+        breaker = host.breaker
+        if breaker is None:
+            breaker = host.breaker = Breaker()
+        until = breaker.failure(policy, self.loop.time())
+        if until is not None:
+            host.pause(until)
+            down = self.fetcher.hosts_down
+            down[host.name] = down.get(host.name, 0) + 1
 
     def _after_failure(
         self,
@@ -451,6 +485,21 @@ class _Run:
             now=time.time(),
             rng=self.fetcher._rng,
         )
+        if decision.retry and self.policy.budget is not None:
+            budget = host.budget
+            if budget is None:
+                budget = host.budget = RetryBudget(self.policy.budget, self.policy.budget_refill)
+            if not budget.take():
+                self.fetcher.retries_denied += 1
+                decision = Decision(
+                    retry=False,
+                    reason=(
+                        f"{message} (not retried: the retry budget of {host.name} is spent "
+                        f"after {budget.spent} retries. HINT: most requests to this host are "
+                        "failing; RetryPolicy(budget=...) sets how many retries may be "
+                        "outstanding per host)"
+                    ),
+                )
         if decision.retry:
             now = self.loop.time()
             if item.deadline and now + decision.wait >= item.deadline:

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     import asyncio
 
     from fetchpipe._config import HostLimits
+    from fetchpipe.engine.breaker import Breaker
+    from fetchpipe.engine.retry import RetryBudget
 
 T = TypeVar("T")
 
@@ -61,6 +63,8 @@ class HostState(Generic[T]):
 
     __slots__ = (
         "active",
+        "breaker",
+        "budget",
         "delayed",
         "fresh",
         "in_ready",
@@ -87,10 +91,17 @@ class HostState(Generic[T]):
         self.in_ready = False
         self.wake_at = 0.0
         self.wake_handle: asyncio.TimerHandle | None = None
+        self.breaker: Breaker | None = None
+        """Made on the host's first failed attempt (see :mod:`fetchpipe.engine.breaker`)."""
+        self.budget: RetryBudget | None = None
+        """Made on the host's first retry (see :class:`fetchpipe.engine.retry.RetryBudget`)."""
 
     @property
     def saturated(self) -> bool:
-        return 0 < self.max_concurrency <= self.active
+        if 0 < self.max_concurrency <= self.active:
+            return True
+        breaker = self.breaker
+        return breaker is not None and breaker.half_open and self.active > 0
 
     def start_at(self) -> float:
         """Earliest time a new attempt may start, by pause and rate (concurrency aside)."""
@@ -100,6 +111,8 @@ class HostState(Generic[T]):
 
     def note_start(self, now: float) -> None:
         self.active += 1
+        if self.breaker is not None:
+            self.breaker.starting(now)
         if self.interval:
             tat = self.tat
             self.tat = (tat if now - tat <= LATENESS_CREDIT else now) + self.interval

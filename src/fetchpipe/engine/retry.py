@@ -51,6 +51,10 @@ class RetryPolicy:
     retry_statuses: frozenset[int] = RETRYABLE_STATUSES
     retry_after_max: float = 300.0
     respect_retry_after: bool = True
+    budget: float | None = 50.0
+    """Retries one host may have outstanding (see :class:`RetryBudget`); None: no budget."""
+    budget_refill: float = 0.1
+    """Retry tokens a first-attempt success adds to the budget."""
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -61,12 +65,60 @@ class RetryPolicy:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"retry {name} must be a number >= 0, got {value!r}.")
+        if self.budget is not None and not (self.budget >= 1 and math.isfinite(self.budget)):
+            raise ConfigError(
+                f"retry budget must be at least 1 (or None for no budget), got {self.budget!r}."
+            )
+        if not (0 <= self.budget_refill <= 1):
+            raise ConfigError(
+                f"retry budget_refill must be between 0 and 1, got {self.budget_refill!r}."
+            )
         if self.wait_exp_base < 1:
             raise ConfigError(f"retry wait_exp_base must be >= 1, got {self.wait_exp_base!r}.")
         object.__setattr__(self, "retry_statuses", frozenset(self.retry_statuses))
 
 
 DEFAULT_RETRY = RetryPolicy()
+
+
+class RetryBudget:
+    """Retry tokens of one host for a run, so that retries cannot multiply the load on a
+    failing API (botocore's retry quota, gRPC's retry throttling).
+
+    One bucket per host rather than one for the run: a run's requests go to many APIs, and an
+    API that is down must not spend the retries that another API's passing faults need.
+
+    The bucket starts full with ``capacity`` tokens. Every retry takes one; when none is left,
+    the request fails instead of retrying. A request that succeeds after retries gives its
+    tokens back (a passing fault costs nothing), and a success at the first attempt adds
+    ``refill``. First attempts never need a token. So once the bucket is empty, retries run at
+    most ``refill`` per first-attempt success: with 0.1, at most a tenth of the traffic.
+    """
+
+    __slots__ = ("capacity", "denied", "refill", "spent", "tokens")
+
+    def __init__(self, capacity: float, refill: float) -> None:
+        self.capacity = capacity
+        self.refill = refill
+        self.tokens = capacity
+        self.spent = 0
+        """Retries allowed."""
+        self.denied = 0
+        """Retries refused because the bucket was empty."""
+
+    def take(self) -> bool:
+        """Take a token for one retry; False (and counted) when there is none."""
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            self.spent += 1
+            return True
+        self.denied += 1
+        return False
+
+    def succeeded(self, retries: int) -> None:
+        """A request succeeded after ``retries`` retries: give back what it took."""
+        gain = float(retries) if retries else self.refill
+        self.tokens = min(self.capacity, self.tokens + gain)
 
 
 def backoff(policy: RetryPolicy, retry_number: int, rng: random.Random | None = None) -> float:

@@ -1,0 +1,112 @@
+"""Politeness under failure, against real local servers: the retry budget and the breaker."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from fetchpipe import Fetcher, Limits, Result, RetryPolicy, set_testing
+from fetchpipe._config import HostLimits
+from fetchpipe.engine.breaker import BreakerPolicy
+from fetchpipe.sim import Fleet
+
+DOWN, UP = 300, 300
+
+
+def interleaved(fleet: Fleet) -> list[str]:
+    """300 requests to a host that always answers 503, between 300 to two healthy hosts."""
+    down = (fleet.url(f"/status/503?key=d{i}", host=0) for i in range(DOWN))
+    up = (fleet.url(f"/item/{i}", host=1 + i % 2) for i in range(UP))
+    return [u for pair in zip(down, up, strict=True) for u in pair]
+
+
+async def run_all(urls: list[str], policy: RetryPolicy) -> tuple[list[Result], Fetcher]:
+    async with Fetcher(retry=policy) as fetcher:
+        return [r async for r in fetcher.stream(urls)], fetcher
+
+
+async def test_retries_to_a_down_api_stay_within_the_budget(fleet: Fleet) -> None:
+    policy = RetryPolicy(attempts=4, budget=20, budget_refill=0.1)
+    results, fetcher = await run_all(interleaved(fleet), policy)
+    assert len(results) == DOWN + UP  # nothing lost
+    healthy = [r for r in results if "/item/" in r.url]
+    down = [r for r in results if "/status/" in r.url]
+    assert all(r.ok for r in healthy)  # the other hosts finish normally
+    assert not any(r.ok for r in down)
+    received = fleet.stats.requests(host=fleet.addresses[0])
+    retries = received - DOWN
+    # The budget's 20 tokens, then nothing: no request to this host ever succeeded.
+    assert retries == 20
+    assert retries <= 0.1 * DOWN
+    assert fetcher.retries_denied == DOWN  # each request was finally refused a retry
+    refused = [r for r in down if r.error_message and "retry budget" in r.error_message]
+    assert len(refused) == fetcher.retries_denied
+    assert "HINT" in (refused[0].error_message or "")
+
+
+async def test_without_a_budget_retries_multiply_the_load(fleet: Fleet) -> None:
+    await run_all(interleaved(fleet), RetryPolicy(attempts=4, budget=None))
+    assert fleet.stats.requests(host=fleet.addresses[0]) == 4 * DOWN
+
+
+@dataclass
+class Flaky:
+    """A server that answers 503 until `up_at` (loop time), then 200; records each arrival."""
+
+    up_at: float = 0.0
+    in_flight: int = 0
+    arrivals: list[tuple[float, int]] = field(default_factory=list)
+    """(loop time, requests in flight including this one)."""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        loop = asyncio.get_running_loop()
+        self.in_flight += 1
+        self.arrivals.append((loop.time(), self.in_flight))
+        try:
+            await asyncio.sleep(0.02)
+            if loop.time() < self.up_at:
+                return web.Response(status=503)
+            return web.json_response({"ok": True})
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.fixture
+async def flaky() -> AsyncIterator[tuple[Flaky, TestServer]]:
+    state = Flaky()
+    app = web.Application()
+    app.router.add_get("/{key}", state.handle)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield state, server
+
+
+async def test_the_breaker_rests_a_failing_host_then_probes_it_alone(
+    flaky: tuple[Flaky, TestServer],
+) -> None:
+    set_testing(False)  # real waits: the cool-down is what is measured
+    state, server = flaky
+    loop = asyncio.get_running_loop()
+    state.up_at = loop.time() + 0.15
+    cooldown = 0.4
+    limits = Limits(per_host=HostLimits(max_concurrency=4))
+    policy = RetryPolicy(attempts=5, wait_initial=0.01, wait_max=0.02, budget=None)
+    breaker = BreakerPolicy(threshold=3, cooldown=cooldown)
+    urls = [str(server.make_url(f"/k{i}")) for i in range(20)]
+    async with Fetcher(limits=limits, retry=policy, breaker=breaker) as fetcher:
+        results = [r async for r in fetcher.stream(urls)]
+    assert all(r.ok for r in results)
+    assert fetcher.hosts_down == {"127.0.0.1": 1}
+    times = [t for t, _ in state.arrivals]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    rest = max(gaps)
+    assert rest >= cooldown - 0.05  # nothing was sent while the circuit was open
+    probe = gaps.index(rest) + 1
+    assert state.arrivals[probe][1] == 1  # the probe went alone...
+    after = [n for t, n in state.arrivals[probe + 1 :] if t > times[probe] + 0.02]
+    assert max(after) > 1  # ...and once it succeeded, the others followed together
