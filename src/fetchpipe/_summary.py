@@ -33,6 +33,10 @@ class Summary:
     by_source: Counter[Source] = field(default_factory=Counter)
     wall_time: float | None = None
     cache_used: bool = False
+    hosts_down: dict[str, int] = field(default_factory=dict)
+    """Host -> times its circuit breaker opened (copied from the fetcher at the end)."""
+    retries_denied: int = 0
+    """Retries refused by a host's retry budget."""
     _latencies: array[float] = field(default_factory=lambda: array("d"), repr=False)
     _sorted: list[float] = field(default_factory=list, repr=False)
 
@@ -131,6 +135,8 @@ def one_line(summary: Summary) -> str:
     )
     if summary.shows_sources:
         line += f" | {_source_text(summary)}"
+    if summary.hosts_down:
+        line += f" | hosts down: {', '.join(sorted(summary.hosts_down))}"
     return line
 
 
@@ -145,6 +151,11 @@ def table(summary: Summary) -> Table:
     for kind, count in summary.failures():
         grid.add_row(f"  {kind.value}", str(count))
     grid.add_row("retries", str(summary.retries))
+    if summary.retries_denied:
+        grid.add_row("  refused by budget", str(summary.retries_denied))
+    for host, openings in sorted(summary.hosts_down.items()):
+        times = "once" if openings == 1 else f"{openings} times"
+        grid.add_row(f"[red]host down[/red] {host}", f"breaker opened {times}")
     if summary.shows_sources:
         grid.add_row("sources", "")
         for label, count in summary.sources():

@@ -361,6 +361,8 @@ async def _pump(
                 summary.add(result)
                 progress.advance(result)
                 last = time.perf_counter()
+            summary.hosts_down = dict(fetcher.hosts_down)
+            summary.retries_denied = fetcher.retries_denied
     summary.wall_time = last - first
     return summary
 

@@ -144,6 +144,20 @@ def test_failures_exit_1_and_successes_are_written(
     assert re.search(r"\d+\.\d req/s \| wall \d+\.\d{3} s", summary)
 
 
+def test_a_host_that_keeps_failing_is_shown_as_down(
+    cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path
+) -> None:
+    down = [cli_fleet.url(f"/status/503?key=down-{i}", host=3) for i in range(12)]
+    urls = _write(tmp_path / "urls.txt", cli_fleet.url("/item/1"), *down)
+    proc = run_cli("fetch", urls, "--out", str(tmp_path / "out.jsonl"), "--retries", "1")
+    assert proc.returncode == 1, proc.stderr
+    summary = next(t for t in proc.stderr.splitlines() if t.startswith("13 requests:"))
+    assert summary.endswith(f"| hosts down: {cli_fleet.addresses[3]}")
+    assert re.search(
+        rf"host down {re.escape(cli_fleet.addresses[3])} +\S* *breaker opened", proc.stderr
+    )
+
+
 def test_stdin(cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     lines = [

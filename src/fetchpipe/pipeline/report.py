@@ -62,6 +62,10 @@ class RunReport:
     destination: str
     sources: list[SourceReport] = field(default_factory=list)
     seconds: float = 0.0
+    hosts_down: dict[str, int] = field(default_factory=dict)
+    """Host -> times its circuit breaker opened during the run."""
+    retries_denied: int = 0
+    """Retries refused by a host's retry budget."""
 
     @property
     def ok(self) -> bool:
@@ -86,6 +90,8 @@ class RunReport:
             "ok": self.ok,
             "seconds": round(self.seconds, 3),
             "sources": [s.as_dict() for s in self.sources],
+            "hosts_down": dict(self.hosts_down),
+            "retries_denied": self.retries_denied,
         }
 
 
@@ -160,5 +166,14 @@ def summary_table(report: RunReport, *, live: bool = False) -> Table:
 
 
 def failure_lines(report: RunReport) -> list[str]:
-    """``failed: NAME: reason`` for each failed source."""
-    return [f"failed: {s.name}: {s.reason}" for s in report.failed]
+    """``failed: NAME: reason`` for each failed source, then each host that was down."""
+    lines = [f"failed: {s.name}: {s.reason}" for s in report.failed]
+    for host, openings in sorted(report.hosts_down.items()):
+        times = "once" if openings == 1 else f"{openings} times"
+        lines.append(
+            f"host down: {host} (its circuit breaker opened {times}: requests waited for a "
+            "cool-down, then probed it one at a time)"
+        )
+    if report.retries_denied:
+        lines.append(f"retries refused by a host's retry budget: {report.retries_denied}")
+    return lines

@@ -219,9 +219,13 @@ class PipelineRunner:
                 if run.parent is None:
                     self._start(run, run.source.url, None)
                     self._maybe_done(run)
-            async for result in fetcher.stream(self._feed()):
-                await self._handle(result)
-            await asyncio.gather(*self._finishing)
+            try:
+                async for result in fetcher.stream(self._feed()):
+                    await self._handle(result)
+                await asyncio.gather(*self._finishing)
+            finally:
+                self.report.hosts_down = dict(fetcher.hosts_down)
+                self.report.retries_denied = fetcher.retries_denied
 
     def _add_run(self, source: Source, state: Mapping[str, Any] | None) -> None:
         write = source.name in self.selected and self.selected[source.name]
