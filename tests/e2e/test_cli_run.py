@@ -7,6 +7,7 @@ every byte the run wrote: the DuckDB file, the cache files, the JSON report, std
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import duckdb
@@ -197,7 +198,7 @@ def test_the_readme_example_runs_against_the_simulated_fleet(
     assert counts == [(SHOP_PRODUCT_COUNT, REVIEW_COUNT)]
 
 
-def test_a_destination_in_use_fails_before_any_request(
+def test_a_destination_in_use_fails_at_once_with_a_lock_message(
     run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
 ) -> None:
     db = tmp_path / "new" / "dir" / "shop.duckdb"  # missing directories are created
@@ -208,6 +209,6 @@ def test_a_destination_in_use_fails_before_any_request(
         before = cli_fleet.stats.requests()
         proc = run_cli("run", str(pipeline), env=SECRETS_ENV)
         assert proc.returncode == 1
-        assert f"cannot open DuckDB file {str(db)!r}" in proc.stderr
-        assert "HINT: check that no other process has the file open" in proc.stderr
+        assert f"{str(db)!r} is in use by process {os.getpid()}" in proc.stderr
+        assert "another run on this destination is active" in proc.stderr
         assert cli_fleet.stats.requests() == before

@@ -297,8 +297,8 @@ async def test_file_destinations_write_one_file_per_source_per_run(
             f"SELECT count(*) FROM {reader}('{reviews[1]}') WHERE product_id = 3"
         ).fetchall()
         assert second_reviews == [(len(shop_reviews()[3]),)]
-    state = (out / "_fetchpipe_state.json").read_text()
-    assert second.source("products").cursor in state
+    state = query(out / "_fetchpipe.duckdb", "SELECT state->>'cursor' FROM _fetchpipe_state")
+    assert state == [(second.source("products").cursor,)]
 
 
 async def test_a_failing_source_does_not_stop_the_others(fleet: Fleet, tmp_path: Path) -> None:

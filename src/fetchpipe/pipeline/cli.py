@@ -118,6 +118,21 @@ def _names(values: tuple[str, ...]) -> list[str] | None:
     help="Ignore stored incremental state and replace the tables of the sources run.",
 )
 @click.option(
+    "--restart",
+    is_flag=True,
+    help="Drop the interrupted run of this pipeline, if any, and start over (by default it is "
+    "resumed: committed pages are not fetched again).",
+)
+@click.option(
+    "--commit-every",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often each source's fetched pages are committed to the destination's journal: "
+    "an interrupted run loses at most this much work.",
+)
+@click.option(
     "--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
@@ -125,14 +140,18 @@ def run_command(
     pipeline_file: str,
     select: tuple[str, ...],
     full_refresh: bool,
+    restart: bool,
+    commit_every: float,
     json_path: str | None,
     quiet: bool,
 ) -> None:
     """Run PIPELINE: fetch its sources and load them into its destination.
 
-    Prints a line per source as it finishes (stderr) and a summary table (stdout). Exit codes:
-    0 every source ok or unchanged; 1 a source failed (the others were still loaded);
-    2 an invalid pipeline file or option (nothing sent).
+    Prints a line per source as it finishes (stderr) and a summary table (stdout). A run that
+    was interrupted (the process died or was stopped) is resumed with the same options.
+    Exit codes: 0 every source ok or unchanged; 1 a source failed (the others were still
+    loaded), or the destination is in use by another run; 2 an invalid pipeline file or
+    option (nothing sent).
     """
     from rich.console import Console
 
@@ -157,7 +176,12 @@ def run_command(
 
     try:
         runner = PipelineRunner(
-            pipeline, select=_names(select), full_refresh=full_refresh, on_source_done=finished
+            pipeline,
+            select=_names(select),
+            full_refresh=full_refresh,
+            restart=restart,
+            on_source_done=finished,
+            commit_every=commit_every,
         )
     except ConfigError as exc:
         raise InvalidPipeline(f"{pipeline_file}: {exc}; nothing was sent") from None
@@ -176,6 +200,8 @@ def run_command(
             report = run_loop(runner.run())
     except LoadError as exc:
         raise click.ClickException(pipeline.redact(str(exc))) from None
+    except ConfigError as exc:  # an interrupted run that cannot be resumed as asked
+        raise InvalidPipeline(f"{pipeline_file}: {pipeline.redact(str(exc))}") from None
     stdout = Console(highlight=False, soft_wrap=True)
     stdout.print(summary_table(report))
     for line in failure_lines(report):

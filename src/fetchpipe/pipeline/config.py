@@ -13,6 +13,7 @@ suggestion for a near-miss key. Values read from the environment never appear in
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import types
@@ -101,6 +102,12 @@ class Pipeline(_Model):
         credentials of every source's ``auth`` (however they were written)."""
         return redact_secrets(text, self._secrets | self.auth_secrets())
 
+    def config_hash(self) -> str:
+        """A hash of the settings (secrets excluded): an interrupted run is resumed only by the
+        same pipeline."""
+        text = self.model_dump_json(by_alias=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
     def auth_secrets(self) -> frozenset[str]:
         """The credential values configured in the sources' ``auth`` blocks."""
         found: set[str] = set()
@@ -112,23 +119,35 @@ class Pipeline(_Model):
 
     # --- running --------------------------------------------------------------------------------
 
-    def run(self, *, select: Iterable[str] | None = None, full_refresh: bool = False) -> RunReport:
+    def run(
+        self,
+        *,
+        select: Iterable[str] | None = None,
+        full_refresh: bool = False,
+        restart: bool = False,
+    ) -> RunReport:
         """Fetch every source (or those in ``select``, with the parents they need) into the
         destination. Returns the report; ``report.ok`` is false when a source failed.
 
-        ``full_refresh`` ignores stored incremental state and replaces the tables.
+        ``full_refresh`` ignores stored incremental state and replaces the tables. A run that
+        was interrupted is resumed (with the same options), unless ``restart``.
         """
         from fetchpipe._fetcher import run as run_loop
 
-        return run_loop(self.arun(select=select, full_refresh=full_refresh))
+        return run_loop(self.arun(select=select, full_refresh=full_refresh, restart=restart))
 
     async def arun(
-        self, *, select: Iterable[str] | None = None, full_refresh: bool = False
+        self,
+        *,
+        select: Iterable[str] | None = None,
+        full_refresh: bool = False,
+        restart: bool = False,
     ) -> RunReport:
         """:meth:`run` inside a running event loop."""
         from fetchpipe.pipeline.run import PipelineRunner
 
-        return await PipelineRunner(self, select=select, full_refresh=full_refresh).run()
+        runner = PipelineRunner(self, select=select, full_refresh=full_refresh, restart=restart)
+        return await runner.run()
 
     # --- derived values -------------------------------------------------------------------------
 

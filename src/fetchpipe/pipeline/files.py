@@ -3,16 +3,18 @@
 Layout of a destination directory::
 
     DIR/products/20261126T101500.123456Z-3fa2c1.parquet   one file per run of the source
-    DIR/_fetchpipe_state.json                        incremental state of every source
+    DIR/_fetchpipe.duckdb                                 state, journal and staged records
 
 Each file is written under a temporary name in the same directory and renamed into place, so a
 reader sees the old files or the new one, never half a file. ``append`` adds the run's file;
 ``replace`` removes the source's older files once the new one is in place; ``merge`` writes the
-older files' rows and the batch, the last row of each primary key winning, into the new file
-and then removes the older ones. DuckDB (in memory) does the reading, deduplication and
-writing; every row carries ``_fetchpipe_run_id`` and ``_fetchpipe_loaded_at``. The state file
-is replaced (also atomically) after the data file: if the process dies between the two, the
-next run starts from the old state and fetches those records again.
+older files' rows and the run's records, the last row of each primary key winning, into the new
+file and then removes the older ones. DuckDB does the reading, deduplication and writing; every
+row carries ``_fetchpipe_run_id`` and ``_fetchpipe_loaded_at``.
+
+The state and the "source done" mark commit after the rename. If the process dies between the
+two, the resumed run writes the same file again (same name, same rows; a merge reads the file
+it already wrote), so a source is never applied twice.
 """
 
 from __future__ import annotations
@@ -20,61 +22,40 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-import orjson
-
-from fetchpipe.pipeline.load import (
-    BATCH,
+from fetchpipe.pipeline import journal
+from fetchpipe.pipeline.journal import stage_table
+from fetchpipe.pipeline.store import StagedStore, WriteMode
+from fetchpipe.pipeline.tables import (
     LOADED_AT_COLUMN,
     RUN_ID_COLUMN,
     LoadError,
-    WriteMode,
     dedupe,
+    literal,
     quote,
-    stage,
+    table_columns,
 )
-from fetchpipe.pipeline.spool import Spool
 
 if TYPE_CHECKING:
     import duckdb
 
-STATE_FILE = "_fetchpipe_state.json"
+DATABASE = "_fetchpipe.duckdb"
 _FORMATS = {"jsonl": ("jsonl", "FORMAT json"), "parquet": ("parquet", "FORMAT parquet")}
 _ORDER = "_fetchpipe_order"
 
 
-class FileLoader:
+class FileLoader(StagedStore):
     """Writes tables as files under ``directory``: ``kind`` is ``jsonl`` or ``parquet``."""
 
     def __init__(self, directory: str | Path, kind: Literal["jsonl", "parquet"] | str) -> None:
         if kind not in _FORMATS:
             raise LoadError(f"unknown file format {kind!r}. HINT: use jsonl or parquet")
         self.directory = Path(directory)
+        super().__init__(self.directory / DATABASE, label=str(self.directory))
         self.kind = kind
         self.extension, self._copy_format = _FORMATS[kind]
-        self._connection: duckdb.DuckDBPyConnection | None = None
-        self._parts: dict[tuple[str, str], int] = {}
-        """(run id, table) -> files written by this run, for a second load of one run."""
-
-    def open(self) -> None:
-        import duckdb
-
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LoadError(
-                f"cannot create the destination directory {str(self.directory)!r}: "
-                f"{exc.strerror or exc}"
-            ) from exc
-        self._connection = duckdb.connect(":memory:", config={"threads": 1})  # as DuckDBLoader
-
-    def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close()
 
     def files(self, table: str) -> list[Path]:
         """The data files of ``table``, oldest first."""
@@ -83,135 +64,85 @@ class FileLoader:
             return []
         return sorted(p for p in folder.glob(f"*.{self.extension}") if not p.name.startswith("."))
 
-    # --- state ----------------------------------------------------------------------------------
-
-    def _states(self) -> dict[str, Any]:
-        path = self.directory / STATE_FILE
-        try:
-            data = orjson.loads(path.read_bytes())
-        except FileNotFoundError:
-            return {}
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise LoadError(
-                f"cannot read {str(path)!r}: {exc}. HINT: remove it to start from "
-                "each source's initial state"
-            ) from exc
-        return data if isinstance(data, dict) else {}
-
-    def read_state(self, source: str) -> dict[str, Any] | None:
-        entry = self._states().get(source)
-        state = entry.get("state") if isinstance(entry, dict) else None
-        return state if isinstance(state, dict) else None
-
-    def _write_state(self, source: str, state: Mapping[str, object], run_id: str) -> None:
-        states = self._states()
-        states[source] = {
-            "state": dict(state),
-            "run_id": run_id,
-            "updated_at": datetime.now(UTC).isoformat(),
-        }
-        _atomic_write(self.directory / STATE_FILE, orjson.dumps(states, default=str))
-
-    # --- loading --------------------------------------------------------------------------------
-
-    def load_spool(
+    def finish_source(
         self,
         table: str,
-        spool: Spool,
         *,
         write: WriteMode,
         primary_key: Sequence[str] | None,
         run_id: str,
         state: Mapping[str, object] | None = None,
-        source: str | None = None,
     ) -> int:
-        """Write the spool's records as the run's file of ``table``; returns rows in it that
-        came from the spool."""
+        """Write the source's staged records as the run's file of ``table``, then commit its
+        state and its end. Returns the rows that came from this run."""
         import duckdb
 
-        if self._connection is None:
-            raise LoadError(f"{str(self.directory)!r} is not open. HINT: call open() first")
+        key = list(primary_key or ())
         if write not in ("append", "replace", "merge"):
             raise LoadError(f"unknown write mode {write!r}. HINT: use append, replace or merge")
-        key = list(primary_key or ())
         if write == "merge" and not key:
             raise LoadError(f"table {table!r}: write 'merge' needs a primary key")
+        connection = self.conn()
+        stage = stage_table(table)
         folder = self.directory / table
-        part = self._parts.get((run_id, table), 0)
-        name = run_id if part == 0 else f"{run_id}-{part}"
-        final = folder / f"{name}.{self.extension}"
-        temporary = folder / f".{name}.{self.extension}.tmp"
-        older = [p for p in self.files(table) if p != final]
-        if write == "replace" and part > 0:
-            older = []  # a later load of the same run adds to the run's first file
-        connection = self._connection
+        final = folder / f"{run_id}.{self.extension}"
+        temporary = folder / f".{run_id}.{self.extension}.tmp"
+        existing = self.files(table)
+        older = [p for p in existing if p != final]
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            columns = stage(connection, spool)
-            count = spool.count
-            if write == "merge" and count:
-                count = dedupe(connection, columns, key)
-            query = self._query(columns, count, older if write == "merge" else [], key)
-            connection.execute(
-                f"COPY ({query}) TO {_literal(str(temporary))} ({self._copy_format})",
-                [run_id, datetime.now(UTC)],
-            )
-            os.replace(temporary, final)
+            columns = table_columns(connection, stage)
+            if columns is None:
+                rows, relation = 0, ""
+            elif write == "merge":
+                relation, rows = dedupe(connection, stage, columns, key)
+            else:
+                relation = stage
+                row = connection.execute(f"SELECT count(*) FROM {stage}").fetchone()
+                rows = int(row[0]) if row is not None else 0
+            if relation:
+                folder.mkdir(parents=True, exist_ok=True)
+                # A merge reads the run's own file too when it exists: it was written before a
+                # crash, and holds the older rows that were removed after it.
+                inputs = existing if write == "merge" else []
+                query = self._query(relation, inputs, key)
+                connection.execute(
+                    f"COPY ({query}) TO {literal(str(temporary))} ({self._copy_format})"
+                )
+                os.replace(temporary, final)
         except (duckdb.Error, OSError, LoadError) as exc:
             with contextlib.suppress(OSError):
                 temporary.unlink()
             if isinstance(exc, LoadError):
                 raise
             raise LoadError(
-                f"cannot write {spool.count} record(s) of {table!r} to {str(final)!r}: {exc}"
+                f"cannot write the records of {table!r} to {str(final)!r}: {exc}"
             ) from exc
-        finally:
-            with contextlib.suppress(duckdb.Error):
-                connection.execute(f"DROP TABLE IF EXISTS {BATCH}")
-        self._parts[(run_id, table)] = part + 1
-        if write in ("replace", "merge"):
+        if write in ("replace", "merge") and relation:
             for path in older:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
-        if state is not None:
-            self._write_state(table if source is None else source, state, run_id)
-        return count
 
-    def _query(
-        self, columns: Mapping[str, str], count: int, older: list[Path], key: list[str]
-    ) -> str:
-        meta = f"CAST($1 AS VARCHAR) AS {quote(RUN_ID_COLUMN)}, "
-        meta += f"CAST($2 AS TIMESTAMPTZ) AS {quote(LOADED_AT_COLUMN)}"
-        if columns:
-            batch = f"SELECT *, {meta} FROM {BATCH}"
-        else:
-            batch = f"SELECT {meta} FROM range({count})"
+        def work(connection: duckdb.DuckDBPyConnection) -> None:
+            if state is not None:
+                self.write_state(connection, table, state, run_id)
+            journal.mark_source(connection, run_id, table, "done", rows)
+            connection.execute(f"DROP TABLE IF EXISTS {stage}")
+
+        self.transaction(f"end source {table!r}", work)
+        return rows
+
+    def _query(self, relation: str, older: list[Path], key: list[str]) -> str:
         if not older:
-            return batch
+            return f"SELECT * FROM {relation}"
         reader = "read_parquet" if self.kind == "parquet" else "read_json"
-        files = "[" + ", ".join(_literal(str(p)) for p in older) + "]"
+        files = "[" + ", ".join(literal(str(p)) for p in older) + "]"
         keys = ", ".join(quote(k) for k in key)
         return (
             f"SELECT * EXCLUDE ({_ORDER}) FROM ("
             f"SELECT *, 0 AS {_ORDER} FROM {reader}({files}, union_by_name = true) "
-            f"UNION ALL BY NAME SELECT *, 1 AS {_ORDER} FROM ({batch})) "
+            f"UNION ALL BY NAME SELECT *, 1 AS {_ORDER} FROM {relation}) "
             f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {_ORDER} DESC) = 1"
         )
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(temporary, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise LoadError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
+__all__ = ["DATABASE", "LOADED_AT_COLUMN", "RUN_ID_COLUMN", "FileLoader"]

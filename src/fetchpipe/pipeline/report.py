@@ -62,6 +62,8 @@ class RunReport:
     destination: str
     sources: list[SourceReport] = field(default_factory=list)
     seconds: float = 0.0
+    resumed: bool = False
+    """True when this run continued one that was interrupted."""
     hosts_down: dict[str, int] = field(default_factory=dict)
     """Host -> times its circuit breaker opened during the run."""
     retries_denied: int = 0
@@ -88,6 +90,7 @@ class RunReport:
             "pipeline": self.pipeline,
             "destination": self.destination,
             "ok": self.ok,
+            "resumed": self.resumed,
             "seconds": round(self.seconds, 3),
             "sources": [s.as_dict() for s in self.sources],
             "hosts_down": dict(self.hosts_down),
@@ -157,8 +160,9 @@ def summary_table(report: RunReport, *, live: bool = False) -> Table:
     if live:
         return table
     failed = len(report.failed)
+    resumed = " (resumed)" if report.resumed else ""
     table.caption = (
-        f"run {report.run_id}: {len(report.sources) - failed} ok, {failed} failed, "
+        f"run {report.run_id}{resumed}: {len(report.sources) - failed} ok, {failed} failed, "
         f"{report.seconds:.2f} s"
     )
     table.caption_justify = "left"

@@ -10,11 +10,16 @@ paginator finds next (all at once when the first page tells the total), and for 
 one job per parent record, queued as soon as the parent's page is read (a streaming fan-out).
 The run ends when no job is queued or in flight.
 
-A source's records go to a :class:`~fetchpipe.pipeline.spool.Spool` as pages arrive; when its
-last page is in (and its parent's), the spool is loaded in one transaction together with the
+A source's records go to a :class:`~fetchpipe.pipeline.spool.Spool` as pages arrive and are
+committed in batches (every ``commit_every`` seconds) to a stage table, each batch in one
+transaction with the journal rows of its pages (:mod:`.journal`). When the source's last page
+is in (and its parent's), the stage is applied to the destination in one transaction with the
 source's incremental state. A source that fails writes nothing and keeps its state; the others
-go on. Authentication is added to each request just before it is sent, only on the source's
-own origin; a 401 is retried once after the authenticator renews its credential.
+go on. A run that never ended (the process died, or was stopped) is resumed by the next run on
+the destination: committed pages are not fetched again, the pages they led to are.
+
+Authentication is added to each request just before it is sent, only on the source's own
+origin; a 401 is retried once after the authenticator renews its credential.
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ import concurrent.futures
 import functools
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -43,8 +48,9 @@ from fetchpipe.pipeline.auth import Authenticator, authenticator_for
 from fetchpipe.pipeline.config import Pipeline
 from fetchpipe.pipeline.errors import did_you_mean
 from fetchpipe.pipeline.files import FileLoader
+from fetchpipe.pipeline.journal import JournalJob, PageEntry, RunRecord, page_key
 from fetchpipe.pipeline.load import DuckDBLoader, LoadError, WriteMode
-from fetchpipe.pipeline.models import Destination, Source
+from fetchpipe.pipeline.models import ApiKeyAuth, Destination, Source
 from fetchpipe.pipeline.pagination import (
     Page,
     PageRequest,
@@ -53,41 +59,27 @@ from fetchpipe.pipeline.pagination import (
     paginator_for,
 )
 from fetchpipe.pipeline.records import (
+    MISSING,
     RecordsError,
     extract_records,
+    get_path,
     latest_cursor,
     render_url,
-    with_parent,
 )
 from fetchpipe.pipeline.report import RunReport, SourceReport
 from fetchpipe.pipeline.spool import Spool
 
-__all__ = ["Loader", "PipelineRunner", "loader_for", "new_run_id"]
+__all__ = ["PipelineRunner", "loader_for", "new_run_id"]
 
 _FROM_CACHE = frozenset({ResultSource.CACHE, ResultSource.REVALIDATED})
 _CURSOR = "cursor"
+COMMIT_EVERY = 1.0
+"""Seconds between commits of a source's fetched pages: a crash loses at most this much."""
+COMMIT_RECORDS = 50_000
+"""Records after which a source's pages are committed whatever the time."""
+T = TypeVar("T")
 
-
-class Loader(Protocol):
-    """A destination: reads a source's state, loads a spool of records with new state."""
-
-    def open(self) -> None: ...
-
-    def close(self) -> None: ...
-
-    def read_state(self, source: str) -> dict[str, Any] | None: ...
-
-    def load_spool(
-        self,
-        table: str,
-        spool: Spool,
-        *,
-        write: WriteMode,
-        primary_key: Sequence[str] | None,
-        run_id: str,
-        state: Mapping[str, object] | None = None,
-        source: str | None = None,
-    ) -> int: ...
+Loader = DuckDBLoader | FileLoader
 
 
 def loader_for(destination: Destination) -> Loader:
@@ -105,7 +97,7 @@ def new_run_id() -> str:
 
 @dataclass(eq=False)
 class _SourceRun:
-    """One source during a run: its jobs, its spool, how it ends."""
+    """One source during a run: its jobs, its batches, how it ends."""
 
     source: Source
     report: SourceReport
@@ -116,6 +108,10 @@ class _SourceRun:
     children: list[_SourceRun] = field(default_factory=list)
     auth: Authenticator = field(default_factory=Authenticator)
     spool: Spool | None = None
+    entries: list[PageEntry] = field(default_factory=list)
+    """Pages read since the last commit."""
+    commits: list[asyncio.Future[int]] = field(default_factory=list)
+    committed_at: float = 0.0
     outstanding: int = 0
     """Jobs queued or in flight."""
     changed: bool = False
@@ -123,7 +119,10 @@ class _SourceRun:
     cursor: Any = None
     started: float = 0.0
     done: bool = False
+    ended: bool = False
+    """The source ended in an earlier attempt of this run (found in the journal)."""
     failure: str | None = None
+    secret_params: frozenset[str] = frozenset()
 
 
 @dataclass(eq=False, slots=True)
@@ -131,7 +130,8 @@ class _Job:
     run: _SourceRun
     paginator: Paginator
     page: PageRequest
-    parent_record: Mapping[str, Any] | None = None
+    base: str
+    include: Mapping[str, Any] | None = None
     reauthorized: bool = False
 
 
@@ -144,15 +144,22 @@ class PipelineRunner:
         *,
         select: Iterable[str] | None = None,
         full_refresh: bool = False,
+        restart: bool = False,
         run_id: str | None = None,
         on_source_done: Callable[[SourceReport], None] | None = None,
         transport: Transport | None = None,
+        commit_every: float = COMMIT_EVERY,
+        commit_records: int = COMMIT_RECORDS,
     ) -> None:
         self.pipeline = pipeline
         self.full_refresh = full_refresh
+        self.restart = restart
         self.run_id = run_id or new_run_id()
-        self.selected = _selection(pipeline, select)
+        self.select = None if select is None else tuple(select)
+        self.selected = _selection(pipeline, self.select)
         self.on_source_done = on_source_done
+        self.commit_every = commit_every
+        self.commit_records = commit_records
         self._transport = transport
         target = pipeline.target
         self.report = RunReport(self.run_id, pipeline.name, str(target))
@@ -169,40 +176,71 @@ class PipelineRunner:
         """``text`` with every secret of the pipeline masked."""
         return self.pipeline.redact(text)
 
+    async def _io(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a destination call on the one thread that uses the database connection."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(call, *args, **kwargs))
+
     # --- the run ----------------------------------------------------------------------------
 
     async def run(self) -> RunReport:
-        """Fetch and load every selected source; returns the report (see ``report.ok``)."""
+        """Fetch and load every selected source; returns the report (see ``report.ok``).
+
+        An exception (or cancellation) leaves the run unfinished in the journal: the next run
+        on the destination resumes it.
+        """
         started = time.monotonic()
-        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._loader.open)
+            await self._io(self._loader.open)
         except LoadError:
             self._executor.shutdown(wait=False)
             raise
         try:
-            await self._run_sources()
+            committed = await self._begin()
+            await self._run_sources(committed)
+            status = "done" if self.report.ok else "failed"
+            names = [s.name for s in self.pipeline.sources]
+            await self._io(self._loader.end_run, self.run_id, status, names)
         finally:
             for run in self.runs.values():
                 if run.spool is not None:
                     run.spool.discard()
-            await loop.run_in_executor(self._executor, self._loader.close)
+            await self._io(self._loader.close)
             self._executor.shutdown(wait=False)
             self.report.seconds = time.monotonic() - started
         return self.report
 
-    async def _run_sources(self) -> None:
+    async def _begin(self) -> list[PageEntry]:
+        """Resume the unfinished run of this pipeline, or start a new one. Returns the pages
+        the resumed run had committed."""
+        loader, pipeline = self._loader, self.pipeline
+        config_hash = pipeline.config_hash()
+        unfinished = await self._io(loader.unfinished_run, pipeline.name)
+        if unfinished is not None and self.restart:
+            names = [s.name for s in pipeline.sources]
+            await self._io(loader.end_run, unfinished.run_id, "abandoned", names)
+            unfinished = None
+        if unfinished is None:
+            record = RunRecord(
+                self.run_id, pipeline.name, config_hash, self.select, self.full_refresh
+            )
+            await self._io(loader.begin_run, record)
+            return []
+        _check_resumable(unfinished, config_hash, self.select, self.full_refresh)
+        self.run_id = self.report.run_id = unfinished.run_id
+        self.report.resumed = True
+        return await self._io(loader.committed_pages, self.run_id)
+
+    async def _run_sources(self, committed: list[PageEntry]) -> None:
         pipeline = self.pipeline
-        loop = asyncio.get_running_loop()
+        ended = await self._io(self._loader.ended_sources, self.run_id) if committed else {}
         for source in pipeline.ordered_sources():
             if source.name not in self.selected:
                 continue
             state = None
             if source.incremental is not None and not self.full_refresh:
-                state = await loop.run_in_executor(
-                    self._executor, self._loader.read_state, source.name
-                )
-            self._add_run(source, state)
+                state = await self._io(self._loader.read_state, source.name)
+            self._add_run(source, state, ended.get(source.name))
         async with (
             aiohttp.ClientSession() as token_session,
             Fetcher(
@@ -216,9 +254,9 @@ class PipelineRunner:
         ):
             for run in self.runs.values():
                 run.auth = authenticator_for(run.source.auth, session=token_session)
-                if run.parent is None:
-                    self._start(run, run.source.url, None)
-                    self._maybe_done(run)
+            self._seed(committed)
+            for run in self.runs.values():
+                self._maybe_done(run)
             try:
                 async for result in fetcher.stream(self._feed()):
                     await self._handle(result)
@@ -227,8 +265,10 @@ class PipelineRunner:
                 self.report.hosts_down = dict(fetcher.hosts_down)
                 self.report.retries_denied = fetcher.retries_denied
 
-    def _add_run(self, source: Source, state: Mapping[str, Any] | None) -> None:
-        write = source.name in self.selected and self.selected[source.name]
+    def _add_run(
+        self, source: Source, state: Mapping[str, Any] | None, ended: tuple[str, int] | None
+    ) -> None:
+        write = self.selected[source.name]
         mode: WriteMode = "replace" if self.full_refresh and write else source.write
         params = dict(source.params)
         cursor = None
@@ -240,25 +280,71 @@ class PipelineRunner:
                 params[source.incremental.param] = cursor
         report = SourceReport(source.name, status="running")
         run = _SourceRun(source, report, write, mode, params, cursor=cursor)
-        run.started = time.monotonic()
-        if write:
-            run.spool = Spool(prefix=f"fetchpipe-{source.name}-")
+        run.started = run.committed_at = time.monotonic()
+        if isinstance(source.auth, ApiKeyAuth) and source.auth.in_ == "query":
+            run.secret_params = frozenset({source.auth.name})
         parent_name = source.parent
         if parent_name is not None:
             run.parent = self.runs[parent_name]
             run.parent.children.append(run)
+        if ended is not None:
+            run.ended = True
+            status, report.rows = ended
+            if status == "failed":
+                run.failure = "failed before the run was interrupted"
+            report.status = {"done": "ok", "failed": "failed"}.get(status, status)  # type: ignore[assignment]
+        elif write:
+            run.spool = Spool(prefix=f"fetchpipe-{source.name}-")
         self.runs[source.name] = run
         self.report.sources.append(report)
 
     # --- jobs ---------------------------------------------------------------------------------
 
-    def _start(self, run: _SourceRun, url: str, parent_record: Mapping[str, Any] | None) -> None:
-        """Queue the first page of a source run (of one parent record for a child)."""
+    def _seed(self, committed: list[PageEntry]) -> None:
+        """Queue each source's first page, and after a restart every page that committed pages
+        led to and that is not committed itself."""
+        done_keys: dict[str, set[str]] = collections.defaultdict(set)
+        for entry in committed:
+            run = self.runs.get(entry.source)
+            if run is None or run.ended:
+                continue
+            done_keys[entry.source].add(entry.key)
+            run.report.pages += 1
+            run.report.records += entry.records
+            run.report.cached_pages += entry.cached
+            run.changed = run.changed or not entry.cached
+            if run.source.incremental is not None and entry.cursor is not None:
+                run.cursor = latest_cursor([{"c": entry.cursor}], "c", run.cursor)
+        queued: set[tuple[str, str]] = set()
+        for run in self.runs.values():
+            if run.parent is None and not run.ended:
+                paginator, first = self._paginator(run, run.source.url)
+                key = page_key(run.source.name, first.url, first.params)
+                if key not in done_keys[run.source.name]:
+                    self._enqueue(_Job(run, paginator, first, run.source.url))
+        for entry in committed:
+            for job in entry.jobs:
+                run = self.runs.get(job.source)
+                if run is None or run.ended or job.key in done_keys[job.source]:
+                    continue
+                if (job.source, job.key) in queued:
+                    continue
+                queued.add((job.source, job.key))
+                self._enqueue(self._restored(run, job))
+
+    def _paginator(self, run: _SourceRun, url: str) -> tuple[Paginator, PageRequest]:
         source = run.source
         paginator = paginator_for(
             source.paginate, url, run.params, allow_cross_origin=source.allow_cross_origin
         )
-        self._enqueue(_Job(run, paginator, paginator.first(), parent_record))
+        return paginator, paginator.first()
+
+    def _restored(self, run: _SourceRun, job: JournalJob) -> _Job:
+        paginator, _ = self._paginator(run, job.base)
+        paginator.issued = job.number
+        paginator.parallel = job.parallel
+        page = PageRequest(job.url, dict(job.params), job.number, job.send_credentials)
+        return _Job(run, paginator, page, job.base, job.include)
 
     def _enqueue(self, job: _Job) -> None:
         job.run.outstanding += 1
@@ -323,6 +409,7 @@ class PipelineRunner:
                 self._fail(run, _failure(job, result))
                 return
             self._read_page(job, result)
+            self._maybe_commit(run)
         except (RecordsError, PaginationError) as exc:
             self._fail(run, f"{_where(job)}: {exc}")
         finally:
@@ -335,36 +422,107 @@ class PipelineRunner:
         # engine's queue stay compact bytes, and one parsed page at a time is alive.
         body = _parse_json(result.body)
         records = extract_records(body, source.records)
-        if job.parent_record is not None and source.include_parent:
-            include = source.include_parent
-            records = [with_parent(r, job.parent_record, include) for r in records]
+        if job.include:
+            include = job.include
+            records = [{**r, **include} for r in records]
+        page_cursor = None
         if source.incremental is not None:
-            run.cursor = latest_cursor(records, source.incremental.cursor_field, run.cursor)
+            page_cursor = latest_cursor(records, source.incremental.cursor_field, None)
+            run.cursor = latest_cursor([{"c": page_cursor}], "c", run.cursor)
+        cached = result.source in _FROM_CACHE
         report.pages += 1
         report.records += len(records)
-        if result.source in _FROM_CACHE:
-            report.cached_pages += 1
-        else:
-            run.changed = True
+        report.cached_pages += cached
+        run.changed = run.changed or not cached
         if run.spool is not None:
             run.spool.add(records)
         page = Page(job.page, job.page.url, result.headers, body, len(records))
-        for request in job.paginator.next(page):
-            self._enqueue(_Job(run, job.paginator, request, job.parent_record))
-        for child in run.children:
-            self._fan_out(child, records)
+        following = [
+            _Job(run, job.paginator, request, job.base, job.include)
+            for request in job.paginator.next(page)
+        ]
+        children = [c for child in run.children for c in self._fan_out(child, records)]
+        entry = PageEntry(
+            source.name,
+            page_key(source.name, job.page.url, job.page.params),
+            len(records),
+            cached,
+            page_cursor,
+            [self._journal_job(j) for j in (*following, *children)],
+        )
+        run.entries.append(entry)
+        for next_job in (*following, *children):
+            self._enqueue(next_job)
 
-    def _fan_out(self, child: _SourceRun, records: list[dict[str, Any]]) -> None:
-        """Queue the child's first page for each parent record."""
-        if child.failure is not None:
-            return
+    def _fan_out(self, child: _SourceRun, records: list[dict[str, Any]]) -> list[_Job]:
+        """The child's first page for each parent record."""
+        if child.failure is not None or child.ended:
+            return []
         template, parent = child.source.url, child.parent
         assert parent is not None
+        include_paths = child.source.include_parent
+        jobs = []
         try:
             for record in records:
-                self._start(child, render_url(template, {parent.source.name: record}), record)
+                url = render_url(template, {parent.source.name: record})
+                include = None
+                if include_paths:
+                    include = {}
+                    for name, path in include_paths.items():
+                        value = get_path(record, path)
+                        if value is MISSING:
+                            raise RecordsError(f"include_parent {name}: the parent has no {path!r}")
+                        include[name] = value
+                paginator, first = self._paginator(child, url)
+                jobs.append(_Job(child, paginator, first, url, include))
         except RecordsError as exc:
             self._fail(child, str(exc))
+            return []
+        return jobs
+
+    def _journal_job(self, job: _Job) -> JournalJob:
+        hide = job.run.secret_params
+        return JournalJob(
+            source=job.run.source.name,
+            url=_without_params(job.page.url, hide) if hide else job.page.url,
+            params=dict(job.page.params),
+            number=job.page.number,
+            send_credentials=job.page.send_credentials,
+            base=job.base,
+            parallel=job.paginator.parallel,
+            include=job.include,
+        )
+
+    # --- commits --------------------------------------------------------------------------------
+
+    def _maybe_commit(self, run: _SourceRun, *, last: bool = False) -> None:
+        """Commit the pages read since the last commit, when it is time (or ``last``)."""
+        if not run.entries:
+            return
+        spool = run.spool
+        count = spool.count if spool is not None else 0
+        due = time.monotonic() - run.committed_at >= self.commit_every
+        if not (last or due or count >= self.commit_records):
+            return
+        entries, run.entries = run.entries, []
+        run.committed_at = time.monotonic()
+        if spool is not None:
+            spool.finish()
+            run.spool = Spool(prefix=f"fetchpipe-{run.source.name}-")
+        future = asyncio.ensure_future(self._commit(run, spool, entries))
+        run.commits.append(future)
+
+    async def _commit(self, run: _SourceRun, spool: Spool | None, entries: list[PageEntry]) -> int:
+        try:
+            return await self._io(
+                self._loader.stage_pages, run.source.name, spool, self.run_id, entries
+            )
+        except LoadError as exc:
+            self._fail(run, str(exc))
+            return 0
+        finally:
+            if spool is not None:
+                spool.discard()
 
     # --- ends of source runs --------------------------------------------------------------------
 
@@ -383,47 +541,49 @@ class PipelineRunner:
         if run.parent is not None and not run.parent.done:
             return
         run.done = True
-        self._finishing.append(asyncio.ensure_future(self._finish(run)))
+        if not run.ended:
+            if run.failure is None:
+                self._maybe_commit(run, last=True)
+            self._finishing.append(asyncio.ensure_future(self._finish(run)))
         for child in run.children:
             if run.failure is not None:
                 self._fail(child, f"parent source {run.source.name!r} failed")
             self._maybe_done(child)
 
     async def _finish(self, run: _SourceRun) -> None:
-        report, spool = run.report, run.spool
-        loop = asyncio.get_running_loop()
+        report, loader, name = run.report, self._loader, run.source.name
+        await asyncio.gather(*run.commits)
         try:
             if run.failure is not None:
                 report.status, report.reason = "failed", run.failure
-            elif spool is None:
+                await self._io(loader.discard_source, self.run_id, name, "failed")
+            elif not run.write:
                 report.status = "fetched"
+                await self._io(loader.discard_source, self.run_id, name, "fetched")
             elif not run.changed and report.pages and not self.full_refresh:
                 report.status = "unchanged"
+                await self._io(loader.discard_source, self.run_id, name, "unchanged")
             else:
-                spool.finish()
                 state = None
                 if run.source.incremental is not None:
                     state = {_CURSOR: run.cursor}
-                    report.cursor = run.cursor
-                load = functools.partial(
-                    self._loader.load_spool,
-                    run.source.name,
-                    spool,
+                report.status = "loading"
+                report.rows = await self._io(
+                    loader.finish_source,
+                    name,
                     write=run.mode,
                     primary_key=run.source.key_fields,
                     run_id=self.run_id,
                     state=state,
                 )
-                report.status = "loading"
-                try:
-                    report.rows = await loop.run_in_executor(self._executor, load)
-                    report.status = "ok"
-                except LoadError as exc:
-                    report.status, report.reason = "failed", self.redact(str(exc))
-                    report.cursor = None
+                report.status = "ok"
+                report.cursor = run.cursor if state is not None else None
+        except LoadError as exc:
+            report.status, report.reason = "failed", self.redact(str(exc))
+            report.cursor = None
         finally:
-            if spool is not None:
-                spool.discard()
+            if run.spool is not None:
+                run.spool.discard()
                 run.spool = None
             report.seconds = time.monotonic() - run.started
         if self.on_source_done is not None:
@@ -454,6 +614,26 @@ def _selection(pipeline: Pipeline, select: Iterable[str] | None) -> dict[str, bo
     return chosen
 
 
+def _check_resumable(
+    run: RunRecord, config_hash: str, select: tuple[str, ...] | None, full_refresh: bool
+) -> None:
+    """A ConfigError when the unfinished run cannot be resumed as asked."""
+    hint = "HINT: run with --restart to drop it and start over"
+    if run.config_hash != config_hash:
+        raise ConfigError(
+            f"run {run.run_id} of this pipeline was interrupted, and the pipeline file has "
+            f"changed since it started, so it cannot be resumed. {hint}"
+        )
+    if (run.selected, run.full_refresh) != (select, full_refresh):
+        was = f"--select {','.join(run.selected)}" if run.selected else "all sources"
+        if run.full_refresh:
+            was += " --full-refresh"
+        raise ConfigError(
+            f"run {run.run_id} of this pipeline was interrupted; it ran {was}. Run with the "
+            f"same options to resume it. {hint}"
+        )
+
+
 def _parse_json(body: Any) -> Any:
     if not body:
         return None
@@ -470,6 +650,16 @@ def _param_text(value: str | int | float | bool) -> str | int | float:
     if isinstance(value, bool):
         return "true" if value else "false"
     return value
+
+
+def _without_params(url: str, names: frozenset[str]) -> str:
+    """``url`` without the query parameters in ``names`` (credentials, kept out of the
+    journal; the authenticator adds them again)."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in names]
+    return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
 def _display(url: str) -> str:

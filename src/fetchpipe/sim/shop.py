@@ -14,17 +14,26 @@ Routes (``{p}`` is ``shop`` for no authentication, or one of ``shop-bearer``, ``
 - ``GET /{p}/v1/next/products?page=N&per_page=25``: ``{"results": [...], "next": URL | null}``.
 - ``GET /{p}/v1/all/products``: ``{"products": [...], "count": N}`` in one response.
 - ``GET /{p}/v1/products/{id}/reviews``: ``{"reviews": [...]}``.
+- ``GET /{p}/v1/days?count=N``: ``{"days": [{"id": 1, "date": "2024-01-01"}, ...]}``.
+- ``GET /{p}/v1/days/{id}/events?page=N&per_page=100&per_day=200``: ``{"events": [...]}``, a
+  day's events by page number (empty after the end); deterministic, ids unique across days.
 - ``POST /shop/oauth/token``: client-credentials grant; ``?expires_in=S`` sets the lifetime.
 - ``POST /shop/__update?id=N&price=X``: new price, and an ``updated_at`` later than all others.
 
 Every product listing accepts ``updated_since=ISO`` (products updated strictly after it).
 Products are in id order. Wrong or missing credentials get 401 with a JSON body.
+
+Every GET route also takes two fault parameters: ``delay_ms=D`` answers after D milliseconds,
+and ``fail=F`` (0 to 1) answers 503 to the first request of a fraction F of the distinct URLs
+(chosen by a hash of the URL, so the same ones each time), and normally after that.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import hashlib
 import itertools
 import math
 import random
@@ -53,6 +62,7 @@ __all__ = [
     "SHOP_TOKEN_EXPIRES_IN",
     "ShopState",
     "add_shop_routes",
+    "shop_day_events",
     "shop_products",
     "shop_reviews",
 ]
@@ -134,13 +144,15 @@ def shop_reviews() -> dict[int, list[dict[str, Any]]]:
 class ShopState:
     """The shop's data and issued OAuth tokens, owned by one fleet."""
 
-    __slots__ = ("products", "reviews", "tokens")
+    __slots__ = ("failed", "products", "reviews", "tokens")
 
     def __init__(self) -> None:
         self.products = shop_products()
         self.reviews = shop_reviews()
         self.tokens: dict[str, float] = {}
         """Access token -> ``time.monotonic()`` deadline."""
+        self.failed: set[str] = set()
+        """URLs that already got their injected 503 (see ``fail=``)."""
 
     def updated_since(self, since: datetime | None) -> list[dict[str, Any]]:
         """Products updated strictly after `since` (all if None), in id order."""
@@ -263,6 +275,9 @@ def _shop_route(handler: Handler) -> Handler:
         if denied is not None:
             return denied
         try:
+            fault = await _fault(request)
+            if fault is not None:
+                return fault
             return await handler(request)
         except _BadParam as exc:
             return _error(400, str(exc))
@@ -271,7 +286,74 @@ def _shop_route(handler: Handler) -> Handler:
     return wrapped
 
 
+_FAULT_PARAMS = ("fail", "delay_ms")
+
+
+async def _fault(request: web.Request) -> web.Response | None:
+    """Apply ``delay_ms`` and ``fail``: the 503 answer when this request is one to fail."""
+    delay = _int(request, "delay_ms", 0, 0, 60_000)
+    if delay:
+        await asyncio.sleep(delay / 1000)
+    raw = request.query.get("fail")
+    if raw is None:
+        return None
+    try:
+        fraction = float(raw)
+    except ValueError:
+        raise _BadParam("fail must be a number between 0 and 1") from None
+    if not 0 <= fraction <= 1:
+        raise _BadParam("fail must be a number between 0 and 1")
+    query = sorted((k, v) for k, v in request.query.items() if k not in _FAULT_PARAMS)
+    url = f"{request.path}?{query}"
+    digest = hashlib.sha256(url.encode()).digest()
+    if int.from_bytes(digest[:4], "big") / 2**32 >= fraction:
+        return None
+    failed = request.app[SHOP].failed
+    if url in failed:
+        return None
+    failed.add(url)
+    return _error(503, "injected failure (fail=): try again")
+
+
 # -- handlers ----------------------------------------------------------------------------------
+
+
+def shop_day_events(day: int, per_day: int) -> list[dict[str, Any]]:
+    """The events of day ``day`` (1-based): deterministic, ids unique across days."""
+    rng = random.Random(day)
+    date = _YEAR_START + timedelta(days=day - 1)
+    return [
+        {
+            "id": day * 100_000 + i,
+            "day_id": day,
+            "at": _iso(date + timedelta(seconds=rng.randrange(86_400))),
+            "kind": rng.choice(("view", "cart", "order", "refund")),
+            "amount": round(rng.uniform(0, 500), 2),
+            "meta": {"device": rng.choice(("web", "ios", "android")), "n": i},
+        }
+        for i in range(per_day)
+    ]
+
+
+async def days(request: web.Request) -> web.StreamResponse:
+    """``count`` days from 2024-01-01."""
+    count = _int(request, "count", 50, 0, 366)
+    out = [
+        {"id": d, "date": _iso(_YEAR_START + timedelta(days=d - 1))[:10]}
+        for d in range(1, count + 1)
+    ]
+    return _json({"days": out})
+
+
+async def day_events(request: web.Request) -> web.StreamResponse:
+    """A day's events by page number; an empty list after the last page."""
+    day = int(request.match_info["id"])
+    page = _int(request, "page", 1, 1)
+    per_page = _int(request, "per_page", 100, 1, 1000)
+    per_day = _int(request, "per_day", 200, 0, 100_000)
+    start = (page - 1) * per_page
+    events = shop_day_events(day, per_day)[start : start + per_page] if start < per_day else []
+    return _json({"events": events})
 
 
 async def page_products(request: web.Request) -> web.StreamResponse:
@@ -396,5 +478,7 @@ def add_shop_routes(app: web.Application) -> None:
     ):
         r.add_get(f"/{_PREFIX}/v1/{style}/products", _shop_route(handler))
     r.add_get(rf"/{_PREFIX}/v1/products/{{id:\d+}}/reviews", _shop_route(product_reviews))
+    r.add_get(f"/{_PREFIX}/v1/days", _shop_route(days))
+    r.add_get(rf"/{_PREFIX}/v1/days/{{id:\d+}}/events", _shop_route(day_events))
     r.add_post("/shop/oauth/token", oauth_token)
     r.add_post("/shop/__update", update_product)

@@ -1,0 +1,226 @@
+"""The DuckDB database a run keeps its bookkeeping in: state, journal, staged records.
+
+For a DuckDB destination it is the destination file itself; for JSONL and Parquet it is
+``DIR/_fetchpipe.duckdb``. While a source runs, its pages are committed in batches to a stage
+table together with their journal rows (:meth:`StagedStore.stage_pages`); when the source ends,
+a subclass applies the stage to the destination with the source's state
+(:meth:`StagedStore.finish_source`). DuckDB locks the file for one writing process: a second
+run on the same destination fails at once with a message saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+
+import orjson
+
+from fetchpipe.pipeline import journal
+from fetchpipe.pipeline.journal import PageEntry, RunRecord, stage_table
+from fetchpipe.pipeline.spool import Spool
+from fetchpipe.pipeline.tables import (
+    BATCH,
+    LoadError,
+    quote,
+    stage_batch,
+    table_columns,
+    write_rows,
+)
+
+if TYPE_CHECKING:
+    import duckdb
+
+WriteMode = Literal["append", "replace", "merge"]
+STATE_TABLE = "_fetchpipe_state"
+T = TypeVar("T")
+_LOCK_PID = re.compile(r"\(PID (\d+)\)")
+
+
+class DestinationInUse(LoadError):
+    """Another process has the destination's database open (another run is active)."""
+
+
+class StagedStore:
+    """One DuckDB database file with the state, journal and stage tables of a destination."""
+
+    def __init__(self, database: str | Path, *, label: str) -> None:
+        self.database = Path(database)
+        self.label = label
+        """The destination as shown in messages."""
+        self._connection: duckdb.DuckDBPyConnection | None = None
+
+    # --- opening --------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open (or create) the database and its tables; DestinationInUse when it is locked."""
+        import duckdb
+
+        try:
+            self.database.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LoadError(
+                f"cannot create the directory of {str(self.database)!r}: {exc.strerror or exc}"
+            ) from exc
+        try:
+            # One DuckDB thread: measured on 100,000 records, a second thread used 60 MB more
+            # memory for the load and saved no time (the event loop keeps a core busy).
+            connection = duckdb.connect(str(self.database), config={"threads": 1})
+        except duckdb.Error as exc:
+            raise _open_error(self.database, exc) from exc
+        try:
+            connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {quote(STATE_TABLE)} (source VARCHAR PRIMARY KEY, "
+                "state JSON, run_id VARCHAR, updated_at TIMESTAMPTZ)"
+            )
+            journal.create_tables(connection)
+        except duckdb.Error as exc:
+            connection.close()
+            raise LoadError(f"cannot prepare {str(self.database)!r}: {exc}") from exc
+        self._connection = connection
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def conn(self) -> duckdb.DuckDBPyConnection:
+        if self._connection is None:
+            raise LoadError(f"{self.label!r} is not open. HINT: call open() first")
+        return self._connection
+
+    def transaction(self, what: str, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run ``work`` in one transaction: all of it is committed, or none (LoadError)."""
+        import duckdb
+
+        connection = self.conn()
+        try:
+            connection.execute("BEGIN TRANSACTION")
+            result = work(connection)
+            connection.execute("COMMIT")
+        except (duckdb.Error, LoadError, OSError, TypeError) as exc:
+            with contextlib.suppress(duckdb.Error):
+                connection.execute("ROLLBACK")
+            if isinstance(exc, LoadError):
+                raise
+            raise LoadError(f"cannot {what} in {self.label!r}: {exc}") from exc
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                connection.execute("ROLLBACK")
+            raise
+        return result
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def read_state(self, source: str) -> dict[str, Any] | None:
+        """The state last committed for ``source``, or ``None``."""
+        row = (
+            self.conn()
+            .execute(f"SELECT state FROM {quote(STATE_TABLE)} WHERE source = ?", [source])
+            .fetchone()
+        )
+        if row is None or row[0] is None:
+            return None
+        state = json.loads(row[0])
+        return state if isinstance(state, dict) else None
+
+    @staticmethod
+    def write_state(
+        connection: duckdb.DuckDBPyConnection,
+        source: str,
+        state: Mapping[str, object],
+        run_id: str,
+    ) -> None:
+        connection.execute(
+            f"INSERT OR REPLACE INTO {quote(STATE_TABLE)} VALUES (?, ?, ?, ?)",
+            [source, orjson.dumps(state, default=str).decode(), run_id, datetime.now(UTC)],
+        )
+
+    # --- the journal ------------------------------------------------------------------------------
+
+    def unfinished_run(self, pipeline: str) -> RunRecord | None:
+        return journal.unfinished_run(self.conn(), pipeline)
+
+    def begin_run(self, run: RunRecord) -> None:
+        journal.begin_run(self.conn(), run)
+
+    def end_run(self, run_id: str, status: str, sources: Sequence[str]) -> None:
+        self.transaction("end the run", lambda c: journal.end_run(c, run_id, status, sources))
+
+    def committed_pages(self, run_id: str) -> list[PageEntry]:
+        return journal.committed_pages(self.conn(), run_id)
+
+    def ended_sources(self, run_id: str) -> dict[str, tuple[str, int]]:
+        return journal.ended_sources(self.conn(), run_id)
+
+    def stage_pages(
+        self, source: str, spool: Spool | None, run_id: str, entries: Sequence[PageEntry]
+    ) -> int:
+        """Commit the spool's records to the source's stage table with the pages' journal rows,
+        in one transaction (no spool: the journal rows alone, for a source that is fetched
+        but not written). Returns the records staged."""
+
+        def work(connection: duckdb.DuckDBPyConnection) -> int:
+            staged = 0
+            if spool is not None:
+                columns = stage_batch(connection, spool, run_id, datetime.now(UTC))
+                staged = write_rows(connection, stage_table(source), BATCH, columns)
+            journal.insert_pages(connection, run_id, entries)
+            return staged
+
+        count = spool.count if spool is not None else 0
+        try:
+            return self.transaction(f"stage {count} record(s) of {source!r}", work)
+        finally:
+            self._drop_batch()
+
+    def discard_source(self, run_id: str, source: str, status: str) -> None:
+        """End a source without writing it (failed, or unchanged): drop its stage."""
+
+        def work(connection: duckdb.DuckDBPyConnection) -> None:
+            connection.execute(f"DROP TABLE IF EXISTS {stage_table(source)}")
+            journal.mark_source(connection, run_id, source, status, 0)
+
+        self.transaction(f"end source {source!r}", work)
+
+    def staged_columns(self, source: str) -> dict[str, str] | None:
+        return table_columns(self.conn(), stage_table(source))
+
+    def _drop_batch(self) -> None:
+        import duckdb
+
+        with contextlib.suppress(duckdb.Error, LoadError):
+            self.conn().execute(f"DROP TABLE IF EXISTS {BATCH}")
+
+
+def _open_error(path: Path, exc: Exception) -> LoadError:
+    text = str(exc)
+    if "lock" in text.lower():
+        found = _LOCK_PID.search(text)
+        who = f"process {found.group(1)}" if found else "another process"
+        return DestinationInUse(
+            f"{str(path)!r} is in use by {who}: another run on this destination is active, or a "
+            "program has the file open. HINT: wait for it to end; runs on one destination go "
+            "one at a time"
+        )
+    return LoadError(
+        f"cannot open DuckDB file {str(path)!r}: {exc}. HINT: check that no other process has "
+        "the file open and that it is a DuckDB file"
+    )

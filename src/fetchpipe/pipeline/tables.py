@@ -1,0 +1,186 @@
+"""Record batches in DuckDB: read a spool into a table, evolve a table, write rows into it.
+
+Each function runs inside the caller's transaction and leaves committing to it.
+
+- Types come from the batch: DuckDB infers every top-level field from all lines of the batch.
+  Nested objects and arrays are stored as ``JSON``, not ``STRUCT``/``LIST``: the shape of
+  nested API data varies between batches (a key appears, a list holds objects of another
+  shape), and a ``STRUCT`` column cannot take a new member without rewriting the column,
+  whereas a ``JSON`` column takes any value and keeps the text as the API sent it.
+- A field not yet in the table adds a column (``ALTER TABLE ... ADD COLUMN``); a field missing
+  from a batch is ``NULL``. Columns match fields case-insensitively, as DuckDB identifiers do.
+- Each row carries ``_fetchpipe_run_id`` and ``_fetchpipe_loaded_at``, set when it is read.
+- A merge deletes the rows whose primary key occurs in the batch, then inserts the batch, the
+  last row of each key winning. This works on any table, whereas ``INSERT OR REPLACE`` needs a
+  ``PRIMARY KEY`` constraint, which DuckDB cannot add to an existing table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from fetchpipe._exceptions import SinkError
+from fetchpipe.pipeline.spool import Spool
+
+if TYPE_CHECKING:
+    import duckdb
+
+RUN_ID_COLUMN = "_fetchpipe_run_id"
+LOADED_AT_COLUMN = "_fetchpipe_loaded_at"
+META_COLUMNS = {RUN_ID_COLUMN: "VARCHAR", LOADED_AT_COLUMN: "TIMESTAMP WITH TIME ZONE"}
+BATCH = "_fetchpipe_batch"
+DEDUPED = "_fetchpipe_deduped"
+_MIN_OBJECT_SIZE = 1024 * 1024
+_NESTED = ("STRUCT", "MAP", "UNION")
+"""Inferred type prefixes stored as JSON instead (lists end in ``[]``; all-null is ``"NULL"``)."""
+
+
+class LoadError(SinkError):
+    """Records could not be loaded; nothing of the failed load was written."""
+
+
+def quote(name: str) -> str:
+    """``name`` as a DuckDB quoted identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """``text`` as a DuckDB string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _stored_type(inferred: str) -> str:
+    if inferred.endswith("]") or inferred.startswith(_NESTED) or inferred in ('"NULL"', "NULL"):
+        return "JSON"
+    return inferred
+
+
+def stage_batch(
+    connection: duckdb.DuckDBPyConnection, spool: Spool, run_id: str, loaded_at: datetime
+) -> dict[str, str]:
+    """Read the spool into the temporary table ``BATCH``, in file order, with the run id and
+    load time. Returns its columns and their stored types (the two meta columns last)."""
+    connection.execute(f"DROP TABLE IF EXISTS {BATCH}")
+    meta = f"CAST($1 AS VARCHAR) AS {quote(RUN_ID_COLUMN)}, "
+    meta += f"CAST($2 AS TIMESTAMPTZ) AS {quote(LOADED_AT_COLUMN)}"
+    if not spool.fields:  # no record has a field: rows of meta columns only
+        connection.execute(
+            f"CREATE TEMP TABLE {BATCH} AS SELECT {meta} FROM range({spool.count})",
+            [run_id, loaded_at],
+        )
+        return dict(META_COLUMNS)
+    size = max(_MIN_OBJECT_SIZE, 2 * spool.longest)
+    options = f"format = 'newline_delimited', records = true, maximum_object_size = {size}"
+    inferred = connection.execute(
+        f"DESCRIBE SELECT * FROM read_json(?, {options}, sample_size = -1, maximum_depth = 2)",
+        [spool.path],
+    ).fetchall()
+    columns = {str(row[0]): _stored_type(str(row[1])) for row in inferred}
+    for reserved in META_COLUMNS:
+        if reserved.lower() in {name.lower() for name in columns}:
+            raise LoadError(f"records may not have a field named {reserved!r}")
+    spec = ", ".join(f"{literal(name)}: {literal(t)}" for name, t in columns.items())
+    connection.execute(
+        f"CREATE TEMP TABLE {BATCH} AS SELECT *, {meta} FROM read_json($3, {options}, "
+        f"columns = {{{spec}}})",
+        [run_id, loaded_at, spool.path],
+    )
+    return {**columns, **META_COLUMNS}
+
+
+def table_columns(connection: duckdb.DuckDBPyConnection, table: str) -> dict[str, str] | None:
+    """The columns of ``table`` (main schema or temporary) and their types, or ``None`` when it
+    does not exist."""
+    rows = connection.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema IN ('main', 'temp') AND lower(table_name) = lower(?) "
+        "ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    return {str(row[0]): str(row[1]) for row in rows} if rows else None
+
+
+def dedupe(
+    connection: duckdb.DuckDBPyConnection,
+    relation: str,
+    columns: Mapping[str, str],
+    key: Sequence[str],
+) -> tuple[str, int]:
+    """Check the primary key of ``relation`` and keep the last row of each key value.
+
+    Returns the relation to read (``relation`` itself when no key repeats, else the temporary
+    table ``DEDUPED``) and its row count. A record without a key value is a LoadError naming it
+    (its row in the batch, from 0).
+    """
+    present = {name.lower() for name in columns}
+    for field in key:
+        missing = None
+        if field.lower() not in present:
+            missing = 0
+        else:
+            row = connection.execute(
+                f"SELECT min(rowid) FROM {relation} WHERE {quote(field)} IS NULL"
+            ).fetchone()
+            missing = None if row is None else row[0]
+        if missing is not None:
+            raise LoadError(
+                f"record {missing} has no value for the primary key field {field!r}. "
+                "HINT: check primary_key in the source configuration"
+            )
+    keys = ", ".join(quote(k) for k in key)
+    row = connection.execute(
+        f"SELECT count(*), count(DISTINCT row({keys})) FROM {relation}"
+    ).fetchone()
+    total, distinct = (0, 0) if row is None else (int(row[0]), int(row[1]))
+    if total == distinct:
+        return relation, total
+    connection.execute(
+        f"CREATE OR REPLACE TEMP TABLE {DEDUPED} AS SELECT * FROM {relation} "
+        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY rowid DESC) = 1"
+    )
+    return DEDUPED, distinct
+
+
+def write_rows(
+    connection: duckdb.DuckDBPyConnection,
+    table: str,
+    relation: str,
+    columns: Mapping[str, str],
+    merge_key: Sequence[str] = (),
+) -> int:
+    """Write the rows of ``relation`` (with ``columns``) into ``table``: create it or add the
+    columns it lacks, then insert (with ``merge_key``: upsert). Returns the rows written."""
+    row = connection.execute(f"SELECT count(*) FROM {relation}").fetchone()
+    count = int(row[0]) if row is not None else 0
+    if merge_key and count:
+        relation, count = dedupe(connection, relation, columns, merge_key)
+    existing = table_columns(connection, table)
+    known = {name.lower(): type_ for name, type_ in (existing or {}).items()}
+    if existing is None:
+        fields = ", ".join(quote(name) for name in columns)
+        connection.execute(
+            f"CREATE TABLE {quote(table)} AS SELECT {fields} FROM {relation} LIMIT 0"
+        )
+        known = {name.lower(): type_ for name, type_ in columns.items()}
+    for name, type_ in columns.items():
+        if name.lower() not in known:
+            connection.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {type_}")
+            known[name.lower()] = type_
+    if not count:
+        return 0
+    # Into a JSON column, a value of another type is encoded (text would be parsed as JSON).
+    fields = ", ".join(
+        f"to_json({quote(name)}) AS {quote(name)}"
+        if known[name.lower()] == "JSON" and type_ != "JSON"
+        else quote(name)
+        for name, type_ in columns.items()
+    )
+    if merge_key and existing is not None:
+        match = " AND ".join(
+            f"{quote(table)}.{quote(k)} = {relation}.{quote(k)}" for k in merge_key
+        )
+        connection.execute(f"DELETE FROM {quote(table)} USING {relation} WHERE {match}")
+    connection.execute(f"INSERT INTO {quote(table)} BY NAME SELECT {fields} FROM {relation}")
+    return count
