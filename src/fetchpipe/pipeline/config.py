@@ -100,7 +100,12 @@ class Pipeline(_Model):
     def redact(self, text: str) -> str:
         """``text`` with every secret masked: values read from the environment and the
         credentials of every source's ``auth`` (however they were written)."""
-        return redact_secrets(text, self._secrets | self.auth_secrets())
+        return redact_secrets(text, self.secret_values())
+
+    def secret_values(self) -> frozenset[str]:
+        """Every secret of the pipeline: values read from the environment and the credentials
+        of the sources' ``auth`` blocks."""
+        return self._secrets | self.auth_secrets()
 
     def config_hash(self) -> str:
         """A hash of the settings (secrets excluded): an interrupted run is resumed only by the

@@ -44,7 +44,7 @@ _SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {PAGES_TABLE} (run_id VARCHAR, source VARCHAR, "
     "page_key VARCHAR, records BIGINT, cached BOOLEAN, cursor JSON, jobs JSON)",
     f"CREATE TABLE IF NOT EXISTS {SOURCES_TABLE} (run_id VARCHAR, source VARCHAR, "
-    "status VARCHAR, rows BIGINT, ended_at TIMESTAMPTZ)",
+    "status VARCHAR, rows BIGINT, reason VARCHAR, ended_at TIMESTAMPTZ)",
 )
 
 
@@ -223,21 +223,39 @@ def committed_pages(connection: duckdb.DuckDBPyConnection, run_id: str) -> list[
 
 
 def mark_source(
-    connection: duckdb.DuckDBPyConnection, run_id: str, source: str, status: str, rows: int
+    connection: duckdb.DuckDBPyConnection,
+    run_id: str,
+    source: str,
+    status: str,
+    rows: int,
+    reason: str | None = None,
 ) -> None:
-    """Record that a source of the run ended (inside the caller's transaction)."""
+    """Record that a source of the run ended (inside the caller's transaction). ``reason``
+    (why it failed) must already be free of secrets."""
     connection.execute(
-        f"INSERT INTO {SOURCES_TABLE} VALUES (?, ?, ?, ?, ?)",
-        [run_id, source, status, rows, _now()],
+        f"INSERT INTO {SOURCES_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+        [run_id, source, status, rows, reason, _now()],
     )
 
 
-def ended_sources(connection: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, tuple[str, int]]:
-    """Source -> (status, rows) for the sources of the run that ended."""
+@dataclass(frozen=True, slots=True)
+class EndedSource:
+    """How a source of an interrupted run ended before the interruption."""
+
+    status: str
+    rows: int
+    reason: str | None
+
+
+def ended_sources(connection: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, EndedSource]:
+    """Source -> how it ended, for the sources of the run that ended."""
     rows = connection.execute(
-        f"SELECT source, status, rows FROM {SOURCES_TABLE} WHERE run_id = ?", [run_id]
+        f"SELECT source, status, rows, reason FROM {SOURCES_TABLE} WHERE run_id = ?", [run_id]
     ).fetchall()
-    return {str(r[0]): (str(r[1]), int(r[2] or 0)) for r in rows}
+    return {
+        str(r[0]): EndedSource(str(r[1]), int(r[2] or 0), None if r[3] is None else str(r[3]))
+        for r in rows
+    }
 
 
 def _now() -> datetime:

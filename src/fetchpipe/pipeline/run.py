@@ -28,6 +28,7 @@ import asyncio
 import collections
 import concurrent.futures
 import functools
+import hashlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -48,7 +49,7 @@ from fetchpipe.pipeline.auth import Authenticator, authenticator_for
 from fetchpipe.pipeline.config import Pipeline
 from fetchpipe.pipeline.errors import did_you_mean
 from fetchpipe.pipeline.files import FileLoader
-from fetchpipe.pipeline.journal import JournalJob, PageEntry, RunRecord, page_key
+from fetchpipe.pipeline.journal import EndedSource, JournalJob, PageEntry, RunRecord
 from fetchpipe.pipeline.load import DuckDBLoader, LoadError, WriteMode
 from fetchpipe.pipeline.models import ApiKeyAuth, Destination, Source
 from fetchpipe.pipeline.pagination import (
@@ -66,13 +67,20 @@ from fetchpipe.pipeline.records import (
     latest_cursor,
     render_url,
 )
-from fetchpipe.pipeline.report import RunReport, SourceReport
+from fetchpipe.pipeline.report import RunReport, SourceReport, Status
 from fetchpipe.pipeline.spool import Spool
 
 __all__ = ["PipelineRunner", "loader_for", "new_run_id"]
 
 _FROM_CACHE = frozenset({ResultSource.CACHE, ResultSource.REVALIDATED})
 _CURSOR = "cursor"
+_ENDED_STATUS: dict[str, Status] = {
+    "done": "ok",
+    "failed": "failed",
+    "unchanged": "unchanged",
+    "fetched": "fetched",
+}
+_UNSET: Any = object()
 COMMIT_EVERY = 1.0
 """Seconds between commits of a source's fetched pages: a crash loses at most this much."""
 COMMIT_RECORDS = 50_000
@@ -171,6 +179,11 @@ class PipelineRunner:
         self._wake = asyncio.Event()
         self._finishing: list[asyncio.Future[None]] = []
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "fetchpipe-load")
+        self._secret_tokens = {
+            "{fetchpipe-secret-" + hashlib.sha256(v.encode()).hexdigest()[:12] + "}": v
+            for v in pipeline.secret_values()
+            if len(v) >= 4
+        }
 
     def redact(self, text: str) -> str:
         """``text`` with every secret of the pipeline masked."""
@@ -266,7 +279,7 @@ class PipelineRunner:
                 self.report.retries_denied = fetcher.retries_denied
 
     def _add_run(
-        self, source: Source, state: Mapping[str, Any] | None, ended: tuple[str, int] | None
+        self, source: Source, state: Mapping[str, Any] | None, ended: EndedSource | None
     ) -> None:
         write = self.selected[source.name]
         mode: WriteMode = "replace" if self.full_refresh and write else source.write
@@ -287,12 +300,12 @@ class PipelineRunner:
         if parent_name is not None:
             run.parent = self.runs[parent_name]
             run.parent.children.append(run)
-        if ended is not None:
+        if ended is not None:  # ended before the run was interrupted: as it ended then
             run.ended = True
-            status, report.rows = ended
-            if status == "failed":
-                run.failure = "failed before the run was interrupted"
-            report.status = {"done": "ok", "failed": "failed"}.get(status, status)  # type: ignore[assignment]
+            report.rows = ended.rows
+            if ended.status == "failed":
+                run.failure = report.reason = ended.reason or "failed before an interruption"
+            report.status = _ENDED_STATUS.get(ended.status, "failed")
         elif write:
             run.spool = Spool(prefix=f"fetchpipe-{source.name}-")
         self.runs[source.name] = run
@@ -319,7 +332,7 @@ class PipelineRunner:
         for run in self.runs.values():
             if run.parent is None and not run.ended:
                 paginator, first = self._paginator(run, run.source.url)
-                key = page_key(run.source.name, first.url, first.params)
+                key = self._journal_job(_Job(run, paginator, first, run.source.url)).key
                 if key not in done_keys[run.source.name]:
                     self._enqueue(_Job(run, paginator, first, run.source.url))
         for entry in committed:
@@ -340,11 +353,14 @@ class PipelineRunner:
         return paginator, paginator.first()
 
     def _restored(self, run: _SourceRun, job: JournalJob) -> _Job:
-        paginator, _ = self._paginator(run, job.base)
+        """A job read back from the journal, with its secrets put back (see _journal_job)."""
+        base = self._unmask(job.base)
+        paginator, _ = self._paginator(run, base)
         paginator.issued = job.number
         paginator.parallel = job.parallel
-        page = PageRequest(job.url, dict(job.params), job.number, job.send_credentials)
-        return _Job(run, paginator, page, job.base, job.include)
+        params = {**run.params, **job.params}
+        page = PageRequest(self._unmask(job.url), params, job.number, job.send_credentials)
+        return _Job(run, paginator, page, base, job.include)
 
     def _enqueue(self, job: _Job) -> None:
         job.run.outstanding += 1
@@ -444,7 +460,7 @@ class PipelineRunner:
         children = [c for child in run.children for c in self._fan_out(child, records)]
         entry = PageEntry(
             source.name,
-            page_key(source.name, job.page.url, job.page.params),
+            self._journal_job(job).key,
             len(records),
             cached,
             page_cursor,
@@ -481,17 +497,36 @@ class PipelineRunner:
         return jobs
 
     def _journal_job(self, job: _Job) -> JournalJob:
-        hide = job.run.secret_params
+        """``job`` as the journal keeps it, without a secret: the source's own parameters are
+        left out (they come back from the configuration, so a rotated secret still works),
+        credential query parameters are dropped from the URL (the authenticator adds them),
+        and any secret value left in a URL is replaced by a token naming its hash."""
+        run = job.run
+        hide = run.secret_params
+        url = _without_params(job.page.url, hide) if hide else job.page.url
+        extra = {k: v for k, v in job.page.params.items() if run.params.get(k, _UNSET) != v}
         return JournalJob(
-            source=job.run.source.name,
-            url=_without_params(job.page.url, hide) if hide else job.page.url,
-            params=dict(job.page.params),
+            source=run.source.name,
+            url=self._mask(url),
+            params=extra,
             number=job.page.number,
             send_credentials=job.page.send_credentials,
-            base=job.base,
+            base=self._mask(job.base),
             parallel=job.paginator.parallel,
             include=job.include,
         )
+
+    def _mask(self, text: str) -> str:
+        for token, secret in self._secret_tokens.items():
+            if secret in text:
+                text = text.replace(secret, token)
+        return text
+
+    def _unmask(self, text: str) -> str:
+        if "{fetchpipe-secret-" in text:
+            for token, secret in self._secret_tokens.items():
+                text = text.replace(token, secret)
+        return text
 
     # --- commits --------------------------------------------------------------------------------
 
@@ -556,7 +591,7 @@ class PipelineRunner:
         try:
             if run.failure is not None:
                 report.status, report.reason = "failed", run.failure
-                await self._io(loader.discard_source, self.run_id, name, "failed")
+                await self._io(loader.discard_source, self.run_id, name, "failed", run.failure)
             elif not run.write:
                 report.status = "fetched"
                 await self._io(loader.discard_source, self.run_id, name, "fetched")
@@ -675,9 +710,8 @@ def _where(job: _Job) -> str:
 
 def _failure(job: _Job, result: Result) -> str:
     status = f"HTTP {result.status}, " if result.status is not None else ""
-    message = result.error_message or str(result.error)
-    tries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
+    message = result.error_message or str(result.error)  # says how many attempts were made
     hint = ""
     if result.status in (401, 403):
         hint = ". HINT: check the source's auth settings"
-    return f"{_where(job)}: {status}{message}{tries}{hint}"
+    return f"{_where(job)}: {status}{message}{hint}"

@@ -167,7 +167,7 @@ class StagedStore:
     def committed_pages(self, run_id: str) -> list[PageEntry]:
         return journal.committed_pages(self.conn(), run_id)
 
-    def ended_sources(self, run_id: str) -> dict[str, tuple[str, int]]:
+    def ended_sources(self, run_id: str) -> dict[str, journal.EndedSource]:
         return journal.ended_sources(self.conn(), run_id)
 
     def stage_pages(
@@ -191,12 +191,14 @@ class StagedStore:
         finally:
             self._drop_batch()
 
-    def discard_source(self, run_id: str, source: str, status: str) -> None:
+    def discard_source(
+        self, run_id: str, source: str, status: str, reason: str | None = None
+    ) -> None:
         """End a source without writing it (failed, or unchanged): drop its stage."""
 
         def work(connection: duckdb.DuckDBPyConnection) -> None:
             connection.execute(f"DROP TABLE IF EXISTS {stage_table(source)}")
-            journal.mark_source(connection, run_id, source, status, 0)
+            journal.mark_source(connection, run_id, source, status, 0, reason)
 
         self.transaction(f"end source {source!r}", work)
 

@@ -1,0 +1,140 @@
+"""A canary secret given to every kind of auth never appears in anything a run writes.
+
+The canary goes in a bearer token, an API key in a header and in the query, a Basic password,
+a source parameter and an OAuth2 client secret, all through ``${VAR}``. The run meets a 401, a
+500, timeouts, a success, a SIGKILL in the middle (so the journal holds pages), and a resume.
+Then every byte under the run's directory (destination, its WAL, journal, cache files, report)
+and everything printed is searched for the canary.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from fetchpipe.sim import Fleet
+from tests.e2e.conftest import RunCli
+
+CANARY = "canary-3e1f0b7d-rotate-me"
+
+
+def canary_pipeline(path: Path, fleet: Fleet, tmp_path: Path) -> Path:
+    def url(p: str) -> str:
+        return fleet.url(p, host=1)
+
+    config = {
+        "name": "canary",
+        "destination": f"duckdb:///{tmp_path / 'canary.duckdb'}",
+        "defaults": {
+            "retry": {"attempts": 2, "wait_initial": 0.01},
+            "timeout": {"read": 0.3, "total": 1},
+            "cache": {"enabled": True, "path": str(tmp_path / "cache" / "http.sqlite")},
+        },
+        "hosts": {fleet.addresses[1]: {"max_concurrency": 2}},
+        "sources": [
+            {  # succeeds: the API ignores the credential, the engine sends it anyway
+                "name": "days",
+                "url": url("/shop/v1/days"),
+                "params": {"count": 40, "token": "${CANARY}"},
+                "auth": {"type": "api_key", "name": "api_key", "in": "query", "value": "${CANARY}"},
+                "records": "days",
+                "primary_key": "id",
+                "write": "merge",
+            },
+            {  # many pages, slow: the run is killed while these are committed
+                "name": "events",
+                "url": url("/shop/v1/days/") + "{days.id}/events",
+                "params": {"per_page": 50, "per_day": 100, "delay_ms": 15, "sig": "${CANARY}"},
+                "auth": {"type": "bearer", "token": "${CANARY}"},
+                "records": "events",
+                "write": "append",
+                "paginate": {"type": "page"},
+            },
+            {
+                "name": "unauthorized",
+                "url": url("/shop-basic/v1/all/products"),
+                "auth": {"type": "basic", "username": "shop", "password": "${CANARY}"},
+            },
+            {
+                "name": "server_error",
+                "url": url("/status/500"),
+                "auth": {"type": "api_key", "name": "X-Api-Key", "value": "${CANARY}"},
+            },
+            {
+                "name": "too_slow",
+                "url": url("/delay?seconds=2"),
+                "auth": {"type": "api_key", "name": "key", "in": "query", "value": "${CANARY}"},
+            },
+            {
+                "name": "oauth",
+                "url": url("/shop-oauth/v1/all/products"),
+                "auth": {
+                    "type": "oauth2_client_credentials",
+                    "token_url": url("/shop/oauth/token"),
+                    "client_id": "shop-client",
+                    "client_secret": "${CANARY}",
+                },
+            },
+        ],
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_canary_secret_is_written_nowhere(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    work = tmp_path / "run"
+    work.mkdir()
+    path = canary_pipeline(tmp_path / "canary.yaml", cli_fleet, work)
+    env = {"CANARY": CANARY}
+    printed: list[bytes] = []
+
+    # 1. Killed with SIGKILL while the events pages are being committed.
+    host = cli_fleet.addresses[1]
+    start = cli_fleet.stats.requests(host=host)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fetchpipe", "run", str(path), "--commit-every", "0.02"],
+        env={**os.environ, "FETCHPIPE_TESTING": "1", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while cli_fleet.stats.requests(host=host) - start < 30 and time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    out, err = proc.communicate(timeout=10)
+    printed += [out, err]
+    journal = list(work.glob("canary.duckdb*"))
+    assert journal, "the killed run left its journal"
+    after_kill = [
+        str(p) for p in work.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()
+    ]
+    assert after_kill == []
+
+    # 2. Resumed: 401, 500 and timeouts are met, the rest lands.
+    report = tmp_path / "report.json"
+    done = run_cli("run", str(path), "--json", str(report), env=env)
+    printed += [done.stdout.encode(), done.stderr.encode()]
+    assert done.returncode == 1, done.stderr
+    text = report.read_text()
+    for name, why in (
+        ("unauthorized", "HTTP 401"),
+        ("server_error", "HTTP 500"),
+        ("too_slow", "timed out"),
+    ):
+        assert f'"name": "{name}"' in text and why in text
+    assert '"resumed": true' in text
+
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "canary.yaml"]
+    assert any(p.name.startswith("http.sqlite") for p in files)
+    leaks = [str(p) for p in files if CANARY.encode() in p.read_bytes()]
+    leaks += [f"output {i}" for i, data in enumerate(printed) if CANARY.encode() in data]
+    assert leaks == []
