@@ -110,3 +110,44 @@ async def test_the_breaker_rests_a_failing_host_then_probes_it_alone(
     assert state.arrivals[probe][1] == 1  # the probe went alone...
     after = [n for t, n in state.arrivals[probe + 1 :] if t > times[probe] + 0.02]
     assert max(after) > 1  # ...and once it succeeded, the others followed together
+
+
+async def test_a_stale_keep_alive_connection_is_retried_once_without_an_attempt() -> None:
+    """The server answers the first request of a connection and drops the connection on the
+    second, as one whose keep-alive timeout raced the client's reuse. The request is sent
+    again on a new connection without counting as an attempt (so no retry budget)."""
+    served = [0, 0]  # responses, connections dropped
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            for number in itertools.count():
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head or number == 1:
+                    served[1] += 1
+                    return  # the second request on this connection: close without answering
+                body = b'{"ok": true}'
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Connection: keep-alive\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+                await writer.drain()
+                served[0] += 1
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    urls = [f"http://127.0.0.1:{port}/item/{i}" for i in range(6)]
+    limits = Limits(max_concurrency=1)
+    try:
+        async with Fetcher(limits=limits, retry=RetryPolicy(attempts=1)) as fetcher:
+            results = [r async for r in fetcher.stream(urls)]
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert [r.ok for r in results] == [True] * 6  # no attempt was left to retry with
+    assert all(r.attempts == 1 for r in results)
+    assert served == [6, 5]  # every reuse found a dead connection and was sent again
+    assert fetcher.retries_denied == 0
