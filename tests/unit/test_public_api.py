@@ -14,3 +14,19 @@ def test_all_is_sorted_and_lists_every_public_name() -> None:
     assert public | lazy == set(fetchpipe.__all__) - {"__version__"}
     for name in fetchpipe.__all__:
         assert getattr(fetchpipe, name) is not None
+
+
+def test_a_request_repr_shows_no_secret() -> None:
+    request = fetchpipe.Request(
+        "https://user:pa55word-x@api.example.com/v1/items?api_key=canary-q&page=2",
+        headers={"Authorization": "Bearer canary-h", "Accept": "application/json"},
+        params={"token": "canary-p"},
+        key=7,
+    )
+    text = repr(request) + repr(fetchpipe.Result(request)) + str([request])
+    for secret in ("pa55word-x", "canary-q", "canary-h", "canary-p"):
+        assert secret not in text
+    assert repr(request) == (
+        "Request(url='https://user:…@api.example.com/v1/items?api_key=…&page=…', "
+        "headers=[Accept, Authorization], params=[token], key=7)"
+    )
