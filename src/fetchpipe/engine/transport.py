@@ -2,32 +2,65 @@
 
 Everything above it (limits, retries, Retry-After) only sees :class:`Transport`; aiohttp's
 errors are translated here, at the edge, into ``TransportError`` with an ``ErrorKind``.
+
+The rules of :mod:`fetchpipe.engine.security` are enforced here: control characters are
+refused before sending, redirects are followed by our rules rather than aiohttp's, bodies are
+decoded by a bounded decoder, and a guarded resolver keeps private addresses out. Each check
+costs nothing unless its policy is on or its case (a 3xx, an encoded body) arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 import orjson
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 from fetchpipe._config import Limits, Timeouts
-from fetchpipe._exceptions import TransportError
+from fetchpipe._exceptions import ConfigError, TransportError
 from fetchpipe._models import ErrorKind, Request
+from fetchpipe.engine.security import (
+    ACCEPT_ENCODING,
+    DEFAULT_POLICY,
+    REDIRECT_STATUSES,
+    BoundedDecoder,
+    Hop,
+    SecurityPolicy,
+    address_refusal,
+    blocked_message,
+    carries_credentials,
+    check_request_text,
+    content_encodings,
+    header_problem,
+    next_hop,
+    redact_urls,
+    too_many_redirects,
+    verify_tls,
+)
 
 USER_AGENT = "fetchpipe/0.1"
+_DRAIN_LIMIT = 65536  # a redirect's body up to this size is read, to keep the connection
 
 
 @dataclass(slots=True)
 class RawResponse:
+    """One complete response. ``url`` is the final URL, after redirects (resolve relative
+    links against it); ``""`` when whoever built the response did not say."""
+
     status: int
     headers: Mapping[str, str]
     body: bytes
     content_type: str
     first_byte: float
+    url: str = ""
 
 
 class Transport(Protocol):
@@ -55,8 +88,52 @@ def _client_timeout(timeouts: Timeouts, total: float | None) -> aiohttp.ClientTi
     )
 
 
+class BlockedAddressError(OSError):
+    """A host resolved only to addresses the policy refuses. aiohttp wraps it (as an OSError
+    from the resolver) in ``ClientConnectorDNSError``; ``_translate`` unwraps it."""
+
+
+class GuardedResolver(AbstractResolver):
+    """The default resolver, minus the addresses ``block_private`` refuses.
+
+    Filtering the resolved addresses (not the host name) defeats DNS tricks: a public-looking
+    name that resolves to 127.0.0.1 or 169.254.169.254 is refused, and the connector only ever
+    connects to an address returned here, redirects included. Mixed answers keep the allowed
+    addresses. IP literals skip resolvers in aiohttp; the transport checks those itself.
+    """
+
+    def __init__(self, policy: SecurityPolicy, inner: AbstractResolver | None = None) -> None:
+        self._policy = policy
+        self._inner = inner if inner is not None else DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        allowed: list[ResolveResult] = []
+        refused: list[tuple[str, str]] = []
+        for result in results:
+            reason = address_refusal(self._policy, result["host"])
+            if reason is None:
+                allowed.append(result)
+            else:
+                refused.append((result["host"], reason))
+        if refused and not allowed:
+            raise BlockedAddressError(blocked_message(host, refused))
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
 class AiohttpTransport:
-    """One pooled ``ClientSession``: keep-alive, DNS cache, no cookie jar, no proxies from env."""
+    """One pooled ``ClientSession``: keep-alive, DNS cache, no cookie jar, no proxies from env.
+
+    ``security`` (default: ``SecurityPolicy()``) sets redirects, the private-address guard,
+    TLS exceptions, stacked encodings and which headers and params are credentials.
+    Credential headers among ``headers`` are sent with every request but, unlike the others,
+    not to another origin after a redirect.
+    """
 
     def __init__(
         self,
@@ -64,26 +141,49 @@ class AiohttpTransport:
         limits: Limits,
         timeouts: Timeouts,
         headers: Mapping[str, str] | None = None,
+        security: SecurityPolicy | None = None,
     ) -> None:
+        policy = security if security is not None else DEFAULT_POLICY
+        self._security = policy
         self._timeouts = timeouts
         self._default_timeout = _client_timeout(timeouts, timeouts.total)
         self._loop = asyncio.get_running_loop()
+        self._guard = policy.block_private
+        self._per_host = policy.block_private or bool(policy.insecure_hosts)
+        self._follow = policy.max_redirects > 0
+        defaults, self._credential_headers = _split_default_headers(policy, headers or {})
+        self._resolver = GuardedResolver(policy) if policy.block_private else None
         connector = aiohttp.TCPConnector(
-            limit=limits.max_concurrency, limit_per_host=0, ttl_dns_cache=300
+            limit=limits.max_concurrency,
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            resolver=self._resolver,
         )
-        merged = {"User-Agent": USER_AGENT}
-        merged.update(headers or {})
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._default_timeout,
-            headers=merged,
+            headers=defaults,
             cookie_jar=aiohttp.DummyCookieJar(),
             json_serialize=_json_dumps,
             trust_env=False,
+            # Bodies are decoded by BoundedDecoder: it checks that a compressed stream ends
+            # (aiohttp accepts a cut-off gzip body) and decodes stacked encodings within a cap.
+            auto_decompress=False,
         )
+
+    @property
+    def security(self) -> SecurityPolicy:
+        return self._security
+
+    @property
+    def insecure_hosts(self) -> frozenset[str]:
+        """Hosts whose TLS certificates are not verified, for the caller to warn about."""
+        return self._security.insecure_hosts
 
     async def close(self) -> None:
         await self._session.close()
+        if self._resolver is not None:
+            await self._resolver.close()
 
     async def send(
         self, request: Request, *, total_timeout: float | None, max_body_size: int
@@ -93,36 +193,195 @@ class AiohttpTransport:
             if total_timeout is None or total_timeout == self._timeouts.total
             else _client_timeout(self._timeouts, total_timeout)
         )
+        url = request.url
+        headers = request.headers
+        if headers or request.params or not url.isprintable():  # cheap on the hot path
+            check_request_text(url, headers, request.params)
+        if self._credential_headers:
+            headers = _with_defaults(self._credential_headers, headers)
+        target: str | URL = url
+        ssl = True
+        start = self._loop.time()
         try:
+            if self._per_host:
+                target, ssl = self._route(URL(url))
             async with self._session.request(
                 request.method,
-                request.url,
-                headers=request.headers,
+                target,
+                headers=headers,
                 params=request.params,
                 json=request.json,
                 data=request.body,
                 timeout=timeout,
+                allow_redirects=False,
+                ssl=ssl,
             ) as resp:
-                first_byte = self._loop.time()
-                headers = resp.headers
-                length = resp.content_length
-                encoded = "Content-Encoding" in headers
                 status = resp.status
-                if request.method == "HEAD" or status in (204, 304) or status < 200:
-                    body = b""  # no body follows, whatever Content-Length says
-                elif length is not None and not encoded and length <= max_body_size:
-                    body = await resp.read()
-                elif length is not None and not encoded:
-                    raise _too_large(max_body_size, f"Content-Length is {length}")
-                else:
-                    body = await _read_capped(resp.content, max_body_size)
-                return RawResponse(
-                    status, headers, body, headers.get("Content-Type", ""), first_byte
-                )
+                location = resp.headers.get("Location") if status in REDIRECT_STATUSES else None
+                if location is None or not self._follow:
+                    return await self._complete(resp, request.method, url, max_body_size)
+                first = self._first_hop(request, headers)
+                hop = next_hop(self._security, first, status, location)
+                await _discard(resp)
+            return await self._redirected(first, hop, start, total_timeout, max_body_size)
         except TransportError:
             raise
         except Exception as exc:
             raise _translate(exc) from exc
+
+    def _route(self, url: URL) -> tuple[URL, bool]:
+        """Check an IP-literal host against the guard (aiohttp does not resolve literals, so
+        the guarded resolver never sees them) and choose TLS verification for the host."""
+        host = url.raw_host
+        if self._guard and host is not None and (":" in host or host.replace(".", "").isdigit()):
+            reason = address_refusal(self._security, host)
+            if reason is not None:
+                raise TransportError(
+                    ErrorKind.INVALID_REQUEST, blocked_message(host, [(host, reason)])
+                )
+        return url, verify_tls(self._security, host)
+
+    def _first_hop(self, request: Request, headers: Mapping[str, str] | None) -> Hop:
+        """The original request as a redirect-chain hop (built only when a 3xx arrives)."""
+        url = URL(request.url)
+        credentialed = carries_credentials(self._security, url, headers, request.params)
+        return Hop(
+            request.method.upper(),
+            url,
+            headers,
+            request.params,
+            request.json,
+            request.body,
+            credentialed,
+        )
+
+    async def _redirected(
+        self,
+        first: Hop,
+        hop: Hop,
+        start: float,
+        total_timeout: float | None,
+        max_body_size: int,
+    ) -> RawResponse:
+        """Follow a redirect chain from ``hop``: at most ``max_redirects`` hops, within the
+        request's total timeout, each hop's body released before the next one is sent."""
+        policy = self._security
+        chain = [first.url, hop.url]
+        total = total_timeout if total_timeout is not None else self._timeouts.total
+        for followed in range(1, policy.max_redirects + 1):
+            target, ssl = self._route(hop.url)
+            async with self._session.request(
+                hop.method,
+                target,
+                headers=hop.headers,
+                json=hop.json,
+                data=hop.body,
+                timeout=self._remaining(start, total),
+                allow_redirects=False,
+                ssl=ssl,
+            ) as resp:
+                status = resp.status
+                location = resp.headers.get("Location") if status in REDIRECT_STATUSES else None
+                if location is None:
+                    return await self._complete(resp, hop.method, str(hop.url), max_body_size)
+                if followed == policy.max_redirects:
+                    break
+                hop = next_hop(policy, hop, status, location)
+                await _discard(resp)
+            chain.append(hop.url)
+        raise too_many_redirects(policy, chain)
+
+    def _remaining(self, start: float, total: float | None) -> aiohttp.ClientTimeout:
+        """The total timeout bounds the whole chain: each hop gets what is left of it."""
+        if total is None:
+            return _client_timeout(self._timeouts, None)
+        left = total - (self._loop.time() - start)
+        if left <= 0:
+            raise TransportError(
+                ErrorKind.TIMEOUT, f"timed out following redirects (total timeout {total:g} s)"
+            )
+        return _client_timeout(self._timeouts, left)
+
+    async def _complete(
+        self, resp: aiohttp.ClientResponse, method: str, url: str, max_body_size: int
+    ) -> RawResponse:
+        """Read the final response: no body for HEAD/1xx/204/304, otherwise a capped one."""
+        first_byte = self._loop.time()
+        headers = resp.headers
+        status = resp.status
+        length = resp.content_length
+        if method == "HEAD" or status in (204, 304) or status < 200:
+            body = b""  # no body follows, whatever Content-Length says
+        elif length is not None and length <= max_body_size and "Content-Encoding" not in headers:
+            body = await resp.read()
+        else:
+            body = await self._read_body(resp, max_body_size)
+        return RawResponse(status, headers, body, headers.get("Content-Type", ""), first_byte, url)
+
+    async def _read_body(self, resp: aiohttp.ClientResponse, max_body_size: int) -> bytes:
+        """The slow path: a body without Content-Length, over the cap, or encoded."""
+        length = resp.content_length
+        encodings = resp.headers.getall("Content-Encoding", ())
+        codings = content_encodings(encodings, self._security.max_encodings) if encodings else ()
+        if not codings:
+            if length is not None and length <= max_body_size:
+                return await resp.read()
+            if length is not None:
+                raise _too_large(max_body_size, f"Content-Length is {length}")
+            return await _read_capped(resp.content, max_body_size)
+        decoder = BoundedDecoder(codings, max_body_size)
+        if length is not None:
+            decoder.check_length(length)
+        async for chunk in resp.content.iter_chunked(65536):
+            decoder.feed(chunk)
+        return decoder.finish()
+
+
+def _split_default_headers(
+    policy: SecurityPolicy, headers: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Session defaults, and the credential headers among ``headers``.
+
+    Credential headers are kept out of the session defaults: aiohttp adds those to every
+    request and a request cannot take one away, so they could not be dropped on a redirect
+    to another origin.
+    """
+    defaults = {"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING}
+    credentials: dict[str, str] = {}
+    names = policy.all_credential_headers
+    for name, value in headers.items():
+        problem = header_problem(name, value)
+        if problem is not None:
+            raise ConfigError(
+                f"default {problem}. HINT: strip line breaks and control characters from it."
+            )
+        lower = name.lower()
+        for existing in [key for key in defaults if key.lower() == lower]:
+            del defaults[existing]
+        (credentials if lower in names else defaults)[name] = value
+    return defaults, credentials
+
+
+def _with_defaults(
+    defaults: Mapping[str, str], headers: Mapping[str, str] | None
+) -> Mapping[str, str]:
+    """``defaults`` under ``headers``, names compared without case."""
+    if not headers:
+        return defaults
+    given = {name.lower() for name in headers}
+    merged = {name: value for name, value in defaults.items() if name.lower() not in given}
+    merged.update(headers)
+    return merged
+
+
+async def _discard(resp: aiohttp.ClientResponse) -> None:
+    """Read a small redirect body so the connection can be reused; a large or unannounced
+    one is left unread, and releasing the response then closes the connection."""
+    length = resp.content_length
+    if length is not None and length <= _DRAIN_LIMIT:
+        # The redirect is known already: a failed read only means the connection is closed.
+        with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+            await resp.read()
 
 
 async def _read_capped(content: aiohttp.StreamReader, max_body_size: int) -> bytes:
@@ -156,8 +415,15 @@ def _reset_cause(exc: BaseException) -> bool:
 
 
 def _translate(exc: Exception) -> TransportError:
-    """Map an aiohttp or socket error to fetchpipe's kinds (order matters: subclasses first)."""
-    text = str(exc) or type(exc).__name__
+    """Map an aiohttp or socket error to fetchpipe's kinds (order matters: subclasses first).
+
+    aiohttp's messages quote URLs whole; queries and user info are cut out of them here.
+    """
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+        exc.os_error, BlockedAddressError
+    ):
+        return TransportError(ErrorKind.INVALID_REQUEST, str(exc.os_error))
+    text = redact_urls(str(exc) or type(exc).__name__)
     kind: ErrorKind
     if isinstance(exc, aiohttp.ClientConnectorError):
         kind = ErrorKind.CONNECT

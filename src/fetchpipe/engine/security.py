@@ -1,0 +1,653 @@
+"""Security rules of the transport as pure values and functions ("nothing lost, nothing leaked").
+
+Everything here is testable without a network: the transport (the only aiohttp code of the
+engine) asks these functions what to do and enforces the answer.
+
+* :class:`SecurityPolicy`: the settings, validated up front.
+* :func:`check_request_text`: no control characters in a URL, query parameter or header.
+* :func:`next_hop`: redirects under our rules (credentials never cross origins, no downgrade
+  to plain HTTP with credentials, only http(s) targets).
+* :func:`classify_address` / :func:`address_refusal`: the private-address guard.
+* :func:`content_encodings` / :class:`BoundedDecoder`: decoding capped while it runs.
+* :func:`verify_tls`: per-host TLS verification.
+
+No message made here contains a header value, a credential query parameter, a URL query or
+URL user info: those may be secrets, and messages end up in logs and result files.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import zlib
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from yarl import URL
+
+from fetchpipe._exceptions import ConfigError, TransportError
+from fetchpipe._models import ErrorKind
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+ALWAYS_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+DECODABLE_ENCODINGS = frozenset({"gzip", "deflate"})
+# What the transport advertises: exactly what BoundedDecoder decodes.
+ACCEPT_ENCODING = "gzip, deflate"
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityPolicy:
+    """What the transport refuses to do. The defaults are safe for public APIs.
+
+    ``max_redirects``: redirects followed per request (0: do not follow; the 3xx comes back).
+    ``block_private``: refuse to connect to loopback, private, link-local and other non-global
+    addresses (checked on the resolved address), except those in ``allow_addresses`` (IPs or
+    CIDR networks). ``insecure_hosts``: hosts whose TLS certificate is not verified.
+    ``max_encodings``: how many stacked ``Content-Encoding`` values a response may have.
+    ``credential_headers`` / ``credential_params``: header and query parameter names (any case)
+    that are secrets: never sent to another origin, never sent over a downgrade to plain HTTP.
+    ``Authorization``, ``Proxy-Authorization`` and ``Cookie`` are always credentials.
+    """
+
+    max_redirects: int = 10
+    block_private: bool = False
+    allow_addresses: tuple[str, ...] = ()
+    insecure_hosts: frozenset[str] = frozenset()
+    max_encodings: int = 2
+    credential_headers: frozenset[str] = ALWAYS_CREDENTIAL_HEADERS
+    credential_params: frozenset[str] = frozenset()
+    _networks: tuple[IPNetwork, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_count("max_redirects", self.max_redirects, 0, "use 0 to not follow redirects")
+        _check_count("max_encodings", self.max_encodings, 1, "1 refuses stacked encodings")
+        if not isinstance(self.block_private, bool):
+            raise ConfigError(f"block_private must be True or False, got {self.block_private!r}.")
+        allow = _string_tuple("allow_addresses", self.allow_addresses, "('10.0.0.0/8',)")
+        object.__setattr__(self, "allow_addresses", allow)
+        object.__setattr__(self, "_networks", tuple(_network(entry) for entry in allow))
+        hosts = _string_tuple("insecure_hosts", self.insecure_hosts, "{'dev.internal'}")
+        object.__setattr__(self, "insecure_hosts", frozenset(_host(h) for h in hosts))
+        names = _string_tuple("credential_headers", self.credential_headers, "{'x-api-key'}")
+        object.__setattr__(self, "credential_headers", frozenset(_header_name(n) for n in names))
+        params = _string_tuple("credential_params", self.credential_params, "{'api_key'}")
+        object.__setattr__(self, "credential_params", frozenset(_param_name(p) for p in params))
+
+    @property
+    def all_credential_headers(self) -> frozenset[str]:
+        """``credential_headers`` plus the three that are always credentials (lower case)."""
+        return self.credential_headers | ALWAYS_CREDENTIAL_HEADERS
+
+
+def _check_count(name: str, value: object, least: int, hint: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(
+            f"SecurityPolicy.{name} must be a whole number >= {least}, got {value!r}. HINT: {hint}."
+        )
+
+
+def _string_tuple(name: str, value: object, example: str) -> tuple[str, ...]:
+    """Accept any collection of strings; a bare string is the classic mistake, refuse it."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ConfigError(
+            f"SecurityPolicy.{name} must be a collection of strings, got {value!r}. "
+            f"HINT: write {name}={example}."
+        )
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise ConfigError(
+                f"SecurityPolicy.{name} holds {item!r}, which is not a non-empty string. "
+                f"HINT: write {name}={example}."
+            )
+    return items
+
+
+def _network(entry: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(entry.strip(), strict=False)
+    except ValueError:
+        raise ConfigError(
+            f"allow_addresses entry {entry!r} is not an IP address or a CIDR network. "
+            "HINT: write '10.0.0.5', '10.0.0.0/8' or 'fd00::/8' (no host names: the guard "
+            "checks resolved addresses)."
+        ) from None
+
+
+def _host(host: str) -> str:
+    cleaned = host.strip().lower().rstrip(".")
+    if cleaned.startswith("[") and cleaned.endswith("]"):
+        cleaned = cleaned[1:-1]
+    bad = any(c in cleaned for c in "/ @?#") or (":" in cleaned and not _is_ip(cleaned))
+    if not cleaned or bad:
+        raise ConfigError(
+            f"insecure_hosts entry {host!r} is not a host name. "
+            "HINT: write 'dev.internal' or '10.0.0.5', without scheme, port or path."
+        )
+    return cleaned
+
+
+def _header_name(name: str) -> str:
+    cleaned = name.strip().lower()
+    if find_control_char(cleaned) is not None or any(c in cleaned for c in ": "):
+        raise ConfigError(
+            f"credential_headers entry '{_escape(name)}' is not a header name. "
+            "HINT: write the bare name, e.g. 'x-api-key'."
+        )
+    return cleaned
+
+
+def _param_name(name: str) -> str:
+    cleaned = name.strip().lower()
+    if find_control_char(cleaned) is not None or any(c in cleaned for c in "=&?#"):
+        raise ConfigError(
+            f"credential_params entry '{_escape(name)}' is not a query parameter name. "
+            "HINT: write the bare name, e.g. 'api_key'."
+        )
+    return cleaned
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+# --- control characters (CVE-2019-9740 style injection) -------------------------------------
+
+# C0 controls and DEL. A header value may hold HTAB (RFC 9110 5.5 allows it between words);
+# nothing else in a request may hold any of them. Precompiled: this runs on every request.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_SHOWN = 40  # characters of a URL path echoed in a message
+
+
+def find_control_char(text: str, *, allow_tab: bool = False) -> int | None:
+    """Index of the first control character in ``text`` (C0 or DEL), or ``None``."""
+    match = (_CONTROL_IN_VALUE if allow_tab else _CONTROL).search(text)
+    return None if match is None else match.start()
+
+
+def _escape(text: str) -> str:
+    """``text`` with control characters as ``\\xNN``, cut to a short prefix, for messages."""
+    shown = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text[:_SHOWN])
+    return shown + ("..." if len(text) > _SHOWN else "")
+
+
+def _char_name(text: str, index: int) -> str:
+    return f"\\x{ord(text[index]):02x}"
+
+
+def url_path_prefix(url: str) -> str:
+    """A short, escaped prefix of ``url``'s path: no scheme, user info, host or query."""
+    rest = url.split("://", 1)[1] if "://" in url else url
+    slash = rest.find("/")
+    path = rest[slash:] if slash >= 0 else ""
+    path = re.split(r"[?#]", path, maxsplit=1)[0]
+    return _escape(path or "/")
+
+
+def check_request_text(
+    url: str,
+    headers: Mapping[str, str] | None,
+    params: Mapping[str, Any] | None,
+) -> None:
+    """Refuse a request whose URL, query parameters or headers hold control characters.
+
+    aiohttp would not let a CR/LF through to the wire (yarl strips them from URLs, which
+    silently changes the URL; header values fail deep in the writer), but the request should
+    fail early, explicitly and without echoing what may be a secret. Runs on every request:
+    ``str.isprintable`` (false for every control character) settles the common case.
+    """
+    index = None if url.isprintable() else find_control_char(url)
+    if index is not None:
+        in_query = " in its query" if "?" in url and index > url.index("?") else ""
+        raise _refused(
+            f"URL '{url_path_prefix(url)}' has a control character "
+            f"({_char_name(url, index)}){in_query}"
+        )
+    if params:
+        for name, value in params.items():
+            name = str(name)
+            if _has_control(name):
+                raise _refused(f"query parameter name '{_escape(name)}' has a control character")
+            if isinstance(value, str) and _has_control(value):
+                char = _char_name(value, find_control_char(value) or 0)
+                raise _refused(
+                    f"query parameter '{_escape(name)}' value has a control character ({char})"
+                )
+    if headers:
+        for name, value in headers.items():
+            problem = header_problem(name, value)
+            if problem is not None:
+                raise _refused(problem)
+
+
+def _has_control(text: str, *, allow_tab: bool = False) -> bool:
+    """``find_control_char`` with a fast path: printable text has no control character."""
+    return not text.isprintable() and find_control_char(text, allow_tab=allow_tab) is not None
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """What is wrong with one header (never quoting the value), or ``None``."""
+    if not isinstance(name, str) or not isinstance(value, str):
+        return f"header '{_escape(str(name))}' is not a string name with a string value"
+    if not name or ":" in name or " " in name or _has_control(name):
+        return f"header name '{_escape(name)}' is empty or has a control character, ':' or space"
+    if _has_control(value, allow_tab=True):
+        char = _char_name(value, find_control_char(value, allow_tab=True) or 0)
+        return f"header '{name}' value has a control character ({char})"
+    return None
+
+
+def _refused(problem: str) -> TransportError:
+    return TransportError(
+        ErrorKind.INVALID_REQUEST,
+        f"{problem}; refused before sending (CR, LF, NUL and other control characters can "
+        "inject headers or requests). HINT: strip line breaks and control characters from "
+        "the input.",
+    )
+
+
+# --- URLs in messages -------------------------------------------------------------------------
+
+_URL_IN_TEXT = re.compile(r"(?i)\b(https?://)(?:[^\s/'\"<>@]*@)?([^\s'\"<>?#]*)[?#]?[^\s'\"<>]*")
+
+
+def public_url(url: URL) -> str:
+    """``url`` safe to show: without user info, query and fragment (they may hold secrets)."""
+    try:
+        return str(url.with_user(None).with_query(None).with_fragment(None))
+    except ValueError:
+        return "(an invalid URL)"
+
+
+def redact_urls(text: str) -> str:
+    """Remove user info, query and fragment from every http(s) URL in ``text``.
+
+    aiohttp's error messages quote the request URL whole, query (API keys) included.
+    """
+    return _URL_IN_TEXT.sub(r"\1\2", text)
+
+
+# --- redirects --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One request of a redirect chain. ``credentialed``: the original request carried
+    credentials (a credential header or query parameter, or user info in the URL)."""
+
+    method: str
+    url: URL
+    headers: Mapping[str, str] | None = None
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    body: bytes | str | None = None
+    credentialed: bool = False
+
+
+def carries_credentials(
+    policy: SecurityPolicy,
+    url: URL,
+    headers: Mapping[str, str] | None,
+    params: Mapping[str, Any] | None,
+) -> bool:
+    """Whether a request sends secrets: credential headers or params, or URL user info."""
+    if url.user is not None or url.password is not None:
+        return True
+    names = policy.all_credential_headers
+    if headers and any(name.lower() in names for name in headers):
+        return True
+    wanted = policy.credential_params
+    if wanted and params and any(str(name).lower() in wanted for name in params):
+        return True
+    return bool(wanted) and any(name.lower() in wanted for name in url.query)
+
+
+def origin(url: URL) -> tuple[str, str | None, int | None]:
+    """Scheme, host and port (the default one when implicit): what must not change for
+    credentials to go along."""
+    return url.scheme, url.host, url.port
+
+
+def next_hop(policy: SecurityPolicy, hop: Hop, status: int, location: str) -> Hop:
+    """The request that follows ``hop`` after a ``status`` redirect to ``location``.
+
+    Raises ``TransportError(INVALID_REQUEST)`` when our rules forbid following it.
+    Method rules as browsers and ``requests``: 303 (but HEAD), and 301/302 after a POST,
+    become a GET without a body; otherwise method and body are kept (307/308 always).
+    On any change of scheme, host or port the credentials stay behind.
+    """
+    target = _redirect_target(hop, location)
+    if hop.url.scheme == "https" and target.scheme == "http" and hop.credentialed:
+        raise TransportError(
+            ErrorKind.INVALID_REQUEST,
+            f"redirect from {public_url(hop.url)} to plain HTTP ({public_url(target)}) refused: "
+            "the request carries credentials, which must not travel unencrypted. "
+            "HINT: use the https:// URL the API documents, or ask its owner to fix the redirect.",
+        )
+    method, headers, json, body = hop.method, hop.headers, hop.json, hop.body
+    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+        method, json, body = "GET", None, None
+        headers = _without(headers, _CONTENT_HEADERS)
+    if origin(target) != origin(hop.url):
+        headers = _without(headers, policy.all_credential_headers | {"host"})
+        target = _without_params(target, policy.credential_params)
+    return Hop(method, target, headers, None, json, body, hop.credentialed)
+
+
+_CONTENT_HEADERS = frozenset({"content-type", "content-length", "transfer-encoding"})
+
+
+def _redirect_target(hop: Hop, location: str) -> URL:
+    """Resolve ``location`` against the current URL; refuse what is not a plain http(s) URL."""
+    here = public_url(hop.url)
+    if find_control_char(location) is not None:
+        raise TransportError(
+            ErrorKind.INVALID_REQUEST,
+            f"redirect from {here} refused: its Location has a control character.",
+        )
+    try:
+        target = hop.url.join(URL(location.strip()))
+    except (ValueError, TypeError):
+        target = None
+    if target is None or target.scheme not in ("http", "https") or not target.host:
+        scheme = location.split(":", 1)[0][:20] if ":" in location else ""
+        if target is None:
+            what = "something that is not a URL"
+        elif target.scheme in ("http", "https"):
+            what = "a URL without a host"
+        elif scheme.isalnum():
+            what = f"a {scheme.lower()!r} URL"
+        else:
+            what = "something that is not a URL"
+        raise TransportError(
+            ErrorKind.INVALID_REQUEST,
+            f"redirect from {here} to {what} refused: only http and https are followed. "
+            "HINT: fetch that location yourself if you really mean it.",
+        )
+    return target.with_fragment(None)
+
+
+def _without(headers: Mapping[str, str] | None, names: Collection[str]) -> dict[str, str] | None:
+    if not headers:
+        return None
+    return {k: v for k, v in headers.items() if k.lower() not in names}
+
+
+def _without_params(url: URL, names: frozenset[str]) -> URL:
+    if not names or not url.query_string:
+        return url
+    drop = [key for key in url.query if key.lower() in names]
+    return url.without_query_params(*drop) if drop else url
+
+
+def too_many_redirects(policy: SecurityPolicy, chain: list[URL]) -> TransportError:
+    """The error for a chain longer than ``max_redirects``; lists the hops without queries.
+
+    Kind OTHER, not INVALID_REQUEST: the request was fine, the server loops or chains too far
+    (neither kind is retried).
+    """
+    hops = " -> ".join(public_url(url) for url in chain)
+    return TransportError(
+        ErrorKind.OTHER,
+        f"too many redirects: stopped after {policy.max_redirects} (max_redirects): {hops}. "
+        "HINT: request the final URL directly, or raise SecurityPolicy.max_redirects.",
+    )
+
+
+# --- private addresses (SSRF guard) ----------------------------------------------------------
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_SPECIAL: tuple[tuple[IPNetwork, str], ...] = (
+    (ipaddress.IPv4Network("169.254.169.254/32"), "link-local address (cloud metadata)"),
+    (ipaddress.IPv6Network("fd00:ec2::254/128"), "private address (cloud metadata)"),
+    (ipaddress.IPv4Network("100.64.0.0/10"), "shared address (carrier-grade NAT)"),
+)
+
+
+def classify_address(address: str | IPAddress) -> str | None:
+    """Why ``address`` is not a public one ("loopback", "private", ...), or ``None`` if global.
+
+    IPv4-mapped (``::ffff:127.0.0.1``) and NAT64 (``64:ff9b::7f00:1``) IPv6 addresses are
+    judged by the IPv4 address they carry. Raises ``ValueError`` for a non-address.
+    """
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.scope_id:
+            ip = ipaddress.IPv6Address(str(ip).split("%", 1)[0])
+        if ip.ipv4_mapped is not None:
+            return classify_address(ip.ipv4_mapped)
+        if ip in _NAT64:
+            return classify_address(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    for network, reason in _SPECIAL:
+        if ip in network:
+            return reason
+    if ip.is_unspecified:
+        return "unspecified address"
+    if ip.is_loopback:
+        return "loopback address"
+    if ip.is_link_local:
+        return "link-local address"
+    if ip.is_multicast:
+        return "multicast address"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        return "site-local address"
+    if ip.is_private:
+        return "private address"
+    if ip.is_reserved:
+        return "reserved address"
+    if not ip.is_global:
+        return "non-global address"
+    return None
+
+
+def address_refusal(policy: SecurityPolicy, address: str) -> str | None:
+    """Why ``policy`` refuses to connect to ``address``, or ``None`` when it may.
+
+    A string that is not an IP address is refused under ``block_private``: it cannot be
+    checked, and only resolved addresses reach this function.
+    """
+    if not policy.block_private:
+        return None
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return "address that cannot be checked"
+    if any(ip in network for network in policy._networks):
+        return None
+    return classify_address(ip)
+
+
+def blocked_message(host: str, addresses: list[tuple[str, str]]) -> str:
+    """The refusal message: which host, which address(es), why, and how to allow it."""
+    first = addresses[0][0]
+    if len(addresses) == 1 and first == host:  # an IP literal in the URL
+        what = f"{_escape(host)} is a {addresses[0][1]}"
+    else:
+        shown = ", ".join(f"{ip}, a {reason}" for ip, reason in addresses[:3])
+        more = f" (and {len(addresses) - 3} more)" if len(addresses) > 3 else ""
+        what = f"{_escape(host)} resolves to {shown}{more}"
+    return (
+        f"{what}; refused (block_private). "
+        f"HINT: add it to allow_addresses (e.g. SecurityPolicy(allow_addresses=('{first}',))) "
+        "if this host is meant to be reached."
+    )
+
+
+# --- TLS --------------------------------------------------------------------------------------
+
+
+def verify_tls(policy: SecurityPolicy, host: str | None) -> bool:
+    """Whether to verify the TLS certificate of ``host``: always, but for ``insecure_hosts``."""
+    return host is None or host.lower().rstrip(".") not in policy.insecure_hosts
+
+
+# --- content encodings ------------------------------------------------------------------------
+
+_STEP = 65536  # most bytes one decompression call may produce
+MAX_MEMBERS = 1024  # concatenated gzip members (or deflate streams) accepted in one layer
+_ALIASES = {"x-gzip": "gzip"}
+
+
+def content_encodings(values: Iterable[str], max_encodings: int) -> tuple[str, ...]:
+    """The codings applied to a body, in the order they were applied (``identity`` dropped).
+
+    ``values`` are all ``Content-Encoding`` header lines. More than ``max_encodings`` stacked
+    codings is refused: each layer multiplies what a small body can expand to. A coding we
+    cannot decode is refused too, rather than handing compressed bytes back as the body.
+    Supported: gzip (and x-gzip) and deflate, both with bounded decoding. Not supported: br
+    and zstd. aiohttp decodes them only with the optional Brotli / backports.zstd packages,
+    which fetchpipe does not depend on, and it does not advertise them without those
+    packages; the transport advertises ``gzip, deflate`` only.
+    """
+    codings = [
+        _ALIASES.get(token, token)
+        for value in values
+        for token in (part.strip().lower() for part in value.split(","))
+        if token and token != "identity"
+    ]
+    if len(codings) > max_encodings:
+        raise TransportError(
+            ErrorKind.OTHER,
+            f"response has {len(codings)} stacked content encodings "
+            f"({_escape(', '.join(codings))}), over max_encodings={max_encodings}; refused "
+            "(a decompression bomb guard). HINT: raise SecurityPolicy.max_encodings if this "
+            "API really stacks encodings.",
+        )
+    for coding in codings:
+        if coding not in DECODABLE_ENCODINGS:
+            raise TransportError(
+                ErrorKind.OTHER,
+                f"response body is encoded with '{_escape(coding)}', which fetchpipe cannot "
+                "decode (gzip and deflate only). HINT: send 'Accept-Encoding: gzip' or "
+                "'identity' in the request headers.",
+            )
+    return tuple(codings)
+
+
+class _Layer:
+    """One coding of the body: gzip or deflate, concatenated members included."""
+
+    __slots__ = ("coding", "done", "members", "obj")
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        self.obj: Any = None  # created on the first byte: deflate sniffs its header
+        self.members = 0
+        self.done = False  # the current member ended cleanly
+
+    def start(self, first: int) -> None:
+        """New decompressor for the next member. Deflate bodies come with a zlib header
+        (RFC 9110) or, from some servers, raw: the low nibble 8 of the first byte says zlib."""
+        self.members += 1
+        if self.members > MAX_MEMBERS:
+            raise TransportError(
+                ErrorKind.OTHER,
+                f"{self.coding} body has more than {MAX_MEMBERS} concatenated members; refused.",
+            )
+        if self.coding == "gzip":
+            wbits = 16 + zlib.MAX_WBITS
+        else:
+            wbits = zlib.MAX_WBITS if first & 0x0F == 8 else -zlib.MAX_WBITS
+        self.obj = zlib.decompressobj(wbits=wbits)
+        self.done = False
+
+
+class BoundedDecoder:
+    """Decodes a body through ``codings`` while it arrives, never holding more than the cap.
+
+    Every decompression call produces at most 64 KiB, and each piece goes straight through
+    the next layer, so a few KB of gzip-of-gzip that would expand to 1 GB costs no more
+    memory than ``max_size``: :class:`TransportError` (BODY_TOO_LARGE) comes as soon as the
+    decoded size passes it. :meth:`finish` checks that every layer ended cleanly: a cut-off
+    compressed stream is TRUNCATED even when the HTTP framing was complete (aiohttp's own
+    decoder accepts a cut-off gzip stream silently).
+    """
+
+    def __init__(self, codings: tuple[str, ...], max_size: int) -> None:
+        # Decoding undoes the last-applied coding first.
+        self._layers = [_Layer(coding) for coding in reversed(codings)]
+        self._codings = codings
+        self._max_size = max_size
+        # The encoded input may not be larger than the decoded cap (plus deflate's worst-case
+        # overhead): a body that expands to nothing must not stream forever either.
+        self._max_raw = max_size + max_size // 256 + _STEP
+        self._raw = 0
+        self._size = 0
+        self._parts: list[bytes] = []
+
+    def check_length(self, length: int) -> None:
+        """Refuse at once an encoded body whose Content-Length is already over the bound."""
+        if length > self._max_raw:
+            raise self._too_large(f"the encoded body's Content-Length is {length}")
+
+    def feed(self, chunk: bytes) -> None:
+        """Decode one chunk of the encoded body."""
+        self._raw += len(chunk)
+        if self._raw > self._max_raw:
+            raise self._too_large(f"the encoded body alone is over {self._max_raw} bytes")
+        if chunk:
+            self._push(0, chunk)
+
+    def finish(self) -> bytes:
+        """The decoded body; TRUNCATED when a layer stopped mid-stream."""
+        if self._raw:
+            for layer in self._layers:
+                if not layer.done:
+                    raise TransportError(
+                        ErrorKind.TRUNCATED,
+                        f"the {layer.coding} stream of the response body ends early "
+                        f"(after {self._raw} encoded bytes): the body is incomplete.",
+                    )
+        return b"".join(self._parts)
+
+    def _push(self, index: int, data: bytes) -> None:
+        if index == len(self._layers):
+            self._size += len(data)
+            if self._size > self._max_size:
+                raise self._too_large(f"decoded {self._size} bytes so far")
+            self._parts.append(data)
+            return
+        layer = self._layers[index]
+        while True:
+            if layer.obj is None or (layer.done and data):
+                layer.start(data[0])
+            try:
+                out = layer.obj.decompress(data, _STEP)
+            except zlib.error as exc:
+                raise TransportError(
+                    ErrorKind.OTHER,
+                    f"the response body is not valid {layer.coding} data ({exc}).",
+                ) from None
+            if out:
+                self._push(index + 1, out)
+            if layer.obj.eof:
+                layer.done = True
+                data = layer.obj.unused_data
+                if not data:
+                    return
+                continue  # another member follows
+            data = layer.obj.unconsumed_tail
+            if not data and len(out) < _STEP:
+                return  # all input used and no output held back: wait for more
+
+    def _too_large(self, detail: str) -> TransportError:
+        codings = ", ".join(self._codings)
+        return TransportError(
+            ErrorKind.BODY_TOO_LARGE,
+            f"response body is over max_body_size ({self._max_size} bytes; {detail}; "
+            f"Content-Encoding {codings}). HINT: raise Limits.max_body_size if this API "
+            "really sends bodies this large.",
+        )
+
+
+# Built last: validating a policy uses the helpers above.
+DEFAULT_POLICY = SecurityPolicy()
