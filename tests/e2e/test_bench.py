@@ -210,3 +210,52 @@ def test_bench_pipeline_runs_fetchpipe_against_the_floor(run_cli: RunCli, tmp_pa
     assert f"fetchpipe peak RSS: {fetchpipe['peak_rss_mb']:.0f} MB (target < 250 MB, " in (
         proc.stdout
     )
+
+
+def test_bench_faults_with_toxics_lands_everything_that_can_land(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    out, chart = tmp_path / "toxics.json", tmp_path / "toxics.svg"
+    proc = run_cli(
+        "bench",
+        "faults",
+        "--toxics",
+        "--requests",
+        "200",
+        "--retry-after",
+        "0",
+        "--json",
+        str(out),
+        "--chart",
+        str(chart),
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert (report["scenario"], report["mode"], report["requests"]) == ("faults", "toxics", 200)
+    assert report["faulty"] == 60 and report["hosts"] == 50
+    kinds = [k["label"] for k in report["kinds"]]
+    assert len(kinds) == 20 and sum(report["planned"].values()) == 200
+    unlandable = [k["label"] for k in report["kinds"] if not k["landable"]]
+    assert unlandable == ["429 huge"]
+    assert report["landable"] == 200 - report["planned"]["429 huge"]
+    runs = {r["name"]: r for r in report["runs"]}
+    fp, naive = runs["fetchpipe"], runs["gather"]
+    assert fp["landed"] == report["landable"] and fp["failed"] == 200 - report["landable"]
+    assert fp["failed_by_error"] == {"rate_limited": fp["failed"]}
+    assert naive["landed"] < fp["landed"] and naive["retries"] == 0
+    assert fp["retries"] > 0 and fp["server_requests"] >= 200 + fp["retries"]
+    assert report["retries_per_request"] == fp["retries"] / 200
+    assert f"fetchpipe retries / first attempts: {fp['retries'] / 200:.3f}" in proc.stdout
+    assert re.search(r"^  5xx burst +of \d+ +0 +\d+$", proc.stdout, re.M)
+    assert list(_bars(chart)) == [r["label"] for r in report["runs"]]
+
+
+def test_bench_faults_default_run_keeps_its_three_faults(run_cli: RunCli, tmp_path: Path) -> None:
+    out = tmp_path / "faults.json"
+    proc = run_cli("bench", "faults", "--requests", "100", "--retry-after", "0", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert "mode" not in report and report["faulty"] == 30
+    runs = {r["name"]: r for r in report["runs"]}
+    assert (runs["fetchpipe"]["landed"], runs["gather"]["landed"]) == (100, 70)
+    assert "x 503,503 then 200" in proc.stdout

@@ -157,6 +157,17 @@ def faults_scenario(
     return True  # failures are what this scenario counts
 
 
+def toxic_faults_scenario(
+    requests_: int, retry_after: int, json_path: Path | None, chart_path: Path | None
+) -> bool:
+    from fetchpipe.bench import faults as scenario
+
+    with scenario.running_toxics() as server:
+        report = scenario.measure_toxics(server, requests_, retry_after)
+    _emit(report, json_path, chart_path)
+    return True  # failures are what this scenario counts
+
+
 def pipeline_scenario(
     pages: int,
     records: int,
@@ -285,7 +296,13 @@ def memory(
 
 
 @bench.command()
-@click.option("--requests", "requests_", default=1_000, show_default=True)
+@click.option(
+    "--requests",
+    "requests_",
+    default=None,
+    type=click.IntRange(min=1),
+    show_default="1000; 10000 with --toxics",
+)
 @click.option(
     "--retry-after",
     default=1,
@@ -293,13 +310,26 @@ def memory(
     type=click.IntRange(min=0),
     help="Seconds in the 429 answers' Retry-After.",
 )
+@click.option(
+    "--toxics",
+    is_flag=True,
+    help="The longer run: every toxic of the misbehaving server (latency, bandwidth, 1-byte "
+    "slices, hangs, closes, resets, truncation, 5xx bursts, Retry-After in every form).",
+)
 @_json_option
 @_chart_option
 def faults(
-    requests_: int, retry_after: int, json_path: Path | None, chart_path: Path | None
+    requests_: int | None,
+    retry_after: int,
+    toxics: bool,
+    json_path: Path | None,
+    chart_path: Path | None,
 ) -> None:
     """30% injected faults (503 bursts, 429 + Retry-After, resets): fetchpipe vs naive gather."""
-    faults_scenario(requests_, retry_after, json_path, chart_path)
+    if toxics:
+        toxic_faults_scenario(requests_ or 10_000, retry_after, json_path, chart_path)
+    else:
+        faults_scenario(requests_ or 1_000, retry_after, json_path, chart_path)
 
 
 @bench.command("pipeline")

@@ -1,4 +1,7 @@
-"""Simulated API fleet on loopback addresses, for tests, the demo and benchmarks."""
+"""Simulated API fleet on loopback addresses, for tests, the demo and benchmarks.
+
+``ToxicServer`` (:mod:`fetchpipe.sim.toxics`) is the misbehaving server for fault injection.
+"""
 
 from fetchpipe.sim.fleet import MAX_HOSTS, Fleet, serve
 from fetchpipe.sim.seed import (
@@ -10,6 +13,7 @@ from fetchpipe.sim.seed import (
     seed_latencies,
 )
 from fetchpipe.sim.stats import FleetStats
+from fetchpipe.sim.toxics import ToxicServer
 
 __all__ = [
     "MAX_HOSTS",
@@ -20,6 +24,7 @@ __all__ = [
     "SEED_SEQUENTIAL_MINUTES",
     "Fleet",
     "FleetStats",
+    "ToxicServer",
     "seed_latencies",
     "serve",
 ]
