@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -164,3 +165,30 @@ def test_testing_mode_zeroes_backoff_but_keeps_retry_after() -> None:
     policy = RetryPolicy(wait_initial=10, wait_max=10)
     assert _decide(policy, status=500).wait == 0.0
     assert _decide(policy, status=429, retry_after="2").wait == 2.0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("9" * 400, 2.0**31),  # capped, not an OverflowError
+        ("99999999999999999999", 2.0**31),
+        ("²", None),  # a Unicode digit is not a delta-seconds value
+        ("١٢", None),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", 2.0**31),
+    ],
+)
+def test_extreme_retry_after_values_are_read_safely(value: str, expected: float | None) -> None:
+    assert parse_retry_after(value, 0.0) == expected
+
+
+def test_a_retry_after_beyond_any_date_fails_as_rate_limited() -> None:
+    decision = decide(
+        RetryPolicy(),
+        attempt=1,
+        retryable_method=True,
+        kind=ErrorKind.HTTP_STATUS,
+        status=429,
+        retry_after="99999999999999999999",
+        now=time.time(),
+    )
+    assert decision.error is ErrorKind.RATE_LIMITED and not decision.retry

@@ -79,6 +79,15 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
+RETRY_AFTER_CAP = 2**31
+"""The longest Retry-After taken literally, in seconds (about 68 years)."""
+
+
+def _utc_text(timestamp: float) -> str:
+    try:
+        return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return "a date too far away to show"
 
 
 class RetryBudget:
@@ -143,8 +152,13 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():
-        return float(int(text))
+    if text.isascii() and text.isdigit():  # RFC 9110 delta-seconds: ASCII digits only
+        # Long strings of digits are capped rather than converted (int() of thousands of digits
+        # is slow, and beyond a float's range it overflows); RFC 9111 caps delta-seconds at
+        # 2**31 the same way.
+        return float(int(text)) if len(text) <= 10 else float(RETRY_AFTER_CAP)
+    if text.isdigit():  # other Unicode digits: not a Retry-After value
+        return None
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -153,7 +167,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
+    return min(float(RETRY_AFTER_CAP), max(0.0, when.timestamp() - now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +216,7 @@ def decide(
     if policy.respect_retry_after and status in RETRY_AFTER_STATUSES:
         delay = parse_retry_after(retry_after, now)
         if delay is not None and delay > policy.retry_after_max:
-            until = datetime.fromtimestamp(now + delay, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            until = _utc_text(now + delay)
             return Decision(
                 retry=False,
                 error=ErrorKind.RATE_LIMITED,
