@@ -23,8 +23,10 @@ from fetchpipe._exceptions import (
 )
 from fetchpipe._fetcher import Fetcher, RetryEvent, fetch_all, run
 from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
+from fetchpipe.engine.breaker import BreakerPolicy
 from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.retry import RetryPolicy, set_testing
+from fetchpipe.engine.security import SecurityPolicy
 
 __version__ = "0.1.0"
 
@@ -43,6 +45,7 @@ def __getattr__(name: str) -> _typing.Any:
 
 
 __all__ = [
+    "BreakerPolicy",
     "ConfigError",
     "ErrorKind",
     "Fetcher",
@@ -56,6 +59,7 @@ __all__ = [
     "Result",
     "RetryEvent",
     "RetryPolicy",
+    "SecurityPolicy",
     "SinkError",
     "Source",
     "Timeouts",

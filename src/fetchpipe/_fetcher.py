@@ -39,6 +39,7 @@ from fetchpipe.engine.retry import (
     parse_retry_after,
 )
 from fetchpipe.engine.scheduler import Scheduler
+from fetchpipe.engine.security import SecurityPolicy
 from fetchpipe.engine.transport import AiohttpTransport, RawResponse, Transport
 
 T = TypeVar("T")
@@ -117,8 +118,10 @@ class Fetcher:
         rng: random.Random | None = None,
         cache: HttpCache | None = None,
         breaker: BreakerPolicy | None = DEFAULT_BREAKER,
+        security: SecurityPolicy | None = None,
     ) -> None:
         self.limits = limits or Limits()
+        self.security = security
         self.retry = retry
         self.breaker = breaker
         self.retries_denied = 0
@@ -138,7 +141,10 @@ class Fetcher:
             self.cache.open()
         if self._transport is None:
             self._transport = AiohttpTransport(
-                limits=self.limits, timeouts=self.timeouts, headers=self._headers
+                limits=self.limits,
+                timeouts=self.timeouts,
+                headers=self._headers,
+                security=self.security,
             )
         return self
 
@@ -558,6 +564,7 @@ class _Run:
             error,
             message,
             item.timings,
+            final_url=response.url or None,
         )
 
     def _deadline_failure(self, item: _Item, now: float, when: str) -> Result:

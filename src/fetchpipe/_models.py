@@ -133,6 +133,8 @@ class Result:
     error_message: str | None = None
     timings: Timings = field(default_factory=Timings)
     source: Source = Source.NETWORK
+    final_url: str | None = None
+    """The URL that answered, after redirects (None when no response came, or from a cache)."""
 
     @property
     def ok(self) -> bool:

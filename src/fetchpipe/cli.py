@@ -9,6 +9,7 @@ parameters and URL passwords are redacted (see :func:`fetchpipe.sinks.redact`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import re
@@ -33,6 +34,7 @@ from fetchpipe._summary import Summary, render
 from fetchpipe.bench.cli import bench
 from fetchpipe.engine.cache.http_cache import DEFAULT_PATH, HttpCache
 from fetchpipe.engine.retry import RetryPolicy, set_testing
+from fetchpipe.engine.security import SecurityPolicy
 from fetchpipe.pipeline.cli import plan, run_command, schema, validate
 from fetchpipe.sinks import Sink, open_sink, redact
 
@@ -53,6 +55,7 @@ class _Settings:
     timeouts: Timeouts
     headers: Mapping[str, str]
     cache: HttpCache | None = None
+    security: SecurityPolicy | None = None
 
 
 def _stderr() -> Console:
@@ -354,6 +357,7 @@ async def _pump(
             timeouts=settings.timeouts,
             headers=settings.headers,
             cache=settings.cache,
+            security=settings.security,
         ) as fetcher:
             first = last = time.perf_counter()
             async for result in fetcher.stream(requests):
@@ -489,6 +493,33 @@ def _run(
     help="Send nothing: answer only from the cache (implies --cache). Requests it has no entry "
     "for fail with error 'not_cached'.",
 )
+@click.option(
+    "--block-private",
+    is_flag=True,
+    help="Refuse requests to loopback, private, link-local and cloud-metadata addresses "
+    "(checked on the resolved address, redirects included).",
+)
+@click.option(
+    "--allow-address",
+    "allow_addresses",
+    multiple=True,
+    metavar="IP|NETWORK",
+    help="An address or network --block-private lets through (repeatable).",
+)
+@click.option(
+    "--insecure-host",
+    "insecure_hosts",
+    multiple=True,
+    metavar="HOST",
+    help="Do not verify the TLS certificate of HOST (repeatable; a warning says so).",
+)
+@click.option(
+    "--max-redirects",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Redirects followed per request (0: the 3xx answer is the result).",
+)
 def fetch(
     urls: str,
     out: str,
@@ -503,6 +534,10 @@ def fetch(
     cache_ttls: tuple[str, ...],
     stale_if_error: float | None,
     offline: bool,
+    block_private: bool,
+    allow_addresses: tuple[str, ...],
+    insecure_hosts: tuple[str, ...],
+    max_redirects: int,
 ) -> None:
     """Fetch the requests in URLS (a file, or - for stdin) into --out.
 
@@ -524,6 +559,22 @@ def fetch(
         headers=_parse_headers(headers),
         cache=cache,
     )
+    try:
+        security = SecurityPolicy(
+            max_redirects=max_redirects,
+            block_private=block_private,
+            allow_addresses=allow_addresses,
+            insecure_hosts=frozenset(insecure_hosts),
+        )
+    except ConfigError as exc:
+        raise BadInput(str(exc)) from None
+    settings = dataclasses.replace(settings, security=security)
+    for host in sorted(security.insecure_hosts):
+        _stderr().print(
+            f"warning: the TLS certificate of {host} is not verified (--insecure-host)",
+            markup=False,
+            highlight=False,
+        )
     sink = _sink_for(out)
     try:
         source = InputFile.open(urls)

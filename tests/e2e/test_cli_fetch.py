@@ -248,3 +248,22 @@ def test_help_lists_commands(run_cli: RunCli) -> None:
     assert proc.returncode == 0
     for command in ("fetch", "demo", "bench", "sim"):
         assert command in proc.stdout
+
+
+def test_block_private_refuses_loopback_unless_allowed(
+    cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path
+) -> None:
+    urls = _write(tmp_path / "urls.txt", cli_fleet.url("/item/1"))
+    out = tmp_path / "out.jsonl"
+    before = cli_fleet.stats.requests()
+    proc = run_cli("fetch", urls, "--out", str(out), "--block-private")
+    assert proc.returncode == 1
+    [row] = _jsonl(out)
+    assert row["error"] == "invalid_request" and "loopback address" in row["error_message"]
+    assert cli_fleet.stats.requests() == before  # refused before connecting
+    proc = run_cli(
+        "fetch", urls, "--out", str(out), "--block-private", "--allow-address", "127.0.0.0/8"
+    )
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("fetch", urls, "--out", str(out), "--allow-address", "not-an-ip")
+    assert proc.returncode == 2 and "allow_addresses" in proc.stderr

@@ -445,9 +445,20 @@ async def two_origins() -> AsyncIterator[tuple[TestServer, TestServer, list[str]
             yield near, far, seen
 
 
-@pytest.mark.parametrize("allow", [False, True])
+@pytest.mark.parametrize(
+    ("allow", "addresses", "outcome"),
+    [
+        (False, [], "another origin"),
+        (True, [], "loopback address"),  # links found in responses: private addresses refused
+        (True, ["127.0.0.0/8"], "followed"),
+    ],
+)
 async def test_next_links_to_another_origin(
-    two_origins: tuple[TestServer, TestServer, list[str]], tmp_path: Path, allow: bool
+    two_origins: tuple[TestServer, TestServer, list[str]],
+    tmp_path: Path,
+    allow: bool,
+    addresses: list[str],
+    outcome: str,
 ) -> None:
     near, _, seen = two_origins
     source = {
@@ -458,14 +469,15 @@ async def test_next_links_to_another_origin(
         "paginate": {"type": "next_url", "next_url_path": "next"},
         "allow_cross_origin": allow,
     }
-    report = await make(tmp_path, source).arun()
+    defaults = {"security": {"allow_addresses": addresses}}
+    report = await make(tmp_path, source, defaults=defaults).arun()
     items = report.source("items")
-    if allow:
+    if outcome == "followed":
         check_ok(report)
         assert items.rows == 2 and seen == ["-"]  # followed, without the credential
     else:
         assert items.status == "failed" and seen == []
-        assert items.reason is not None and "another origin" in items.reason
+        assert items.reason is not None and outcome in items.reason
 
 
 async def test_known_totals_fetch_the_remaining_pages_at_once_within_host_limits(

@@ -566,3 +566,34 @@ def test_an_unquoted_yaml_date_stays_the_text_written() -> None:
     )
     incremental = _yaml(text).sources[0].incremental
     assert incremental is not None and incremental.initial == "2024-01-01T00:00:00Z"
+
+
+def test_security_settings_are_checked_and_api_key_names_are_credentials() -> None:
+    bad = {
+        "name": "p",
+        "defaults": {"security": {"allow_addresses": ["10.0.0.0/33"]}},
+        "sources": [{"name": "a", "url": "https://x.test/a"}],
+    }
+    with pytest.raises(PipelineError, match=r"defaults\.security: .*10\.0\.0\.0/33"):
+        Pipeline.from_dict(bad)
+    good = Pipeline.from_dict(
+        {
+            "name": "p",
+            "defaults": {"security": {"block_private": True, "max_redirects": 3}},
+            "sources": [
+                {
+                    "name": "a",
+                    "url": "https://x.test/a",
+                    "auth": {"type": "api_key", "name": "X-Key", "value": "v1234"},
+                },
+                {
+                    "name": "b",
+                    "url": "https://y.test/b",
+                    "auth": {"type": "api_key", "name": "apikey", "in": "query", "value": "v5678"},
+                },
+            ],
+        }
+    )
+    policy = good.security_policy()
+    assert policy.block_private and policy.max_redirects == 3
+    assert "x-key" in policy.credential_headers and policy.credential_params == {"apikey"}

@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
 from fetchpipe._config import HostLimits, Limits, Timeouts
+from fetchpipe._exceptions import ConfigError
 from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.retry import RetryPolicy
+from fetchpipe.engine.security import ALWAYS_CREDENTIAL_HEADERS, SecurityPolicy
 from fetchpipe.pipeline.errors import (
     DataPath,
     PipelineError,
@@ -38,6 +40,7 @@ from fetchpipe.pipeline.errors import (
 )
 from fetchpipe.pipeline.loading import Document, load_file, substitute
 from fetchpipe.pipeline.models import (
+    ApiKeyAuth,
     Defaults,
     Destination,
     DestinationUrl,
@@ -192,6 +195,27 @@ class Pipeline(_Model):
             retry_after_max=r.retry_after_max,
         )
 
+    def security_policy(self) -> SecurityPolicy:
+        """The transport's rules; every API-key name of the sources is a credential (never
+        sent to another origin, nor over a downgrade to plain HTTP)."""
+        c = self.defaults.security
+        headers = {
+            a.name
+            for s in self.sources
+            if isinstance(a := s.auth, ApiKeyAuth) and a.in_ == "header"
+        }
+        params = {
+            a.name for s in self.sources if isinstance(a := s.auth, ApiKeyAuth) and a.in_ == "query"
+        }
+        return SecurityPolicy(
+            max_redirects=c.max_redirects,
+            block_private=c.block_private,
+            allow_addresses=tuple(c.allow_addresses),
+            insecure_hosts=frozenset(c.insecure_hosts),
+            credential_headers=ALWAYS_CREDENTIAL_HEADERS | {h.lower() for h in headers},
+            credential_params=frozenset(params),
+        )
+
     def http_cache(self) -> HttpCache | None:
         """The configured cache (not opened), or ``None`` when the cache is off."""
         c = self.defaults.cache
@@ -238,6 +262,10 @@ class Pipeline(_Model):
                         f"refers to unknown source {parent!r}{did_you_mean(parent, seen)}",
                     )
                 )
+        try:
+            self.security_policy()
+        except ConfigError as exc:
+            problems.append(Problem(("defaults", "security"), str(exc)))
         if not problems:
             try:
                 self.ordered_sources()

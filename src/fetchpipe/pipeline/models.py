@@ -80,12 +80,27 @@ class CacheConfig(_Model):
     offline: bool = False
 
 
+class SecurityConfig(_Model):
+    """What requests may do: redirects, addresses, TLS.
+
+    ``block_private`` refuses loopback, private, link-local and metadata addresses for every
+    request; next-page links to another origin are checked that way whatever it says.
+    ``allow_addresses`` (IPs or networks) are exempt. ``insecure_hosts`` skip TLS verification.
+    """
+
+    block_private: bool = False
+    allow_addresses: list[str] = Field(default_factory=list)
+    insecure_hosts: list[str] = Field(default_factory=list)
+    max_redirects: int = Field(default=10, ge=0)
+
+
 class Defaults(_Model):
-    """Settings for every source: timeouts, retries, cache, global concurrency, headers."""
+    """Settings for every source: timeouts, retries, cache, security, concurrency, headers."""
 
     timeout: TimeoutConfig = TimeoutConfig()
     retry: RetryConfig = RetryConfig()
     cache: CacheConfig = CacheConfig()
+    security: SecurityConfig = SecurityConfig()
     max_concurrency: int = Field(
         default=100, ge=1, description="Requests in flight at once, all hosts."
     )

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import dataclasses
 import functools
 import hashlib
 import secrets
@@ -44,6 +45,7 @@ from fetchpipe._exceptions import ConfigError, FetchpipeError
 from fetchpipe._fetcher import Fetcher
 from fetchpipe._models import Request, Result
 from fetchpipe._models import Source as ResultSource
+from fetchpipe.engine.security import address_refusal
 from fetchpipe.engine.transport import Transport
 from fetchpipe.pipeline.auth import Authenticator, authenticator_for
 from fetchpipe.pipeline.config import Pipeline
@@ -179,6 +181,9 @@ class PipelineRunner:
         self._wake = asyncio.Event()
         self._finishing: list[asyncio.Future[None]] = []
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "fetchpipe-load")
+        self._security = pipeline.security_policy()
+        self._links_checked: dict[str, str | None] = {}
+        """Host of a link found in a response -> why it is refused (None: allowed)."""
         self._secret_tokens = {
             "{fetchpipe-secret-" + hashlib.sha256(v.encode()).hexdigest()[:12] + "}": v
             for v in pipeline.secret_values()
@@ -263,6 +268,7 @@ class PipelineRunner:
                 headers=pipeline.defaults.headers,
                 transport=self._transport,
                 cache=pipeline.http_cache(),
+                security=self._security,
             ) as fetcher,
         ):
             for run in self.runs.values():
@@ -377,7 +383,7 @@ class PipelineRunner:
                     continue
                 try:
                     request = await self._request(job)
-                except FetchpipeError as exc:  # credentials could not be obtained
+                except FetchpipeError as exc:  # no credentials, or a refused link
                     self._fail(job.run, str(exc))
                     self._settle(job.run)
                     continue
@@ -389,6 +395,10 @@ class PipelineRunner:
 
     async def _request(self, job: _Job) -> Request:
         page = job.page
+        if not page.send_credentials:  # a link to another origin, found in a response
+            refused = await self._link_refusal(page.url)
+            if refused is not None:
+                raise PaginationError(f"{_where(job)}: {refused}")
         self._ids += 1
         self._jobs[self._ids] = job
         params = {k: _param_text(v) for k, v in page.params.items()}
@@ -405,6 +415,32 @@ class PipelineRunner:
         except BaseException:
             del self._jobs[self._ids]
             raise
+
+    async def _link_refusal(self, url: str) -> str | None:
+        """Why a link to another origin found in a response may not be fetched: its host is
+        (or resolves to) a loopback, private, link-local or metadata address that is not in
+        ``allow_addresses``. Checked whatever ``block_private`` says (an SSRF guard)."""
+        host = urlsplit(url).hostname or ""
+        if host in self._links_checked:
+            return self._links_checked[host]
+        policy = dataclasses.replace(self._security, block_private=True)
+        reason: str | None = None
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+            addresses = sorted({str(info[4][0]) for info in infos})
+        except OSError as exc:
+            addresses, reason = [], f"its host {host!r} does not resolve ({exc.strerror or exc})"
+        else:
+            refused = [(a, r) for a in addresses if (r := address_refusal(policy, a)) is not None]
+            if refused:
+                address, why = refused[0]
+                reason = (
+                    f"the next page link goes to {host!r}, which is {address}, a {why}; not "
+                    "followed. HINT: add the address to defaults.security.allow_addresses if "
+                    "this is expected"
+                )
+        self._links_checked[host] = reason
+        return reason
 
     async def _handle(self, result: Result) -> None:
         job = self._jobs.pop(int(result.key or 0))
@@ -452,7 +488,7 @@ class PipelineRunner:
         run.changed = run.changed or not cached
         if run.spool is not None:
             run.spool.add(records)
-        page = Page(job.page, job.page.url, result.headers, body, len(records))
+        page = Page(job.page, result.final_url or job.page.url, result.headers, body, len(records))
         following = [
             _Job(run, job.paginator, request, job.base, job.include)
             for request in job.paginator.next(page)
