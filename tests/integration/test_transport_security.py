@@ -706,6 +706,21 @@ async def test_a_decompression_bomb_is_too_large_with_bounded_memory(
     assert peak[0] < 100 * 1000 * 1000
 
 
+async def test_a_bomb_fails_its_request_and_the_rest_of_the_run_completes(
+    encoded: TestServer,
+) -> None:
+    BODIES["gzip-gzip-bomb"]()  # built (and cached by the server's app) before measuring
+    bomb = str(encoded.make_url("/gzip-gzip-bomb").with_query(ce="gzip, gzip"))
+    others = [str(encoded.make_url("/gzip").with_query(ce="gzip", n=i)) for i in range(20)]
+    with peak_memory() as peak:
+        async with Fetcher() as fetcher:
+            results = {r.url: r async for r in fetcher.stream([*others[:10], bomb, *others[10:]])}
+    assert results[bomb].error is ErrorKind.BODY_TOO_LARGE
+    assert "over max_body_size" in (results[bomb].error_message or "")
+    assert all(results[u].ok and results[u].body == PAYLOAD for u in others)
+    assert peak[0] < 100 * 1000 * 1000
+
+
 @pytest.mark.parametrize("name", ["gzip", "deflate", "gzipgzip"])
 @pytest.mark.parametrize("mode", ["whole", "short", "chunked"])
 async def test_a_cut_off_compressed_body_is_truncated(
