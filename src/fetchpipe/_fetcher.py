@@ -64,6 +64,8 @@ class RetryEvent:
 
 RetryHook = Callable[[RetryEvent], None]
 DEFAULT_BREAKER = BreakerPolicy()
+REMEMBER_FAILURES = 60.0
+"""Seconds an idle host's breaker and retry budget are kept after its last failure."""
 
 
 class _Item:
@@ -420,6 +422,8 @@ class _Run:
             return self._after_failure(host, item, exc.kind, exc.message, None)
         timings.first_byte = response.first_byte
         status = response.status
+        if status < 400 and host.budget is not None:
+            host.budget.succeeded(item.attempt - 1)  # the retries it took are given back
         if status < 500:
             if host.breaker is not None and status != 429:
                 host.breaker.success()
@@ -445,8 +449,6 @@ class _Run:
                     request_time=request_time,
                     response_time=time.time(),
                 )
-            if host.budget is not None:
-                host.budget.succeeded(item.attempt - 1)
             return self._final(item, response, body, None, None)
         return self._after_failure(host, item, ErrorKind.HTTP_STATUS, f"HTTP {status}", response)
 
@@ -460,7 +462,9 @@ class _Run:
         breaker = host.breaker
         if breaker is None:
             breaker = host.breaker = Breaker()
-        until = breaker.failure(policy, self.loop.time())
+        now = self.loop.time()
+        host.remember_until = now + REMEMBER_FAILURES
+        until = breaker.failure(policy, now)
         if until is not None:
             host.pause(until)
             down = self.fetcher.hosts_down
@@ -495,6 +499,7 @@ class _Run:
             budget = host.budget
             if budget is None:
                 budget = host.budget = RetryBudget(self.policy.budget, self.policy.budget_refill)
+            host.remember_until = self.loop.time() + REMEMBER_FAILURES
             if not budget.take():
                 self.fetcher.retries_denied += 1
                 decision = Decision(

@@ -7,11 +7,15 @@ kills a real process with SIGKILL.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from fetchpipe._exceptions import ConfigError
 from fetchpipe.pipeline import Pipeline
@@ -142,3 +146,135 @@ async def test_file_destinations_resume_too(fleet: Fleet, tmp_path: Path, kind: 
             f"SELECT count(*), count(DISTINCT id) FROM {reader}('{files[0]}')"
         ).fetchall()
     assert counts == [(DAYS * PER_DAY, DAYS * PER_DAY)]
+
+
+@dataclass
+class Api:
+    """A small API whose pages take their time; records every query it receives."""
+
+    seen: list[str] = field(default_factory=list)
+
+    async def parents(self, request: web.Request) -> web.Response:
+        self.seen.append(f"parents?{request.query_string}")
+        page = int(request.query.get("page", "1"))
+        if page == 2:
+            await asyncio.sleep(1.5)  # the parent's page 1 waits for it to be committed
+        return web.json_response({"items": [{"id": 1}, {"id": 2}] if page == 1 else []})
+
+    async def kids(self, request: web.Request) -> web.Response:
+        self.seen.append(f"kids/{request.match_info['id']}")
+        await asyncio.sleep(0.6)
+        return web.json_response([{"kid": int(request.match_info["id"])}])
+
+    async def links(self, request: web.Request) -> web.Response:
+        self.seen.append(f"links?{request.query_string}")
+        after = int(request.query.get("after", "0"))
+        if after:
+            await asyncio.sleep(1.0)
+        nxt = f"/links?after={after + 2}" if after < 4 else None
+        return web.json_response({"items": [{"n": after + 1}, {"n": after + 2}], "next": nxt})
+
+    async def bad(self, request: web.Request) -> web.Response:
+        return web.json_response({"items": [{"n": 1}], "next": "http://[::1"})
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[Api, TestServer]]:
+    state = Api()
+    app = web.Application()
+    app.router.add_get("/parents", state.parents)
+    app.router.add_get("/kids/{id}", state.kids)
+    app.router.add_get("/links", state.links)
+    app.router.add_get("/bad", state.bad)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield state, server
+
+
+async def cancel_after(runner: PipelineRunner, seconds: float) -> None:
+    task = asyncio.ensure_future(runner.run())
+    await asyncio.sleep(seconds)
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_child_pages_committed_before_their_parent_page_are_not_fetched_again(
+    api: tuple[Api, TestServer], tmp_path: Path
+) -> None:
+    state, server = api
+    db = tmp_path / "kids.duckdb"
+    pipeline = Pipeline.from_dict(
+        {
+            "name": "kids",
+            "destination": f"duckdb:///{db}",
+            "sources": [
+                {
+                    "name": "parents",
+                    "url": str(server.make_url("/parents")),
+                    "records": "items",
+                    "paginate": {"type": "page"},
+                },
+                {
+                    "name": "kids",
+                    "url": str(server.make_url("/kids/")) + "{parents.id}",
+                    "write": "append",
+                },
+            ],
+        }
+    )
+    await cancel_after(PipelineRunner(pipeline, commit_every=0.5), 1.0)
+    committed = [r[0] for r in rows(db, "SELECT source FROM _fetchpipe_pages")]
+    assert "parents" not in committed and committed.count("kids") >= 1  # kids without parent
+    state.seen.clear()
+    report = await pipeline.arun()
+    assert report.ok and report.resumed
+    refetched = [s for s in state.seen if s.startswith("kids/")]
+    assert len(refetched) == 2 - committed.count("kids")  # committed: not again
+    assert rows(db, "SELECT kid, count(*) FROM kids GROUP BY kid ORDER BY kid") == [(1, 1), (2, 1)]
+
+
+async def test_a_resumed_link_page_is_sent_as_the_link_said(
+    api: tuple[Api, TestServer], tmp_path: Path
+) -> None:
+    state, server = api
+    source = {
+        "name": "links",
+        "url": str(server.make_url("/links")),
+        "params": {"limit": 2},
+        "records": "items",
+        "paginate": {"type": "next_url", "next_url_path": "next"},
+    }
+    pipeline = Pipeline.from_dict(
+        {"name": "links", "destination": f"duckdb:///{tmp_path / 'l.duckdb'}", "sources": [source]}
+    )
+    await cancel_after(PipelineRunner(pipeline, commit_every=0), 0.5)
+    report = await pipeline.arun()
+    assert report.ok and report.resumed
+    assert state.seen == [
+        "links?limit=2",
+        "links?after=2",  # interrupted
+        "links?after=2",  # resumed: the link as given, without the source's limit added
+        "links?after=4",
+    ]
+
+
+async def test_a_malformed_next_link_fails_its_source_only(
+    api: tuple[Api, TestServer], fleet: Fleet, tmp_path: Path
+) -> None:
+    _, server = api
+    db = tmp_path / "bad.duckdb"
+    bad = {
+        "name": "bad",
+        "url": str(server.make_url("/bad")),
+        "records": "items",
+        "paginate": {"type": "next_url", "next_url_path": "next"},
+    }
+    good = {"name": "days", "url": fleet.url("/shop/v1/days"), "records": "days"}
+    pipeline = Pipeline.from_dict(
+        {"name": "bad", "destination": f"duckdb:///{db}", "sources": [bad, good]}
+    )
+    report = await pipeline.arun()
+    assert report.source("bad").status == "failed" and report.source("days").status == "ok"
+    assert "Invalid IPv6 URL" in (report.source("bad").reason or "")
+    assert rows(db, "SELECT status FROM _fetchpipe_runs") == [("failed",)]  # ended, not stuck

@@ -151,3 +151,26 @@ async def test_a_stale_keep_alive_connection_is_retried_once_without_an_attempt(
     assert all(r.attempts == 1 for r in results)
     assert served == [6, 5]  # every reuse found a dead connection and was sent again
     assert fetcher.retries_denied == 0
+
+
+async def test_a_host_fed_one_request_at_a_time_keeps_its_budget_and_breaker(
+    fleet: Fleet,
+) -> None:
+    """Sequential pages reach a host one at a time: its state must not be forgotten (with its
+    breaker and budget) each time it goes idle between two of them."""
+    done = asyncio.Event()
+
+    async def one_at_a_time() -> AsyncIterator[str]:
+        for i in range(30):
+            done.clear()
+            yield fleet.url(f"/status/503?key=seq{i}")
+            await done.wait()
+
+    policy = RetryPolicy(attempts=3, budget=5)
+    async with Fetcher(retry=policy, breaker=BreakerPolicy(threshold=5)) as fetcher:
+        async for _ in fetcher.stream(one_at_a_time()):
+            done.set()
+    received = fleet.stats.requests(host=fleet.addresses[0])
+    assert received == 30 + 5  # the budget's five retries, then none
+    assert fetcher.retries_denied == 28  # all but the two that used up their 3 attempts
+    assert fetcher.hosts_down  # the breaker saw the failures add up

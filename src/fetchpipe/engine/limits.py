@@ -72,6 +72,7 @@ class HostState(Generic[T]):
         "max_concurrency",
         "name",
         "paused_until",
+        "remember_until",
         "tat",
         "tolerance",
         "wake_at",
@@ -93,6 +94,9 @@ class HostState(Generic[T]):
         self.wake_handle: asyncio.TimerHandle | None = None
         self.breaker: Breaker | None = None
         """Made on the host's first failed attempt (see :mod:`fetchpipe.engine.breaker`)."""
+        self.remember_until = 0.0
+        """Kept (not forgotten when idle) until then: a host that failed recently keeps its
+        breaker and retry budget across a lull in its requests."""
         self.budget: RetryBudget | None = None
         """Made on the host's first retry (see :class:`fetchpipe.engine.retry.RetryBudget`)."""
 
@@ -133,4 +137,5 @@ class HostState(Generic[T]):
             and not self.delayed
             and self.paused_until <= now
             and self.tat <= now
+            and self.remember_until <= now
         )

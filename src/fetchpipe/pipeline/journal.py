@@ -65,7 +65,9 @@ class JournalJob:
 
     ``base`` is the URL its paginator started from (page-number and offset pages are built from
     it); ``parallel`` marks one of the pages handed out at once after a known total;
-    ``include`` holds the parent values a child record gets (``include_parent``).
+    ``include`` holds the parent values a child record gets (``include_parent``);
+    ``params`` are the parameters of its own (a page number, a cursor) and ``inherit`` names the
+    source's parameters it also had.
     """
 
     source: str
@@ -76,6 +78,9 @@ class JournalJob:
     base: str
     parallel: bool = False
     include: Mapping[str, Any] | None = None
+    inherit: tuple[str, ...] = ()
+    """Names of the source's own parameters the page had: they come back from the source's
+    configuration (so no secret is stored, and a rotated one is used)."""
 
     @property
     def key(self) -> str:
@@ -94,6 +99,8 @@ class JournalJob:
             out["par"] = True
         if self.include:
             out["i"] = dict(self.include)
+        if self.inherit:
+            out["h"] = list(self.inherit)
         return out
 
     @classmethod
@@ -107,6 +114,7 @@ class JournalJob:
             base=str(data.get("b", data["u"])),
             parallel=bool(data.get("par", False)),
             include=data.get("i"),
+            inherit=tuple(data.get("h") or ()),
         )
 
 

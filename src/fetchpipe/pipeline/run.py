@@ -181,6 +181,8 @@ class PipelineRunner:
         self._wake = asyncio.Event()
         self._finishing: list[asyncio.Future[None]] = []
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "fetchpipe-load")
+        self._committed: dict[str, set[str]] = collections.defaultdict(set)
+        """Keys of the pages an interrupted run had committed: never fetched again."""
         self._security = pipeline.security_policy()
         self._links_checked: dict[str, str | None] = {}
         """Host of a link found in a response -> why it is refused (None: allowed)."""
@@ -322,7 +324,7 @@ class PipelineRunner:
     def _seed(self, committed: list[PageEntry]) -> None:
         """Queue each source's first page, and after a restart every page that committed pages
         led to and that is not committed itself."""
-        done_keys: dict[str, set[str]] = collections.defaultdict(set)
+        done_keys = self._committed
         for entry in committed:
             run = self.runs.get(entry.source)
             if run is None or run.ended:
@@ -364,7 +366,7 @@ class PipelineRunner:
         paginator, _ = self._paginator(run, base)
         paginator.issued = job.number
         paginator.parallel = job.parallel
-        params = {**run.params, **job.params}
+        params = {**{k: run.params[k] for k in job.inherit if k in run.params}, **job.params}
         page = PageRequest(self._unmask(job.url), params, job.number, job.send_credentials)
         return _Job(run, paginator, page, base, job.include)
 
@@ -385,6 +387,10 @@ class PipelineRunner:
                     request = await self._request(job)
                 except FetchpipeError as exc:  # no credentials, or a refused link
                     self._fail(job.run, str(exc))
+                    self._settle(job.run)
+                    continue
+                except Exception as exc:  # e.g. a URL the client cannot send: that source fails
+                    self._fail(job.run, f"{_where(job)}: {type(exc).__name__}: {exc}")
                     self._settle(job.run)
                     continue
                 yield request
@@ -428,8 +434,9 @@ class PipelineRunner:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, None)
             addresses = sorted({str(info[4][0]) for info in infos})
-        except OSError as exc:
-            addresses, reason = [], f"its host {host!r} does not resolve ({exc.strerror or exc})"
+        except (OSError, UnicodeError, ValueError) as exc:
+            text = getattr(exc, "strerror", None) or exc
+            addresses, reason = [], f"its host {host!r} does not resolve ({text})"
         else:
             refused = [(a, r) for a in addresses if (r := address_refusal(policy, a)) is not None]
             if refused:
@@ -464,6 +471,8 @@ class PipelineRunner:
             self._maybe_commit(run)
         except (RecordsError, PaginationError) as exc:
             self._fail(run, f"{_where(job)}: {exc}")
+        except Exception as exc:  # a page this code did not expect: that source fails, alone
+            self._fail(run, f"{_where(job)}: {type(exc).__name__}: {exc}")
         finally:
             self._settle(run)
             self._wake.set()
@@ -494,16 +503,18 @@ class PipelineRunner:
             for request in job.paginator.next(page)
         ]
         children = [c for child in run.children for c in self._fan_out(child, records)]
+        jobs = (*following, *children)
+        journaled = [self._journal_job(j) for j in jobs]
         entry = PageEntry(
-            source.name,
-            self._journal_job(job).key,
-            len(records),
-            cached,
-            page_cursor,
-            [self._journal_job(j) for j in (*following, *children)],
+            source.name, self._journal_job(job).key, len(records), cached, page_cursor, journaled
         )
         run.entries.append(entry)
-        for next_job in (*following, *children):
+        committed = self._committed
+        for next_job, stored in zip(jobs, journaled, strict=True):
+            # After a restart, a page fetched again may lead to pages committed before the
+            # interruption (another source's commits run on their own clock): not again.
+            if committed and stored.key in committed[stored.source]:
+                continue
             self._enqueue(next_job)
 
     def _fan_out(self, child: _SourceRun, records: list[dict[str, Any]]) -> list[_Job]:
@@ -541,10 +552,12 @@ class PipelineRunner:
         hide = run.secret_params
         url = _without_params(job.page.url, hide) if hide else job.page.url
         extra = {k: v for k, v in job.page.params.items() if run.params.get(k, _UNSET) != v}
+        inherit = tuple(k for k in job.page.params if k not in extra)
         return JournalJob(
             source=run.source.name,
             url=self._mask(url),
             params=extra,
+            inherit=inherit,
             number=job.page.number,
             send_credentials=job.page.send_credentials,
             base=self._mask(job.base),

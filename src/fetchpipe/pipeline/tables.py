@@ -154,8 +154,6 @@ def write_rows(
     columns it lacks, then insert (with ``merge_key``: upsert). Returns the rows written."""
     row = connection.execute(f"SELECT count(*) FROM {relation}").fetchone()
     count = int(row[0]) if row is not None else 0
-    if merge_key and count:
-        relation, count = dedupe(connection, relation, columns, merge_key)
     existing = table_columns(connection, table)
     known = {name.lower(): type_ for name, type_ in (existing or {}).items()}
     if existing is None:
@@ -164,12 +162,25 @@ def write_rows(
             f"CREATE TABLE {quote(table)} AS SELECT {fields} FROM {relation} LIMIT 0"
         )
         known = {name.lower(): type_ for name, type_ in columns.items()}
+    names = {name.lower(): name for name in existing or {}}
     for name, type_ in columns.items():
-        if name.lower() not in known:
+        current = known.get(name.lower())
+        if current is None:
             connection.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {type_}")
             known[name.lower()] = type_
+        elif current != type_ and current != "JSON":
+            wider = _wider(current, type_)
+            if wider != current and _has_values(connection, relation, name):
+                known[name.lower()] = wider
+                column = quote(names.get(name.lower(), name))
+                using = f" USING to_json({column})" if wider == "JSON" else ""
+                connection.execute(
+                    f"ALTER TABLE {quote(table)} ALTER COLUMN {column} SET DATA TYPE {wider}{using}"
+                )
     if not count:
         return 0
+    if merge_key:
+        relation, count = dedupe(connection, relation, columns, merge_key)
     # Into a JSON column, a value of another type is encoded (text would be parsed as JSON).
     fields = ", ".join(
         f"to_json({quote(name)}) AS {quote(name)}"
@@ -184,3 +195,30 @@ def write_rows(
         connection.execute(f"DELETE FROM {quote(table)} USING {relation} WHERE {match}")
     connection.execute(f"INSERT INTO {quote(table)} BY NAME SELECT {fields} FROM {relation}")
     return count
+
+
+_INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
+_NUMBERS = (*_INTEGERS, "UBIGINT", "HUGEINT", "FLOAT", "DOUBLE")
+
+
+def _wider(current: str, incoming: str) -> str:
+    """A column type that holds the values of both types, as one batch with both would have
+    been typed: integers widen to BIGINT, numbers to DOUBLE, text stays text, other mixes
+    become JSON. (A table's column types otherwise follow its first batch.)"""
+    if current in _INTEGERS and incoming in _INTEGERS:
+        return "BIGINT"
+    if _numeric(current) and _numeric(incoming):
+        return "DOUBLE"
+    if current == "VARCHAR":
+        return current
+    return "JSON"
+
+
+def _numeric(type_: str) -> bool:
+    return type_ in _NUMBERS or type_.startswith("DECIMAL")
+
+
+def _has_values(connection: duckdb.DuckDBPyConnection, relation: str, column: str) -> bool:
+    """True when ``column`` of ``relation`` holds a value (an all-null column fits any type)."""
+    row = connection.execute(f"SELECT count({quote(column)}) FROM {relation}").fetchone()
+    return bool(row and row[0])
