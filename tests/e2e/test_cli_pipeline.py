@@ -153,6 +153,12 @@ MISTAKES = [
         "2: destination: unknown destination scheme 'sqlite'. HINT: use duckdb, jsonl or parquet",
     ),
     (
+        "line break in a header value",
+        TOP + SOURCE + '    headers: {X-Trace: "a\\r\\nInjected: 1"}\n',
+        '6: sources[0].headers["X-Trace"]: has a control character (such as a line break). '
+        "HINT: remove it",
+    ),
+    (
         "negative max_per_second",
         "name: shop\nhosts:\n  127.0.0.1: {max_per_second: -5}\nsources:\n" + SOURCE,
         '3: hosts["127.0.0.1"].max_per_second: must be greater than 0; got -5',

@@ -169,6 +169,12 @@ def run_command(
     pipeline = _load(pipeline_file)
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     live = stderr.is_terminal and not quiet
+    for host in sorted(pipeline.defaults.security.insecure_hosts):
+        stderr.print(
+            f"warning: the TLS certificate of {host} is not verified (defaults.security."
+            "insecure_hosts)",
+            markup=False,
+        )
 
     def finished(report: SourceReport) -> None:
         if not quiet and not live:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from fetchpipe.engine.cache.http_cache import DEFAULT_PATH
+from fetchpipe.engine.security import find_control_char
 from fetchpipe.pipeline.errors import Problem, Problems, did_you_mean
 from fetchpipe.pipeline.records import placeholders
 
@@ -275,7 +276,7 @@ class Source(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> Source:
-        problems = [*_url_problems(self.url)]
+        problems = [*_url_problems(self.url), *_control_problems(self)]
         if self.primary_key is not None and not self.key_fields:
             problems.append(Problem(("primary_key",), "must name at least one field"))
         if self.write == "merge" and not self.key_fields:
@@ -315,6 +316,25 @@ def _paging_params(paginate: BaseModel) -> list[str]:
     if isinstance(paginate, CursorPagination):
         return [paginate.param]
     return []
+
+
+def _control_problems(source: Source) -> list[Problem]:
+    """A control character (CR, LF, NUL, ...) in the URL, a parameter or a header would let
+    a value inject headers or requests (CVE-2019-9740): refused before anything is sent."""
+    found: list[Problem] = []
+    hint = "has a control character (such as a line break). HINT: remove it"
+    if find_control_char(source.url) is not None:
+        found.append(Problem(("url",), hint))
+    for name, value in source.params.items():
+        if find_control_char(name) is not None or find_control_char(str(value)) is not None:
+            found.append(Problem(("params", name), hint))
+    for name, value in source.headers.items():
+        if (
+            find_control_char(name) is not None
+            or find_control_char(value, allow_tab=True) is not None
+        ):
+            found.append(Problem(("headers", name), hint))
+    return found
 
 
 def _url_problems(url: str) -> list[Problem]:

@@ -758,8 +758,10 @@ def _where(job: _Job) -> str:
 
 
 def _failure(job: _Job, result: Result) -> str:
-    status = f"HTTP {result.status}, " if result.status is not None else ""
     message = result.error_message or str(result.error)  # says how many attempts were made
+    status = f"HTTP {result.status}, " if result.status is not None else ""
+    if message.startswith(f"HTTP {result.status}"):
+        status = ""
     hint = ""
     if result.status in (401, 403):
         hint = ". HINT: check the source's auth settings"
