@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import traceback
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -11,7 +12,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from fetchpipe import Fetcher, Limits, Result, RetryPolicy, set_testing
+from fetchpipe import (
+    Fetcher,
+    FetchpipeError,
+    Limits,
+    Request,
+    Result,
+    RetryEvent,
+    RetryPolicy,
+    set_testing,
+)
 from fetchpipe._config import HostLimits
 from fetchpipe.engine.breaker import BreakerPolicy
 from fetchpipe.sim import Fleet
@@ -174,3 +184,24 @@ async def test_a_host_fed_one_request_at_a_time_keeps_its_budget_and_breaker(
     assert received == 30 + 5  # the budget's five retries, then none
     assert fetcher.retries_denied == 28  # all but the two that used up their 3 attempts
     assert fetcher.hosts_down  # the breaker saw the failures add up
+
+
+async def test_a_crash_traceback_carries_no_secret(fleet: Fleet) -> None:
+    """A hook that raises stops the run (a crash); its full traceback, chained exceptions and
+    the objects they show included, holds no credential."""
+    canary = "canary-traceback-5e2d"
+
+    def hook(event: RetryEvent) -> None:
+        raise RuntimeError(f"hook failed on {event!r} for {request!r}")
+
+    request = Request(
+        fleet.url("/status/503?key=crash"),
+        headers={"Authorization": f"Bearer {canary}"},
+        params={"api_key": canary},
+    )
+    with pytest.raises(FetchpipeError) as caught:
+        async with Fetcher(on_retry=hook) as fetcher:
+            [r async for r in fetcher.stream([request])]
+    text = "".join(traceback.format_exception(caught.value))
+    assert "the fetch stopped early" in text and "RuntimeError: hook failed" in text
+    assert canary not in text
