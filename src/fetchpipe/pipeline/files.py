@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 
 from fetchpipe.pipeline import journal
 from fetchpipe.pipeline.journal import stage_table
-from fetchpipe.pipeline.store import StagedStore, WriteMode
+from fetchpipe.pipeline.store import StagedStore, WriteMode, check_write
 from fetchpipe.pipeline.tables import (
     LOADED_AT_COLUMN,
     RUN_ID_COLUMN,
@@ -78,10 +78,7 @@ class FileLoader(StagedStore):
         import duckdb
 
         key = list(primary_key or ())
-        if write not in ("append", "replace", "merge"):
-            raise LoadError(f"unknown write mode {write!r}. HINT: use append, replace or merge")
-        if write == "merge" and not key:
-            raise LoadError(f"table {table!r}: write 'merge' needs a primary key")
+        check_write(table, write, key)
         connection = self.conn()
         stage = stage_table(table)
         folder = self.directory / table

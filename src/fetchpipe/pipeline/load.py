@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from fetchpipe.pipeline import journal
 from fetchpipe.pipeline.journal import stage_table
 from fetchpipe.pipeline.spool import Spool
-from fetchpipe.pipeline.store import STATE_TABLE, StagedStore, WriteMode
+from fetchpipe.pipeline.store import STATE_TABLE, StagedStore, WriteMode, check_write
 from fetchpipe.pipeline.tables import (
     BATCH,
     LOADED_AT_COLUMN,
@@ -48,13 +48,6 @@ __all__ = [
 ]
 
 
-def _check(table: str, write: str, key: Sequence[str]) -> None:
-    if write not in ("append", "replace", "merge"):
-        raise LoadError(f"unknown write mode {write!r}. HINT: use append, replace or merge")
-    if write == "merge" and not key:
-        raise LoadError(f"table {table!r}: write 'merge' needs a primary key")
-
-
 class DuckDBLoader(StagedStore):
     """Loads records into tables of the DuckDB file ``path`` (created when missing)."""
 
@@ -76,7 +69,7 @@ class DuckDBLoader(StagedStore):
         """Apply the source's stage to ``table`` with its state, mark it done and drop the
         stage, in one transaction. Returns the rows written."""
         key = list(primary_key or ())
-        _check(table, write, key)
+        check_write(table, write, key)
         stage = stage_table(table)
 
         def work(connection: duckdb.DuckDBPyConnection) -> int:
@@ -138,7 +131,7 @@ class DuckDBLoader(StagedStore):
     ) -> int:
         """:meth:`load` for records already in a finished :class:`Spool`."""
         key = list(primary_key or ())
-        _check(table, write, key)
+        check_write(table, write, key)
         first_replace = write == "replace" and (run_id, table.lower()) not in self._replaced
 
         def work(connection: duckdb.DuckDBPyConnection) -> int:

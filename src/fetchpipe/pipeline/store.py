@@ -42,6 +42,14 @@ T = TypeVar("T")
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
 
 
+def check_write(table: str, write: str, key: Sequence[str]) -> None:
+    """LoadError for an unknown write mode, or a merge without a primary key."""
+    if write not in ("append", "replace", "merge"):
+        raise LoadError(f"unknown write mode {write!r}. HINT: use append, replace or merge")
+    if write == "merge" and not key:
+        raise LoadError(f"table {table!r}: write 'merge' needs a primary key")
+
+
 class DestinationInUse(LoadError):
     """Another process has the destination's database open (another run is active)."""
 
