@@ -506,3 +506,25 @@ async def test_known_totals_fetch_the_remaining_pages_at_once_within_host_limits
     check_ok(report)
     assert report.source("items").rows == 30
     assert in_flight[1] == 4  # pages 2..30 went out together, four at a time
+
+
+async def test_a_failed_child_keeps_its_parents_incremental_state(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    incremental = {"cursor_field": "updated_at", "param": "updated_since"}
+    parent = products_source(fleet, incremental=incremental)
+    broken_child = {
+        "name": "extras",
+        "url": fleet.url("/status/500?product=") + "{products.id}",
+        "records": "",
+    }
+    pipeline = make(tmp_path, parent, broken_child, defaults={"retry": {"attempts": 1}})
+    report = await pipeline.arun()
+    products = report.source("products")
+    assert report.source("extras").status == "failed"
+    assert products.status == "ok" and products.rows == SHOP_PRODUCT_COUNT
+    assert products.cursor is None and "not advanced" in (products.reason or "")
+    db = tmp_path / "shop.duckdb"
+    assert query(db, "SELECT count(*) FROM _fetchpipe_state") == [(0,)]
+    again = await pipeline.arun()  # every product again: their children are fetched again
+    assert again.source("products").records == SHOP_PRODUCT_COUNT

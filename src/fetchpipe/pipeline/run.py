@@ -133,6 +133,11 @@ class _SourceRun:
     """The source ended in an earlier attempt of this run (found in the journal)."""
     failure: str | None = None
     secret_params: frozenset[str] = frozenset()
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the source ended (written, discarded, or ended before an interruption)."""
+
+    def descendants(self) -> list[_SourceRun]:
+        return [d for child in self.children for d in (child, *child.descendants())]
 
 
 @dataclass(eq=False, slots=True)
@@ -625,7 +630,9 @@ class PipelineRunner:
         if run.parent is not None and not run.parent.done:
             return
         run.done = True
-        if not run.ended:
+        if run.ended:
+            run.finished.set()
+        else:
             if run.failure is None:
                 self._maybe_commit(run, last=True)
             self._finishing.append(asyncio.ensure_future(self._finish(run)))
@@ -650,7 +657,7 @@ class PipelineRunner:
             else:
                 state = None
                 if run.source.incremental is not None:
-                    state = {_CURSOR: run.cursor}
+                    state = await self._state_after_children(run)
                 report.status = "loading"
                 report.rows = await self._io(
                     loader.finish_source,
@@ -670,8 +677,25 @@ class PipelineRunner:
                 run.spool.discard()
                 run.spool = None
             report.seconds = time.monotonic() - run.started
+            run.finished.set()
         if self.on_source_done is not None:
             self.on_source_done(report)
+
+    async def _state_after_children(self, run: _SourceRun) -> dict[str, Any] | None:
+        """The incremental state to store with ``run``'s records: its cursor, unless a source
+        below it failed. Records of a parent are what its children are fetched for: if the
+        cursor moved past them, a failed child would never fetch those records' pages again.
+        Waits for the children to end."""
+        below = run.descendants()
+        await asyncio.gather(*(d.finished.wait() for d in below))
+        failed = [d.source.name for d in below if d.report.status == "failed"]
+        if failed:
+            run.report.reason = (
+                f"incremental state not advanced: {', '.join(failed)} failed, and the next run "
+                "must fetch these records' children again"
+            )
+            return None
+        return {_CURSOR: run.cursor}
 
 
 # --- helpers ------------------------------------------------------------------------------------
