@@ -170,8 +170,12 @@ def summary_table(report: RunReport, *, live: bool = False) -> Table:
 
 
 def failure_lines(report: RunReport) -> list[str]:
-    """``failed: NAME: reason`` for each failed source, then each host that was down."""
+    """``failed: NAME: reason`` for each failed source, a note for a source that loaded with a
+    caveat, then each host that was down."""
     lines = [f"failed: {s.name}: {s.reason}" for s in report.failed]
+    lines += [
+        f"note: {s.name}: {s.reason}" for s in report.sources if s.reason and s.status != "failed"
+    ]
     for host, openings in sorted(report.hosts_down.items()):
         times = "once" if openings == 1 else f"{openings} times"
         lines.append(
