@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -64,6 +64,9 @@ class RetryEvent:
 
 RetryHook = Callable[[RetryEvent], None]
 DEFAULT_BREAKER = BreakerPolicy()
+TransportName = Literal["aiohttp", "fast"]
+TRANSPORTS: tuple[TransportName, ...] = ("aiohttp", "fast")
+"""``aiohttp`` (the default) or ``fast``: pyreqwest, Rust reqwest/hyper (``fetchpipe[fast]``)."""
 REMEMBER_FAILURES = 60.0
 """Seconds an idle host's breaker and retry budget are kept after its last failure."""
 
@@ -116,7 +119,7 @@ class Fetcher:
         timeouts: Timeouts | None = None,
         headers: Mapping[str, str] | None = None,
         on_retry: RetryHook | None = None,
-        transport: Transport | None = None,
+        transport: Transport | TransportName | None = None,
         rng: random.Random | None = None,
         cache: HttpCache | None = None,
         breaker: BreakerPolicy | None = DEFAULT_BREAKER,
@@ -133,8 +136,13 @@ class Fetcher:
         self.timeouts = timeouts or Timeouts()
         self._headers = dict(headers or {})
         self._on_retry = on_retry
-        self._transport = transport
-        self._owns_transport = transport is None
+        if isinstance(transport, str) and transport not in TRANSPORTS:
+            raise ConfigError(
+                f"unknown transport {transport!r}. HINT: use one of {', '.join(TRANSPORTS)}"
+            )
+        self._transport_name = transport if isinstance(transport, str) else "aiohttp"
+        self._transport = None if isinstance(transport, str) else transport
+        self._owns_transport = self._transport is None
         self._rng = rng or random.Random()
         self.cache = cache
 
@@ -142,12 +150,22 @@ class Fetcher:
         if self.cache is not None:
             self.cache.open()
         if self._transport is None:
-            self._transport = AiohttpTransport(
-                limits=self.limits,
-                timeouts=self.timeouts,
-                headers=self._headers,
-                security=self.security,
-            )
+            if self._transport_name == "fast":
+                from fetchpipe.engine.reqwest_transport import ReqwestTransport
+
+                self._transport = ReqwestTransport(
+                    limits=self.limits,
+                    timeouts=self.timeouts,
+                    headers=self._headers,
+                    security=self.security,
+                )
+            else:
+                self._transport = AiohttpTransport(
+                    limits=self.limits,
+                    timeouts=self.timeouts,
+                    headers=self._headers,
+                    security=self.security,
+                )
         return self
 
     async def __aexit__(

@@ -35,6 +35,7 @@ from fetchpipe.bench.cli import bench
 from fetchpipe.engine.cache.http_cache import DEFAULT_PATH, HttpCache
 from fetchpipe.engine.retry import RetryPolicy, set_testing
 from fetchpipe.engine.security import SecurityPolicy
+from fetchpipe.engine.transport import fast_transport_problem
 from fetchpipe.pipeline.cli import plan, run_command, schema, validate
 from fetchpipe.sinks import Sink, open_sink, redact
 
@@ -56,6 +57,7 @@ class _Settings:
     headers: Mapping[str, str]
     cache: HttpCache | None = None
     security: SecurityPolicy | None = None
+    transport: str = "aiohttp"
 
 
 def _stderr() -> Console:
@@ -358,6 +360,7 @@ async def _pump(
             headers=settings.headers,
             cache=settings.cache,
             security=settings.security,
+            transport="fast" if settings.transport == "fast" else "aiohttp",
         ) as fetcher:
             first = last = time.perf_counter()
             async for result in fetcher.stream(requests):
@@ -514,6 +517,14 @@ def _run(
     help="Do not verify the TLS certificate of HOST (repeatable; a warning says so).",
 )
 @click.option(
+    "--transport",
+    type=click.Choice(["aiohttp", "fast"]),
+    default="aiohttp",
+    show_default=True,
+    help="The HTTP client: aiohttp, or fast (pyreqwest, Rust reqwest/hyper; "
+    "pip install 'fetchpipe[fast]'; it cannot apply --block-private).",
+)
+@click.option(
     "--max-redirects",
     type=click.IntRange(min=0),
     default=10,
@@ -537,6 +548,7 @@ def fetch(
     block_private: bool,
     allow_addresses: tuple[str, ...],
     insecure_hosts: tuple[str, ...],
+    transport: str,
     max_redirects: int,
 ) -> None:
     """Fetch the requests in URLS (a file, or - for stdin) into --out.
@@ -568,7 +580,11 @@ def fetch(
         )
     except ConfigError as exc:
         raise BadInput(str(exc)) from None
-    settings = dataclasses.replace(settings, security=security)
+    if transport == "fast":
+        problem = fast_transport_problem(security)
+        if problem is not None:
+            raise BadInput(problem)
+    settings = dataclasses.replace(settings, security=security, transport=transport)
     for host in sorted(security.insecure_hosts):
         _stderr().print(
             f"warning: the TLS certificate of {host} is not verified (--insecure-host)",

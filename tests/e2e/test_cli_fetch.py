@@ -267,3 +267,18 @@ def test_block_private_refuses_loopback_unless_allowed(
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("fetch", urls, "--out", str(out), "--allow-address", "not-an-ip")
     assert proc.returncode == 2 and "allow_addresses" in proc.stderr
+
+
+def test_the_fast_transport_fetches_the_same(
+    cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path
+) -> None:
+    pytest.importorskip("pyreqwest")
+    urls = _write(tmp_path / "urls.txt", *(cli_fleet.url(f"/item/{i}") for i in range(20)))
+    out = tmp_path / "out.jsonl"
+    proc = run_cli("fetch", urls, "--out", str(out), "--transport", "fast")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(r["url"] for r in _jsonl(out) if r["ok"]) == sorted(
+        cli_fleet.url(f"/item/{i}") for i in range(20)
+    )
+    refused = run_cli("fetch", urls, "--out", str(out), "--transport", "fast", "--block-private")
+    assert refused.returncode == 2 and "cannot apply block_private" in refused.stderr

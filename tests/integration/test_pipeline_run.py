@@ -528,3 +528,15 @@ async def test_a_failed_child_keeps_its_parents_incremental_state(
     assert query(db, "SELECT count(*) FROM _fetchpipe_state") == [(0,)]
     again = await pipeline.arun()  # every product again: their children are fetched again
     assert again.source("products").records == SHOP_PRODUCT_COUNT
+
+
+async def test_a_pipeline_on_the_fast_transport(fleet: Fleet, tmp_path: Path) -> None:
+    pytest.importorskip("pyreqwest")
+    prefix, auth = AUTHS["bearer"]
+    source = products_source(fleet, "link_header", prefix, auth=auth)
+    report = await make(
+        tmp_path, source, reviews_source(fleet), defaults={"transport": "fast"}
+    ).arun()
+    check_ok(report)
+    assert report.source("products").rows == SHOP_PRODUCT_COUNT
+    assert report.source("reviews").rows == REVIEW_COUNT

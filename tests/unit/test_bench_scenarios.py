@@ -145,7 +145,13 @@ def test_throughput_clients() -> None:
     present, missing = throughput.available_clients([])
     assert [c.name for c in present] == ["raw_aiohttp", "fetchpipe"] and missing == []
     present, missing = throughput.available_clients()
-    assert {c.name for c in present + missing} == {"raw_aiohttp", "fetchpipe", "aiometer", "httpx"}
+    assert {c.name for c in present + missing} == {
+        "raw_aiohttp",
+        "fetchpipe",
+        "aiometer",
+        "httpx",
+        "fetchpipe_fast",
+    }
     with pytest.raises(ValueError, match="unknown client"):
         throughput.available_clients(["curl"])
 

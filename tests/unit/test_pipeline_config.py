@@ -597,3 +597,13 @@ def test_security_settings_are_checked_and_api_key_names_are_credentials() -> No
     policy = good.security_policy()
     assert policy.block_private and policy.max_redirects == 3
     assert "x-key" in policy.credential_headers and policy.credential_params == {"apikey"}
+
+
+def test_the_fast_transport_cannot_block_private_addresses() -> None:
+    data = {
+        "name": "p",
+        "defaults": {"transport": "fast", "security": {"block_private": True}},
+        "sources": [{"name": "a", "url": "https://x.test/a"}],
+    }
+    with pytest.raises(PipelineError, match=r"defaults\.transport: the fast transport"):
+        Pipeline.from_dict(data)

@@ -57,7 +57,7 @@ async def raw_aiohttp(urls: list[str], concurrency: int) -> int:
     return sum(1 for r in results if not isinstance(r, BaseException))
 
 
-async def with_fetchpipe(urls: list[str], concurrency: int) -> int:
+async def with_fetchpipe(urls: list[str], concurrency: int, transport: str = "aiohttp") -> int:
     limits = Limits(
         max_concurrency=concurrency,
         per_host=HostLimits(
@@ -65,10 +65,19 @@ async def with_fetchpipe(urls: list[str], concurrency: int) -> int:
         ),
     )
     ok = 0
-    async with Fetcher(limits=limits, retry=RetryPolicy(attempts=4)) as fetcher:
+    async with Fetcher(
+        limits=limits,
+        retry=RetryPolicy(attempts=4),
+        transport="fast" if transport == "fast" else "aiohttp",
+    ) as fetcher:
         async for result in fetcher.stream(urls):
             ok += result.ok
     return ok
+
+
+async def with_fetchpipe_fast(urls: list[str], concurrency: int) -> int:
+    """fetchpipe on its fast transport (pyreqwest: Rust reqwest/hyper)."""
+    return await with_fetchpipe(urls, concurrency, "fast")
 
 
 async def with_aiometer(urls: list[str], concurrency: int) -> int:
@@ -123,6 +132,7 @@ CLIENTS = (
     ClientInfo("fetchpipe", "fetchpipe", with_fetchpipe),
     ClientInfo("aiometer", "aiometer + aiohttp", with_aiometer, "aiometer"),
     ClientInfo("httpx", "httpx AsyncClient + Semaphore", with_httpx, "httpx"),
+    ClientInfo("fetchpipe_fast", "fetchpipe --transport fast", with_fetchpipe_fast, "pyreqwest"),
 )
 
 

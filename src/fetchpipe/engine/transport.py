@@ -443,3 +443,18 @@ def _translate(exc: Exception) -> TransportError:
     else:
         kind = ErrorKind.OTHER
     return TransportError(kind, text)
+
+
+def fast_transport_problem(security: SecurityPolicy | None) -> str | None:
+    """Why the fast (pyreqwest) transport cannot run with these settings, or None: checked
+    before anything is sent."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyreqwest") is None:
+        return "the fast transport needs pyreqwest. HINT: pip install 'fetchpipe[fast]'"
+    if security is not None and security.block_private:
+        return (
+            "the fast transport cannot apply block_private (pyreqwest has no hook to check the "
+            "addresses a host resolves to). HINT: use the aiohttp transport with block_private"
+        )
+    return None

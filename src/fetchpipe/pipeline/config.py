@@ -30,6 +30,7 @@ from fetchpipe._exceptions import ConfigError
 from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.retry import RetryPolicy
 from fetchpipe.engine.security import ALWAYS_CREDENTIAL_HEADERS, SecurityPolicy
+from fetchpipe.engine.transport import fast_transport_problem
 from fetchpipe.pipeline.errors import (
     DataPath,
     PipelineError,
@@ -263,9 +264,14 @@ class Pipeline(_Model):
                     )
                 )
         try:
-            self.security_policy()
+            policy = self.security_policy()
         except ConfigError as exc:
             problems.append(Problem(("defaults", "security"), str(exc)))
+        else:
+            if self.defaults.transport == "fast":
+                problem = fast_transport_problem(policy)
+                if problem is not None:
+                    problems.append(Problem(("defaults", "transport"), problem))
         if not problems:
             try:
                 self.ordered_sources()

@@ -102,6 +102,10 @@ class Defaults(_Model):
     retry: RetryConfig = RetryConfig()
     cache: CacheConfig = CacheConfig()
     security: SecurityConfig = SecurityConfig()
+    transport: Literal["aiohttp", "fast"] = Field(
+        default="aiohttp",
+        description="The HTTP client: aiohttp, or fast (pyreqwest; pip install 'fetchpipe[fast]').",
+    )
     max_concurrency: int = Field(
         default=100, ge=1, description="Requests in flight at once, all hosts."
     )

@@ -273,7 +273,7 @@ class PipelineRunner:
                 retry=pipeline.retry_policy(),
                 timeouts=pipeline.timeouts(),
                 headers=pipeline.defaults.headers,
-                transport=self._transport,
+                transport=self._transport or pipeline.defaults.transport,
                 cache=pipeline.http_cache(),
                 security=self._security,
             ) as fetcher,

@@ -1,0 +1,437 @@
+"""A second transport on pyreqwest (Rust reqwest/hyper), behind the same protocol.
+
+``ReqwestTransport`` sends one request and returns a :class:`RawResponse`, like
+:class:`~fetchpipe.engine.transport.AiohttpTransport`, under the same rules of
+:mod:`fetchpipe.engine.security`: control characters are refused before sending, redirects
+are followed by :func:`next_hop` (reqwest's own redirect following is off), bodies are read
+in chunks under the cap and decoded by :class:`BoundedDecoder` (reqwest's decompression is
+off), and credential headers are kept out of the client defaults so a redirect can drop them.
+
+What pyreqwest cannot do is refused at construction with a ``ConfigError``, never done
+differently: it has no resolver hook (only static ``resolve(domain, ip)`` entries for a whole
+client), so ``block_private`` cannot check the addresses a host name resolves to.
+
+TLS verification is chosen per host as with aiohttp: pyreqwest sets it per client, so hosts in
+``insecure_hosts`` go through a second client built with ``danger_accept_invalid_certs``.
+
+pyreqwest is optional (``pip install 'fetchpipe[fast]'``) and imported when the transport is
+built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from fetchpipe._config import Limits, Timeouts
+from fetchpipe._exceptions import ConfigError, TransportError
+from fetchpipe._models import ErrorKind, Request
+from fetchpipe.engine.security import (
+    DEFAULT_POLICY,
+    REDIRECT_STATUSES,
+    BoundedDecoder,
+    Hop,
+    SecurityPolicy,
+    carries_credentials,
+    check_request_text,
+    content_encodings,
+    next_hop,
+    redact_urls,
+    too_many_redirects,
+    verify_tls,
+)
+from fetchpipe.engine.transport import (
+    _DRAIN_LIMIT,
+    RawResponse,
+    _split_default_headers,
+    _too_large,
+    _with_defaults,
+)
+
+if TYPE_CHECKING:
+    from pyreqwest.client import Client
+    from pyreqwest.request import RequestBuilder
+    from pyreqwest.response import Response
+
+INSTALL_HINT = "pip install 'fetchpipe[fast]'"
+_JSON = "application/json"
+_TEXT = "text/plain; charset=utf-8"
+_OCTETS = "application/octet-stream"
+_SETTLE = 0.05  # seconds close() waits for pyreqwest to drop its connections
+
+
+def _pyreqwest() -> Any:
+    """The ``pyreqwest.client`` module, or a ConfigError saying how to install it."""
+    try:
+        return importlib.import_module("pyreqwest.client")
+    except ImportError:
+        raise ConfigError(
+            "the fast transport needs pyreqwest, which is not installed. "
+            f"HINT: {INSTALL_HINT}, or use the default aiohttp transport."
+        ) from None
+
+
+class ReqwestTransport:
+    """One pooled pyreqwest ``Client``: keep-alive, no cookie store, no proxies from env.
+
+    Same arguments and rules as ``AiohttpTransport``; ``http2=True`` also offers HTTP/2 to
+    HTTPS servers (ALPN). ``timeouts.connect`` and ``timeouts.read`` are client settings
+    (reqwest's read timeout runs between reads, the wait for the response head included);
+    the total timeout is set per request and, across a redirect chain, per hop from what is
+    left of it.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: Limits,
+        timeouts: Timeouts,
+        headers: Mapping[str, str] | None = None,
+        security: SecurityPolicy | None = None,
+        http2: bool = False,
+    ) -> None:
+        policy = security if security is not None else DEFAULT_POLICY
+        if policy.block_private:
+            raise ConfigError(
+                "the fast (pyreqwest) transport cannot enforce block_private: pyreqwest offers "
+                "no hook to check the addresses a host name resolves to, so private addresses "
+                "could not be refused. HINT: use the default aiohttp transport with "
+                "block_private, or switch block_private off for this run."
+            )
+        client_module = _pyreqwest()
+        self._security = policy
+        self._timeouts = timeouts
+        self._default_total = _delta(timeouts.total)
+        self._follow = policy.max_redirects > 0
+        defaults, self._credential_headers = _split_default_headers(policy, headers or {})
+        self._client: Client = _build(client_module, limits, timeouts, defaults, http2, True)
+        # pyreqwest sets TLS verification per client: insecure hosts get a client of their own.
+        self._insecure: Client | None = (
+            _build(client_module, limits, timeouts, defaults, http2, False)
+            if policy.insecure_hosts
+            else None
+        )
+
+    @property
+    def security(self) -> SecurityPolicy:
+        return self._security
+
+    @property
+    def insecure_hosts(self) -> frozenset[str]:
+        """Hosts whose TLS certificates are not verified, for the caller to warn about."""
+        return self._security.insecure_hosts
+
+    async def close(self) -> None:
+        await self._client.close()
+        if self._insecure is not None:
+            await self._insecure.close()
+        # pyreqwest tears connections down on its runtime thread after close() returns; if the
+        # interpreter exits meanwhile (a CLI run ending), CPython aborts with "PyGILState_Release:
+        # thread state ... must be current" (seen with pyreqwest 0.15.1 after a cut-off body).
+        # A short wait while the loop still runs lets that finish.
+        await asyncio.sleep(_SETTLE)
+
+    async def send(
+        self, request: Request, *, total_timeout: float | None, max_body_size: int
+    ) -> RawResponse:
+        url = request.url
+        headers = request.headers
+        if headers or request.params or not url.isprintable():  # cheap on the hot path
+            check_request_text(url, headers, request.params)
+        if self._credential_headers:
+            headers = _with_defaults(self._credential_headers, headers)
+        total = self._default_total
+        if total_timeout is not None and total_timeout != self._timeouts.total:
+            total = _delta(total_timeout)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            builder = self._builder(request.method, url, headers, request.json, request.body)
+            if request.params:
+                builder = builder.query(_query(request.params))
+            if total is not None:
+                builder = builder.timeout(total)
+            async with builder.build_streamed() as resp:
+                status = resp.status
+                location = resp.get_header("location") if status in REDIRECT_STATUSES else None
+                if location is None or not self._follow:
+                    return await self._complete(resp, request.method, url, max_body_size, loop)
+                first = self._first_hop(request, headers)
+                hop = next_hop(self._security, first, status, location)
+                await _discard(resp)
+            return await self._redirected(first, hop, start, total_timeout, max_body_size, loop)
+        except TransportError:
+            raise
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    def _builder(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        json: Any,
+        body: bytes | str | None,
+    ) -> RequestBuilder:
+        """A request builder on the right client (TLS verified or not), headers and body set
+        as aiohttp sets them (JSON with orjson, a content type unless one is given)."""
+        client = self._client
+        if self._insecure is not None and not verify_tls(self._security, URL(url).raw_host):
+            client = self._insecure
+        builder = client.request(method.upper(), url)  # as aiohttp: 'get' is GET
+        if headers:
+            builder = builder.headers(headers)
+        if json is not None or body is not None:
+            if json is not None and body is not None:
+                raise TransportError(
+                    ErrorKind.INVALID_REQUEST,
+                    "a request cannot have both json and body; set one of them.",
+                )
+            has_type = bool(headers) and any(k.lower() == "content-type" for k in headers or ())
+            if json is not None:
+                data, kind = orjson.dumps(json), _JSON
+            elif isinstance(body, str):
+                data, kind = body.encode(), _TEXT
+            else:
+                data, kind = bytes(body or b""), _OCTETS
+            if not has_type:
+                builder = builder.header("Content-Type", kind)
+            builder = builder.body_bytes(data)
+        return builder
+
+    def _first_hop(self, request: Request, headers: Mapping[str, str] | None) -> Hop:
+        """The original request as a redirect-chain hop (built only when a 3xx arrives)."""
+        url = URL(request.url)
+        credentialed = carries_credentials(self._security, url, headers, request.params)
+        return Hop(
+            request.method.upper(),
+            url,
+            headers,
+            request.params,
+            request.json,
+            request.body,
+            credentialed,
+        )
+
+    async def _redirected(
+        self,
+        first: Hop,
+        hop: Hop,
+        start: float,
+        total_timeout: float | None,
+        max_body_size: int,
+        loop: asyncio.AbstractEventLoop,
+    ) -> RawResponse:
+        """Follow a redirect chain from ``hop``: at most ``max_redirects`` hops, within the
+        request's total timeout, each hop's body released before the next one is sent."""
+        policy = self._security
+        chain = [first.url, hop.url]
+        total = total_timeout if total_timeout is not None else self._timeouts.total
+        for followed in range(1, policy.max_redirects + 1):
+            target = str(hop.url)
+            builder = self._builder(hop.method, target, hop.headers, hop.json, hop.body)
+            left = self._remaining(start, total, loop)
+            if left is not None:
+                builder = builder.timeout(left)
+            async with builder.build_streamed() as resp:
+                status = resp.status
+                location = resp.get_header("location") if status in REDIRECT_STATUSES else None
+                if location is None:
+                    return await self._complete(resp, hop.method, target, max_body_size, loop)
+                if followed == policy.max_redirects:
+                    break
+                hop = next_hop(policy, hop, status, location)
+                await _discard(resp)
+            chain.append(hop.url)
+        raise too_many_redirects(policy, chain)
+
+    @staticmethod
+    def _remaining(
+        start: float, total: float | None, loop: asyncio.AbstractEventLoop
+    ) -> timedelta | None:
+        """The total timeout bounds the whole chain: each hop gets what is left of it."""
+        if total is None:
+            return None
+        left = total - (loop.time() - start)
+        if left <= 0:
+            raise TransportError(
+                ErrorKind.TIMEOUT, f"timed out following redirects (total timeout {total:g} s)"
+            )
+        return timedelta(seconds=left)
+
+    async def _complete(
+        self,
+        resp: Response,
+        method: str,
+        url: str,
+        max_body_size: int,
+        loop: asyncio.AbstractEventLoop,
+    ) -> RawResponse:
+        """Read the final response: no body for HEAD/1xx/204/304, otherwise a capped one."""
+        first_byte = loop.time()
+        headers = CIMultiDictProxy(CIMultiDict(resp.headers.items()))
+        status = resp.status
+        length = _content_length(headers)
+        if method.upper() == "HEAD" or status in (204, 304) or status < 200:
+            body = b""  # no body follows, whatever Content-Length says
+        elif length is not None and length <= max_body_size and "Content-Encoding" not in headers:
+            body = (await resp.bytes()).to_bytes()
+        else:
+            body = await self._read_body(resp, headers, length, max_body_size)
+        return RawResponse(status, headers, body, headers.get("Content-Type", ""), first_byte, url)
+
+    async def _read_body(
+        self,
+        resp: Response,
+        headers: CIMultiDictProxy[str],
+        length: int | None,
+        max_body_size: int,
+    ) -> bytes:
+        """The slow path: a body without Content-Length, over the cap, or encoded."""
+        encodings = headers.getall("Content-Encoding", ())
+        codings = content_encodings(encodings, self._security.max_encodings) if encodings else ()
+        reader = resp.body_reader
+        if not codings:
+            if length is not None and length <= max_body_size:
+                return (await resp.bytes()).to_bytes()
+            if length is not None:
+                raise _too_large(max_body_size, f"Content-Length is {length}")
+            chunks: list[bytes] = []
+            size = 0
+            while (chunk := await reader.read_chunk()) is not None:
+                size += len(chunk)
+                if size > max_body_size:
+                    raise _too_large(max_body_size, f"read {size} bytes so far")
+                chunks.append(chunk.to_bytes())
+            return b"".join(chunks)
+        decoder = BoundedDecoder(codings, max_body_size)
+        if length is not None:
+            decoder.check_length(length)
+        while (chunk := await reader.read_chunk()) is not None:
+            decoder.feed(chunk.to_bytes())
+        return decoder.finish()
+
+
+def _build(
+    client_module: Any,
+    limits: Limits,
+    timeouts: Timeouts,
+    defaults: Mapping[str, str],
+    http2: bool,
+    verify: bool,
+) -> Client:
+    builder = (
+        client_module.ClientBuilder()
+        .follow_redirects(False)  # next_hop decides
+        .gzip(False)  # BoundedDecoder decodes, within the cap
+        .deflate(False)
+        .brotli(False)
+        .zstd(False)
+        .no_proxy()  # like trust_env=False
+        .referer(False)
+        .default_cookie_store(False)
+        .max_connections(limits.max_concurrency)
+        .default_headers(dict(defaults))
+        .http2(http2)
+    )
+    if timeouts.connect is not None:
+        builder = builder.connect_timeout(timedelta(seconds=timeouts.connect))
+    if timeouts.read is not None:
+        builder = builder.read_timeout(timedelta(seconds=timeouts.read))
+    if not verify:
+        builder = builder.danger_accept_invalid_certs(True)
+    client: Client = builder.build()
+    return client
+
+
+def _delta(seconds: float | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
+def _query(params: Mapping[str, str | int | float]) -> dict[str, str]:
+    """Query values as yarl writes them (``str``), not as serde would format numbers."""
+    return {
+        str(name): value if isinstance(value, str) else str(value) for name, value in params.items()
+    }
+
+
+def _content_length(headers: CIMultiDictProxy[str]) -> int | None:
+    value = headers.get("Content-Length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+async def _discard(resp: Response) -> None:
+    """Read a small redirect body so the connection can be reused; a large or unannounced
+    one is left unread, and leaving the response then drops the connection."""
+    length = resp.get_header("content-length")
+    if length is not None and length.isdigit() and int(length) <= _DRAIN_LIMIT:
+        # The redirect is known already: a failed read only means the connection is closed.
+        with contextlib.suppress(Exception):
+            await resp.bytes()
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+_RESET_WORDS = ("reset by peer", "broken pipe", "connection closed before message completed")
+_CONNECT_WORDS = ("client error (connect)", "tcp connect error", "dns error")
+
+
+def _causes(exc: BaseException) -> list[str]:
+    details = getattr(exc, "details", None)
+    causes = details.get("causes") if isinstance(details, dict) else None
+    return [str(c.get("message", "")) for c in causes or () if isinstance(c, dict)]
+
+
+def _translate(exc: Exception) -> TransportError:
+    """Map a pyreqwest error to fetchpipe's kinds.
+
+    pyreqwest's classes say the phase (timeout, connect, read, body decode) and the cause chain
+    says why: a reset after the request went out comes as a ``ConnectError`` whose causes say
+    ``SendRequest`` and ``reset by peer``, a body cut short as a ``BodyDecodeError`` ending in
+    ``end of file before message length reached``.
+    """
+    from pyreqwest import exceptions as errors
+
+    causes = _causes(exc)
+    chain = " | ".join(causes).lower()
+    # The first cause repeats the phase ("error sending request for url (...)"); the rest say
+    # why, some of them twice.
+    parts = [str(getattr(exc, "message", "") or exc or type(exc).__name__)]
+    parts += [cause for cause in dict.fromkeys(causes[1:]) if cause not in parts]
+    text = redact_urls(": ".join(parts))
+    kind: ErrorKind
+    if isinstance(exc, errors.RequestTimeoutError | TimeoutError):
+        # reqwest reports a read timeout while waiting for the response head as a connect
+        # timeout, so the class does not say which timeout it was.
+        return TransportError(ErrorKind.TIMEOUT, f"timed out ({type(exc).__name__}: {text})")
+    if isinstance(exc, errors.ConnectError):
+        if any(word in chain for word in _CONNECT_WORDS):
+            kind = ErrorKind.CONNECT
+        elif any(word in chain for word in _RESET_WORDS) or "(sendrequest)" in chain:
+            kind = ErrorKind.RESET
+        else:
+            kind = ErrorKind.CONNECT
+    elif isinstance(exc, errors.ReadError | errors.WriteError | errors.NetworkError):
+        kind = ErrorKind.TRUNCATED
+        if any(word in chain for word in _RESET_WORDS):
+            kind = ErrorKind.RESET
+    elif isinstance(exc, errors.BodyDecodeError):
+        kind = ErrorKind.RESET if any(w in chain for w in _RESET_WORDS) else ErrorKind.TRUNCATED
+    elif isinstance(exc, errors.BuilderError | ValueError | TypeError):
+        kind = ErrorKind.INVALID_REQUEST
+    else:
+        kind = ErrorKind.OTHER
+    return TransportError(kind, text)

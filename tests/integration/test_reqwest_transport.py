@@ -1,0 +1,554 @@
+"""The pyreqwest transport against real local servers (127.0.0.0/8 only).
+
+The same rules as the aiohttp transport: timeouts, the body cap, bounded decoding, redirects
+by our rules, error kinds, and the engine on top of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+pytest.importorskip("pyreqwest")
+
+from fetchpipe import (
+    ConfigError,
+    ErrorKind,
+    Fetcher,
+    HostLimits,
+    Limits,
+    Request,
+    RetryPolicy,
+    Timeouts,
+    TransportError,
+)
+from fetchpipe.engine.reqwest_transport import ReqwestTransport
+from fetchpipe.engine.security import SecurityPolicy
+from fetchpipe.engine.transport import RawResponse
+
+MiB = 1024 * 1024
+SECRET = "CANARY-0f1e2d3c"
+Seen = list[dict[str, Any]]
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def opened(
+    security: SecurityPolicy | None = None, **options: Any
+) -> AsyncIterator[ReqwestTransport]:
+    transport = ReqwestTransport(
+        limits=options.pop("limits", Limits()),
+        timeouts=options.pop("timeouts", Timeouts(total=10)),
+        security=security,
+        **options,
+    )
+    try:
+        yield transport
+    finally:
+        await transport.close()
+
+
+async def send(
+    transport: ReqwestTransport,
+    request: Request | str,
+    *,
+    max_body_size: int = 64 * MiB,
+    total_timeout: float | None = None,
+) -> RawResponse:
+    if not isinstance(request, Request):
+        request = Request(str(request))
+    return await transport.send(request, total_timeout=total_timeout, max_body_size=max_body_size)
+
+
+async def failure(
+    transport: ReqwestTransport, request: Request | str, **options: Any
+) -> TransportError:
+    with pytest.raises(TransportError) as caught:
+        await send(transport, request, **options)
+    return caught.value
+
+
+def make_app(seen: Seen) -> web.Application:
+    """``/echo`` says what arrived; ``/to`` redirects to ``?loc=`` with ``?status=``."""
+
+    async def echo(request: web.Request) -> web.Response:
+        record = {
+            "path": request.path,
+            "method": request.method,
+            "query": dict(request.query),
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "body": (await request.read()).decode(),
+        }
+        seen.append(record)
+        return web.json_response(record, headers={"X-Reply": "yes"})
+
+    async def to(request: web.Request) -> web.Response:
+        seen.append({"path": request.path})
+        headers = {"Location": request.query["loc"]}
+        return web.Response(status=int(request.query.get("status", "302")), headers=headers)
+
+    async def loop(request: web.Request) -> web.Response:
+        n = int(request.match_info["n"])
+        return web.Response(status=302, headers={"Location": f"/loop/{n + 1}"}, text="moved")
+
+    async def gz(request: web.Request) -> web.Response:
+        body = gzip.compress(b'{"zipped": true}')
+        if "cut" in request.query:
+            body = body[:-8]
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        return web.Response(body=body, headers=headers)
+
+    async def bomb(request: web.Request) -> web.Response:
+        body = gzip.compress(gzip.compress(bytes(200 * MiB)))  # ~200 KB on the wire, 200 MB out
+        headers = {"Content-Encoding": "gzip, gzip", "Content-Type": "application/json"}
+        return web.Response(body=body, headers=headers)
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        if "length" in request.query:
+            response.content_length = 4 * MiB
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(64):
+                await response.write(bytes(65536))
+        return response
+
+    async def drip(request: web.Request) -> web.StreamResponse:
+        """A body in ten pieces, ``?gap=`` seconds apart; ``?stall=`` waits before the head."""
+        await asyncio.sleep(float(request.query.get("stall", "0")))
+        response = web.StreamResponse()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(10):
+                await response.write(b"x" * 10)
+                await asyncio.sleep(float(request.query.get("gap", "0")))
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/echo", echo)
+    app.router.add_route("*", "/to", to)
+    app.router.add_get("/loop/{n}", loop)
+    app.router.add_get("/gz", gz)
+    app.router.add_get("/bomb", bomb)
+    app.router.add_get("/big", big)
+    app.router.add_get("/drip", drip)
+    return app
+
+
+@pytest.fixture
+async def near() -> AsyncIterator[tuple[TestServer, Seen]]:
+    seen: Seen = []
+    server = TestServer(make_app(seen), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield server, seen
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def far() -> AsyncIterator[tuple[TestServer, Seen]]:
+    """Another origin: same address, another port."""
+    seen: Seen = []
+    server = TestServer(make_app(seen), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield server, seen
+    finally:
+        await server.close()
+
+
+@contextlib.asynccontextmanager
+async def raw_server(handler: Handler) -> AsyncIterator[str]:
+    """A bare TCP server on 127.0.0.1 that answers with whatever ``handler`` writes."""
+
+    async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            await handler(reader, writer)
+        writer.close()
+
+    server = await asyncio.start_server(guarded, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def _abort(writer: asyncio.StreamWriter) -> None:
+    """Close with an RST (SO_LINGER 0) instead of a FIN."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+async def test_a_get_with_params_and_a_post_with_json(near: tuple[TestServer, Seen]) -> None:
+    server, seen = near
+    async with opened(headers={"X-Default": "d"}) as transport:
+        request = Request(str(server.make_url("/echo?a=1")), params={"b": "two words", "n": 1.5})
+        response = await send(transport, request)
+        assert response.status == 200
+        assert response.headers["x-reply"] == "yes" and response.headers["X-REPLY"] == "yes"
+        assert response.content_type.startswith("application/json")
+        assert response.url == request.url
+        got = seen[-1]
+        assert got["query"] == {"a": "1", "b": "two words", "n": "1.5"}
+        assert got["headers"]["user-agent"] == "fetchpipe/0.1"
+        assert got["headers"]["accept-encoding"] == "gzip, deflate"
+        assert got["headers"]["x-default"] == "d"
+
+        post = Request(str(server.make_url("/echo")), method="POST", json={"k": [1, 2]})
+        response = await send(transport, post)
+        assert response.status == 200
+        assert seen[-1]["method"] == "POST" and seen[-1]["body"] == '{"k":[1,2]}'
+        assert seen[-1]["headers"]["content-type"] == "application/json"
+
+        text = Request(str(server.make_url("/echo")), method="PUT", body="héllo")
+        await send(transport, text)
+        assert seen[-1]["body"] == "héllo"
+        assert seen[-1]["headers"]["content-type"] == "text/plain; charset=utf-8"
+
+        head = await send(transport, Request(str(server.make_url("/echo")), method="HEAD"))
+        assert head.status == 200 and head.body == b""
+
+
+async def test_control_characters_are_refused_before_sending(
+    near: tuple[TestServer, Seen],
+) -> None:
+    server, seen = near
+    async with opened() as transport:
+        url = str(server.make_url("/echo"))
+        for request in (
+            Request(url + "?x=1\r\nX-Injected: 1"),
+            Request(url, headers={"X-Bad": "a\r\nb"}),
+            Request(url, params={"q": "a\nb"}),
+        ):
+            error = await failure(transport, request)
+            assert error.kind is ErrorKind.INVALID_REQUEST and "control character" in error.message
+    assert seen == []
+
+
+# --- timeouts -----------------------------------------------------------------------------------
+
+
+async def test_a_read_timeout_before_the_head_and_mid_body(near: tuple[TestServer, Seen]) -> None:
+    server, _ = near
+    async with opened(timeouts=Timeouts(read=0.3, total=10)) as transport:
+        start = time.monotonic()
+        error = await failure(transport, str(server.make_url("/drip?stall=2")))
+        assert error.kind is ErrorKind.TIMEOUT and time.monotonic() - start < 1.5
+        start = time.monotonic()
+        error = await failure(transport, str(server.make_url("/drip?gap=2")))
+        assert error.kind is ErrorKind.TIMEOUT and time.monotonic() - start < 1.5
+        # Gaps shorter than the read timeout are fine.
+        response = await send(transport, str(server.make_url("/drip?gap=0.05")))
+        assert response.body == b"x" * 100
+
+
+async def test_the_total_timeout_bounds_a_slow_body(near: tuple[TestServer, Seen]) -> None:
+    server, _ = near
+    async with opened(timeouts=Timeouts(read=5, total=0.5)) as transport:
+        start = time.monotonic()
+        error = await failure(transport, str(server.make_url("/drip?gap=0.2")))
+        assert error.kind is ErrorKind.TIMEOUT and 0.4 < time.monotonic() - start < 1.5
+        # A per-request total timeout overrides the default one.
+        start = time.monotonic()
+        error = await failure(transport, str(server.make_url("/drip?gap=0.1")), total_timeout=0.3)
+        assert error.kind is ErrorKind.TIMEOUT and time.monotonic() - start < 0.9
+        response = await send(transport, str(server.make_url("/drip?gap=0.1")), total_timeout=5)
+        assert len(response.body) == 100
+
+
+async def test_a_connect_timeout() -> None:
+    """A listener whose accept queue is full drops new SYNs: the connect hangs."""
+    if sys.platform != "linux":
+        pytest.skip("relies on Linux dropping SYNs to a full accept queue")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers: list[socket.socket] = []
+    try:
+        for _ in range(4):  # fill the queue (backlog 0 still queues one or two)
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        await asyncio.sleep(0.1)
+        async with opened(timeouts=Timeouts(connect=0.3, total=10)) as transport:
+            start = time.monotonic()
+            error = await failure(transport, f"http://127.0.0.1:{port}/")
+            assert error.kind is ErrorKind.TIMEOUT and time.monotonic() - start < 2
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+# --- bodies ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/big?length=1", "/big"], ids=["content-length", "chunked"])
+async def test_a_body_over_the_cap_is_refused(near: tuple[TestServer, Seen], path: str) -> None:
+    server, _ = near
+    async with opened() as transport:
+        error = await failure(transport, str(server.make_url(path)), max_body_size=MiB)
+        assert error.kind is ErrorKind.BODY_TOO_LARGE
+        response = await send(transport, str(server.make_url(path)), max_body_size=8 * MiB)
+        assert len(response.body) == 4 * MiB
+
+
+async def test_gzip_is_decoded_a_cut_stream_is_truncated_and_a_bomb_is_cut(
+    near: tuple[TestServer, Seen],
+) -> None:
+    server, _ = near
+    async with opened() as transport:
+        response = await send(transport, str(server.make_url("/gz")))
+        assert response.body == b'{"zipped": true}'
+        assert response.headers["Content-Encoding"] == "gzip"
+        error = await failure(transport, str(server.make_url("/gz?cut=1")))
+        assert error.kind is ErrorKind.TRUNCATED
+        start = time.monotonic()
+        error = await failure(transport, str(server.make_url("/bomb")), max_body_size=MiB)
+        assert error.kind is ErrorKind.BODY_TOO_LARGE and time.monotonic() - start < 5
+
+
+async def test_deflate_is_decoded() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = zlib.compress(b"deflated" * 100)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+
+    async with raw_server(handler) as url, opened() as transport:
+        assert (await send(transport, url)).body == b"deflated" * 100
+
+
+# --- broken connections ------------------------------------------------------------------------
+
+
+async def test_refused_connection_is_connect() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: refused
+        async with opened() as transport:
+            error = await failure(transport, f"http://127.0.0.1:{port}/")
+    assert error.kind is ErrorKind.CONNECT and "refused" in error.message.lower()
+
+
+async def test_a_close_or_reset_without_response_is_reset() -> None:
+    async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        pass  # closes after reading the request
+
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _abort(writer)
+
+    for handler in (close, reset):
+        async with raw_server(handler) as url, opened() as transport:
+            assert (await failure(transport, url)).kind is ErrorKind.RESET
+
+
+async def test_a_reset_mid_body_is_reset() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        _abort(writer)
+
+    async with raw_server(handler) as url, opened() as transport:
+        assert (await failure(transport, url)).kind is ErrorKind.RESET
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_a_cut_body_is_truncated(chunked: bool) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if chunked:
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n"
+            )
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+        await writer.drain()
+
+    async with raw_server(handler) as url, opened() as transport:
+        assert (await failure(transport, url)).kind is ErrorKind.TRUNCATED
+
+
+async def test_an_invalid_url_is_an_invalid_request() -> None:
+    async with opened() as transport:
+        for url in ("not a url", "ftp://127.0.0.1/file"):
+            assert (await failure(transport, url)).kind is ErrorKind.INVALID_REQUEST
+
+
+# --- redirects ---------------------------------------------------------------------------------
+
+
+async def test_redirects_are_followed_and_credentials_stay_behind_across_origins(
+    near: tuple[TestServer, Seen], far: tuple[TestServer, Seen]
+) -> None:
+    server, seen = near
+    other, other_seen = far
+    policy = SecurityPolicy(credential_params=frozenset({"api_key"}))
+    headers = {"Authorization": f"Bearer {SECRET}", "X-Trace": "t"}
+    async with opened(policy, headers={"Cookie": f"c={SECRET}"}) as transport:
+        target = str(other.make_url("/echo")) + f"?api_key={SECRET}&page=2"
+        request = Request(str(server.make_url("/to")), params={"loc": target}, headers=headers)
+        response = await send(transport, request)
+        assert response.status == 200 and response.url == str(other.make_url("/echo?page=2"))
+        got = other_seen[-1]
+        assert got["query"] == {"page": "2"} and got["headers"]["x-trace"] == "t"
+        assert "authorization" not in got["headers"] and "cookie" not in got["headers"]
+        assert SECRET not in repr(got)
+
+        # Same origin: the credentials go along.
+        same = Request(str(server.make_url("/to")), params={"loc": "/echo"}, headers=headers)
+        assert (await send(transport, same)).status == 200
+        assert seen[-1]["headers"]["authorization"] == f"Bearer {SECRET}"
+        assert seen[-1]["headers"]["cookie"] == f"c={SECRET}"
+
+
+async def test_a_303_after_a_post_becomes_a_get(near: tuple[TestServer, Seen]) -> None:
+    server, seen = near
+    async with opened() as transport:
+        request = Request(
+            str(server.make_url("/to")),
+            method="POST",
+            params={"loc": "/echo", "status": "303"},
+            json={"a": 1},
+        )
+        assert (await send(transport, request)).status == 200
+        assert seen[-1]["method"] == "GET" and seen[-1]["body"] == ""
+        keep = Request(
+            str(server.make_url("/to")),
+            method="POST",
+            params={"loc": "/echo", "status": "307"},
+            json={"a": 1},
+        )
+        assert (await send(transport, keep)).status == 200
+        assert seen[-1]["method"] == "POST" and seen[-1]["body"] == '{"a":1}'
+
+
+async def test_redirect_limits_and_refusals(near: tuple[TestServer, Seen]) -> None:
+    server, _ = near
+    async with opened(SecurityPolicy(max_redirects=3)) as transport:
+        error = await failure(transport, str(server.make_url("/loop/0")))
+        assert error.kind is ErrorKind.OTHER and "too many redirects" in error.message
+        bad = Request(str(server.make_url("/to")), params={"loc": "file:///etc/passwd"})
+        assert (await failure(transport, bad)).kind is ErrorKind.INVALID_REQUEST
+    async with opened(SecurityPolicy(max_redirects=0)) as transport:
+        response = await send(transport, str(server.make_url("/loop/0")))
+        assert response.status == 302 and response.headers["Location"] == "/loop/1"
+
+
+# --- settings pyreqwest cannot honour, and a missing pyreqwest --------------------------------
+
+
+async def test_block_private_is_refused_at_construction() -> None:
+    with pytest.raises(ConfigError, match="block_private"):
+        ReqwestTransport(
+            limits=Limits(), timeouts=Timeouts(), security=SecurityPolicy(block_private=True)
+        )
+
+
+async def test_without_pyreqwest_construction_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "pyreqwest.client", None)
+    with pytest.raises(ConfigError, match=r"fetchpipe\[fast\]"):
+        ReqwestTransport(limits=Limits(), timeouts=Timeouts())
+
+
+# --- TLS (a self-signed certificate made by openssl, when it is installed) ---------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"),
+            *("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return cert, key
+
+
+async def test_tls_is_verified_unless_the_host_is_listed_insecure(
+    certificate: tuple[Path, Path],
+) -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    server = TestServer(make_app([]), host="127.0.0.1")
+    await server.start_server(ssl=context)
+    try:
+        url = str(server.make_url("/echo"))
+        assert url.startswith("https://")
+        async with opened() as transport:
+            error = await failure(transport, url)
+            assert error.kind is ErrorKind.CONNECT and "certificate" in error.message.lower()
+        insecure = SecurityPolicy(insecure_hosts=frozenset({"127.0.0.1"}))
+        async with opened(insecure) as transport:
+            assert (await send(transport, url)).status == 200
+            assert transport.insecure_hosts == {"127.0.0.1"}
+        other = SecurityPolicy(insecure_hosts=frozenset({"127.0.0.2"}))
+        async with opened(other) as transport:
+            assert (await failure(transport, url)).kind is ErrorKind.CONNECT
+    finally:
+        await server.close()
+
+
+# --- the engine on top -------------------------------------------------------------------------
+
+
+async def test_the_engine_runs_a_thousand_requests_over_it(near: tuple[TestServer, Seen]) -> None:
+    server, seen = near
+    limits = Limits(max_concurrency=50, per_host=HostLimits(max_concurrency=50))
+    transport = ReqwestTransport(limits=limits, timeouts=Timeouts(total=30))
+    try:
+        requests = [
+            Request(str(server.make_url("/echo")), params={"i": i}, key=i) for i in range(1000)
+        ]
+        async with Fetcher(transport=transport, limits=limits, retry=RetryPolicy()) as fetcher:
+            results = [r async for r in fetcher.stream(requests)]
+    finally:
+        await transport.close()
+    assert len(results) == 1000 and all(r.ok and r.status == 200 for r in results)
+    assert sorted(r.body["query"]["i"] for r in results) == sorted(str(i) for i in range(1000))
+    assert all(r.key == int(r.body["query"]["i"]) for r in results)
+    assert all(r.headers["Content-Type"].startswith("application/json") for r in results)
+    assert len(seen) == 1000
