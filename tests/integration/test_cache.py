@@ -20,13 +20,16 @@ from fetchpipe import (
     Source,
 )
 from fetchpipe.sim import Fleet
+from tests.integration.transports import both_transports, with_transport
 
 SECRET_A = "tok-AAAA-1111"
 SECRET_B = "tok-BBBB-2222"
 
+pytestmark = both_transports
+
 
 async def fetch(requests: list[Request | str], cache: HttpCache, **kw: object) -> list[Result]:
-    async with Fetcher(cache=cache, **kw) as fetcher:  # type: ignore[arg-type]
+    async with Fetcher(cache=cache, **with_transport(kw)) as fetcher:  # type: ignore[arg-type]
         return [r async for r in fetcher.stream(requests)]
 
 

@@ -26,12 +26,15 @@ from fetchpipe import (
     set_testing,
 )
 from fetchpipe.sim import Fleet
+from tests.integration.transports import both_transports, with_transport
 
 HOST0, HOST1 = "127.0.0.1", "127.0.0.2"
 
+pytestmark = both_transports
+
 
 async def collect(requests: object, **options: object) -> list[Result]:
-    async with Fetcher(**options) as fetcher:  # type: ignore[arg-type]
+    async with Fetcher(**with_transport(options)) as fetcher:  # type: ignore[arg-type]
         return [r async for r in fetcher.stream(requests)]  # type: ignore[arg-type]
 
 

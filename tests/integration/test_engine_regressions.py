@@ -21,12 +21,15 @@ from fetchpipe import (
     Timeouts,
 )
 from fetchpipe.sim import Fleet
+from tests.integration.transports import both_transports, with_transport
 
 HOST0 = "127.0.0.1"
 
+pytestmark = both_transports
+
 
 async def collect(requests: object, **options: object) -> list[Result]:
-    async with Fetcher(**options) as fetcher:  # type: ignore[arg-type]
+    async with Fetcher(**with_transport(options)) as fetcher:  # type: ignore[arg-type]
         return [r async for r in fetcher.stream(requests)]  # type: ignore[arg-type]
 
 

@@ -44,8 +44,11 @@ from fetchpipe.sim.toxics import (
     toxic_mix,
     toxic_path,
 )
+from tests.integration.transports import both_transports, on_fast, with_transport
 
 HOST0 = "127.0.0.1"
+
+pytestmark = both_transports
 
 
 @pytest.fixture
@@ -56,7 +59,7 @@ async def server() -> AsyncIterator[ToxicServer]:
 
 
 async def collect(requests: object, **options: object) -> list[Result]:
-    async with Fetcher(**options) as fetcher:  # type: ignore[arg-type]
+    async with Fetcher(**with_transport(options)) as fetcher:  # type: ignore[arg-type]
         return [r async for r in fetcher.stream(requests)]  # type: ignore[arg-type]
 
 
@@ -144,6 +147,8 @@ async def test_a_hang_once_then_lands(server: ToxicServer) -> None:
 
 
 async def test_a_close_without_response_is_a_reset_and_is_retried(server: ToxicServer) -> None:
+    if on_fast():
+        pytest.skip("hyper (the fast transport) does not resend after a close without response")
     events: list[RetryEvent] = []
     # aiohttp itself retries a GET once when the connection closes before any response
     # (see the test below), so two closes make one failed attempt in the engine.
@@ -161,6 +166,8 @@ async def test_a_close_without_any_response_is_sent_again_once_by_the_transport(
     closes the connection without answering (RFC 9112 9.3.1): that is what a stale keep-alive
     connection looks like. The resend is not an engine attempt: no retry budget, no backoff.
     A second close in a row is a RESET attempt."""
+    if on_fast():
+        pytest.skip("hyper (the fast transport) does not resend after a close without response")
     once = await fetch_one(server, Close(times=1), key="x1", retry=RetryPolicy(attempts=1))
     assert once.ok and once.attempts == 1
     assert server.count(path_of(Close()), "x1") == 2
@@ -321,7 +328,11 @@ async def test_any_retry_after_value_gives_a_result_not_a_crash(
     toxic = RetryAfter(form="raw", value=value, times=1)
     requests = [server.url(toxic_path(toxic, key="v")), server.url("/other?key=o", host=1)]
     results = await collect(requests)
-    assert len(results) == 2 and all(r.ok or r.error is ErrorKind.RATE_LIMITED for r in results)
+    assert len(results) == 2
+    if on_fast() and value == "²":  # hyper hands over no header that is not ASCII text
+        assert sorted(r.ok for r in results) == [False, True]  # a failed result, not a crash
+        return
+    assert all(r.ok or r.error is ErrorKind.RATE_LIMITED for r in results)
 
 
 # --- the server itself: selection, control paths, shutdown ---------------------------------------
