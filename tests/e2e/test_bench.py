@@ -7,6 +7,8 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from fetchpipe.bench.report import optional_module
 from tests.e2e.conftest import RunCli
 
@@ -259,3 +261,29 @@ def test_bench_faults_default_run_keeps_its_three_faults(run_cli: RunCli, tmp_pa
     runs = {r["name"]: r for r in report["runs"]}
     assert (runs["fetchpipe"]["landed"], runs["gather"]["landed"]) == (100, 70)
     assert "x 503,503 then 200" in proc.stdout
+
+
+def test_bench_latency_on_the_fast_transport(run_cli: RunCli, tmp_path: Path) -> None:
+    pytest.importorskip("pyreqwest")  # the fast transport is an optional extra
+    out = tmp_path / "latency.json"
+    proc = run_cli(
+        "bench",
+        "latency",
+        "--transport",
+        "fast",
+        "--requests",
+        "200",
+        "--concurrency",
+        "50",
+        "--delay-ms",
+        "10",
+        "--rounds",
+        "1",
+        "--json",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "fetchpipe on its fast transport" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["transport"] == "fast" and report["floor_seconds"] == 0.04
+    assert all(r["ok"] == 200 for round_ in report["rounds"] for r in round_.values())

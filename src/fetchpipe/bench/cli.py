@@ -119,12 +119,15 @@ def latency_scenario(
     rounds: int,
     json_path: Path | None,
     chart_path: Path | None,
+    transport: str = "aiohttp",
 ) -> bool:
     from fetchpipe.bench import latency as scenario
     from fetchpipe.bench import server
 
     with server.running_server() as base_url:
-        report = run(scenario.measure(base_url, requests_, concurrency, delay_ms, rounds))
+        report = run(
+            scenario.measure(base_url, requests_, concurrency, delay_ms, rounds, transport)
+        )
     _emit(report, json_path, chart_path)
     return report.clean
 
@@ -253,6 +256,13 @@ def throughput(
 @click.option("--concurrency", default=1_000, show_default=True)
 @click.option("--delay-ms", default=100, show_default=True, help="Server wait per request.")
 @click.option("--rounds", default=3, show_default=True, help="Alternating rounds per client.")
+@click.option(
+    "--transport",
+    type=click.Choice(["aiohttp", "fast"]),
+    default="aiohttp",
+    show_default=True,
+    help="fetchpipe's transport (fast: pyreqwest).",
+)
 @_json_option
 @_chart_option
 def latency(
@@ -260,11 +270,14 @@ def latency(
     concurrency: int,
     delay_ms: int,
     rounds: int,
+    transport: str,
     json_path: Path | None,
     chart_path: Path | None,
 ) -> None:
     """N slow requests at concurrency C against the floor N / C x delay."""
-    _finish(latency_scenario(requests_, concurrency, delay_ms, rounds, json_path, chart_path))
+    _finish(
+        latency_scenario(requests_, concurrency, delay_ms, rounds, json_path, chart_path, transport)
+    )
 
 
 @bench.command()

@@ -23,10 +23,13 @@ CLIENTS = ("raw_aiohttp", "fetchpipe")
 LABELS = {"raw_aiohttp": "aiohttp + Semaphore", "fetchpipe": "fetchpipe"}
 
 
-async def with_fetchpipe(urls: list[str], concurrency: int) -> int:
-    """fetchpipe with default settings but ``max_concurrency``."""
+async def with_fetchpipe(urls: list[str], concurrency: int, transport: str = "aiohttp") -> int:
+    """fetchpipe with default settings but ``max_concurrency`` (and the transport)."""
     ok = 0
-    async with Fetcher(limits=Limits(max_concurrency=concurrency)) as fetcher:
+    limits = Limits(max_concurrency=concurrency)
+    async with Fetcher(
+        limits=limits, transport="fast" if transport == "fast" else "aiohttp"
+    ) as fetcher:
         async for result in fetcher.stream(urls):
             ok += result.ok
     return ok
@@ -38,6 +41,8 @@ class LatencyReport:
     concurrency: int
     delay_ms: int
     rounds: list[dict[str, Run]] = field(default_factory=list)
+    transport: str = "aiohttp"
+    """fetchpipe's transport in this report."""
 
     @property
     def floor(self) -> float:
@@ -60,7 +65,7 @@ class LatencyReport:
             f"latency: {self.requests} requests that each wait {self.delay_ms} ms, concurrency "
             f"{self.concurrency}, server in its own process, {len(self.rounds)} alternating "
             f"rounds; floor {self.requests} / {self.concurrency} x {self.delay_ms} ms = "
-            f"{self.floor:.3f} s"
+            f"{self.floor:.3f} s; fetchpipe on its {self.transport} transport"
         ]
         for index, round_ in enumerate(self.rounds, 1):
             cells = "  ".join(
@@ -83,6 +88,7 @@ class LatencyReport:
             "requests": self.requests,
             "concurrency": self.concurrency,
             "delay_ms": self.delay_ms,
+            "transport": self.transport,
             "floor_seconds": self.floor,
             "rounds": [{k: asdict(v) for k, v in r.items()} for r in self.rounds],
             "median_seconds": {name: self.median_seconds(name) for name in CLIENTS},
@@ -111,12 +117,21 @@ class LatencyReport:
 
 
 async def measure(
-    base_url: str, requests: int, concurrency: int, delay_ms: int, rounds: int
+    base_url: str,
+    requests: int,
+    concurrency: int,
+    delay_ms: int,
+    rounds: int,
+    transport: str = "aiohttp",
 ) -> LatencyReport:
     url = delay_url(base_url, delay_ms)
     urls = [url] * requests
-    report = LatencyReport(requests, concurrency, delay_ms)
-    clients = [("raw_aiohttp", raw_aiohttp), ("fetchpipe", with_fetchpipe)]
+    report = LatencyReport(requests, concurrency, delay_ms, transport=transport)
+
+    async def fetchpipe(urls: list[str], concurrency: int) -> int:
+        return await with_fetchpipe(urls, concurrency, transport)
+
+    clients = [("raw_aiohttp", raw_aiohttp), ("fetchpipe", fetchpipe)]
     warm = urls[: min(requests, concurrency)]
     for _, client in clients:  # warm up the server and the imports
         await client(warm, concurrency)
