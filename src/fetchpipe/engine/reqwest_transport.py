@@ -40,11 +40,12 @@ from fetchpipe.engine.security import (
     BoundedDecoder,
     Hop,
     SecurityPolicy,
-    carries_credentials,
     check_request_text,
     content_encodings,
+    first_hop,
     next_hop,
     redact_urls,
+    time_left,
     too_many_redirects,
     verify_tls,
 )
@@ -164,7 +165,7 @@ class ReqwestTransport:
                 location = resp.get_header("location") if status in REDIRECT_STATUSES else None
                 if location is None or not self._follow:
                     return await self._complete(resp, request.method, url, max_body_size, loop)
-                first = self._first_hop(request, headers)
+                first = first_hop(self._security, request, headers)
                 hop = next_hop(self._security, first, status, location)
                 await _discard(resp)
             return await self._redirected(first, hop, start, total_timeout, max_body_size, loop)
@@ -207,20 +208,6 @@ class ReqwestTransport:
             builder = builder.body_bytes(data)
         return builder
 
-    def _first_hop(self, request: Request, headers: Mapping[str, str] | None) -> Hop:
-        """The original request as a redirect-chain hop (built only when a 3xx arrives)."""
-        url = URL(request.url)
-        credentialed = carries_credentials(self._security, url, headers, request.params)
-        return Hop(
-            request.method.upper(),
-            url,
-            headers,
-            request.params,
-            request.json,
-            request.body,
-            credentialed,
-        )
-
     async def _redirected(
         self,
         first: Hop,
@@ -258,14 +245,8 @@ class ReqwestTransport:
         start: float, total: float | None, loop: asyncio.AbstractEventLoop
     ) -> timedelta | None:
         """The total timeout bounds the whole chain: each hop gets what is left of it."""
-        if total is None:
-            return None
-        left = total - (loop.time() - start)
-        if left <= 0:
-            raise TransportError(
-                ErrorKind.TIMEOUT, f"timed out following redirects (total timeout {total:g} s)"
-            )
-        return timedelta(seconds=left)
+        left = time_left(start, loop.time(), total)
+        return None if left is None else timedelta(seconds=left)
 
     async def _complete(
         self,

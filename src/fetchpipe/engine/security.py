@@ -27,7 +27,7 @@ from typing import Any
 from yarl import URL
 
 from fetchpipe._exceptions import ConfigError, TransportError
-from fetchpipe._models import ErrorKind
+from fetchpipe._models import ErrorKind, Request
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -291,6 +291,35 @@ class Hop:
     json: Any = None
     body: bytes | str | None = None
     credentialed: bool = False
+
+
+def first_hop(policy: SecurityPolicy, request: Request, headers: Mapping[str, str] | None) -> Hop:
+    """The original request as a redirect-chain hop (built only when a 3xx arrives);
+    ``headers`` are the ones sent (with the transport's credential defaults)."""
+    url = URL(request.url)
+    credentialed = carries_credentials(policy, url, headers, request.params)
+    return Hop(
+        request.method.upper(),
+        url,
+        headers,
+        request.params,
+        request.json,
+        request.body,
+        credentialed,
+    )
+
+
+def time_left(start: float, now: float, total: float | None) -> float | None:
+    """What is left of a request's total timeout across a redirect chain (None: no total);
+    a TIMEOUT error once none is."""
+    if total is None:
+        return None
+    left = total - (now - start)
+    if left <= 0:
+        raise TransportError(
+            ErrorKind.TIMEOUT, f"timed out following redirects (total timeout {total:g} s)"
+        )
+    return left
 
 
 def carries_credentials(

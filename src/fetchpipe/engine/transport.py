@@ -36,12 +36,13 @@ from fetchpipe.engine.security import (
     SecurityPolicy,
     address_refusal,
     blocked_message,
-    carries_credentials,
     check_request_text,
     content_encodings,
+    first_hop,
     header_problem,
     next_hop,
     redact_urls,
+    time_left,
     too_many_redirects,
     verify_tls,
 )
@@ -220,7 +221,7 @@ class AiohttpTransport:
                 location = resp.headers.get("Location") if status in REDIRECT_STATUSES else None
                 if location is None or not self._follow:
                     return await self._complete(resp, request.method, url, max_body_size)
-                first = self._first_hop(request, headers)
+                first = first_hop(self._security, request, headers)
                 hop = next_hop(self._security, first, status, location)
                 await _discard(resp)
             return await self._redirected(first, hop, start, total_timeout, max_body_size)
@@ -240,20 +241,6 @@ class AiohttpTransport:
                     ErrorKind.INVALID_REQUEST, blocked_message(host, [(host, reason)])
                 )
         return url, verify_tls(self._security, host)
-
-    def _first_hop(self, request: Request, headers: Mapping[str, str] | None) -> Hop:
-        """The original request as a redirect-chain hop (built only when a 3xx arrives)."""
-        url = URL(request.url)
-        credentialed = carries_credentials(self._security, url, headers, request.params)
-        return Hop(
-            request.method.upper(),
-            url,
-            headers,
-            request.params,
-            request.json,
-            request.body,
-            credentialed,
-        )
 
     async def _redirected(
         self,
@@ -293,14 +280,7 @@ class AiohttpTransport:
 
     def _remaining(self, start: float, total: float | None) -> aiohttp.ClientTimeout:
         """The total timeout bounds the whole chain: each hop gets what is left of it."""
-        if total is None:
-            return _client_timeout(self._timeouts, None)
-        left = total - (self._loop.time() - start)
-        if left <= 0:
-            raise TransportError(
-                ErrorKind.TIMEOUT, f"timed out following redirects (total timeout {total:g} s)"
-            )
-        return _client_timeout(self._timeouts, left)
+        return _client_timeout(self._timeouts, time_left(start, self._loop.time(), total))
 
     async def _complete(
         self, resp: aiohttp.ClientResponse, method: str, url: str, max_body_size: int
