@@ -21,7 +21,7 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +79,31 @@ class FaultRun:
     landed_by_kind: dict[str, int]
     server_requests: int = 0
     failed_by_error: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self, label: str) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": label,
+            "seconds": self.seconds,
+            "landed": self.landed,
+            "failed": self.failed,
+            "retries": self.retries,
+            "server_requests": self.server_requests,
+            "landed_by_kind": self.landed_by_kind,
+        }
+
+
+def landed_bars(runs: Sequence[FaultRun], labels: Mapping[str, str]) -> list[Bar]:
+    """One bar per client: the records it landed, with its retries and time."""
+    return [
+        Bar(
+            labels[r.name],
+            float(r.landed),
+            f"{r.landed} landed · {r.retries} retries · {r.seconds:.2f} s",
+            highlight=r.name == "fetchpipe",
+        )
+        for r in runs
+    ]
 
 
 async def naive_gather(plan: list[tuple[str, str]], kinds: Sequence[str] = KINDS) -> FaultRun:
@@ -200,37 +225,16 @@ class FaultsReport:
             "faulty": self.faulty,
             "retry_after": self.retry_after,
             "planned": self.planned,
-            "runs": [
-                {
-                    "name": r.name,
-                    "label": LABELS[r.name],
-                    "seconds": r.seconds,
-                    "landed": r.landed,
-                    "failed": r.failed,
-                    "retries": r.retries,
-                    "server_requests": r.server_requests,
-                    "landed_by_kind": r.landed_by_kind,
-                }
-                for r in self.runs
-            ],
+            "runs": [r.to_json(LABELS[r.name]) for r in self.runs],
             "ratio_landed": fp.landed / naive.landed if naive.landed else None,
             "ratio_seconds": fp.seconds / naive.seconds if naive.seconds else None,
         }
 
     def chart(self, subtitle: str) -> str:
-        bars = [
-            Bar(
-                LABELS[r.name],
-                float(r.landed),
-                f"{r.landed} landed · {r.retries} retries · {r.seconds:.2f} s",
-                highlight=r.name == "fetchpipe",
-            )
-            for r in self.runs
-        ]
         return bar_chart(
             f"{self.requests:,} requests, {self.faulty / self.requests:.0%} with faults: "
             "records landed",
-            bars,
+            landed_bars(self.runs, LABELS),
             axis="records landed (higher is better)",
             subtitle=subtitle,
             marker=Marker(float(self.requests), f"all {self.requests:,}"),
@@ -371,17 +375,7 @@ class ToxicsReport:
             ],
             "planned": self.planned,
             "runs": [
-                {
-                    "name": r.name,
-                    "label": TOXIC_LABELS[r.name],
-                    "seconds": r.seconds,
-                    "landed": r.landed,
-                    "failed": r.failed,
-                    "retries": r.retries,
-                    "server_requests": r.server_requests,
-                    "landed_by_kind": r.landed_by_kind,
-                    "failed_by_error": r.failed_by_error,
-                }
+                {**r.to_json(TOXIC_LABELS[r.name]), "failed_by_error": r.failed_by_error}
                 for r in self.runs
             ],
             "retries_per_request": self.retries_per_request,
@@ -390,19 +384,10 @@ class ToxicsReport:
         }
 
     def chart(self, subtitle: str) -> str:
-        bars = [
-            Bar(
-                TOXIC_LABELS[r.name],
-                float(r.landed),
-                f"{r.landed} landed · {r.retries} retries · {r.seconds:.2f} s",
-                highlight=r.name == "fetchpipe",
-            )
-            for r in self.runs
-        ]
         return bar_chart(
             f"{self.requests:,} requests, {self.faulty / self.requests:.0%} through every "
             "toxic: records landed",
-            bars,
+            landed_bars(self.runs, TOXIC_LABELS),
             axis="records landed (higher is better)",
             subtitle=subtitle,
             marker=Marker(float(self.landable), f"{self.landable:,} can land"),
