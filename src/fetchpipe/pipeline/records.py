@@ -242,15 +242,18 @@ def latest_cursor(records: Iterable[Mapping[str, Any]], cursor_field: str, curre
     """
     best = current
     for record in records:
-        value = get_path(record, cursor_field)
-        if value is MISSING or value is None:
-            continue
-        try:
-            if best is None or value > best:
-                best = value
-        except TypeError:
-            raise RecordsError(
-                f"incremental cursor_field {cursor_field!r}: {value!r} does not compare "
-                f"with {best!r}"
-            ) from None
+        best = greater_cursor(best, get_path(record, cursor_field), cursor_field)
     return best
+
+
+def greater_cursor(current: Any, value: Any, cursor_field: str) -> Any:
+    """The greater of two cursor values; ``None`` or missing ``value`` keeps ``current``."""
+    if value is MISSING or value is None:
+        return current
+    try:
+        return value if current is None or value > current else current
+    except TypeError:
+        raise RecordsError(
+            f"incremental cursor_field {cursor_field!r}: {value!r} does not compare "
+            f"with {current!r}"
+        ) from None

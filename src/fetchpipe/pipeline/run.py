@@ -66,6 +66,7 @@ from fetchpipe.pipeline.records import (
     RecordsError,
     extract_records,
     get_path,
+    greater_cursor,
     latest_cursor,
     render_url,
 )
@@ -340,7 +341,8 @@ class PipelineRunner:
             run.report.cached_pages += entry.cached
             run.changed = run.changed or not entry.cached
             if run.source.incremental is not None and entry.cursor is not None:
-                run.cursor = latest_cursor([{"c": entry.cursor}], "c", run.cursor)
+                field = run.source.incremental.cursor_field
+                run.cursor = greater_cursor(run.cursor, entry.cursor, field)
         queued: set[tuple[str, str]] = set()
         for run in self.runs.values():
             if run.parent is None and not run.ended:
@@ -493,8 +495,9 @@ class PipelineRunner:
             records = [{**r, **include} for r in records]
         page_cursor = None
         if source.incremental is not None:
-            page_cursor = latest_cursor(records, source.incremental.cursor_field, None)
-            run.cursor = latest_cursor([{"c": page_cursor}], "c", run.cursor)
+            field = source.incremental.cursor_field
+            page_cursor = latest_cursor(records, field, None)
+            run.cursor = greater_cursor(run.cursor, page_cursor, field)
         cached = result.source in _FROM_CACHE
         report.pages += 1
         report.records += len(records)

@@ -29,7 +29,6 @@ from fetchpipe.pipeline.tables import (
     LoadError,
     quote,
     stage_batch,
-    table_columns,
     write_rows,
 )
 
@@ -209,9 +208,6 @@ class StagedStore:
             journal.mark_source(connection, run_id, source, status, 0, reason)
 
         self.transaction(f"end source {source!r}", work)
-
-    def staged_columns(self, source: str) -> dict[str, str] | None:
-        return table_columns(self.conn(), stage_table(source))
 
     def _drop_batch(self) -> None:
         import duckdb
