@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -64,8 +64,7 @@ class RetryEvent:
 
 RetryHook = Callable[[RetryEvent], None]
 DEFAULT_BREAKER = BreakerPolicy()
-TransportName = Literal["aiohttp", "fast"]
-TRANSPORTS: tuple[TransportName, ...] = ("aiohttp", "fast")
+TRANSPORTS = ("aiohttp", "fast")
 """``aiohttp`` (the default) or ``fast``: pyreqwest, Rust reqwest/hyper (``fetchpipe[fast]``)."""
 REMEMBER_FAILURES = 60.0
 """Seconds an idle host's breaker and retry budget are kept after its last failure."""
@@ -119,7 +118,7 @@ class Fetcher:
         timeouts: Timeouts | None = None,
         headers: Mapping[str, str] | None = None,
         on_retry: RetryHook | None = None,
-        transport: Transport | TransportName | None = None,
+        transport: Transport | str | None = None,
         rng: random.Random | None = None,
         cache: HttpCache | None = None,
         breaker: BreakerPolicy | None = DEFAULT_BREAKER,

@@ -27,6 +27,7 @@ from rich.console import Console
 
 from fetchpipe._config import HostLimits, Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, InputError, SinkError
+from fetchpipe._fetcher import TRANSPORTS
 from fetchpipe._input import InputFile, LineError, parse_header, parse_rate
 from fetchpipe._models import Request
 from fetchpipe._progress import reporter_for
@@ -360,7 +361,7 @@ async def _pump(
             headers=settings.headers,
             cache=settings.cache,
             security=settings.security,
-            transport="fast" if settings.transport == "fast" else "aiohttp",
+            transport=settings.transport,
         ) as fetcher:
             first = last = time.perf_counter()
             async for result in fetcher.stream(requests):
@@ -518,7 +519,7 @@ def _run(
 )
 @click.option(
     "--transport",
-    type=click.Choice(["aiohttp", "fast"]),
+    type=click.Choice(TRANSPORTS),
     default="aiohttp",
     show_default=True,
     help="The HTTP client: aiohttp, or fast (pyreqwest, Rust reqwest/hyper; "

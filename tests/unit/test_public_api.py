@@ -1,5 +1,7 @@
 import inspect
 
+import pytest
+
 import fetchpipe
 
 
@@ -30,3 +32,8 @@ def test_a_request_repr_shows_no_secret() -> None:
         "Request(url='https://user:…@api.example.com/v1/items?api_key=…&page=…', "
         "headers=[Accept, Authorization], params=[token], key=7)"
     )
+
+
+def test_an_unknown_transport_name_is_refused_with_the_choices() -> None:
+    with pytest.raises(fetchpipe.ConfigError, match=r"unknown transport 'curl'.*aiohttp, fast"):
+        fetchpipe.Fetcher(transport="curl")

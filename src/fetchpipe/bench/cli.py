@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import click
 
-from fetchpipe._fetcher import run
+from fetchpipe._fetcher import TRANSPORTS, run
 from fetchpipe.bench.report import machine, raise_nofile_limit, write_json, write_text
 
 SCENARIOS = ("seed", "throughput", "latency", "memory", "faults")
@@ -258,7 +258,7 @@ def throughput(
 @click.option("--rounds", default=3, show_default=True, help="Alternating rounds per client.")
 @click.option(
     "--transport",
-    type=click.Choice(["aiohttp", "fast"]),
+    type=click.Choice(TRANSPORTS),
     default="aiohttp",
     show_default=True,
     help="fetchpipe's transport (fast: pyreqwest).",

@@ -27,9 +27,7 @@ async def with_fetchpipe(urls: list[str], concurrency: int, transport: str = "ai
     """fetchpipe with default settings but ``max_concurrency`` (and the transport)."""
     ok = 0
     limits = Limits(max_concurrency=concurrency)
-    async with Fetcher(
-        limits=limits, transport="fast" if transport == "fast" else "aiohttp"
-    ) as fetcher:
+    async with Fetcher(limits=limits, transport=transport) as fetcher:
         async for result in fetcher.stream(urls):
             ok += result.ok
     return ok

@@ -68,7 +68,7 @@ async def with_fetchpipe(urls: list[str], concurrency: int, transport: str = "ai
     async with Fetcher(
         limits=limits,
         retry=RetryPolicy(attempts=4),
-        transport="fast" if transport == "fast" else "aiohttp",
+        transport=transport,
     ) as fetcher:
         async for result in fetcher.stream(urls):
             ok += result.ok
