@@ -11,10 +11,8 @@ import asyncio
 import contextlib
 import functools
 import gzip
-import shutil
 import socket
 import ssl
-import subprocess
 import time
 import tracemalloc
 import zlib
@@ -400,26 +398,6 @@ async def test_the_fetcher_follows_redirects_and_drops_its_credentials_across_or
 
 
 # --- TLS (a self-signed certificate made by openssl, when it is installed) ---------------------
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            *(openssl, "req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"),
-            *("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
-            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    return cert, key
 
 
 @pytest.fixture
