@@ -260,10 +260,11 @@ def _refused(problem: str) -> TransportError:
 _URL_IN_TEXT = re.compile(r"(?i)\b(https?://)(?:[^\s/'\"<>@]*@)?([^\s'\"<>?#]*)[?#]?[^\s'\"<>]*")
 
 
-def public_url(url: URL) -> str:
+def public_url(url: URL | str) -> str:
     """``url`` safe to show: without user info, query and fragment (they may hold secrets)."""
     try:
-        return str(url.with_user(None).with_query(None).with_fragment(None))
+        parsed = URL(url) if isinstance(url, str) else url
+        return str(parsed.with_user(None).with_query(None).with_fragment(None))
     except ValueError:
         return "(an invalid URL)"
 

@@ -26,13 +26,13 @@ import math
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from pydantic import SecretStr
 
 from fetchpipe._exceptions import FetchpipeError
 from fetchpipe._models import Request
+from fetchpipe.engine.security import public_url
 from fetchpipe.pipeline.models import ApiKeyAuth, BasicAuth, BearerAuth, OAuth2ClientCredentials
 
 __all__ = [
@@ -74,16 +74,6 @@ def _with_header(headers: Mapping[str, str] | None, name: str, value: str) -> di
     out = {k: v for k, v in (headers or {}).items() if k.lower() != lowered}
     out[name] = value
     return out
-
-
-def _display_url(url: str) -> str:
-    """`url` without user info, query or fragment, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class Authenticator:
@@ -200,7 +190,7 @@ class OAuth2ClientCredentialsAuthenticator(Authenticator):
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(token_url={_display_url(self.token_url)!r}, "
+            f"{type(self).__name__}(token_url={public_url(self.token_url)!r}, "
             f"client_id={self.client_id!r}, scope={self.scope!r})"
         )
 
@@ -254,7 +244,7 @@ class OAuth2ClientCredentialsAuthenticator(Authenticator):
 
     async def _fetch(self) -> SecretStr:
         """POST the client-credentials grant; cache and return the token or raise AuthError."""
-        where = _display_url(self.token_url)
+        where = public_url(self.token_url)
         form = {
             "grant_type": "client_credentials",
             "client_id": self.client_id,

@@ -45,7 +45,7 @@ from fetchpipe._exceptions import ConfigError, FetchpipeError
 from fetchpipe._fetcher import Fetcher
 from fetchpipe._models import Request, Result
 from fetchpipe._models import Source as ResultSource
-from fetchpipe.engine.security import address_refusal
+from fetchpipe.engine.security import address_refusal, public_url
 from fetchpipe.engine.transport import Transport
 from fetchpipe.pipeline.auth import Authenticator, authenticator_for
 from fetchpipe.pipeline.config import Pipeline
@@ -773,15 +773,8 @@ def _without_params(url: str, names: frozenset[str]) -> str:
     return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
-def _display(url: str) -> str:
-    """``url`` without user info, query or fragment: safe to show."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def _where(job: _Job) -> str:
-    return f"page {job.page.number} of {_display(job.page.url)}"
+    return f"page {job.page.number} of {public_url(job.page.url)}"
 
 
 def _failure(job: _Job, result: Result) -> str:
