@@ -1,11 +1,18 @@
 """Running a test module on both transports: ``pytestmark = both_transports`` in the module,
-and ``with_transport(options)`` where the module builds its ``Fetcher``."""
+``with_transport(options)`` where the module builds its ``Fetcher``, and ``opened(...)`` where it
+drives a transport directly."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
+
+from fetchpipe import Limits, Timeouts
+from fetchpipe.engine.security import SecurityPolicy
+from fetchpipe.engine.transport import AiohttpTransport, Transport
 
 CURRENT = {"name": "aiohttp"}
 
@@ -31,3 +38,31 @@ def with_transport(options: dict[str, object]) -> dict[str, object]:
 
 def on_fast() -> bool:
     return CURRENT["name"] == "fast"
+
+
+def only_on(name: str, reason: str) -> None:
+    """Skip the current run unless it is on transport ``name``; ``reason`` says why."""
+    if CURRENT["name"] != name:
+        pytest.skip(f"{name} transport only: {reason}")
+
+
+@contextlib.asynccontextmanager
+async def opened(security: SecurityPolicy | None = None, **options: Any) -> AsyncIterator[Any]:
+    """The current run's transport, with ``Limits()`` and a 10 s total timeout unless given."""
+    settings: dict[str, Any] = {
+        "limits": options.pop("limits", Limits()),
+        "timeouts": options.pop("timeouts", Timeouts(total=10)),
+        "security": security,
+        **options,
+    }
+    transport: Transport
+    if on_fast():
+        from fetchpipe.engine.reqwest_transport import ReqwestTransport
+
+        transport = ReqwestTransport(**settings)
+    else:
+        transport = AiohttpTransport(**settings)
+    try:
+        yield transport
+    finally:
+        await transport.close()

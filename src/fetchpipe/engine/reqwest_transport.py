@@ -162,7 +162,7 @@ class ReqwestTransport:
                 builder = builder.timeout(total)
             async with builder.build_streamed() as resp:
                 status = resp.status
-                location = resp.get_header("location") if status in REDIRECT_STATUSES else None
+                location = _location(resp) if status in REDIRECT_STATUSES else None
                 if location is None or not self._follow:
                     return await self._complete(resp, request.method, url, max_body_size, loop)
                 first = first_hop(self._security, request, headers)
@@ -230,7 +230,7 @@ class ReqwestTransport:
                 builder = builder.timeout(left)
             async with builder.build_streamed() as resp:
                 status = resp.status
-                location = resp.get_header("location") if status in REDIRECT_STATUSES else None
+                location = _location(resp) if status in REDIRECT_STATUSES else None
                 if location is None:
                     return await self._complete(resp, hop.method, target, max_body_size, loop)
                 if followed == policy.max_redirects:
@@ -258,7 +258,7 @@ class ReqwestTransport:
     ) -> RawResponse:
         """Read the final response: no body for HEAD/1xx/204/304, otherwise a capped one."""
         first_byte = loop.time()
-        headers = CIMultiDictProxy(CIMultiDict(resp.headers.items()))
+        headers = _headers_of(resp)
         status = resp.status
         length = _content_length(headers)
         if method.upper() == "HEAD" or status in (204, 304) or status < 200:
@@ -368,6 +368,26 @@ async def _discard(resp: Response) -> None:
 
 _RESET_WORDS = ("reset by peer", "broken pipe", "connection closed before message completed")
 _CONNECT_WORDS = ("client error (connect)", "tcp connect error", "dns error")
+
+
+_NOT_ASCII = (
+    "the response has a header value that is not ASCII text, which the fast transport cannot "
+    "read (hyper hands over no such value). HINT: use the aiohttp transport for this API"
+)
+
+
+def _headers_of(resp: Response) -> CIMultiDictProxy[str]:
+    try:
+        return CIMultiDictProxy(CIMultiDict(resp.headers.items()))
+    except ValueError:  # pyreqwest: "failed to convert header to a str"
+        raise TransportError(ErrorKind.OTHER, _NOT_ASCII) from None
+
+
+def _location(resp: Response) -> str | None:
+    try:
+        return resp.get_header("location")
+    except ValueError:
+        raise TransportError(ErrorKind.OTHER, _NOT_ASCII) from None
 
 
 def _causes(exc: BaseException) -> list[str]:

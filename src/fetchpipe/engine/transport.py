@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,10 +43,10 @@ from fetchpipe.engine.security import (
     header_problem,
     next_hop,
     redact_urls,
-    time_left,
     too_many_redirects,
     verify_tls,
 )
+from fetchpipe.engine.watchdog import Watch, Watchdog
 
 USER_AGENT = "fetchpipe/0.1"
 _DRAIN_LIMIT = 65536  # a redirect's body up to this size is read, to keep the connection
@@ -78,15 +79,12 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _client_timeout(timeouts: Timeouts, total: float | None) -> aiohttp.ClientTimeout:
+def _client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
+    """aiohttp keeps only the connect timeout (its timer runs only when a connection is made);
+    the total and read timeouts are the watchdog's (see :mod:`fetchpipe.engine.watchdog`)."""
     # ceil_threshold: aiohttp rounds timeouts of 5 s and more up to whole seconds by default,
     # which lets a deadline run up to a second late.
-    return aiohttp.ClientTimeout(
-        total=total,
-        sock_connect=timeouts.connect,
-        sock_read=timeouts.read,
-        ceil_threshold=1e9,
-    )
+    return aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, ceil_threshold=1e9)
 
 
 class BlockedAddressError(OSError):
@@ -147,7 +145,8 @@ class AiohttpTransport:
         policy = security if security is not None else DEFAULT_POLICY
         self._security = policy
         self._timeouts = timeouts
-        self._default_timeout = _client_timeout(timeouts, timeouts.total)
+        self._timeout = _client_timeout(timeouts)
+        self._watchdog = Watchdog(read=timeouts.read)
         self._loop = asyncio.get_running_loop()
         self._guard = policy.block_private
         self._per_host = policy.block_private or bool(policy.insecure_hosts)
@@ -162,7 +161,7 @@ class AiohttpTransport:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=self._default_timeout,
+            timeout=self._timeout,
             headers=defaults,
             cookie_jar=aiohttp.DummyCookieJar(),
             json_serialize=_json_dumps,
@@ -182,6 +181,7 @@ class AiohttpTransport:
         return self._security.insecure_hosts
 
     async def close(self) -> None:
+        self._watchdog.close()
         await self._session.close()
         if self._resolver is not None:
             await self._resolver.close()
@@ -189,11 +189,6 @@ class AiohttpTransport:
     async def send(
         self, request: Request, *, total_timeout: float | None, max_body_size: int
     ) -> RawResponse:
-        timeout = (
-            self._default_timeout
-            if total_timeout is None or total_timeout == self._timeouts.total
-            else _client_timeout(self._timeouts, total_timeout)
-        )
         url = request.url
         headers = request.headers
         if headers or request.params or not url.isprintable():  # cheap on the hot path
@@ -202,29 +197,30 @@ class AiohttpTransport:
             headers = _with_defaults(self._credential_headers, headers)
         target: str | URL = url
         ssl = True
-        start = self._loop.time()
+        total = self._timeouts.total if total_timeout is None else total_timeout
         try:
-            if self._per_host:
-                target, ssl = self._route(URL(url))
-            async with self._session.request(
-                request.method,
-                target,
-                headers=headers,
-                params=request.params,
-                json=request.json,
-                data=request.body,
-                timeout=timeout,
-                allow_redirects=False,
-                ssl=ssl,
-            ) as resp:
-                status = resp.status
-                location = resp.headers.get("Location") if status in REDIRECT_STATUSES else None
-                if location is None or not self._follow:
-                    return await self._complete(resp, request.method, url, max_body_size)
-                first = first_hop(self._security, request, headers)
-                hop = next_hop(self._security, first, status, location)
-                await _discard(resp)
-            return await self._redirected(first, hop, start, total_timeout, max_body_size)
+            with self._watchdog.watch(total) as watch:
+                if self._per_host:
+                    target, ssl = self._route(URL(url))
+                async with self._session.request(
+                    request.method,
+                    target,
+                    headers=headers,
+                    params=request.params,
+                    json=request.json,
+                    data=request.body,
+                    allow_redirects=False,
+                    ssl=ssl,
+                ) as resp:
+                    watch.progress()
+                    status = resp.status
+                    location = resp.headers.get("Location") if status in REDIRECT_STATUSES else None
+                    if location is None or not self._follow:
+                        return await self._complete(resp, request.method, url, max_body_size, watch)
+                    first = first_hop(self._security, request, headers)
+                    hop = next_hop(self._security, first, status, location)
+                    await _discard(resp)
+                return await self._redirected(first, hop, max_body_size, watch)
         except TransportError:
             raise
         except Exception as exc:
@@ -243,18 +239,12 @@ class AiohttpTransport:
         return url, verify_tls(self._security, host)
 
     async def _redirected(
-        self,
-        first: Hop,
-        hop: Hop,
-        start: float,
-        total_timeout: float | None,
-        max_body_size: int,
+        self, first: Hop, hop: Hop, max_body_size: int, watch: Watch
     ) -> RawResponse:
         """Follow a redirect chain from ``hop``: at most ``max_redirects`` hops, within the
-        request's total timeout, each hop's body released before the next one is sent."""
+        attempt's total timeout, each hop's body released before the next one is sent."""
         policy = self._security
         chain = [first.url, hop.url]
-        total = total_timeout if total_timeout is not None else self._timeouts.total
         for followed in range(1, policy.max_redirects + 1):
             target, ssl = self._route(hop.url)
             async with self._session.request(
@@ -263,14 +253,16 @@ class AiohttpTransport:
                 headers=hop.headers,
                 json=hop.json,
                 data=hop.body,
-                timeout=self._remaining(start, total),
                 allow_redirects=False,
                 ssl=ssl,
             ) as resp:
+                watch.progress()
                 status = resp.status
                 location = resp.headers.get("Location") if status in REDIRECT_STATUSES else None
                 if location is None:
-                    return await self._complete(resp, hop.method, str(hop.url), max_body_size)
+                    return await self._complete(
+                        resp, hop.method, str(hop.url), max_body_size, watch
+                    )
                 if followed == policy.max_redirects:
                     break
                 hop = next_hop(policy, hop, status, location)
@@ -278,41 +270,50 @@ class AiohttpTransport:
             chain.append(hop.url)
         raise too_many_redirects(policy, chain)
 
-    def _remaining(self, start: float, total: float | None) -> aiohttp.ClientTimeout:
-        """The total timeout bounds the whole chain: each hop gets what is left of it."""
-        return _client_timeout(self._timeouts, time_left(start, self._loop.time(), total))
-
     async def _complete(
-        self, resp: aiohttp.ClientResponse, method: str, url: str, max_body_size: int
+        self,
+        resp: aiohttp.ClientResponse,
+        method: str,
+        url: str,
+        max_body_size: int,
+        watch: Watch,
     ) -> RawResponse:
         """Read the final response: no body for HEAD/1xx/204/304, otherwise a capped one."""
         first_byte = self._loop.time()
         headers = resp.headers
         status = resp.status
-        length = resp.content_length
         if method == "HEAD" or status in (204, 304) or status < 200:
             body = b""  # no body follows, whatever Content-Length says
-        elif length is not None and length <= max_body_size and "Content-Encoding" not in headers:
-            body = await resp.read()
         else:
-            body = await self._read_body(resp, max_body_size)
+            body = await self._read_body(resp, max_body_size, watch)
         return RawResponse(status, headers, body, headers.get("Content-Type", ""), first_byte, url)
 
-    async def _read_body(self, resp: aiohttp.ClientResponse, max_body_size: int) -> bytes:
-        """The slow path: a body without Content-Length, over the cap, or encoded."""
+    async def _read_body(
+        self, resp: aiohttp.ClientResponse, max_body_size: int, watch: Watch
+    ) -> bytes:
+        """The body, chunk by chunk (each one restarts the read timeout), within the cap;
+        encoded bodies through the bounded decoder."""
         length = resp.content_length
         encodings = resp.headers.getall("Content-Encoding", ())
         codings = content_encodings(encodings, self._security.max_encodings) if encodings else ()
+        content = resp.content
         if not codings:
-            if length is not None and length <= max_body_size:
-                return await resp.read()
-            if length is not None:
+            if length is not None and length > max_body_size:
                 raise _too_large(max_body_size, f"Content-Length is {length}")
-            return await _read_capped(resp.content, max_body_size)
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := await content.readany():
+                watch.progress()
+                size += len(chunk)
+                if size > max_body_size:
+                    raise _too_large(max_body_size, f"read {size} bytes so far")
+                chunks.append(chunk)
+            return b"".join(chunks)
         decoder = BoundedDecoder(codings, max_body_size)
         if length is not None:
             decoder.check_length(length)
-        async for chunk in resp.content.iter_chunked(65536):
+        while chunk := await content.readany():
+            watch.progress()
             decoder.feed(chunk)
         return decoder.finish()
 
@@ -364,17 +365,6 @@ async def _discard(resp: aiohttp.ClientResponse) -> None:
             await resp.read()
 
 
-async def _read_capped(content: aiohttp.StreamReader, max_body_size: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in content.iter_chunked(65536):
-        size += len(chunk)
-        if size > max_body_size:
-            raise _too_large(max_body_size, f"read {size} bytes so far")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _too_large(max_body_size: int, detail: str) -> TransportError:
     return TransportError(
         ErrorKind.BODY_TOO_LARGE,
@@ -407,6 +397,9 @@ def _translate(exc: Exception) -> TransportError:
     kind: ErrorKind
     if isinstance(exc, aiohttp.ClientConnectorError):
         kind = ErrorKind.CONNECT
+        errno = exc.os_error.errno
+        if errno and os.strerror(errno).lower() not in text.lower():  # uvloop leaves it out
+            text = f"{text}: {os.strerror(errno)}"
     elif isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is one too
         kind = ErrorKind.TIMEOUT
         text = f"timed out ({type(exc).__name__})"
@@ -418,6 +411,9 @@ def _translate(exc: Exception) -> TransportError:
         kind = ErrorKind.RESET if reset else ErrorKind.TRUNCATED
     elif isinstance(exc, aiohttp.ClientOSError | ConnectionError):
         kind = ErrorKind.RESET if _reset_cause(exc) else ErrorKind.CONNECT
+    elif isinstance(exc, aiohttp.NonHttpUrlClientError):
+        kind = ErrorKind.INVALID_REQUEST
+        text = f"{text} is not an http(s) URL"
     elif isinstance(exc, aiohttp.InvalidURL | ValueError | TypeError):
         kind = ErrorKind.INVALID_REQUEST
     else:
