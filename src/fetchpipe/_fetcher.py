@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import random
 import time
@@ -28,6 +29,8 @@ from fetchpipe.engine.cache.http_cache import Hit, HttpCache
 from fetchpipe.engine.cache.keys import CacheKey
 from fetchpipe.engine.cache.policy import Action
 from fetchpipe.engine.cache.storage import Entry
+from fetchpipe.engine.channel import Channel
+from fetchpipe.engine.gc_tuning import fewer_collections
 from fetchpipe.engine.limits import HostState, host_of
 from fetchpipe.engine.retry import (
     DEFAULT_RETRY,
@@ -123,8 +126,11 @@ class Fetcher:
         cache: HttpCache | None = None,
         breaker: BreakerPolicy | None = DEFAULT_BREAKER,
         security: SecurityPolicy | None = None,
+        tune_gc: bool = True,
     ) -> None:
         self.limits = limits or Limits()
+        self.tune_gc = tune_gc
+        """Collect cyclic garbage less often while streaming (see ``engine.gc_tuning``)."""
         self.security = security
         self.retry = retry
         self.breaker = breaker
@@ -193,25 +199,27 @@ class Fetcher:
                 "Fetcher is not open. HINT: use 'async with Fetcher(...) as f:' "
                 "or call fetchpipe.fetch_all()."
             )
-        run = _Run(self, self._transport, requests)
-        try:
-            while True:
-                result = await run.results.get()
-                if result is _DONE:
-                    break
-                yield result
-            if run.crash is not None:
-                raise FetchpipeError(
-                    f"the fetch stopped early: {run.crash!r}. Results delivered before it are "
-                    "complete; the rest were not fetched."
-                ) from run.crash
-            if run.input_error is not None:
-                raise InputError(
-                    f"reading the requests failed: {run.input_error!r}. "
-                    "Results fetched before the failure were delivered."
-                ) from run.input_error
-        finally:
-            await run.stop()
+        tuning = fewer_collections() if self.tune_gc else contextlib.nullcontext()
+        with tuning:
+            run = _Run(self, self._transport, requests)
+            try:
+                while True:
+                    result = await run.results.get()
+                    if result is _DONE:
+                        break
+                    yield result
+                if run.crash is not None:
+                    raise FetchpipeError(
+                        f"the fetch stopped early: {run.crash!r}. Results delivered before it "
+                        "are complete; the rest were not fetched."
+                    ) from run.crash
+                if run.input_error is not None:
+                    raise InputError(
+                        f"reading the requests failed: {run.input_error!r}. "
+                        "Results fetched before the failure were delivered."
+                    ) from run.input_error
+            finally:
+                await run.stop()
 
 
 class _Run:
@@ -228,7 +236,7 @@ class _Run:
         self.inflight: dict[tuple[object, ...], _Item] = {}
         self.loop = asyncio.get_running_loop()
         self.scheduler: Scheduler[_Item] = Scheduler(fetcher.limits, expired=_expired)
-        self.results: asyncio.Queue[Any] = asyncio.Queue(maxsize=fetcher.limits.max_concurrency)
+        self.results: Channel[Any] = Channel(fetcher.limits.max_concurrency)
         self.input_error: BaseException | None = None
         self.crash: BaseException | None = None
         self.intake = asyncio.ensure_future(self._intake(requests))
@@ -267,7 +275,8 @@ class _Run:
 
     async def _admit(self, request: Any) -> None:
         scheduler = self.scheduler
-        await scheduler.wait_for_space()
+        if scheduler.full:
+            await scheduler.wait_for_space()
         now = self.loop.time()
         if isinstance(request, str):
             request = Request.of(request)
@@ -376,8 +385,11 @@ class _Run:
 
     async def _worker(self) -> None:
         scheduler = self.scheduler
-        put = self.results.put
-        while (taken := await scheduler.next()) is not None:
+        put, offer = self.results.put, self.results.offer
+        while True:
+            taken = scheduler.take()  # most of the time there is one: no await for it
+            if taken is None and (taken := await scheduler.next()) is None:
+                break
             host, item = taken
             # Yield once so that the requests freed by one loop iteration's responses are sent
             # together in the next one: the peer is woken once per batch, not once per request.
@@ -393,7 +405,8 @@ class _Run:
                 shared = _share_key(item)
                 if shared is not None and self.inflight.get(shared) is item:
                     del self.inflight[shared]
-                await put(result)
+                if not offer(result):
+                    await put(result)
                 scheduler.finished()
                 if item.followers:
                     await self._share(result, item.followers)
@@ -426,7 +439,7 @@ class _Run:
             if total is None or remaining < total:
                 total = remaining
         item.attempt += 1
-        request_time = time.time()
+        request_time = time.time() if self.cache is not None else 0.0
         try:
             response = await self.transport.send(
                 item.send, total_timeout=total, max_body_size=self.max_body_size

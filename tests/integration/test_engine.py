@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import statistics
 import time
@@ -25,6 +26,7 @@ from fetchpipe import (
     fetch_all,
     set_testing,
 )
+from fetchpipe.engine.gc_tuning import RUN_GEN0
 from fetchpipe.sim import Fleet
 from tests.integration.transports import both_transports, with_transport
 
@@ -404,3 +406,15 @@ async def test_a_raising_hook_stops_the_run_with_an_error_instead_of_hanging(fle
 
     with pytest.raises(FetchpipeError, match="hook bug"):
         await asyncio.wait_for(collect([fleet.url("/status/503,200?key=h")], on_retry=hook), 10)
+
+
+async def test_a_run_collects_garbage_less_often_and_puts_the_setting_back(fleet: Fleet) -> None:
+    before = gc.get_threshold()
+    assert 0 < before[0] < RUN_GEN0  # Python's default (700)
+    urls = [fleet.url(f"/echo?key=gc{i}") for i in range(3)]
+    for tune, during in ((True, RUN_GEN0), (False, before[0])):
+        options = with_transport({"tune_gc": tune})
+        async with Fetcher(**options) as fetcher:  # type: ignore[arg-type]
+            seen = [(r.ok, gc.get_threshold()[0]) async for r in fetcher.stream(urls)]
+        assert seen == [(True, during)] * 3
+        assert gc.get_threshold() == before

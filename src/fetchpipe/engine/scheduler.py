@@ -55,6 +55,11 @@ class Scheduler(Generic[T]):
         """Requests in the engine: queued, in flight, or waiting for a retry."""
         return self._held
 
+    @property
+    def full(self) -> bool:
+        """The buffer holds all it may: ``wait_for_space`` before adding."""
+        return self._held >= self._capacity
+
     async def wait_for_space(self) -> None:
         if self._held < self._capacity:
             return
@@ -80,6 +85,10 @@ class Scheduler(Generic[T]):
         self._wake_all_if_finished()
 
     # --- workers ------------------------------------------------------------------------------
+
+    def take(self) -> tuple[HostState[T], T] | None:
+        """The next item whose host can start now, if there is one (without waiting)."""
+        return self._take()
 
     async def next(self) -> tuple[HostState[T], T] | None:
         """The next item whose host can start now, or ``None`` once everything is done."""
