@@ -298,21 +298,37 @@ async def test_a_cut_body_is_truncated(chunked: bool) -> None:
         assert (await failure(transport, url)).kind is ErrorKind.TRUNCATED
 
 
-async def test_a_response_header_that_is_not_ascii() -> None:
+def _answer(head: str) -> Handler:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write("HTTP/1.1 200 OK\r\nX-Note: café\r\nContent-Length: 2\r\n\r\n{}".encode())
+        writer.write(f"HTTP/1.1 200 OK\r\n{head}\r\nContent-Length: 2\r\n\r\n{{}}".encode())
         await writer.drain()
 
-    async with raw_server(handler) as url, opened() as transport:
+    return handler
+
+
+async def test_a_response_header_that_is_not_ascii() -> None:
+    async with raw_server(_answer("X-Note: café\r\nX-Id: 7")) as url, opened() as transport:
+        response = await send(transport, url)
+    assert response.status == 200 and response.body == b"{}" and response.headers["x-id"] == "7"
+    if on_fast():  # hyper hands over no value that is not ASCII text: it reads as absent
+        assert "X-Note" not in response.headers and response.headers.get("x-note") is None
+        assert {name.lower() for name, _ in response.headers.items()} == {
+            "x-id",
+            "content-length",
+        }
+    else:
+        assert response.headers["X-Note"].startswith("caf")
+
+
+async def test_a_content_type_that_is_not_ascii() -> None:
+    async with raw_server(_answer("Content-Type: text/plain; x=é")) as url, opened() as transport:
         if not on_fast():
-            response = await send(transport, url)
-            assert response.status == 200 and response.body == b"{}"
-            assert response.headers["X-Note"].startswith("caf")
+            assert (await send(transport, url)).content_type.startswith("text/plain")
             return
-        # hyper hands over no header value that is not ASCII text: a failed response, said so.
+        # The transport needs this one: the response fails, saying which header and why.
         error = await failure(transport, url)
-        assert error.kind is ErrorKind.OTHER and "not ASCII" in error.message
-        assert "HINT: use the aiohttp transport" in error.message
+    assert error.kind is ErrorKind.OTHER and "content-type header is not ASCII" in error.message
+    assert "HINT: use the aiohttp transport" in error.message
 
 
 async def test_an_invalid_url_is_an_invalid_request() -> None:

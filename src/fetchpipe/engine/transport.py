@@ -308,6 +308,8 @@ class AiohttpTransport:
                 if size > max_body_size:
                     raise _too_large(max_body_size, f"read {size} bytes so far")
                 chunks.append(chunk)
+                if content.at_eof():  # a small body comes whole: no second read to find the end
+                    break
             return b"".join(chunks)
         decoder = BoundedDecoder(codings, max_body_size)
         if length is not None:
