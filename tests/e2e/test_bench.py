@@ -29,31 +29,50 @@ def _bars(path: Path) -> dict[str, ET.Element]:
     return rows
 
 
-def test_bench_throughput_reports_both_clients_and_a_ratio(run_cli: RunCli, tmp_path: Path) -> None:
+def test_bench_throughput_runs_both_transports_beside_the_raw_loop(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    pytest.importorskip("pyreqwest")
     out = tmp_path / "throughput.json"
     proc = run_cli(
-        "bench",
-        "throughput",
-        "--requests",
-        "300",
-        "--rounds",
-        "2",
-        "--extras",
-        "",
-        "--json",
-        str(out),
+        *("bench", "throughput", "--requests", "300", "--rounds", "2", "--extras", ""),
+        *("--json", str(out)),
     )
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"ratio fetchpipe / raw: \d+\.\d\d", proc.stdout)
-    assert "event loop uvloop" in proc.stdout
+    assert re.search(
+        r"ratio fetchpipe / raw: \d+\.\d\d .*aiohttp transport, target 1.2x", proc.stdout
+    )
+    assert re.search(
+        r"ratio fetchpipe --transport fast / raw: \d+\.\d\d .*fast transport, target 2x",
+        proc.stdout,
+    )
+    assert "event loop uvloop for every client" in proc.stdout
+    assert "gen-0 GC threshold to 5000" in proc.stdout
     report = json.loads(out.read_text())
     assert report["requests"] == 300 and len(report["rounds"]) == 2
+    assert list(report["clients"]) == ["raw_aiohttp", "fetchpipe", "fetchpipe_fast"]
     for round_ in report["rounds"]:
-        assert round_["raw_aiohttp"]["ok"] == 300 and round_["fetchpipe"]["ok"] == 300
+        assert {name: run["ok"] for name, run in round_.items()} == dict.fromkeys(
+            report["clients"], 300
+        )
     rates = report["median_rate"]
     assert report["ratio"] == rates["fetchpipe"] / rates["raw_aiohttp"]
+    fast = report["ratios_to_raw"]["fetchpipe_fast"]
+    assert fast == rates["fetchpipe_fast"] / rates["raw_aiohttp"]
+    assert report["targets"] == {"fetchpipe": 1.2, "fetchpipe_fast": 2.0}
     assert report["machine"]["cores"] >= 1
-    assert list(report["clients"]) == ["raw_aiohttp", "fetchpipe"]
+
+
+def test_bench_throughput_on_one_transport_and_a_bad_one(run_cli: RunCli, tmp_path: Path) -> None:
+    out = tmp_path / "throughput.json"
+    proc = run_cli(
+        *("bench", "throughput", "--requests", "200", "--rounds", "1", "--extras", ""),
+        *("--transport", "aiohttp", "--json", str(out)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert list(json.loads(out.read_text())["clients"]) == ["raw_aiohttp", "fetchpipe"]
+    bad = run_cli("bench", "throughput", "--transport", "curl")
+    assert bad.returncode == 2 and "unknown transport(s) curl" in bad.stderr
 
 
 def test_bench_memory_measures_a_child_process(run_cli: RunCli, tmp_path: Path) -> None:
@@ -145,7 +164,7 @@ def test_bench_all_writes_a_json_and_an_svg_per_scenario(run_cli: RunCli, tmp_pa
             assert f"not installed ({extra})" in proc.stdout
         else:
             assert throughput["rounds"][0][extra]["ok"] == 100
-            assert re.search(rf"ratio fetchpipe / {extra}: \d+\.\d\d", proc.stdout)
+            assert re.search(rf"ratio {extra} [^:]*/ raw: \d+\.\d\d", proc.stdout)
     runs = {r["name"]: r for r in reports["faults"]["runs"]}
     assert runs["fetchpipe"]["landed"] == 100 and runs["gather"]["landed"] == 70
     assert reports["faults"]["faulty"] == 30

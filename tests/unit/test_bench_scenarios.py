@@ -142,7 +142,7 @@ def test_bench_server_delay_path() -> None:
 
 
 def test_throughput_clients() -> None:
-    present, missing = throughput.available_clients([])
+    present, missing = throughput.available_clients([], ["aiohttp"])
     assert [c.name for c in present] == ["raw_aiohttp", "fetchpipe"] and missing == []
     present, missing = throughput.available_clients()
     assert {c.name for c in present + missing} == {
@@ -152,8 +152,14 @@ def test_throughput_clients() -> None:
         "httpx",
         "fetchpipe_fast",
     }
+    present, missing = throughput.available_clients([], ["fast"])
+    assert [c.name for c in present + missing] == ["raw_aiohttp", "fetchpipe_fast"]
     with pytest.raises(ValueError, match="unknown client"):
         throughput.available_clients(["curl"])
+    with pytest.raises(ValueError, match="unknown transport"):
+        throughput.available_clients([], ["curl"])
+    with pytest.raises(ValueError, match="unknown transport"):
+        throughput.available_clients([], [])
 
 
 # --- bench pipeline ----------------------------------------------------------------------------

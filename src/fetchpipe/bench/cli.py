@@ -45,6 +45,10 @@ def _emit(report: Report, json_path: Path | None, chart_path: Path | None) -> No
         click.echo(f"wrote {chart_path}")
 
 
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def _sizes(text: str, option: str) -> list[int]:
     try:
         sizes = [int(part) for part in text.split(",") if part.strip()]
@@ -97,17 +101,23 @@ def throughput_scenario(
     extras: str | None,
     json_path: Path | None,
     chart_path: Path | None,
+    transports: str | None = None,
 ) -> bool:
     from fetchpipe.bench import server
     from fetchpipe.bench import throughput as scenario
 
-    names = None if extras is None else [c.strip() for c in extras.split(",") if c.strip()]
+    names = None if extras is None else _names(extras)
+    chosen = None if transports is None else _names(transports)
     try:
         scenario.available_clients(names)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--extras") from None
+    try:
+        scenario.available_clients([], chosen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--transport") from None
     with server.running_server() as base_url:
-        report = run(scenario.measure(base_url, requests_, concurrency, rounds, names))
+        report = run(scenario.measure(base_url, requests_, concurrency, rounds, names, chosen))
     _emit(report, json_path, chart_path)
     return report.clean
 
@@ -232,9 +242,16 @@ def seed_command(
 @click.option("--concurrency", default=100, show_default=True)
 @click.option("--rounds", default=9, show_default=True, help="Rounds per client, order rotating.")
 @click.option(
+    "--transport",
+    "transports",
+    default=",".join(TRANSPORTS),
+    show_default=True,
+    help="Comma-separated fetchpipe transports to run beside the raw loop.",
+)
+@click.option(
     "--extras",
     default=None,
-    help="Comma-separated clients to add to the two: aiometer, httpx ('' for none).  "
+    help="Comma-separated clients to add: aiometer, httpx ('' for none).  "
     "[default: every installed one]",
 )
 @_json_option
@@ -243,12 +260,17 @@ def throughput(
     requests_: int,
     concurrency: int,
     rounds: int,
+    transports: str,
     extras: str | None,
     json_path: Path | None,
     chart_path: Path | None,
 ) -> None:
-    """fetchpipe vs a raw aiohttp + Semaphore loop (and aiometer, httpx) on one local server."""
-    _finish(throughput_scenario(requests_, concurrency, rounds, extras, json_path, chart_path))
+    """fetchpipe (each transport) vs a raw aiohttp + Semaphore loop (and aiometer, httpx)."""
+    _finish(
+        throughput_scenario(
+            requests_, concurrency, rounds, extras, json_path, chart_path, transports
+        )
+    )
 
 
 @bench.command()

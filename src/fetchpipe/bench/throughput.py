@@ -4,9 +4,10 @@ Every client fetches N small JSON responses at concurrency C from one local serv
 process, on the same event loop implementation, in rounds whose order rotates (for two clients
 it flips) so that drift on a shared machine hits all alike. The baseline is the raw aiohttp +
 ``asyncio.Semaphore`` loop; aiometer + aiohttp and httpx (an ``AsyncClient`` behind a semaphore)
-join when installed. The figure of merit is the ratio of the median rates. fetchpipe runs with
-everything on: retries, per-host concurrency and rate meters, result records with parsed bodies
-and timings.
+join when installed. fetchpipe runs on each transport (aiohttp, and fast: pyreqwest when
+installed). The figure of merit is the ratio of the median rates to the raw loop's. fetchpipe runs
+with everything on: retries, per-host concurrency and rate meters, result records with parsed
+bodies and timings.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from fetchpipe._config import HostLimits, Limits
 from fetchpipe._fetcher import Fetcher
 from fetchpipe.bench.report import optional_module, version_of
 from fetchpipe.bench.svg import Bar, bar_chart
+from fetchpipe.engine.gc_tuning import RUN_GEN0
 from fetchpipe.engine.retry import RetryPolicy
 
 Client = Callable[[list[str], int], Awaitable[int]]
@@ -125,33 +127,52 @@ class ClientInfo:
     label: str
     run: Client
     package: str | None = None  # an optional package the client needs
+    transport: str | None = None  # fetchpipe's transport, for fetchpipe's own clients
+    target: float | None = None  # the ratio to the raw loop this client is built to reach
 
 
+RAW = "raw_aiohttp"
 CLIENTS = (
-    ClientInfo("raw_aiohttp", "aiohttp + Semaphore", raw_aiohttp),
-    ClientInfo("fetchpipe", "fetchpipe", with_fetchpipe),
+    ClientInfo(RAW, "aiohttp + Semaphore", raw_aiohttp),
+    ClientInfo("fetchpipe", "fetchpipe", with_fetchpipe, transport="aiohttp", target=1.2),
+    ClientInfo(
+        "fetchpipe_fast",
+        "fetchpipe --transport fast",
+        with_fetchpipe_fast,
+        "pyreqwest",
+        transport="fast",
+        target=2.0,
+    ),
     ClientInfo("aiometer", "aiometer + aiohttp", with_aiometer, "aiometer"),
     ClientInfo("httpx", "httpx AsyncClient + Semaphore", with_httpx, "httpx"),
-    ClientInfo("fetchpipe_fast", "fetchpipe --transport fast", with_fetchpipe_fast, "pyreqwest"),
 )
+TRANSPORT_NAMES = tuple(c.transport for c in CLIENTS if c.transport is not None)
 
 
 def available_clients(
-    extras: list[str] | None = None,
+    extras: list[str] | None = None, transports: list[str] | None = None
 ) -> tuple[list[ClientInfo], list[ClientInfo]]:
-    """The baseline, fetchpipe and the extras (all, or those named) that are installed; and the
-    extras that are not."""
-    optional = {c.name for c in CLIENTS if c.package is not None}
+    """The baseline, fetchpipe on each of ``transports`` (default: both) and the extras (all,
+    or those named) that are installed; and those that are not."""
+    optional = {c.name for c in CLIENTS if c.package is not None and c.transport is None}
     unknown = sorted(set(extras or ()) - optional)
     if unknown:
         raise ValueError(f"unknown client(s) {', '.join(unknown)}; extras: {sorted(optional)}")
+    chosen = list(TRANSPORT_NAMES) if transports is None else transports
+    bad = sorted(set(chosen) - set(TRANSPORT_NAMES))
+    if bad or not chosen:
+        raise ValueError(
+            f"unknown transport(s) {', '.join(bad) or '(none given)'}; "
+            f"choose from {', '.join(TRANSPORT_NAMES)}"
+        )
     present, missing = [], []
     for client in CLIENTS:
-        if client.package is None:
-            present.append(client)
-        elif extras is not None and client.name not in extras:
+        if client.transport is not None and client.transport not in chosen:
             continue
-        elif optional_module(client.package) is not None:
+        an_unchosen_extra = extras is not None and client.name not in extras
+        if client.transport is None and client.package is not None and an_unchosen_extra:
+            continue
+        if client.package is None or optional_module(client.package) is not None:
             present.append(client)
         else:
             missing.append(client)
@@ -178,12 +199,14 @@ class ThroughputReport:
 
     @property
     def ratio(self) -> float:
-        """fetchpipe's median rate over the raw loop's."""
-        return self.ratio_to("raw_aiohttp")
+        """fetchpipe's (aiohttp transport) median rate over the raw loop's; 0 if not run."""
+        return self.ratio_to_raw("fetchpipe")
 
-    def ratio_to(self, name: str) -> float:
-        other = self.median_rate(name)
-        return self.median_rate("fetchpipe") / other if other else 0.0
+    def ratio_to_raw(self, name: str) -> float:
+        if not any(c.name == name for c in self.clients):
+            return 0.0
+        raw = self.median_rate(RAW)
+        return self.median_rate(name) / raw if raw else 0.0
 
     @property
     def clean(self) -> bool:
@@ -192,8 +215,10 @@ class ThroughputReport:
     def lines(self) -> list[str]:
         out = [
             f"throughput: {self.requests} small JSON responses, concurrency {self.concurrency}, "
-            f"event loop {self.loop}, server in its own process, {len(self.rounds)} rounds "
-            "(order rotating)"
+            f"event loop {self.loop} for every client, server in its own process, "
+            f"{len(self.rounds)} rounds (order rotating)",
+            f"  fetchpipe raises Python's gen-0 GC threshold to {RUN_GEN0} while it runs "
+            "(engine/gc_tuning.py); the other clients run with Python's settings",
         ]
         for client in self.missing:
             out.append(f"  {client.label}: not installed ({client.package})")
@@ -208,14 +233,17 @@ class ThroughputReport:
             "median: "
             + " | ".join(f"{label(c)} {self.median_rate(c.name):.0f} req/s" for c in self.clients)
         )
-        wins = sum(r["fetchpipe"].rate > r["raw_aiohttp"].rate for r in self.rounds)
-        out.append(
-            f"ratio fetchpipe / raw: {self.ratio:.2f} (fetchpipe faster in {wins} of "
-            f"{len(self.rounds)} rounds)"
-        )
         for client in self.clients:
-            if client.package is not None:
-                out.append(f"ratio fetchpipe / {client.name}: {self.ratio_to(client.name):.2f}")
+            if client.name == RAW:
+                continue
+            wins = sum(r[client.name].rate > r[RAW].rate for r in self.rounds)
+            line = (
+                f"ratio {client.label} / raw: {self.ratio_to_raw(client.name):.2f} "
+                f"(faster in {wins} of {len(self.rounds)} rounds"
+            )
+            if client.target is not None:
+                line += f"; {client.transport} transport, target {client.target:g}x"
+            out.append(line + ")")
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -232,7 +260,9 @@ class ThroughputReport:
             ],
             "median_rate": {name: self.median_rate(name) for name in names},
             "ratio": self.ratio,
-            "ratios": {name: self.ratio_to(name) for name in names if name != "fetchpipe"},
+            "ratios_to_raw": {name: self.ratio_to_raw(name) for name in names if name != RAW},
+            "targets": {c.name: c.target for c in self.clients if c.target is not None},
+            "gc_gen0_during_fetchpipe_runs": RUN_GEN0,
         }
 
     def chart(self, subtitle: str) -> str:
@@ -241,7 +271,7 @@ class ThroughputReport:
                 c.label,
                 self.median_rate(c.name),
                 f"{self.median_rate(c.name):,.0f} req/s",
-                highlight=c.name == "fetchpipe",
+                highlight=c.transport is not None,
             )
             for c in self.clients
         ]
@@ -267,11 +297,13 @@ async def measure(
     concurrency: int,
     rounds: int,
     extras: list[str] | None = None,
+    transports: list[str] | None = None,
 ) -> ThroughputReport:
-    """The clients, ``rounds`` times each, order rotating; ``extras`` None: every installed."""
+    """The clients, ``rounds`` times each, order rotating; ``extras`` None: every installed;
+    ``transports`` None: fetchpipe on both transports."""
     urls = [f"{base_url}/item/{i}" for i in range(requests)]
     loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    present, missing = available_clients(extras)
+    present, missing = available_clients(extras, transports)
     report = ThroughputReport(requests, concurrency, loop_name, present, missing)
     for client in present:  # warm up the server and the imports
         await client.run(urls[:200], concurrency)
