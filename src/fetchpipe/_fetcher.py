@@ -202,9 +202,12 @@ class Fetcher:
         tuning = fewer_collections() if self.tune_gc else contextlib.nullcontext()
         with tuning:
             run = _Run(self, self._transport, requests)
+            results = run.results
             try:
                 while True:
-                    result = await run.results.get()
+                    result = results.poll()  # most of the time one is waiting: no await
+                    if result is None:
+                        result = await results.get()
                     if result is _DONE:
                         break
                     yield result
@@ -261,55 +264,55 @@ class _Run:
     # --- intake -------------------------------------------------------------------------------
 
     async def _intake(self, requests: Requests) -> None:
+        scheduler = self.scheduler
+        admit = self._admit
         try:
             if isinstance(requests, AsyncIterable):
                 async for request in requests:
-                    await self._admit(request)
+                    if scheduler.full:
+                        await scheduler.wait_for_space()
+                    if (answered := admit(request)) is not None:
+                        await self.results.put(answered)
             else:
                 for request in requests:
-                    await self._admit(request)
+                    if scheduler.full:
+                        await scheduler.wait_for_space()
+                    if (answered := admit(request)) is not None:
+                        await self.results.put(answered)
         except Exception as exc:
             self.input_error = exc
         finally:
-            self.scheduler.close_input()
+            scheduler.close_input()
 
-    async def _admit(self, request: Any) -> None:
-        scheduler = self.scheduler
-        if scheduler.full:
-            await scheduler.wait_for_space()
+    def _admit(self, request: Any) -> Result | None:
+        """Queue ``request`` on its host; or its result, when it needs no fetch (it is not a
+        request, the cache answers it) and None when it waits on an identical one."""
         now = self.loop.time()
         if isinstance(request, str):
             request = Request.of(request)
         elif not isinstance(request, Request):
-            bad = Request(url=repr(request)[:200])
-            await self.results.put(
-                _failed(
-                    bad,
-                    Timings(now, now, 0.0, now),
-                    0,
-                    ErrorKind.INVALID_REQUEST,
-                    f"expected a URL string or a fetchpipe.Request, got {type(request).__name__}",
-                )
+            return _failed(
+                Request(url=repr(request)[:200]),
+                Timings(now, now, 0.0, now),
+                0,
+                ErrorKind.INVALID_REQUEST,
+                f"expected a URL string or a fetchpipe.Request, got {type(request).__name__}",
             )
-            return
         host = host_of(request.url)
         if host is None:
-            await self.results.put(
-                _failed(
-                    request,
-                    Timings(now, now, 0.0, now),
-                    0,
-                    ErrorKind.INVALID_REQUEST,
-                    f"{request.url[:200]!r} is not an http(s) URL with a host",
-                )
+            return _failed(
+                request,
+                Timings(now, now, 0.0, now),
+                0,
+                ErrorKind.INVALID_REQUEST,
+                f"{request.url[:200]!r} is not an http(s) URL with a host",
             )
-            return
         item = _Item(request, now)
+        scheduler = self.scheduler
         if self.cache is not None and request.method.upper() == "GET":
             answered = self._consult_cache(item)
             if answered is not None:
-                await self.results.put(answered)
-                return
+                return answered
             shared = _share_key(item)
             if shared is not None and shared in self.inflight:
                 leader = self.inflight[shared]
@@ -317,10 +320,11 @@ class _Run:
                     leader.followers = []
                 leader.followers.append(item)
                 scheduler.hold()
-                return
+                return None
             if shared is not None:
                 self.inflight[shared] = item
         scheduler.add(host, item)
+        return None
 
     def _consult_cache(self, item: _Item) -> Result | None:
         """Answer from the cache when it can; otherwise prepare ``item`` to be sent."""

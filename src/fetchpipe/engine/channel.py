@@ -56,6 +56,15 @@ class Channel(Generic[T]):
                 raise
         self.offer(item)
 
+    def poll(self) -> T | None:
+        """The next item if one is there (None otherwise: do not send None through)."""
+        if not self._items:
+            return None
+        item = self._items.popleft()
+        if self._writers:
+            self._wake_writer()
+        return item
+
     async def get(self) -> T:
         while not self._items:
             if self._reader is not None:

@@ -111,7 +111,6 @@ class ReqwestTransport:
         client_module = _pyreqwest()
         self._security = policy
         self._timeouts = timeouts
-        self._default_total = _delta(timeouts.total)
         self._follow = policy.max_redirects > 0
         defaults, self._credential_headers = _split_default_headers(policy, headers or {})
         self._client: Client = _build(client_module, limits, timeouts, defaults, http2, True)
@@ -150,7 +149,7 @@ class ReqwestTransport:
             check_request_text(url, headers, request.params)
         if self._credential_headers:
             headers = _with_defaults(self._credential_headers, headers)
-        total = self._default_total
+        total = None  # the client's own total timeout (timeouts.total) applies
         if total_timeout is not None and total_timeout != self._timeouts.total:
             total = _delta(total_timeout)
         loop = asyncio.get_running_loop()
@@ -263,16 +262,20 @@ class ReqwestTransport:
         """Read the final response: no body for HEAD/1xx/204/304, otherwise a capped one."""
         first_byte = loop.time()
         status = resp.status
-        length = _content_length(_header(resp, "content-length"))
-        encoded = _header(resp, "content-encoding") is not None
+        header_map = resp.headers
+        try:
+            length = _content_length(header_map.get("content-length"))
+            encoded = header_map.get("content-encoding") is not None
+            content_type = header_map.get("content-type") or ""
+        except ValueError:  # pyreqwest: "failed to convert header to a str"
+            raise _not_ascii(header_map) from None
         if method.upper() == "HEAD" or status in (204, 304) or status < 200:
             body = b""  # no body follows, whatever Content-Length says
         elif length is not None and length <= max_body_size and not encoded:
             body = (await resp.bytes()).to_bytes()
         else:
             body = await self._read_body(resp, length, max_body_size)
-        content_type = _header(resp, "content-type") or ""
-        return RawResponse(status, LazyHeaders(resp.headers), body, content_type, first_byte, url)
+        return RawResponse(status, LazyHeaders(header_map), body, content_type, first_byte, url)
 
     async def _read_body(
         self,
@@ -331,6 +334,8 @@ def _build(
         builder = builder.connect_timeout(timedelta(seconds=timeouts.connect))
     if timeouts.read is not None:
         builder = builder.read_timeout(timedelta(seconds=timeouts.read))
+    if timeouts.total is not None:  # a request's own total, when it has one, overrides it
+        builder = builder.timeout(timedelta(seconds=timeouts.total))
     if not verify:
         builder = builder.danger_accept_invalid_certs(True)
     client: Client = builder.build()
@@ -386,6 +391,16 @@ def _header(resp: Response, name: str) -> str | None:
         return resp.get_header(name)
     except ValueError:  # pyreqwest: "failed to convert header to a str"
         raise TransportError(ErrorKind.OTHER, _NOT_ASCII.format(name=name)) from None
+
+
+def _not_ascii(header_map: HeaderMap) -> TransportError:
+    """Which of the headers the transport reads is not ASCII text, said as OTHER."""
+    for name in ("content-length", "content-encoding", "content-type"):
+        try:
+            header_map.get(name)
+        except ValueError:
+            return TransportError(ErrorKind.OTHER, _NOT_ASCII.format(name=name))
+    return TransportError(ErrorKind.OTHER, _NOT_ASCII.format(name="a"))
 
 
 def _headers(resp: Response, name: str) -> list[str]:
