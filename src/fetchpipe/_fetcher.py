@@ -13,7 +13,15 @@ import contextlib
 import dataclasses
 import random
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    Mapping,
+)
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -31,7 +39,7 @@ from fetchpipe.engine.cache.policy import Action
 from fetchpipe.engine.cache.storage import Entry
 from fetchpipe.engine.channel import Channel
 from fetchpipe.engine.gc_tuning import fewer_collections
-from fetchpipe.engine.limits import HostState, host_of
+from fetchpipe.engine.limits import HostOf, HostState
 from fetchpipe.engine.retry import (
     DEFAULT_RETRY,
     RETRY_AFTER_STATUSES,
@@ -95,7 +103,7 @@ class _Item:
     def __init__(self, request: Request, queued: float) -> None:
         self.request = request
         self.send = request
-        self.timings = Timings(queued=queued)
+        self.timings = Timings(queued)
         self.attempt = 0
         self.deadline = 0.0
         self.cache_key: CacheKey | None = None
@@ -104,6 +112,18 @@ class _Item:
 
 
 _DONE: Any = object()
+
+
+class _YieldOnce:
+    """``await asyncio.sleep(0)`` without the coroutine frame of ``sleep`` around it."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield  # a bare yield: the task gives the loop one turn
+
+
+_YIELD = _YieldOnce()
 
 
 class Fetcher:
@@ -237,6 +257,7 @@ class _Run:
         self.cache = fetcher.cache
         self.default_headers = {k.lower(): v for k, v in fetcher._headers.items()}
         self.inflight: dict[tuple[object, ...], _Item] = {}
+        self.host_of = HostOf()
         self.loop = asyncio.get_running_loop()
         self.scheduler: Scheduler[_Item] = Scheduler(fetcher.limits, expired=_expired)
         self.results: Channel[Any] = Channel(fetcher.limits.max_concurrency)
@@ -298,7 +319,7 @@ class _Run:
                 ErrorKind.INVALID_REQUEST,
                 f"expected a URL string or a fetchpipe.Request, got {type(request).__name__}",
             )
-        host = host_of(request.url)
+        host = self.host_of(request.url)
         if host is None:
             return _failed(
                 request,
@@ -399,16 +420,17 @@ class _Run:
             # together in the next one: the peer is woken once per batch, not once per request.
             # Measured with `fetchpipe bench throughput`: kernel time per request falls by about
             # a third on loopback, and fetchpipe goes from slower than the raw loop to faster.
-            await asyncio.sleep(0)
+            await _YIELD
             try:
                 result = await self._attempt(host, item)
             finally:
                 # After any retry is queued: a host with a retry waiting is never forgotten.
                 scheduler.attempt_done(host)
             if result is not None:
-                shared = _share_key(item)
-                if shared is not None and self.inflight.get(shared) is item:
-                    del self.inflight[shared]
+                if item.cache_key is not None:
+                    shared = _share_key(item)
+                    if shared is not None and self.inflight.get(shared) is item:
+                        del self.inflight[shared]
                 if not offer(result):
                     await put(result)
                 scheduler.finished()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fetchpipe import ConfigError, HostLimits, Limits, Timeouts
-from fetchpipe.engine.limits import HostState, host_of
+from fetchpipe.engine.limits import HostOf, HostState, host_of
 
 
 @pytest.mark.parametrize(
@@ -24,6 +24,27 @@ from fetchpipe.engine.limits import HostState, host_of
 )
 def test_host_of(url: str, host: str | None) -> None:
     assert host_of(url) == host
+
+
+def test_the_remembering_host_of_agrees_with_host_of_in_any_order() -> None:
+    urls = [
+        "http://a.test/x",
+        "http://a.test/y?z",
+        "http://a.test.evil/x",
+        "http://user@a.test/x",
+        "http://a.test:81/x",
+        "https://h?q=http://other/",
+        "https://h?q=http://other/again",
+        "https://h/x",
+        "http://A.test/x",
+        "ftp://a.test/x",
+        "http:///nohost/x",
+        "http://a.test",
+        "http://a.test/x",
+    ]
+    lookup = HostOf()
+    for url in urls + urls[::-1] + urls:
+        assert lookup(url) == host_of(url), url
 
 
 def test_host_patterns_exact_beats_pattern_and_longer_pattern_wins() -> None:

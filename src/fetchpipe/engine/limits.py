@@ -54,6 +54,27 @@ def host_of(url: str) -> str | None:
     return host.lower() or None
 
 
+class HostOf:
+    """``host_of`` that remembers the last URL's beginning up to its path: inputs mostly come
+    host by host, and the next URL with the same beginning has the same host, unparsed."""
+
+    __slots__ = ("_host", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = ""
+        self._host = ""
+
+    def __call__(self, url: str) -> str | None:
+        if self._prefix and url.startswith(self._prefix):
+            return self._host
+        host = host_of(url)
+        path = url.find("/", url.find("://") + 3)
+        if host is not None and path != -1:
+            # Everything that decides the host comes before this '/'.
+            self._prefix, self._host = url[: path + 1], host
+        return host
+
+
 class HostState(Generic[T]):
     """Everything the engine knows about one host: limits in force and requests waiting.
 
