@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import struct
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -376,3 +378,64 @@ async def test_the_engine_runs_a_thousand_requests_over_it(near: tuple[TestServe
     assert all(r.key == int(r.body["query"]["i"]) for r in results)
     assert all(r.headers["Content-Type"].startswith("application/json") for r in results)
     assert len(seen) == 1000
+
+
+# --- HTTP/2 (hypercorn: TLS with ALPN, h2 and http/1.1) -----------------------------------------
+
+
+async def _versions_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app that answers with the HTTP version it was asked in."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    body = b'{"http_version": "%s"}' % scope["http_version"].encode()
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@contextlib.asynccontextmanager
+async def h2_server(certificate: tuple[Path, Path]) -> AsyncIterator[str]:
+    serving = pytest.importorskip("hypercorn.asyncio")
+    from hypercorn.config import Config
+
+    with socket.socket() as probe:  # a free port on loopback for hypercorn to bind
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.certfile, config.keyfile = (str(path) for path in certificate)
+    config.alpn_protocols = ["h2", "http/1.1"]
+    config.accesslog = config.errorlog = None
+    stop = asyncio.Event()
+    task = asyncio.create_task(serving.serve(_versions_app, config, shutdown_trigger=stop.wait))
+    try:
+        for _ in range(100):  # until it listens
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            await asyncio.sleep(0.02)
+        yield f"https://127.0.0.1:{port}/version"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_http2_when_the_server_offers_it(certificate: tuple[Path, Path]) -> None:
+    insecure = SecurityPolicy(insecure_hosts=frozenset({"127.0.0.1"}))
+    async with h2_server(certificate) as url, opened(insecure) as transport:
+        responses = [await send(transport, url) for _ in range(3)]
+    versions = {json.loads(response.body)["http_version"] for response in responses}
+    # aiohttp speaks HTTP/1.1 only; pyreqwest takes HTTP/2 when the server offers it.
+    assert versions == ({"2"} if on_fast() else {"1.1"})
+
+
+async def test_http2_can_be_declined_on_the_fast_transport(certificate: tuple[Path, Path]) -> None:
+    only_on("fast", "aiohttp has no HTTP/2 to decline")
+    insecure = SecurityPolicy(insecure_hosts=frozenset({"127.0.0.1"}))
+    async with h2_server(certificate) as url, opened(insecure, http2=False) as transport:
+        response = await send(transport, url)
+    assert json.loads(response.body)["http_version"] == "1.1"

@@ -105,11 +105,12 @@ def _pyreqwest() -> Any:
 class ReqwestTransport:
     """One pooled pyreqwest ``Client``: keep-alive, no cookie store, no proxies from env.
 
-    Same arguments and rules as ``AiohttpTransport``; ``http2=True`` also offers HTTP/2 to
-    HTTPS servers (ALPN). ``timeouts.connect`` and ``timeouts.read`` are client settings
-    (reqwest's read timeout runs between reads, the wait for the response head included);
-    the total timeout is set per request and, across a redirect chain, per hop from what is
-    left of it.
+    Same arguments and rules as ``AiohttpTransport``, and HTTP/2 with HTTPS servers that offer
+    it (ALPN; ``http2=False`` keeps to HTTP/1.1; plain ``http://`` is always HTTP/1.1).
+    ``timeouts.connect``, ``timeouts.read`` and ``timeouts.total`` are client settings
+    (reqwest's read timeout runs between reads, the wait for the response head included); a
+    request's own total timeout overrides the client's, and across a redirect chain each hop
+    gets what is left of it.
     """
 
     def __init__(
@@ -119,7 +120,7 @@ class ReqwestTransport:
         timeouts: Timeouts,
         headers: Mapping[str, str] | None = None,
         security: SecurityPolicy | None = None,
-        http2: bool = False,
+        http2: bool = True,
     ) -> None:
         policy = security if security is not None else DEFAULT_POLICY
         if policy.block_private:
