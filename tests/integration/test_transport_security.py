@@ -28,10 +28,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from fetchpipe import ConfigError, ErrorKind, Fetcher, Request, TransportError
+from fetchpipe import ConfigError, ErrorKind, Fetcher, Request
 from fetchpipe.engine.security import SecurityPolicy
-from fetchpipe.engine.transport import RawResponse, Transport
-from tests.integration.transports import both_transports, on_fast, only_on, opened, with_transport
+from tests.integration.transports import (
+    both_transports,
+    failure,
+    on_fast,
+    only_on,
+    opened,
+    send,
+    with_transport,
+)
 
 pytestmark = both_transports
 
@@ -43,26 +50,6 @@ Seen = list[dict[str, Any]]
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-async def send(
-    transport: Transport,
-    request: Request | str | URL,
-    *,
-    max_body_size: int = 64 * MiB,
-    total_timeout: float | None = None,
-) -> RawResponse:
-    if not isinstance(request, Request):
-        request = Request(str(request))
-    return await transport.send(request, total_timeout=total_timeout, max_body_size=max_body_size)
-
-
-async def failure(
-    transport: Transport, request: Request | str | URL, **options: Any
-) -> TransportError:
-    with pytest.raises(TransportError) as caught:
-        await send(transport, request, **options)
-    return caught.value
 
 
 def make_app(seen: Seen) -> web.Application:

@@ -9,10 +9,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from yarl import URL
 
-from fetchpipe import Limits, Timeouts
+from fetchpipe import Limits, Request, Timeouts, TransportError
 from fetchpipe.engine.security import SecurityPolicy
-from fetchpipe.engine.transport import AiohttpTransport, Transport
+from fetchpipe.engine.transport import AiohttpTransport, RawResponse, Transport
+
+MiB = 1024 * 1024
 
 CURRENT = {"name": "aiohttp"}
 
@@ -66,3 +69,25 @@ async def opened(security: SecurityPolicy | None = None, **options: Any) -> Asyn
         yield transport
     finally:
         await transport.close()
+
+
+async def send(
+    transport: Transport,
+    request: Request | str | URL,
+    *,
+    max_body_size: int = 64 * MiB,
+    total_timeout: float | None = None,
+) -> RawResponse:
+    """One request straight through ``transport`` (a URL: a plain GET)."""
+    if not isinstance(request, Request):
+        request = Request(str(request))
+    return await transport.send(request, total_timeout=total_timeout, max_body_size=max_body_size)
+
+
+async def failure(
+    transport: Transport, request: Request | str | URL, **options: Any
+) -> TransportError:
+    """The ``TransportError`` that sending ``request`` raises (the test fails if none)."""
+    with pytest.raises(TransportError) as caught:
+        await send(transport, request, **options)
+    return caught.value
