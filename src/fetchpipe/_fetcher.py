@@ -93,6 +93,7 @@ class _Item:
         "attempt",
         "cache_key",
         "deadline",
+        "failed_before",
         "followers",
         "hit",
         "request",
@@ -109,6 +110,7 @@ class _Item:
         self.cache_key: CacheKey | None = None
         self.hit: Hit | None = None
         self.followers: list[_Item] | None = None
+        self.failed_before = False  # counted once by the host's circuit breaker
 
 
 _DONE: Any = object()
@@ -472,7 +474,7 @@ class _Run:
             )
         except TransportError as exc:
             now = loop.time()
-            self._host_health(host, exc.kind, None)
+            self._host_health(host, item, exc.kind, None)
             if exc.kind is ErrorKind.TIMEOUT and item.deadline and now >= item.deadline - 0.001:
                 return self._deadline_failure(item, now, "during an attempt")
             return self._after_failure(host, item, exc.kind, exc.message, None)
@@ -484,7 +486,7 @@ class _Run:
             if host.breaker is not None and status != 429:
                 host.breaker.success()
         else:
-            self._host_health(host, None, status)
+            self._host_health(host, item, None, status)
         if status == 304 and item.hit is not None and self.cache is not None:
             entry = self.cache.refreshed(
                 item.hit, response.headers, request_time=request_time, response_time=time.time()
@@ -509,12 +511,19 @@ class _Run:
         return self._after_failure(host, item, ErrorKind.HTTP_STATUS, f"HTTP {status}", response)
 
     def _host_health(
-        self, host: HostState[_Item], kind: ErrorKind | None, status: int | None
+        self, host: HostState[_Item], item: _Item, kind: ErrorKind | None, status: int | None
     ) -> None:
-        """Feed the host's circuit breaker with a failed attempt; pause the host when it opens."""
+        """Feed the host's circuit breaker with a failed attempt; pause the host when it opens.
+
+        A request counts once, at its first failed attempt: the breaker opens on ``threshold``
+        different requests failing in a row, not on the retries of a few. Late in a run, when
+        only retries are left for a host, three requests that each fail twice would otherwise
+        read as six failures in a row and pause a host that answers most requests.
+        """
         policy = self.fetcher.breaker
-        if policy is None or not counts_as_failure(kind, status):
+        if policy is None or not counts_as_failure(kind, status) or item.failed_before:
             return
+        item.failed_before = True
         breaker = host.breaker
         if breaker is None:
             breaker = host.breaker = Breaker()

@@ -122,6 +122,23 @@ async def test_the_breaker_rests_a_failing_host_then_probes_it_alone(
     assert max(after) > 1  # ...and once it succeeded, the others followed together
 
 
+async def test_the_breaker_counts_requests_not_the_retries_of_a_few(fleet: Fleet) -> None:
+    """Three requests that fail twice each (six failed attempts, nothing between them) do not
+    open a circuit of threshold 5: the host answers them on the third try. Five different
+    requests failing in a row do."""
+    policy = RetryPolicy(attempts=3, budget=None)
+    few = [fleet.url(f"/status/503,503,200?key=few{i}") for i in range(3)]
+    async with Fetcher(retry=policy, breaker=BreakerPolicy(threshold=5)) as fetcher:
+        results = [r async for r in fetcher.stream(few)]
+    assert [(r.ok, r.attempts) for r in results] == [(True, 3)] * 3
+    assert fetcher.hosts_down == {}
+    many = [fleet.url(f"/status/503,200?key=many{i}") for i in range(5)]
+    async with Fetcher(retry=policy, breaker=BreakerPolicy(threshold=5)) as fetcher:
+        results = [r async for r in fetcher.stream(many)]
+    assert all(r.ok for r in results)
+    assert fetcher.hosts_down == {fleet.addresses[0]: 1}
+
+
 async def test_a_stale_keep_alive_connection_is_retried_once_without_an_attempt() -> None:
     """The server answers the first request of a connection and drops the connection on the
     second, as one whose keep-alive timeout raced the client's reuse. The request is sent

@@ -2,8 +2,9 @@
 
 States (as in Hystrix, resilience4j and Envoy's outlier detection, kept small):
 
-- *closed*: requests flow. Each failed attempt (no response, or a 5xx) counts; any other
-  response resets the count. ``threshold`` consecutive failures open the circuit.
+- *closed*: requests flow. A failed attempt (no response, or a 5xx) counts, once per request
+  (the engine does not count a request's retries again); any other response resets the count.
+  ``threshold`` consecutive failures open the circuit.
 - *open*: the host is paused for a cool-down (``cooldown``, doubling on each re-opening up to
   ``cooldown_max``). Requests for it wait in their queue; nothing is sent.
 - *half-open*: after the cool-down, requests go one at a time: the first is a probe, and the
