@@ -36,12 +36,15 @@ from yarl import URL
 from fetchpipe._config import Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, TransportError
 from fetchpipe._models import ErrorKind, Request
+from fetchpipe.engine.default_headers import split_default_headers, with_defaults
 from fetchpipe.engine.security import (
     DEFAULT_POLICY,
+    REDIRECT_DRAIN_LIMIT,
     REDIRECT_STATUSES,
     BoundedDecoder,
     Hop,
     SecurityPolicy,
+    body_too_large,
     check_request_text,
     content_encodings,
     first_hop,
@@ -51,13 +54,7 @@ from fetchpipe.engine.security import (
     too_many_redirects,
     verify_tls,
 )
-from fetchpipe.engine.transport import (
-    _DRAIN_LIMIT,
-    RawResponse,
-    _split_default_headers,
-    _too_large,
-    _with_defaults,
-)
+from fetchpipe.engine.transport import RawResponse
 
 if TYPE_CHECKING:
     from pyreqwest.client import Client
@@ -134,7 +131,7 @@ class ReqwestTransport:
         self._security = policy
         self._timeouts = timeouts
         self._follow = policy.max_redirects > 0
-        defaults, self._credential_headers = _split_default_headers(policy, headers or {})
+        defaults, self._credential_headers = split_default_headers(policy, headers or {})
         self._client: Client = _build(client_module, limits, timeouts, defaults, http2, True)
         # pyreqwest sets TLS verification per client: insecure hosts get a client of their own.
         self._insecure: Client | None = (
@@ -166,7 +163,7 @@ class ReqwestTransport:
         if headers or request.params or not url.isprintable():  # cheap on the hot path
             check_request_text(url, headers, request.params)
         if self._credential_headers:
-            headers = _with_defaults(self._credential_headers, headers)
+            headers = with_defaults(self._credential_headers, headers)
         total = None  # the client's own total timeout (timeouts.total) applies
         if total_timeout is not None and total_timeout != self._timeouts.total:
             total = _delta(total_timeout)
@@ -309,13 +306,13 @@ class ReqwestTransport:
             if length is not None and length <= max_body_size:
                 return (await resp.bytes()).to_bytes()
             if length is not None:
-                raise _too_large(max_body_size, f"Content-Length is {length}")
+                raise body_too_large(max_body_size, f"Content-Length is {length}")
             chunks: list[bytes] = []
             size = 0
             while (chunk := await reader.read_chunk()) is not None:
                 size += len(chunk)
                 if size > max_body_size:
-                    raise _too_large(max_body_size, f"read {size} bytes so far")
+                    raise body_too_large(max_body_size, f"read {size} bytes so far")
                 chunks.append(chunk.to_bytes())
             return b"".join(chunks)
         decoder = BoundedDecoder(codings, max_body_size)
@@ -384,7 +381,7 @@ async def _discard(resp: Response) -> None:
     """Read a small redirect body so the connection can be reused; a large or unannounced
     one is left unread, and leaving the response then drops the connection."""
     length = _header(resp, "content-length")
-    if length is not None and length.isdigit() and int(length) <= _DRAIN_LIMIT:
+    if length is not None and length.isdigit() and int(length) <= REDIRECT_DRAIN_LIMIT:
         # The redirect is known already: a failed read only means the connection is closed.
         with contextlib.suppress(Exception):
             await resp.bytes()

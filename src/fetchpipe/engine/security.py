@@ -34,6 +34,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ALWAYS_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+REDIRECT_DRAIN_LIMIT = 65536  # a redirect's body up to this size is read, to keep the connection
 DECODABLE_ENCODINGS = frozenset({"gzip", "deflate"})
 # What the transport advertises: exactly what BoundedDecoder decodes.
 ACCEPT_ENCODING = "gzip, deflate"
@@ -670,13 +671,17 @@ class BoundedDecoder:
                 return  # all input used and no output held back: wait for more
 
     def _too_large(self, detail: str) -> TransportError:
-        codings = ", ".join(self._codings)
-        return TransportError(
-            ErrorKind.BODY_TOO_LARGE,
-            f"response body is over max_body_size ({self._max_size} bytes; {detail}; "
-            f"Content-Encoding {codings}). HINT: raise Limits.max_body_size if this API "
-            "really sends bodies this large.",
+        return body_too_large(
+            self._max_size, f"{detail}; Content-Encoding {', '.join(self._codings)}"
         )
+
+
+def body_too_large(max_body_size: int, detail: str) -> TransportError:
+    return TransportError(
+        ErrorKind.BODY_TOO_LARGE,
+        f"response body is over max_body_size ({max_body_size} bytes; {detail}). "
+        "HINT: raise Limits.max_body_size if this API really sends bodies this large.",
+    )
 
 
 # Built last: validating a policy uses the helpers above.

@@ -26,30 +26,28 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from fetchpipe._config import Limits, Timeouts
-from fetchpipe._exceptions import ConfigError, TransportError
+from fetchpipe._exceptions import TransportError
 from fetchpipe._models import ErrorKind, Request
+from fetchpipe.engine.default_headers import split_default_headers, with_defaults
 from fetchpipe.engine.security import (
-    ACCEPT_ENCODING,
     DEFAULT_POLICY,
+    REDIRECT_DRAIN_LIMIT,
     REDIRECT_STATUSES,
     BoundedDecoder,
     Hop,
     SecurityPolicy,
     address_refusal,
     blocked_message,
+    body_too_large,
     check_request_text,
     content_encodings,
     first_hop,
-    header_problem,
     next_hop,
     redact_urls,
     too_many_redirects,
     verify_tls,
 )
 from fetchpipe.engine.watchdog import Watch, Watchdog
-
-USER_AGENT = "fetchpipe/0.1"
-_DRAIN_LIMIT = 65536  # a redirect's body up to this size is read, to keep the connection
 
 
 @dataclass(slots=True)
@@ -151,7 +149,7 @@ class AiohttpTransport:
         self._guard = policy.block_private
         self._per_host = policy.block_private or bool(policy.insecure_hosts)
         self._follow = policy.max_redirects > 0
-        defaults, self._credential_headers = _split_default_headers(policy, headers or {})
+        defaults, self._credential_headers = split_default_headers(policy, headers or {})
         self._resolver = GuardedResolver(policy) if policy.block_private else None
         connector = aiohttp.TCPConnector(
             limit=limits.max_concurrency,
@@ -194,7 +192,7 @@ class AiohttpTransport:
         if headers or request.params or not url.isprintable():  # cheap on the hot path
             check_request_text(url, headers, request.params)
         if self._credential_headers:
-            headers = _with_defaults(self._credential_headers, headers)
+            headers = with_defaults(self._credential_headers, headers)
         target: str | URL = url
         ssl = True
         total = self._timeouts.total if total_timeout is None else total_timeout
@@ -299,14 +297,14 @@ class AiohttpTransport:
         content = resp.content
         if not codings:
             if length is not None and length > max_body_size:
-                raise _too_large(max_body_size, f"Content-Length is {length}")
+                raise body_too_large(max_body_size, f"Content-Length is {length}")
             chunks: list[bytes] = []
             size = 0
             while chunk := await content.readany():
                 watch.progress()
                 size += len(chunk)
                 if size > max_body_size:
-                    raise _too_large(max_body_size, f"read {size} bytes so far")
+                    raise body_too_large(max_body_size, f"read {size} bytes so far")
                 chunks.append(chunk)
                 if content.at_eof():  # a small body comes whole: no second read to find the end
                     break
@@ -320,59 +318,14 @@ class AiohttpTransport:
         return decoder.finish()
 
 
-def _split_default_headers(
-    policy: SecurityPolicy, headers: Mapping[str, str]
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Session defaults, and the credential headers among ``headers``.
-
-    Credential headers are kept out of the session defaults: aiohttp adds those to every
-    request and a request cannot take one away, so they could not be dropped on a redirect
-    to another origin.
-    """
-    defaults = {"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING}
-    credentials: dict[str, str] = {}
-    names = policy.all_credential_headers
-    for name, value in headers.items():
-        problem = header_problem(name, value)
-        if problem is not None:
-            raise ConfigError(
-                f"default {problem}. HINT: strip line breaks and control characters from it."
-            )
-        lower = name.lower()
-        for existing in [key for key in defaults if key.lower() == lower]:
-            del defaults[existing]
-        (credentials if lower in names else defaults)[name] = value
-    return defaults, credentials
-
-
-def _with_defaults(
-    defaults: Mapping[str, str], headers: Mapping[str, str] | None
-) -> Mapping[str, str]:
-    """``defaults`` under ``headers``, names compared without case."""
-    if not headers:
-        return defaults
-    given = {name.lower() for name in headers}
-    merged = {name: value for name, value in defaults.items() if name.lower() not in given}
-    merged.update(headers)
-    return merged
-
-
 async def _discard(resp: aiohttp.ClientResponse) -> None:
     """Read a small redirect body so the connection can be reused; a large or unannounced
     one is left unread, and releasing the response then closes the connection."""
     length = resp.content_length
-    if length is not None and length <= _DRAIN_LIMIT:
+    if length is not None and length <= REDIRECT_DRAIN_LIMIT:
         # The redirect is known already: a failed read only means the connection is closed.
         with contextlib.suppress(TimeoutError, aiohttp.ClientError):
             await resp.read()
-
-
-def _too_large(max_body_size: int, detail: str) -> TransportError:
-    return TransportError(
-        ErrorKind.BODY_TOO_LARGE,
-        f"response body is over max_body_size ({max_body_size} bytes; {detail}). "
-        "HINT: raise Limits.max_body_size if this API really sends bodies this large.",
-    )
 
 
 def _reset_cause(exc: BaseException) -> bool:
