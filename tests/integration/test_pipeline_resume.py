@@ -21,6 +21,9 @@ from fetchpipe._exceptions import ConfigError
 from fetchpipe.pipeline import Pipeline
 from fetchpipe.pipeline.run import PipelineRunner
 from fetchpipe.sim import Fleet
+from tests.integration.transports import both_transports, on_transport
+
+pytestmark = both_transports
 
 DAYS, PER_DAY, PER_PAGE = 8, 120, 40
 PAGES = 1 + DAYS * (PER_DAY // PER_PAGE + 1)  # the days page, then 3 full pages + 1 empty a day
@@ -28,30 +31,32 @@ PAGES = 1 + DAYS * (PER_DAY // PER_PAGE + 1)  # the days page, then 3 full pages
 
 def events_pipeline(fleet: Fleet, destination: str, **events: Any) -> Pipeline:
     return Pipeline.from_dict(
-        {
-            "name": "shop",
-            "destination": destination,
-            "hosts": {fleet.addresses[0]: {"max_concurrency": 2}},
-            "sources": [
-                {
-                    "name": "days",
-                    "url": fleet.url("/shop/v1/days"),
-                    "params": {"count": DAYS},
-                    "records": "days",
-                    "primary_key": "id",
-                    "write": "merge",
-                },
-                {
-                    "name": "events",
-                    "url": fleet.url("/shop/v1/days/") + "{days.id}/events",
-                    "params": {"per_page": PER_PAGE, "per_day": PER_DAY, "delay_ms": 5},
-                    "records": "events",
-                    "write": "append",  # a page written twice would show as duplicate rows
-                    "paginate": {"type": "page"},
-                    **events,
-                },
-            ],
-        }
+        on_transport(
+            {
+                "name": "shop",
+                "destination": destination,
+                "hosts": {fleet.addresses[0]: {"max_concurrency": 2}},
+                "sources": [
+                    {
+                        "name": "days",
+                        "url": fleet.url("/shop/v1/days"),
+                        "params": {"count": DAYS},
+                        "records": "days",
+                        "primary_key": "id",
+                        "write": "merge",
+                    },
+                    {
+                        "name": "events",
+                        "url": fleet.url("/shop/v1/days/") + "{days.id}/events",
+                        "params": {"per_page": PER_PAGE, "per_day": PER_DAY, "delay_ms": 5},
+                        "records": "events",
+                        "write": "append",  # a page written twice would show as duplicate rows
+                        "paginate": {"type": "page"},
+                        **events,
+                    },
+                ],
+            }
+        )
     )
 
 
@@ -205,23 +210,25 @@ async def test_child_pages_committed_before_their_parent_page_are_not_fetched_ag
     state, server = api
     db = tmp_path / "kids.duckdb"
     pipeline = Pipeline.from_dict(
-        {
-            "name": "kids",
-            "destination": f"duckdb:///{db}",
-            "sources": [
-                {
-                    "name": "parents",
-                    "url": str(server.make_url("/parents")),
-                    "records": "items",
-                    "paginate": {"type": "page"},
-                },
-                {
-                    "name": "kids",
-                    "url": str(server.make_url("/kids/")) + "{parents.id}",
-                    "write": "append",
-                },
-            ],
-        }
+        on_transport(
+            {
+                "name": "kids",
+                "destination": f"duckdb:///{db}",
+                "sources": [
+                    {
+                        "name": "parents",
+                        "url": str(server.make_url("/parents")),
+                        "records": "items",
+                        "paginate": {"type": "page"},
+                    },
+                    {
+                        "name": "kids",
+                        "url": str(server.make_url("/kids/")) + "{parents.id}",
+                        "write": "append",
+                    },
+                ],
+            }
+        )
     )
     await cancel_after(PipelineRunner(pipeline, commit_every=0.5), 1.0)
     committed = [r[0] for r in rows(db, "SELECT source FROM _fetchpipe_pages")]
@@ -246,7 +253,13 @@ async def test_a_resumed_link_page_is_sent_as_the_link_said(
         "paginate": {"type": "next_url", "next_url_path": "next"},
     }
     pipeline = Pipeline.from_dict(
-        {"name": "links", "destination": f"duckdb:///{tmp_path / 'l.duckdb'}", "sources": [source]}
+        on_transport(
+            {
+                "name": "links",
+                "destination": f"duckdb:///{tmp_path / 'l.duckdb'}",
+                "sources": [source],
+            }
+        )
     )
     await cancel_after(PipelineRunner(pipeline, commit_every=0), 0.5)
     report = await pipeline.arun()
@@ -272,7 +285,7 @@ async def test_a_malformed_next_link_fails_its_source_only(
     }
     good = {"name": "days", "url": fleet.url("/shop/v1/days"), "records": "days"}
     pipeline = Pipeline.from_dict(
-        {"name": "bad", "destination": f"duckdb:///{db}", "sources": [bad, good]}
+        on_transport({"name": "bad", "destination": f"duckdb:///{db}", "sources": [bad, good]})
     )
     report = await pipeline.arun()
     assert report.source("bad").status == "failed" and report.source("days").status == "ok"

@@ -31,6 +31,9 @@ from fetchpipe.sim.shop import (
     shop_products,
     shop_reviews,
 )
+from tests.integration.transports import both_transports, on_transport
+
+pytestmark = both_transports
 
 REVIEW_COUNT = sum(len(r) for r in shop_reviews().values())
 PAGINATIONS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
@@ -121,7 +124,7 @@ def reviews_source(fleet: Fleet, host: int = 0, **extra: Any) -> dict[str, Any]:
 
 def make(tmp_path: Path, *sources: dict[str, Any], **top: Any) -> Pipeline:
     top.setdefault("destination", f"duckdb:///{tmp_path / 'shop.duckdb'}")
-    return Pipeline.from_dict({"name": "shop", "sources": list(sources), **top})
+    return Pipeline.from_dict(on_transport({"name": "shop", "sources": list(sources), **top}))
 
 
 def query(path: Path, sql: str) -> list[tuple[Any, ...]]:

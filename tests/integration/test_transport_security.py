@@ -550,8 +550,9 @@ def deflate_bomb() -> bytes:
     return b"\x78\x9c" + raw + adler.to_bytes(4, "big")
 
 
+# mtime=0: gzip writes the time into its header, and a body built twice must be the same.
 def gzip_gzip_bomb() -> bytes:
-    return gzip.compress(gzip_bomb(), 9)
+    return gzip.compress(gzip_bomb(), 9, mtime=0)
 
 
 def encoded_app(bodies: dict[str, Callable[[], bytes]]) -> web.Application:
@@ -587,12 +588,16 @@ def encoded_app(bodies: dict[str, Callable[[], bytes]]) -> web.Application:
 
 
 BODIES: dict[str, Callable[[], bytes]] = {
-    "gzip": lambda: gzip.compress(PAYLOAD),
+    "gzip": lambda: gzip.compress(PAYLOAD, mtime=0),
     "deflate": lambda: zlib.compress(PAYLOAD),
     "rawdeflate": lambda: zlib.compress(PAYLOAD, wbits=-zlib.MAX_WBITS),
-    "gzipgzip": lambda: gzip.compress(gzip.compress(PAYLOAD)),
-    "gzip3": lambda: gzip.compress(gzip.compress(gzip.compress(PAYLOAD))),
-    "members": lambda: gzip.compress(PAYLOAD[:100]) + gzip.compress(PAYLOAD[100:]),
+    "gzipgzip": lambda: gzip.compress(gzip.compress(PAYLOAD, mtime=0), mtime=0),
+    "gzip3": lambda: gzip.compress(
+        gzip.compress(gzip.compress(PAYLOAD, mtime=0), mtime=0), mtime=0
+    ),
+    "members": lambda: b"".join(
+        gzip.compress(part, mtime=0) for part in (PAYLOAD[:100], PAYLOAD[100:])
+    ),
     "gzip-bomb": gzip_bomb,
     "deflate-bomb": deflate_bomb,
     "gzip-gzip-bomb": gzip_gzip_bomb,

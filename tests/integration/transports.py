@@ -1,6 +1,14 @@
 """Running a test module on both transports: ``pytestmark = both_transports`` in the module,
-``with_transport(options)`` where the module builds its ``Fetcher``, and ``opened(...)`` where it
-drives a transport directly."""
+``with_transport(options)`` or ``transport=current()`` where the module builds its ``Fetcher``,
+``on_transport(config)`` where it builds a pipeline, and ``opened(...)`` where it drives a
+transport directly.
+
+The integration modules that send nothing through a transport run once: test_sim and
+test_sim_shop (the simulated servers), test_sinks and test_pipeline_load (writers), test_toxics'
+server, test_pipeline_auth (credentials and the OAuth2 token client, which has an aiohttp
+session of its own whatever the transport) and test_bench_cache (aiohttp-client-cache against
+fetchpipe's cache, as the bench compares them).
+"""
 
 from __future__ import annotations
 
@@ -41,6 +49,17 @@ def with_transport(options: dict[str, object]) -> dict[str, object]:
 
 def on_fast() -> bool:
     return CURRENT["name"] == "fast"
+
+
+def current() -> str:
+    """The transport of the current run."""
+    return CURRENT["name"]
+
+
+def on_transport(config: dict[str, Any]) -> dict[str, Any]:
+    """A pipeline file's contents, on the transport of the current run unless they name one."""
+    defaults = {"transport": CURRENT["name"], **config.get("defaults", {})}
+    return {**config, "defaults": defaults}
 
 
 def only_on(name: str, reason: str) -> None:
