@@ -515,13 +515,18 @@ class _Run:
     ) -> None:
         """Feed the host's circuit breaker with a failed attempt; pause the host when it opens.
 
-        A request counts once, at its first failed attempt: the breaker opens on ``threshold``
-        different requests failing in a row, not on the retries of a few. Late in a run, when
-        only retries are left for a host, three requests that each fail twice would otherwise
-        read as six failures in a row and pause a host that answers most requests.
+        A request counts once, at its first failed attempt: the breaker opens on
+        ``threshold`` different requests failing in a row, not on the retries of a few (late
+        in a run, when only retries are left for a host, three requests that each fail twice
+        would read as six failures in a row and pause a host that answers most requests).
+        Half-open, after a cool-down, every failed attempt counts: the requests left are
+        mostly retries by then, and a host still down must open again.
         """
         policy = self.fetcher.breaker
-        if policy is None or not counts_as_failure(kind, status) or item.failed_before:
+        if policy is None or not counts_as_failure(kind, status):
+            return
+        probing = host.breaker is not None and host.breaker.half_open
+        if item.failed_before and not probing:  # after a cool-down, every failure counts
             return
         item.failed_before = True
         breaker = host.breaker

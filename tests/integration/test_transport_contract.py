@@ -90,8 +90,22 @@ def make_app(seen: Seen) -> web.Application:
                 await asyncio.sleep(float(request.query.get("gap", "0")))
         return response
 
+    async def slow_redirect(request: web.Request) -> web.StreamResponse:
+        """A 302 whose 8-byte body comes a byte every ``?gap=`` s (``?stall=1``: never)."""
+        response = web.StreamResponse(status=302, headers={"Location": "/echo"})
+        response.content_length = 8
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            if "stall" in request.query:
+                await asyncio.sleep(5)
+            for _ in range(8):
+                await response.write(b"x")
+                await asyncio.sleep(float(request.query.get("gap", "0")))
+        return response
+
     app = web.Application()
     app.router.add_route("*", "/echo", echo)
+    app.router.add_get("/slow-redirect", slow_redirect)
     app.router.add_get("/big", big)
     app.router.add_get("/drip", drip)
     return app
@@ -184,6 +198,20 @@ async def test_a_read_timeout_before_the_head_and_mid_body(near: tuple[TestServe
         assert response.body == b"x" * 100
 
 
+async def test_a_slow_or_stalled_redirect_body_does_not_time_out_the_request(
+    near: tuple[TestServer, Seen],
+) -> None:
+    server, _ = near
+    # Each byte inside the read timeout; nothing at all. pyreqwest reads the start of a body
+    # before it hands over a response, so on the fast transport a redirect whose announced
+    # body never comes is a read timeout, as any such response.
+    queries = ["gap=0.15"] if on_fast() else ["gap=0.15", "stall=1"]
+    async with opened(timeouts=Timeouts(read=0.5, total=10)) as transport:
+        for query in queries:
+            response = await send(transport, str(server.make_url(f"/slow-redirect?{query}")))
+            assert response.status == 200 and response.url.endswith("/echo")
+
+
 async def test_the_total_timeout_bounds_a_slow_body(near: tuple[TestServer, Seen]) -> None:
     server, _ = near
     async with opened(timeouts=Timeouts(read=5, total=0.5)) as transport:
@@ -222,6 +250,51 @@ async def test_a_connect_timeout() -> None:
     finally:
         for filler in fillers:
             filler.close()
+        listener.close()
+
+
+async def test_a_slow_connect_within_the_connect_timeout_is_not_a_read_timeout() -> None:
+    """The accept queue is full, so the first SYN is dropped and sent again about a second
+    later; the server accepts from 0.6 s. The read timeout (0.5 s) starts once connected."""
+    only_on("aiohttp", "reqwest's read timeout runs from the start, the connect included")
+    if sys.platform != "linux":
+        pytest.skip("relies on Linux dropping SYNs to a full accept queue")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers: list[socket.socket] = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+
+    async def serve() -> None:
+        await asyncio.sleep(0.6)
+        for filler in fillers:
+            filler.close()
+        listener.setblocking(False)
+        loop = asyncio.get_running_loop()
+        while True:
+            peer, _ = await loop.sock_accept(listener)
+            with contextlib.suppress(OSError):
+                if await loop.sock_recv(peer, 65536):
+                    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    await loop.sock_sendall(peer, reply)
+            peer.close()
+
+    server = asyncio.create_task(serve())
+    try:
+        timeouts = Timeouts(connect=10, read=0.5, total=10)
+        async with opened(timeouts=timeouts) as transport:
+            response = await send(transport, f"http://127.0.0.1:{port}/")
+        assert response.status == 200 and response.body == b"ok"
+    finally:
+        server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server
         listener.close()
 
 
@@ -297,13 +370,17 @@ def _answer(head: str) -> Handler:
 
 
 async def test_a_response_header_that_is_not_ascii() -> None:
-    async with raw_server(_answer("X-Note: café\r\nX-Id: 7")) as url, opened() as transport:
+    head = "X-Note: café\r\nX-Id: 7\r\nX-Mixed: ok\r\nX-Mixed: é"
+    async with raw_server(_answer(head)) as url, opened() as transport:
         response = await send(transport, url)
     assert response.status == 200 and response.body == b"{}" and response.headers["x-id"] == "7"
     if on_fast():  # hyper hands over no value that is not ASCII text: it reads as absent
         assert "X-Note" not in response.headers and response.headers.get("x-note") is None
+        assert response.headers.get("x-mixed") == "ok" and "x-mixed" in response.headers
+        assert response.headers.getall("x-mixed") == ["ok"]  # type: ignore[attr-defined]
         assert {name.lower() for name, _ in response.headers.items()} == {
             "x-id",
+            "x-mixed",
             "content-length",
         }
     else:

@@ -93,3 +93,38 @@ async def test_without_bounds_nothing_is_watched() -> None:
         assert dog.watched == 0
         await asyncio.sleep(0.01)
     dog.close()
+
+
+async def test_a_cancellation_in_the_same_turn_as_the_expiry_still_propagates() -> None:
+    """The task's cancellations are counted when the watch starts, as asyncio.timeout does: a
+    cancel from elsewhere that lands just before the watchdog's (a busy loop turn makes both
+    due together) is not swallowed into a timeout."""
+    loop = asyncio.get_running_loop()
+    dog = Watchdog(read=None)
+
+    async def attempt() -> None:
+        with dog.watch(0.2):
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(attempt())
+    await asyncio.sleep(0)
+    loop.call_later(0.10, time.sleep, 0.2)  # a busy turn: the two timers below come due at once
+    loop.call_later(0.19, task.cancel)  # someone else's cancel, first
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    dog.close()
+
+
+async def test_no_read_timeout_while_a_connection_is_being_made() -> None:
+    dog = Watchdog(read=0.1)
+    start = time.monotonic()
+    with dog.watch(None) as watch:
+        watch.connecting()
+        await asyncio.sleep(0.2)  # connecting: longer than read (the connect timeout bounds it)
+        watch.progress()  # the connection is ready
+        await asyncio.sleep(0.05)
+    with pytest.raises(TransportError), dog.watch(None) as watch:
+        watch.progress()  # ready: only read applies
+        await asyncio.sleep(5)
+    assert time.monotonic() - start < 1.5
+    dog.close()

@@ -54,7 +54,7 @@ from fetchpipe.engine.security import (
     too_many_redirects,
     verify_tls,
 )
-from fetchpipe.engine.transport import RawResponse
+from fetchpipe.engine.transport import DRAIN_WAIT, RawResponse
 
 if TYPE_CHECKING:
     from pyreqwest.client import Client
@@ -131,6 +131,7 @@ class ReqwestTransport:
         self._security = policy
         self._timeouts = timeouts
         self._follow = policy.max_redirects > 0
+        self._drain_wait = min(DRAIN_WAIT, timeouts.read / 2) if timeouts.read else DRAIN_WAIT
         defaults, self._credential_headers = split_default_headers(policy, headers or {})
         self._client: Client = _build(client_module, limits, timeouts, defaults, http2, True)
         # pyreqwest sets TLS verification per client: insecure hosts get a client of their own.
@@ -178,15 +179,22 @@ class ReqwestTransport:
                 builder = builder.query(_query(request.params))
             if total is not None:
                 builder = builder.timeout(total)
-            async with builder.build_streamed() as resp:
-                status = resp.status
-                location = _location(resp) if status in REDIRECT_STATUSES else None
-                if location is None or not self._follow:
-                    return await self._complete(resp, request.method, url, max_body_size, loop)
-                first = first_hop(self._security, request, headers)
-                hop = next_hop(self._security, first, status, location)
-                await _discard(resp)
-            return await self._redirected(first, hop, start, total_timeout, max_body_size, loop)
+            redirect: tuple[Hop, Hop] | None = None
+            try:
+                async with builder.build_streamed() as resp:
+                    status = resp.status
+                    location = _location(resp) if status in REDIRECT_STATUSES else None
+                    if location is None or not self._follow:
+                        return await self._complete(resp, request.method, url, max_body_size, loop)
+                    first = first_hop(self._security, request, headers)
+                    redirect = (first, next_hop(self._security, first, status, location))
+                    await _discard(resp, self._drain_wait)
+            except Exception:
+                if redirect is None:
+                    raise
+                # pyreqwest raises a redirect body's read error again when the response is
+                # left; that body was given up on: the connection is dropped, the chain goes on.
+            return await self._redirected(*redirect, start, total_timeout, max_body_size, loop)
         except TransportError:
             raise
         except Exception as exc:
@@ -246,15 +254,21 @@ class ReqwestTransport:
             left = self._remaining(start, total, loop)
             if left is not None:
                 builder = builder.timeout(left)
-            async with builder.build_streamed() as resp:
-                status = resp.status
-                location = _location(resp) if status in REDIRECT_STATUSES else None
-                if location is None:
-                    return await self._complete(resp, hop.method, target, max_body_size, loop)
-                if followed == policy.max_redirects:
-                    break
-                hop = next_hop(policy, hop, status, location)
-                await _discard(resp)
+            following = False
+            try:
+                async with builder.build_streamed() as resp:
+                    status = resp.status
+                    location = _location(resp) if status in REDIRECT_STATUSES else None
+                    if location is None:
+                        return await self._complete(resp, hop.method, target, max_body_size, loop)
+                    if followed == policy.max_redirects:
+                        break
+                    hop = next_hop(policy, hop, status, location)
+                    following = True
+                    await _discard(resp, self._drain_wait)
+            except Exception:
+                if not following:
+                    raise  # as in send(): a given-up redirect body only drops the connection
             chain.append(hop.url)
         raise too_many_redirects(policy, chain)
 
@@ -377,14 +391,17 @@ def _content_length(value: str | None) -> int | None:
         return None
 
 
-async def _discard(resp: Response) -> None:
+async def _discard(resp: Response, wait: float) -> None:
     """Read a small redirect body so the connection can be reused; a large or unannounced
-    one is left unread, and leaving the response then drops the connection."""
+    one is left unread, and leaving the response then drops the connection. A body that does
+    not come within ``wait`` seconds (under the read timeout, whose error pyreqwest would
+    raise again when the response is left) is given up on the same way."""
     length = _header(resp, "content-length")
     if length is not None and length.isdigit() and int(length) <= REDIRECT_DRAIN_LIMIT:
         # The redirect is known already: a failed read only means the connection is closed.
         with contextlib.suppress(Exception):
-            await resp.bytes()
+            async with asyncio.timeout(wait):
+                await resp.bytes()
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -435,7 +452,9 @@ class LazyHeaders(Mapping[str, str]):
     building one for every response costs the fast transport about a tenth of its speed).
 
     A header value that is not ASCII text cannot be read through pyreqwest (hyper hands over
-    no such value): it reads as absent here, where the aiohttp transport decodes it.
+    no such value): it reads as absent here, where the aiohttp transport decodes it (with a
+    repeated header, pyreqwest gives its values all or none: only the first is kept then, when
+    it can be read, so that ``get`` and iterating agree).
     """
 
     __slots__ = ("_all", "_map")
@@ -484,8 +503,9 @@ class LazyHeaders(Mapping[str, str]):
             for name in dict.fromkeys(self._map.keys()):
                 try:
                     values = self._map.getall(name)
-                except ValueError:  # not ASCII text: left out
-                    continue
+                except ValueError:  # one is not ASCII text: keep the first if it can be read
+                    first = self.get(name)
+                    values = [] if first is None else [first]
                 for value in values:
                     readable.add(name, value)
             self._all = CIMultiDictProxy(readable)

@@ -22,7 +22,10 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.connector import Connection
 from aiohttp.resolver import DefaultResolver
+from aiohttp.tracing import Trace
 from yarl import URL
 
 from fetchpipe._config import Limits, Timeouts
@@ -48,6 +51,8 @@ from fetchpipe.engine.security import (
     verify_tls,
 )
 from fetchpipe.engine.watchdog import Watch, Watchdog
+
+DRAIN_WAIT = 1.0  # seconds a redirect's small body may take to arrive before it is dropped
 
 
 @dataclass(slots=True)
@@ -123,6 +128,30 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
+class _WatchedConnector(aiohttp.TCPConnector):
+    """Tells the attempt's watch while a connection is being got (from the pool, or made:
+    DNS, TCP, TLS, under aiohttp's connect timeout), so the read timeout starts after it."""
+
+    def __init__(self, watchdog: Watchdog, **options: Any) -> None:
+        super().__init__(**options)
+        self._watchdog = watchdog
+
+    async def connect(
+        self,
+        req: ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp's signature
+    ) -> Connection:
+        watch = self._watchdog.current()
+        if watch is None:
+            return await super().connect(req, traces, timeout)
+        watch.connecting()
+        try:
+            return await super().connect(req, traces, timeout)
+        finally:
+            watch.progress()
+
+
 class AiohttpTransport:
     """One pooled ``ClientSession``: keep-alive, DNS cache, no cookie jar, no proxies from env.
 
@@ -145,13 +174,16 @@ class AiohttpTransport:
         self._timeouts = timeouts
         self._timeout = _client_timeout(timeouts)
         self._watchdog = Watchdog(read=timeouts.read)
+        # Under the read timeout, so that giving up on a redirect body is not a timeout.
+        self._drain_wait = min(DRAIN_WAIT, timeouts.read / 2) if timeouts.read else DRAIN_WAIT
         self._loop = asyncio.get_running_loop()
         self._guard = policy.block_private
         self._per_host = policy.block_private or bool(policy.insecure_hosts)
         self._follow = policy.max_redirects > 0
         defaults, self._credential_headers = split_default_headers(policy, headers or {})
         self._resolver = GuardedResolver(policy) if policy.block_private else None
-        connector = aiohttp.TCPConnector(
+        connector = _WatchedConnector(
+            self._watchdog,
             limit=limits.max_concurrency,
             limit_per_host=0,
             ttl_dns_cache=300,
@@ -217,7 +249,7 @@ class AiohttpTransport:
                         return await self._complete(resp, request.method, url, max_body_size, watch)
                     first = first_hop(self._security, request, headers)
                     hop = next_hop(self._security, first, status, location)
-                    await _discard(resp)
+                    await _discard(resp, watch, self._drain_wait)
                 return await self._redirected(first, hop, max_body_size, watch)
         except TransportError:
             raise
@@ -264,7 +296,7 @@ class AiohttpTransport:
                 if followed == policy.max_redirects:
                     break
                 hop = next_hop(policy, hop, status, location)
-                await _discard(resp)
+                await _discard(resp, watch, self._drain_wait)
             chain.append(hop.url)
         raise too_many_redirects(policy, chain)
 
@@ -318,14 +350,17 @@ class AiohttpTransport:
         return decoder.finish()
 
 
-async def _discard(resp: aiohttp.ClientResponse) -> None:
+async def _discard(resp: aiohttp.ClientResponse, watch: Watch, wait: float) -> None:
     """Read a small redirect body so the connection can be reused; a large or unannounced
-    one is left unread, and releasing the response then closes the connection."""
+    one is left unread, and releasing the response then closes the connection. A body that
+    does not come within ``wait`` seconds is given up on the same way."""
     length = resp.content_length
     if length is not None and length <= REDIRECT_DRAIN_LIMIT:
         # The redirect is known already: a failed read only means the connection is closed.
         with contextlib.suppress(TimeoutError, aiohttp.ClientError):
-            await resp.read()
+            async with asyncio.timeout(wait):
+                while await resp.content.readany():
+                    watch.progress()
 
 
 def _reset_cause(exc: BaseException) -> bool:

@@ -8,8 +8,9 @@ that ran out are cancelled, the way ``asyncio.timeout`` does it (``cancel``, the
 on the way out, so a cancellation from elsewhere still propagates).
 
 Two bounds, both optional: ``total`` for the whole attempt (a redirect chain included) and
-``read``, the longest silence allowed: until the response head arrives, then between body
-chunks. The transport reports progress with :meth:`Watch.progress`.
+``read``, the longest silence allowed: from the connection being ready to the response head,
+then between body chunks. The transport reports progress with :meth:`Watch.progress` and the
+making of a connection (bounded by its own connect timeout) with :meth:`Watch.connecting`.
 """
 
 from __future__ import annotations
@@ -42,8 +43,13 @@ class Watch:
         self.cancelling = 0
         self.reason = ""
 
+    def connecting(self) -> None:
+        """A connection is being made (its own connect timeout bounds it): no read timeout
+        until :meth:`progress` says it is there."""
+        self.quiet_until = math.inf
+
     def progress(self) -> None:
-        """Something arrived: the read timeout starts again."""
+        """Something arrived (or the connection is ready): the read timeout starts again."""
         read = self._dog.read
         if read is not None:
             self.quiet_until = self._dog.loop.time() + read
@@ -92,11 +98,19 @@ class Watchdog:
         watch = Watch(self, task, total, now)
         if read is not None:
             watch.quiet_until = now + read
+        # As asyncio.timeout does: cancellations already asked of the task when the watch
+        # starts are not ours, and one asked later by someone else still propagates.
+        watch.cancelling = task.cancelling()
         self._watched[task] = watch
         expiry = watch.expiry()
         if expiry < self._timer_at:
             self._arm(expiry)
         return watch
+
+    def current(self) -> Watch | None:
+        """The watch of the current task's attempt, if it has one."""
+        task = asyncio.current_task()
+        return None if task is None else self._watched.get(task)
 
     def forget(self, watch: Watch) -> None:
         task = watch.task
@@ -143,5 +157,4 @@ class Watchdog:
             watch.reason = f"timed out (the total timeout of {watch.total:g} s passed)"
         else:
             watch.reason = f"timed out (nothing received for {self.read:g} s: the read timeout)"
-        watch.cancelling = task.cancelling()
         task.cancel()
