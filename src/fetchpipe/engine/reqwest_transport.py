@@ -54,7 +54,7 @@ from fetchpipe.engine.security import (
     too_many_redirects,
     verify_tls,
 )
-from fetchpipe.engine.transport import DRAIN_WAIT, RawResponse
+from fetchpipe.engine.transport import RawResponse, drain_wait
 
 if TYPE_CHECKING:
     from pyreqwest.client import Client
@@ -131,7 +131,7 @@ class ReqwestTransport:
         self._security = policy
         self._timeouts = timeouts
         self._follow = policy.max_redirects > 0
-        self._drain_wait = min(DRAIN_WAIT, timeouts.read / 2) if timeouts.read else DRAIN_WAIT
+        self._drain_wait = drain_wait(timeouts)
         defaults, self._credential_headers = split_default_headers(policy, headers or {})
         self._client: Client = _build(client_module, limits, timeouts, defaults, http2, True)
         # pyreqwest sets TLS verification per client: insecure hosts get a client of their own.

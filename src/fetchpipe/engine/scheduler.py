@@ -86,14 +86,10 @@ class Scheduler(Generic[T]):
 
     # --- workers ------------------------------------------------------------------------------
 
-    def take(self) -> tuple[HostState[T], T] | None:
-        """The next item whose host can start now, if there is one (without waiting)."""
-        return self._take()
-
     async def next(self) -> tuple[HostState[T], T] | None:
         """The next item whose host can start now, or ``None`` once everything is done."""
         while True:
-            taken = self._take()
+            taken = self.take()
             if taken is not None:
                 return taken
             if self._closed and self._held == 0:
@@ -146,7 +142,8 @@ class Scheduler(Generic[T]):
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _take(self) -> tuple[HostState[T], T] | None:
+    def take(self) -> tuple[HostState[T], T] | None:
+        """The next item whose host can start now, if there is one (without waiting)."""
         ready = self._ready
         now = 0.0
         while ready:

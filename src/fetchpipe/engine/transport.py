@@ -59,6 +59,12 @@ from fetchpipe.engine.watchdog import Watch, Watchdog
 DRAIN_WAIT = 1.0  # seconds a redirect's small body may take to arrive before it is dropped
 
 
+def drain_wait(timeouts: Timeouts) -> float:
+    """How long a redirect's body is waited for: under the read timeout, so that giving up on
+    it is not a timeout of the request."""
+    return min(DRAIN_WAIT, timeouts.read / 2) if timeouts.read else DRAIN_WAIT
+
+
 @dataclass(slots=True)
 class RawResponse:
     """One complete response. ``url`` is the final URL, after redirects (resolve relative
@@ -178,8 +184,7 @@ class AiohttpTransport:
         self._timeouts = timeouts
         self._timeout = _client_timeout(timeouts)
         self._watchdog = Watchdog(read=timeouts.read)
-        # Under the read timeout, so that giving up on a redirect body is not a timeout.
-        self._drain_wait = min(DRAIN_WAIT, timeouts.read / 2) if timeouts.read else DRAIN_WAIT
+        self._drain_wait = drain_wait(timeouts)
         self._loop = asyncio.get_running_loop()
         self._guard = policy.block_private
         self._per_host = policy.block_private or bool(policy.insecure_hosts)
