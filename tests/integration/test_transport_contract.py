@@ -15,7 +15,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -226,76 +226,75 @@ async def test_the_total_timeout_bounds_a_slow_body(near: tuple[TestServer, Seen
         assert len(response.body) == 100
 
 
-async def test_a_connect_timeout() -> None:
-    """A listener whose accept queue is full drops new SYNs: the connect hangs."""
+@contextlib.contextmanager
+def full_accept_queue() -> Iterator[tuple[socket.socket, list[socket.socket]]]:
+    """A listener on 127.0.0.1 whose accept queue is full, and the sockets filling it: Linux
+    drops new SYNs to it (the client sends one again about a second later)."""
     if sys.platform != "linux":
         pytest.skip("relies on Linux dropping SYNs to a full accept queue")
     listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
     fillers: list[socket.socket] = []
     try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
         for _ in range(4):  # fill the queue (backlog 0 still queues one or two)
             filler = socket.socket()
+            fillers.append(filler)
             filler.setblocking(False)
             with contextlib.suppress(BlockingIOError):
                 filler.connect(("127.0.0.1", port))
-            fillers.append(filler)
+        yield listener, fillers
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+async def test_a_connect_timeout() -> None:
+    """A listener whose accept queue is full drops new SYNs: the connect hangs."""
+    with full_accept_queue() as (listener, _):
+        port = listener.getsockname()[1]
         await asyncio.sleep(0.1)
         async with opened(timeouts=Timeouts(connect=0.3, total=10)) as transport:
             start = time.monotonic()
             error = await failure(transport, f"http://127.0.0.1:{port}/")
             assert error.kind is ErrorKind.TIMEOUT and time.monotonic() - start < 2
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
 
 
 async def test_a_slow_connect_within_the_connect_timeout_is_not_a_read_timeout() -> None:
     """The accept queue is full, so the first SYN is dropped and sent again about a second
     later; the server accepts from 0.6 s. The read timeout (0.5 s) starts once connected."""
     only_on("aiohttp", "reqwest's read timeout runs from the start, the connect included")
-    if sys.platform != "linux":
-        pytest.skip("relies on Linux dropping SYNs to a full accept queue")
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers: list[socket.socket] = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            filler.connect(("127.0.0.1", port))
-        fillers.append(filler)
+    with full_accept_queue() as (listener, fillers):
+        port = listener.getsockname()[1]
 
-    async def serve() -> None:
-        await asyncio.sleep(0.6)
-        for filler in fillers:
-            filler.close()
-        listener.setblocking(False)
-        loop = asyncio.get_running_loop()
-        while True:
-            peer, _ = await loop.sock_accept(listener)
-            with contextlib.suppress(OSError):
-                if await loop.sock_recv(peer, 65536):
-                    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                    await loop.sock_sendall(peer, reply)
-            peer.close()
+        async def serve() -> None:
+            await asyncio.sleep(0.6)
+            for filler in fillers:
+                filler.close()
+            listener.setblocking(False)
+            loop = asyncio.get_running_loop()
+            while True:
+                peer, _ = await loop.sock_accept(listener)
+                with contextlib.suppress(OSError):
+                    if await loop.sock_recv(peer, 65536):
+                        reply = (
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                        )
+                        await loop.sock_sendall(peer, reply)
+                peer.close()
 
-    server = asyncio.create_task(serve())
-    try:
-        timeouts = Timeouts(connect=10, read=0.5, total=10)
-        async with opened(timeouts=timeouts) as transport:
-            response = await send(transport, f"http://127.0.0.1:{port}/")
-        assert response.status == 200 and response.body == b"ok"
-    finally:
-        server.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await server
-        listener.close()
+        server = asyncio.create_task(serve())
+        try:
+            timeouts = Timeouts(connect=10, read=0.5, total=10)
+            async with opened(timeouts=timeouts) as transport:
+                response = await send(transport, f"http://127.0.0.1:{port}/")
+            assert response.status == 200 and response.body == b"ok"
+        finally:
+            server.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await server
 
 
 # --- bodies ------------------------------------------------------------------------------------
