@@ -718,7 +718,21 @@ def _charset(content_type: str) -> str:
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` on uvloop when it is installed."""
+    """Run ``main`` to the end on a new event loop (uvloop when installed) and return its value.
+
+    Works where an event loop is already running in this thread (a notebook cell, an async
+    web handler): ``main`` then runs on its own loop in a helper thread while this thread
+    waits, as ``asyncio.run`` cannot nest.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _run_here(main)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(_run_here, main).result()
+
+
+def _run_here(main: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a default dependency on Linux
@@ -730,17 +744,11 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 def fetch_all(requests: Requests, **options: Any) -> list[Result]:
     """Fetch everything and return the results (completion order). Takes ``Fetcher``'s options.
 
-    Works where an event loop is already running (a notebook cell): it then runs on its own
-    loop in a helper thread.
+    Works where an event loop is already running (a notebook cell), as :func:`run` does.
     """
 
     async def collect() -> list[Result]:
         async with Fetcher(**options) as fetcher:
             return [result async for result in fetcher.stream(requests)]
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return run(collect())
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(lambda: run(collect())).result()
+    return run(collect())

@@ -543,3 +543,24 @@ async def test_a_pipeline_on_the_fast_transport(fleet: Fleet, tmp_path: Path) ->
     check_ok(report)
     assert report.source("products").rows == SHOP_PRODUCT_COUNT
     assert report.source("reviews").rows == REVIEW_COUNT
+
+
+async def test_run_works_inside_a_running_loop(tmp_path: Path) -> None:
+    # As in a notebook cell: the blocking run() while this test's loop is running (the API runs
+    # on a loop of its own, in a thread, as a remote API would).
+    asyncio.get_running_loop()
+    with Fleet(hosts=1, minute=0.01).running_in_thread() as running:
+        source = {
+            "name": "products",
+            "url": running.url("/shop/v1/page/products"),
+            "params": {"per_page": 40},
+            "records": "data.items",
+            "primary_key": "id",
+            "paginate": {"type": "page", "total_pages_path": "meta.total_pages"},
+        }
+        report = make(tmp_path, source).run()
+    check_ok(report)
+    assert report.source("products").rows == SHOP_PRODUCT_COUNT
+    assert query(tmp_path / "shop.duckdb", "SELECT count(*) FROM products") == [
+        (SHOP_PRODUCT_COUNT,)
+    ]
