@@ -163,7 +163,7 @@ async def test_a_get_with_params_and_a_post_with_json(near: tuple[TestServer, Se
         got = seen[-1]
         assert got["query"] == {"a": "1", "b": "two words", "n": "1.5"}
         assert got["headers"]["user-agent"] == "fetchpipe/0.1"
-        assert got["headers"]["accept-encoding"] == "gzip, deflate"
+        assert got["headers"]["accept-encoding"] == "gzip, deflate, br, zstd"
         assert got["headers"]["x-default"] == "d"
 
         post = Request(str(server.make_url("/echo")), method="POST", json={"k": [1, 2]})

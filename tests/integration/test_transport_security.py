@@ -14,6 +14,7 @@ import gc
 import gzip
 import socket
 import ssl
+import sys
 import time
 import tracemalloc
 import warnings
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import brotli
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -39,6 +41,11 @@ from tests.integration.transports import (
     send,
     with_transport,
 )
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 pytestmark = both_transports
 
@@ -342,7 +349,7 @@ async def test_a_default_credential_header_still_goes_with_every_request(
         )
     first, second = seen[-2]["headers"], seen[-1]["headers"]
     assert first["authorization"] == "Bearer d" and first["x-team"] == "t"
-    assert first["user-agent"] == "mine/1" and first["accept-encoding"] == "gzip, deflate"
+    assert first["user-agent"] == "mine/1" and first["accept-encoding"] == "gzip, deflate, br, zstd"
     assert second["authorization"] == "o"  # the request's own header wins
 
 
@@ -555,6 +562,26 @@ def gzip_gzip_bomb() -> bytes:
     return gzip.compress(gzip_bomb(), 9, mtime=0)
 
 
+def br(data: bytes) -> bytes:
+    return brotli.compress(data, quality=5)  # as servers compress on the fly (11 is slow)
+
+
+@functools.cache
+def br_bomb() -> bytes:
+    """256 MiB of zeros in br (about 400 bytes)."""
+    compressor = brotli.Compressor(quality=5)
+    block = bytes(MiB)
+    return b"".join([*(compressor.process(block) for _ in range(256)), compressor.finish()])
+
+
+@functools.cache
+def zstd_bomb() -> bytes:
+    """1 GiB of zeros in zstd (about 32 KB)."""
+    compressor = zstd.ZstdCompressor()
+    block = bytes(MiB)
+    return b"".join([*(compressor.compress(block) for _ in range(1024)), compressor.flush()])
+
+
 def encoded_app(bodies: dict[str, Callable[[], bytes]]) -> web.Application:
     """``/{name}?ce=...&cut=...&mode=...``: a body, its Content-Encoding, optionally cut off
     (``mode=whole``: the framing agrees; ``short``: Content-Length promises more;
@@ -598,9 +625,15 @@ BODIES: dict[str, Callable[[], bytes]] = {
     "members": lambda: b"".join(
         gzip.compress(part, mtime=0) for part in (PAYLOAD[:100], PAYLOAD[100:])
     ),
+    "br": lambda: br(PAYLOAD),
+    "zstd": lambda: zstd.compress(PAYLOAD),
+    "zstdframes": lambda: zstd.compress(PAYLOAD[:100]) + zstd.compress(PAYLOAD[100:]),
+    "brgzip": lambda: gzip.compress(br(PAYLOAD), mtime=0),
     "gzip-bomb": gzip_bomb,
     "deflate-bomb": deflate_bomb,
     "gzip-gzip-bomb": gzip_gzip_bomb,
+    "br-bomb": br_bomb,
+    "zstd-bomb": zstd_bomb,
     "junk": lambda: b"not brotli at all",
 }
 
@@ -634,6 +667,10 @@ def peak_memory() -> Iterator[list[int]]:
         ("gzip3", "gzip, gzip, gzip"),
         ("members", "gzip"),
         ("gzip", "identity, gzip"),
+        ("br", "br"),
+        ("zstd", "zstd"),
+        ("zstdframes", "zstd"),
+        ("brgzip", "br, gzip"),
     ],
 )
 async def test_encoded_bodies_are_decoded(encoded: TestServer, name: str, ce: str) -> None:
@@ -650,11 +687,34 @@ async def test_stacked_encodings_beyond_the_bound_are_refused(encoded: TestServe
     assert "3 stacked content encodings (gzip, gzip, gzip), over max_encodings=2" in error.message
 
 
-@pytest.mark.parametrize("ce", ["br", "zstd", "compress"])
+@pytest.mark.parametrize("ce", ["compress", "snappy"])
 async def test_encodings_we_cannot_decode_are_refused(encoded: TestServer, ce: str) -> None:
     async with opened() as transport:
         error = await failure(transport, encoded.make_url("/junk").with_query(ce=ce))
     assert error.kind is ErrorKind.OTHER and f"encoded with '{ce}'" in error.message
+    assert "(gzip, deflate, br, zstd only)" in error.message
+
+
+@pytest.mark.parametrize("ce", ["gzip", "br", "zstd"])
+async def test_a_corrupt_body_names_its_encoding(encoded: TestServer, ce: str) -> None:
+    async with opened() as transport:
+        error = await failure(transport, encoded.make_url("/junk").with_query(ce=ce))
+    assert error.kind is ErrorKind.OTHER
+    assert error.message.startswith(f"the response body is not valid {ce} data (")
+
+
+async def test_every_advertised_encoding_is_decoded(
+    near: tuple[TestServer, Seen], encoded: TestServer
+) -> None:
+    """Accept-Encoding names exactly what the transport decodes: each one, answered, lands."""
+    server, seen = near
+    async with opened() as transport:
+        await send(transport, server.make_url("/echo"))
+        advertised = [token.strip() for token in seen[-1]["headers"]["accept-encoding"].split(",")]
+        assert sorted(advertised) == ["br", "deflate", "gzip", "zstd"]
+        for coding in advertised:
+            response = await send(transport, encoded.make_url(f"/{coding}").with_query(ce=coding))
+            assert response.body == PAYLOAD, coding
 
 
 @pytest.mark.parametrize(
@@ -663,6 +723,8 @@ async def test_encodings_we_cannot_decode_are_refused(encoded: TestServer, ce: s
         ("gzip-bomb", "gzip"),  # 1 GiB from about 1 MB
         ("deflate-bomb", "deflate"),  # 1 GiB from about 1 MB
         ("gzip-gzip-bomb", "gzip, gzip"),  # 1 GiB from about 2 KB
+        ("br-bomb", "br"),  # 256 MiB from about 400 bytes
+        ("zstd-bomb", "zstd"),  # 1 GiB from about 32 KB
     ],
 )
 async def test_a_decompression_bomb_is_too_large_with_bounded_memory(
@@ -674,7 +736,12 @@ async def test_a_decompression_bomb_is_too_large_with_bounded_memory(
     async with opened() as transport:
         with peak_memory() as peak:
             error = await failure(transport, url)  # the default cap: 64 MiB
-    assert error.kind is ErrorKind.BODY_TOO_LARGE and "over max_body_size" in error.message
+    assert error.kind is ErrorKind.BODY_TOO_LARGE
+    assert error.message.startswith("response body is over max_body_size (67108864 bytes; ")
+    assert error.message.endswith(
+        f"; Content-Encoding {ce}). HINT: raise Limits.max_body_size if this API really sends "
+        "bodies this large."
+    )
     assert peak[0] < 100 * 1000 * 1000
 
 
@@ -693,7 +760,7 @@ async def test_a_bomb_fails_its_request_and_the_rest_of_the_run_completes(
     assert peak[0] < 100 * 1000 * 1000
 
 
-@pytest.mark.parametrize("name", ["gzip", "deflate", "gzipgzip"])
+@pytest.mark.parametrize("name", ["gzip", "deflate", "gzipgzip", "br", "zstd"])
 @pytest.mark.parametrize("mode", ["whole", "short", "chunked"])
 async def test_a_cut_off_compressed_body_is_truncated(
     encoded: TestServer, name: str, mode: str
@@ -703,6 +770,8 @@ async def test_a_cut_off_compressed_body_is_truncated(
     async with opened() as transport:
         error = await failure(transport, url)
     assert error.kind is ErrorKind.TRUNCATED
+    if mode == "whole":  # the HTTP framing is complete: the compressed stream says it is cut
+        assert f"the {ce.split(',')[0]} stream of the response body ends early" in error.message
 
 
 # --- what aiohttp does on its own (the facts the transport is built on) -------------------------

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import re
+import subprocess
+import sys
 import tracemalloc
 import zlib
 
+import brotli
 import pytest
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 from yarl import URL
 
 from fetchpipe import ConfigError, ErrorKind, TransportError
@@ -16,12 +25,14 @@ from fetchpipe.engine.security import (
     BoundedDecoder,
     Hop,
     SecurityPolicy,
+    accept_encoding,
     address_refusal,
     blocked_message,
     carries_credentials,
     check_request_text,
     classify_address,
     content_encodings,
+    decodable_encodings,
     find_control_char,
     next_hop,
     public_url,
@@ -414,14 +425,56 @@ def test_stacked_encodings_beyond_the_bound_are_refused() -> None:
     assert content_encodings(["gzip, gzip, gzip"], 3) == ("gzip",) * 3
 
 
-@pytest.mark.parametrize("coding", ["br", "zstd", "compress", "snappy"])
+@pytest.mark.parametrize("coding", ["compress", "snappy"])
 def test_codings_we_cannot_decode_are_refused_not_passed_through(coding: str) -> None:
     with pytest.raises(TransportError, match=f"encoded with '{coding}'") as caught:
         content_encodings([coding], 2)
     assert caught.value.kind is ErrorKind.OTHER
+    assert "(gzip, deflate, br, zstd only)" in str(caught.value)
+
+
+def test_br_and_zstd_are_decodable_and_advertised() -> None:
+    assert decodable_encodings() == ("gzip", "deflate", "br", "zstd")
+    assert accept_encoding() == "gzip, deflate, br, zstd"
+    assert content_encodings(["BR", "zstd"], 2) == ("br", "zstd")
+
+
+@pytest.mark.parametrize(
+    ("coding", "install"), [("br", "pip install 'brotli>=1.2'"), ("zstd", "backports.zstd")]
+)
+def test_a_coding_whose_library_is_missing_says_what_to_install(coding: str, install: str) -> None:
+    with pytest.raises(TransportError, match=f"encoded with '{coding}', which needs a library"):
+        content_encodings([coding], 2, decodable=("gzip", "deflate"))
+    with pytest.raises(TransportError, match=f"HINT: .*{re.escape(install)}"):
+        content_encodings([coding], 2, decodable=("gzip", "deflate"))
+
+
+def test_without_brotli_br_is_neither_advertised_nor_decoded() -> None:
+    """A Python where neither Brotli binding can be imported (as with one older than 1.2)."""
+    script = (
+        "import sys\n"
+        "sys.modules['brotli'] = sys.modules['brotlicffi'] = None\n"
+        "from fetchpipe.engine.security import accept_encoding, content_encodings\n"
+        "print(accept_encoding())\n"
+        "try:\n"
+        "    content_encodings(['br'], 2)\n"
+        "except Exception as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    advertised, error = done.stdout.splitlines()
+    assert advertised == "gzip, deflate, zstd"
+    assert error.startswith("response body is encoded with 'br', which needs a library")
+    assert "(decodable: gzip, deflate, zstd)" in error
 
 
 PAYLOAD = b'{"items": [' + b", ".join(b"%d" % i for i in range(20000)) + b"]}"
+
+
+def br(data: bytes) -> bytes:
+    return brotli.compress(data, quality=5)  # as servers compress on the fly (11 is slow)
 
 
 def decode(body: bytes, codings: tuple[str, ...], *, step: int = 4096, cap: int = MiB) -> bytes:
@@ -447,8 +500,20 @@ def test_decoder_round_trips_in_any_chunking(step: int) -> None:
     assert decode(members, ("gzip",), step=step) == PAYLOAD
 
 
-def test_decoder_of_an_empty_body() -> None:
-    assert decode(b"", ("gzip",)) == b""
+@pytest.mark.parametrize("step", [1, 7, 4096, 10**6])
+def test_br_and_zstd_round_trip_in_any_chunking(step: int) -> None:
+    assert decode(br(PAYLOAD), ("br",), step=step) == PAYLOAD
+    assert decode(zstd.compress(PAYLOAD), ("zstd",), step=step) == PAYLOAD
+    frames = zstd.compress(PAYLOAD[:1000]) + zstd.compress(PAYLOAD[1000:])  # RFC 8878 3.1
+    assert decode(frames, ("zstd",), step=step) == PAYLOAD
+    stacked = gzip.compress(br(PAYLOAD))  # br applied first, then gzip
+    assert decode(stacked, ("br", "gzip"), step=step) == PAYLOAD
+    assert decode(br(zstd.compress(PAYLOAD)), ("zstd", "br"), step=step) == PAYLOAD
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "zstd"])
+def test_decoder_of_an_empty_body(coding: str) -> None:
+    assert decode(b"", (coding,)) == b""
 
 
 @pytest.mark.parametrize(
@@ -469,6 +534,30 @@ def test_a_cut_off_compressed_stream_is_truncated(
     assert caught.value.kind is ErrorKind.TRUNCATED
 
 
+@pytest.mark.parametrize(
+    ("body", "codings"),
+    [
+        (br(PAYLOAD), ("br",)),
+        (zstd.compress(PAYLOAD), ("zstd",)),
+        (zstd.compress(PAYLOAD) + zstd.compress(PAYLOAD)[:50], ("zstd",)),  # second frame cut
+        (gzip.compress(br(PAYLOAD)), ("br", "gzip")),
+    ],
+)
+@pytest.mark.parametrize("cut", [0.5, 0.99])
+def test_a_cut_off_br_or_zstd_stream_is_truncated(
+    body: bytes, codings: tuple[str, ...], cut: float
+) -> None:
+    with pytest.raises(TransportError, match="ends early") as caught:
+        decode(body[: int(len(body) * cut)], codings)
+    assert caught.value.kind is ErrorKind.TRUNCATED
+
+
+def test_a_br_stream_without_its_last_byte_is_truncated() -> None:
+    body = br(PAYLOAD)
+    with pytest.raises(TransportError, match="the br stream of the response body ends early"):
+        decode(body[:-1], ("br",))
+
+
 def test_a_cut_off_gzip_trailer_is_truncated() -> None:
     body = gzip.compress(PAYLOAD)
     with pytest.raises(TransportError, match="ends early"):
@@ -481,6 +570,40 @@ def test_corrupt_data_is_refused() -> None:
     assert caught.value.kind is ErrorKind.OTHER
     with pytest.raises(TransportError, match="not valid gzip data"):
         decode(gzip.compress(PAYLOAD) + b"trailing junk", ("gzip",))
+
+
+@pytest.mark.parametrize(
+    ("body", "coding", "detail"),
+    [
+        (b"this is not brotli at all", "br", "not valid br data"),
+        (br(PAYLOAD) + b"trailing junk", "br", "not valid br data"),
+        (br(PAYLOAD)[:20] + bytes(200), "br", "not valid br data"),
+        (b"this is not zstd at all", "zstd", "not valid zstd data (Unable to decompress"),
+        (zstd.compress(PAYLOAD) + b"trailing junk", "zstd", "not valid zstd data"),
+    ],
+)
+def test_corrupt_br_or_zstd_data_is_refused(body: bytes, coding: str, detail: str) -> None:
+    with pytest.raises(TransportError, match=re.escape(detail)) as caught:
+        decode(body, (coding,))
+    assert caught.value.kind is ErrorKind.OTHER
+
+
+def test_a_zstd_frame_with_a_window_over_8_mib_is_refused() -> None:
+    """RFC 9659: no zstd window over 8 MiB in HTTP (the library would allow 128 MiB)."""
+    data = bytes(range(256)) * (40 * 4096)  # 40 MiB
+    wide = {zstd.CompressionParameter.window_log: 24}
+    with pytest.raises(TransportError, match="window over 8 MiB, more than RFC 9659") as caught:
+        decode(zstd.compress(data, options=wide), ("zstd",), cap=64 * MiB)
+    assert caught.value.kind is ErrorKind.OTHER
+    narrow = {zstd.CompressionParameter.window_log: 23}
+    assert decode(zstd.compress(data, options=narrow), ("zstd",), cap=64 * MiB) == data
+
+
+def test_too_many_zstd_frames_are_refused() -> None:
+    frame = zstd.compress(b"x")
+    assert decode(frame * MAX_MEMBERS, ("zstd",)) == b"x" * MAX_MEMBERS
+    with pytest.raises(TransportError, match="more than 1024 concatenated frames"):
+        decode(frame * (MAX_MEMBERS + 1), ("zstd",))
 
 
 def test_too_many_members_are_refused() -> None:
@@ -509,6 +632,47 @@ def test_a_bomb_stops_at_the_cap_with_bounded_memory() -> None:
         tracemalloc.stop()
     assert caught.value.kind is ErrorKind.BODY_TOO_LARGE
     assert peak < 8 * MiB + 2 * MiB  # the cap plus a few 64 KiB steps
+
+
+def zeros(size: int, coding: str) -> bytes:
+    """``size`` zero bytes in ``coding``, compressed a mebibyte at a time."""
+    block = bytes(MiB)
+    if coding == "br":
+        br = brotli.Compressor(quality=5)
+        return b"".join([*(br.process(block) for _ in range(size // MiB)), br.finish()])
+    if coding == "zstd":
+        zs = zstd.ZstdCompressor()
+        return b"".join([*(zs.compress(block) for _ in range(size // MiB)), zs.flush()])
+    return zeros_gzip(size)
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd"])
+def test_a_br_or_zstd_bomb_stops_at_the_cap_with_bounded_memory(coding: str) -> None:
+    bomb = zeros(256 * MiB, coding)
+    assert len(bomb) < 64 * 1024
+    tracemalloc.start()
+    try:
+        with pytest.raises(TransportError, match="over max_body_size") as caught:
+            decode(bomb, (coding,), cap=8 * MiB)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert caught.value.kind is ErrorKind.BODY_TOO_LARGE
+    assert peak < 8 * MiB + 2 * MiB  # the cap plus a few steps
+
+
+def test_a_bomb_fails_alike_whatever_its_coding() -> None:
+    """The same kind and message for every coding, but for the coding's name."""
+    messages = set()
+    for coding in ("gzip", "br", "zstd"):
+        with pytest.raises(TransportError) as caught:
+            decode(zeros(16 * MiB, coding), (coding,), step=1 << 30, cap=4 * MiB)
+        assert caught.value.kind is ErrorKind.BODY_TOO_LARGE
+        message = str(caught.value)
+        assert message.startswith("response body is over max_body_size (4194304 bytes; decoded ")
+        assert f"; Content-Encoding {coding}). HINT: raise Limits.max_body_size" in message
+        messages.add(re.sub(r"decoded \d+ bytes", "decoded N bytes", message).replace(coding, "C"))
+    assert len(messages) == 1
 
 
 def test_the_encoded_size_is_bounded_too() -> None:

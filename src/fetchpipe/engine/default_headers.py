@@ -1,5 +1,9 @@
 """Request headers both transports send: the defaults, kept apart from credential headers.
 
+``Accept-Encoding`` names exactly the codings the bounded decoder decodes
+(:func:`~fetchpipe.engine.security.accept_encoding`: gzip, deflate, br, zstd), and a user's
+own ``Accept-Encoding`` replaces it (a coding we cannot decode is still refused on arrival).
+
 Credential headers are kept out of a client's defaults: a client adds its defaults to every
 request and a request cannot take one away, so they could not be dropped on a redirect to
 another origin. The transports add them to each request instead (``with_defaults``).
@@ -10,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fetchpipe._exceptions import ConfigError
-from fetchpipe.engine.security import ACCEPT_ENCODING, SecurityPolicy, header_problem
+from fetchpipe.engine.security import SecurityPolicy, accept_encoding, header_problem
 
 USER_AGENT = "fetchpipe/0.1"
 
@@ -20,7 +24,7 @@ def split_default_headers(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """A client's default headers (ours, then ``headers`` over them), and the credential
     headers among ``headers``, to be added to each request instead."""
-    defaults = {"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING}
+    defaults = {"User-Agent": USER_AGENT, "Accept-Encoding": accept_encoding()}
     credentials: dict[str, str] = {}
     names = policy.all_credential_headers
     for name, value in headers.items():

@@ -4,8 +4,15 @@
 :class:`~fetchpipe.engine.transport.AiohttpTransport`, under the same rules of
 :mod:`fetchpipe.engine.security`: control characters are refused before sending, redirects
 are followed by :func:`next_hop` (reqwest's own redirect following is off), bodies are read
-in chunks under the cap and decoded by :class:`BoundedDecoder` (reqwest's decompression is
-off), and credential headers are kept out of the client defaults so a redirect can drop them.
+in chunks under the cap and decoded by :class:`BoundedDecoder`, and credential headers are kept
+out of the client defaults so a redirect can drop them.
+
+Decoding: the pyreqwest wheel has reqwest's gzip, deflate, br and zstd decoders compiled in, on
+by default (advertised as ``zstd,gzip,deflate,br``). They are switched off here, so that one
+decoder serves both transports: the same ``Accept-Encoding`` (``default_headers``: what
+``BoundedDecoder`` decodes), the same cap on the decoded size, the same limits (stacked
+encodings, concatenated members, the zstd window) and the same error kinds and messages for a
+cut-off or corrupt stream.
 
 What pyreqwest cannot do is refused at construction with a ``ConfigError``, never done
 differently: it has no resolver hook (only static ``resolve(domain, ip)`` entries for a whole

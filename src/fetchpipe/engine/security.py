@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import zlib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,9 @@ from yarl import URL
 
 from fetchpipe._exceptions import ConfigError, TransportError
 from fetchpipe._models import ErrorKind, Request
+from fetchpipe.engine import decompressors
+from fetchpipe.engine.decompressors import MAX_MEMBERS as MAX_MEMBERS  # re-exported
+from fetchpipe.engine.decompressors import STEP
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -35,9 +37,6 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ALWAYS_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 REDIRECT_DRAIN_LIMIT = 65536  # a redirect's body up to this size is read, to keep the connection
-DECODABLE_ENCODINGS = frozenset({"gzip", "deflate"})
-# What the transport advertises: exactly what BoundedDecoder decodes.
-ACCEPT_ENCODING = "gzip, deflate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,21 +522,31 @@ def verify_tls(policy: SecurityPolicy, host: str | None) -> bool:
 
 # --- content encodings ------------------------------------------------------------------------
 
-_STEP = 65536  # most bytes one decompression call may produce
-MAX_MEMBERS = 1024  # concatenated gzip members (or deflate streams) accepted in one layer
 _ALIASES = {"x-gzip": "gzip"}
 
 
-def content_encodings(values: Iterable[str], max_encodings: int) -> tuple[str, ...]:
+def decodable_encodings() -> tuple[str, ...]:
+    """The codings :class:`BoundedDecoder` decodes here: gzip and deflate always, br and zstd
+    when their libraries are installed (they are dependencies of fetchpipe). The first call
+    imports those libraries."""
+    return decompressors.available()
+
+
+def accept_encoding() -> str:
+    """What both transports advertise in ``Accept-Encoding``: exactly what is decodable."""
+    return ", ".join(decodable_encodings())
+
+
+def content_encodings(
+    values: Iterable[str], max_encodings: int, decodable: Collection[str] | None = None
+) -> tuple[str, ...]:
     """The codings applied to a body, in the order they were applied (``identity`` dropped).
 
     ``values`` are all ``Content-Encoding`` header lines. More than ``max_encodings`` stacked
     codings is refused: each layer multiplies what a small body can expand to. A coding we
     cannot decode is refused too, rather than handing compressed bytes back as the body.
-    Supported: gzip (and x-gzip) and deflate, both with bounded decoding. Not supported: br
-    and zstd. aiohttp decodes them only with the optional Brotli / backports.zstd packages,
-    which fetchpipe does not depend on, and it does not advertise them without those
-    packages; the transport advertises ``gzip, deflate`` only.
+    ``decodable`` defaults to :func:`decodable_encodings`: gzip (and x-gzip), deflate, br and
+    zstd, all with bounded decoding.
     """
     codings = [
         _ALIASES.get(token, token)
@@ -553,64 +562,50 @@ def content_encodings(values: Iterable[str], max_encodings: int) -> tuple[str, .
             "(a decompression bomb guard). HINT: raise SecurityPolicy.max_encodings if this "
             "API really stacks encodings.",
         )
+    known = decodable_encodings() if decodable is None else decodable
     for coding in codings:
-        if coding not in DECODABLE_ENCODINGS:
-            raise TransportError(
-                ErrorKind.OTHER,
-                f"response body is encoded with '{_escape(coding)}', which fetchpipe cannot "
-                "decode (gzip and deflate only). HINT: send 'Accept-Encoding: gzip' or "
-                "'identity' in the request headers.",
-            )
+        if coding not in known:
+            raise TransportError(ErrorKind.OTHER, _undecodable(coding, known))
     return tuple(codings)
 
 
-class _Layer:
-    """One coding of the body: gzip or deflate, concatenated members included."""
-
-    __slots__ = ("coding", "done", "members", "obj")
-
-    def __init__(self, coding: str) -> None:
-        self.coding = coding
-        self.obj: Any = None  # created on the first byte: deflate sniffs its header
-        self.members = 0
-        self.done = False  # the current member ended cleanly
-
-    def start(self, first: int) -> None:
-        """New decompressor for the next member. Deflate bodies come with a zlib header
-        (RFC 9110) or, from some servers, raw: the low nibble 8 of the first byte says zlib."""
-        self.members += 1
-        if self.members > MAX_MEMBERS:
-            raise TransportError(
-                ErrorKind.OTHER,
-                f"{self.coding} body has more than {MAX_MEMBERS} concatenated members; refused.",
-            )
-        if self.coding == "gzip":
-            wbits = 16 + zlib.MAX_WBITS
-        else:
-            wbits = zlib.MAX_WBITS if first & 0x0F == 8 else -zlib.MAX_WBITS
-        self.obj = zlib.decompressobj(wbits=wbits)
-        self.done = False
+def _undecodable(coding: str, known: Collection[str]) -> str:
+    install = decompressors.INSTALL.get(coding)
+    if install is not None:
+        return (
+            f"response body is encoded with '{coding}', which needs a library that is not "
+            f"installed here (decodable: {', '.join(known)}). HINT: {install}, or send "
+            "'Accept-Encoding: gzip' in the request headers."
+        )
+    return (
+        f"response body is encoded with '{_escape(coding)}', which fetchpipe cannot decode "
+        f"({', '.join(known)} only). HINT: send 'Accept-Encoding: gzip' or 'identity' in the "
+        "request headers."
+    )
 
 
 class BoundedDecoder:
     """Decodes a body through ``codings`` while it arrives, never holding more than the cap.
 
-    Every decompression call produces at most 64 KiB, and each piece goes straight through
-    the next layer, so a few KB of gzip-of-gzip that would expand to 1 GB costs no more
-    memory than ``max_size``: :class:`TransportError` (BODY_TOO_LARGE) comes as soon as the
+    Each coding is undone by a :mod:`~fetchpipe.engine.decompressors` decompressor whose every
+    call produces at most one step (64 KiB; up to about 96 KiB for br), and each piece goes
+    straight through the next layer and is counted against ``max_size`` before the next one is
+    made. So a few KB of gzip-of-gzip, br or zstd that would expand to 1 GB costs no more
+    memory than ``max_size`` (plus the decoders' windows: 32 KiB for zlib, at most 16 MiB for
+    br and 8 MiB for zstd): :class:`TransportError` (BODY_TOO_LARGE) comes as soon as the
     decoded size passes it. :meth:`finish` checks that every layer ended cleanly: a cut-off
     compressed stream is TRUNCATED even when the HTTP framing was complete (aiohttp's own
-    decoder accepts a cut-off gzip stream silently).
+    decoder accepts a cut-off gzip stream silently). Corrupt data is OTHER, naming the coding.
     """
 
     def __init__(self, codings: tuple[str, ...], max_size: int) -> None:
         # Decoding undoes the last-applied coding first.
-        self._layers = [_Layer(coding) for coding in reversed(codings)]
+        self._layers = [decompressors.create(coding) for coding in reversed(codings)]
         self._codings = codings
         self._max_size = max_size
         # The encoded input may not be larger than the decoded cap (plus deflate's worst-case
         # overhead): a body that expands to nothing must not stream forever either.
-        self._max_raw = max_size + max_size // 256 + _STEP
+        self._max_raw = max_size + max_size // 256 + STEP
         self._raw = 0
         self._size = 0
         self._parts: list[bytes] = []
@@ -647,28 +642,8 @@ class BoundedDecoder:
                 raise self._too_large(f"decoded {self._size} bytes so far")
             self._parts.append(data)
             return
-        layer = self._layers[index]
-        while True:
-            if layer.obj is None or (layer.done and data):
-                layer.start(data[0])
-            try:
-                out = layer.obj.decompress(data, _STEP)
-            except zlib.error as exc:
-                raise TransportError(
-                    ErrorKind.OTHER,
-                    f"the response body is not valid {layer.coding} data ({exc}).",
-                ) from None
-            if out:
-                self._push(index + 1, out)
-            if layer.obj.eof:
-                layer.done = True
-                data = layer.obj.unused_data
-                if not data:
-                    return
-                continue  # another member follows
-            data = layer.obj.unconsumed_tail
-            if not data and len(out) < _STEP:
-                return  # all input used and no output held back: wait for more
+        for out in self._layers[index].decode(data):
+            self._push(index + 1, out)
 
     def _too_large(self, detail: str) -> TransportError:
         return body_too_large(
