@@ -114,6 +114,28 @@ def test_fetch_to_duckdb_appends(cli_fleet: Fleet, run_cli: RunCli, tmp_path: Pa
     assert sorted({int(item_id) for *_, item_id in rows}) == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("transport", ["aiohttp", "fast"])
+def test_every_encoding_the_client_accepts_lands_decoded(
+    cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path, transport: str
+) -> None:
+    """Bodies in gzip, deflate, br and zstd (as httpbin's /brotli) land as JSON records."""
+    if transport == "fast":
+        pytest.importorskip("pyreqwest")
+    codings = ["gzip", "deflate", "br", "zstd"]
+    urls = _write(tmp_path / "urls.txt", *(cli_fleet.url(f"/encoded/{c}") for c in codings))
+    out = tmp_path / "out.duckdb"
+
+    proc = run_cli("fetch", urls, "--out", str(out), "--transport", transport)
+
+    assert proc.returncode == 0, proc.stderr
+    with duckdb.connect(str(out), read_only=True) as db:
+        rows = db.execute(
+            "SELECT ok, error, body->>'$.coding', body->>'$.accept_encoding', "
+            "json_array_length(body->'$.items') FROM responses ORDER BY url"
+        ).fetchall()
+    assert rows == [(True, None, c, "gzip, deflate, br, zstd", 50) for c in sorted(codings)]
+
+
 def test_failures_exit_1_and_successes_are_written(
     cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path
 ) -> None:

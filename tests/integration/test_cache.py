@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -111,6 +112,26 @@ async def test_vary_keeps_one_entry_per_variant(fleet: Fleet, cache: HttpCache) 
     ]
     assert (c.body["lang"], d.body["lang"]) == ("en", "es")
     assert hits(fleet, "vary") == 2
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd", "gzip"])
+async def test_an_encoded_response_is_stored_decoded_and_replayed(
+    fleet: Fleet, cache: HttpCache, coding: str
+) -> None:
+    url = fleet.url(f"/encoded/{coding}?cc=max-age%3D60")
+    (first,) = await fetch([url], cache)
+    (second,) = await fetch([url], cache)
+    expected = {
+        "coding": coding,
+        "accept_encoding": "gzip, deflate, br, zstd",
+        "items": list(range(50)),
+    }
+    assert first.ok and first.source is Source.NETWORK and first.body == expected
+    assert second.ok and second.source is Source.CACHE and second.body == expected
+    assert fleet.stats.requests(path=f"/encoded/{coding}") == 1
+    with sqlite3.connect(cache.path) as conn:
+        (stored,) = conn.execute("SELECT body FROM entries").fetchone()
+    assert json.loads(stored) == expected  # the decoded body: a replay does not decode again
 
 
 async def test_two_credentials_two_entries_and_no_secret_in_the_file(

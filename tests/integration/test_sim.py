@@ -162,6 +162,22 @@ async def test_echo(fleet: Fleet, session: aiohttp.ClientSession) -> None:
     assert body["body"] == "payload"
 
 
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "zstd"])
+async def test_encoded(fleet: Fleet, session: aiohttp.ClientSession, coding: str) -> None:
+    """Checked with aiohttp's own decoders (Brotli and backports.zstd are installed)."""
+    headers = {"Accept-Encoding": "identity"}  # ignored, as httpbin's /brotli does
+    async with session.get(fleet.url(f"/encoded/{coding}"), headers=headers) as resp:
+        assert resp.headers["Content-Encoding"] == coding
+        assert resp.headers["Vary"] == "Accept-Encoding"
+        assert await resp.json() == {
+            "coding": coding,
+            "accept_encoding": "identity",
+            "items": list(range(50)),
+        }
+    status, body = await get_json(session, fleet.url("/encoded/compress"))
+    assert status == 400 and "coding must be gzip, deflate, br or zstd" in body["error"]  # type: ignore[index]
+
+
 async def test_delay(fleet: Fleet, session: aiohttp.ClientSession) -> None:
     t0 = time.monotonic()
     status, body = await get_json(session, fleet.url("/delay?seconds=0.2"))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import math
 import socket
 import struct
 import time
+import zlib
 from collections.abc import Sequence
 from email.utils import formatdate
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import hdrs, web
 
+from fetchpipe.engine.decompressors import brotli_module, zstd_module
 from fetchpipe.sim.params import JSON
 from fetchpipe.sim.params import BadParam as _BadParam
 from fetchpipe.sim.params import float_param as _float
@@ -158,6 +161,32 @@ async def text(request: web.Request) -> web.Response:
 async def raw_bytes(request: web.Request) -> web.Response:
     """`/bytes`: 256 bytes of application/octet-stream."""
     return web.Response(body=bytes(range(256)), content_type="application/octet-stream")
+
+
+def _compress(coding: str, data: bytes) -> bytes:
+    if coding == "gzip":
+        return gzip.compress(data, mtime=0)
+    if coding == "deflate":
+        return zlib.compress(data)
+    module = brotli_module() if coding == "br" else zstd_module() if coding == "zstd" else None
+    if module is None:
+        raise _BadParam("coding must be gzip, deflate, br or zstd (with its library installed)")
+    if coding == "br":
+        return bytes(module.compress(data, quality=5))  # as servers do on the fly
+    return bytes(module.compress(data))
+
+
+async def encoded(request: web.Request) -> web.Response:
+    """`/encoded/{coding}?cc=max-age%3D60`: JSON in Content-Encoding `coding` (gzip, deflate,
+    br or zstd) whatever the request accepts, like httpbin's /gzip, /deflate and /brotli; it
+    names the coding and the Accept-Encoding that came. `cc` sets Cache-Control."""
+    coding = request.match_info["coding"]
+    accepted = request.headers.get(hdrs.ACCEPT_ENCODING)
+    body = orjson.dumps({"coding": coding, "accept_encoding": accepted, "items": list(range(50))})
+    headers = {hdrs.CONTENT_ENCODING: coding, hdrs.VARY: hdrs.ACCEPT_ENCODING}
+    if "cc" in request.query:
+        headers[hdrs.CACHE_CONTROL] = request.query["cc"]
+    return web.Response(body=_compress(coding, body), headers=headers, content_type=JSON)
 
 
 async def echo(request: web.Request) -> web.Response:
@@ -391,6 +420,7 @@ def build_app(state: SimState) -> web.Application:
     r.add_get("/large", large)
     r.add_get("/text", text)
     r.add_get("/bytes", raw_bytes)
+    r.add_get("/encoded/{coding}", encoded)
     r.add_route("*", "/echo", echo)
     r.add_get("/__stats", get_stats)
     r.add_post("/__reset", post_reset)
