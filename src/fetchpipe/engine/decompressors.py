@@ -22,9 +22,10 @@ call set to ``STEP``:
   window over 8 MiB are refused (``window_log_max`` 23): encoders must not use more in HTTP
   (RFC 9659), and the library's default would let a small frame claim 128 MiB of memory.
 
-These are the libraries aiohttp itself uses for br and zstd. They are imported on first use
-(:func:`available`), not when fetchpipe is imported; a missing or too old one makes its coding
-undecodable, and then it is not advertised in ``Accept-Encoding``.
+These are the libraries aiohttp itself uses for br and zstd. This module imports them on first
+use (:func:`available`, when a transport is built), not when it is imported (aiohttp, though,
+imports them when it is itself imported, if they are installed). A missing or too old one makes
+its coding undecodable, and then it is not advertised in ``Accept-Encoding``.
 """
 
 from __future__ import annotations
