@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import queue
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -323,3 +325,131 @@ def test_records_hold_no_credential_from_the_url() -> None:
     assert stored["url"] == "http://user:***@h/a?apikey=REDACTED&page=2"
     assert stored["error_message"] == "cannot connect to http://h/a?apikey=REDACTED"
     assert SECRET.encode() not in encode_record(result)
+
+
+# --- JSONL durability: flushed within a second, whole lines only, torn tails cut ---------------
+
+
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+async def test_jsonl_a_quiet_period_still_flushes_within_the_interval(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    sink = JsonlSink(path, flush_interval=0.05)
+    sink.open()
+    try:
+        for i in range(3):
+            sink.write(_result(f"http://h/{i}", {"i": i}, headers=JSON_TYPE))
+        assert path.read_bytes() == b""  # buffered: not one write per result
+
+        for _ in range(500):  # no more writes: only the loop's timer can flush (5 s at most)
+            await asyncio.sleep(0.01)
+            if len(_lines(path)) >= 3:
+                break
+
+        assert [json.loads(line)["url"] for line in _lines(path)] == [
+            f"http://h/{i}" for i in range(3)
+        ]
+    finally:
+        sink.close()
+
+
+def test_jsonl_a_write_after_the_interval_flushes_without_an_event_loop(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    with JsonlSink(path, flush_interval=0.05) as sink:
+        sink.write(_result("http://h/0", None))
+        assert path.read_bytes() == b""
+        time.sleep(0.06)
+        sink.write(_result("http://h/1", None))
+
+        assert [json.loads(line)["url"] for line in _lines(path)] == ["http://h/0", "http://h/1"]
+
+
+def test_jsonl_a_full_buffer_is_written_as_whole_lines(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    with JsonlSink(path, buffer_size=1000, flush_interval=3600) as sink:
+        for i in range(20):
+            sink.write(_result(f"http://h/{i}", {"pad": "x" * 150}, headers=JSON_TYPE))
+            data = path.read_bytes()
+            assert data == b"" or data.endswith(b"\n")  # a flush never ends mid-record
+        flushed = len(_lines(path))
+
+    assert 0 < flushed < 20
+    assert len(_lines(path)) == 20
+
+
+TORN = b'{"url": "http://h/torn", "method": "GET", "bo'
+
+
+def test_jsonl_appending_cuts_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    with JsonlSink(path) as sink:
+        sink.write(_result("http://h/0", {"i": 0}, headers=JSON_TYPE))
+    path.write_bytes(path.read_bytes() + TORN)
+
+    sink = JsonlSink(path)
+    with sink:
+        sink.write(_result("http://h/1", {"i": 1}, headers=JSON_TYPE))
+
+    assert sink.note is not None and f"torn line ({len(TORN)} bytes" in sink.note
+    assert [row["url"] for row in _read_jsonl(path)] == ["http://h/0", "http://h/1"]
+    with duckdb.connect() as db:  # a strict reader: no ignore_errors
+        count = db.execute(
+            "SELECT count(*) FROM read_json(?, format = 'newline_delimited')", [str(path)]
+        ).fetchone()
+    assert count == (2,)
+
+
+def test_jsonl_a_file_of_only_a_torn_line_is_emptied_before_appending(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(TORN)
+
+    with JsonlSink(path) as sink:
+        sink.write(_result("http://h/1", None))
+
+    assert [row["url"] for row in _read_jsonl(path)] == ["http://h/1"]
+
+
+def test_jsonl_a_complete_last_line_without_newline_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b'{"url": "http://h/mine", "ok": true}')
+
+    sink = JsonlSink(path)
+    with sink:
+        sink.write(_result("http://h/1", None))
+
+    assert sink.note is not None and "without a newline: one was added" in sink.note
+    assert [row["url"] for row in _read_jsonl(path)] == ["http://h/mine", "http://h/1"]
+
+
+def test_jsonl_refuses_to_append_to_another_kind_of_file(tmp_path: Path) -> None:
+    database = tmp_path / "results.jsonl"
+    with duckdb.connect(str(database)) as db:
+        db.execute("CREATE TABLE t AS SELECT 1 AS x")
+    text = tmp_path / "notes.jsonl"
+    text.write_bytes(b"just some notes, no newline at the end")
+    before = {path: path.read_bytes() for path in (database, text)}
+
+    with pytest.raises(SinkError, match=r"is a DuckDB database, not JSON Lines.*HINT"):
+        JsonlSink(database).open()
+    with pytest.raises(SinkError, match=r"not JSON Lines of results.*HINT"):
+        JsonlSink(text).open()
+
+    assert {path: path.read_bytes() for path in before} == before
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+async def test_jsonl_a_failed_timed_flush_is_raised_by_the_next_write() -> None:
+    sink = JsonlSink("/dev/full", flush_interval=0.01)  # every write: ENOSPC
+    sink.open()
+    sink.write(_result("http://h/0", None))
+
+    for _ in range(200):  # the loop's timer flushes, fails, and keeps the error
+        await asyncio.sleep(0.01)
+        if sink._error is not None:
+            break
+
+    with pytest.raises(SinkError, match="cannot write to '/dev/full'"):
+        sink.write(_result("http://h/1", None))
+    sink.close()  # already raised: not again
