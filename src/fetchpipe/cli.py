@@ -168,7 +168,55 @@ def _open(sink: Sink) -> Sink:
         sink.open()
     except SinkError as exc:
         raise BadInput(str(exc)) from None
+    note = getattr(sink, "note", None)  # what opening did to the file (a torn line cut off)
+    if isinstance(note, str):
+        _stderr().print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     return sink
+
+
+def _resumed(source: InputFile, count: int, out: str) -> tuple[Iterable[Request], int]:
+    """The requests of ``source`` whose success is not yet in ``out``, and how many there are.
+
+    Says on stderr how many were skipped. Exits 2 when ``out`` cannot be resumed from.
+    """
+    from fetchpipe.sinks import resume
+
+    try:
+        stored = resume.load(out)
+    except ConfigError as exc:
+        raise BadInput(str(exc)) from None
+    console = _stderr()
+    if not stored.exists:
+        console.print(
+            f"resuming: {out} does not exist yet; fetching all {count:,}",
+            markup=False,
+            highlight=False,
+        )
+        return source.requests(), count
+    plan = resume.plan(source.requests(), stored)
+    console.print(
+        f"resuming: {plan.skipped:,} already fetched, skipped; {plan.to_fetch:,} to fetch",
+        markup=False,
+        highlight=False,
+    )
+    if stored.unreadable:
+        console.print(
+            f"note: {_count(stored.unreadable, 'line')} of {out} held no result and "
+            f"{'was' if stored.unreadable == 1 else 'were'} ignored",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    if plan.unmatchable and stored.successes:
+        console.print(
+            f"note: {_count(plan.unmatchable, 'request')} with params or a JSON body but no key "
+            "cannot be matched with stored results and are fetched again. HINT: give each "
+            'request a "key" in the input file',
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    return resume.remaining(source.requests(), stored), plan.to_fetch
 
 
 # --- the HTTP cache -------------------------------------------------------------------------------
@@ -532,6 +580,12 @@ def _run(
     show_default=True,
     help="Redirects followed per request (0: the 3xx answer is the result).",
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Skip the requests whose successful result is already in --out (matched by key, "
+    "else by method and URL); fetch the others, failed ones again, and append.",
+)
 def fetch(
     urls: str,
     out: str,
@@ -551,6 +605,7 @@ def fetch(
     insecure_hosts: tuple[str, ...],
     transport: str,
     max_redirects: int,
+    resume: bool,
 ) -> None:
     """Fetch the requests in URLS (a file, or - for stdin) into --out.
 
@@ -560,6 +615,10 @@ def fetch(
     Every result records its source: network, cache, revalidated (the server answered 304) or
     stale (the refresh failed; a stored response answered). API-key query parameters and URL
     passwords are written as REDACTED / ***.
+
+    Results reach --out at least once a second. After an interrupted run, --resume skips the
+    requests with a successful result in --out (by "key", else by method and URL) and fetches
+    the others, failed ones included; a torn last line is cut off before appending.
     """
     cache = _cache_for(cache_path, cache_ttls, stale_if_error, offline)
     settings = _settings(
@@ -602,11 +661,14 @@ def fetch(
             count = source.validate()
         except InputError as exc:
             raise BadInput(redact(str(exc))) from None
+        requests: Iterable[Request] = source.requests()
+        if resume:
+            requests, count = _resumed(source, count, out)
         with contextlib.ExitStack() as stack:
             if cache is not None:
                 stack.callback(cache.close)  # the fetcher closes it too; closing is idempotent
                 _open_cache(cache)
-            summary = _run(source.requests(), count, _open(sink), settings, out)
+            summary = _run(requests, count, _open(sink), settings, out)
     if summary.failed:
         raise click.exceptions.Exit(1)
 
