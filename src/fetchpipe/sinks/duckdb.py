@@ -9,6 +9,12 @@ pyarrow, that was the fastest measured (12 columns, ~300-byte JSON bodies, 1,000
 ``executemany`` ~330 rows/s, one multi-row ``VALUES`` ~4,600, ``unnest`` of column lists
 ~33,000, ``read_json`` of a temporary file ~80,000. Through this sink, encoding and queueing
 included: 60,000-80,000 rows/s.
+
+Durability: each batch is one ``INSERT`` in a transaction of its own (autocommit), in the
+write-ahead log when it returns; a result is committed at most ``batch_seconds`` (0.5 s) plus
+one insert after it was written. A process killed with SIGKILL leaves the file and its ``.wal``
+with every committed batch; the next connection, read-only too, replays the log
+(``tests/e2e/test_fetch_kill_resume.py``).
 """
 
 from __future__ import annotations
