@@ -32,7 +32,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from fetchpipe._config import Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, FetchpipeError, InputError, TransportError
 from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
-from fetchpipe.engine.breaker import Breaker, BreakerPolicy, counts_as_failure
+from fetchpipe.engine.breaker import Breaker, BreakerPolicy, counts_as_failure, down_message
 from fetchpipe.engine.cache.http_cache import Hit, HttpCache
 from fetchpipe.engine.cache.keys import CacheKey
 from fetchpipe.engine.cache.policy import Action
@@ -79,6 +79,7 @@ TRANSPORTS = ("aiohttp", "fast")
 """``aiohttp`` (the default) or ``fast``: pyreqwest, Rust reqwest/hyper (``fetchpipe[fast]``)."""
 REMEMBER_FAILURES = 60.0
 """Seconds an idle host's breaker and retry budget are kept after its last failure."""
+_NOT_SENT = "not sent: "
 
 
 class _Item:
@@ -86,18 +87,24 @@ class _Item:
 
     ``send`` is what goes on the wire (the request plus conditional headers when a stored
     response is being revalidated); ``followers`` are identical requests that arrived while
-    this one was in flight and will share its result.
+    this one was in flight and will share its result. ``number`` is the breaker's number of
+    the attempt in flight (0: none to report); ``on_budget`` marks a retry the host's retry
+    budget let go, whose outcome it must hear; ``failure`` and ``status`` describe the last
+    failed attempt while a retry waits.
     """
 
     __slots__ = (
         "attempt",
         "cache_key",
         "deadline",
-        "failed_before",
+        "failure",
         "followers",
         "hit",
+        "number",
+        "on_budget",
         "request",
         "send",
+        "status",
         "timings",
     )
 
@@ -110,7 +117,10 @@ class _Item:
         self.cache_key: CacheKey | None = None
         self.hit: Hit | None = None
         self.followers: list[_Item] | None = None
-        self.failed_before = False  # counted once by the host's circuit breaker
+        self.number = 0
+        self.on_budget = False
+        self.failure = ""
+        self.status: int | None = None
 
 
 _DONE: Any = object()
@@ -160,6 +170,8 @@ class Fetcher:
         """Retries refused because the host's retry budget was spent."""
         self.hosts_down: dict[str, int] = {}
         """Host -> times its circuit breaker opened (the host kept failing)."""
+        self.failed_fast = 0
+        """Requests ended as ``host_down`` (not sent, or not retried) by an open breaker."""
         self.timeouts = timeouts or Timeouts()
         self._headers = dict(headers or {})
         self._on_retry = on_retry
@@ -265,6 +277,13 @@ class _Run:
         self.results: Channel[Any] = Channel(fetcher.limits.max_concurrency)
         self.input_error: BaseException | None = None
         self.crash: BaseException | None = None
+        self.breaker = fetcher.breaker
+        self.fails_fast = self.breaker is not None and self.breaker.fails_fast
+        self.equips = self.breaker is not None or self.policy.budget is not None
+        self.clock_offset = time.time() - self.loop.time()
+        self.dropped: list[tuple[_Item, Result]] = []
+        """Results of requests taken out of the queue of a host whose circuit just opened,
+        for a worker to deliver."""
         self.intake = asyncio.ensure_future(self._intake(requests))
         self.workers = [
             asyncio.ensure_future(self._worker()) for _ in range(fetcher.limits.max_concurrency)
@@ -332,10 +351,18 @@ class _Run:
             )
         item = _Item(request, now)
         scheduler = self.scheduler
-        if self.cache is not None and request.method.upper() == "GET":
+        cached = self.cache is not None and request.method.upper() == "GET"
+        if cached:
             answered = self._consult_cache(item)
             if answered is not None:
                 return answered
+        if self.fails_fast:
+            state = scheduler.host(host)
+            if state is not None and state.breaker is not None and state.breaker.is_open(now):
+                self.fetcher.failed_fast += 1
+                message = _NOT_SENT + self._down(state, state.breaker)
+                return self._give_up(item, None, ErrorKind.HOST_DOWN, message)
+        if cached:
             shared = _share_key(item)
             if shared is not None and shared in self.inflight:
                 leader = self.inflight[shared]
@@ -346,8 +373,19 @@ class _Run:
                 return None
             if shared is not None:
                 self.inflight[shared] = item
-        scheduler.add(host, item)
+        state = scheduler.add(host, item)
+        if self.equips and state.breaker is None and state.budget is None:
+            self._equip(state)
         return None
+
+    def _equip(self, host: HostState[_Item]) -> None:
+        """Give a new host state its breaker and retry budget (from its first request on, so
+        that they hear every outcome)."""
+        if self.breaker is not None:
+            host.breaker = Breaker()
+        budget = self.policy.budget
+        if budget is not None:
+            host.budget = RetryBudget(budget, self.policy.budget_refill)
 
     def _consult_cache(self, item: _Item) -> Result | None:
         """Answer from the cache when it can; otherwise prepare ``item`` to be sent."""
@@ -418,6 +456,9 @@ class _Run:
             if taken is None and (taken := await scheduler.next()) is None:
                 break
             host, item = taken
+            breaker = host.breaker
+            if breaker is not None:
+                item.number = breaker.started()
             # Yield once so that the requests freed by one loop iteration's responses are sent
             # together in the next one: the peer is woken once per batch, not once per request.
             # Measured with `fetchpipe bench throughput`: kernel time per request falls by about
@@ -426,6 +467,8 @@ class _Run:
             try:
                 result = await self._attempt(host, item)
             finally:
+                if item.number:  # the attempt ended without an outcome (it raised)
+                    self._outcome(host, item, None)
                 # After any retry is queued: a host with a retry waiting is never forgotten.
                 scheduler.attempt_done(host)
             if result is not None:
@@ -438,6 +481,22 @@ class _Run:
                 scheduler.finished()
                 if item.followers:
                     await self._share(result, item.followers)
+            if self.dropped:
+                await self._deliver_dropped()
+
+    async def _deliver_dropped(self) -> None:
+        """Deliver the results of the requests taken off a down host's queue."""
+        dropped = self.dropped
+        while dropped:
+            item, result = dropped.pop()
+            if item.cache_key is not None:
+                shared = _share_key(item)
+                if shared is not None and self.inflight.get(shared) is item:
+                    del self.inflight[shared]
+            await self.results.put(result)
+            self.scheduler.finished()
+            if item.followers:
+                await self._share(result, item.followers)
 
     async def _share(self, result: Result, followers: list[_Item]) -> None:
         """Give identical requests that waited on this one their copy of its result."""
@@ -463,6 +522,7 @@ class _Run:
         if item.deadline:
             remaining = item.deadline - now
             if remaining <= 0:
+                self._outcome(host, item, None)  # not sent
                 return self._deadline_failure(item, now, "before the next attempt could start")
             if total is None or remaining < total:
                 total = remaining
@@ -474,19 +534,14 @@ class _Run:
             )
         except TransportError as exc:
             now = loop.time()
-            self._host_health(host, item, exc.kind, None)
+            self._outcome(host, item, counts_as_failure(exc.kind, None))
             if exc.kind is ErrorKind.TIMEOUT and item.deadline and now >= item.deadline - 0.001:
                 return self._deadline_failure(item, now, "during an attempt")
             return self._after_failure(host, item, exc.kind, exc.message, None)
         timings.first_byte = response.first_byte
         status = response.status
-        if status < 400 and host.budget is not None:
-            host.budget.succeeded(item.attempt - 1)  # the retries it took are given back
-        if status < 500:
-            if host.breaker is not None and status != 429:
-                host.breaker.success()
-        else:
-            self._host_health(host, item, None, status)
+        if self.equips:
+            self._outcome(host, item, status >= 500 if status != 429 else None)
         if status == 304 and item.hit is not None and self.cache is not None:
             entry = self.cache.refreshed(
                 item.hit, response.headers, request_time=request_time, response_time=time.time()
@@ -510,35 +565,58 @@ class _Run:
             return self._final(item, response, body, None, None)
         return self._after_failure(host, item, ErrorKind.HTTP_STATUS, f"HTTP {status}", response)
 
-    def _host_health(
-        self, host: HostState[_Item], item: _Item, kind: ErrorKind | None, status: int | None
-    ) -> None:
-        """Feed the host's circuit breaker with a failed attempt; pause the host when it opens.
-
-        A request counts once, at its first failed attempt: the breaker opens on
-        ``threshold`` different requests failing in a row, not on the retries of a few (late
-        in a run, when only retries are left for a host, three requests that each fail twice
-        would read as six failures in a row and pause a host that answers most requests).
-        Half-open, after a cool-down, every failed attempt counts: the requests left are
-        mostly retries by then, and a host still down must open again.
-        """
-        policy = self.fetcher.breaker
-        if policy is None or not counts_as_failure(kind, status):
-            return
-        probing = host.breaker is not None and host.breaker.half_open
-        if item.failed_before and not probing:  # after a cool-down, every failure counts
-            return
-        item.failed_before = True
+    def _outcome(self, host: HostState[_Item], item: _Item, failed: bool | None) -> None:
+        """Tell the host's retry budget and circuit breaker how the attempt in flight ended:
+        ``failed`` True (no response, or a 5xx), False (an answer), None (a 429, or it was never
+        sent). Every attempt is reported once. When this opens the circuit, the host is paused
+        and, with ``on_open="fail"``, its queue is emptied into ``dropped``."""
+        first = item.attempt <= 1
+        budget = host.budget
+        if item.on_budget:
+            item.on_budget = False
+            if budget is not None:
+                budget.retry_ended(failed)
+        elif first and budget is not None:
+            budget.first_ended(failed)
+        number = item.number
         breaker = host.breaker
-        if breaker is None:
-            breaker = host.breaker = Breaker()
+        if not number or breaker is None:
+            return
+        item.number = 0
+        policy = self.breaker
+        assert policy is not None
         now = self.loop.time()
-        host.remember_until = now + REMEMBER_FAILURES
-        until = breaker.failure(policy, now)
-        if until is not None:
-            host.pause(until)
-            down = self.fetcher.hosts_down
-            down[host.name] = down.get(host.name, 0) + 1
+        if failed:
+            host.remember_until = now + REMEMBER_FAILURES
+        until = breaker.ended(number, failed, first, policy, now)
+        if until is None:
+            return
+        host.pause(until)
+        down = self.fetcher.hosts_down
+        down[host.name] = down.get(host.name, 0) + 1
+        if self.fails_fast:
+            self._drop_queue(host, breaker)
+
+    def _drop_queue(self, host: HostState[_Item], breaker: Breaker) -> None:
+        """End every request waiting on ``host`` (its circuit just opened) as ``host_down``."""
+        message = self._down(host, breaker)
+        for item in self.scheduler.drain(host):
+            if item.on_budget:
+                self._outcome(host, item, None)
+            if item.attempt:
+                text = f"{item.failure} ({_attempts(item.attempt)}not retried: {message})"
+            else:
+                text = _NOT_SENT + message
+            self.fetcher.failed_fast += 1
+            result = self._give_up(item, None, ErrorKind.HOST_DOWN, text)
+            if result.error is not None:
+                result.status = item.status  # the last attempt's, when it had an answer
+            self.dropped.append((item, result))
+
+    def _down(self, host: HostState[_Item], breaker: Breaker) -> str:
+        policy = self.breaker
+        assert policy is not None
+        return down_message(host.name, breaker, policy, self.clock_offset)
 
     def _after_failure(
         self,
@@ -565,28 +643,29 @@ class _Run:
             now=time.time(),
             rng=self.fetcher._rng,
         )
-        if decision.retry and self.policy.budget is not None:
-            budget = host.budget
-            if budget is None:
-                budget = host.budget = RetryBudget(self.policy.budget, self.policy.budget_refill)
-            host.remember_until = self.loop.time() + REMEMBER_FAILURES
-            if not budget.take():
-                self.fetcher.retries_denied += 1
-                decision = Decision(
-                    retry=False,
-                    reason=(
-                        f"{message} (not retried: the retry budget of {host.name} is spent "
-                        f"after {budget.spent} retries. HINT: most requests to this host are "
-                        "failing; RetryPolicy(budget=...) sets how many retries may be "
-                        "outstanding per host)"
-                    ),
-                )
         if decision.retry:
             now = self.loop.time()
             if item.deadline and now + decision.wait >= item.deadline:
                 return self._deadline_failure(
                     item, now, f"while waiting {decision.wait:.3g} s to retry after: {message}"
                 )
+            breaker = host.breaker
+            if self.fails_fast and breaker is not None and breaker.open_until:
+                self.fetcher.failed_fast += 1
+                down = self._down(host, breaker)
+                text = f"{message} ({_attempts(item.attempt)}not retried: {down})"
+                return self._give_up(item, response, ErrorKind.HOST_DOWN, text)
+            budget = host.budget
+            if budget is not None:
+                host.remember_until = now + REMEMBER_FAILURES
+                if budget.take():
+                    item.on_budget = True
+                else:
+                    self.fetcher.retries_denied += 1
+                    decision = Decision(
+                        retry=False, reason=f"{message} ({budget.refusal(host.name)})"
+                    )
+        if decision.retry:
             hook = self.fetcher._on_retry
             if hook is not None:
                 hook(
@@ -601,21 +680,30 @@ class _Run:
                         decision.pause_host,
                     )
                 )
+            item.failure = message
+            item.status = status
             self.scheduler.retry_later(
                 host, item, decision.wait, pause_host=decision.pause_host, deadline=item.deadline
             )
             return None
-        hit = item.hit
-        if hit is not None and self.cache is not None and self.cache.stale_usable(hit, time.time()):
-            return self._from_entry(
-                item, hit.entry, Source.STALE, f"served stale after the refresh failed: {message}"
-            )
         if decision.error is not None:
             kind = decision.error
         if decision.reason is not None:
             message = decision.reason
         elif item.attempt > 1:
             message = f"{message} (after {item.attempt} attempts)"
+        return self._give_up(item, response, kind, message)
+
+    def _give_up(
+        self, item: _Item, response: RawResponse | None, kind: ErrorKind, message: str
+    ) -> Result:
+        """The final result of a request that failed: a stale stored response when the cache
+        has a usable one, else the failure."""
+        hit = item.hit
+        if hit is not None and self.cache is not None and self.cache.stale_usable(hit, time.time()):
+            return self._from_entry(
+                item, hit.entry, Source.STALE, f"served stale after the refresh failed: {message}"
+            )
         body = _decode(response, item.request.expect, strict=False) if response else None
         return self._final(item, response, body, kind, message)
 
@@ -655,6 +743,10 @@ class _Run:
             f"deadline of {deadline:g} s passed {when}",
             item.timings,
         )
+
+
+def _attempts(count: int) -> str:
+    return f"after {count} attempts; " if count > 1 else ""
 
 
 def _share_key(item: _Item) -> tuple[object, ...] | None:

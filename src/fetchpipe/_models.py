@@ -25,6 +25,7 @@ class ErrorKind(enum.StrEnum):
     BODY_TOO_LARGE = "body_too_large"  # decoded body over max_body_size
     INVALID_JSON = "invalid_json"  # JSON was expected and the body is not JSON
     DEADLINE = "deadline"  # the request's overall deadline passed
+    HOST_DOWN = "host_down"  # the host's circuit breaker is open: not sent (or not retried)
     INVALID_REQUEST = "invalid_request"  # the request itself cannot be sent (bad URL, ...)
     NOT_CACHED = "not_cached"  # offline, and the cache holds nothing for this request
     OTHER = "other"  # anything else; the message says what

@@ -169,15 +169,24 @@ def test_failures_exit_1_and_successes_are_written(
 def test_a_host_that_keeps_failing_is_shown_as_down(
     cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path
 ) -> None:
-    down = [cli_fleet.url(f"/status/503?key=down-{i}", host=3) for i in range(12)]
+    """25 requests to a host answering 503: its circuit opens after 20 and the requests not
+    yet done end as host_down (testing mode has no backoff, so the first ones may already have
+    used their retry); the summary lists the host as down."""
+    down = [cli_fleet.url(f"/status/503?key=down-{i}", host=3) for i in range(25)]
     urls = _write(tmp_path / "urls.txt", cli_fleet.url("/item/1"), *down)
-    proc = run_cli("fetch", urls, "--out", str(tmp_path / "out.jsonl"), "--retries", "1")
+    out = tmp_path / "out.jsonl"
+    proc = run_cli("fetch", urls, "--out", str(out), "--retries", "1")
     assert proc.returncode == 1, proc.stderr
-    summary = next(t for t in proc.stderr.splitlines() if t.startswith("13 requests:"))
+    summary = next(t for t in proc.stderr.splitlines() if t.startswith("26 requests:"))
+    assert "1 ok, 25 failed (" in summary and "host_down" in summary
     assert summary.endswith(f"| hosts down: {cli_fleet.addresses[3]}")
     assert re.search(
         rf"host down {re.escape(cli_fleet.addresses[3])} +\S* *breaker opened", proc.stderr
     )
+    rows = [row for row in _jsonl(out) if not row["ok"]]
+    assert {row["error"] for row in rows} == {"http_status", "host_down"}
+    down = [row for row in rows if row["error"] == "host_down"]
+    assert all("--on-host-down wait" in row["error_message"] for row in down)
 
 
 def test_stdin(cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path) -> None:

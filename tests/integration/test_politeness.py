@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from fetchpipe import (
+    ErrorKind,
     Fetcher,
     FetchpipeError,
     Limits,
@@ -39,14 +40,18 @@ def interleaved(fleet: Fleet) -> list[str]:
     return [u for pair in zip(down, up, strict=True) for u in pair]
 
 
-async def run_all(urls: list[str], policy: RetryPolicy) -> tuple[list[Result], Fetcher]:
-    async with Fetcher(transport=current(), retry=policy) as fetcher:
+async def run_all(
+    urls: list[str], policy: RetryPolicy, breaker: BreakerPolicy | None
+) -> tuple[list[Result], Fetcher]:
+    async with Fetcher(transport=current(), retry=policy, breaker=breaker) as fetcher:
         return [r async for r in fetcher.stream(urls)], fetcher
 
 
 async def test_retries_to_a_down_api_stay_within_the_budget(fleet: Fleet) -> None:
+    """The retry budget alone (no circuit breaker): a host that never answers gets as many
+    retries as its budget, each failing, and then none."""
     policy = RetryPolicy(attempts=4, budget=20, budget_refill=0.1)
-    results, fetcher = await run_all(interleaved(fleet), policy)
+    results, fetcher = await run_all(interleaved(fleet), policy, None)
     assert len(results) == DOWN + UP  # nothing lost
     healthy = [r for r in results if "/item/" in r.url]
     down = [r for r in results if "/status/" in r.url]
@@ -54,7 +59,7 @@ async def test_retries_to_a_down_api_stay_within_the_budget(fleet: Fleet) -> Non
     assert not any(r.ok for r in down)
     received = fleet.stats.requests(host=fleet.addresses[0])
     retries = received - DOWN
-    # The budget's 20 tokens, then nothing: no request to this host ever succeeded.
+    # The budget's 20 failed retries, then nothing: no request to this host ever succeeded.
     assert retries == 20
     assert retries <= 0.1 * DOWN
     assert fetcher.retries_denied == DOWN  # each request was finally refused a retry
@@ -64,7 +69,7 @@ async def test_retries_to_a_down_api_stay_within_the_budget(fleet: Fleet) -> Non
 
 
 async def test_without_a_budget_retries_multiply_the_load(fleet: Fleet) -> None:
-    await run_all(interleaved(fleet), RetryPolicy(attempts=4, budget=None))
+    await run_all(interleaved(fleet), RetryPolicy(attempts=4, budget=None), None)
     assert fleet.stats.requests(host=fleet.addresses[0]) == 4 * DOWN
 
 
@@ -99,9 +104,10 @@ async def flaky() -> AsyncIterator[tuple[Flaky, TestServer]]:
         yield state, server
 
 
-async def test_the_breaker_rests_a_failing_host_then_probes_it_alone(
+async def test_waiting_the_breaker_rests_a_failing_host_then_probes_it_alone(
     flaky: tuple[Flaky, TestServer],
 ) -> None:
+    """``on_open="wait"``: the requests of a host whose circuit opened wait for it."""
     set_testing(False)  # real waits: the cool-down is what is measured
     state, server = flaky
     loop = asyncio.get_running_loop()
@@ -109,7 +115,7 @@ async def test_the_breaker_rests_a_failing_host_then_probes_it_alone(
     cooldown = 0.4
     limits = Limits(per_host=HostLimits(max_concurrency=4))
     policy = RetryPolicy(attempts=5, wait_initial=0.01, wait_max=0.02, budget=None)
-    breaker = BreakerPolicy(threshold=3, cooldown=cooldown)
+    breaker = BreakerPolicy(threshold=3, cooldown=cooldown, on_open="wait")
     urls = [str(server.make_url(f"/k{i}")) for i in range(20)]
     async with Fetcher(
         transport=current(), limits=limits, retry=policy, breaker=breaker
@@ -130,19 +136,16 @@ async def test_the_breaker_rests_a_failing_host_then_probes_it_alone(
 async def test_the_breaker_counts_requests_not_the_retries_of_a_few(fleet: Fleet) -> None:
     """Three requests that fail twice each (six failed attempts, nothing between them) do not
     open a circuit of threshold 5: the host answers them on the third try. Five different
-    requests failing in a row do."""
+    requests failing in a row do (and with ``on_open="wait"`` they still land)."""
     policy = RetryPolicy(attempts=3, budget=None)
+    breaker = BreakerPolicy(threshold=5, on_open="wait")
     few = [fleet.url(f"/status/503,503,200?key=few{i}") for i in range(3)]
-    async with Fetcher(
-        transport=current(), retry=policy, breaker=BreakerPolicy(threshold=5)
-    ) as fetcher:
+    async with Fetcher(transport=current(), retry=policy, breaker=breaker) as fetcher:
         results = [r async for r in fetcher.stream(few)]
     assert [(r.ok, r.attempts) for r in results] == [(True, 3)] * 3
     assert fetcher.hosts_down == {}
     many = [fleet.url(f"/status/503,200?key=many{i}") for i in range(5)]
-    async with Fetcher(
-        transport=current(), retry=policy, breaker=BreakerPolicy(threshold=5)
-    ) as fetcher:
+    async with Fetcher(transport=current(), retry=policy, breaker=breaker) as fetcher:
         results = [r async for r in fetcher.stream(many)]
     assert all(r.ok for r in results)
     assert fetcher.hosts_down == {fleet.addresses[0]: 1}
@@ -199,22 +202,37 @@ async def test_a_host_fed_one_request_at_a_time_keeps_its_budget_and_breaker(
     breaker and budget) each time it goes idle between two of them."""
     done = asyncio.Event()
 
-    async def one_at_a_time() -> AsyncIterator[str]:
-        for i in range(30):
-            done.clear()
-            yield fleet.url(f"/status/503?key=seq{i}")
-            await done.wait()
+    def one_at_a_time(run: str) -> AsyncIterator[str]:
+        async def requests() -> AsyncIterator[str]:
+            for i in range(30):
+                done.clear()
+                yield fleet.url(f"/status/503?key={run}{i}")
+                await done.wait()
+
+        return requests()
 
     policy = RetryPolicy(attempts=3, budget=5)
+    async with Fetcher(transport=current(), retry=policy, breaker=None) as fetcher:
+        async for _ in fetcher.stream(one_at_a_time("budget")):
+            done.set()
+    received = fleet.stats.requests(host=fleet.addresses[0])
+    assert received == 30 + 5  # the budget's five failed retries, then none
+    assert fetcher.retries_denied == 28  # all but the two that used up their 3 attempts
+
+    # The breaker opens after the fifth request; then (no cool-down in testing mode) each
+    # request is a probe that fails, sent once and not retried.
+    policy = RetryPolicy(attempts=3, budget=None)
     async with Fetcher(
         transport=current(), retry=policy, breaker=BreakerPolicy(threshold=5)
     ) as fetcher:
-        async for _ in fetcher.stream(one_at_a_time()):
+        results = []
+        async for result in fetcher.stream(one_at_a_time("breaker")):
+            results.append(result)
             done.set()
-    received = fleet.stats.requests(host=fleet.addresses[0])
-    assert received == 30 + 5  # the budget's five retries, then none
-    assert fetcher.retries_denied == 28  # all but the two that used up their 3 attempts
-    assert fetcher.hosts_down  # the breaker saw the failures add up
+    received = fleet.stats.requests(host=fleet.addresses[0]) - received
+    assert received == 4 * 3 + 1 + 25
+    assert fetcher.hosts_down == {fleet.addresses[0]: 26}
+    assert [r.error for r in results] == [ErrorKind.HTTP_STATUS] * 4 + [ErrorKind.HOST_DOWN] * 26
 
 
 async def test_a_crash_traceback_carries_no_secret(fleet: Fleet) -> None:

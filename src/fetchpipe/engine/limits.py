@@ -114,12 +114,14 @@ class HostState(Generic[T]):
         self.wake_at = 0.0
         self.wake_handle: asyncio.TimerHandle | None = None
         self.breaker: Breaker | None = None
-        """Made on the host's first failed attempt (see :mod:`fetchpipe.engine.breaker`)."""
+        """Given by the engine with the host's first request (see
+        :mod:`fetchpipe.engine.breaker`); None without a breaker."""
         self.remember_until = 0.0
         """Kept (not forgotten when idle) until then: a host that failed recently keeps its
         breaker and retry budget across a lull in its requests."""
         self.budget: RetryBudget | None = None
-        """Made on the host's first retry (see :class:`fetchpipe.engine.retry.RetryBudget`)."""
+        """Given by the engine with the host's first request (see
+        :class:`fetchpipe.engine.retry.RetryBudget`); None without a budget."""
 
     @property
     def saturated(self) -> bool:

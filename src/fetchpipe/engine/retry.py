@@ -2,6 +2,30 @@
 
 The engine asks :func:`decide` what to do after each failed attempt and does the waiting
 itself, so every rule here is testable without a clock or a network.
+
+**The retry budget** (:class:`RetryBudget`, one per host) keeps retries from multiplying the
+load on an API that is down, without refusing the retries that a flaky API's passing faults
+need. It is charged by *retries that fail*, not by retries taken: a retry is refused only when
+retries to that host are themselves failing. This is the retry throttling of gRPC (gRFC A6:
+failures take a token, successes give back a fraction, retries stop below a threshold) and of
+Google's Cloud client libraries (``retry_throttler::CircuitBreaker``: failed retries cost
+tokens, completed requests earn them), read per host and counting retries only:
+
+- the bucket starts full with ``capacity`` tokens (``RetryPolicy.budget``, 50);
+- a retry that fails (no response, or a 5xx) takes a token; a retry that gets an answer gives
+  one back; a first attempt that succeeds adds ``refill`` (0.1); 429s count neither way;
+- a retry may go while a token is left. Until the host has answered anything well, the retries
+  under way are also capped at the tokens left: a host down from the start cannot be sent more
+  retries than its budget just because all its first attempts failed at the same moment.
+
+Why not count retries taken, as botocore's retry quota does: when many
+requests fail at once (a burst of 503s, a 429 that pauses the host with every retry waiting
+behind it), the retries under way exhaust such a bucket though each of them would succeed; a
+flaky API then loses records that a retry would have saved. Counting failed retries instead,
+a request whose fault clears spends nothing (its retries succeed, or the one that fails is paid
+back by the one that succeeds), while on a dead API every retry fails: after ``capacity``
+failed retries (plus those already under way) the host gets none, and afterwards at most
+``refill`` per first-attempt success, a tenth of its traffic.
 """
 
 from __future__ import annotations
@@ -52,7 +76,8 @@ class RetryPolicy:
     retry_after_max: float = 300.0
     respect_retry_after: bool = True
     budget: float | None = 50.0
-    """Retries one host may have outstanding (see :class:`RetryBudget`); None: no budget."""
+    """Failed retries one host may have before its retries stop (see :class:`RetryBudget`);
+    None: no budget."""
     budget_refill: float = 0.1
     """Retry tokens a first-attempt success adds to the budget."""
 
@@ -91,43 +116,77 @@ def _utc_text(timestamp: float) -> str:
 
 
 class RetryBudget:
-    """Retry tokens of one host for a run, so that retries cannot multiply the load on a
-    failing API (botocore's retry quota, gRPC's retry throttling).
+    """Retry tokens of one host for a run: retries stop when retries to the host are failing
+    (see the module docstring for the rule and why).
 
     One bucket per host rather than one for the run: a run's requests go to many APIs, and an
     API that is down must not spend the retries that another API's passing faults need.
-
-    The bucket starts full with ``capacity`` tokens. Every retry takes one; when none is left,
-    the request fails instead of retrying. A request that succeeds after retries gives its
-    tokens back (a passing fault costs nothing), and a success at the first attempt adds
-    ``refill``. First attempts never need a token. So once the bucket is empty, retries run at
-    most ``refill`` per first-attempt success: with 0.1, at most a tenth of the traffic.
     """
 
-    __slots__ = ("capacity", "denied", "refill", "spent", "tokens")
+    __slots__ = ("answered", "capacity", "denied", "failed", "pending", "refill", "spent", "tokens")
 
     def __init__(self, capacity: float, refill: float) -> None:
         self.capacity = capacity
         self.refill = refill
         self.tokens = capacity
+        self.pending = 0
+        """Retries allowed whose attempt has not ended yet."""
+        self.answered = False
+        """The host answered an attempt well (anything but no response, a 5xx or a 429)."""
         self.spent = 0
         """Retries allowed."""
+        self.failed = 0
+        """Retries that failed (each took a token)."""
         self.denied = 0
-        """Retries refused because the bucket was empty."""
+        """Retries refused."""
 
     def take(self) -> bool:
-        """Take a token for one retry; False (and counted) when there is none."""
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        """May one more retry go? True counts it as under way; False counts a refusal."""
+        tokens = self.tokens + 1e-9  # ten refills of 0.1 make a whole token
+        if tokens >= 1.0 and (self.answered or self.pending + 1 <= tokens):
+            self.pending += 1
             self.spent += 1
             return True
         self.denied += 1
         return False
 
-    def succeeded(self, retries: int) -> None:
-        """A request succeeded after ``retries`` retries: give back what it took."""
-        gain = float(retries) if retries else self.refill
-        self.tokens = min(self.capacity, self.tokens + gain)
+    def retry_ended(self, failed: bool | None) -> None:
+        """A retry allowed by :meth:`take` ended: ``failed`` True (no response or a 5xx: it
+        takes a token), False (an answer: it gives one back), None (a 429, or it was never
+        sent)."""
+        if self.pending:
+            self.pending -= 1
+        if failed:
+            self.failed += 1
+            self.tokens = max(0.0, self.tokens - 1.0)
+        elif failed is not None:
+            self.answered = True
+            self.tokens = min(self.capacity, self.tokens + 1.0)
+
+    def first_ended(self, failed: bool | None) -> None:
+        """A first attempt ended; one that got an answer adds ``refill``."""
+        if failed is False:
+            self.answered = True
+            self.tokens = min(self.capacity, self.tokens + self.refill)
+
+    def refusal(self, host: str) -> str:
+        """Why :meth:`take` refused, for the request's error message."""
+        if self.tokens + 1e-9 >= 1.0:
+            return (
+                f"not retried: the retry budget of {host} allows {self.pending} retries under "
+                "way while the host has not answered a request yet. HINT: the host may be down; "
+                f"{_BUDGET_HINT}"
+            )
+        return (
+            f"not retried: the retry budget of {host} is spent after {self.failed} failed "
+            f"retries. HINT: retries to this host keep failing; {_BUDGET_HINT}"
+        )
+
+
+_BUDGET_HINT = (
+    "RetryPolicy(budget=...) (fetch --retry-budget N|off, defaults.retry.budget in a pipeline "
+    "file) sets how many failed retries a host may have before its retries stop"
+)
 
 
 def backoff(policy: RetryPolicy, retry_number: int, rng: random.Random | None = None) -> float:

@@ -130,6 +130,22 @@ class Scheduler(Generic[T]):
         """No new attempt on ``host`` for ``wait`` seconds (a Retry-After)."""
         host.pause(self._loop.time() + wait)
 
+    def host(self, name: str) -> HostState[T] | None:
+        """The state of host ``name``, if it has one now."""
+        return self._hosts.get(name)
+
+    def drain(self, host: HostState[T]) -> list[T]:
+        """Take every item waiting on ``host`` (first attempts, then retries) out of its queue.
+
+        They stay counted as held: the caller gives each its result, then calls
+        :meth:`finished`.
+        """
+        items = list(host.fresh)
+        host.fresh.clear()
+        items.extend(entry[2] for entry in sorted(host.delayed))
+        host.delayed.clear()
+        return items
+
     def finished(self) -> None:
         """One item is final (its result is out): its buffer place is free."""
         self._held -= 1
