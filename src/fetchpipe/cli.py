@@ -27,14 +27,15 @@ from rich.console import Console
 
 from fetchpipe._config import HostLimits, Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, InputError, SinkError
-from fetchpipe._fetcher import TRANSPORTS
+from fetchpipe._fetcher import DEFAULT_BREAKER, TRANSPORTS
 from fetchpipe._input import InputFile, LineError, parse_header, parse_rate
 from fetchpipe._models import Request
 from fetchpipe._progress import reporter_for
 from fetchpipe._summary import Summary, render
 from fetchpipe.bench.cli import bench
+from fetchpipe.engine.breaker import ON_OPEN, BreakerPolicy
 from fetchpipe.engine.cache.http_cache import DEFAULT_PATH, HttpCache
-from fetchpipe.engine.retry import RetryPolicy, set_testing
+from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy, set_testing
 from fetchpipe.engine.security import SecurityPolicy
 from fetchpipe.engine.transport import fast_transport_problem
 from fetchpipe.pipeline.cli import plan, run_command, schema, validate
@@ -59,6 +60,7 @@ class _Settings:
     cache: HttpCache | None = None
     security: SecurityPolicy | None = None
     transport: str = "aiohttp"
+    breaker: BreakerPolicy | None = DEFAULT_BREAKER
 
 
 def _stderr() -> Console:
@@ -124,12 +126,30 @@ def _parse_headers(values: Iterable[str]) -> dict[str, str]:
     return headers
 
 
+def _retry_budget(text: str) -> float | None:
+    """``--retry-budget``: a number of failed retries per host (at least 1), or ``off``."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value >= 1 and math.isfinite(value)):
+        raise click.BadParameter(
+            f"{text[:40]!r} is not a retry budget. HINT: give the number of failed retries a "
+            "host may have before its retries stop (at least 1, e.g. 50), or 'off'",
+            param_hint="'--retry-budget'",
+        )
+    return value
+
+
 def _settings(
     *,
     concurrency: int,
     per_host_concurrency: int | None,
     rates: Mapping[str, float],
     retries: int,
+    retry_budget: float | None = DEFAULT_RETRY.budget,
     timeout: float | None,
     deadline: float | None,
     headers: Mapping[str, str],
@@ -147,7 +167,7 @@ def _settings(
             timeouts = Timeouts(timeouts.connect, timeouts.read, timeouts.total, deadline)
         return _Settings(
             limits=Limits(max_concurrency=concurrency, per_host=per_host, hosts=hosts),
-            retry=RetryPolicy(attempts=retries + 1),
+            retry=RetryPolicy(attempts=retries + 1, budget=retry_budget),
             timeouts=timeouts,
             headers=headers,
             cache=cache,
@@ -410,6 +430,7 @@ async def _pump(
             cache=settings.cache,
             security=settings.security,
             transport=settings.transport,
+            breaker=settings.breaker,
         ) as fetcher:
             first = last = time.perf_counter()
             async for result in fetcher.stream(requests):
@@ -487,6 +508,22 @@ def _run(
     show_default=True,
     type=click.IntRange(min=0),
     help="Retries after the first attempt.",
+)
+@click.option(
+    "--retry-budget",
+    default="50",
+    show_default=True,
+    metavar="N|off",
+    help="Failed retries a host may have before its retries stop (a retry that succeeds "
+    "gives one back); off: no budget.",
+)
+@click.option(
+    "--on-host-down",
+    type=click.Choice(ON_OPEN),
+    default="fail",
+    show_default=True,
+    help="When a host fails 20 requests in a row (its circuit breaker opens): fail its "
+    "requests at once as host_down, or wait for it to recover.",
 )
 @click.option(
     "--timeout",
@@ -593,6 +630,8 @@ def fetch(
     per_host_concurrency: int | None,
     rates: tuple[str, ...],
     retries: int,
+    retry_budget: str,
+    on_host_down: str,
     timeout: float | None,
     deadline: float | None,
     headers: tuple[str, ...],
@@ -626,6 +665,7 @@ def fetch(
         per_host_concurrency=per_host_concurrency,
         rates=_parse_rates(rates),
         retries=retries,
+        retry_budget=_retry_budget(retry_budget),
         timeout=timeout,
         deadline=deadline,
         headers=_parse_headers(headers),
@@ -644,7 +684,12 @@ def fetch(
         problem = fast_transport_problem(security)
         if problem is not None:
             raise BadInput(problem)
-    settings = dataclasses.replace(settings, security=security, transport=transport)
+    settings = dataclasses.replace(
+        settings,
+        security=security,
+        transport=transport,
+        breaker=BreakerPolicy(on_open="wait" if on_host_down == "wait" else "fail"),
+    )
     for host in sorted(security.insecure_hosts):
         _stderr().print(
             f"warning: the TLS certificate of {host} is not verified (--insecure-host)",

@@ -189,6 +189,32 @@ def test_a_host_that_keeps_failing_is_shown_as_down(
     assert all("--on-host-down wait" in row["error_message"] for row in down)
 
 
+def test_on_host_down_wait_holds_the_requests_and_the_budget_flag(
+    cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path
+) -> None:
+    """--on-host-down wait: the same host's requests wait for it instead (testing mode has no
+    cool-down) and end as the host answered; --retry-budget 3 lets it three failed retries."""
+    down = [cli_fleet.url(f"/status/503?key=wait-{i}", host=3) for i in range(25)]
+    urls = _write(tmp_path / "urls.txt", *down)
+    out = tmp_path / "out.jsonl"
+    before = cli_fleet.stats.requests(host=cli_fleet.addresses[3])
+    proc = run_cli(
+        "fetch", urls, "--out", str(out), "--on-host-down", "wait", "--retry-budget", "3"
+    )
+    assert proc.returncode == 1, proc.stderr
+    rows = _jsonl(out)
+    assert {row["error"] for row in rows} == {"http_status"}
+    assert cli_fleet.stats.requests(host=cli_fleet.addresses[3]) - before == 25 + 3
+    refused = [row for row in rows if "retry budget" in row["error_message"]]
+    assert len(refused) == 25 and "--retry-budget" in refused[0]["error_message"]
+    assert "hosts down:" in proc.stderr
+
+    out = tmp_path / "off.jsonl"
+    proc = run_cli("fetch", urls, "--out", str(out), "--retry-budget", "off", "--retries", "1")
+    assert proc.returncode == 1, proc.stderr
+    assert len(_jsonl(out)) == 25 and "retry budget" not in out.read_text()
+
+
 def test_stdin(cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     lines = [
@@ -225,6 +251,13 @@ BAD_INPUTS = [
         id="bad-header",
     ),
     pytest.param(["{url}"], ["--out", "results.csv"], r"\.csv.*HINT:", id="unknown-extension"),
+    pytest.param(
+        ["{url}"], ["--retry-budget", "many"], r"retry-budget.*HINT:.*'off'", id="retry-budget"
+    ),
+    pytest.param(
+        ["{url}"], ["--retry-budget", "0.5"], r"retry-budget.*at least 1", id="retry-budget-low"
+    ),
+    pytest.param(["{url}"], ["--on-host-down", "drop"], r"on-host-down", id="on-host-down"),
 ]
 
 
