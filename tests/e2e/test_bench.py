@@ -282,6 +282,56 @@ def test_bench_faults_default_run_keeps_its_three_faults(run_cli: RunCli, tmp_pa
     assert "x 503,503 then 200" in proc.stdout
 
 
+def test_bench_faults_dead_api_ends_fast_and_spares_the_dead_host(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    out, chart = tmp_path / "dead.json", tmp_path / "dead.svg"
+    proc = run_cli(
+        "bench",
+        "faults",
+        "--dead-api",
+        "--requests",
+        "100",
+        "--json",
+        str(out),
+        "--chart",
+        str(chart),
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert (report["mode"], report["dead"], report["healthy"]) == ("dead-api", 100, 10)
+    runs = {r["name"]: r for r in report["runs"]}
+    assert [r["healthy_landed"] for r in runs.values()] == [10, 10, 10]
+    naive, fp, alone = runs["gather"], runs["fetchpipe"], runs["no-breaker"]
+    assert (naive["dead_received"], naive["dead_retries"]) == (100, 0)
+    assert fp["dead_errors"] == {"host_down": 100} and fp["hosts_down"] == [report["dead_host"]]
+    # Without the breaker, the budget alone: its 50 failed retries, then none.
+    assert alone["dead_retries"] == 50 and alone["dead_received"] == 150
+    assert alone["dead_errors"] == {"http_status": 100}
+    assert report["ratio_dead_received"] == fp["dead_received"] / 100
+    assert "dead API: 100 requests to" in proc.stdout
+    assert list(_bars(chart)) == [r["label"] for r in report["runs"]]
+
+
+def test_bench_faults_flaky_api_lands_everything(run_cli: RunCli, tmp_path: Path) -> None:
+    out = tmp_path / "flaky.json"
+    proc = run_cli("bench", "faults", "--flaky-api", "--retry-after", "0", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert (report["mode"], report["requests"], report["faulty"]) == ("flaky-api", 160, 64)
+    runs = {r["name"]: r for r in report["runs"]}
+    fp, naive = runs["fetchpipe"], runs["gather"]
+    assert (fp["landed"], fp["retries_refused"], fp["hosts_down"]) == (160, 0, [])
+    assert fp["retries"] == 96 and fp["server_requests"] == 256
+    assert (naive["landed"], naive["server_requests"]) == (96, 160)
+    assert "fetchpipe landed 160 of 160 (0 retries refused" in proc.stdout
+
+
+def test_bench_faults_takes_one_scenario_at_a_time(run_cli: RunCli) -> None:
+    proc = run_cli("bench", "faults", "--dead-api", "--toxics")
+    assert proc.returncode == 2 and "at most one of" in proc.stderr
+
+
 def test_bench_latency_on_the_fast_transport(run_cli: RunCli, tmp_path: Path) -> None:
     pytest.importorskip("pyreqwest")  # the fast transport is an optional extra
     out = tmp_path / "latency.json"

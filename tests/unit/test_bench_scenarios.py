@@ -19,6 +19,7 @@ import yaml
 
 from fetchpipe._fetcher import run
 from fetchpipe.bench import (
+    failing_apis,
     faults,
     latency,
     pages_server,
@@ -123,6 +124,30 @@ def test_faults_fetchpipe_lands_every_record_gather_drops_the_faulty(fleet: Remo
     assert fp.retries == 10 * 2 + 10 + 10
     assert fp.server_requests >= 140 and naive.server_requests >= 100
     assert report.to_json()["ratio_landed"] == pytest.approx(100 / 70)
+
+
+def test_dead_api_plan_interleaves_the_healthy_requests() -> None:
+    bases = [f"http://127.0.0.{i + 1}:1" for i in range(3)]
+    plan = failing_apis.dead_plan(bases, 1000, 100, "r")
+    assert Counter(kind for kind, _ in plan) == {failing_apis.DEAD: 1000, failing_apis.HEALTHY: 100}
+    assert len({url for _, url in plan}) == 1100
+    assert {url.split("/")[2] for kind, url in plan if kind == failing_apis.DEAD} == {"127.0.0.1:1"}
+    assert {url.split("/")[2] for kind, url in plan if kind == failing_apis.HEALTHY} == {
+        "127.0.0.2:1",
+        "127.0.0.3:1",
+    }
+    assert [kind for kind, _ in plan[:11]] == [failing_apis.DEAD] * 10 + [failing_apis.HEALTHY]
+    assert plan == failing_apis.dead_plan(bases, 1000, 100, "r")
+
+
+def test_flaky_api_plan_is_40_percent_of_eight_faults() -> None:
+    plan = failing_apis.flaky_plan("http://127.0.0.1:1", 160, "r")
+    assert plan == failing_apis.flaky_plan("http://127.0.0.1:1", 160, "r")
+    kinds = Counter(kind.label for kind, _ in plan)
+    assert kinds.pop("ok") == 96
+    assert len(kinds) == 8 and set(kinds.values()) == {8}
+    assert {kind.toxic.times for kind, _ in plan if kind.toxic is not None} == {1, 2}
+    assert len({url for _, url in plan}) == 160
 
 
 def test_bench_server_delay_path() -> None:

@@ -181,6 +181,28 @@ def toxic_faults_scenario(
     return True  # failures are what this scenario counts
 
 
+def dead_api_scenario(dead: int, json_path: Path | None, chart_path: Path | None) -> bool:
+    from fetchpipe.bench import failing_apis as scenario
+    from fetchpipe.bench.fleet import running_fleet
+
+    with running_fleet(0.1) as fleet:
+        report = scenario.measure_dead(fleet, dead, max(1, dead // 10))
+    _emit(report, json_path, chart_path)
+    return True  # failures are what this scenario counts
+
+
+def flaky_api_scenario(
+    requests_: int, retry_after: int, json_path: Path | None, chart_path: Path | None
+) -> bool:
+    from fetchpipe.bench import failing_apis as scenario
+    from fetchpipe.bench.faults import running_toxics
+
+    with running_toxics(hosts=1) as server:
+        report = scenario.measure_flaky(server, requests_, retry_after)
+    _emit(report, json_path, chart_path)
+    return True  # failures are what this scenario counts
+
+
 def pipeline_scenario(
     pages: int,
     records: int,
@@ -336,7 +358,7 @@ def memory(
     "requests_",
     default=None,
     type=click.IntRange(min=1),
-    show_default="1000; 10000 with --toxics",
+    show_default="1000; 10000 with --toxics, 160 with --flaky-api",
 )
 @click.option(
     "--retry-after",
@@ -351,18 +373,38 @@ def memory(
     help="The longer run: every toxic of the misbehaving server (latency, bandwidth, 1-byte "
     "slices, hangs, closes, resets, truncation, 5xx bursts, Retry-After in every form).",
 )
+@click.option(
+    "--dead-api",
+    is_flag=True,
+    help="An API that is down: --requests (1000) to a host answering 500, a tenth as many "
+    "to healthy hosts; time to finish, requests and retries the dead host got.",
+)
+@click.option(
+    "--flaky-api",
+    is_flag=True,
+    help="A flaky API: --requests (160) to one host, 40% failing once or twice (503, 429, "
+    "reset, truncated); records landed and retries refused by the budget.",
+)
 @_json_option
 @_chart_option
 def faults(
     requests_: int | None,
     retry_after: int,
     toxics: bool,
+    dead_api: bool,
+    flaky_api: bool,
     json_path: Path | None,
     chart_path: Path | None,
 ) -> None:
     """30% injected faults (503 bursts, 429 + Retry-After, resets): fetchpipe vs naive gather."""
+    if toxics + dead_api + flaky_api > 1:
+        raise click.UsageError("give at most one of --toxics, --dead-api and --flaky-api")
     if toxics:
         toxic_faults_scenario(requests_ or 10_000, retry_after, json_path, chart_path)
+    elif dead_api:
+        dead_api_scenario(requests_ or 1_000, json_path, chart_path)
+    elif flaky_api:
+        flaky_api_scenario(requests_ or 160, retry_after, json_path, chart_path)
     else:
         faults_scenario(requests_ or 1_000, retry_after, json_path, chart_path)
 
