@@ -17,8 +17,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from fetchpipe import set_testing
 from fetchpipe._exceptions import ConfigError
 from fetchpipe.pipeline import Pipeline
+from fetchpipe.pipeline.report import failure_lines
 from fetchpipe.pipeline.run import PipelineRunner
 from fetchpipe.sim import Fleet
 from tests.integration.transports import both_transports, on_transport
@@ -291,3 +293,81 @@ async def test_a_malformed_next_link_fails_its_source_only(
     assert report.source("bad").status == "failed" and report.source("days").status == "ok"
     assert "Invalid IPv6 URL" in (report.source("bad").reason or "")
     assert rows(db, "SELECT status FROM _fetchpipe_runs") == [("failed",)]  # ended, not stuck
+
+
+@dataclass
+class Events:
+    """Three pages of events a day (then an empty one); from ``down_from_page`` on, it answers
+    500 to everything, as an API that went down. Counts what it receives."""
+
+    down_from_page: int | None = None
+    received: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received += 1
+        page = int(request.query.get("page", "1"))
+        if self.down_from_page is not None and page >= self.down_from_page:
+            return web.json_response({"error": "down"}, status=500)
+        day = request.match_info["day"]
+        events = [{"id": f"d{day}p{page}n{i}"} for i in range(5)] if page <= 3 else []
+        return web.json_response({"events": events})
+
+
+async def test_a_source_whose_host_is_down_keeps_its_committed_pages_for_the_next_run(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """The events API goes down after the first page of each day: its circuit opens, the
+    source fails as host_down, and its committed pages stay in the journal with the run left
+    unfinished; the days (another host) are written. When the API is back, the next run
+    resumes: only the pages not committed are fetched, every event lands once."""
+    set_testing(False)  # real backoff: the retries wait while the circuit opens
+    state = Events(down_from_page=2)
+    app = web.Application()
+    app.router.add_get("/events/{day}", state.handle)
+    db = tmp_path / "events.duckdb"
+    async with TestServer(app, host="127.0.0.1") as server:
+        pipeline = Pipeline.from_dict(
+            on_transport(
+                {
+                    "name": "events",
+                    "destination": f"duckdb:///{db}",
+                    "defaults": {"breaker": {"threshold": 3}},
+                    "sources": [
+                        {
+                            "name": "days",
+                            "url": fleet.url("/shop/v1/days", host=1),
+                            "params": {"count": DAYS},
+                            "records": "days",
+                        },
+                        {
+                            "name": "events",
+                            "url": str(server.make_url("/events/")) + "{days.id}",
+                            "records": "events",
+                            "write": "append",
+                            "paginate": {"type": "page"},
+                        },
+                    ],
+                }
+            )
+        )
+        first = await PipelineRunner(pipeline, commit_every=0).run()
+        events = first.source("events")
+        assert (first.source("days").status, events.status) == ("ok", "failed")
+        assert "127.0.0.1 is down" in (events.reason or "")
+        assert f"its {DAYS} committed pages are kept" in (events.reason or "")
+        assert first.unfinished and first.hosts_down == {"127.0.0.1": 1}
+        assert any("kept unfinished" in line for line in failure_lines(first))
+        assert rows(db, "SELECT status FROM _fetchpipe_runs") == [("running",)]
+        assert rows(db, "SELECT count(*) FROM _fetchpipe_pages WHERE source = 'events'") == [
+            (DAYS,)
+        ]
+        assert rows(db, "SELECT count(*) FROM days") == [(DAYS,)]
+
+        state.down_from_page, state.received = None, 0
+        report = await pipeline.arun()
+    assert report.ok and report.resumed and report.run_id == first.run_id
+    assert state.received == DAYS * 3  # pages 2, 3 and the empty 4 of each day; not page 1
+    assert rows(db, "SELECT count(*), count(DISTINCT id) FROM events") == [
+        (DAYS * 3 * 5, DAYS * 3 * 5)
+    ]
+    assert rows(db, "SELECT status FROM _fetchpipe_runs") == [("done",)]

@@ -139,6 +139,42 @@ def test_engine_values_come_from_defaults_and_hosts() -> None:
     assert _yaml("name: p\nsources: [{name: a, url: 'https://x.test/'}]").http_cache() is None
 
 
+def test_retry_budget_and_breaker_come_from_defaults() -> None:
+    pipeline = _yaml(
+        "name: p\nsources: [{name: a, url: 'https://x.test/'}]\n"
+        "defaults: {retry: {budget: off}, breaker: {on_open: wait, threshold: 30}}\n"
+    )
+    assert pipeline.retry_policy().budget is None  # YAML reads off as false: no budget too
+    assert pipeline.breaker_policy() == fetchpipe.BreakerPolicy(threshold=30, on_open="wait")
+    plain = Pipeline.from_dict(_minimal())
+    assert plain.retry_policy().budget == 50 and plain.breaker_policy() == fetchpipe.BreakerPolicy()
+    assert (
+        Pipeline.from_dict({**_minimal(), "defaults": {"retry": {"budget": 12}}})
+        .retry_policy()
+        .budget
+        == 12
+    )
+
+
+@pytest.mark.parametrize(
+    ("defaults", "message"),
+    [
+        ({"retry": {"budget": 0.5}}, r"defaults\.retry\.budget: 0\.5 is not a retry budget\. HINT"),
+        ({"retry": {"budget": "many"}}, r"defaults\.retry\.budget: 'many' is not a retry budget"),
+        ({"breaker": {"on_open": "drop"}}, r"defaults\.breaker\.on_open: .*fail, wait"),
+        (
+            {"breaker": {"cooldown": 10, "cooldown_max": 5}},
+            r"defaults\.breaker\.cooldown_max: is below cooldown \(10\)\. HINT",
+        ),
+    ],
+)
+def test_bad_retry_budget_and_breaker_settings_are_named(
+    defaults: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(PipelineError, match=message):
+        Pipeline.from_dict({**_minimal(), "defaults": defaults})
+
+
 def test_cache_ttl_is_passed_on() -> None:
     pipeline = Pipeline.from_dict(
         {**_minimal(), "defaults": {"cache": {"enabled": True, "ttl": 600, "path": "c.sqlite"}}}

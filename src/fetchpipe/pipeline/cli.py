@@ -120,8 +120,9 @@ def _names(values: tuple[str, ...]) -> list[str] | None:
 @click.option(
     "--restart",
     is_flag=True,
-    help="Drop the interrupted run of this pipeline, if any, and start over (by default it is "
-    "resumed: committed pages are not fetched again).",
+    help="Drop the unfinished run of this pipeline (interrupted, or kept because a host was "
+    "down), if any, and start over (by default it is resumed: committed pages are not fetched "
+    "again).",
 )
 @click.option(
     "--commit-every",
@@ -148,7 +149,8 @@ def run_command(
     """Run PIPELINE: fetch its sources and load them into its destination.
 
     Prints a line per source as it finishes (stderr) and a summary table (stdout). A run that
-    was interrupted (the process died or was stopped) is resumed with the same options.
+    was interrupted (the process died or was stopped), or kept unfinished because a source's host
+    was down, is resumed with the same options.
     Exit codes: 0 every source ok or unchanged; 1 a source failed (the others were still
     loaded), or the destination is in use by another run; 2 an invalid pipeline file or
     option (nothing sent).

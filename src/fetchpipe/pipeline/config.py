@@ -3,7 +3,8 @@
 ::
 
     pipeline = Pipeline.from_file("pipeline.yaml")     # or .toml; or Pipeline.from_dict({...})
-    pipeline.limits(), pipeline.timeouts(), pipeline.retry_policy(), pipeline.http_cache()
+    pipeline.limits(), pipeline.timeouts(), pipeline.retry_policy(), pipeline.breaker_policy(),
+    pipeline.http_cache()
     pipeline.ordered_sources()                         # parents before their children
 
 Loading substitutes ``${VAR}`` from the environment, validates everything and raises one
@@ -27,6 +28,7 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, 
 
 from fetchpipe._config import HostLimits, Limits, Timeouts
 from fetchpipe._exceptions import ConfigError
+from fetchpipe.engine.breaker import BreakerPolicy
 from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.retry import RetryPolicy
 from fetchpipe.engine.security import ALWAYS_CREDENTIAL_HEADERS, SecurityPolicy
@@ -194,6 +196,16 @@ class Pipeline(_Model):
             wait_initial=r.wait_initial,
             wait_max=r.wait_max,
             retry_after_max=r.retry_after_max,
+            budget=None if r.budget == "off" else float(r.budget),
+        )
+
+    def breaker_policy(self) -> BreakerPolicy:
+        b = self.defaults.breaker
+        return BreakerPolicy(
+            threshold=b.threshold,
+            cooldown=b.cooldown,
+            cooldown_max=b.cooldown_max,
+            on_open=b.on_open,
         )
 
     def security_policy(self) -> SecurityPolicy:

@@ -8,11 +8,20 @@ each problem keeps its own field path.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    model_validator,
+)
 
 from fetchpipe.engine.cache.http_cache import DEFAULT_PATH
 from fetchpipe.engine.security import find_control_char
@@ -61,13 +70,63 @@ class TimeoutConfig(_Model):
     deadline: Seconds | None = None
 
 
+def _retry_budget(value: object) -> object:
+    """``off`` (or YAML's ``off``, read as false) for no budget, else a number >= 1."""
+    if value is False or (isinstance(value, str) and value.strip().lower() == "off"):
+        return "off"
+    hint = "HINT: give the failed retries a host may have (at least 1, e.g. 50), or off"
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"is not a retry budget. {hint}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{str(value)[:40]!r} is not a retry budget. {hint}") from None
+    if not (number >= 1 and math.isfinite(number)):
+        raise ValueError(f"{value!r} is not a retry budget. {hint}")
+    return number
+
+
+BudgetValue = Annotated[float | Literal["off"], BeforeValidator(_retry_budget)]
+
+
 class RetryConfig(_Model):
-    """Retries with exponential backoff and full jitter; ``attempts`` counts the first try."""
+    """Retries with exponential backoff and full jitter; ``attempts`` counts the first try.
+    ``budget``: failed retries a host may have before its retries stop (``off``: no budget)."""
 
     attempts: int = Field(default=4, ge=1)
     wait_initial: Wait = 0.5
     wait_max: Wait = 30.0
     retry_after_max: Wait = 300.0
+    budget: BudgetValue = Field(
+        default=50.0,
+        description="Failed retries a host may have before its retries stop (a retry that "
+        "succeeds gives one back); off: no budget.",
+    )
+
+
+class BreakerConfig(_Model):
+    """The circuit breaker of every host: it opens after ``threshold`` requests in a row failed,
+    for ``cooldown`` seconds (doubling up to ``cooldown_max``); meanwhile the host's requests
+    fail at once as host_down (``on_open: fail``) or wait for it (``on_open: wait``)."""
+
+    on_open: Literal["fail", "wait"] = "fail"
+    threshold: int = Field(default=20, ge=1)
+    cooldown: Wait = 5.0
+    cooldown_max: Wait = 60.0
+
+    @model_validator(mode="after")
+    def _check(self) -> BreakerConfig:
+        if self.cooldown_max < self.cooldown:
+            raise Problems(
+                [
+                    Problem(
+                        ("cooldown_max",),
+                        f"is below cooldown ({self.cooldown:g}). HINT: the cool-down doubles "
+                        "up to cooldown_max, so give at least the cooldown",
+                    )
+                ]
+            )
+        return self
 
 
 class CacheConfig(_Model):
@@ -96,10 +155,12 @@ class SecurityConfig(_Model):
 
 
 class Defaults(_Model):
-    """Settings for every source: timeouts, retries, cache, security, concurrency, headers."""
+    """Settings for every source: timeouts, retries, the breaker, cache, security, concurrency,
+    headers."""
 
     timeout: TimeoutConfig = TimeoutConfig()
     retry: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
     cache: CacheConfig = CacheConfig()
     security: SecurityConfig = SecurityConfig()
     transport: Literal["aiohttp", "fast"] = Field(

@@ -6,7 +6,9 @@ in one of four states:
 - ``ok``: every page fetched; its records (and incremental state) committed together.
 - ``unchanged``: every page came from the cache, fresh or confirmed by a 304; nothing written.
 - ``failed``: a page could not be fetched or read (``reason`` says why); nothing of this run
-  was written for it and its state did not advance. Other sources go on.
+  was written for it and its state did not advance. Other sources go on. When the page failed
+  because its host was down, the pages the source had read are kept in the journal and the run
+  stays unfinished (``RunReport.unfinished``): the next run resumes the source from them.
 - ``fetched``: fetched only because a selected source needs its records (``--select`` of a
   child); not written.
 """
@@ -66,6 +68,11 @@ class RunReport:
     """True when this run continued one that was interrupted."""
     hosts_down: dict[str, int] = field(default_factory=dict)
     """Host -> times its circuit breaker opened during the run."""
+    hosts_waited: bool = False
+    """The breaker held a down host's requests (``on_open: wait``) instead of failing them."""
+    unfinished: bool = False
+    """A source failed because its host was down: the run is kept in the journal, and the next
+    run of the pipeline on this destination resumes it (``--restart`` drops it)."""
     retries_denied: int = 0
     """Retries refused by a host's retry budget."""
 
@@ -94,6 +101,7 @@ class RunReport:
             "seconds": round(self.seconds, 3),
             "sources": [s.as_dict() for s in self.sources],
             "hosts_down": dict(self.hosts_down),
+            "unfinished": self.unfinished,
             "retries_denied": self.retries_denied,
         }
 
@@ -178,9 +186,15 @@ def failure_lines(report: RunReport) -> list[str]:
     ]
     for host, openings in sorted(report.hosts_down.items()):
         times = "once" if openings == 1 else f"{openings} times"
+        if report.hosts_waited:
+            then = "requests waited for a cool-down, then probed it one at a time"
+        else:
+            then = "its requests failed at once as host_down"
+        lines.append(f"host down: {host} (its circuit breaker opened {times}: {then})")
+    if report.unfinished:
         lines.append(
-            f"host down: {host} (its circuit breaker opened {times}: requests waited for a "
-            "cool-down, then probed it one at a time)"
+            f"run {report.run_id} is kept unfinished: the next `fetchpipe run` of this pipeline "
+            "resumes it (committed pages are not fetched again); --restart drops it"
         )
     if report.retries_denied:
         lines.append(f"retries refused by a host's retry budget: {report.retries_denied}")

@@ -18,6 +18,11 @@ source's incremental state. A source that fails writes nothing and keeps its sta
 go on. A run that never ended (the process died, or was stopped) is resumed by the next run on
 the destination: committed pages are not fetched again, the pages they led to are.
 
+A source that fails because its host is down (a ``host_down`` result: the host's circuit
+breaker opened) is *suspended* rather than ended: the pages it read are committed, its stage
+and journal are kept, and the run is left unfinished, so that the next run resumes it from its
+committed pages (the sources that ended are not run again). Its children are suspended with it.
+
 Authentication is added to each request just before it is sent, only on the source's own
 origin; a 401 is retried once after the authenticator renews its credential.
 """
@@ -43,7 +48,7 @@ import orjson
 
 from fetchpipe._exceptions import ConfigError, FetchpipeError
 from fetchpipe._fetcher import Fetcher
-from fetchpipe._models import Request, Result
+from fetchpipe._models import ErrorKind, Request, Result
 from fetchpipe._models import Source as ResultSource
 from fetchpipe.engine.security import address_refusal, public_url
 from fetchpipe.engine.transport import Transport
@@ -133,6 +138,9 @@ class _SourceRun:
     ended: bool = False
     """The source ended in an earlier attempt of this run (found in the journal)."""
     failure: str | None = None
+    suspended: bool = False
+    """Failed because a host was down: its committed pages are kept for the next run."""
+    committed_pages: int = 0
     secret_params: frozenset[str] = frozenset()
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the source ended (written, discarded, or ended before an interruption)."""
@@ -224,9 +232,12 @@ class PipelineRunner:
         try:
             committed = await self._begin()
             await self._run_sources(committed)
-            status = "done" if self.report.ok else "failed"
-            names = [s.name for s in self.pipeline.sources]
-            await self._io(self._loader.end_run, self.run_id, status, names)
+            if any(run.suspended for run in self.runs.values()):
+                self.report.unfinished = True  # resumed by the next run (see the docstring)
+            else:
+                status = "done" if self.report.ok else "failed"
+                names = [s.name for s in self.pipeline.sources]
+                await self._io(self._loader.end_run, self.run_id, status, names)
         finally:
             for run in self.runs.values():
                 if run.spool is not None:
@@ -272,6 +283,7 @@ class PipelineRunner:
             Fetcher(
                 limits=pipeline.limits(),
                 retry=pipeline.retry_policy(),
+                breaker=pipeline.breaker_policy(),
                 timeouts=pipeline.timeouts(),
                 headers=pipeline.defaults.headers,
                 transport=self._transport or pipeline.defaults.transport,
@@ -290,6 +302,7 @@ class PipelineRunner:
                 await asyncio.gather(*self._finishing)
             finally:
                 self.report.hosts_down = dict(fetcher.hosts_down)
+                self.report.hosts_waited = pipeline.defaults.breaker.on_open == "wait"
                 self.report.retries_denied = fetcher.retries_denied
 
     def _add_run(
@@ -472,7 +485,10 @@ class PipelineRunner:
                 self._enqueue(job)
                 return
             if not result.ok:
-                self._fail(run, _failure(job, result))
+                if result.error is ErrorKind.HOST_DOWN:
+                    self._suspend(run, _failure(job, result))
+                else:
+                    self._fail(run, _failure(job, result))
                 return
             self._read_page(job, result)
             self._maybe_commit(run)
@@ -606,10 +622,14 @@ class PipelineRunner:
 
     async def _commit(self, run: _SourceRun, spool: Spool | None, entries: list[PageEntry]) -> int:
         try:
-            return await self._io(
+            staged = await self._io(
                 self._loader.stage_pages, run.source.name, spool, self.run_id, entries
             )
+            run.committed_pages += len(entries)
+            return staged
         except LoadError as exc:
+            if run.suspended:  # these pages are not kept: the source fails after all
+                run.suspended, run.failure = False, None
             self._fail(run, str(exc))
             return 0
         finally:
@@ -621,6 +641,13 @@ class PipelineRunner:
     def _fail(self, run: _SourceRun, reason: str) -> None:
         if run.failure is None:
             run.failure = self.redact(reason)
+
+    def _suspend(self, run: _SourceRun, reason: str) -> None:
+        """Fail ``run`` for a host that is down, keeping its committed pages (see the module
+        docstring)."""
+        if run.failure is None:
+            run.failure = self.redact(reason)
+            run.suspended = True
 
     def _settle(self, run: _SourceRun) -> None:
         run.outstanding -= 1
@@ -636,11 +663,13 @@ class PipelineRunner:
         if run.ended:
             run.finished.set()
         else:
-            if run.failure is None:
+            if run.failure is None or run.suspended:
                 self._maybe_commit(run, last=True)
             self._finishing.append(asyncio.ensure_future(self._finish(run)))
         for child in run.children:
-            if run.failure is not None:
+            if run.suspended:
+                self._suspend(child, f"parent source {run.source.name!r} is suspended")
+            elif run.failure is not None:
                 self._fail(child, f"parent source {run.source.name!r} failed")
             self._maybe_done(child)
 
@@ -648,7 +677,13 @@ class PipelineRunner:
         report, loader, name = run.report, self._loader, run.source.name
         await asyncio.gather(*run.commits)
         try:
-            if run.failure is not None:
+            if run.suspended:
+                report.status = "failed"
+                report.reason = (
+                    f"{run.failure}; its {run.committed_pages} committed pages are kept: the "
+                    "next run of this pipeline resumes from them"
+                )
+            elif run.failure is not None:
                 report.status, report.reason = "failed", run.failure
                 await self._io(loader.discard_source, self.run_id, name, "failed", run.failure)
             elif not run.write:
@@ -732,15 +767,16 @@ def _check_resumable(
     hint = "HINT: run with --restart to drop it and start over"
     if run.config_hash != config_hash:
         raise ConfigError(
-            f"run {run.run_id} of this pipeline was interrupted, and the pipeline file has "
-            f"changed since it started, so it cannot be resumed. {hint}"
+            f"run {run.run_id} of this pipeline did not finish (it was interrupted, or a host "
+            f"was down), and the pipeline file has changed since it started, so it cannot be "
+            f"resumed. {hint}"
         )
     if (run.selected, run.full_refresh) != (select, full_refresh):
         was = f"--select {','.join(run.selected)}" if run.selected else "all sources"
         if run.full_refresh:
             was += " --full-refresh"
         raise ConfigError(
-            f"run {run.run_id} of this pipeline was interrupted; it ran {was}. Run with the "
+            f"run {run.run_id} of this pipeline did not finish; it ran {was}. Run with the "
             f"same options to resume it. {hint}"
         )
 
