@@ -8,6 +8,7 @@ a bounded results channel that the caller drains. Nothing here grows with the in
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -281,7 +282,7 @@ class _Run:
         self.fails_fast = self.breaker is not None and self.breaker.fails_fast
         self.equips = self.breaker is not None or self.policy.budget is not None
         self.clock_offset = time.time() - self.loop.time()
-        self.dropped: list[tuple[_Item, Result]] = []
+        self.dropped: collections.deque[tuple[_Item, Result]] = collections.deque()
         """Results of requests taken out of the queue of a host whose circuit just opened,
         for a worker to deliver."""
         self.intake = asyncio.ensure_future(self._intake(requests))
@@ -488,7 +489,7 @@ class _Run:
         """Deliver the results of the requests taken off a down host's queue."""
         dropped = self.dropped
         while dropped:
-            item, result = dropped.pop()
+            item, result = dropped.popleft()
             if item.cache_key is not None:
                 shared = _share_key(item)
                 if shared is not None and self.inflight.get(shared) is item:
@@ -686,24 +687,35 @@ class _Run:
                 host, item, decision.wait, pause_host=decision.pause_host, deadline=item.deadline
             )
             return None
+        stale = self._stale(item, message)
+        if stale is not None:
+            return stale
         if decision.error is not None:
             kind = decision.error
         if decision.reason is not None:
             message = decision.reason
         elif item.attempt > 1:
             message = f"{message} (after {item.attempt} attempts)"
-        return self._give_up(item, response, kind, message)
+        body = _decode(response, item.request.expect, strict=False) if response else None
+        return self._final(item, response, body, kind, message)
+
+    def _stale(self, item: _Item, failure: str) -> Result | None:
+        """A stale stored response for a request that failed, when the cache has a usable one."""
+        hit = item.hit
+        if hit is not None and self.cache is not None and self.cache.stale_usable(hit, time.time()):
+            return self._from_entry(
+                item, hit.entry, Source.STALE, f"served stale after the refresh failed: {failure}"
+            )
+        return None
 
     def _give_up(
         self, item: _Item, response: RawResponse | None, kind: ErrorKind, message: str
     ) -> Result:
         """The final result of a request that failed: a stale stored response when the cache
         has a usable one, else the failure."""
-        hit = item.hit
-        if hit is not None and self.cache is not None and self.cache.stale_usable(hit, time.time()):
-            return self._from_entry(
-                item, hit.entry, Source.STALE, f"served stale after the refresh failed: {message}"
-            )
+        stale = self._stale(item, message)
+        if stale is not None:
+            return stale
         body = _decode(response, item.request.expect, strict=False) if response else None
         return self._final(item, response, body, kind, message)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fetchpipe import (
+    BreakerPolicy,
     ErrorKind,
     Fetcher,
     HttpCache,
@@ -186,6 +187,18 @@ async def test_stale_if_error_has_a_bound(fleet: Fleet, tmp_path: Path) -> None:
     await fetch([url], cache)
     (second,) = await fetch([url], cache, retry=RetryPolicy(attempts=1))
     assert not second.ok and second.status == 503 and second.source is Source.NETWORK
+
+
+async def test_a_down_host_is_answered_stale_from_the_cache(fleet: Fleet, cache: HttpCache) -> None:
+    """The requests that an open circuit ends (not sent, or not retried) are answered from the
+    cache when it holds a usable stale entry, as a failed refresh is."""
+    urls = [fleet.url(f"/cached?key=down{i}&cc=max-age%3D0&fail_from=2") for i in range(40)]
+    await fetch(urls, cache)
+    results = await fetch(urls, cache, breaker=BreakerPolicy(threshold=5))
+    assert all(r.ok and r.source is Source.STALE for r in results)
+    down = [r for r in results if "is down" in (r.error_message or "")]
+    assert down and all("served stale after the refresh failed" in r.error_message for r in down)
+    assert sum(hits(fleet, f"down{i}") for i in range(40)) < 40 + 40 * 4  # not every attempt
 
 
 async def test_offline_serves_only_from_the_cache(fleet: Fleet, tmp_path: Path) -> None:

@@ -294,7 +294,7 @@ def test_fail_fast_half_open_reopens_on_a_failed_probe(real_waits: None) -> None
     assert breaker.ended(probe, True, False, policy, NOW + 6.3) == pytest.approx(NOW + 11.3)
     breaker.starting(NOW + 11.3)
     breaker.ended(breaker.started(), False, True, policy, NOW + 11.4)
-    assert not breaker.probing and breaker.openings == 0 and not breaker.opened
+    assert not breaker.probing and breaker.openings == 0 and not breaker.open_until
 
 
 def test_wait_half_open_needs_threshold_failures_to_reopen(real_waits: None) -> None:

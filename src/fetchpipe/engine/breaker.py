@@ -51,7 +51,10 @@ opening rule must not mistake a flaky host for a dead one. Three choices make it
    A host failing 30-40% of its requests (the flaky API of ``bench faults``, the toxics) is
    practically never taken for down; one failing every request is, after 20 requests. (A rule
    of 5 in a row opens a 30%-failing host within 160 requests in about a quarter of runs, and
-   a 40%-failing one in about two thirds.)
+   a 40%-failing one in about two thirds.) The bound assumes failures independent of one
+   another; failures that come together (an outage of some seconds) are a host down for that
+   long, and treated so: ``on_open="wait"`` is the choice for a run that must not lose
+   requests to a short outage.
 3. *Send order, not completion order.* A flaky API often fails fast (an immediate 503) and
    succeeds slowly: with 100 requests in flight, its 30 failures come back before any success,
    and counted as they complete they would look like 30 failures in a row. The breaker numbers
@@ -200,11 +203,6 @@ class Breaker:
     def is_open(self, now: float) -> bool:
         """True during the cool-down (nothing may be sent)."""
         return bool(self.open_until) and now < self.open_until - 0.001
-
-    @property
-    def opened(self) -> bool:
-        """True from the opening until a success closes the circuit (half-open included)."""
-        return bool(self.open_until) or self.half_open
 
     def starting(self, now: float) -> None:
         """An attempt is about to start on the host: the first after a cool-down is the probe."""
