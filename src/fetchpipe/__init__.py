@@ -11,6 +11,7 @@
             ...
 """
 
+import importlib as _importlib
 import typing as _typing
 
 from fetchpipe._config import HostLimits, Limits, Timeouts
@@ -21,27 +22,46 @@ from fetchpipe._exceptions import (
     SinkError,
     TransportError,
 )
-from fetchpipe._fetcher import Fetcher, RetryEvent, fetch_all, run
 from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
-from fetchpipe.engine.breaker import BreakerPolicy
-from fetchpipe.engine.cache.http_cache import HttpCache
-from fetchpipe.engine.retry import RetryPolicy, set_testing
-from fetchpipe.engine.security import SecurityPolicy
 
 __version__ = "0.1.0"
 
 if _typing.TYPE_CHECKING:
+    from fetchpipe._fetcher import Fetcher, RetryEvent, fetch_all, run
+    from fetchpipe.engine.breaker import BreakerPolicy
+    from fetchpipe.engine.cache.http_cache import HttpCache
+    from fetchpipe.engine.retry import RetryPolicy, set_testing
+    from fetchpipe.engine.security import SecurityPolicy
     from fetchpipe.pipeline import Pipeline
+
+# The engine loads aiohttp, yarl and sqlite3, pipelines pydantic and YAML: their names are
+# imported on first use (PEP 562), so that ``import fetchpipe`` and the command line start fast.
+# The settings, errors and models above need only light parts of the standard library.
+_LAZY = {
+    "BreakerPolicy": "fetchpipe.engine.breaker",
+    "Fetcher": "fetchpipe._fetcher",
+    "HttpCache": "fetchpipe.engine.cache.http_cache",
+    "Pipeline": "fetchpipe.pipeline",
+    "RetryEvent": "fetchpipe._fetcher",
+    "RetryPolicy": "fetchpipe.engine.retry",
+    "SecurityPolicy": "fetchpipe.engine.security",
+    "fetch_all": "fetchpipe._fetcher",
+    "run": "fetchpipe._fetcher",
+    "set_testing": "fetchpipe.engine.retry",
+}
 
 
 def __getattr__(name: str) -> _typing.Any:
-    # Pipelines load pydantic and YAML: imported on first use, so that the engine alone stays
-    # light in memory and start-up time.
-    if name == "Pipeline":
-        from fetchpipe.pipeline import Pipeline
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fetchpipe' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup finds it without this function
+    return value
 
-        return Pipeline
-    raise AttributeError(f"module 'fetchpipe' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [

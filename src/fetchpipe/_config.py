@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from fetchpipe._exceptions import ConfigError
 
 MiB = 1024 * 1024
+TRANSPORTS = ("aiohttp", "fast")
+"""``aiohttp`` (the default) or ``fast``: pyreqwest, Rust reqwest/hyper (``fetchpipe[fast]``)."""
 
 
 @dataclass(frozen=True, slots=True)

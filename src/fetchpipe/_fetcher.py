@@ -30,10 +30,17 @@ from typing import Any, TypeVar
 import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from fetchpipe._config import TRANSPORTS as TRANSPORTS
 from fetchpipe._config import Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, FetchpipeError, InputError, TransportError
 from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
-from fetchpipe.engine.breaker import Breaker, BreakerPolicy, counts_as_failure, down_message
+from fetchpipe.engine.breaker import (
+    DEFAULT_BREAKER,
+    Breaker,
+    BreakerPolicy,
+    counts_as_failure,
+    down_message,
+)
 from fetchpipe.engine.cache.http_cache import Hit, HttpCache
 from fetchpipe.engine.cache.keys import CacheKey
 from fetchpipe.engine.cache.policy import Action
@@ -75,9 +82,6 @@ class RetryEvent:
 
 
 RetryHook = Callable[[RetryEvent], None]
-DEFAULT_BREAKER = BreakerPolicy()
-TRANSPORTS = ("aiohttp", "fast")
-"""``aiohttp`` (the default) or ``fast``: pyreqwest, Rust reqwest/hyper (``fetchpipe[fast]``)."""
 REMEMBER_FAILURES = 60.0
 """Seconds an idle host's breaker and retry budget are kept after its last failure."""
 _NOT_SENT = "not sent: "

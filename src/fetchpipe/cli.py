@@ -13,33 +13,36 @@ import dataclasses
 import math
 import os
 import re
-import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import orjson
-from rich.console import Console
 
-from fetchpipe._config import HostLimits, Limits, Timeouts
+from fetchpipe import __version__
+from fetchpipe._config import TRANSPORTS, HostLimits, Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, InputError, SinkError
-from fetchpipe._fetcher import DEFAULT_BREAKER, TRANSPORTS
-from fetchpipe._input import InputFile, LineError, parse_header, parse_rate
-from fetchpipe._models import Request
-from fetchpipe._progress import reporter_for
-from fetchpipe._summary import Summary, render
-from fetchpipe.bench.cli import bench
-from fetchpipe.engine.breaker import ON_OPEN, BreakerPolicy
-from fetchpipe.engine.cache.http_cache import DEFAULT_PATH, HttpCache
+from fetchpipe._lazy_group import LazyGroup
+from fetchpipe.engine.breaker import DEFAULT_BREAKER, ON_OPEN, BreakerPolicy
+from fetchpipe.engine.cache import DEFAULT_PATH
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy, set_testing
-from fetchpipe.engine.security import SecurityPolicy
-from fetchpipe.engine.transport import fast_transport_problem
-from fetchpipe.pipeline.cli import plan, run_command, schema, validate
-from fetchpipe.sinks import Sink, open_sink, redact
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from fetchpipe._input import InputFile
+    from fetchpipe._models import Request
+    from fetchpipe._summary import Summary
+    from fetchpipe.engine.cache.http_cache import HttpCache
+    from fetchpipe.engine.security import SecurityPolicy
+    from fetchpipe.sinks import Sink
+
+# Every command imports what it uses inside its function: `fetchpipe --version` and
+# `fetchpipe fetch --help` load no HTTP client, and `fetch` no pipeline, pydantic or DuckDB
+# (unless --out is a .duckdb file). The commands of other modules load when called.
 
 DEFAULT_OUT = "fetchpipe.duckdb"
 DEFAULT_CACHE = str(DEFAULT_PATH)
@@ -64,22 +67,27 @@ class _Settings:
 
 
 def _stderr() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="fetchpipe")
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    lazy_subcommands={
+        "bench": "fetchpipe.bench.cli:bench",
+        "validate": "fetchpipe.pipeline.cli:validate",
+        "plan": "fetchpipe.pipeline.cli:plan",
+        "schema": "fetchpipe.pipeline.cli:schema",
+        "run": "fetchpipe.pipeline.cli:run_command",
+    },
+)
+@click.version_option(__version__)
 def main() -> None:
     """Fetch many HTTP/JSON APIs at once, politely and reliably, into DuckDB or JSONL."""
     if os.environ.get("FETCHPIPE_TESTING") == "1":
         set_testing(True)
-
-
-main.add_command(bench)
-main.add_command(validate)
-main.add_command(plan)
-main.add_command(schema)
-main.add_command(run_command)
 
 
 @main.group()
@@ -105,6 +113,8 @@ def serve(hosts: int, port: int, minute: float) -> None:
 
 
 def _parse_rates(values: Iterable[str]) -> dict[str, float]:
+    from fetchpipe._input import LineError, parse_rate
+
     rates: dict[str, float] = {}
     for text in values:
         try:
@@ -116,6 +126,8 @@ def _parse_rates(values: Iterable[str]) -> dict[str, float]:
 
 
 def _parse_headers(values: Iterable[str]) -> dict[str, str]:
+    from fetchpipe._input import LineError, parse_header
+
     headers: dict[str, str] = {}
     for index, text in enumerate(values, 1):
         try:
@@ -177,6 +189,8 @@ def _settings(
 
 
 def _sink_for(out: str) -> Sink:
+    from fetchpipe.sinks import open_sink
+
     try:
         return open_sink(out)
     except ConfigError as exc:
@@ -280,6 +294,8 @@ _HOST_PATTERN = re.compile(r"[a-z0-9*?\[\]!._-]+", re.IGNORECASE)
 def _parse_cache_ttls(values: Iterable[str]) -> tuple[float | None, dict[str, float]]:
     """``--cache-ttl`` values: the default lifetime and the lifetimes per host pattern or URL
     glob. The last value for the same pattern wins, as with ``--rate``."""
+    from fetchpipe.sinks import redact
+
     default: float | None = None
     overrides: dict[str, float] = {}
     for text in values:
@@ -319,6 +335,8 @@ def _check_cache_file(path: Path) -> None:
     cache, not for a results file or another program's database given to ``--cache`` by
     mistake. A missing or empty file, or a damaged SQLite file, is fine.
     """
+    import sqlite3
+
     if str(path) in ("", "-"):
         raise BadInput(
             f"{str(path)!r} is not a cache file path. HINT: e.g. --cache={DEFAULT_CACHE}"
@@ -377,6 +395,8 @@ def _cache_for(
     offline: bool,
 ) -> HttpCache | None:
     """The ``HttpCache`` the options ask for, checked but not opened; ``None`` without one."""
+    from fetchpipe.engine.cache.http_cache import HttpCache
+
     if path is None and offline:
         path = DEFAULT_CACHE
     if path is None:
@@ -419,6 +439,8 @@ async def _pump(
     ``wall_time`` is measured from just before the first request to the last result.
     """
     from fetchpipe._fetcher import Fetcher
+    from fetchpipe._progress import reporter_for
+    from fetchpipe._summary import Summary
 
     summary = Summary(cache_used=settings.cache is not None)
     with reporter_for(_stderr(), total) as progress:
@@ -449,6 +471,8 @@ def _run(
 ) -> Summary:
     """Run :func:`_pump` on the event loop, close the sink and print the summary."""
     from fetchpipe._fetcher import run
+    from fetchpipe._summary import render
+    from fetchpipe.sinks import redact
 
     try:
         try:
@@ -659,6 +683,11 @@ def fetch(
     requests with a successful result in --out (by "key", else by method and URL) and fetches
     the others, failed ones included; a torn last line is cut off before appending.
     """
+    from fetchpipe._input import InputFile
+    from fetchpipe.engine.security import SecurityPolicy
+    from fetchpipe.engine.transport import fast_transport_problem
+    from fetchpipe.sinks import redact
+
     cache = _cache_for(cache_path, cache_ttls, stale_if_error, offline)
     settings = _settings(
         concurrency=concurrency,
@@ -733,6 +762,7 @@ def demo(out: str, minute: float) -> None:
     Starts the simulated fleet, fetches its 50 APIs into --out as `fetch` would, prints the
     summary and then the slowest API's latency next to the time for all of them.
     """
+    from fetchpipe._models import Request
     from fetchpipe.sim import Fleet
 
     settings = _Settings(Limits(), RetryPolicy(), Timeouts(), {})
@@ -784,6 +814,8 @@ def cache_group() -> None:
 
 def _existing_cache(path: str) -> HttpCache | None:
     """The opened cache at ``path``, or ``None`` (after saying so) when there is none."""
+    from fetchpipe.engine.cache.http_cache import HttpCache
+
     target = Path(path)
     _check_cache_file(target)
     if not target.exists():
@@ -828,6 +860,8 @@ def _disk_bytes(path: Path) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
 def cache_stats(path: str, as_json: bool) -> None:
     """Entries, their size, the oldest and newest stored response, and the path."""
+    import orjson
+
     cache = _existing_cache(path)
     if cache is None:
         if as_json:
@@ -909,6 +943,10 @@ def cache_prune(path: str, older_than: float | None) -> None:
 )
 def cache_clear(path: str, url_glob: str | None) -> None:
     """Remove every entry, or those whose URL matches --url. Prints how many went."""
+    import sqlite3
+
+    from fetchpipe.sinks import redact
+
     cache = _existing_cache(path)
     if cache is None:
         return

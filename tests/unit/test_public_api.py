@@ -1,3 +1,4 @@
+import importlib
 import inspect
 
 import pytest
@@ -12,10 +13,25 @@ def test_all_is_sorted_and_lists_every_public_name() -> None:
         for name, value in vars(fetchpipe).items()
         if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
     }
-    lazy = {"Pipeline"}  # loaded on first use
+    lazy = set(fetchpipe._LAZY)  # imported on first use
     assert public | lazy == set(fetchpipe.__all__) - {"__version__"}
     for name in fetchpipe.__all__:
         assert getattr(fetchpipe, name) is not None
+    assert set(fetchpipe.__all__) <= set(dir(fetchpipe))
+
+
+@pytest.mark.parametrize("name", sorted(fetchpipe._LAZY))
+def test_a_name_imported_on_first_use_is_its_module_s_object(name: str) -> None:
+    module = importlib.import_module(fetchpipe._LAZY[name])
+    assert getattr(fetchpipe, name) is getattr(module, name)
+    assert vars(fetchpipe)[name] is getattr(module, name)  # kept: the next lookup is direct
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="module 'fetchpipe' has no attribute 'Fetch'"):
+        fetchpipe.Fetch  # noqa: B018
+    with pytest.raises(ImportError, match="cannot import name 'Fetch'"):
+        from fetchpipe import Fetch  # noqa: F401
 
 
 def test_a_request_repr_shows_no_secret() -> None:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import click
 
-from fetchpipe._fetcher import TRANSPORTS, run
+from fetchpipe._config import TRANSPORTS
 from fetchpipe.bench.report import machine, raise_nofile_limit, write_json, write_text
 
 SCENARIOS = ("seed", "throughput", "latency", "memory", "faults")
@@ -103,6 +103,7 @@ def throughput_scenario(
     chart_path: Path | None,
     transports: str | None = None,
 ) -> bool:
+    from fetchpipe._fetcher import run
     from fetchpipe.bench import server
     from fetchpipe.bench import throughput as scenario
 
@@ -131,6 +132,7 @@ def latency_scenario(
     chart_path: Path | None,
     transport: str = "aiohttp",
 ) -> bool:
+    from fetchpipe._fetcher import run
     from fetchpipe.bench import latency as scenario
     from fetchpipe.bench import server
 
@@ -538,6 +540,7 @@ def all_command(
 @_json_option
 def cache_command(urls: int, concurrency: int, json_path: Path | None) -> None:
     """Warm re-read of N cached URLs: fetchpipe beside aiohttp-client-cache (when installed)."""
+    from fetchpipe._fetcher import run
     from fetchpipe.bench import cache as scenario
 
     reads = run(scenario.measure(urls, concurrency))

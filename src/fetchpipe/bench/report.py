@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import importlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -26,6 +25,8 @@ def optional_module(name: str) -> ModuleType | None:
 
 def version_of(package: str) -> str | None:
     """Installed version of ``package``, or ``None``."""
+    import importlib.metadata  # not at the top: it costs the command line's start-up time
+
     try:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:

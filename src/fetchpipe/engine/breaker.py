@@ -139,6 +139,9 @@ class BreakerPolicy:
         return min(self.cooldown_max, self.cooldown * 2.0 ** min(openings - 1, 60))
 
 
+DEFAULT_BREAKER = BreakerPolicy()
+
+
 def counts_as_failure(kind: ErrorKind | None, status: int | None) -> Verdict:
     """True for an attempt that counts against the host, False for one that shows it is up,
     None for one that says nothing (429: the host is up but asks to slow down)."""

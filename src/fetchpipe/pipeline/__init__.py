@@ -5,11 +5,41 @@
 what would be requested, without sending anything.
 """
 
-from fetchpipe.pipeline.config import Pipeline
-from fetchpipe.pipeline.errors import PipelineError, Problem
-from fetchpipe.pipeline.models import Destination, Source
-from fetchpipe.pipeline.pagination import PaginationError
-from fetchpipe.pipeline.records import RecordsError
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from fetchpipe.pipeline.config import Pipeline
+    from fetchpipe.pipeline.errors import PipelineError, Problem
+    from fetchpipe.pipeline.models import Destination, Source
+    from fetchpipe.pipeline.pagination import PaginationError
+    from fetchpipe.pipeline.records import RecordsError
+
+# Imported on first use (PEP 562): the package's models load pydantic, and the command line
+# imports ``fetchpipe.pipeline.cli`` to list the pipeline commands.
+_LAZY = {
+    "Destination": "fetchpipe.pipeline.models",
+    "PaginationError": "fetchpipe.pipeline.pagination",
+    "Pipeline": "fetchpipe.pipeline.config",
+    "PipelineError": "fetchpipe.pipeline.errors",
+    "Problem": "fetchpipe.pipeline.errors",
+    "RecordsError": "fetchpipe.pipeline.records",
+    "Source": "fetchpipe.pipeline.models",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fetchpipe.pipeline' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "Destination",

@@ -7,12 +7,12 @@ Exit codes: 0 valid; 2 an invalid pipeline file, every problem printed as
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from fetchpipe.pipeline.config import Pipeline
-from fetchpipe.pipeline.errors import PipelineError
-from fetchpipe.pipeline.plan import build_plan, render
+if TYPE_CHECKING:  # each command imports what it uses: listing the commands loads no pydantic
+    from fetchpipe.pipeline.config import Pipeline
 
 _pipeline_argument = click.argument(
     "pipeline_file", metavar="PIPELINE", type=click.Path(dir_okay=False, allow_dash=False)
@@ -29,6 +29,9 @@ class InvalidPipeline(click.ClickException):
 
 
 def _load(path: str) -> Pipeline:
+    from fetchpipe.pipeline.config import Pipeline
+    from fetchpipe.pipeline.errors import PipelineError
+
     try:
         return Pipeline.from_file(path)
     except PipelineError as exc:
@@ -85,6 +88,8 @@ def plan(
     children) are unknown until fetched unless assumed with --pages and --records-per-page.
     Header values and secrets are never shown.
     """
+    from fetchpipe.pipeline.plan import build_plan, render
+
     pipeline = _load(pipeline_file)
     result = build_plan(pipeline, pages=pages, records_per_page=records_per_page, latency=latency)
     text = json.dumps(result.as_dict(), indent=2) if as_json else render(result)
@@ -94,6 +99,8 @@ def plan(
 @click.command()
 def schema() -> None:
     """Print the JSON Schema of pipeline files (for editors)."""
+    from fetchpipe.pipeline.config import Pipeline
+
     click.echo(json.dumps(Pipeline.json_schema(), indent=2))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from fetchpipe._exceptions import ConfigError
+from fetchpipe.engine.cache import DEFAULT_PATH as DEFAULT_PATH
 from fetchpipe.engine.cache import policy
 from fetchpipe.engine.cache.keys import (
     DEFAULT_CREDENTIAL_HEADERS,
@@ -22,7 +23,6 @@ from fetchpipe.engine.cache.keys import (
 from fetchpipe.engine.cache.storage import Entry, Stats, Storage
 from fetchpipe.engine.limits import host_of
 
-DEFAULT_PATH = Path(".fetchpipe") / "cache.sqlite"
 CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
 
 
