@@ -356,3 +356,48 @@ def test_bench_latency_on_the_fast_transport(run_cli: RunCli, tmp_path: Path) ->
     report = json.loads(out.read_text())
     assert report["transport"] == "fast" and report["floor_seconds"] == 0.04
     assert all(r["ok"] == 200 for round_ in report["rounds"] for r in round_.values())
+
+
+STARTUP_ROWS = ["baseline", "version", "fetch_help"]
+SEED_ROWS = ["seed_gather", "seed_fetch"]
+
+
+def test_bench_startup_reports_every_row_with_its_target(run_cli: RunCli, tmp_path: Path) -> None:
+    out, chart = tmp_path / "startup.json", tmp_path / "startup.svg"
+    proc = run_cli(
+        *("bench", "startup", "--runs", "1", "--scale", "0.002"),
+        *("--json", str(out), "--chart", str(chart)),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert report["scenario"] == "startup" and report["runs"] == 1
+    assert report["baseline"] == 'python -c "import aiohttp, orjson, uvloop"'
+    seed = report["seed"]
+    assert (seed["apis"], seed["slowest_api_seconds"]) == (50, 15 * 0.002)
+    rows = report["rows"] + seed["rows"]
+    assert [r["name"] for r in rows] == STARTUP_ROWS + SEED_ROWS
+    base = report["rows"][0]["seconds"]
+    assert report["startup_limit_seconds"] == base + 0.05
+    for row in rows:
+        assert len(row["samples"]) == 1 and row["seconds"] == row["samples"][0] > 0
+        assert row["failures"] == []
+        line = re.search(rf"^{re.escape(row['label'])} +{row['seconds']:.3f} ", proc.stdout, re.M)
+        assert line, (row["label"], proc.stdout)
+    for row in report["rows"][1:]:
+        assert row["holds"] is (row["seconds"] <= base + 0.05)
+        assert row["target"].startswith("target <= baseline + 0.05 s: ")
+    gather, fetch = seed["rows"]
+    assert seed["ratio"] == fetch["seconds"] / gather["seconds"]
+    assert fetch["holds"] is (seed["ratio"] <= 1.05) and gather["holds"] is None
+    assert fetch["command"] == "fetchpipe fetch urls.txt --out run.jsonl"
+    assert list(_bars(chart)) == [r["label"] for r in rows]
+
+
+def test_bench_startup_without_the_seed_rows(run_cli: RunCli, tmp_path: Path) -> None:
+    out = tmp_path / "startup.json"
+    proc = run_cli("bench", "startup", "--runs", "2", "--no-seed", "--json", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert [r["name"] for r in report["rows"]] == STARTUP_ROWS and report["seed"] is None
+    assert all(len(r["samples"]) == 2 for r in report["rows"])
+    assert "seed:" not in proc.stdout

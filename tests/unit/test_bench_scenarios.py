@@ -6,6 +6,8 @@ These check what the scenarios count and report, never how fast anything is.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +29,7 @@ from fetchpipe.bench import (
     pipeline_baselines,
     seed,
     server,
+    startup,
     throughput,
 )
 from fetchpipe.bench.fleet import RemoteFleet
@@ -321,3 +324,40 @@ def test_pipeline_client_that_fails_or_hangs_is_reported(tmp_path: Path) -> None
     assert "Connect" in run_.output_tail and not (tmp_path / "a").exists()
     run_ = pipeline.run_client("floor", closed, 10, tmp_path / "b", timeout=0.01)
     assert run_.exit_code is None and run_.error == "killed after the timeout of 0.01 s"
+
+
+def _python(name: str, code: str) -> startup.Command:
+    return startup.Command(name, name, [sys.executable, "-c", code], name)
+
+
+def test_startup_commands_take_turns_and_a_failing_run_is_reported(tmp_path: Path) -> None:
+    log = tmp_path / "order.txt"
+    append = f"open({str(log)!r}, 'a').write('{{}}\\n')"
+    commands = [
+        _python("baseline", append.format("baseline")),
+        _python("version", append.format("version") + "; raise SystemExit('boom')"),
+    ]
+    rows = startup.run_group(commands, 2, tmp_path, dict(os.environ))
+    # One warm-up round, then two rounds, the order rotating.
+    assert log.read_text().split() == ["baseline", "version"] * 2 + ["version", "baseline"]
+    assert [len(r.samples) for r in rows] == [2, 2]
+    assert rows[0].failures == [] and rows[1].failures == ["exit code 1: boom"] * 2
+    report = startup.StartupReport(2, rows)
+    assert not report.clean
+    assert "  failed: exit code 1: boom" in report.lines()
+
+
+def test_startup_targets() -> None:
+    def row(name: str, *samples: float) -> startup.Row:
+        return startup.Row(startup.Command(name, name, [], name), list(samples))
+
+    report = startup.StartupReport(
+        3,
+        [row("baseline", 0.2, 0.3, 0.25), row("version", 0.29, 0.31, 0.2), row("fetch_help", 0.4)],
+        [row("seed_gather", 2.0), row("seed_fetch", 2.2)],
+    )
+    assert report.startup_limit == pytest.approx(0.25 + startup.STARTUP_MARGIN)
+    assert (report.holds("version"), report.holds("fetch_help")) == (True, False)
+    assert report.seed_ratio == pytest.approx(1.1) and report.holds("seed_fetch") is False
+    assert report.holds("baseline") is None and report.clean
+    assert report.target_text("fetch_help") == "target <= baseline + 0.05 s: does NOT hold"

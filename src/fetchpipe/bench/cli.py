@@ -224,6 +224,20 @@ def pipeline_scenario(
     return report.clean
 
 
+def startup_scenario(
+    runs: int, scale: float | None, json_path: Path | None, chart_path: Path | None
+) -> bool:
+    from fetchpipe._exceptions import ConfigError
+    from fetchpipe.bench import startup as scenario
+
+    try:
+        report = scenario.measure(runs, scale)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    _emit(report, json_path, chart_path)
+    return report.clean
+
+
 def _finish(clean: bool) -> None:
     if not clean:
         click.echo("some requests failed: the figures are not comparable", err=True)
@@ -257,6 +271,37 @@ def seed_command(
 ) -> None:
     """The seed's table: 50 APIs one by one, threads, gather, fetchpipe, fetchpipe+cache."""
     _finish(seed_scenario(scale, rounds, json_path, chart_path))
+
+
+@bench.command("startup")
+@click.option(
+    "--runs",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Runs per command after one warm-up, the commands taking turns; the table shows the "
+    "median.",
+)
+@_scale_option
+@click.option(
+    "--seed/--no-seed",
+    default=True,
+    show_default=True,
+    help="Also time the seed's 50 APIs: `fetchpipe fetch` against the seed's gather script.",
+)
+@_json_option
+@_chart_option
+def startup_command(
+    runs: int, scale: float, seed: bool, json_path: Path | None, chart_path: Path | None
+) -> None:
+    """Whole processes: --version and fetch --help vs importing aiohttp, orjson, uvloop.
+
+    Each command is a process of its own, timed from spawn to exit: the baseline python -c
+    "import aiohttp, orjson, uvloop", fetchpipe --version and fetchpipe fetch --help (target:
+    baseline + 0.05 s); then the seed's 50 APIs (one minute = --scale seconds) fetched by the
+    seed's gather script and by fetchpipe fetch --out run.jsonl (target: 1.05x the script).
+    """
+    _finish(startup_scenario(runs, scale if seed else None, json_path, chart_path))
 
 
 @bench.command()

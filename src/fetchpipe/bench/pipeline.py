@@ -19,17 +19,13 @@ The targets: fetchpipe within 2x of the floor's time, and under 250 MB peak RSS.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from fetchpipe.bench import pipeline_baselines
+from fetchpipe.bench.process import spawn
 from fetchpipe.bench.report import version_of
 from fetchpipe.bench.svg import Bar, Marker, bar_chart
 
@@ -55,7 +52,6 @@ SCHEMAS = {"fetchpipe": "main", "floor": "main", "dlt": pipeline_baselines.DLT_D
 """Where each client's table lands (dlt puts it in a schema named after the dataset)."""
 TARGET_RATIO = 2.0
 TARGET_RSS_MB = 250.0
-STDERR_LINES = 5
 BASELINES = Path(pipeline_baselines.__file__)
 
 
@@ -112,55 +108,6 @@ class ClientRun:
             and self.duplicates == 0
             and self.missing == 0
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    seconds: float
-    exit_code: int | None
-    output_tail: str
-
-
-def _tail(workdir: Path) -> str:
-    """The last lines the process wrote to stderr (or stdout when stderr is empty)."""
-    for name in ("stderr.txt", "stdout.txt"):
-        path = workdir / name
-        text = path.read_text(errors="replace") if path.exists() else ""
-        lines = [line.rstrip() for line in text.splitlines() if line.strip()]
-        if lines:
-            return "\n".join(lines[-STDERR_LINES:])
-    return ""
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Kill the process and whatever it started (it leads its own process group)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-def spawn(command: list[str], workdir: Path, env: dict[str, str], timeout: float) -> Finished:
-    """Run ``command`` in ``workdir``, output to files there; seconds from spawn to exit."""
-    with (workdir / "stdout.txt").open("wb") as out, (workdir / "stderr.txt").open("wb") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            command,
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-        try:
-            code: int | None = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            code = None
-        finally:
-            if proc.poll() is None:
-                _stop(proc)
-        seconds = time.perf_counter() - start
-    return Finished(seconds, code, _tail(workdir))
 
 
 def pipeline_file(base_url: str, database: Path) -> str:
