@@ -1,6 +1,6 @@
 """``python -m fetchpipe``: the same as the ``fetchpipe`` command."""
 
-from fetchpipe.cli import main
+from fetchpipe.cli import entry_point
 
 if __name__ == "__main__":
-    main(prog_name="fetchpipe")
+    entry_point(prog_name="fetchpipe")

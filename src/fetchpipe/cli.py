@@ -90,6 +90,17 @@ def main() -> None:
         set_testing(True)
 
 
+def entry_point(prog_name: str | None = None) -> None:
+    """The ``fetchpipe`` program (the console script, ``python -m fetchpipe``): :data:`main`,
+    then an exit without the interpreter's teardown (see :mod:`fetchpipe._quick_exit`)."""
+    from fetchpipe._quick_exit import leave
+
+    try:
+        main(prog_name=prog_name)  # click's standalone mode: it always ends in SystemExit
+    except SystemExit as exc:
+        leave(exc.code)
+
+
 @main.group()
 def sim() -> None:
     """The simulated API fleet on 127.0.0.x."""
