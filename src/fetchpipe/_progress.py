@@ -5,20 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from types import TracebackType
-from typing import IO, Protocol, Self
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from typing import IO, TYPE_CHECKING, Protocol, Self
 
 from fetchpipe._models import Result
+from fetchpipe._plain_console import Output
+
+if TYPE_CHECKING:  # rich is imported only for a terminal
+    from rich.console import Console
+    from rich.progress import TaskID
 
 
 class Reporter(Protocol):
@@ -100,6 +94,15 @@ class RichReporter:
     """A rich progress bar; the bar is updated at most every ``refresh`` seconds."""
 
     def __init__(self, console: Console, total: int | None, *, refresh: float = 0.1) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self._counts = _Counts(total)
         self._refresh = refresh
         self._last = 0.0
@@ -150,8 +153,11 @@ class RichReporter:
         self._progress.stop()
 
 
-def reporter_for(console: Console, total: int | None) -> Reporter:
+def reporter_for(console: Output, total: int | None) -> Reporter:
     """A progress bar when ``console`` is a terminal, plain periodic lines otherwise."""
     if console.is_terminal:
-        return RichReporter(console, total)
+        from rich.console import Console
+
+        if isinstance(console, Console):
+            return RichReporter(console, total)
     return PlainReporter(console.file, total)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+import re
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from fetchpipe._models import ErrorKind, Result, Source
+from fetchpipe._plain_console import Output, PlainConsole, plain_line
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 SOURCES = (Source.CACHE, Source.REVALIDATED, Source.STALE, Source.NETWORK)
 """The order sources are shown in."""
@@ -140,34 +143,78 @@ def one_line(summary: Summary) -> str:
     return line
 
 
-def table(summary: Summary) -> Table:
-    """The summary as a rich table."""
-    grid = Table(title="fetchpipe summary", show_header=False, title_justify="left")
-    grid.add_column("figure", style="bold")
-    grid.add_column("value", justify="right")
-    grid.add_row("requests", str(summary.total))
-    grid.add_row("ok", f"[green]{summary.ok}[/green]")
-    grid.add_row("failed", f"[red]{summary.failed}[/red]" if summary.failed else "0")
+TITLE = "fetchpipe summary"
+
+
+def rows(summary: Summary) -> list[tuple[str, str]]:
+    """The table's rows, ``(figure, value)``, in rich markup (green and red)."""
+    out = [
+        ("requests", str(summary.total)),
+        ("ok", f"[green]{summary.ok}[/green]"),
+        ("failed", f"[red]{summary.failed}[/red]" if summary.failed else "0"),
+    ]
     for kind, count in summary.failures():
-        grid.add_row(f"  {kind.value}", str(count))
-    grid.add_row("retries", str(summary.retries))
+        out.append((f"  {kind.value}", str(count)))
+    out.append(("retries", str(summary.retries)))
     if summary.retries_denied:
-        grid.add_row("  refused by budget", str(summary.retries_denied))
+        out.append(("  refused by budget", str(summary.retries_denied)))
     for host, openings in sorted(summary.hosts_down.items()):
         times = "once" if openings == 1 else f"{openings} times"
-        grid.add_row(f"[red]host down[/red] {host}", f"breaker opened {times}")
+        out.append((f"[red]host down[/red] {host}", f"breaker opened {times}"))
     if summary.shows_sources:
-        grid.add_row("sources", "")
+        out.append(("sources", ""))
         for label, count in summary.sources():
-            grid.add_row(f"  {label}", str(count))
-    grid.add_row("latency p50", _seconds(summary.p50))
-    grid.add_row("latency p95", _seconds(summary.p95))
-    grid.add_row("requests/s", "-" if summary.rate is None else f"{summary.rate:.1f}")
-    grid.add_row("wall time", _seconds(summary.wall_time))
+            out.append((f"  {label}", str(count)))
+    out.append(("latency p50", _seconds(summary.p50)))
+    out.append(("latency p95", _seconds(summary.p95)))
+    out.append(("requests/s", "-" if summary.rate is None else f"{summary.rate:.1f}"))
+    out.append(("wall time", _seconds(summary.wall_time)))
+    return out
+
+
+def table(summary: Summary) -> Table:
+    """The summary as a rich table."""
+    from rich.table import Table
+
+    grid = Table(title=TITLE, show_header=False, title_justify="left")
+    grid.add_column("figure", style="bold")
+    grid.add_column("value", justify="right")
+    for figure, value in rows(summary):
+        grid.add_row(figure, value)
     return grid
 
 
-def render(summary: Summary, console: Console) -> None:
+_COLOURS = re.compile(r"\[/?(?:green|red)\]")
+
+
+def plain_table(summary: Summary, width: int) -> list[str] | None:
+    """The lines rich prints for :func:`table` without a terminal (no colours), or ``None``
+    where rich would do more than this: a cell with other markup, an emoji code or a character
+    that is not printable ASCII, or a table wider than ``width`` (rich would fold it)."""
+    cells = [(_COLOURS.sub("", figure), _COLOURS.sub("", value)) for figure, value in rows(summary)]
+    if not all(plain_line(cell) and "[" not in cell for row in cells for cell in row):
+        return None
+    left = max(len(figure) for figure, _ in cells)
+    right = max(len(value) for _, value in cells)
+    total = left + right + 7  # 3 borders, a space either side of each cell
+    if total > width or len(TITLE) > total:
+        return None
+    return [
+        TITLE.ljust(total),
+        f"┌{'─' * (left + 2)}┬{'─' * (right + 2)}┐",
+        *(f"│ {figure:<{left}} │ {value:>{right}} │" for figure, value in cells),
+        f"└{'─' * (left + 2)}┴{'─' * (right + 2)}┘",
+    ]
+
+
+def render(summary: Summary, console: Output) -> None:
     """Print the table, then the one-line form."""
-    console.print(table(summary))
+    if isinstance(console, PlainConsole):
+        lines = plain_table(summary, console.width)
+        if lines is None:
+            console.rich().print(table(summary))
+        else:
+            console.write_lines(lines)
+    else:
+        console.print(table(summary))
     console.print(one_line(summary), markup=False, highlight=False, soft_wrap=True)

@@ -31,10 +31,9 @@ from fetchpipe.engine.cache import DEFAULT_PATH
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy, set_testing
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from fetchpipe._input import InputFile
     from fetchpipe._models import Request
+    from fetchpipe._plain_console import Output
     from fetchpipe._summary import Summary
     from fetchpipe.engine.cache.http_cache import HttpCache
     from fetchpipe.engine.security import SecurityPolicy
@@ -66,10 +65,10 @@ class _Settings:
     breaker: BreakerPolicy | None = DEFAULT_BREAKER
 
 
-def _stderr() -> Console:
-    from rich.console import Console
+def _stderr() -> Output:
+    from fetchpipe._plain_console import stderr_console
 
-    return Console(stderr=True)
+    return stderr_console()
 
 
 @click.group(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ HEAVY = ("pydantic", "duckdb", "fetchpipe.pipeline", "yaml")
 """Never loaded by ``import fetchpipe.cli``, ``--version`` or ``fetch --help``."""
 CLIENT = ("aiohttp", "yarl", "rich", "sqlite3")
 """Not needed to print a version or a command's help either."""
+
+_RICH_SEES_A_TERMINAL = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 
 # Runs the command line in this interpreter, then prints which of the modules asked for it loaded.
 _PROBE = """
@@ -35,11 +38,16 @@ print(json.dumps(sorted(name for name in names if name in sys.modules)), file=sy
 """
 
 
-def _loaded(*args: str, names: tuple[str, ...] = HEAVY + CLIENT) -> list[str]:
+def _loaded(
+    *args: str, names: tuple[str, ...] = HEAVY + CLIENT, cwd: Path | None = None
+) -> list[str]:
     """Which of ``names`` are in ``sys.modules`` after ``fetchpipe ARGS`` in a fresh process."""
+    env = {k: v for k, v in os.environ.items() if k not in _RICH_SEES_A_TERMINAL}
     proc = subprocess.run(
         [sys.executable, "-c", _PROBE, json.dumps(names), *args],
-        capture_output=True,
+        env=env,
+        cwd=cwd,
+        capture_output=True,  # stderr is not a terminal
         text=True,
         timeout=60,
         check=False,
@@ -64,13 +72,13 @@ def test_the_root_help_lists_every_command_without_loading_pydantic() -> None:
     assert _loaded("--help", names=("pydantic", "duckdb", "aiohttp")) == []
 
 
-def test_fetch_to_jsonl_loads_no_duckdb_or_pipeline(cli_fleet: Fleet, tmp_path: Path) -> None:
+def test_fetch_to_jsonl_loads_no_duckdb_pipeline_or_rich(cli_fleet: Fleet, tmp_path: Path) -> None:
     urls = tmp_path / "urls.txt"
     urls.write_text("\n".join(cli_fleet.api_urls[:3]) + "\n")
+    names = ("duckdb", "pydantic", "rich")  # rich: stderr is not a terminal
     for out, expected in (("o.jsonl", []), ("o.duckdb", ["duckdb"])):
-        loaded = _loaded(
-            "fetch", str(urls), "--out", str(tmp_path / out), names=("duckdb", "pydantic")
-        )
+        # A short --out: a line longer than the console's width is rich's to wrap.
+        loaded = _loaded("fetch", str(urls), "--out", out, names=names, cwd=tmp_path)
         assert loaded == expected, out
 
 
