@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -372,6 +373,9 @@ def test_bench_startup_reports_every_row_with_its_target(run_cli: RunCli, tmp_pa
     report = json.loads(out.read_text())
     assert report["scenario"] == "startup" and report["runs"] == 1
     assert report["baseline"] == 'python -c "import aiohttp, orjson, uvloop"'
+    no_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+    assert report["pythondontwritebytecode"] is no_bytecode
+    assert ("note: PYTHONDONTWRITEBYTECODE is set" in proc.stdout) is no_bytecode
     seed = report["seed"]
     assert (seed["apis"], seed["slowest_api_seconds"]) == (50, 15 * 0.002)
     rows = report["rows"] + seed["rows"]

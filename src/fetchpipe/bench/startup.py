@@ -42,6 +42,10 @@ SEED_RATIO = 1.05
 TIMEOUT = 300.0
 """Seconds before a command's process is killed (and the run counted as failed)."""
 GATHER_SCRIPT = Path(__file__).with_name("seed_gather.py")
+NO_BYTECODE_NOTE = (
+    "note: PYTHONDONTWRITEBYTECODE is set: a module whose .pyc is missing or out of date (an "
+    "edited checkout) is compiled at every start, which users of an installed fetchpipe do not pay"
+)
 
 
 def baseline_code() -> str:
@@ -113,8 +117,8 @@ def run_group(
                     if done.exit_code is None
                     else f"exit code {done.exit_code}"
                 )
-                last = done.output_tail.splitlines()[-1:] or [""]
-                row.failures.append(f"{why}: {last[0]}".rstrip(": "))
+                last = done.output_tail.splitlines()[-1:]
+                row.failures.append(f"{why}: {last[0]}" if last else why)
     return rows
 
 
@@ -140,6 +144,8 @@ class StartupReport:
     scale: float | None = None
     apis: int = 0
     slowest_seconds: float | None = None
+    no_bytecode: bool = False
+    """``PYTHONDONTWRITEBYTECODE`` was set for the commands."""
 
     def row(self, name: str) -> Row:
         return next(r for r in self.startup + self.seed if r.name == name)
@@ -204,6 +210,7 @@ class StartupReport:
             f"startup: each command a process of its own, timed from spawn to exit; one warm-up, "
             f"then {self.runs} run(s) each in turns (median)",
             f"baseline: {self.startup[0].command.shown}",
+            *([NO_BYTECODE_NOTE] if self.no_bytecode else []),
             head,
             *self._table(self.startup, width),
         ]
@@ -247,6 +254,7 @@ class StartupReport:
             "baseline": self.startup[0].command.shown,
             "startup_margin_seconds": STARTUP_MARGIN,
             "startup_limit_seconds": self.startup_limit,
+            "pythondontwritebytecode": self.no_bytecode,
             "rows": [row_json(r) for r in self.startup],
             "seed": seed,
         }
@@ -280,6 +288,7 @@ def measure(runs: int, scale: float | None) -> StartupReport:
     env = dict(os.environ)
     with _workdir() as workdir:
         report = StartupReport(runs, run_group(startup_commands(program), runs, workdir, env))
+        report.no_bytecode = bool(env.get("PYTHONDONTWRITEBYTECODE"))
         if scale is None:
             return report
         with running_fleet(scale) as fleet:
