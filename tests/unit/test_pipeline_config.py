@@ -12,9 +12,10 @@ import fetchpipe
 from fetchpipe import ConfigError, HostLimits, Pipeline
 from fetchpipe.pipeline import PipelineError
 from fetchpipe.pipeline.errors import format_path, suggest
+from fetchpipe.pipeline.graph import DependencyCycle, dependency_order
 from fetchpipe.pipeline.loading import load_toml, load_yaml, substitute
 from fetchpipe.pipeline.models import Destination, parse_destination
-from fetchpipe.pipeline.plan import DependencyCycle, build_plan, dependency_order, render
+from fetchpipe.pipeline.plan import build_plan, render
 
 TOKEN = "tok-5ecret-value"
 ENV = {"SHOP_TOKEN": TOKEN}

@@ -9,7 +9,7 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
-    from fetchpipe.pipeline.config import Pipeline
+    from fetchpipe.pipeline.api import Pipeline
     from fetchpipe.pipeline.errors import PipelineError, Problem
     from fetchpipe.pipeline.models import Destination, Source
     from fetchpipe.pipeline.pagination import PaginationError
@@ -20,7 +20,7 @@ if _typing.TYPE_CHECKING:
 _LAZY = {
     "Destination": "fetchpipe.pipeline.models",
     "PaginationError": "fetchpipe.pipeline.pagination",
-    "Pipeline": "fetchpipe.pipeline.config",
+    "Pipeline": "fetchpipe.pipeline.api",
     "PipelineError": "fetchpipe.pipeline.errors",
     "Problem": "fetchpipe.pipeline.errors",
     "RecordsError": "fetchpipe.pipeline.records",

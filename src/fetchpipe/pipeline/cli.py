@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:  # each command imports what it uses: listing the commands loads no pydantic
-    from fetchpipe.pipeline.config import Pipeline
+    from fetchpipe.pipeline.config import PipelineSpec
 
 _pipeline_argument = click.argument(
     "pipeline_file", metavar="PIPELINE", type=click.Path(dir_okay=False, allow_dash=False)
@@ -28,12 +28,12 @@ class InvalidPipeline(click.ClickException):
         click.echo(self.format_message(), err=True)
 
 
-def _load(path: str) -> Pipeline:
-    from fetchpipe.pipeline.config import Pipeline
+def _load(path: str) -> PipelineSpec:
+    from fetchpipe.pipeline.config import PipelineSpec
     from fetchpipe.pipeline.errors import PipelineError
 
     try:
-        return Pipeline.from_file(path)
+        return PipelineSpec.from_file(path)
     except PipelineError as exc:
         count = len(exc.problems)
         noun = "problem" if count == 1 else "problems"
@@ -99,9 +99,9 @@ def plan(
 @click.command()
 def schema() -> None:
     """Print the JSON Schema of pipeline files (for editors)."""
-    from fetchpipe.pipeline.config import Pipeline
+    from fetchpipe.pipeline.config import PipelineSpec
 
-    click.echo(json.dumps(Pipeline.json_schema(), indent=2))
+    click.echo(json.dumps(PipelineSpec.json_schema(), indent=2))
 
 
 def _names(values: tuple[str, ...]) -> list[str] | None:

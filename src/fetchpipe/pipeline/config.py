@@ -1,15 +1,18 @@
-"""A pipeline: the file's top level, its loading, its errors by line, its engine values.
+"""A pipeline file's model: its top level, its loading, its errors by line, its engine values.
 
 ::
 
-    pipeline = Pipeline.from_file("pipeline.yaml")     # or .toml; or Pipeline.from_dict({...})
-    pipeline.limits(), pipeline.timeouts(), pipeline.retry_policy(), pipeline.breaker_policy(),
-    pipeline.http_cache()
-    pipeline.ordered_sources()                         # parents before their children
+    spec = PipelineSpec.from_file("pipeline.yaml")     # or .toml; or PipelineSpec.from_dict({...})
+    spec.limits(), spec.timeouts(), spec.retry_policy(), spec.breaker_policy(), spec.http_cache()
+    spec.ordered_sources()                             # parents before their children
 
 Loading substitutes ``${VAR}`` from the environment, validates everything and raises one
 :class:`PipelineError` listing every problem as ``file:line: field.path: message``, with a
 suggestion for a near-miss key. Values read from the environment never appear in messages.
+
+:class:`PipelineSpec` is what the plan and the runner read; the public
+:class:`~fetchpipe.pipeline.api.Pipeline` adds ``run()`` on top of it, so that this module
+imports neither.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, Self, TypeVar, get_args, get_origin, overload
 
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
@@ -41,6 +44,7 @@ from fetchpipe.pipeline.errors import (
     did_you_mean,
     redact_secrets,
 )
+from fetchpipe.pipeline.graph import DependencyCycle, dependency_order
 from fetchpipe.pipeline.loading import Document, load_file, substitute
 from fetchpipe.pipeline.models import (
     ApiKeyAuth,
@@ -52,16 +56,14 @@ from fetchpipe.pipeline.models import (
     _Model,
     parse_destination,
 )
-from fetchpipe.pipeline.plan import DependencyCycle, dependency_order
 
-if TYPE_CHECKING:
-    from fetchpipe.pipeline.report import RunReport
+S = TypeVar("S", bound="PipelineSpec")
 
 _PIPELINE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 SCHEMA_URI = "https://json-schema.org/draft/2020-12/schema"
 
 
-class Pipeline(_Model):
+class PipelineSpec(_Model):
     """A declarative pipeline: sources fetched into tables of one destination."""
 
     name: str = Field(pattern=_PIPELINE_NAME, description="Names the default destination file.")
@@ -81,21 +83,19 @@ class Pipeline(_Model):
     # --- loading --------------------------------------------------------------------------------
 
     @classmethod
-    def from_file(cls, path: str | Path, *, env: Mapping[str, str] | None = None) -> Pipeline:
+    def from_file(cls, path: str | Path, *, env: Mapping[str, str] | None = None) -> Self:
         """Load a YAML or TOML pipeline file. Raises :class:`PipelineError`."""
-        return _build(load_file(path), env)
+        return _build(load_file(path), env, cls)
 
     @classmethod
-    def from_dict(
-        cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None
-    ) -> Pipeline:
+    def from_dict(cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None) -> Self:
         """Load a pipeline from plain data (as parsed from YAML, TOML or JSON)."""
-        return _build(Document(data), env)
+        return _build(Document(data), env, cls)
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
         """The JSON Schema of a pipeline file, for editors."""
-        schema = cls.model_json_schema(by_alias=True)
+        schema = PipelineSpec.model_json_schema(by_alias=True)  # the file's, whatever the class
         return {"$schema": SCHEMA_URI, **schema, "title": "fetchpipe pipeline"}
 
     @property
@@ -127,38 +127,6 @@ class Pipeline(_Model):
                 if isinstance(value, SecretStr):
                     found.add(value.get_secret_value())
         return frozenset(found)
-
-    # --- running --------------------------------------------------------------------------------
-
-    def run(
-        self,
-        *,
-        select: Iterable[str] | None = None,
-        full_refresh: bool = False,
-        restart: bool = False,
-    ) -> RunReport:
-        """Fetch every source (or those in ``select``, with the parents they need) into the
-        destination. Returns the report; ``report.ok`` is false when a source failed.
-
-        ``full_refresh`` ignores stored incremental state and replaces the tables. A run that
-        was interrupted is resumed (with the same options), unless ``restart``.
-        """
-        from fetchpipe._fetcher import run as run_loop
-
-        return run_loop(self.arun(select=select, full_refresh=full_refresh, restart=restart))
-
-    async def arun(
-        self,
-        *,
-        select: Iterable[str] | None = None,
-        full_refresh: bool = False,
-        restart: bool = False,
-    ) -> RunReport:
-        """:meth:`run` inside a running event loop."""
-        from fetchpipe.pipeline.run import PipelineRunner
-
-        runner = PipelineRunner(self, select=select, full_refresh=full_refresh, restart=restart)
-        return await runner.run()
 
     # --- derived values -------------------------------------------------------------------------
 
@@ -244,7 +212,7 @@ class Pipeline(_Model):
     # --- checks across sources ------------------------------------------------------------------
 
     @model_validator(mode="after")
-    def _check(self) -> Pipeline:
+    def _check(self) -> Self:
         problems: list[Problem] = []
         for pattern in self.hosts:
             if not pattern or any(c in pattern for c in "/: "):
@@ -302,17 +270,25 @@ class Pipeline(_Model):
 # --- building and error messages ----------------------------------------------------------------
 
 
-def _build(document: Document, env: Mapping[str, str] | None) -> Pipeline:
+@overload
+def _build(document: Document, env: Mapping[str, str] | None) -> PipelineSpec: ...
+@overload
+def _build(document: Document, env: Mapping[str, str] | None, model: type[S]) -> S: ...
+
+
+def _build(
+    document: Document, env: Mapping[str, str] | None, model: type[S] | None = None
+) -> PipelineSpec:
     substituted = substitute(document.data, os.environ if env is None else env)
     problems = list(substituted.problems)
-    pipeline: Pipeline | None = None
+    pipeline: PipelineSpec | None = None
     if document.data is None:
         problems.append(Problem((), "the file is empty. HINT: give at least name and sources"))
     elif not isinstance(substituted.data, Mapping):
         problems.append(Problem((), "the top level must be a mapping with name and sources"))
     else:
         try:
-            pipeline = Pipeline.model_validate(substituted.data)
+            pipeline = (model or PipelineSpec).model_validate(substituted.data)
         except ValidationError as exc:
             unset = [p.path for p in substituted.problems]
             problems.extend(
@@ -454,7 +430,7 @@ def _resolve(loc: tuple[int | str, ...]) -> tuple[DataPath, Any, Any, list[str]]
     Drops the tags of discriminated unions and the member labels of plain unions (returned as
     ``labels``). Also returns the model holding the last key and the type at the location.
     """
-    tp: Any = Pipeline
+    tp: Any = PipelineSpec
     path: list[str | int] = []
     container: Any = None
     labels: list[str] = []

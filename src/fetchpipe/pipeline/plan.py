@@ -1,6 +1,6 @@
 """What a pipeline would request, in which order, and how many requests and how long at least.
 
-:func:`build_plan` sends nothing. Sources come parents first (:func:`dependency_order`). The
+:func:`build_plan` sends nothing. Sources come parents first (see :mod:`.graph`). The
 number of pages of a paginated source, and so the number of child requests, is unknown until
 fetched unless assumed (``pages``, ``records_per_page``); unknown counts are ``None``. The time
 is a lower bound from the configured rates (and, given an assumed ``latency``, from the
@@ -10,51 +10,17 @@ concurrency limits and pages that must follow one another).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
+from fetchpipe.pipeline.pagination import page_size, paginator_for, sequential
+from fetchpipe.sinks import redact
+
 if TYPE_CHECKING:
-    from fetchpipe.pipeline.config import Pipeline
+    from fetchpipe.pipeline.config import PipelineSpec
     from fetchpipe.pipeline.models import Source
-
-
-class DependencyCycle(ValueError):
-    """Sources that depend on each other; ``cycle`` starts and ends with the same name."""
-
-    def __init__(self, cycle: Sequence[str]) -> None:
-        self.cycle = list(cycle)
-        super().__init__(" -> ".join(self.cycle))
-
-
-def dependency_order(parents: Mapping[str, Sequence[str]]) -> list[str]:
-    """Names with every parent first, otherwise in the given order.
-
-    Parents that are not keys of ``parents`` are ignored. Raises :class:`DependencyCycle`.
-    """
-    placed: list[str] = []
-    done: set[str] = set()
-    waiting = list(parents)
-    while waiting:
-        ready = next(
-            (n for n in waiting if all(p in done or p not in parents for p in parents[n])), None
-        )
-        if ready is None:
-            raise DependencyCycle(_cycle(waiting[0], parents))
-        waiting.remove(ready)
-        placed.append(ready)
-        done.add(ready)
-    return placed
-
-
-def _cycle(start: str, parents: Mapping[str, Sequence[str]]) -> list[str]:
-    path = [start]
-    while True:
-        following = next(p for p in parents[path[-1]] if p in parents)
-        if following in path:
-            return [*path[path.index(following) :], following]
-        path.append(following)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,15 +73,13 @@ class Plan:
 
 
 def build_plan(
-    pipeline: Pipeline,
+    pipeline: PipelineSpec,
     *,
     pages: int | None = None,
     records_per_page: int | None = None,
     latency: float | None = None,
 ) -> Plan:
     """The plan of ``pipeline``, with optional assumptions for what only fetching can tell."""
-    from fetchpipe.pipeline.pagination import page_size
-
     limits = pipeline.limits()
     records: dict[str, int | None] = {}
     plans: list[SourcePlan] = []
@@ -150,11 +114,8 @@ def build_plan(
 
 
 def _source_plan(
-    pipeline: Pipeline, source: Source, runs: int | None, requests: int | None
+    pipeline: PipelineSpec, source: Source, runs: int | None, requests: int | None
 ) -> SourcePlan:
-    from fetchpipe.pipeline.pagination import paginator_for, sequential
-    from fetchpipe.sinks import redact
-
     params: dict[str, Any] = dict(source.params)
     if source.incremental is not None and source.incremental.initial is not None:
         params[source.incremental.param] = source.incremental.initial
@@ -203,7 +164,7 @@ def _encode(query: Mapping[str, str]) -> str:
 
 
 def _host_plans(
-    pipeline: Pipeline, plans: list[SourcePlan], latency: float | None
+    pipeline: PipelineSpec, plans: list[SourcePlan], latency: float | None
 ) -> list[HostPlan]:
     limits = pipeline.limits()
     by_host: dict[str, list[SourcePlan]] = {}
@@ -225,7 +186,7 @@ def _host_plans(
                     # Pages of one run follow one another, unless the first tells the total:
                     # then the rest go out together after it.
                     chain = s.requests / s.runs
-                    if not _sequential(pipeline.source(s.name).paginate):
+                    if not sequential(pipeline.source(s.name).paginate):
                         chain = min(chain, 2)
                     seconds = max(seconds, chain * latency)
         out.append(HostPlan(host, hl.max_concurrency, hl.max_per_second, n, complete, seconds))
@@ -285,9 +246,3 @@ def render(plan: Plan) -> str:
         total += ", ".join(unknown)
     lines.append(f"total: {total}; at least {plan.min_seconds:.1f} s")
     return "\n".join(lines)
-
-
-def _sequential(paginate: Any) -> bool:
-    from fetchpipe.pipeline.pagination import sequential
-
-    return sequential(paginate)

@@ -53,7 +53,7 @@ from fetchpipe._models import Source as ResultSource
 from fetchpipe.engine.security import address_refusal, public_url
 from fetchpipe.engine.transport import Transport
 from fetchpipe.pipeline.auth import Authenticator, authenticator_for
-from fetchpipe.pipeline.config import Pipeline
+from fetchpipe.pipeline.config import PipelineSpec
 from fetchpipe.pipeline.errors import did_you_mean
 from fetchpipe.pipeline.files import FileLoader
 from fetchpipe.pipeline.journal import EndedSource, JournalJob, PageEntry, RunRecord
@@ -164,7 +164,7 @@ class PipelineRunner:
 
     def __init__(
         self,
-        pipeline: Pipeline,
+        pipeline: PipelineSpec,
         *,
         select: Iterable[str] | None = None,
         full_refresh: bool = False,
@@ -739,7 +739,7 @@ class PipelineRunner:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _selection(pipeline: Pipeline, select: Iterable[str] | None) -> dict[str, bool]:
+def _selection(pipeline: PipelineSpec, select: Iterable[str] | None) -> dict[str, bool]:
     """Source name -> written, for the selected sources and the parents they need."""
     names = [s.name for s in pipeline.sources]
     if select is None:

@@ -1,0 +1,50 @@
+"""The public :class:`Pipeline`: a checked pipeline file that can run.
+
+::
+
+    report = Pipeline.from_file("pipeline.yaml").run()
+
+It is the file's model (:class:`~fetchpipe.pipeline.config.PipelineSpec`: loading, checks,
+engine values) with ``run`` and ``arun`` on top. They live here, above the runner, so that
+the model, the plan and the runner import one another in one direction only: the runner
+and the plan read a spec, and this module drives the runner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fetchpipe._fetcher import run as run_loop
+from fetchpipe.pipeline.config import PipelineSpec
+from fetchpipe.pipeline.report import RunReport
+from fetchpipe.pipeline.run import PipelineRunner
+
+
+class Pipeline(PipelineSpec):
+    """A declarative pipeline: sources fetched into tables of one destination."""
+
+    def run(
+        self,
+        *,
+        select: Iterable[str] | None = None,
+        full_refresh: bool = False,
+        restart: bool = False,
+    ) -> RunReport:
+        """Fetch every source (or those in ``select``, with the parents they need) into the
+        destination. Returns the report; ``report.ok`` is false when a source failed.
+
+        ``full_refresh`` ignores stored incremental state and replaces the tables. A run that
+        was interrupted is resumed (with the same options), unless ``restart``.
+        """
+        return run_loop(self.arun(select=select, full_refresh=full_refresh, restart=restart))
+
+    async def arun(
+        self,
+        *,
+        select: Iterable[str] | None = None,
+        full_refresh: bool = False,
+        restart: bool = False,
+    ) -> RunReport:
+        """:meth:`run` inside a running event loop."""
+        runner = PipelineRunner(self, select=select, full_refresh=full_refresh, restart=restart)
+        return await runner.run()
