@@ -199,7 +199,7 @@ def _settings(
 
 
 def _sink_for(out: str) -> Sink:
-    from fetchpipe.sinks import open_sink
+    from fetchpipe.sinks.factory import open_sink
 
     try:
         return open_sink(out)

@@ -12,7 +12,8 @@ import pytest
 
 from fetchpipe._exceptions import ConfigError
 from fetchpipe._models import ErrorKind, Request, Result, Timings
-from fetchpipe.sinks import open_sink, resume
+from fetchpipe.sinks import resume
+from fetchpipe.sinks.factory import open_sink
 
 SECRET = "s3cr3t-api-key"
 

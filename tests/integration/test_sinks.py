@@ -16,8 +16,9 @@ import pytest
 
 from fetchpipe._exceptions import ConfigError, SinkError
 from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
-from fetchpipe.sinks import COLUMNS, encode_record, open_sink, record, redact
+from fetchpipe.sinks import COLUMNS, encode_record, record, redact
 from fetchpipe.sinks.duckdb import DuckDBSink, _ByteQueue
+from fetchpipe.sinks.factory import open_sink
 from fetchpipe.sinks.jsonl import JsonlSink
 
 JSON_TYPE = {"Content-Type": "application/json; charset=utf-8"}

@@ -1,8 +1,9 @@
 """Where results land: one :class:`Sink` protocol, a JSONL and a DuckDB implementation.
 
-Every sink writes the same record per result (see :func:`record`). ``open_sink`` picks the
-implementation from the file extension. Records never hold credentials: API-key query
-parameters and URL passwords are replaced (see :func:`redact`).
+Every sink writes the same record per result (see :func:`record`);
+:func:`fetchpipe.sinks.factory.open_sink` picks the implementation from the file extension.
+Records never hold credentials: API-key query parameters and URL passwords are replaced (see
+:func:`redact`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,10 @@ import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
-from fetchpipe._exceptions import ConfigError
 from fetchpipe._models import Result
 from fetchpipe.engine.cache.keys import DEFAULT_CREDENTIAL_PARAMS, REDACTED
 
@@ -54,27 +53,6 @@ class Sink(Protocol):
     def write(self, result: Result) -> None: ...
 
     def close(self) -> None: ...
-
-
-def open_sink(path: str | Path) -> Sink:
-    """The sink for ``path``, by extension (``.jsonl`` or ``.duckdb``), not opened yet.
-
-    Raises :class:`ConfigError` for any other extension.
-    """
-    target = Path(path)
-    suffix = target.suffix.lower()
-    if suffix == ".jsonl":
-        from fetchpipe.sinks.jsonl import JsonlSink
-
-        return JsonlSink(target)
-    if suffix == ".duckdb":
-        from fetchpipe.sinks.duckdb import DuckDBSink
-
-        return DuckDBSink(target)
-    raise ConfigError(
-        f"cannot write results to {str(path)!r}: unknown extension {suffix or '(none)'!r}. "
-        "HINT: use a path ending in .duckdb (a 'responses' table) or .jsonl (one JSON per line)"
-    )
 
 
 def _content_type(headers: Mapping[str, str]) -> str:
@@ -181,7 +159,6 @@ __all__ = [
     "Sink",
     "encode_body",
     "encode_record",
-    "open_sink",
     "record",
     "redact",
     "utc_now",
