@@ -195,6 +195,7 @@ class Fetcher:
             self.cache.open()
         if self._transport is None:
             if self._transport_name == "fast":
+                # lazy: only the fast transport loads its module (and pyreqwest, an extra)
                 from fetchpipe.engine.reqwest_transport import ReqwestTransport
 
                 self._transport = ReqwestTransport(
@@ -842,7 +843,7 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
 def _run_here(main: Coroutine[Any, Any, T]) -> T:
     try:
-        import uvloop
+        import uvloop  # lazy: installed on Linux and macOS only; loaded by a run, not by import
     except ImportError:  # pragma: no cover - uvloop is a default dependency on Linux
         return asyncio.run(main)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -104,7 +104,7 @@ class PlainConsole:
     def rich(self) -> Console:
         """A rich console on the same file, for what is not plain (made on first use)."""
         if self._rich is None:
-            from rich.console import Console
+            from rich.console import Console  # lazy: start-up time (see the top)
 
             self._rich = Console(file=self._file, stderr=self._file is None)
         return self._rich
@@ -140,6 +140,6 @@ def stderr_console() -> Output:
     width = console_width()
     if width is not None and not _rich_sees_a_terminal(sys.stderr):
         return PlainConsole(width)
-    from rich.console import Console
+    from rich.console import Console  # lazy: start-up time (see the top)
 
     return Console(stderr=True)

@@ -94,6 +94,7 @@ class RichReporter:
     """A rich progress bar; the bar is updated at most every ``refresh`` seconds."""
 
     def __init__(self, console: Console, total: int | None, *, refresh: float = 0.1) -> None:
+        # lazy: start-up time; rich is loaded only where a terminal shows its bar
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -156,7 +157,7 @@ class RichReporter:
 def reporter_for(console: Output, total: int | None) -> Reporter:
     """A progress bar when ``console`` is a terminal, plain periodic lines otherwise."""
     if console.is_terminal:
-        from rich.console import Console
+        from rich.console import Console  # lazy: start-up time (see _plain_console)
 
         if isinstance(console, Console):
             return RichReporter(console, total)

@@ -174,7 +174,7 @@ def rows(summary: Summary) -> list[tuple[str, str]]:
 
 def table(summary: Summary) -> Table:
     """The summary as a rich table."""
-    from rich.table import Table
+    from rich.table import Table  # lazy: start-up time; only a terminal gets the table
 
     grid = Table(title=TITLE, show_header=False, title_justify="left")
     grid.add_column("figure", style="bold")

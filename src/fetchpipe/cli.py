@@ -26,13 +26,13 @@ from fetchpipe import __version__
 from fetchpipe._config import TRANSPORTS, HostLimits, Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, InputError, SinkError
 from fetchpipe._lazy_group import LazyGroup
+from fetchpipe._models import Request
 from fetchpipe.engine.breaker import DEFAULT_BREAKER, ON_OPEN, BreakerPolicy
 from fetchpipe.engine.cache import DEFAULT_PATH
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy, set_testing
 
 if TYPE_CHECKING:
     from fetchpipe._input import InputFile
-    from fetchpipe._models import Request
     from fetchpipe._plain_console import Output
     from fetchpipe._summary import Summary
     from fetchpipe.engine.cache.http_cache import HttpCache
@@ -772,7 +772,6 @@ def demo(out: str, minute: float) -> None:
     Starts the simulated fleet, fetches its 50 APIs into --out as `fetch` would, prints the
     summary and then the slowest API's latency next to the time for all of them.
     """
-    from fetchpipe._models import Request
     from fetchpipe.sim import Fleet
 
     settings = _Settings(Limits(), RetryPolicy(), Timeouts(), {})

@@ -43,6 +43,7 @@ async def _fetchpipe(urls: list[str], path: Path, concurrency: int) -> int:
 
 
 async def _client_cache(urls: list[str], path: Path, concurrency: int) -> int:
+    # lazy: aiohttp-client-cache is an optional extra ('bench'), checked before this runs
     from aiohttp_client_cache import (  # type: ignore[attr-defined, import-not-found, unused-ignore]
         CachedSession,
         SQLiteBackend,

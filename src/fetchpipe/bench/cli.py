@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import click
 
 from fetchpipe._config import TRANSPORTS
+from fetchpipe._exceptions import ConfigError
 from fetchpipe.bench.report import machine, raise_nofile_limit, write_json, write_text
 
 SCENARIOS = ("seed", "throughput", "latency", "memory", "faults")
@@ -80,6 +81,9 @@ def bench() -> None:
 
 
 # --- the scenarios, shared by their own command and by `bench all` ----------------------------
+
+# Each scenario imports its modules when it runs (lazy: start-up time): `fetchpipe bench --help`
+# loads none of them, nor the engine.
 
 
 def seed_scenario(
@@ -227,7 +231,6 @@ def pipeline_scenario(
 def startup_scenario(
     runs: int, scale: float | None, json_path: Path | None, chart_path: Path | None
 ) -> bool:
-    from fetchpipe._exceptions import ConfigError
     from fetchpipe.bench import startup as scenario
 
     try:

@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from fetchpipe._fetcher import Fetcher
+from fetchpipe._fetcher import Fetcher, run
 from fetchpipe.bench.fleet import RemoteFleet
 from fetchpipe.bench.svg import Bar, Marker, bar_chart
 from fetchpipe.sim.toxics import Burst, ResetPeer, RetryAfter, Toxic, Truncate, toxic_path
@@ -210,8 +210,6 @@ class DeadApiReport:
 
 def measure_dead(fleet: RemoteFleet, dead: int, healthy: int) -> DeadApiReport:
     """Each client on fresh keys with the fleet's counters reset."""
-    from fetchpipe._fetcher import run
-
     dead_host = fleet.base_urls[0].split("//", 1)[1].rsplit(":", 1)[0]
     report = DeadApiReport(dead, healthy, dead_host)
     clients = (
@@ -411,8 +409,6 @@ class FlakyApiReport:
 
 def measure_flaky(server: RemoteFleet, requests: int, retry_after: int) -> FlakyApiReport:
     """Each client on fresh keys with the server's counters reset."""
-    from fetchpipe._fetcher import run
-
     faulty = requests * 2 // 5
     report = FlakyApiReport(requests, faulty, retry_after)
     for name in ("gather", "fetchpipe"):

@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 
 from fetchpipe._config import Timeouts
-from fetchpipe._fetcher import Fetcher
+from fetchpipe._fetcher import Fetcher, run
 from fetchpipe.bench.child import running_child, wait_for_stdin_eof
 from fetchpipe.bench.fleet import RemoteFleet
 from fetchpipe.bench.report import raise_nofile_limit
@@ -243,8 +243,6 @@ class FaultsReport:
 
 def measure(fleet: RemoteFleet, requests: int, retry_after: int) -> FaultsReport:
     """Run the naive gather, then fetchpipe, each on fresh keys with the fleet's counters reset."""
-    from fetchpipe._fetcher import run
-
     planned = Counter(kind for kind, _ in fault_plan(fleet.base_urls, requests, "", retry_after))
     report = FaultsReport(requests, len(fleet.base_urls), retry_after, _by_kind(planned))
     for name, client in (("gather", naive_gather), ("fetchpipe", with_fetchpipe)):
@@ -396,8 +394,6 @@ class ToxicsReport:
 
 def measure_toxics(server: RemoteFleet, requests: int, retry_after: int) -> ToxicsReport:
     """Run the naive gather, then fetchpipe, each on fresh keys with the counters reset."""
-    from fetchpipe._fetcher import run
-
     mix = toxic_mix(hang=HANG_SECONDS, delay=float(retry_after))
     kinds = toxic_kinds(mix)
     planned = Counter(kind for kind, _ in toxic_plan(server.base_urls, requests, "", mix))
@@ -440,8 +436,6 @@ def running_toxics(hosts: int = TOXIC_HOSTS) -> Iterator[RemoteFleet]:
 
 
 def main() -> None:
-    from fetchpipe._fetcher import run
-
     raise_nofile_limit()
     run(_serve_toxics(int(sys.argv[1])))
 

@@ -16,14 +16,13 @@ from pathlib import Path
 import click
 
 from fetchpipe.bench.report import peak_rss_mb
+from fetchpipe.cli import main as fetchpipe_command
 
 
 def run_command(args: list[str]) -> int:
     """``fetchpipe ARGS`` in this process; its exit code (errors printed as click prints them)."""
-    from fetchpipe.cli import main
-
     try:
-        result = main.main(args=args, prog_name="fetchpipe", standalone_mode=False)
+        result = fetchpipe_command.main(args=args, prog_name="fetchpipe", standalone_mode=False)
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

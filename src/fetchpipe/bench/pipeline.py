@@ -168,7 +168,7 @@ def _peak(workdir: Path) -> float | None:
 
 def count_rows(database: Path, schema: str, expected: int) -> tuple[int, int, int] | str:
     """Rows, duplicate ids and missing ids of the products table; a message if it is absent."""
-    import duckdb
+    import duckdb  # lazy: DuckDB loads when this benchmark runs, not with the bench commands
 
     if not database.exists():
         return f"no database file {database.name}"

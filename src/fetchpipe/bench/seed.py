@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 
+import fetchpipe
 from fetchpipe._fetcher import Fetcher, run
 from fetchpipe.bench.fleet import RemoteFleet
 from fetchpipe.bench.report import optional_module, percent
@@ -155,8 +156,6 @@ def with_fetchpipe_cache(urls: list[str]) -> Outcome | None:
     reads "not available (no HTTP cache yet)") when fetchpipe has no ``HttpCache``. The
     simulated APIs send no freshness headers, so the cache is given a TTL.
     """
-    import fetchpipe
-
     http_cache = getattr(fetchpipe, "HttpCache", None)
     if http_cache is None:
         return None

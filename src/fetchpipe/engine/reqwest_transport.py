@@ -533,7 +533,7 @@ def _translate(exc: Exception) -> TransportError:
     ``SendRequest`` and ``reset by peer``, a body cut short as a ``BodyDecodeError`` ending in
     ``end of file before message length reached``.
     """
-    from pyreqwest import exceptions as errors
+    from pyreqwest import exceptions as errors  # lazy: pyreqwest is optional (see the top)
 
     causes = _causes(exc)
     chain = " | ".join(causes).lower()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import socket
 from collections.abc import Mapping
@@ -423,8 +424,6 @@ def _translate(exc: Exception) -> TransportError:
 def fast_transport_problem(security: SecurityPolicy | None) -> str | None:
     """Why the fast (pyreqwest) transport cannot run with these settings, or None: checked
     before anything is sent."""
-    import importlib.util
-
     if importlib.util.find_spec("pyreqwest") is None:
         return "the fast transport needs pyreqwest. HINT: pip install 'fetchpipe[fast]'"
     if security is not None and security.block_private:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from fetchpipe._exceptions import ConfigError
+
 if TYPE_CHECKING:  # each command imports what it uses: listing the commands loads no pydantic
     from fetchpipe.pipeline.config import PipelineSpec
 
@@ -164,7 +166,6 @@ def run_command(
     """
     from rich.console import Console
 
-    from fetchpipe._exceptions import ConfigError
     from fetchpipe._fetcher import run as run_loop
     from fetchpipe.pipeline.load import LoadError
     from fetchpipe.pipeline.report import (

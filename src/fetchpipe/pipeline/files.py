@@ -38,6 +38,8 @@ from fetchpipe.pipeline.tables import (
     table_columns,
 )
 
+# duckdb is imported where a database is opened or used (lazy): importing the runner loads it
+# only when a destination needs it.
 if TYPE_CHECKING:
     import duckdb
 

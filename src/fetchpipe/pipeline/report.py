@@ -138,6 +138,7 @@ def source_line(report: SourceReport) -> str:
 def summary_table(report: RunReport, *, live: bool = False) -> Table:
     """The run's sources as a rich table, with the run's totals in the caption (``live``: the
     seconds so far, while the run goes on)."""
+    # lazy: only the command line's table needs rich, not a run from the library
     from rich.table import Table
     from rich.text import Text
 

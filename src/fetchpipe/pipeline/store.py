@@ -32,6 +32,8 @@ from fetchpipe.pipeline.tables import (
     write_rows,
 )
 
+# duckdb is imported where a database is opened or used (lazy): importing the runner loads it
+# only when a destination needs it.
 if TYPE_CHECKING:
     import duckdb
 

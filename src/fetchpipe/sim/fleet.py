@@ -243,7 +243,7 @@ def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] |
     if not use_uvloop:
         return None
     try:
-        import uvloop
+        import uvloop  # lazy: installed on Linux and macOS only
     except ImportError:
         return None
     return uvloop.new_event_loop

@@ -34,6 +34,8 @@ from fetchpipe._exceptions import SinkError
 from fetchpipe._models import Result
 from fetchpipe.sinks import COLUMNS, encode_record
 
+# duckdb is imported in the methods that use it (lazy: start-up time): `fetch --out x.jsonl`
+# imports this module through sinks.factory and loads no DuckDB.
 if TYPE_CHECKING:
     import duckdb
 

@@ -192,7 +192,7 @@ def _stored_identity(key: Any, method: Any, url: Any) -> int | None:
 
 
 def _load_duckdb(path: Path) -> Stored:
-    import duckdb
+    import duckdb  # lazy: start-up time; resuming from a .jsonl file loads no DuckDB
 
     done: set[int] = set()
     successes = 0
