@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit clean
+.PHONY: test demo lint typecheck imports deps unit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# The import contracts in pyproject.toml ([tool.importlinter]): layers, no cycles.
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+# Every third-party package imported by the library is declared in pyproject.toml.
+deps: $(STAMP)
+	$(BIN)/deptry src
+
+test: lint typecheck imports deps
 	$(BIN)/pytest
 
 demo: $(STAMP)
@@ -26,4 +34,4 @@ demo: $(STAMP)
 	$(BIN)/fetchpipe bench seed --scale 0.04
 
 clean:
-	rm -rf $(VENV) demo.duckdb .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo.duckdb .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
