@@ -1,4 +1,8 @@
-"""DuckDBLoader on real DuckDB files: write modes, schema evolution, quoting, state, bulk."""
+"""DuckDBLoader on real DuckDB files: write modes, schema evolution, quoting, state, bulk.
+
+Records take the path of a pipeline run: a source's pages are staged (``stage_pages``, one
+transaction per commit) and applied to its table when the source ends (``finish_source``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from fetchpipe.pipeline.load import DuckDBLoader, LoadError
+from fetchpipe.pipeline.journal import PageEntry
+from fetchpipe.pipeline.load import DuckDBLoader, LoadError, WriteMode
+from fetchpipe.storage.duckdb_ingest import Spool
 
 
 def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -30,10 +36,39 @@ def db(tmp_path: Path) -> Path:
 RECORDS = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "c"}]
 
 
+def stage(loader: DuckDBLoader, source: str, records: list[dict[str, Any]], run_id: str) -> None:
+    """Commit ``records`` as one page of ``source``, as a run does every second."""
+    spool = Spool()
+    try:
+        spool.add(records)
+        spool.finish()
+        page = PageEntry(source, f"page-{len(loader.committed_pages(run_id))}", len(records), False)
+        assert loader.stage_pages(source, spool, run_id, [page]) == len(records)
+    finally:
+        spool.discard()
+
+
+def load(
+    loader: DuckDBLoader,
+    table: str,
+    records: list[dict[str, Any]],
+    *,
+    write: WriteMode,
+    primary_key: list[str] | None,
+    run_id: str,
+    state: dict[str, Any] | None = None,
+) -> int:
+    """``records`` staged as one page of the source ``table``, then the source ends."""
+    stage(loader, table, records, run_id)
+    return loader.finish_source(
+        table, write=write, primary_key=primary_key, run_id=run_id, state=state
+    )
+
+
 def test_append_twice_doubles_rows(db: Path) -> None:
     with DuckDBLoader(db) as loader:
-        assert loader.load("items", RECORDS, write="append", primary_key=None, run_id="r1") == 3
-        assert loader.load("items", RECORDS, write="append", primary_key=None, run_id="r2") == 3
+        assert load(loader, "items", RECORDS, write="append", primary_key=None, run_id="r1") == 3
+        assert load(loader, "items", RECORDS, write="append", primary_key=None, run_id="r2") == 3
     assert rows(db, "SELECT count(*) FROM items") == [(6,)]
     assert rows(db, "SELECT _fetchpipe_run_id, count(*) FROM items GROUP BY 1 ORDER BY 1") == [
         ("r1", 3),
@@ -48,11 +83,12 @@ def test_append_twice_doubles_rows(db: Path) -> None:
 
 def test_replace_keeps_only_the_last_run(db: Path) -> None:
     with DuckDBLoader(db) as loader:
-        loader.load("items", RECORDS, write="replace", primary_key=None, run_id="r1")
+        load(loader, "items", RECORDS, write="replace", primary_key=None, run_id="r1")
     with DuckDBLoader(db) as loader:
-        loader.load("items", RECORDS[:1], write="replace", primary_key=None, run_id="r2")
-        # A later load of the same run appends to what the run wrote.
-        loader.load("items", RECORDS[1:2], write="replace", primary_key=None, run_id="r2")
+        # Every page the run committed lands; what earlier runs wrote goes.
+        stage(loader, "items", RECORDS[:1], "r2")
+        stage(loader, "items", RECORDS[1:2], "r2")
+        assert loader.finish_source("items", write="replace", primary_key=None, run_id="r2") == 2
     assert rows(db, "SELECT id, _fetchpipe_run_id FROM items ORDER BY id") == [
         (1, "r2"),
         (2, "r2"),
@@ -61,10 +97,10 @@ def test_replace_keeps_only_the_last_run(db: Path) -> None:
 
 def test_merge_rerun_keeps_count_and_updates_rows(db: Path) -> None:
     with DuckDBLoader(db) as loader:
-        loader.load("items", RECORDS, write="merge", primary_key=["id"], run_id="r1")
+        load(loader, "items", RECORDS, write="merge", primary_key=["id"], run_id="r1")
         changed = [{"id": 2, "name": "B"}, {"id": 4, "name": "d"}]
-        assert loader.load("items", changed, write="merge", primary_key=["id"], run_id="r2") == 2
-        loader.load("items", RECORDS[:1], write="merge", primary_key=["id"], run_id="r3")
+        assert load(loader, "items", changed, write="merge", primary_key=["id"], run_id="r2") == 2
+        load(loader, "items", RECORDS[:1], write="merge", primary_key=["id"], run_id="r3")
     assert rows(db, "SELECT id, name, _fetchpipe_run_id FROM items ORDER BY id") == [
         (1, "a", "r3"),
         (2, "B", "r2"),
@@ -80,22 +116,22 @@ def test_merge_composite_key_and_duplicates_within_a_batch(db: Path) -> None:
         {"k": "x", "n": 1, "v": "last"},
     ]
     with DuckDBLoader(db) as loader:
-        assert loader.load("t", batch, write="merge", primary_key=["k", "n"], run_id="r1") == 2
-        assert loader.load("t", batch, write="merge", primary_key=["k", "n"], run_id="r2") == 2
+        assert load(loader, "t", batch, write="merge", primary_key=["k", "n"], run_id="r1") == 2
+        assert load(loader, "t", batch, write="merge", primary_key=["k", "n"], run_id="r2") == 2
     assert rows(db, "SELECT k, n, v FROM t ORDER BY n") == [("x", 1, "last"), ("x", 2, "other")]
 
 
 def test_merge_without_primary_key_is_an_error(db: Path) -> None:
     with DuckDBLoader(db) as loader, pytest.raises(LoadError, match="primary key"):
-        loader.load("t", RECORDS, write="merge", primary_key=None, run_id="r1")
+        load(loader, "t", RECORDS, write="merge", primary_key=None, run_id="r1")
 
 
 def test_new_field_adds_a_column_and_missing_fields_are_null(db: Path) -> None:
     with DuckDBLoader(db) as loader:
-        loader.load("t", [{"id": 1, "a": "x"}], write="append", primary_key=None, run_id="r1")
-        loader.load(
-            "t", [{"id": 2, "b": True, "nested": {"z": [1, 2]}}], write="append",
-            primary_key=None, run_id="r1",
+        load(loader, "t", [{"id": 1, "a": "x"}], write="append", primary_key=None, run_id="r1")
+        load(
+            loader, "t", [{"id": 2, "b": True, "nested": {"z": [1, 2]}}], write="append",
+            primary_key=None, run_id="r2",
         )  # fmt: skip
     types = columns(db, "t")
     assert types["b"] == "BOOLEAN"
@@ -110,8 +146,8 @@ def test_nested_values_are_json_whatever_their_shape(db: Path) -> None:
     first = [{"id": 1, "obj": {"a": 1}, "list": [1], "empty": None}]
     second = [{"id": 2, "obj": {"b": {"c": "d"}}, "list": [{"x": 1}], "empty": "now text"}]
     with DuckDBLoader(db) as loader:
-        loader.load("t", first, write="append", primary_key=None, run_id="r1")
-        loader.load("t", second, write="append", primary_key=None, run_id="r1")
+        load(loader, "t", first, write="append", primary_key=None, run_id="r1")
+        load(loader, "t", second, write="append", primary_key=None, run_id="r2")
     assert {k: v for k, v in columns(db, "t").items() if k in ("obj", "list", "empty")} == {
         "obj": "JSON",
         "list": "JSON",
@@ -122,12 +158,12 @@ def test_nested_values_are_json_whatever_their_shape(db: Path) -> None:
 
 
 def test_names_needing_quotes(db: Path) -> None:
-    table = 'my "odd" table.v1'
+    table = "order"  # a source name is an identifier, and may be an SQL keyword
     records = [{"a b": 1, "x.y": "dot", 'q"uote': "q", "select": 3, "ID": 9}]
     with DuckDBLoader(db) as loader:
-        loader.load(table, records, write="merge", primary_key=["a b"], run_id="r1")
-        loader.load(table, records, write="merge", primary_key=["a b"], run_id="r2")
-        loader.load(table, [{"a b": 2, "new col": 1}], write="append", primary_key=None,
+        load(loader, table, records, write="merge", primary_key=["a b"], run_id="r1")
+        load(loader, table, records, write="merge", primary_key=["a b"], run_id="r2")
+        load(loader, table, [{"a b": 2, "new col": 1}], write="append", primary_key=None,
                     run_id="r2")  # fmt: skip
     escaped = table.replace('"', '""')
     sql = f'SELECT "a b", "x.y", "q""uote", "select", "ID", "new col" FROM "{escaped}" ORDER BY 1'
@@ -137,13 +173,13 @@ def test_names_needing_quotes(db: Path) -> None:
 def test_state_is_committed_with_the_records(db: Path) -> None:
     with DuckDBLoader(db) as loader:
         assert loader.read_state("items") is None
-        loader.load(
-            "items", RECORDS, write="append", primary_key=None, run_id="r1",
+        load(
+            loader, "items", RECORDS, write="append", primary_key=None, run_id="r1",
             state={"cursor": "2024-01-01", "page": 3},
         )  # fmt: skip
-        loader.load(
-            "other_table", [], write="append", primary_key=None, run_id="r1",
-            state={"cursor": "x"}, source="other",
+        load(
+            loader, "other", [], write="append", primary_key=None, run_id="r1",
+            state={"cursor": "x"},
         )  # fmt: skip
     with DuckDBLoader(db) as loader:
         assert loader.read_state("items") == {"cursor": "2024-01-01", "page": 3}
@@ -156,10 +192,10 @@ def test_state_is_committed_with_the_records(db: Path) -> None:
 
 def test_missing_primary_key_leaves_table_and_state_unchanged(db: Path) -> None:
     with DuckDBLoader(db) as loader:
-        loader.load("t", RECORDS, write="merge", primary_key=["id"], run_id="r1", state={"c": 1})
+        load(loader, "t", RECORDS, write="merge", primary_key=["id"], run_id="r1", state={"c": 1})
         with pytest.raises(LoadError, match="'id'"):
-            loader.load(
-                "t", [{"id": 1, "name": "z"}, {"name": "no id"}], write="merge",
+            load(
+                loader, "t", [{"id": 1, "name": "z"}, {"name": "no id"}], write="merge",
                 primary_key=["id"], run_id="r2", state={"c": 2},
             )  # fmt: skip
         assert loader.read_state("t") == {"c": 1}
@@ -168,22 +204,24 @@ def test_missing_primary_key_leaves_table_and_state_unchanged(db: Path) -> None:
 
 def test_failure_inside_the_transaction_rolls_back_records_columns_and_state(db: Path) -> None:
     with DuckDBLoader(db) as loader:
-        loader.load("t", RECORDS, write="replace", primary_key=None, run_id="r1", state={"c": 1})
+        load(loader, "t", RECORDS, write="replace", primary_key=None, run_id="r1", state={"c": 1})
         # No primary key value: fails after the column "extra" was added.
         bad = [{"extra": 1}]
         with pytest.raises(LoadError, match="no value for the primary key field 'id'"):
-            loader.load("t", bad, write="merge", primary_key=["id"], run_id="r2", state={"c": 2})
+            load(loader, "t", bad, write="merge", primary_key=["id"], run_id="r2", state={"c": 2})
         assert loader.read_state("t") == {"c": 1}
         assert rows_in(loader, "SELECT count(*) FROM t") == [(3,)]
         assert "extra" not in [r[0] for r in rows_in(loader, "DESCRIBE t")]
-        # A reserved field name fails after the first replace of run r3 dropped the table.
+        loader.discard_source("r2", "t", "failed", "no primary key")  # as a run ends the source
+        # A reserved field name fails the commit: neither its records nor its page are kept.
         reserved = [{"id": 9, "_fetchpipe_run_id": "mine"}]
         with pytest.raises(LoadError, match="_fetchpipe_run_id"):
-            loader.load("t", reserved, write="replace", primary_key=None, run_id="r3", state={})
+            stage(loader, "t", reserved, "r3")
+        assert loader.committed_pages("r3") == []
         assert loader.read_state("t") == {"c": 1}
         assert rows_in(loader, "SELECT count(*) FROM t") == [(3,)]
-        # The failed first replace did not count: the next load of r3 still replaces.
-        loader.load("t", RECORDS[:1], write="replace", primary_key=None, run_id="r3")
+        # The failed commit left nothing behind: the run's next page replaces the table.
+        load(loader, "t", RECORDS[:1], write="replace", primary_key=None, run_id="r3")
     assert rows(db, "SELECT id, _fetchpipe_run_id FROM t") == [(1, "r3")]
 
 
@@ -199,7 +237,7 @@ def test_bulk_load_of_100k_records(db: Path) -> None:
     ]
     with DuckDBLoader(db) as loader:
         start = time.perf_counter()
-        written = loader.load("bulk", records, write="merge", primary_key=["id"], run_id="r1")
+        written = load(loader, "bulk", records, write="merge", primary_key=["id"], run_id="r1")
         elapsed = time.perf_counter() - start
     print(f"\n100,000 records loaded (merge) in {elapsed:.2f}s ({written / elapsed:,.0f} rows/s)")
     assert written == 100_000
@@ -219,8 +257,8 @@ def test_a_later_batch_with_another_type_widens_the_column(
     db: Path, first: Any, second: Any, column_type: str, values: list[Any]
 ) -> None:
     with DuckDBLoader(db) as loader:
-        loader.load("t", [{"id": 1, "v": first}], write="append", primary_key=None, run_id="r1")
-        loader.load("t", [{"id": 2, "v": second}], write="append", primary_key=None, run_id="r2")
+        load(loader, "t", [{"id": 1, "v": first}], write="append", primary_key=None, run_id="r1")
+        load(loader, "t", [{"id": 2, "v": second}], write="append", primary_key=None, run_id="r2")
     assert rows(db, "SELECT data_type FROM information_schema.columns WHERE column_name = 'v'") == [
         (column_type,)
     ]

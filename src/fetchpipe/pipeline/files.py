@@ -33,10 +33,9 @@ from fetchpipe.pipeline.tables import (
     RUN_ID_COLUMN,
     LoadError,
     dedupe,
-    literal,
-    quote,
     table_columns,
 )
+from fetchpipe.storage.duckdb_ingest import literal, quote
 
 # duckdb is imported where a database is opened or used (lazy): importing the runner loads it
 # only when a destination needs it.

@@ -6,34 +6,26 @@ transaction as the records it covers.
 the source marked done and the stage dropped, all in one transaction. ``append`` inserts;
 ``replace`` drops the table and creates it from the source's records (typed by them);
 ``merge`` upserts by primary key (see :mod:`.tables`).
-
-:meth:`DuckDBLoader.load` writes a batch of records directly, in one transaction, for callers
-without a run: there ``replace`` drops the table on its first load of a run id, and later
-loads of the same run id append.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fetchpipe.pipeline import journal
 from fetchpipe.pipeline.journal import stage_table
-from fetchpipe.pipeline.spool import Spool
 from fetchpipe.pipeline.store import STATE_TABLE, StagedStore, WriteMode, check_write
 from fetchpipe.pipeline.tables import (
-    BATCH,
     LOADED_AT_COLUMN,
     META_COLUMNS,
     RUN_ID_COLUMN,
     LoadError,
-    quote,
-    stage_batch,
     table_columns,
     write_rows,
 )
+from fetchpipe.storage.duckdb_ingest import quote
 
 if TYPE_CHECKING:
     import duckdb
@@ -54,8 +46,6 @@ class DuckDBLoader(StagedStore):
     def __init__(self, path: str | Path) -> None:
         super().__init__(path, label=str(path))
         self.path = Path(path)
-        self._replaced: set[tuple[str, str]] = set()
-        """(run id, table) pairs whose first ``replace`` load has committed (see load())."""
 
     def finish_source(
         self,
@@ -91,64 +81,3 @@ class DuckDBLoader(StagedStore):
             return rows
 
         return self.transaction(f"load the records of {table!r}", work)
-
-    def load(
-        self,
-        table: str,
-        records: Sequence[Mapping[str, Any]],
-        *,
-        write: WriteMode,
-        primary_key: Sequence[str] | None,
-        run_id: str,
-        state: Mapping[str, object] | None = None,
-        source: str | None = None,
-    ) -> int:
-        """Write ``records`` to ``table`` and, when given, ``state`` for ``source`` (default:
-        ``table``), in one transaction. Returns the number of rows written."""
-        with Spool(prefix="fetchpipe-load-") as spool:
-            spool.add(records)
-            spool.finish()
-            return self.load_spool(
-                table,
-                spool,
-                write=write,
-                primary_key=primary_key,
-                run_id=run_id,
-                state=state,
-                source=source,
-            )
-
-    def load_spool(
-        self,
-        table: str,
-        spool: Spool,
-        *,
-        write: WriteMode,
-        primary_key: Sequence[str] | None,
-        run_id: str,
-        state: Mapping[str, object] | None = None,
-        source: str | None = None,
-    ) -> int:
-        """:meth:`load` for records already in a finished :class:`Spool`."""
-        key = list(primary_key or ())
-        check_write(table, write, key)
-        first_replace = write == "replace" and (run_id, table.lower()) not in self._replaced
-
-        def work(connection: duckdb.DuckDBPyConnection) -> int:
-            if first_replace and spool.fields:
-                connection.execute(f"DROP TABLE IF EXISTS {quote(table)}")
-            elif first_replace and table_columns(connection, table) is not None:
-                connection.execute(f"DELETE FROM {quote(table)}")  # keeps its columns
-            columns = stage_batch(connection, spool, run_id, datetime.now(UTC))
-            written = write_rows(connection, table, BATCH, columns, key if write == "merge" else ())
-            if state is not None:
-                self.write_state(connection, table if source is None else source, state, run_id)
-            return written
-
-        try:
-            written = self.transaction(f"load {spool.count} record(s) into {table!r}", work)
-        finally:
-            self._drop_batch()
-        if first_replace:
-            self._replaced.add((run_id, table.lower()))
-        return written

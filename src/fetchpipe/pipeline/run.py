@@ -10,7 +10,7 @@ paginator finds next (all at once when the first page tells the total), and for 
 one job per parent record, queued as soon as the parent's page is read (a streaming fan-out).
 The run ends when no job is queued or in flight.
 
-A source's records go to a :class:`~fetchpipe.pipeline.spool.Spool` as pages arrive and are
+A source's records go to a :class:`~fetchpipe.storage.duckdb_ingest.Spool` as pages arrive and are
 committed in batches (every ``commit_every`` seconds) to a stage table, each batch in one
 transaction with the journal rows of its pages (:mod:`.journal`). When the source's last page
 is in (and its parent's), the stage is applied to the destination in one transaction with the
@@ -76,7 +76,7 @@ from fetchpipe.pipeline.records import (
     render_url,
 )
 from fetchpipe.pipeline.report import RunReport, SourceReport, Status
-from fetchpipe.pipeline.spool import Spool
+from fetchpipe.storage.duckdb_ingest import Spool
 
 __all__ = ["PipelineRunner", "loader_for", "new_run_id"]
 

@@ -16,21 +16,15 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
 
 from fetchpipe.pipeline import journal
 from fetchpipe.pipeline.journal import PageEntry, RunRecord, stage_table
-from fetchpipe.pipeline.spool import Spool
-from fetchpipe.pipeline.tables import (
-    BATCH,
-    LoadError,
-    quote,
-    stage_batch,
-    write_rows,
-)
+from fetchpipe.pipeline.tables import BATCH, LoadError, stage_batch, write_rows
+from fetchpipe.storage.duckdb_ingest import Spool, quote
+from fetchpipe.storage.lifecycle import OpenClose
 
 # duckdb is imported where a database is opened or used (lazy): importing the runner loads it
 # only when a destination needs it.
@@ -55,7 +49,7 @@ class DestinationInUse(LoadError):
     """Another process has the destination's database open (another run is active)."""
 
 
-class StagedStore:
+class StagedStore(OpenClose):
     """One DuckDB database file with the state, journal and stage tables of a destination."""
 
     def __init__(self, database: str | Path, *, label: str) -> None:
@@ -97,18 +91,6 @@ class StagedStore:
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
-
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def conn(self) -> duckdb.DuckDBPyConnection:
         if self._connection is None:

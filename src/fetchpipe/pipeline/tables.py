@@ -2,11 +2,8 @@
 
 Each function runs inside the caller's transaction and leaves committing to it.
 
-- Types come from the batch: DuckDB infers every top-level field from all lines of the batch.
-  Nested objects and arrays are stored as ``JSON``, not ``STRUCT``/``LIST``: the shape of
-  nested API data varies between batches (a key appears, a list holds objects of another
-  shape), and a ``STRUCT`` column cannot take a new member without rewriting the column,
-  whereas a ``JSON`` column takes any value and keeps the text as the API sent it.
+- Types come from the batch: DuckDB infers every top-level field from all lines of the batch;
+  nested objects and arrays are ``JSON`` (see :func:`fetchpipe.storage.duckdb_ingest.column_types`).
 - A field not yet in the table adds a column (``ALTER TABLE ... ADD COLUMN``); a field missing
   from a batch is ``NULL``. Columns match fields case-insensitively, as DuckDB identifiers do.
 - Each row carries ``_fetchpipe_run_id`` and ``_fetchpipe_loaded_at``, set when it is read.
@@ -22,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from fetchpipe._exceptions import SinkError
-from fetchpipe.pipeline.spool import Spool
+from fetchpipe.storage.duckdb_ingest import Spool, column_types, quote, read_json
 
 if TYPE_CHECKING:
     import duckdb
@@ -32,29 +29,10 @@ LOADED_AT_COLUMN = "_fetchpipe_loaded_at"
 META_COLUMNS = {RUN_ID_COLUMN: "VARCHAR", LOADED_AT_COLUMN: "TIMESTAMP WITH TIME ZONE"}
 BATCH = "_fetchpipe_batch"
 DEDUPED = "_fetchpipe_deduped"
-_MIN_OBJECT_SIZE = 1024 * 1024
-_NESTED = ("STRUCT", "MAP", "UNION")
-"""Inferred type prefixes stored as JSON instead (lists end in ``[]``; all-null is ``"NULL"``)."""
 
 
 class LoadError(SinkError):
     """Records could not be loaded; nothing of the failed load was written."""
-
-
-def quote(name: str) -> str:
-    """``name`` as a DuckDB quoted identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(text: str) -> str:
-    """``text`` as a DuckDB string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _stored_type(inferred: str) -> str:
-    if inferred.endswith("]") or inferred.startswith(_NESTED) or inferred in ('"NULL"', "NULL"):
-        return "JSON"
-    return inferred
 
 
 def stage_batch(
@@ -71,21 +49,13 @@ def stage_batch(
             [run_id, loaded_at],
         )
         return dict(META_COLUMNS)
-    size = max(_MIN_OBJECT_SIZE, 2 * spool.longest)
-    options = f"format = 'newline_delimited', records = true, maximum_object_size = {size}"
-    inferred = connection.execute(
-        f"DESCRIBE SELECT * FROM read_json(?, {options}, sample_size = -1, maximum_depth = 2)",
-        [spool.path],
-    ).fetchall()
-    columns = {str(row[0]): _stored_type(str(row[1])) for row in inferred}
+    columns = column_types(connection, spool)
     for reserved in META_COLUMNS:
         if reserved.lower() in {name.lower() for name in columns}:
             raise LoadError(f"records may not have a field named {reserved!r}")
-    spec = ", ".join(f"{literal(name)}: {literal(t)}" for name, t in columns.items())
     connection.execute(
-        f"CREATE TEMP TABLE {BATCH} AS SELECT *, {meta} FROM read_json($3, {options}, "
-        f"columns = {{{spec}}})",
-        [run_id, loaded_at, spool.path],
+        f"CREATE TEMP TABLE {BATCH} AS SELECT *, {meta} FROM {read_json(spool, columns)}",
+        [run_id, loaded_at],
     )
     return {**columns, **META_COLUMNS}
 

@@ -3,12 +3,10 @@
 ``write`` encodes the record and puts it on a queue bounded in bytes; when the writer falls
 behind (a slow disk), ``write`` blocks, so memory stays bounded. The writer collects up to
 ``batch_rows`` records (or ``batch_bytes``, or whatever arrived within ``batch_seconds``) into a
-temporary JSON Lines file and inserts it with one ``INSERT ... SELECT FROM read_json(...)`` with
-explicit column types. Of the batch inserts DuckDB's Python API offers without pandas or
-pyarrow, that was the fastest measured (12 columns, ~300-byte JSON bodies, 1,000-row batches):
-``executemany`` ~330 rows/s, one multi-row ``VALUES`` ~4,600, ``unnest`` of column lists
-~33,000, ``read_json`` of a temporary file ~80,000. Through this sink, encoding and queueing
-included: 60,000-80,000 rows/s.
+:class:`~fetchpipe.storage.duckdb_ingest.Spool` and inserts it with one
+``INSERT ... SELECT FROM read_json(...)`` at the table's column types (the ingest path pipelines
+use too; why ``read_json``: see :mod:`fetchpipe.storage.duckdb_ingest`). Through this sink,
+encoding and queueing included: 60,000-80,000 rows/s.
 
 Durability: each batch is one ``INSERT`` in a transaction of its own (autocommit), in the
 write-ahead log when it returns; a result is committed at most ``batch_seconds`` (0.5 s) plus
@@ -20,19 +18,18 @@ with every committed batch; the next connection, read-only too, replays the log
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
-import tempfile
 import threading
 import time
 from collections import deque
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, BinaryIO, Self
+from typing import TYPE_CHECKING
 
 from fetchpipe._exceptions import SinkError
 from fetchpipe._models import Result
 from fetchpipe.sinks import COLUMNS, encode_record
+from fetchpipe.storage.duckdb_ingest import Spool, quote, read_json
+from fetchpipe.storage.lifecycle import OpenClose
 
 # duckdb is imported in the methods that use it (lazy: start-up time): `fetch --out x.jsonl`
 # imports this module through sinks.factory and loads no DuckDB.
@@ -61,13 +58,6 @@ ADDED_COLUMNS = {"source": "'network'"}
 """Columns added after the first release: an existing table without one gains it (``ALTER
 TABLE ... ADD COLUMN``), its earlier rows set to the value given here (before the HTTP cache,
 every response came from the network)."""
-
-_MIN_OBJECT_SIZE = 1024 * 1024
-"""Smallest ``maximum_object_size`` given to read_json; larger lines raise it per batch."""
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 class _ByteQueue(queue.Queue[bytes | None]):
@@ -110,7 +100,7 @@ class _ByteQueue(queue.Queue[bytes | None]):
             return items
 
 
-class DuckDBSink:
+class DuckDBSink(OpenClose):
     """Appends results to ``table`` in the DuckDB file ``path`` (both created when missing)."""
 
     def __init__(
@@ -135,14 +125,10 @@ class DuckDBSink:
         self._thread: threading.Thread | None = None
         self._error: SinkError | None = None
         self._error_raised = False
-        self._spool: BinaryIO | None = None
-        self._spool_name = ""
-        columns = ", ".join(_quote(name) for name in COLUMNS)
-        spec = ", ".join(f"'{name}': '{COLUMN_TYPES[name]}'" for name in COLUMNS)
-        self._insert_sql = (
-            f"INSERT INTO {_quote(table)} ({columns}) SELECT {columns} FROM read_json("
-            f"?, format = 'newline_delimited', columns = {{{spec}}}, maximum_object_size = ?)"
-        )
+        self._spool: Spool | None = None
+        columns = ", ".join(quote(name) for name in COLUMNS)
+        self._insert = f"INSERT INTO {quote(table)} ({columns}) SELECT {columns} FROM "
+        self._types = {name: COLUMN_TYPES[name] for name in COLUMNS}
 
     def open(self) -> None:
         import duckdb
@@ -157,26 +143,26 @@ class DuckDBSink:
             ) from exc
         try:
             self._prepare(connection)
-            fd, self._spool_name = tempfile.mkstemp(prefix="fetchpipe-", suffix=".jsonl")
+            spool = Spool()
         except OSError as exc:
             connection.close()
             raise SinkError(f"cannot create a temporary file for DuckDB batches: {exc}") from exc
         except BaseException:
             connection.close()
             raise
-        self._spool = os.fdopen(fd, "wb")
+        self._spool = spool
         self._connection = connection
         self._thread = threading.Thread(
-            target=self._run, args=(connection, self._spool), name="fetchpipe-duckdb", daemon=True
+            target=self._run, args=(connection, spool), name="fetchpipe-duckdb", daemon=True
         )
         self._thread.start()
 
     def _prepare(self, connection: duckdb.DuckDBPyConnection) -> None:
         import duckdb
 
-        definition = ", ".join(f"{_quote(name)} {COLUMN_TYPES[name]}" for name in COLUMNS)
+        definition = ", ".join(f"{quote(name)} {COLUMN_TYPES[name]}" for name in COLUMNS)
         try:
-            connection.execute(f"CREATE TABLE IF NOT EXISTS {_quote(self.table)} ({definition})")
+            connection.execute(f"CREATE TABLE IF NOT EXISTS {quote(self.table)} ({definition})")
             rows = connection.execute(
                 "SELECT column_name FROM information_schema.columns "
                 "WHERE table_schema = current_schema() AND table_name = ?",
@@ -199,7 +185,7 @@ class DuckDBSink:
         """Give an older table the column ``name``; its earlier rows get the column's filler."""
         import duckdb
 
-        table, column = _quote(self.table), _quote(name)
+        table, column = quote(self.table), quote(name)
         try:
             connection.execute("BEGIN TRANSACTION")
             connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {COLUMN_TYPES[name]}")
@@ -236,14 +222,12 @@ class DuckDBSink:
             connection.close()
         spool, self._spool = self._spool, None
         if spool is not None:
-            spool.close()
-            with contextlib.suppress(OSError):
-                os.unlink(self._spool_name)
+            spool.discard()
         if self._error is not None and not self._error_raised:
             self._error_raised = True
             raise self._error
 
-    def _run(self, connection: duckdb.DuckDBPyConnection, spool: BinaryIO) -> None:
+    def _run(self, connection: duckdb.DuckDBPyConnection, spool: Spool) -> None:
         try:
             self._loop(connection, spool)
         except BaseException as exc:  # pragma: no cover - a bug; keep producers unblocked
@@ -254,7 +238,7 @@ class DuckDBSink:
         while self._queue.get() is not None:
             pass
 
-    def _loop(self, connection: duckdb.DuckDBPyConnection, spool: BinaryIO) -> None:
+    def _loop(self, connection: duckdb.DuckDBPyConnection, spool: Spool) -> None:
         batch: list[bytes] = []
         size = 0
         end = 0.0
@@ -284,24 +268,19 @@ class DuckDBSink:
                 or time.monotonic() >= end
             ):
                 if self._error is None:
-                    self._insert(connection, spool, batch)
+                    self._insert_batch(connection, spool, batch)
                 batch = []
                 size = 0
             if finished:
                 return
 
-    def _insert(
-        self, connection: duckdb.DuckDBPyConnection, spool: BinaryIO, batch: list[bytes]
+    def _insert_batch(
+        self, connection: duckdb.DuckDBPyConnection, spool: Spool, batch: list[bytes]
     ) -> None:
         try:
-            spool.seek(0)
-            spool.truncate()
-            spool.writelines(batch)
-            spool.flush()
-            longest = max(len(line) for line in batch)
-            connection.execute(
-                self._insert_sql, [self._spool_name, max(_MIN_OBJECT_SIZE, 2 * longest)]
-            )
+            spool.clear()
+            spool.add_lines(batch)
+            connection.execute(self._insert + read_json(spool, self._types))
         except Exception as exc:
             self._error = SinkError(
                 f"cannot insert {len(batch)} row(s) into {self.table!r} in {str(self.path)!r}: "
@@ -309,15 +288,3 @@ class DuckDBSink:
             )
             return
         self.written += len(batch)
-
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -28,14 +28,14 @@ import os
 import stat
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import BinaryIO, Self
+from typing import BinaryIO
 
 import orjson
 
 from fetchpipe._exceptions import SinkError
 from fetchpipe._models import Result
 from fetchpipe.sinks import encode_record
+from fetchpipe.storage.lifecycle import OpenClose
 
 FLUSH_INTERVAL = 1.0
 """Seconds a result may wait in memory before it is written to the file."""
@@ -44,7 +44,7 @@ _DUCKDB_MAGIC = b"DUCK"
 _TAIL_CHUNK = 64 * 1024
 
 
-class JsonlSink:
+class JsonlSink(OpenClose):
     """Appends one JSON object per result to ``path`` (created when missing)."""
 
     def __init__(
@@ -151,18 +151,6 @@ class JsonlSink:
         if self._error is not None and not self._error_raised:
             self._error_raised = True
             raise self._error
-
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _repair_tail(path: Path, fd: int) -> str | None:
