@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -251,6 +252,9 @@ def test_bulk_load_of_100k_records(db: Path) -> None:
         (1, "n/a", "JSON", ["1", '"n/a"']),
         ("a", 2, "VARCHAR", ["a", "2"]),
         (1, None, "BIGINT", [1, None]),  # an all-null field changes nothing
+        (1, "1-1-0", "JSON", ["1", '"1-1-0"']),  # a string that looks like a date is a string
+        ("1-1-1", 2, "VARCHAR", ["1-1-1", "2"]),
+        ("2024-01-01", "soon", "VARCHAR", ["2024-01-01", "soon"]),
     ],
 )
 def test_a_later_batch_with_another_type_widens_the_column(
@@ -264,3 +268,55 @@ def test_a_later_batch_with_another_type_widens_the_column(
     ]
     got = [r[0] for r in rows(db, "SELECT v FROM t ORDER BY id")]
     assert got == values
+
+
+LOOKS_TYPED = [
+    # DuckDB's reader would guess DATE (month-day-year: "1-1-0" fails the load, "1-1-1" became
+    # year 1), DATE (ISO and "Infinity"), TIME, TIMESTAMP WITH TIME ZONE and UUID (lower case).
+    {"id": "1-1-0", "day": "2024-01-01", "at": "10:00", "ts": "2024-01-01T10:00:00+02:00"},
+    {"id": "1-1-1", "day": "Infinity", "at": "23:59:59", "ts": "2024-01-02 08:00:00Z"},
+]
+UUIDS = ["550E8400-E29B-41D4-A716-446655440000", "6BA7B810-9DAD-11D1-80B4-00C04FD430C8"]
+
+
+def test_strings_stay_text_whatever_they_look_like(db: Path) -> None:
+    records = [
+        {**record, "ref": ref, "n": i, "x": i + 0.5, "ok": i == 0, "obj": {"i": i}}
+        for i, (record, ref) in enumerate(zip(LOOKS_TYPED, UUIDS, strict=True))
+    ]
+    with DuckDBLoader(db) as loader:
+        assert load(loader, "t", records, write="merge", primary_key=["id"], run_id="r1") == 2
+    types = columns(db, "t")
+    text = ("id", "day", "at", "ts", "ref")
+    assert {name: types[name] for name in text} == dict.fromkeys(text, "VARCHAR")
+    # What a JSON value says itself is kept: numbers, booleans, nested values as JSON.
+    assert [types[name] for name in ("n", "x", "ok", "obj")] == [
+        "BIGINT",
+        "DOUBLE",
+        "BOOLEAN",
+        "JSON",
+    ]
+    got = rows(db, "SELECT " + ", ".join(f'"{name}"' for name in text) + " FROM t ORDER BY n")
+    assert got == [tuple(record[name] for name in text) for record in records]  # as sent
+
+
+def test_a_typed_column_of_an_existing_table_keeps_its_type_while_the_strings_cast(
+    db: Path,
+) -> None:
+    with duckdb.connect(str(db)) as connection:  # made by hand, or by an earlier version
+        connection.execute("CREATE TABLE t (id BIGINT, day DATE)")
+        connection.execute("INSERT INTO t VALUES (1, DATE '2024-01-01')")
+    with DuckDBLoader(db) as loader:
+        load(loader, "t", [{"id": 2, "day": "2024-02-03"}], write="append", primary_key=None,
+             run_id="r1")  # fmt: skip
+        assert rows_in(loader, "SELECT typeof(day), day FROM t WHERE id = 2") == [
+            ("DATE", date(2024, 2, 3))
+        ]
+        load(loader, "t", [{"id": 3, "day": "soon"}], write="append", primary_key=None,
+             run_id="r2")  # fmt: skip
+    assert columns(db, "t")["day"] == "VARCHAR"
+    assert rows(db, "SELECT id, day FROM t ORDER BY id") == [
+        (1, "2024-01-01"),
+        (2, "2024-02-03"),
+        (3, "soon"),
+    ]

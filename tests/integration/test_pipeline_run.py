@@ -7,6 +7,7 @@ incremental loads, the cache's ``unchanged``, and a failing source that does not
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -564,3 +565,67 @@ async def test_run_works_inside_a_running_loop(tmp_path: Path) -> None:
     assert query(tmp_path / "shop.duckdb", "SELECT count(*) FROM products") == [
         (SHOP_PRODUCT_COUNT,)
     ]
+
+
+LOOKS_TYPED = [
+    # Strings DuckDB's reader types by their text: DATE (month-day-year "1-1-0" fails the load,
+    # "1-1-1" became year 1; "Infinity"), TIME, TIMESTAMP WITH TIME ZONE, UUID (lower-cased).
+    {"id": "1-1-0", "day": "Infinity", "at": "10:00", "ts": "2024-01-01T10:00:00+02:00"},
+    {"id": "1-1-1", "day": "2024-01-01", "at": "23:59:59", "ts": "2024-01-02 08:00:00Z"},
+    {"id": "12-31-99", "day": "0001-01-01", "at": "00:00", "ts": "2024-01-03T00:00:00Z"},
+]
+REFS = ["550E8400-E29B-41D4-A716-446655440000", "6BA7B810-9DAD-11D1-80B4-00C04FD430C8"]
+
+
+@pytest.fixture
+async def typed_looking_api() -> AsyncIterator[TestServer]:
+    """Records whose string fields look like dates, times and UUIDs; a ``count`` field."""
+
+    async def items(request: web.Request) -> web.Response:
+        records = [
+            {**record, "ref": REFS[i % 2], "count": i} for i, record in enumerate(LOOKS_TYPED)
+        ]
+        return web.json_response({"items": records})
+
+    app = web.Application()
+    app.router.add_get("/items", items)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield server
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "jsonl", "parquet"])
+async def test_strings_that_look_like_dates_land_as_sent(
+    typed_looking_api: TestServer, tmp_path: Path, kind: str
+) -> None:
+    source = {
+        "name": "items",
+        "url": str(typed_looking_api.make_url("/items")),
+        "records": "items",
+        "primary_key": "id",
+        "write": "merge",
+    }
+    out = tmp_path / ("shop.duckdb" if kind == "duckdb" else "out")
+    pipeline = make(tmp_path, source, destination=f"{kind}:///{out}")
+    check_ok(await pipeline.arun())
+    second = await pipeline.arun()  # a merge into files reads the first run's file back
+    check_ok(second)
+    assert second.source("items").rows == len(LOOKS_TYPED)
+    fields = ("id", "day", "at", "ts", "ref", "count")
+    selected = ", ".join(f'"{name}"' for name in fields)
+    if kind == "duckdb":
+        got = query(out, f"SELECT {selected} FROM items ORDER BY count")
+        types = query(out, "SELECT typeof(id), typeof(ts), typeof(ref), typeof(count) FROM items")
+        assert set(types) == {("VARCHAR", "VARCHAR", "VARCHAR", "BIGINT")}
+    else:
+        [written] = (out / "items").iterdir()
+        if kind == "jsonl":
+            lines = [json.loads(line) for line in written.read_text().splitlines()]
+            got = sorted((tuple(line[f] for f in fields) for line in lines), key=lambda r: r[-1])
+        else:
+            sql = f"SELECT {selected} FROM read_parquet('{written}') ORDER BY count"
+            with duckdb.connect() as connection:
+                got = connection.execute(sql).fetchall()
+    expected = [
+        (*(record[f] for f in fields[:4]), REFS[i % 2], i) for i, record in enumerate(LOOKS_TYPED)
+    ]
+    assert got == expected

@@ -30,12 +30,13 @@ from fetchpipe.pipeline.journal import stage_table
 from fetchpipe.pipeline.store import StagedStore, WriteMode, check_write
 from fetchpipe.pipeline.tables import (
     LOADED_AT_COLUMN,
+    META_COLUMNS,
     RUN_ID_COLUMN,
     LoadError,
     dedupe,
     table_columns,
 )
-from fetchpipe.storage.duckdb_ingest import literal, quote
+from fetchpipe.storage.duckdb_ingest import column_types, literal, quote, read_json
 
 # duckdb is imported where a database is opened or used (lazy): importing the runner loads it
 # only when a destination needs it.
@@ -102,7 +103,7 @@ class FileLoader(StagedStore):
                 # A merge reads the run's own file too when it exists: it was written before a
                 # crash, and holds the older rows that were removed after it.
                 inputs = existing if write == "merge" else []
-                query = self._query(relation, inputs, key)
+                query = self._query(connection, relation, inputs, key)
                 connection.execute(
                     f"COPY ({query}) TO {literal(str(temporary))} ({self._copy_format})"
                 )
@@ -129,15 +130,24 @@ class FileLoader(StagedStore):
         self.transaction(f"end source {table!r}", work)
         return rows
 
-    def _query(self, relation: str, older: list[Path], key: list[str]) -> str:
+    def _query(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        relation: str,
+        older: list[Path],
+        key: list[str],
+    ) -> str:
         if not older:
             return f"SELECT * FROM {relation}"
-        reader = "read_parquet" if self.kind == "parquet" else "read_json"
-        files = "[" + ", ".join(literal(str(p)) for p in older) + "]"
+        files = [str(p) for p in older]
+        if self.kind == "parquet":
+            reader = f"read_parquet([{', '.join(map(literal, files))}], union_by_name = true)"
+        else:  # typed as records are when staged (JSON Lines keep no types)
+            reader = read_json(files, {**column_types(connection, files), **META_COLUMNS})
         keys = ", ".join(quote(k) for k in key)
         return (
             f"SELECT * EXCLUDE ({_ORDER}) FROM ("
-            f"SELECT *, 0 AS {_ORDER} FROM {reader}({files}, union_by_name = true) "
+            f"SELECT *, 0 AS {_ORDER} FROM {reader} "
             f"UNION ALL BY NAME SELECT *, 1 AS {_ORDER} FROM {relation}) "
             f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {_ORDER} DESC) = 1"
         )

@@ -2,8 +2,9 @@
 
 Each function runs inside the caller's transaction and leaves committing to it.
 
-- Types come from the batch: DuckDB infers every top-level field from all lines of the batch;
-  nested objects and arrays are ``JSON`` (see :func:`fetchpipe.storage.duckdb_ingest.column_types`).
+- Types come from the batch, by the rule of :func:`fetchpipe.storage.duckdb_ingest.column_types`:
+  numbers and booleans keep DuckDB's type, strings are ``VARCHAR`` (never a date guessed from
+  their text), nested objects and arrays are ``JSON``.
 - A field not yet in the table adds a column (``ALTER TABLE ... ADD COLUMN``); a field missing
   from a batch is ``NULL``. Columns match fields case-insensitively, as DuckDB identifiers do.
 - Each row carries ``_fetchpipe_run_id`` and ``_fetchpipe_loaded_at``, set when it is read.
@@ -140,7 +141,11 @@ def write_rows(
             known[name.lower()] = type_
         elif current != type_ and current != "JSON":
             wider = _wider(current, type_)
-            if wider != current and _has_values(connection, relation, name):
+            if (
+                wider != current
+                and _has_values(connection, relation, name)
+                and not (wider == "VARCHAR" and _casts(connection, relation, name, current))
+            ):
                 known[name.lower()] = wider
                 column = quote(names.get(name.lower(), name))
                 using = f" USING to_json({column})" if wider == "JSON" else ""
@@ -174,18 +179,35 @@ _NUMBERS = (*_INTEGERS, "UBIGINT", "HUGEINT", "FLOAT", "DOUBLE")
 def _wider(current: str, incoming: str) -> str:
     """A column type that holds the values of both types, as one batch with both would have
     been typed: integers widen to BIGINT, numbers to DOUBLE, text stays text, other mixes
-    become JSON. (A table's column types otherwise follow its first batch.)"""
+    become JSON. (A table's column types otherwise follow its first batch.)
+
+    Text into a column of a type DuckDB reads from text (``DATE``, ``TIMESTAMP``, ``UUID``, ...:
+    declared by whoever made the table, or guessed from strings by an earlier version) makes it
+    text, unless every string casts to that type (see :func:`write_rows`).
+    """
     if current in _INTEGERS and incoming in _INTEGERS:
         return "BIGINT"
     if _numeric(current) and _numeric(incoming):
         return "DOUBLE"
-    if current == "VARCHAR":
-        return current
+    if current == "VARCHAR" or (
+        incoming == "VARCHAR" and not _numeric(current) and current != "BOOLEAN"
+    ):
+        return "VARCHAR"
     return "JSON"
 
 
 def _numeric(type_: str) -> bool:
     return type_ in _NUMBERS or type_.startswith("DECIMAL")
+
+
+def _casts(connection: duckdb.DuckDBPyConnection, relation: str, column: str, type_: str) -> bool:
+    """True when every value of ``column`` of ``relation`` casts to ``type_``."""
+    name = quote(column)
+    row = connection.execute(
+        f"SELECT count(*) FROM {relation} WHERE {name} IS NOT NULL "
+        f"AND TRY_CAST({name} AS {type_}) IS NULL"
+    ).fetchone()
+    return row is not None and not row[0]
 
 
 def _has_values(connection: duckdb.DuckDBPyConnection, relation: str, column: str) -> bool:

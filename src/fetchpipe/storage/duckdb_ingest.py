@@ -8,8 +8,18 @@ measured (12 columns, ~300-byte JSON bodies, 1,000-row batches): ``executemany``
 one multi-row ``VALUES`` ~4,600, ``unnest`` of column lists ~33,000, ``read_json`` ~80,000.
 
 Column types from records (:func:`column_types`): DuckDB's reader guesses a type for each
-top-level field from every line (``sample_size = -1``); nested objects and arrays, and fields
-null on every line, are ``JSON`` (see :func:`stored_type`).
+top-level field from every line (``sample_size = -1``). Of its guess this keeps what a JSON
+value itself says: integers (``BIGINT``; ``HUGEINT``, ``UBIGINT`` or ``DOUBLE`` beyond 64 bits),
+``DOUBLE``, ``BOOLEAN`` and ``VARCHAR``. Nested objects and arrays, and fields null on every
+line, are ``JSON`` (see :func:`stored_type`). Any other type was guessed from the text of
+strings (``DATE`` from ``"2024-01-01"`` but also from an id such as ``"1-1-0"``, read as
+month-day-year; ``TIME`` from ``"10:00"``; ``TIMESTAMP``; ``UUID``; ``DATE`` from
+``"Infinity"``) and is ``VARCHAR`` instead: the string as sent. The guess is not kept because
+the reader, given the guessed type, converts with ISO casts rather than the format it matched
+(``"1-1-0"`` fails the whole load, ``"1-1-1"`` becomes year 1), because one page's guess is not
+the next page's (an id looks like a date on one page only), and because conversion changes the
+text (an upper-case UUID comes back in lower case). Pipelines declare no column types: a date
+arrives as text a query can cast (``TRY_CAST(col AS DATE)``).
 
 Rows are always read at explicit types (:func:`read_json` gives ``columns``), so nothing is
 guessed while inserting; a field a line lacks is ``NULL``.
@@ -34,6 +44,8 @@ MIN_OBJECT_SIZE = 1024 * 1024
 _FORMAT = "format = 'newline_delimited', records = true"
 _ENCODE = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 _BUFFER = 1 << 20
+_NUMBERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE")
+_KEPT = frozenset({*_NUMBERS, *(f"U{name}" for name in _NUMBERS[:5]), "BOOLEAN", "VARCHAR"})
 _NESTED = ("STRUCT", "MAP", "UNION", "JSON")
 
 
@@ -143,7 +155,9 @@ def stored_type(inferred: str) -> str:
     """
     if inferred.endswith("]") or inferred.startswith(_NESTED) or inferred in ('"NULL"', "NULL"):
         return "JSON"
-    return inferred
+    if inferred in _KEPT or inferred.startswith("DECIMAL"):
+        return inferred
+    return "VARCHAR"
 
 
 def _files(source: Spool | Sequence[str]) -> str:
