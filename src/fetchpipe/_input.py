@@ -23,6 +23,7 @@ import yarl
 
 from fetchpipe._exceptions import InputError
 from fetchpipe._models import Request
+from fetchpipe._redact import redact_url
 
 STDIN_NAME = "<stdin>"
 SPOOL_MAX_MEMORY = 8 * 1024 * 1024
@@ -51,15 +52,8 @@ class LineError(ValueError):
 
 
 def shown_url(url: str) -> str:
-    """``url`` as safe to print: a password in it is masked and long URLs are shortened."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is not None:
-            userinfo, _, hostport = parts.netloc.rpartition("@")
-            user = userinfo.partition(":")[0]
-            url = parts._replace(netloc=f"{user}:***@{hostport}").geturl()
-    except ValueError:
-        pass
+    """``url`` as safe to print: redacted (credential parameters, password) and shortened."""
+    url = redact_url(url)
     if len(url) > _SHOWN_MAX:
         url = url[: _SHOWN_MAX - 3] + "..."
     return url

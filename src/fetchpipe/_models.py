@@ -6,7 +6,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+
+from fetchpipe._redact import url_shape
 
 Expect = Literal["auto", "json", "text", "bytes"]
 
@@ -73,7 +74,7 @@ class Request:
     def __repr__(self) -> str:
         """Without a secret: header and parameter names but not their values, and the URL
         without its query values or password (a repr may end up in a log or a traceback)."""
-        parts = [f"url={_safe_url(self.url)!r}"]
+        parts = [f"url={url_shape(self.url)!r}"]
         if self.method != "GET":
             parts.append(f"method={self.method!r}")
         if self.headers:
@@ -156,20 +157,3 @@ class Result:
     @property
     def retries(self) -> int:
         return max(0, self.attempts - 1)
-
-
-def _safe_url(url: str) -> str:
-    """``url`` with ``…`` for every query value and the password of its user info."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.partition(':')[0]}:…@{host}" if ":" in user else netloc
-    query = "&".join(
-        f"{name}=…" if sep else name
-        for name, sep, _ in (item.partition("=") for item in parts.query.split("&") if item)
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))

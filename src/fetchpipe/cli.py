@@ -3,7 +3,7 @@
 Exit codes: 0 every request ok; 1 some requests failed (every success is still written) or the
 results could not be written; 2 bad usage or input, found before any request is sent.
 Secrets stay out of what is printed and written: header values are never shown, API-key query
-parameters and URL passwords are redacted (see :func:`fetchpipe.sinks.redact`).
+parameters and URL passwords are redacted (see :mod:`fetchpipe._redact`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from fetchpipe._config import TRANSPORTS, HostLimits, Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, InputError, SinkError
 from fetchpipe._lazy_group import LazyGroup
 from fetchpipe._models import Request
+from fetchpipe._redact import redact_text
 from fetchpipe.engine.breaker import DEFAULT_BREAKER, ON_OPEN, BreakerPolicy
 from fetchpipe.engine.cache import DEFAULT_PATH
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy, set_testing
@@ -304,7 +305,6 @@ _HOST_PATTERN = re.compile(r"[a-z0-9*?\[\]!._-]+", re.IGNORECASE)
 def _parse_cache_ttls(values: Iterable[str]) -> tuple[float | None, dict[str, float]]:
     """``--cache-ttl`` values: the default lifetime and the lifetimes per host pattern or URL
     glob. The last value for the same pattern wins, as with ``--rate``."""
-    from fetchpipe.sinks import redact
 
     default: float | None = None
     overrides: dict[str, float] = {}
@@ -320,7 +320,7 @@ def _parse_cache_ttls(values: Iterable[str]) -> tuple[float | None, dict[str, fl
         elif "/" in pattern:
             if not pattern.lower().startswith(("http://", "https://", "*")):
                 raise click.BadParameter(
-                    f"the URL glob {redact(pattern)[:80]!r} matches no URL. HINT: a URL glob "
+                    f"the URL glob {redact_text(pattern)[:80]!r} matches no URL. HINT: a URL glob "
                     "matches the whole URL, e.g. 'https://api.example.com/v1/*=600'",
                     param_hint="'--cache-ttl'",
                 )
@@ -329,7 +329,7 @@ def _parse_cache_ttls(values: Iterable[str]) -> tuple[float | None, dict[str, fl
             overrides[pattern] = ttl
         else:
             raise click.BadParameter(
-                f"{redact(pattern)[:80]!r} is not a host pattern. HINT: SECONDS for every "
+                f"{redact_text(pattern)[:80]!r} is not a host pattern. HINT: SECONDS for every "
                 "response without cache headers, HOST=SECONDS ('api.example.com', "
                 "'*.example.com'; no scheme or port) or URLGLOB=SECONDS "
                 "('https://api.example.com/v1/*')",
@@ -482,7 +482,6 @@ def _run(
     """Run :func:`_pump` on the event loop, close the sink and print the summary."""
     from fetchpipe._fetcher import run
     from fetchpipe._summary import render
-    from fetchpipe.sinks import redact
 
     try:
         try:
@@ -492,7 +491,7 @@ def _run(
     except SinkError as exc:
         raise click.ClickException(f"{exc} (the run was stopped)") from None
     except InputError as exc:
-        raise click.ClickException(redact(str(exc))) from None
+        raise click.ClickException(redact_text(str(exc))) from None
     console = _stderr()
     render(summary, console)
     if summary.not_cached:
@@ -696,7 +695,6 @@ def fetch(
     from fetchpipe._input import InputFile
     from fetchpipe.engine.security import SecurityPolicy
     from fetchpipe.engine.transport import fast_transport_problem
-    from fetchpipe.sinks import redact
 
     cache = _cache_for(cache_path, cache_ttls, stale_if_error, offline)
     settings = _settings(
@@ -739,12 +737,12 @@ def fetch(
     try:
         source = InputFile.open(urls)
     except InputError as exc:
-        raise BadInput(redact(str(exc))) from None
+        raise BadInput(redact_text(str(exc))) from None
     with source:
         try:
             count = source.validate()
         except InputError as exc:
-            raise BadInput(redact(str(exc))) from None
+            raise BadInput(redact_text(str(exc))) from None
         requests: Iterable[Request] = source.requests()
         if resume:
             requests, count = _resumed(source, count, out)
@@ -954,8 +952,6 @@ def cache_clear(path: str, url_glob: str | None) -> None:
     """Remove every entry, or those whose URL matches --url. Prints how many went."""
     import sqlite3
 
-    from fetchpipe.sinks import redact
-
     cache = _existing_cache(path)
     if cache is None:
         return
@@ -965,5 +961,5 @@ def cache_clear(path: str, url_glob: str | None) -> None:
         raise click.ClickException(f"cannot clear the cache {path}: {exc}") from None
     finally:
         cache.close()
-    which = "" if url_glob is None else f" matching {redact(url_glob)!r}"
+    which = "" if url_glob is None else f" matching {redact_text(url_glob)!r}"
     click.echo(f"removed {_count(removed, 'entry')}{which}")

@@ -43,6 +43,7 @@ from yarl import URL
 from fetchpipe._config import Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, TransportError
 from fetchpipe._models import ErrorKind, Request
+from fetchpipe._redact import with_public_urls
 from fetchpipe.engine.default_headers import split_default_headers, with_defaults
 from fetchpipe.engine.security import (
     DEFAULT_POLICY,
@@ -56,7 +57,6 @@ from fetchpipe.engine.security import (
     content_encodings,
     first_hop,
     next_hop,
-    redact_urls,
     time_left,
     too_many_redirects,
     verify_tls,
@@ -541,7 +541,7 @@ def _translate(exc: Exception) -> TransportError:
     # why, some of them twice.
     parts = [str(getattr(exc, "message", "") or exc or type(exc).__name__)]
     parts += [cause for cause in dict.fromkeys(causes[1:]) if cause not in parts]
-    text = redact_urls(": ".join(parts))
+    text = with_public_urls(": ".join(parts))
     kind: ErrorKind
     if isinstance(exc, errors.RequestTimeoutError | TimeoutError):
         # reqwest reports a read timeout while waiting for the response head as a connect

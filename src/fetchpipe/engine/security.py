@@ -27,6 +27,7 @@ from yarl import URL
 
 from fetchpipe._exceptions import ConfigError, TransportError
 from fetchpipe._models import ErrorKind, Request
+from fetchpipe._redact import CREDENTIAL_HEADERS, public_url
 from fetchpipe.engine import decompressors
 from fetchpipe.engine.decompressors import MAX_MEMBERS as MAX_MEMBERS  # re-exported
 from fetchpipe.engine.decompressors import STEP
@@ -34,7 +35,6 @@ from fetchpipe.engine.decompressors import STEP
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-ALWAYS_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 REDIRECT_DRAIN_LIMIT = 65536  # a redirect's body up to this size is read, to keep the connection
 
@@ -50,7 +50,9 @@ class SecurityPolicy:
     ``max_encodings``: how many stacked ``Content-Encoding`` values a response may have.
     ``credential_headers`` / ``credential_params``: header and query parameter names (any case)
     that are secrets: never sent to another origin, never sent over a downgrade to plain HTTP.
-    ``Authorization``, ``Proxy-Authorization`` and ``Cookie`` are always credentials.
+    The headers of :data:`fetchpipe._redact.CREDENTIAL_HEADERS` (``Authorization``, ``Cookie``,
+    ``X-Api-Key``, ...) are always credentials; no query parameter is unless named here (a
+    redirect target's own signed query must survive).
     """
 
     max_redirects: int = 10
@@ -58,7 +60,7 @@ class SecurityPolicy:
     allow_addresses: tuple[str, ...] = ()
     insecure_hosts: frozenset[str] = frozenset()
     max_encodings: int = 2
-    credential_headers: frozenset[str] = ALWAYS_CREDENTIAL_HEADERS
+    credential_headers: frozenset[str] = CREDENTIAL_HEADERS
     credential_params: frozenset[str] = frozenset()
     _networks: tuple[IPNetwork, ...] = field(default=(), init=False, repr=False, compare=False)
 
@@ -79,8 +81,8 @@ class SecurityPolicy:
 
     @property
     def all_credential_headers(self) -> frozenset[str]:
-        """``credential_headers`` plus the three that are always credentials (lower case)."""
-        return self.credential_headers | ALWAYS_CREDENTIAL_HEADERS
+        """``credential_headers`` plus those that are always credentials (lower case)."""
+        return self.credential_headers | CREDENTIAL_HEADERS
 
 
 def _check_count(name: str, value: object, least: int, hint: str) -> None:
@@ -253,28 +255,6 @@ def _refused(problem: str) -> TransportError:
         "inject headers or requests). HINT: strip line breaks and control characters from "
         "the input.",
     )
-
-
-# --- URLs in messages -------------------------------------------------------------------------
-
-_URL_IN_TEXT = re.compile(r"(?i)\b(https?://)(?:[^\s/'\"<>@]*@)?([^\s'\"<>?#]*)[?#]?[^\s'\"<>]*")
-
-
-def public_url(url: URL | str) -> str:
-    """``url`` safe to show: without user info, query and fragment (they may hold secrets)."""
-    try:
-        parsed = URL(url) if isinstance(url, str) else url
-        return str(parsed.with_user(None).with_query(None).with_fragment(None))
-    except ValueError:
-        return "(an invalid URL)"
-
-
-def redact_urls(text: str) -> str:
-    """Remove user info, query and fragment from every http(s) URL in ``text``.
-
-    aiohttp's error messages quote the request URL whole, query (API keys) included.
-    """
-    return _URL_IN_TEXT.sub(r"\1\2", text)
 
 
 # --- redirects --------------------------------------------------------------------------------

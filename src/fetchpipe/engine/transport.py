@@ -36,6 +36,7 @@ from yarl import URL
 from fetchpipe._config import Limits, Timeouts
 from fetchpipe._exceptions import TransportError
 from fetchpipe._models import ErrorKind, Request
+from fetchpipe._redact import with_public_urls
 from fetchpipe.engine.default_headers import split_default_headers, with_defaults
 from fetchpipe.engine.security import (
     DEFAULT_POLICY,
@@ -51,7 +52,6 @@ from fetchpipe.engine.security import (
     content_encodings,
     first_hop,
     next_hop,
-    redact_urls,
     too_many_redirects,
     verify_tls,
 )
@@ -393,7 +393,7 @@ def _translate(exc: Exception) -> TransportError:
         exc.os_error, BlockedAddressError
     ):
         return TransportError(ErrorKind.INVALID_REQUEST, str(exc.os_error))
-    text = redact_urls(str(exc) or type(exc).__name__)
+    text = with_public_urls(str(exc) or type(exc).__name__)
     kind: ErrorKind
     if isinstance(exc, aiohttp.ClientConnectorError):
         kind = ErrorKind.CONNECT

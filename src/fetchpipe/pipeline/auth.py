@@ -32,7 +32,7 @@ from pydantic import SecretStr
 
 from fetchpipe._exceptions import FetchpipeError
 from fetchpipe._models import Request
-from fetchpipe.engine.security import public_url
+from fetchpipe._redact import public_url, redact_text
 from fetchpipe.pipeline.models import ApiKeyAuth, BasicAuth, BearerAuth, OAuth2ClientCredentials
 
 __all__ = [
@@ -238,10 +238,6 @@ class OAuth2ClientCredentialsAuthenticator(Authenticator):
         self._refresh_at = math.inf
         return True
 
-    def _redact(self, text: str) -> str:
-        secret = self._secret.get_secret_value()
-        return text.replace(secret, "**********") if secret else text
-
     async def _fetch(self) -> SecretStr:
         """POST the client-credentials grant; cache and return the token or raise AuthError."""
         where = public_url(self.token_url)
@@ -274,7 +270,8 @@ class OAuth2ClientCredentialsAuthenticator(Authenticator):
         if status != 200:
             detail = ""
             if isinstance(body, dict) and isinstance(body.get("error"), str):
-                detail = f" ({self._redact(body['error'][:200])})"
+                error = redact_text(body["error"][:200], [self._secret.get_secret_value()])
+                detail = f" ({error})"
             hint = " HINT: check client_id and client_secret" if status in (400, 401) else ""
             raise AuthError(
                 f"OAuth2 token request to {where} got HTTP {status}{detail}.{hint}",

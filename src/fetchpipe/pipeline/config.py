@@ -31,10 +31,11 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, 
 
 from fetchpipe._config import HostLimits, Limits, Timeouts
 from fetchpipe._exceptions import ConfigError
+from fetchpipe._redact import CREDENTIAL_HEADERS, CREDENTIAL_PARAMS, redact_text
 from fetchpipe.engine.breaker import BreakerPolicy
 from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.retry import RetryPolicy
-from fetchpipe.engine.security import ALWAYS_CREDENTIAL_HEADERS, SecurityPolicy
+from fetchpipe.engine.security import SecurityPolicy
 from fetchpipe.engine.transport import fast_transport_problem
 from fetchpipe.pipeline.errors import (
     DataPath,
@@ -42,7 +43,6 @@ from fetchpipe.pipeline.errors import (
     Problem,
     Problems,
     did_you_mean,
-    redact_secrets,
 )
 from fetchpipe.pipeline.graph import DependencyCycle, dependency_order
 from fetchpipe.pipeline.loading import Document, load_file, substitute
@@ -105,8 +105,9 @@ class PipelineSpec(_Model):
 
     def redact(self, text: str) -> str:
         """``text`` with every secret masked: values read from the environment and the
-        credentials of every source's ``auth`` (however they were written)."""
-        return redact_secrets(text, self.secret_values())
+        credentials of every source's ``auth`` (however they were written), and credentials in
+        the URLs it quotes (see :func:`fetchpipe._redact.redact_text`)."""
+        return redact_text(text, self.secret_values())
 
     def secret_values(self) -> frozenset[str]:
         """Every secret of the pipeline: values read from the environment and the credentials
@@ -180,34 +181,40 @@ class PipelineSpec(_Model):
         """The transport's rules; every API-key name of the sources is a credential (never
         sent to another origin, nor over a downgrade to plain HTTP)."""
         c = self.defaults.security
-        headers = {
-            a.name
-            for s in self.sources
-            if isinstance(a := s.auth, ApiKeyAuth) and a.in_ == "header"
-        }
-        params = {
-            a.name for s in self.sources if isinstance(a := s.auth, ApiKeyAuth) and a.in_ == "query"
-        }
+        headers, params = self._api_key_names()
         return SecurityPolicy(
             max_redirects=c.max_redirects,
             block_private=c.block_private,
             allow_addresses=tuple(c.allow_addresses),
             insecure_hosts=frozenset(c.insecure_hosts),
-            credential_headers=ALWAYS_CREDENTIAL_HEADERS | {h.lower() for h in headers},
-            credential_params=frozenset(params),
+            credential_headers=CREDENTIAL_HEADERS | headers,
+            credential_params=params,
         )
 
     def http_cache(self) -> HttpCache | None:
-        """The configured cache (not opened), or ``None`` when the cache is off."""
+        """The configured cache (not opened), or ``None`` when the cache is off. The sources'
+        API-key names count as credentials besides the usual ones: their values are hashed
+        into the keys, and never stored in the cached URL."""
         c = self.defaults.cache
         if not c.enabled:
             return None
+        headers, params = self._api_key_names()
         return HttpCache(
             c.path,
             ttl=c.ttl or None,
             stale_if_error=c.stale_if_error,
             offline=c.offline,
+            credential_headers=CREDENTIAL_HEADERS | headers,
+            credential_params=CREDENTIAL_PARAMS | params,
         )
+
+    def _api_key_names(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The header names and the query parameter names (lower case) of the sources'
+        ``api_key`` auth."""
+        keys = [a for s in self.sources if isinstance(a := s.auth, ApiKeyAuth)]
+        headers = frozenset(a.name.lower() for a in keys if a.in_ == "header")
+        params = frozenset(a.name.lower() for a in keys if a.in_ == "query")
+        return headers, params
 
     # --- checks across sources ------------------------------------------------------------------
 

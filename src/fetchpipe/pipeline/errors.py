@@ -4,7 +4,8 @@ A :class:`PipelineError` renders one problem a line::
 
     pipeline.yaml:14: sources[1].paginate.cursor_path: field required
 
-Values read from the environment (``${VAR}``) are replaced by ``***`` in every message.
+Values read from the environment (``${VAR}``) are replaced by ``***`` in every message, and
+credentials in the URLs it quotes are redacted (see :func:`fetchpipe._redact.redact_text`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from fetchpipe._exceptions import ConfigError
+from fetchpipe._redact import redact_text
 
 DataPath = tuple[str | int, ...]
 """A place in the file's data: mapping keys and sequence indices, from the top."""
 
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-MASK = "***"
-MIN_SECRET = 4
-"""Shorter values read from the environment are not masked (they would garble messages)."""
 
 
 def format_path(path: DataPath) -> str:
@@ -54,14 +53,6 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """``. HINT: did you mean `x`?`` when a choice is close to ``word``, else an empty string."""
     found = suggest(word, choices)
     return f". HINT: did you mean `{found}`?" if found is not None else ""
-
-
-def redact_secrets(text: str, secrets: Collection[str]) -> str:
-    """``text`` with every value in ``secrets`` replaced by ``***`` (longest first)."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= MIN_SECRET:
-            text = text.replace(secret, MASK)
-    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,4 +101,4 @@ class PipelineError(ConfigError):
         self.problems = tuple(problems)
         self.file = file
         text = "\n".join(p.render(file) for p in self.problems)
-        super().__init__(redact_secrets(text, secrets))
+        super().__init__(redact_text(text, secrets))

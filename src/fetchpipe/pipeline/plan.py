@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
+from fetchpipe._redact import REDACTED
 from fetchpipe.pipeline.pagination import page_size, paginator_for, sequential
-from fetchpipe.sinks import redact
 
 if TYPE_CHECKING:
     from fetchpipe.pipeline.config import PipelineSpec
@@ -123,7 +123,7 @@ def _source_plan(
     query = {k: _text(v) for k, v in first.params.items()}
     auth = source.auth
     if auth is not None and auth.type == "api_key" and auth.in_ == "query":
-        query[auth.name] = "REDACTED"
+        query[auth.name] = REDACTED
     url = first.url + (
         ("&" if urlsplit(first.url).query else "?") + _encode(query) if query else ""
     )
@@ -139,7 +139,7 @@ def _source_plan(
         name=source.name,
         parent=parent,
         method="GET",
-        url=pipeline.redact(redact(url)),
+        url=pipeline.redact(url),
         host=(urlsplit(source.url).hostname or "").lower(),
         write=source.write,
         primary_key=list(source.key_fields),

@@ -34,7 +34,6 @@ import collections
 import concurrent.futures
 import dataclasses
 import functools
-import hashlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -50,7 +49,8 @@ from fetchpipe._exceptions import ConfigError, FetchpipeError
 from fetchpipe._fetcher import Fetcher
 from fetchpipe._models import ErrorKind, Request, Result
 from fetchpipe._models import Source as ResultSource
-from fetchpipe.engine.security import address_refusal, public_url
+from fetchpipe._redact import SecretTokens, public_url
+from fetchpipe.engine.security import address_refusal
 from fetchpipe.engine.transport import Transport
 from fetchpipe.pipeline.auth import Authenticator, authenticator_for
 from fetchpipe.pipeline.config import PipelineSpec
@@ -200,11 +200,8 @@ class PipelineRunner:
         self._security = pipeline.security_policy()
         self._links_checked: dict[str, str | None] = {}
         """Host of a link found in a response -> why it is refused (None: allowed)."""
-        self._secret_tokens = {
-            "{fetchpipe-secret-" + hashlib.sha256(v.encode()).hexdigest()[:12] + "}": v
-            for v in pipeline.secret_values()
-            if len(v) >= 4
-        }
+        self._secret_tokens = SecretTokens.of(pipeline.secret_values())
+        """How the journal stores a secret left in a URL (see :meth:`_journal_job`)."""
 
     def redact(self, text: str) -> str:
         """``text`` with every secret of the pipeline masked."""
@@ -382,12 +379,14 @@ class PipelineRunner:
 
     def _restored(self, run: _SourceRun, job: JournalJob) -> _Job:
         """A job read back from the journal, with its secrets put back (see _journal_job)."""
-        base = self._unmask(job.base)
+        base = self._secret_tokens.reveal(job.base)
         paginator, _ = self._paginator(run, base)
         paginator.issued = job.number
         paginator.parallel = job.parallel
         params = {**{k: run.params[k] for k in job.inherit if k in run.params}, **job.params}
-        page = PageRequest(self._unmask(job.url), params, job.number, job.send_credentials)
+        page = PageRequest(
+            self._secret_tokens.reveal(job.url), params, job.number, job.send_credentials
+        )
         return _Job(run, paginator, page, base, job.include)
 
     def _enqueue(self, job: _Job) -> None:
@@ -579,27 +578,15 @@ class PipelineRunner:
         inherit = tuple(k for k in job.page.params if k not in extra)
         return JournalJob(
             source=run.source.name,
-            url=self._mask(url),
+            url=self._secret_tokens.hide(url),
             params=extra,
             inherit=inherit,
             number=job.page.number,
             send_credentials=job.page.send_credentials,
-            base=self._mask(job.base),
+            base=self._secret_tokens.hide(job.base),
             parallel=job.paginator.parallel,
             include=job.include,
         )
-
-    def _mask(self, text: str) -> str:
-        for token, secret in self._secret_tokens.items():
-            if secret in text:
-                text = text.replace(secret, token)
-        return text
-
-    def _unmask(self, text: str) -> str:
-        if "{fetchpipe-secret-" in text:
-            for token, secret in self._secret_tokens.items():
-                text = text.replace(token, secret)
-        return text
 
     # --- commits --------------------------------------------------------------------------------
 

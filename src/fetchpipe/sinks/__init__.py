@@ -3,14 +3,13 @@
 Every sink writes the same record per result (see :func:`record`);
 :func:`fetchpipe.sinks.factory.open_sink` picks the implementation from the file extension.
 Records never hold credentials: API-key query parameters and URL passwords are replaced (see
-:func:`redact`).
+:func:`fetchpipe._redact.redact_url`).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from typing import Any, Protocol
 import orjson
 
 from fetchpipe._models import Result
-from fetchpipe.engine.cache.keys import DEFAULT_CREDENTIAL_PARAMS, REDACTED
+from fetchpipe._redact import redact_text, redact_url
 
 COLUMNS = (
     "url",
@@ -81,28 +80,6 @@ def encode_body(result: Result) -> tuple[Any, str | None]:
     return body, "json"
 
 
-_CREDENTIAL_PARAM = re.compile(
-    r"([?&;](?:"
-    + "|".join(re.escape(name) for name in sorted(DEFAULT_CREDENTIAL_PARAMS, key=len, reverse=True))
-    + r")=)[^&#;\s'\"<>]+",
-    re.IGNORECASE,
-)
-_URL_PASSWORD = re.compile(r"(://[^/?#@\s:]*):[^/?#@\s]*@")
-
-
-def redact(text: str) -> str:
-    """``text`` with the values of credential query parameters (``api_key``, ``token``, ``key``,
-    ... as the cache's keys know them) replaced by ``REDACTED``, and URL passwords by ``***``.
-
-    Works on a URL or on a message that quotes one.
-    """
-    if "=" in text and _CREDENTIAL_PARAM.search(text) is not None:  # the common case: none
-        text = _CREDENTIAL_PARAM.sub(rf"\g<1>{REDACTED}", text)
-    if "@" in text:
-        text = _URL_PASSWORD.sub(r"\g<1>:***@", text)
-    return text
-
-
 _clock: tuple[int, str] = (-1, "")
 
 
@@ -121,19 +98,20 @@ def utc_now() -> str:
 def record(result: Result, fetched_at: str | None = None) -> dict[str, Any]:
     """The stored form of ``result``: one value per name in :data:`COLUMNS`.
 
-    The URL and the error message are :func:`redact`-ed; the body is the server's, as sent.
+    The URL and the error message are redacted (see :mod:`fetchpipe._redact`); the body is the
+    server's, as sent.
     """
     body, encoding = encode_body(result)
     message = result.error_message
     return {
-        "url": redact(result.url),
+        "url": redact_url(result.url),
         "method": result.request.method,
         "key": result.key,
         "status": result.status,
         "ok": result.ok,
         "attempts": result.attempts,
         "error": None if result.error is None else result.error.value,
-        "error_message": None if message is None else redact(message),
+        "error_message": None if message is None else redact_text(message),
         "elapsed": round(result.elapsed, 6),
         "body": body,
         "body_encoding": encoding,
@@ -160,6 +138,5 @@ __all__ = [
     "encode_body",
     "encode_record",
     "record",
-    "redact",
     "utc_now",
 ]

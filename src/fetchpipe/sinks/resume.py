@@ -2,8 +2,9 @@
 
 A request is known by its ``key`` when it has one, taken as text (DuckDB stores keys as text,
 so the key ``42`` and the key ``"42"`` are one key), else by its method and its URL as stored:
-redacted (see :func:`fetchpipe.sinks.redact`), so a URL with an API key in its query matches its
-stored ``REDACTED`` form. Only results with ``ok`` true count; failed ones are fetched again.
+redacted (see :func:`fetchpipe._redact.redact_url`), so a URL with an API key in its query
+matches its stored ``REDACTED`` form. Only results with ``ok`` true count; failed ones are
+fetched again.
 
 A request with ``params`` or a ``json`` body and no key is never taken as done: the stored URL
 is the request's URL without its params, and the body is not stored, so such a request cannot
@@ -27,7 +28,7 @@ import orjson
 
 from fetchpipe._exceptions import ConfigError
 from fetchpipe._models import Request
-from fetchpipe.sinks import redact
+from fetchpipe._redact import redact_url
 
 _DUCKDB_MAGIC = b"DUCK"
 _TABLE = "responses"
@@ -73,7 +74,7 @@ def fingerprint(request: Request) -> int | None:
         return _key_identity(request.key)
     if request.params or request.json is not None:
         return None
-    return _url_identity(request.method.upper(), redact(request.url))
+    return _url_identity(request.method.upper(), redact_url(request.url))
 
 
 def is_done(request: Request, stored: Stored) -> bool:

@@ -11,15 +11,10 @@ from pathlib import Path
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from fetchpipe._exceptions import ConfigError
+from fetchpipe._redact import CREDENTIAL_HEADERS, CREDENTIAL_PARAMS
 from fetchpipe.engine.cache import DEFAULT_PATH as DEFAULT_PATH
 from fetchpipe.engine.cache import policy
-from fetchpipe.engine.cache.keys import (
-    DEFAULT_CREDENTIAL_HEADERS,
-    DEFAULT_CREDENTIAL_PARAMS,
-    CacheKey,
-    cache_key,
-    vary_fingerprint,
-)
+from fetchpipe.engine.cache.keys import CacheKey, cache_key, vary_fingerprint
 from fetchpipe.engine.cache.storage import Entry, Stats, Storage
 from fetchpipe.engine.limits import host_of
 
@@ -58,8 +53,8 @@ class HttpCache:
         offline: bool = False,
         max_size: int | None = 1024**3,
         shared: bool = False,
-        credential_headers: frozenset[str] = DEFAULT_CREDENTIAL_HEADERS,
-        credential_params: frozenset[str] = DEFAULT_CREDENTIAL_PARAMS,
+        credential_headers: frozenset[str] = CREDENTIAL_HEADERS,
+        credential_params: frozenset[str] = CREDENTIAL_PARAMS,
     ) -> None:
         for name, value in [
             ("ttl", ttl),

@@ -4,6 +4,11 @@ A key is a SHA-256 over the method, the URL with credential query parameters tak
 digest of the credentials (configured headers and query parameters). Two tokens give two keys;
 the stored URL shows ``REDACTED`` where a credential was and drops ``user:password@``; no
 secret reaches the file.
+
+This differs from :func:`fetchpipe._redact.redact_url` on purpose: two credentials must give two
+keys, so their values are hashed into the key (never stored), and the stored URL is the parsed
+URL with the request's ``params`` in it. The credential names and ``REDACTED`` are
+:mod:`fetchpipe._redact`'s.
 """
 
 from __future__ import annotations
@@ -14,13 +19,7 @@ from dataclasses import dataclass
 
 from yarl import URL
 
-DEFAULT_CREDENTIAL_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "x-auth-token"}
-)
-DEFAULT_CREDENTIAL_PARAMS = frozenset(
-    {"api_key", "apikey", "api-key", "access_token", "token", "key", "secret", "signature"}
-)
-REDACTED = "REDACTED"
+from fetchpipe._redact import CREDENTIAL_HEADERS, CREDENTIAL_PARAMS, REDACTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +43,8 @@ def cache_key(
     params: Mapping[str, str | int | float] | None,
     headers: Mapping[str, str],
     *,
-    credential_headers: frozenset[str] = DEFAULT_CREDENTIAL_HEADERS,
-    credential_params: frozenset[str] = DEFAULT_CREDENTIAL_PARAMS,
+    credential_headers: frozenset[str] = CREDENTIAL_HEADERS,
+    credential_params: frozenset[str] = CREDENTIAL_PARAMS,
 ) -> CacheKey:
     """The key for a request. ``headers`` are all headers sent (defaults and the request's)."""
     if (

@@ -1,0 +1,254 @@
+"""Secrets out of what is shown and stored: the one place that knows credential names.
+
+Every URL and message that leaves the program (result files, the cache's stored URL, the plan,
+errors, reports, logs) passes through one of these, from the least to the most taken out:
+
+* :func:`redact_url` and :func:`redact_text`, for what is stored and printed: the value of a
+  credential query parameter (:data:`CREDENTIAL_PARAMS`) becomes ``REDACTED``, a URL password
+  ``***``. :func:`redact_text` also replaces known secret values (a pipeline's ``${VAR}``
+  values and auth credentials) by ``***``. The rest of the URL is kept: a stored URL still says
+  what was fetched, and ``fetch --resume`` matches an input URL on its redacted form.
+* :func:`url_shape`, for a :class:`~fetchpipe.Request`'s repr: every query value and the
+  password (the user name too when there is no password: it may be a token) become ``…``;
+  parameter names stay.
+* :func:`public_url` and :func:`with_public_urls`, for the engine's messages (redirect errors,
+  aiohttp's exceptions, which quote the request URL whole): scheme, host, port and path only.
+* :class:`SecretTokens`, for the journal of a pipeline run: a secret value in a stored URL
+  becomes a token naming its hash, and is put back when the run resumes (a URL cannot carry
+  ``***`` and still be fetched).
+
+One rule lives elsewhere on purpose: the HTTP cache (:mod:`fetchpipe.engine.cache.keys`) must
+tell two credentials apart (two API keys, two cache entries), so it hashes credential values
+into the key instead of dropping them. It takes its names and ``REDACTED`` from here.
+
+Credential headers (:data:`CREDENTIAL_HEADERS`) are never shown at all (messages and reprs name
+headers, never their values); the names here decide which headers the cache keys by and which
+the transport keeps from other origins and from plain HTTP after a redirect.
+
+Written here rather than taken from a library: the rules are few and ours (which names, which
+marks), they must work on free text quoting URLs, and the stored forms must stay stable, since
+resumed runs match on them. This module imports nothing of fetchpipe: every layer may use it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from yarl import URL
+
+REDACTED = "REDACTED"
+"""What a credential query parameter's value becomes."""
+MASK = "***"
+"""What a URL password and a known secret value become."""
+MIN_SECRET = 4
+"""Known secret values shorter than this are not masked: they would garble the text."""
+
+CREDENTIAL_HEADERS = frozenset(
+    {
+        "authorization",  # RFC 9110 11.6.2: credentials of any scheme (Bearer, Basic, ...)
+        "proxy-authorization",  # RFC 9110 11.7.2: the same, for a proxy
+        "cookie",  # RFC 6265: session cookies are bearer credentials
+        "x-api-key",  # the most common API-key header (AWS API Gateway and many others)
+        "api-key",  # Azure OpenAI, Azure AI Search
+        "x-auth-token",  # OpenStack Keystone and many token APIs
+        "x-goog-api-key",  # Google Cloud APIs
+        "private-token",  # GitLab personal access tokens
+        "x-amz-security-token",  # AWS temporary (STS) session credentials
+    }
+)
+"""Header names (lower case) whose values are credentials. The transport keeps them from other
+origins and from plain HTTP; the cache keys by their values (hashed), never stores them."""
+
+CREDENTIAL_PARAMS = frozenset(
+    {
+        "api_key",  # the API key, as most APIs spell it in the query
+        "apikey",  # ... or without the underscore
+        "api-key",  # ... or with a hyphen
+        "key",  # Google APIs and many others call the API key just `key`
+        "access_token",  # OAuth 2 bearer token in the query (RFC 6750 2.3)
+        "token",  # the generic name of a token parameter
+        "secret",  # the generic name of a shared secret
+        "client_secret",  # OAuth 2 client secret, when a token endpoint takes it in the query
+        "password",  # a password in the query (old APIs, login forms)
+        "signature",  # signed URLs and webhooks: a valid signature grants access until expiry
+        "sig",  # Azure shared access signatures (SAS)
+        "x-amz-signature",  # S3 presigned URLs
+        "x-amz-security-token",  # S3 presigned URLs made with temporary (STS) credentials
+        "x-goog-signature",  # Google Cloud Storage signed URLs
+    }
+)
+"""Query parameter names (lower case) whose values are credentials, in stored and printed URLs
+and in the cache's keys (the transport's redirect rule uses only the names configured)."""
+
+
+def is_credential_header(name: str) -> bool:
+    """Whether a header of this name (any case) carries a credential."""
+    return name.strip().lower() in CREDENTIAL_HEADERS
+
+
+def is_credential_param(name: str) -> bool:
+    """Whether a query parameter of this name (any case, percent-encoded or not) carries a
+    credential."""
+    return unquote_plus(name).strip().lower() in CREDENTIAL_PARAMS
+
+
+# --- stored and printed: redact_url, redact_text ---------------------------------------------
+
+_END = r"&#;\s'\"<>"  # what ends a query name or value quoted in a message
+_NAMES = "|".join(re.escape(name) for name in sorted(CREDENTIAL_PARAMS, key=len, reverse=True))
+_CREDENTIAL_PAIR = re.compile(rf"([?&;#])({_NAMES})=[^{_END}]+", re.IGNORECASE)
+"""A credential parameter and its value."""
+_CREDENTIAL_OR_ENCODED_PAIR = re.compile(
+    rf"([?&;#])(?:({_NAMES})=[^{_END}]+|([^=?{_END}]*%[^=?{_END}]*)=[^?{_END}]+)", re.IGNORECASE
+)
+"""The same, or a pair whose name is percent-encoded, which :func:`_redact_pair` decodes to
+decide (its value stops at ``?`` too, so that a pair left alone cannot hide a credential pair
+after it). Slower: used only on text with a ``%`` in it."""
+_USERINFO = re.compile(r"(://)([^/?#\s'\"<>]*)@")  # up to the authority's last @
+
+
+def _redact_pair(match: re.Match[str]) -> str:
+    separator, name, encoded = match[1], match[2], match[3]
+    if name is None:
+        if not is_credential_param(encoded):
+            return match[0]
+        name = encoded
+    return f"{separator}{name}={REDACTED}"
+
+
+def _redact_userinfo(match: re.Match[str]) -> str:
+    user, colon, _ = match[2].partition(":")
+    return f"{match[1]}{user}:{MASK}@" if colon else match[0]
+
+
+def redact_url(url: str) -> str:
+    """``url`` with credential query values as ``REDACTED`` and its password as ``***``; the
+    rest as it was (a user name is kept: stored URLs have always shown it).
+
+    Works as well on a message quoting URLs. Applying it twice changes nothing more.
+    """
+    if "=" in url:
+        if "%" not in url:
+            if _CREDENTIAL_PAIR.search(url) is not None:  # the common case: none
+                url = _CREDENTIAL_PAIR.sub(rf"\g<1>\g<2>={REDACTED}", url)
+        elif _CREDENTIAL_OR_ENCODED_PAIR.search(url) is not None:
+            url = _CREDENTIAL_OR_ENCODED_PAIR.sub(_redact_pair, url)
+    if "@" in url:
+        url = _USERINFO.sub(_redact_userinfo, url)
+    return url
+
+
+def redact_text(text: str, secrets: Collection[str] = ()) -> str:
+    """``text`` with every known secret value in ``secrets`` as ``***`` (the longest first, so
+    that no part of a longer one is left; values under :data:`MIN_SECRET` characters are left
+    alone), then with the URLs it quotes redacted as :func:`redact_url` does."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= MIN_SECRET and secret in text:
+            text = text.replace(secret, MASK)
+    return redact_url(text)
+
+
+# --- a Request's repr: url_shape ---------------------------------------------------------------
+
+
+def url_shape(url: str) -> str:
+    """``url`` with ``…`` for every query value and its password (for the whole user info when
+    it has no password), without its fragment: the names are kept for debugging."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        netloc = f"{user}:…@{host}" if password else f"…@{host}"
+    query = "&".join(
+        f"{name}=…" if sep else name
+        for name, sep, _ in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+# --- engine messages: public_url, with_public_urls ---------------------------------------------
+
+_URL_IN_TEXT = re.compile(r"(?i)\b(https?://)(?:[^\s/'\"<>@]*@)?([^\s'\"<>?#]*)[?#]?[^\s'\"<>]*")
+
+
+def public_url(url: URL | str) -> str:
+    """``url`` safe to show anywhere: without user info, query and fragment."""
+    from yarl import URL  # on first use: this module loads at start-up, yarl need not
+
+    try:
+        parsed = URL(url) if isinstance(url, str) else url
+        return str(parsed.with_user(None).with_query(None).with_fragment(None))
+    except ValueError:
+        return "(an invalid URL)"
+
+
+def with_public_urls(text: str) -> str:
+    """``text`` with every http(s) URL in it as :func:`public_url` shows it (without parsing:
+    aiohttp's error messages quote the request URL whole, API keys included)."""
+    return _URL_IN_TEXT.sub(r"\1\2", text)
+
+
+# --- the journal: SecretTokens -----------------------------------------------------------------
+
+_TOKEN_START = "{fetchpipe-secret-"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretTokens:
+    """Secret values swapped for tokens that name their hash (``{fetchpipe-secret-<12 hex>}``)
+    and back: how a pipeline's journal stores a URL that holds a secret. The token says which
+    secret without holding it; the secret comes back from the configuration on resume, so the
+    format must not change (journals of interrupted runs hold it)."""
+
+    secrets: Mapping[str, str]
+    """Token -> secret value, the longest value first."""
+
+    @classmethod
+    def of(cls, secrets: Iterable[str]) -> SecretTokens:
+        """Tokens for the values of ``secrets`` with at least :data:`MIN_SECRET` characters."""
+        import hashlib  # on first use: this module loads at start-up, only pipelines need it
+
+        values = sorted({v for v in secrets if len(v) >= MIN_SECRET}, key=len, reverse=True)
+        return cls(
+            {f"{_TOKEN_START}{hashlib.sha256(v.encode()).hexdigest()[:12]}}}": v for v in values}
+        )
+
+    def hide(self, text: str) -> str:
+        """``text`` with every secret value replaced by its token."""
+        for token, secret in self.secrets.items():
+            if secret in text:
+                text = text.replace(secret, token)
+        return text
+
+    def reveal(self, text: str) -> str:
+        """``text`` with every token replaced by its secret value again."""
+        if _TOKEN_START in text:
+            for token, secret in self.secrets.items():
+                text = text.replace(token, secret)
+        return text
+
+
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "CREDENTIAL_PARAMS",
+    "MASK",
+    "MIN_SECRET",
+    "REDACTED",
+    "SecretTokens",
+    "is_credential_header",
+    "is_credential_param",
+    "public_url",
+    "redact_text",
+    "redact_url",
+    "url_shape",
+    "with_public_urls",
+]
