@@ -22,7 +22,8 @@ from fetchpipe._exceptions import (
     SinkError,
     TransportError,
 )
-from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
+from fetchpipe._models import ErrorKind, Request, Result, Timings
+from fetchpipe._models import Provenance as Source  # a result's origin: its name kept as it was
 
 __version__ = "0.1.0"
 

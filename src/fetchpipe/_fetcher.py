@@ -33,7 +33,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from fetchpipe._config import TRANSPORTS as TRANSPORTS
 from fetchpipe._config import Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, FetchpipeError, InputError, TransportError
-from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
+from fetchpipe._models import ErrorKind, Provenance, Request, Result, Timings
 from fetchpipe.engine.breaker import (
     DEFAULT_BREAKER,
     Breaker,
@@ -405,10 +405,10 @@ class _Run:
         hit = cache.lookup(key, time.time())
         if hit is not None and hit.action is Action.USE:
             cache.used(hit, time.time())
-            return self._from_entry(item, hit.entry, Source.CACHE, None, hit.headers)
+            return self._from_entry(item, hit.entry, Provenance.CACHE, None, hit.headers)
         if cache.offline:
             if hit is not None:
-                return self._from_entry(item, hit.entry, Source.STALE, "offline: stale entry")
+                return self._from_entry(item, hit.entry, Provenance.STALE, "offline: stale entry")
             timings = item.timings
             timings.started = timings.done = item.timings.queued
             return Result(
@@ -420,7 +420,7 @@ class _Run:
                 ErrorKind.NOT_CACHED,
                 f"offline, and the cache has no entry for {key.url}",
                 timings,
-                Source.CACHE,
+                Provenance.CACHE,
             )
         item.cache_key = key
         item.hit = hit
@@ -434,7 +434,7 @@ class _Run:
         self,
         item: _Item,
         entry: Entry,
-        source: Source,
+        source: Provenance,
         message: str | None,
         headers: CIMultiDictProxy[str] | None = None,
     ) -> Result:
@@ -552,7 +552,7 @@ class _Run:
             entry = self.cache.refreshed(
                 item.hit, response.headers, request_time=request_time, response_time=time.time()
             )
-            return self._from_entry(item, entry, Source.REVALIDATED, None)
+            return self._from_entry(item, entry, Provenance.REVALIDATED, None)
         if status < 400:
             try:
                 body = _decode(response, request.expect, strict=True)
@@ -709,7 +709,10 @@ class _Run:
         hit = item.hit
         if hit is not None and self.cache is not None and self.cache.stale_usable(hit, time.time()):
             return self._from_entry(
-                item, hit.entry, Source.STALE, f"served stale after the refresh failed: {failure}"
+                item,
+                hit.entry,
+                Provenance.STALE,
+                f"served stale after the refresh failed: {failure}",
             )
         return None
 

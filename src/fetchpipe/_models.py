@@ -32,8 +32,11 @@ class ErrorKind(enum.StrEnum):
     OTHER = "other"  # anything else; the message says what
 
 
-class Source(enum.StrEnum):
-    """Where a result's response came from."""
+class Provenance(enum.StrEnum):
+    """Where a result's response came from (``Result.source``).
+
+    Public as ``fetchpipe.Source``, its name before ``Source`` came to mean a pipeline's source.
+    """
 
     NETWORK = "network"  # fetched (or failed) over the network
     CACHE = "cache"  # a fresh cached response: nothing was sent
@@ -122,7 +125,7 @@ class Result:
 
     ``body`` is parsed JSON, ``str`` or ``bytes`` (see ``Request.expect``), or ``None``.
     ``error`` and ``error_message`` are set when ``ok`` is false. ``source`` says whether the
-    response came from the network or the cache (see ``Source``); a stale answer keeps the
+    response came from the network or the cache (see ``Provenance``); a stale answer keeps the
     refresh's failure in ``error_message``.
     """
 
@@ -134,7 +137,7 @@ class Result:
     error: ErrorKind | None = None
     error_message: str | None = None
     timings: Timings = field(default_factory=Timings)
-    source: Source = Source.NETWORK
+    source: Provenance = Provenance.NETWORK
     final_url: str | None = None
     """The URL that answered, after redirects (None when no response came, or from a cache)."""
 

@@ -9,13 +9,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fetchpipe._models import ErrorKind, Result, Source
+from fetchpipe._models import ErrorKind, Provenance, Result
 from fetchpipe._plain_console import Output, PlainConsole, plain_line
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-SOURCES = (Source.CACHE, Source.REVALIDATED, Source.STALE, Source.NETWORK)
+SOURCES = (Provenance.CACHE, Provenance.REVALIDATED, Provenance.STALE, Provenance.NETWORK)
 """The order sources are shown in."""
 
 
@@ -33,7 +33,7 @@ class Summary:
     ok: int = 0
     retries: int = 0
     by_error: Counter[ErrorKind] = field(default_factory=Counter)
-    by_source: Counter[Source] = field(default_factory=Counter)
+    by_source: Counter[Provenance] = field(default_factory=Counter)
     wall_time: float | None = None
     cache_used: bool = False
     hosts_down: dict[str, int] = field(default_factory=dict)
@@ -67,7 +67,7 @@ class Summary:
     def shows_sources(self) -> bool:
         """Whether renderings list the sources: a cache was used, or something came from one."""
         return self.cache_used or any(
-            count for source, count in self.by_source.items() if source is not Source.NETWORK
+            count for source, count in self.by_source.items() if source is not Provenance.NETWORK
         )
 
     def sources(self) -> list[tuple[str, int]]:

@@ -246,7 +246,7 @@ def _resumed(source: InputFile, count: int, out: str) -> tuple[Iterable[Request]
     )
     if stored.unreadable:
         console.print(
-            f"note: {_count(stored.unreadable, 'line')} of {out} held no result and "
+            f"note: {_counted(stored.unreadable, 'line')} of {out} held no result and "
             f"{'was' if stored.unreadable == 1 else 'were'} ignored",
             markup=False,
             highlight=False,
@@ -254,7 +254,7 @@ def _resumed(source: InputFile, count: int, out: str) -> tuple[Iterable[Request]
         )
     if plan.unmatchable and stored.successes:
         console.print(
-            f"note: {_count(plan.unmatchable, 'request')} with params or a JSON body but no key "
+            f"note: {_counted(plan.unmatchable, 'request')} with params or a JSON body but no key "
             "cannot be matched with stored results and are fetched again. HINT: give each "
             'request a "key" in the input file',
             markup=False,
@@ -436,7 +436,8 @@ def _cache_for(
         raise BadInput(str(exc)) from None
 
 
-def _count(n: int, noun: str) -> str:
+def _counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: ``3 requests``, ``1 entry``."""
     plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
     return f"{n} {noun if n == 1 else plural}"
 
@@ -496,7 +497,7 @@ def _run(
     render(summary, console)
     if summary.not_cached:
         console.print(
-            f"{_count(summary.not_cached, 'request')} had no cache entry (--offline): "
+            f"{_counted(summary.not_cached, 'request')} had no cache entry (--offline): "
             "written as failed with error 'not_cached'. HINT: run without --offline to fetch them",
             markup=False,
             highlight=False,
@@ -933,8 +934,8 @@ def cache_prune(path: str, older_than: float | None) -> None:
     finally:
         cache.close()
     click.echo(
-        f"removed {_count(before - after.entries, 'entry')}; "
-        f"{_count(after.entries, 'entry')} left, {_size(after.bytes)}"
+        f"removed {_counted(before - after.entries, 'entry')}; "
+        f"{_counted(after.entries, 'entry')} left, {_size(after.bytes)}"
     )
 
 
@@ -962,4 +963,4 @@ def cache_clear(path: str, url_glob: str | None) -> None:
     finally:
         cache.close()
     which = "" if url_glob is None else f" matching {redact_text(url_glob)!r}"
-    click.echo(f"removed {_count(removed, 'entry')}{which}")
+    click.echo(f"removed {_counted(removed, 'entry')}{which}")

@@ -14,8 +14,9 @@ from typing import Any
 import duckdb
 import pytest
 
+from fetchpipe import Source  # the public name of _models.Provenance
 from fetchpipe._exceptions import ConfigError, SinkError
-from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
+from fetchpipe._models import ErrorKind, Request, Result, Timings
 from fetchpipe.sinks import COLUMNS, encode_record, record
 from fetchpipe.sinks.duckdb import DuckDBSink, _ByteQueue
 from fetchpipe.sinks.factory import open_sink

@@ -12,7 +12,8 @@ import pytest
 from rich.console import Console
 from rich.errors import MarkupError
 
-from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
+from fetchpipe import Source  # the public name of _models.Provenance
+from fetchpipe._models import ErrorKind, Request, Result, Timings
 from fetchpipe._plain_console import PlainConsole, console_width
 from fetchpipe._summary import Summary, plain_table, render
 

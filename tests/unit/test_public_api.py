@@ -53,3 +53,16 @@ def test_a_request_repr_shows_no_secret() -> None:
 def test_an_unknown_transport_name_is_refused_with_the_choices() -> None:
     with pytest.raises(fetchpipe.ConfigError, match=r"unknown transport 'curl'.*aiohttp, fast"):
         fetchpipe.Fetcher(transport="curl")
+
+
+def test_source_is_the_public_name_of_a_result_s_provenance() -> None:
+    from fetchpipe._models import Provenance
+
+    assert fetchpipe.Source is Provenance
+    assert fetchpipe.Result(fetchpipe.Request("https://h/")).source is fetchpipe.Source.NETWORK
+    assert [member.value for member in fetchpipe.Source] == [
+        "network",
+        "cache",
+        "revalidated",
+        "stale",
+    ]

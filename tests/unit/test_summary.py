@@ -7,7 +7,8 @@ import io
 import pytest
 from rich.console import Console
 
-from fetchpipe._models import ErrorKind, Request, Result, Source, Timings
+from fetchpipe import Source  # the public name of _models.Provenance
+from fetchpipe._models import ErrorKind, Request, Result, Timings
 from fetchpipe._summary import Summary, one_line, render, table
 
 

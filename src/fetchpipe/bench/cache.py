@@ -18,7 +18,7 @@ from typing import Any
 
 from fetchpipe._config import Limits
 from fetchpipe._fetcher import Fetcher
-from fetchpipe._models import Source
+from fetchpipe._models import Provenance
 from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.sim import Fleet
 
@@ -38,7 +38,7 @@ async def _fetchpipe(urls: list[str], path: Path, concurrency: int) -> int:
     cached = 0
     async with Fetcher(limits=Limits(max_concurrency=concurrency), cache=HttpCache(path)) as f:
         async for result in f.stream(urls):
-            cached += result.ok and result.source is Source.CACHE
+            cached += result.ok and result.source is Provenance.CACHE
     return cached
 
 

@@ -173,12 +173,12 @@ def count_rows(database: Path, schema: str, expected: int) -> tuple[int, int, in
     if not database.exists():
         return f"no database file {database.name}"
     try:
-        return _count(duckdb.connect(str(database), read_only=True), schema, expected)
+        return _count_rows_in(duckdb.connect(str(database), read_only=True), schema, expected)
     except duckdb.Error as exc:
         return f"could not count the rows: {exc}"
 
 
-def _count(
+def _count_rows_in(
     con: duckdb.DuckDBPyConnection, schema: str, expected: int
 ) -> tuple[int, int, int] | str:
     """:func:`count_rows` on an open connection, which it closes."""

@@ -292,7 +292,7 @@ class PageNumberPaginator(Paginator):
         c = self.config
         number = page.request.number
         if number == 1 and c.total_pages_path is not None:
-            total = _count(page.body, c.total_pages_path)
+            total = _whole_number_at(page.body, c.total_pages_path)
             if total is not None:
                 self.parallel = True
                 return [PageRequest(self.url, self._params(k), k) for k in range(2, total + 1)]
@@ -320,7 +320,7 @@ class OffsetPaginator(Paginator):
         c = self.config
         number = page.request.number
         if number == 1 and c.total_path is not None:
-            total = _count(page.body, c.total_path)
+            total = _whole_number_at(page.body, c.total_path)
             if total is not None:
                 self.parallel = True
                 pages = math.ceil(max(0, total - c.start) / c.limit)
@@ -407,7 +407,7 @@ class NextUrlPaginator(_LinkPaginator):
         return urljoin(page.url, found)
 
 
-def _count(body: Any, path: str) -> int | None:
+def _whole_number_at(body: Any, path: str) -> int | None:
     """A whole number at ``path`` (a number or digits), ``None`` when absent."""
     value = get_path(body, path)
     if value is MISSING or value is None:

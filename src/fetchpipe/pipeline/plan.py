@@ -196,7 +196,8 @@ def _host_plans(
 # --- text -------------------------------------------------------------------------------------
 
 
-def _count(n: int, noun: str) -> str:
+def _counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: ``3 requests``."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
@@ -233,16 +234,16 @@ def render(plan: Plan) -> str:
         if h.max_per_second is not None:
             parts.append(f"{h.max_per_second:g}/s")
         limit = ", ".join(parts) or "no host limit"
-        count = _count(h.requests, "request") if h.complete else f"at least {h.requests}"
+        count = _counted(h.requests, "request") if h.complete else f"at least {h.requests}"
         lines.append(f"  {h.host}: {limit}; {count}; at least {h.min_seconds:.1f} s")
     if plan.assumed:
         shown = ", ".join(f"{k} {v:g}" for k, v in plan.assumed.items())
         lines.append(f"assuming {shown}")
     if plan.requests is not None:
-        total = _count(plan.requests, "request")
+        total = _counted(plan.requests, "request")
     else:
         unknown = [s.name for s in plan.sources if s.requests is None]
-        total = f"at least {_count(plan.min_requests, 'request')}; unknown until fetched: "
+        total = f"at least {_counted(plan.min_requests, 'request')}; unknown until fetched: "
         total += ", ".join(unknown)
     lines.append(f"total: {total}; at least {plan.min_seconds:.1f} s")
     return "\n".join(lines)

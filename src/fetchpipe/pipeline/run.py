@@ -47,8 +47,7 @@ import orjson
 
 from fetchpipe._exceptions import ConfigError, FetchpipeError
 from fetchpipe._fetcher import Fetcher
-from fetchpipe._models import ErrorKind, Request, Result
-from fetchpipe._models import Source as ResultSource
+from fetchpipe._models import ErrorKind, Provenance, Request, Result
 from fetchpipe._redact import SecretTokens, public_url
 from fetchpipe.engine.security import address_refusal
 from fetchpipe.engine.transport import Transport
@@ -80,7 +79,7 @@ from fetchpipe.storage.duckdb_ingest import Spool
 
 __all__ = ["PipelineRunner", "loader_for", "new_run_id"]
 
-_FROM_CACHE = frozenset({ResultSource.CACHE, ResultSource.REVALIDATED})
+_FROM_CACHE = frozenset({Provenance.CACHE, Provenance.REVALIDATED})
 _CURSOR = "cursor"
 _ENDED_STATUS: dict[str, Status] = {
     "done": "ok",
@@ -134,8 +133,9 @@ class _SourceRun:
     """A page came from the network (not a fresh cache entry or a 304)."""
     cursor: Any = None
     started: float = 0.0
-    done: bool = False
-    ended: bool = False
+    drained: bool = False
+    """Nothing of it is queued or in flight any more, nor of its parent: its end has begun."""
+    ended_earlier: bool = False
     """The source ended in an earlier attempt of this run (found in the journal)."""
     failure: str | None = None
     suspended: bool = False
@@ -143,7 +143,8 @@ class _SourceRun:
     committed_pages: int = 0
     secret_params: frozenset[str] = frozenset()
     finished: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set once the source ended (written, discarded, or ended before an interruption)."""
+    """Set once its end is recorded (by :meth:`PipelineRunner._finish`: written or discarded),
+    or at once when drained if it ended earlier."""
 
     def descendants(self) -> list[_SourceRun]:
         return [d for child in self.children for d in (child, *child.descendants())]
@@ -292,7 +293,7 @@ class PipelineRunner:
                 run.auth = authenticator_for(run.source.auth, session=token_session)
             self._seed(committed)
             for run in self.runs.values():
-                self._maybe_done(run)
+                self._finish_if_drained(run)
             try:
                 async for result in fetcher.stream(self._feed()):
                     await self._handle(result)
@@ -325,7 +326,7 @@ class PipelineRunner:
             run.parent = self.runs[parent_name]
             run.parent.children.append(run)
         if ended is not None:  # ended before the run was interrupted: as it ended then
-            run.ended = True
+            run.ended_earlier = True
             report.rows = ended.rows
             if ended.status == "failed":
                 run.failure = report.reason = ended.reason or "failed before an interruption"
@@ -340,12 +341,12 @@ class PipelineRunner:
     def _seed(self, committed: list[PageEntry]) -> None:
         """Queue each source's first page, and after a restart every page that committed pages
         led to and that is not committed itself."""
-        done_keys = self._committed
+        committed_keys = self._committed
         for entry in committed:
             run = self.runs.get(entry.source)
-            if run is None or run.ended:
+            if run is None or run.ended_earlier:
                 continue
-            done_keys[entry.source].add(entry.key)
+            committed_keys[entry.source].add(entry.key)
             run.report.pages += 1
             run.report.records += entry.records
             run.report.cached_pages += entry.cached
@@ -355,15 +356,15 @@ class PipelineRunner:
                 run.cursor = greater_cursor(run.cursor, entry.cursor, field)
         queued: set[tuple[str, str]] = set()
         for run in self.runs.values():
-            if run.parent is None and not run.ended:
+            if run.parent is None and not run.ended_earlier:
                 paginator, first = self._paginator(run, run.source.url)
                 key = self._journal_job(_Job(run, paginator, first, run.source.url)).key
-                if key not in done_keys[run.source.name]:
+                if key not in committed_keys[run.source.name]:
                     self._enqueue(_Job(run, paginator, first, run.source.url))
         for entry in committed:
             for job in entry.jobs:
                 run = self.runs.get(job.source)
-                if run is None or run.ended or job.key in done_keys[job.source]:
+                if run is None or run.ended_earlier or job.key in committed_keys[job.source]:
                     continue
                 if (job.source, job.key) in queued:
                     continue
@@ -542,7 +543,7 @@ class PipelineRunner:
 
     def _fan_out(self, child: _SourceRun, records: list[dict[str, Any]]) -> list[_Job]:
         """The child's first page for each parent record."""
-        if child.failure is not None or child.ended:
+        if child.failure is not None or child.ended_earlier:
             return []
         template, parent = child.source.url, child.parent
         assert parent is not None
@@ -638,16 +639,16 @@ class PipelineRunner:
 
     def _settle(self, run: _SourceRun) -> None:
         run.outstanding -= 1
-        self._maybe_done(run)
+        self._finish_if_drained(run)
 
-    def _maybe_done(self, run: _SourceRun) -> None:
-        """End ``run`` once nothing of it is queued or in flight and its parent has ended."""
-        if run.done or run.outstanding > 0:
+    def _finish_if_drained(self, run: _SourceRun) -> None:
+        """Finish ``run`` once nothing of it is queued or in flight and its parent is drained."""
+        if run.drained or run.outstanding > 0:
             return
-        if run.parent is not None and not run.parent.done:
+        if run.parent is not None and not run.parent.drained:
             return
-        run.done = True
-        if run.ended:
+        run.drained = True
+        if run.ended_earlier:
             run.finished.set()
         else:
             if run.failure is None or run.suspended:
@@ -658,7 +659,7 @@ class PipelineRunner:
                 self._suspend(child, f"parent source {run.source.name!r} is suspended")
             elif run.failure is not None:
                 self._fail(child, f"parent source {run.source.name!r} failed")
-            self._maybe_done(child)
+            self._finish_if_drained(child)
 
     async def _finish(self, run: _SourceRun) -> None:
         report, loader, name = run.report, self._loader, run.source.name
