@@ -32,9 +32,9 @@ resumed runs match on them. This module imports nothing of fetchpipe: every laye
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
@@ -101,15 +101,22 @@ def is_credential_param(name: str) -> bool:
 
 _END = r"&#;\s'\"<>"  # what ends a query name or value quoted in a message
 _NAMES = "|".join(re.escape(name) for name in sorted(CREDENTIAL_PARAMS, key=len, reverse=True))
-_CREDENTIAL_PAIR = re.compile(rf"([?&;#])({_NAMES})=[^{_END}]+", re.IGNORECASE)
+_CREDENTIAL_PAIR = rf"(?i)([?&;#])({_NAMES})=[^{_END}]+"
 """A credential parameter and its value."""
-_CREDENTIAL_OR_ENCODED_PAIR = re.compile(
-    rf"([?&;#])(?:({_NAMES})=[^{_END}]+|([^=?{_END}]*%[^=?{_END}]*)=[^?{_END}]+)", re.IGNORECASE
+_CREDENTIAL_OR_ENCODED_PAIR = (
+    rf"(?i)([?&;#])(?:({_NAMES})=[^{_END}]+|([^=?{_END}]*%[^=?{_END}]*)=[^?{_END}]+)"
 )
 """The same, or a pair whose name is percent-encoded, which :func:`_redact_pair` decodes to
 decide (its value stops at ``?`` too, so that a pair left alone cannot hide a credential pair
 after it). Slower: used only on text with a ``%`` in it."""
-_USERINFO = re.compile(r"(://)([^/?#\s'\"<>]*)@")  # up to the authority's last @
+_USERINFO = r"(://)([^/?#\s'\"<>]*)@"  # up to the authority's last @
+
+
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled on first use: this module loads with ``import fetchpipe``, and
+    compiling its patterns then would cost every start a few milliseconds."""
+    return re.compile(pattern)
 
 
 def _redact_pair(match: re.Match[str]) -> str:
@@ -134,12 +141,15 @@ def redact_url(url: str) -> str:
     """
     if "=" in url:
         if "%" not in url:
-            if _CREDENTIAL_PAIR.search(url) is not None:  # the common case: none
-                url = _CREDENTIAL_PAIR.sub(rf"\g<1>\g<2>={REDACTED}", url)
-        elif _CREDENTIAL_OR_ENCODED_PAIR.search(url) is not None:
-            url = _CREDENTIAL_OR_ENCODED_PAIR.sub(_redact_pair, url)
+            pairs = _compiled(_CREDENTIAL_PAIR)
+            if pairs.search(url) is not None:  # the common case: none
+                url = pairs.sub(rf"\g<1>\g<2>={REDACTED}", url)
+        else:
+            pairs = _compiled(_CREDENTIAL_OR_ENCODED_PAIR)
+            if pairs.search(url) is not None:
+                url = pairs.sub(_redact_pair, url)
     if "@" in url:
-        url = _USERINFO.sub(_redact_userinfo, url)
+        url = _compiled(_USERINFO).sub(_redact_userinfo, url)
     return url
 
 
@@ -177,7 +187,7 @@ def url_shape(url: str) -> str:
 
 # --- engine messages: public_url, with_public_urls ---------------------------------------------
 
-_URL_IN_TEXT = re.compile(r"(?i)\b(https?://)(?:[^\s/'\"<>@]*@)?([^\s'\"<>?#]*)[?#]?[^\s'\"<>]*")
+_URL_IN_TEXT = r"(?i)\b(https?://)(?:[^\s/'\"<>@]*@)?([^\s'\"<>?#]*)[?#]?[^\s'\"<>]*"
 
 
 def public_url(url: URL | str) -> str:
@@ -194,7 +204,7 @@ def public_url(url: URL | str) -> str:
 def with_public_urls(text: str) -> str:
     """``text`` with every http(s) URL in it as :func:`public_url` shows it (without parsing:
     aiohttp's error messages quote the request URL whole, API keys included)."""
-    return _URL_IN_TEXT.sub(r"\1\2", text)
+    return _compiled(_URL_IN_TEXT).sub(r"\1\2", text)
 
 
 # --- the journal: SecretTokens -----------------------------------------------------------------
@@ -202,15 +212,17 @@ def with_public_urls(text: str) -> str:
 _TOKEN_START = "{fetchpipe-secret-"
 
 
-@dataclass(frozen=True, slots=True)
 class SecretTokens:
     """Secret values swapped for tokens that name their hash (``{fetchpipe-secret-<12 hex>}``)
     and back: how a pipeline's journal stores a URL that holds a secret. The token says which
     secret without holding it; the secret comes back from the configuration on resume, so the
     format must not change (journals of interrupted runs hold it)."""
 
-    secrets: Mapping[str, str]
-    """Token -> secret value, the longest value first."""
+    __slots__ = ("secrets",)
+
+    def __init__(self, secrets: dict[str, str]) -> None:
+        self.secrets = secrets
+        """Token -> secret value, the longest value first."""
 
     @classmethod
     def of(cls, secrets: Iterable[str]) -> SecretTokens:
