@@ -61,8 +61,9 @@ CREDENTIAL_HEADERS = frozenset(
         "x-amz-security-token",  # AWS temporary (STS) session credentials
     }
 )
-"""Header names (lower case) whose values are credentials. The transport keeps them from other
-origins and from plain HTTP; the cache keys by their values (hashed), never stores them."""
+"""Header names (lower case) whose values are credentials, each with why beside it. The
+transport keeps them from other origins and from plain HTTP; the cache keys by their values
+(hashed), never stores them."""
 
 CREDENTIAL_PARAMS = frozenset(
     {
@@ -82,8 +83,9 @@ CREDENTIAL_PARAMS = frozenset(
         "x-goog-signature",  # Google Cloud Storage signed URLs
     }
 )
-"""Query parameter names (lower case) whose values are credentials, in stored and printed URLs
-and in the cache's keys (the transport's redirect rule uses only the names configured)."""
+"""Query parameter names (lower case) whose values are credentials, each with why beside it:
+redacted in stored and printed URLs, hashed into the cache's keys (the transport's redirect
+rule uses only the names configured: a redirect target's own signed query must survive)."""
 
 
 def is_credential_header(name: str) -> bool:
