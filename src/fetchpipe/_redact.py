@@ -35,11 +35,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Collection, Iterable
-from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
-
-if TYPE_CHECKING:
-    from yarl import URL
 
 REDACTED = "REDACTED"
 """What a credential query parameter's value becomes."""
@@ -192,15 +188,15 @@ def url_shape(url: str) -> str:
 _URL_IN_TEXT = r"(?i)\b(https?://)(?:[^\s/'\"<>@]*@)?([^\s'\"<>?#]*)[?#]?[^\s'\"<>]*"
 
 
-def public_url(url: URL | str) -> str:
-    """``url`` safe to show anywhere: without user info, query and fragment."""
-    from yarl import URL  # on first use: this module loads at start-up, yarl need not
-
+def public_url(url: object) -> str:
+    """``url`` (a string, or a parsed URL such as yarl's) safe to show anywhere: without user
+    info, query and fragment. The rest is shown as ``str(url)`` writes it."""
     try:
-        parsed = URL(url) if isinstance(url, str) else url
-        return str(parsed.with_user(None).with_query(None).with_fragment(None))
+        parts = urlsplit(str(url))
     except ValueError:
         return "(an invalid URL)"
+    host_and_port = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host_and_port, parts.path, "", ""))
 
 
 def with_public_urls(text: str) -> str:
