@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck imports deps unit clean
+.PHONY: test demo lint typecheck imports deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
