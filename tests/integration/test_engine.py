@@ -385,18 +385,16 @@ async def test_timings_are_ordered(fleet: Fleet) -> None:
     assert result.elapsed >= 0.05
 
 
-async def test_fetch_all_works_inside_a_running_loop() -> None:
+async def test_fetch_all_works_inside_a_running_loop(fleet_in_thread: Fleet) -> None:
     # As in a notebook cell: a plain call while this test's loop is running (the server runs
     # on a loop of its own, as a remote API would).
     asyncio.get_running_loop()
-    with Fleet(hosts=1).running_in_thread() as running:
-        results = fetch_all([running.url(f"/item/{i}") for i in range(5)])
+    results = fetch_all([fleet_in_thread.url(f"/item/{i}") for i in range(5)])
     assert sorted(r.body["id"] for r in results) == [0, 1, 2, 3, 4]
 
 
-def test_fetch_all_from_plain_code() -> None:
-    with Fleet(hosts=1).running_in_thread() as running:
-        results = fetch_all([running.url("/json"), running.url("/status/404")])
+def test_fetch_all_from_plain_code(fleet_in_thread: Fleet) -> None:
+    results = fetch_all([fleet_in_thread.url("/json"), fleet_in_thread.url("/status/404")])
     assert sorted(r.status or 0 for r in results) == [200, 404]
 
 

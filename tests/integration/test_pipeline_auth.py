@@ -36,16 +36,11 @@ from fetchpipe.sim.shop import (
 
 TOKEN_PATH = "/shop/oauth/token"
 _AUTH = TypeAdapter(Auth)
+pytestmark = pytest.mark.fleet(hosts=1)
 
 
 def auth(**fields: Any) -> Any:
     return _AUTH.validate_python(fields)
-
-
-@pytest.fixture
-async def fleet() -> AsyncIterator[Fleet]:
-    async with Fleet(hosts=1, minute=0.01) as f:
-        yield f
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from fetchpipe.sim.shop import (
 )
 from tests.integration.transports import both_transports, on_transport
 
-pytestmark = both_transports
+pytestmark = [both_transports, pytest.mark.fleet(hosts=2)]
 
 REVIEW_COUNT = sum(len(r) for r in shop_reviews().values())
 PAGINATIONS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
@@ -87,12 +87,6 @@ AUTHS: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
 }
-
-
-@pytest.fixture
-async def fleet() -> AsyncIterator[Fleet]:
-    async with Fleet(hosts=2, minute=0.01) as running:
-        yield running
 
 
 def products_source(
@@ -546,20 +540,19 @@ async def test_a_pipeline_on_the_fast_transport(fleet: Fleet, tmp_path: Path) ->
     assert report.source("reviews").rows == REVIEW_COUNT
 
 
-async def test_run_works_inside_a_running_loop(tmp_path: Path) -> None:
+async def test_run_works_inside_a_running_loop(fleet_in_thread: Fleet, tmp_path: Path) -> None:
     # As in a notebook cell: the blocking run() while this test's loop is running (the API runs
     # on a loop of its own, in a thread, as a remote API would).
     asyncio.get_running_loop()
-    with Fleet(hosts=1, minute=0.01).running_in_thread() as running:
-        source = {
-            "name": "products",
-            "url": running.url("/shop/v1/page/products"),
-            "params": {"per_page": 40},
-            "records": "data.items",
-            "primary_key": "id",
-            "paginate": {"type": "page", "total_pages_path": "meta.total_pages"},
-        }
-        report = make(tmp_path, source).run()
+    source = {
+        "name": "products",
+        "url": fleet_in_thread.url("/shop/v1/page/products"),
+        "params": {"per_page": 40},
+        "records": "data.items",
+        "primary_key": "id",
+        "paginate": {"type": "page", "total_pages_path": "meta.total_pages"},
+    }
+    report = make(tmp_path, source).run()
     check_ok(report)
     assert report.source("products").rows == SHOP_PRODUCT_COUNT
     assert query(tmp_path / "shop.duckdb", "SELECT count(*) FROM products") == [

@@ -20,6 +20,7 @@ from yarl import URL
 from fetchpipe.sim import SEED_LATENCIES_MINUTES, Fleet, FleetStats
 
 MINUTE = 0.02
+pytestmark = pytest.mark.fleet(minute=MINUTE)
 
 
 @pytest.fixture(autouse=True)
@@ -33,12 +34,6 @@ def no_server_noise(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
         if r.levelno >= logging.WARNING and r.name.split(".")[0] in ("aiohttp", "asyncio")
     ]
     assert not noisy, [r.getMessage() for r in noisy]
-
-
-@pytest.fixture
-async def fleet() -> AsyncIterator[Fleet]:
-    async with Fleet(minute=MINUTE, hosts=3) as f:
-        yield f
 
 
 @pytest.fixture

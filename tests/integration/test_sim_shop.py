@@ -21,14 +21,10 @@ from fetchpipe.sim.shop import (
     shop_products,
 )
 
+pytestmark = pytest.mark.fleet(hosts=1)
+
 Walk = tuple[list[dict[str, Any]], int]
 """(records in order, number of requests)."""
-
-
-@pytest.fixture
-async def fleet() -> AsyncIterator[Fleet]:
-    async with Fleet(hosts=1, minute=0.01) as f:
-        yield f
 
 
 @pytest.fixture
