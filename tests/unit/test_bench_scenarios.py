@@ -1,6 +1,8 @@
-"""The benchmark scenarios' code paths on tiny sizes, against real local servers.
+"""The benchmark scenarios' parts that need no server: request plans, reports and their
+figures, charts, the pipeline file, client choices and the start-up command runner.
 
-These check what the scenarios count and report, never how fast anything is.
+These check what the scenarios count and report, never how fast anything is. The scenarios
+run against local servers in tests/integration/test_bench_scenarios.py.
 """
 
 from __future__ import annotations
@@ -8,71 +10,25 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
-import urllib.error
-import urllib.request
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from fetchpipe._fetcher import run
 from fetchpipe.bench import (
     failing_apis,
     faults,
-    latency,
     pages_server,
     pipeline,
     pipeline_baselines,
     seed,
-    server,
     startup,
     throughput,
 )
-from fetchpipe.bench.fleet import RemoteFleet
-from fetchpipe.sim import Fleet
 
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[RemoteFleet]:
-    """The 50-API fleet, 1 minute = 2 ms, in a thread, seen as the benchmarks see it."""
-    with Fleet(minute=0.002).running_in_thread() as running:
-        yield RemoteFleet(
-            running.minute,
-            running.port,
-            running.api_urls,
-            running.base_urls,
-            list(running.latencies),
-        )
-
-
-@pytest.mark.parametrize("client", [seed.urllib_client(), seed.requests_client()])
-def test_seed_methods_fetch_every_api(fleet: RemoteFleet, client: seed.BlockingClient) -> None:
-    if client is None:
-        pytest.skip("requests is not installed")
-    report = seed.measure(fleet, rounds=2, client=client)
-    assert [r.name for r in report.rows] == [
-        "sequential",
-        "threads",
-        "gather",
-        "fetchpipe",
-        "fetchpipe+cache",
-    ]
-    for row in report.rows:
-        assert len(row.samples) == 2 and row.ok == 50 and row.failed == 0
-    assert report.clean and report.floor == pytest.approx(15 * 0.002)
-    assert report.row("fetchpipe+cache").note == "50 of 50 from the cache"
-    assert client.name.split()[0] in report.row("sequential").label
-    data = report.to_json()
-    assert data["slowest_api_seconds"] == pytest.approx(0.03)
-    assert data["methods"][0]["speedup"] == 1.0
-    text = "\n".join(report.lines())
-    assert "floor: the slowest API, 0.030 s" in text
 
 
 def test_seed_without_a_cache_says_so_and_has_no_figure() -> None:
@@ -113,22 +69,6 @@ def test_fault_plan_is_30_percent_on_every_host() -> None:
     assert small[faults.OK] == 21
 
 
-def test_faults_fetchpipe_lands_every_record_gather_drops_the_faulty(fleet: RemoteFleet) -> None:
-    report = faults.measure(fleet, 100, retry_after=0)
-    naive, fp = report.run("gather"), report.run("fetchpipe")
-    assert (naive.landed, naive.failed, naive.retries) == (70, 30, 0)
-    assert naive.landed_by_kind == {
-        faults.OK: 70,
-        faults.BURST_503: 0,
-        faults.RATE_LIMITED: 0,
-        faults.RESET: 0,
-    }
-    assert (fp.landed, fp.failed) == (100, 0)
-    assert fp.retries == 10 * 2 + 10 + 10
-    assert fp.server_requests >= 140 and naive.server_requests >= 100
-    assert report.to_json()["ratio_landed"] == pytest.approx(100 / 70)
-
-
 def test_dead_api_plan_interleaves_the_healthy_requests() -> None:
     bases = [f"http://127.0.0.{i + 1}:1" for i in range(3)]
     plan = failing_apis.dead_plan(bases, 1000, 100, "r")
@@ -151,22 +91,6 @@ def test_flaky_api_plan_is_40_percent_of_eight_faults() -> None:
     assert len(kinds) == 8 and set(kinds.values()) == {8}
     assert {kind.toxic.times for kind, _ in plan if kind.toxic is not None} == {1, 2}
     assert len({url for _, url in plan}) == 160
-
-
-def test_bench_server_delay_path() -> None:
-    with server.running_server() as base:
-        start = time.perf_counter()
-        with urllib.request.urlopen(server.delay_url(base, 50)) as resp:
-            assert resp.read() == server.BODY
-        assert time.perf_counter() - start >= 0.05
-        with pytest.raises(urllib.error.HTTPError) as info:
-            urllib.request.urlopen(base + "/delay/soon")
-        assert info.value.code == 400
-        report = run(latency.measure(base, 120, 40, 20, 2))
-    assert report.floor == pytest.approx(3 * 0.02)
-    assert report.clean and len(report.rounds) == 2
-    assert report.median_seconds("fetchpipe") >= report.floor
-    assert "ratio raw / fetchpipe time" in report.lines()[-1]
 
 
 def test_throughput_clients() -> None:
@@ -205,30 +129,6 @@ def test_pages_records_are_deterministic_product_like_and_unique() -> None:
     assert sorted(ids) == list(range(1, 151))
     past = json.loads(pages_server.page_body(4, 3, 50))
     assert past == {"data": [], "page": 4, "total_pages": 3}
-
-
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, b""
-
-
-def test_pages_server_serves_pages_after_the_delay() -> None:
-    with pages_server.running_pages_server(3, 4, 30) as base:
-        assert base.startswith("http://127.0.0.1:")
-        start = time.perf_counter()
-        status, body = _get(f"{base}/products?page=2")
-        assert time.perf_counter() - start >= 0.03
-        assert status == 200
-        page = json.loads(body)
-        assert (page["page"], page["total_pages"]) == (2, 3)
-        assert page["data"] == pages_server.page_records(2, 4)
-        assert json.loads(_get(f"{base}/products?page=9")[1])["data"] == []
-        assert _get(f"{base}/products?page=zero")[0] == 400
-        assert _get(f"{base}/products?page=0")[0] == 400
-        assert _get(f"{base}/orders")[0] == 404
 
 
 def test_pipeline_clients_are_parsed_and_checked() -> None:
@@ -315,15 +215,6 @@ def test_pipeline_report_a_failed_or_incomplete_client() -> None:
     assert "fetchpipe peak RSS: n/a (fetchpipe failed)" in text
     assert "INCOMPLETE: expected 150 rows, 1 ids missing" in text
     assert report.to_json()["targets_met"] == {"ratio": None, "peak_rss": None}
-
-
-def test_pipeline_client_that_fails_or_hangs_is_reported(tmp_path: Path) -> None:
-    closed = "http://127.0.0.1:9"  # the discard port: nothing listens there
-    run_ = pipeline.run_client("floor", closed, 10, tmp_path / "a", timeout=60)
-    assert run_.exit_code == 1 and run_.error == "exit code 1" and run_.rows is None
-    assert "Connect" in run_.output_tail and not (tmp_path / "a").exists()
-    run_ = pipeline.run_client("floor", closed, 10, tmp_path / "b", timeout=0.01)
-    assert run_.exit_code is None and run_.error == "killed after the timeout of 0.01 s"
 
 
 def _python(name: str, code: str) -> startup.Command:
