@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,9 @@ def test_fetch_to_jsonl(cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path) -> No
     )
     out = tmp_path / "out.jsonl"
 
+    started = datetime.now(UTC)
     proc = run_cli("fetch", urls, "--out", str(out), "--header", f"Authorization: Bearer {SECRET}")
+    ended = datetime.now(UTC)
 
     assert proc.returncode == 0, proc.stderr
     rows = _by_url(_jsonl(out))
@@ -73,8 +76,11 @@ def test_fetch_to_jsonl(cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path) -> No
     assert item["attempts"] == 1
     assert item["body_encoding"] == "json"
     assert isinstance(item["body"], dict)
-    assert item["elapsed"] >= 0
+    # The request's own time and the moment it landed, both within the command's run.
+    assert 0 < item["elapsed"] < (ended - started).total_seconds()
     assert item["fetched_at"].endswith("+00:00")
+    fetched_at = datetime.fromisoformat(item["fetched_at"])
+    assert started - timedelta(milliseconds=1) <= fetched_at <= ended  # kept to the millisecond
     assert rows[cli_fleet.url("/text", host=1)]["body"] == "hello from the fetchpipe sim\n"
     raw = rows[cli_fleet.url("/bytes", host=1)]
     assert raw["body_encoding"] == "base64"

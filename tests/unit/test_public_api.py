@@ -1,12 +1,43 @@
 import importlib
 import inspect
+import re
 
 import pytest
 
 import fetchpipe
 
+# The public API: a name added, renamed or dropped is a change of the library's promise, made
+# here on purpose.
+PUBLIC_NAMES = [
+    "BreakerPolicy",
+    "ConfigError",
+    "ErrorKind",
+    "Fetcher",
+    "FetchpipeError",
+    "HostLimits",
+    "HttpCache",
+    "InputError",
+    "Limits",
+    "Pipeline",
+    "Request",
+    "Result",
+    "RetryEvent",
+    "RetryPolicy",
+    "SecurityPolicy",
+    "SinkError",
+    "Source",
+    "Timeouts",
+    "Timings",
+    "TransportError",
+    "__version__",
+    "fetch_all",
+    "run",
+    "set_testing",
+]
+
 
 def test_all_is_sorted_and_lists_every_public_name() -> None:
+    assert fetchpipe.__all__ == PUBLIC_NAMES
     assert fetchpipe.__all__ == sorted(fetchpipe.__all__)
     public = {
         name
@@ -15,9 +46,18 @@ def test_all_is_sorted_and_lists_every_public_name() -> None:
     }
     lazy = set(fetchpipe._LAZY)  # imported on first use
     assert public | lazy == set(fetchpipe.__all__) - {"__version__"}
-    for name in fetchpipe.__all__:
-        assert getattr(fetchpipe, name) is not None
     assert set(fetchpipe.__all__) <= set(dir(fetchpipe))
+
+
+@pytest.mark.parametrize("name", [n for n in fetchpipe.__all__ if n != "__version__"])
+def test_every_public_name_is_a_class_or_function_of_the_package(name: str) -> None:
+    value = getattr(fetchpipe, name)
+    assert inspect.isclass(value) or inspect.isfunction(value)
+    assert value.__module__.partition(".")[0] == "fetchpipe"  # not a re-exported dependency
+
+
+def test_the_version_is_a_release_number() -> None:
+    assert re.fullmatch(r"\d+\.\d+\.\d+", fetchpipe.__version__)
 
 
 @pytest.mark.parametrize("name", sorted(fetchpipe._LAZY))
