@@ -172,6 +172,7 @@ def test_testing_mode_zeroes_backoff_but_keeps_retry_after() -> None:
     [
         ("9" * 400, 2.0**31),  # capped, not an OverflowError
         ("99999999999999999999", 2.0**31),
+        ("2147483649", 2.0**31),  # ten digits, one over the cap
         ("²", None),  # a Unicode digit is not a delta-seconds value
         ("١٢", None),
         ("Fri, 31 Dec 9999 23:59:59 GMT", 2.0**31),

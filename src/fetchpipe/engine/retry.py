@@ -215,7 +215,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         # Long strings of digits are capped rather than converted (int() of thousands of digits
         # is slow, and beyond a float's range it overflows); RFC 9111 caps delta-seconds at
         # 2**31 the same way.
-        return float(int(text)) if len(text) <= 10 else float(RETRY_AFTER_CAP)
+        return float(min(int(text), RETRY_AFTER_CAP) if len(text) <= 10 else RETRY_AFTER_CAP)
     if text.isdigit():  # other Unicode digits: not a Retry-After value
         return None
     try:
