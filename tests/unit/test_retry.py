@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import email.utils
+import math
 import random
 import time
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fetchpipe import ConfigError, ErrorKind, RetryPolicy
 from fetchpipe.engine import retry
@@ -193,3 +197,108 @@ def test_a_retry_after_beyond_any_date_fails_as_rate_limited() -> None:
         now=time.time(),
     )
     assert decision.error is ErrorKind.RATE_LIMITED and not decision.retry
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+_SECONDS = st.floats(min_value=0.0, max_value=1e6, allow_nan=False)
+_POLICIES = st.builds(
+    RetryPolicy,
+    wait_initial=_SECONDS,
+    wait_max=_SECONDS,
+    wait_exp_base=st.floats(min_value=1.0, max_value=1e3, allow_nan=False),
+)
+_RETRY_NUMBERS = st.integers(min_value=0, max_value=100_000)
+
+
+def _growth(policy: RetryPolicy, retry_number: int) -> float:
+    """``wait_initial * wait_exp_base ** (n - 1)``, infinite where a float cannot hold it."""
+    try:
+        return policy.wait_initial * policy.wait_exp_base ** max(0, retry_number - 1)
+    except OverflowError:
+        return math.inf
+
+
+class _Highest(random.Random):
+    """Always draws the top of the range."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+@settings(max_examples=300, deadline=None)
+@given(policy=_POLICIES, retry_number=_RETRY_NUMBERS, seed=st.integers(0, 2**32))
+def test_backoff_stays_within_zero_and_the_exponential_cap(
+    policy: RetryPolicy, retry_number: int, seed: int
+) -> None:
+    bound = min(policy.wait_max, _growth(policy, retry_number))
+    wait = backoff(policy, retry_number, random.Random(seed))
+    assert 0.0 <= wait <= bound
+    assert backoff(policy, retry_number, _Highest()) == bound  # the cap itself can be drawn
+
+
+@settings(max_examples=200, deadline=None)
+@given(policy=_POLICIES, retry_number=_RETRY_NUMBERS)
+def test_the_backoff_cap_never_shrinks_from_one_retry_to_the_next(
+    policy: RetryPolicy, retry_number: int
+) -> None:
+    assert backoff(policy, retry_number, _Highest()) <= backoff(
+        policy, retry_number + 1, _Highest()
+    )
+
+
+# What a server may send: anything, numbers of any size, and dates with fields out of range.
+_NUMBERS = st.from_regex(r"\s*[-+]?[0-9]{1,30}(\.[0-9]+)?\s*", fullmatch=True)
+_DATE_LIKE = st.builds(
+    "{}, {:02d} {} {} {:02d}:{:02d}:{:02d} {}".format,
+    st.sampled_from(["Mon", "Fri", "Xyz"]),
+    st.integers(0, 99),
+    st.sampled_from(["Jan", "Feb", "Dec", "Foo"]),
+    st.one_of(st.integers(1900, 9999), st.integers(0, 10**25)),
+    *[st.integers(0, 99)] * 3,
+    st.one_of(
+        st.sampled_from(["GMT", "UTC", "EST", ""]),
+        st.integers(-(10**25), 10**25).map("{:+05d}".format),
+    ),
+)
+_RETRY_AFTER_VALUES = st.one_of(st.none(), st.text(max_size=40), _NUMBERS, _DATE_LIKE)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=_RETRY_AFTER_VALUES, now=st.floats(0, 4e9))
+def test_any_retry_after_value_is_none_or_a_wait_within_the_cap(
+    value: str | None, now: float
+) -> None:
+    wait = parse_retry_after(value, now)  # never raises
+    assert wait is None or 0.0 <= wait <= retry.RETRY_AFTER_CAP
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.text(alphabet=st.characters(exclude_characters="0123456789"), max_size=40))
+def test_a_retry_after_without_an_ascii_digit_is_ignored(value: str) -> None:
+    """Neither delta-seconds nor an HTTP-date (which has a day and a year) is possible."""
+    assert parse_retry_after(value, NOW) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seconds=st.integers(min_value=0, max_value=10**30),
+    padding=st.sampled_from(["", " ", "\t", "  "]),
+)
+def test_delta_seconds_read_back_as_themselves_up_to_the_cap(seconds: int, padding: str) -> None:
+    text = f"{padding}{seconds}{padding}"
+    assert parse_retry_after(text, NOW) == float(min(seconds, retry.RETRY_AFTER_CAP))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    when=st.datetimes(
+        min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)
+    ),
+    now=st.floats(min_value=0, max_value=4e9),
+)
+def test_an_http_date_reads_back_as_the_seconds_until_it(when: datetime, now: float) -> None:
+    when = when.replace(microsecond=0)
+    text = email.utils.format_datetime(when, usegmt=True)  # IMF-fixdate, as servers send it
+    expected = min(float(retry.RETRY_AFTER_CAP), max(0.0, when.timestamp() - now))
+    assert parse_retry_after(text, now) == pytest.approx(expected, abs=1e-6)
