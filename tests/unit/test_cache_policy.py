@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import email.utils
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from fetchpipe.engine.cache import policy
@@ -143,3 +148,187 @@ def test_vary_fingerprint_hashes_values() -> None:
     es = vary_fingerprint("authorization,accept-language", {"accept-language": "es"})
     assert en != es and "en" not in en
     assert vary_fingerprint(None, {"accept-language": "en"}) == ""
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+_DELTA = st.integers(min_value=0, max_value=10**12)
+_DIRECTIVE = st.one_of(
+    st.sampled_from(
+        [
+            "no-cache",
+            "no-store",
+            "private",
+            "public",
+            "must-revalidate",
+            "proxy-revalidate",
+            "immutable",
+            "foo=bar",
+            "max-age=abc",
+            "max-age=-5",
+            "max-age=1.5",
+            "",
+        ]
+    ),
+    _DELTA.map("max-age={}".format),
+    _DELTA.map('max-age="{}"'.format),
+    _DELTA.map("s-maxage={}".format),
+    _DELTA.map("stale-if-error={}".format),
+)
+_UNIX = st.integers(min_value=0, max_value=2**33)
+_HTTP_DATE = st.one_of(
+    _UNIX.map(lambda t: email.utils.formatdate(t, usegmt=True)),
+    st.sampled_from(["garbage", "0", "-1", "", "Wed, 01 Jan 2025 00:00:00"]),  # the last: no zone
+)
+_HEADERS = st.fixed_dictionaries(
+    {},
+    optional={
+        "Cache-Control": st.lists(_DIRECTIVE, max_size=4).map(", ".join),
+        "Expires": _HTTP_DATE,
+        "Date": _HTTP_DATE,
+        "Last-Modified": _HTTP_DATE,
+        "Age": st.one_of(_DELTA.map(str), st.just("soon")),
+        "ETag": st.just('"v1"'),
+        "Vary": st.sampled_from(["Accept", "*"]),
+    },
+).map(lambda headers: CIMultiDict(headers))
+_STATUS = st.sampled_from([200, 203, 204, 206, 300, 301, 302, 304, 308, 404, 410, 500, 503])
+_TTL = st.one_of(st.none(), st.floats(min_value=0, max_value=1e9))
+_TIMES = st.tuples(_UNIX, st.integers(0, 3600), st.integers(0, 10**9)).map(
+    lambda t: (float(t[0]), float(t[0] + t[1]), float(t[0] + t[1] + t[2]))
+)
+"""(request_time, response_time, now), in that order."""
+
+
+@settings(max_examples=200, deadline=None)
+@given(status=_STATUS, headers=_HEADERS, shared=st.booleans(), ttl=_TTL)
+def test_a_freshness_lifetime_is_never_negative(
+    status: int, headers: CIMultiDict[str], shared: bool, ttl: float | None
+) -> None:
+    lifetime = policy.freshness_lifetime(status, headers, shared=shared, default_ttl=ttl)
+    assert 0.0 <= lifetime < math.inf
+    if policy.parse_cache_control(headers.get("Cache-Control")).no_cache:
+        assert lifetime == 0.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(status=_STATUS, date=_HTTP_DATE, last_modified=_HTTP_DATE)
+def test_a_heuristic_lifetime_is_at_most_a_day_and_only_for_cacheable_statuses(
+    status: int, date: str, last_modified: str
+) -> None:
+    headers = CIMultiDict({"Date": date, "Last-Modified": last_modified})
+    lifetime = policy.freshness_lifetime(status, headers)
+    assert 0.0 <= lifetime <= policy.HEURISTIC_MAX
+    if status not in policy.HEURISTIC_STATUSES:
+        assert lifetime == 0.0
+
+
+_METHOD = st.sampled_from(["GET", "HEAD", "POST", "PUT"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    method=_METHOD,
+    status=_STATUS,
+    headers=_HEADERS,
+    request_no_store=st.booleans(),
+    shared=st.booleans(),
+    ttl=_TTL,
+)
+def test_only_successful_gets_are_stored(
+    method: str,
+    status: int,
+    headers: CIMultiDict[str],
+    request_no_store: bool,
+    shared: bool,
+    ttl: float | None,
+) -> None:
+    stored = policy.storable(
+        method, status, headers, request_no_store=request_no_store, shared=shared, default_ttl=ttl
+    )
+    if stored:
+        assert method == "GET" and status in policy.STORABLE_STATUSES and not request_no_store
+        assert headers.get("Vary") != "*"
+        cc = policy.parse_cache_control(headers.get("Cache-Control"))
+        assert not (shared and cc.private)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    directives=st.lists(_DIRECTIVE, max_size=4),
+    where=st.integers(0, 4),
+    spelling=st.sampled_from(["no-store", "No-Store", " no-store ", "NO-STORE"]),
+    headers=_HEADERS,
+    shared=st.booleans(),
+    ttl=_TTL,
+)
+def test_a_no_store_response_is_never_stored(
+    directives: list[str],
+    where: int,
+    spelling: str,
+    headers: CIMultiDict[str],
+    shared: bool,
+    ttl: float | None,
+) -> None:
+    directives.insert(where, spelling)
+    headers["Cache-Control"] = ",".join(directives)
+    assert not policy.storable("GET", 200, headers, shared=shared, default_ttl=ttl)
+
+
+@settings(max_examples=150, deadline=None)
+@given(headers=_HEADERS, times=_TIMES, later=st.integers(0, 10**9))
+def test_an_entry_ages_as_time_passes_and_once_stale_stays_stale(
+    headers: CIMultiDict[str], times: tuple[float, float, float], later: int
+) -> None:
+    request_time, response_time, now = times
+    when = {"request_time": request_time, "response_time": response_time}
+    age = policy.current_age(headers, now=now, **when)
+    older = policy.current_age(headers, now=now + later, **when)
+    assert 0.0 <= age <= older
+    assert older - age == pytest.approx(later)  # residence time counts one for one
+    first = policy.lookup_decision(headers, status=200, now=now, **when)
+    then = policy.lookup_decision(headers, status=200, now=now + later, **when)
+    if first.action is not Action.USE:
+        assert then.action is not Action.USE
+
+
+@settings(max_examples=150, deadline=None)
+@given(max_age=st.integers(0, 10**9), received=_UNIX, elapsed=st.integers(0, 2 * 10**9))
+def test_max_age_is_fresh_for_exactly_that_many_seconds(
+    max_age: int, received: int, elapsed: int
+) -> None:
+    headers = CIMultiDict(
+        {
+            "Cache-Control": f"max-age={max_age}",
+            "Date": email.utils.formatdate(received, usegmt=True),
+            "ETag": '"v1"',
+        }
+    )
+    t = float(received)
+    lookup = policy.lookup_decision(
+        headers, status=200, request_time=t, response_time=t, now=t + elapsed
+    )
+    if elapsed < max_age:
+        assert lookup == policy.Lookup(Action.USE)
+    else:
+        assert lookup == policy.Lookup(Action.REVALIDATE, {"If-None-Match": '"v1"'})
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    headers=_HEADERS,
+    times=_TIMES,
+    bounds=st.tuples(st.floats(0, 1e9), st.floats(0, 1e9)).map(sorted),
+)
+def test_a_stale_entry_usable_on_error_stays_usable_with_a_longer_bound(
+    headers: CIMultiDict[str], times: tuple[float, float, float], bounds: list[float]
+) -> None:
+    request_time, response_time, now = times
+    when = {"request_time": request_time, "response_time": response_time, "now": now}
+    short, long = (
+        policy.stale_usable_on_error(headers, status=200, max_stale=bound, **when)
+        for bound in bounds
+    )
+    assert short <= long
+    if policy.parse_cache_control(headers.get("Cache-Control")).must_revalidate:
+        assert not long
