@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from fetchpipe.pipeline.models import (
@@ -264,3 +270,200 @@ def test_no_pagination_is_one_request() -> None:
     first = pager.first()
     assert first == PageRequest(URL, {"a": 1}, 1)
     assert pager.next(_page(first, {"next": "x"}, records=100)) == []
+
+
+# --- properties: every run ends -----------------------------------------------------------------
+
+RUN_LIMIT = 1000
+"""More requests than any run below may take: reaching it means the paginator did not stop."""
+
+Answer = Callable[[PageRequest, int], Page]
+
+
+def _drive(pager: Paginator, answer: Answer) -> list[PageRequest]:
+    """Every request of a run, sent one after another, each answered by ``answer(request, n)``
+    (n: how many were sent before it). A PaginationError raised by the paginator ends the run
+    (it propagates)."""
+    sent: list[PageRequest] = []
+    pending = [pager.first()]
+    while pending:
+        assert len(sent) < RUN_LIMIT, "the paginator did not stop"
+        request = pending.pop(0)
+        page = answer(request, len(sent))
+        sent.append(request)
+        pending += pager.next(page)
+    return sent
+
+
+def _counts(records: list[int]) -> Answer:
+    """An API whose pages hold ``records[n]`` records, then none."""
+    return lambda request, n: _page(request, records=records[n] if n < len(records) else 0)
+
+
+_RECORDS = st.lists(st.integers(min_value=0, max_value=60), max_size=40)
+_MAX_PAGES = st.one_of(st.none(), st.integers(min_value=1, max_value=50))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    records=_RECORDS,
+    size=st.one_of(st.none(), st.integers(min_value=1, max_value=50)),
+    start=st.integers(min_value=0, max_value=2),
+    max_pages=_MAX_PAGES,
+)
+def test_page_numbers_stop_at_the_first_empty_or_short_page(
+    records: list[int], size: int | None, start: int, max_pages: int | None
+) -> None:
+    config = PagePagination(
+        type="page", start=start, size=size, size_param="n" if size else None, max_pages=max_pages
+    )
+    sent = _drive(paginator_for(config, URL), _counts(records))
+    ends = [k for k, count in enumerate(records) if count == 0 or (size and count < size)]
+    pages = min(ends[0] + 1 if ends else len(records) + 1, max_pages or RUN_LIMIT)
+    assert [r.params["page"] for r in sent] == list(range(start, start + pages))
+    assert [r.number for r in sent] == list(range(1, pages + 1))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    records=_RECORDS,
+    limit=st.integers(min_value=1, max_value=50),
+    start=st.integers(min_value=0, max_value=100),
+    max_pages=_MAX_PAGES,
+)
+def test_offsets_stop_at_the_first_short_page(
+    records: list[int], limit: int, start: int, max_pages: int | None
+) -> None:
+    config = OffsetPagination(type="offset", limit=limit, start=start, max_pages=max_pages)
+    sent = _drive(paginator_for(config, URL), _counts(records))
+    short = [k for k, count in enumerate(records) if count < limit]
+    pages = min(short[0] + 1 if short else len(records) + 1, max_pages or RUN_LIMIT)
+    assert [r.params["offset"] for r in sent] == [start + k * limit for k in range(pages)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    total=st.integers(min_value=0, max_value=300),
+    as_text=st.booleans(),
+    per_page=st.integers(min_value=1, max_value=50),
+    start=st.integers(min_value=0, max_value=20),
+    max_pages=_MAX_PAGES,
+)
+def test_a_total_ends_the_run_whatever_the_pages_hold(
+    total: int, as_text: bool, per_page: int, start: int, max_pages: int | None
+) -> None:
+    """Given a total on the first page, the run asks for exactly the pages it implies (at
+    least the first, at most max_pages), each once, even when every page is full."""
+    body = {"total": str(total) if as_text else total}
+
+    def full(request: PageRequest, n: int) -> Page:
+        return _page(request, body, records=per_page)
+
+    by_pages = PagePagination(type="page", total_pages_path="total", max_pages=max_pages)
+    sent = _drive(paginator_for(by_pages, URL), full)
+    assert sorted(r.params["page"] for r in sent) == list(
+        range(1, min(max(total, 1), max_pages or RUN_LIMIT) + 1)
+    )
+    by_items = OffsetPagination(
+        type="offset", limit=per_page, start=start, total_path="total", max_pages=max_pages
+    )
+    sent = _drive(paginator_for(by_items, URL), full)
+    pages = min(max(1, math.ceil(max(0, total - start) / per_page)), max_pages or RUN_LIMIT)
+    assert sorted(r.params["offset"] for r in sent) == [start + k * per_page for k in range(pages)]
+
+
+_CURSOR = st.one_of(
+    st.none(),
+    st.just(""),
+    st.just(False),
+    st.integers(min_value=0, max_value=5),
+    st.sampled_from(["a", "b", "c", "1", "2"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(cursors=st.lists(_CURSOR, min_size=1, max_size=12), max_pages=_MAX_PAGES)
+def test_a_cursor_run_ends_even_when_the_api_never_does(
+    cursors: list[Any], max_pages: int | None
+) -> None:
+    """The API answers the cursors in turn, over and over: the run ends at a missing cursor,
+    or with an error at the first repeated one; no cursor is sent twice."""
+    config = CursorPagination(type="cursor", cursor_path="next", max_pages=max_pages)
+
+    def answer(request: PageRequest, n: int) -> Page:
+        return _page(request, {"next": cursors[n % len(cursors)]}, records=1)
+
+    sent: list[PageRequest] = []
+    pager = paginator_for(config, URL)
+    with contextlib.suppress(PaginationError):
+        sent = _drive(pager, answer)
+    distinct = {str(c) for c in cursors if not (c is None or c is False or c == "")}
+    assert pager.issued <= len(distinct) + 1
+    assert pager.issued <= (max_pages or RUN_LIMIT)
+    sent_cursors = [str(r.params["cursor"]) for r in sent[1:]]
+    assert len(sent_cursors) == len(set(sent_cursors))
+
+
+_LINK = st.one_of(
+    st.none(),
+    st.just(""),
+    st.sampled_from(["?page=2", "items?page=3", "/v1/items?page=4", URL, URL + "?page=2"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    links=st.lists(_LINK, min_size=1, max_size=12),
+    in_header=st.booleans(),
+    max_pages=_MAX_PAGES,
+)
+def test_a_next_link_run_ends_even_when_the_api_never_does(
+    links: list[str | None], in_header: bool, max_pages: int | None
+) -> None:
+    """The API answers the links in turn, over and over, in the body or a Link header: the
+    run ends at a missing link, or with an error at the first link already fetched; no URL
+    is fetched twice."""
+    config: NextUrlPagination | LinkHeaderPagination
+    if in_header:
+        config = LinkHeaderPagination(type="link_header", max_pages=max_pages)
+    else:
+        config = NextUrlPagination(type="next_url", next_url_path="next", max_pages=max_pages)
+
+    def answer(request: PageRequest, n: int) -> Page:
+        link = links[n % len(links)]
+        if not in_header:
+            return _page(request, {"next": link}, records=1)
+        headers = {"Link": f'<{link}>; rel="next"'} if link else {}
+        return _page(request, records=1, headers=headers)
+
+    sent: list[PageRequest] = []
+    pager = paginator_for(config, URL)
+    with contextlib.suppress(PaginationError):
+        sent = _drive(pager, answer)
+    # Every link resolves against the response's URL; the run starts at URL.
+    assert pager.issued <= len({urljoin(URL, link) for link in links if link} | {URL})
+    assert pager.issued <= (max_pages or RUN_LIMIT)
+    urls = [r.url for r in sent]
+    assert len(urls) == len(set(urls))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    kind=st.sampled_from(["page", "offset", "cursor", "next_url", "link_header"]),
+    max_pages=st.integers(min_value=1, max_value=60),
+)
+def test_max_pages_ends_a_run_against_an_api_that_never_ends(kind: str, max_pages: int) -> None:
+    """Full pages, a new cursor and a new link on every page: only max_pages ends the run."""
+    configs: dict[str, Any] = {
+        "page": PagePagination(type="page", max_pages=max_pages),
+        "offset": OffsetPagination(type="offset", limit=10, max_pages=max_pages),
+        "cursor": CursorPagination(type="cursor", cursor_path="next", max_pages=max_pages),
+        "next_url": NextUrlPagination(type="next_url", next_url_path="next", max_pages=max_pages),
+        "link_header": LinkHeaderPagination(type="link_header", max_pages=max_pages),
+    }
+
+    def endless(request: PageRequest, n: int) -> Page:
+        link = f"{URL}?page={n + 2}"
+        return _page(request, {"next": link}, records=10, headers={"Link": f'<{link}>; rel="next"'})
+
+    assert len(_drive(paginator_for(configs[kind], URL), endless)) == max_pages
