@@ -6,8 +6,9 @@ transport directly.
 The integration modules that send nothing through a transport run once: test_sim and
 test_sim_shop (the simulated servers), test_sinks and test_pipeline_load (writers), test_toxics'
 server, test_pipeline_auth (credentials and the OAuth2 token client, which has an aiohttp
-session of its own whatever the transport) and test_bench_cache (aiohttp-client-cache against
-fetchpipe's cache, as the bench compares them).
+session of its own whatever the transport), test_bench_cache (aiohttp-client-cache against
+fetchpipe's cache, as the bench compares them) and test_bench_scenarios (the benchmarks' code
+paths, each on the transport its scenario chooses).
 """
 
 from __future__ import annotations
