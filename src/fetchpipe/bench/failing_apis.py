@@ -15,7 +15,6 @@ landed, retries, retries refused by the budget, whether the breaker opened, and 
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections import Counter
@@ -23,10 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from fetchpipe._fetcher import Fetcher, run
 from fetchpipe.bench.fleet import RemoteFleet
+from fetchpipe.bench.seed_gather import gather as seed_gather
 from fetchpipe.bench.svg import Bar, Marker, bar_chart
 from fetchpipe.sim.toxics import Burst, ResetPeer, RetryAfter, Toxic, Truncate, toxic_path
 
@@ -90,15 +88,7 @@ async def dead_gather(plan: list[tuple[str, str]]) -> DeadRun:
     """The seed's gather: one GET per URL, all at once, failures dropped."""
     start = time.perf_counter()
 
-    async def fetch(session: aiohttp.ClientSession, url: str) -> Any:
-        async with session.get(url) as response:
-            response.raise_for_status()
-            return await response.json()
-
-    async with aiohttp.ClientSession() as session:
-        results = await asyncio.gather(
-            *(fetch(session, url) for _, url in plan), return_exceptions=True
-        )
+    results = await seed_gather([url for _, url in plan])
     seconds = time.perf_counter() - start
     landed = Counter(kind for (kind, _), r in zip(plan, results, strict=True) if _ok(r))
     errors = Counter(
@@ -302,13 +292,7 @@ class FlakyRun:
 async def flaky_gather(urls: list[str]) -> FlakyRun:
     start = time.perf_counter()
 
-    async def fetch(session: aiohttp.ClientSession, url: str) -> Any:
-        async with session.get(url) as response:
-            response.raise_for_status()
-            return await response.json()
-
-    async with aiohttp.ClientSession() as session:
-        results = await asyncio.gather(*(fetch(session, u) for u in urls), return_exceptions=True)
+    results = await seed_gather(urls)
     seconds = time.perf_counter() - start
     errors = Counter(type(r).__name__ for r in results if not _ok(r))
     landed = sum(1 for r in results if _ok(r))

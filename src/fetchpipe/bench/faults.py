@@ -16,7 +16,6 @@ report adds failures by error, the server's request count and the retries per fi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -26,13 +25,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from fetchpipe._config import Timeouts
 from fetchpipe._fetcher import Fetcher, run
 from fetchpipe.bench.child import running_child, wait_for_stdin_eof
 from fetchpipe.bench.fleet import RemoteFleet
 from fetchpipe.bench.report import raise_nofile_limit
+from fetchpipe.bench.seed_gather import gather as seed_gather
 from fetchpipe.bench.svg import Bar, Marker, bar_chart
 from fetchpipe.sim.toxics import MixEntry, ToxicServer, toxic_mix
 
@@ -110,15 +108,7 @@ async def naive_gather(plan: list[tuple[str, str]], kinds: Sequence[str] = KINDS
     """The seed's gather: one GET per URL, all at once, failures dropped."""
     start = time.perf_counter()
 
-    async def fetch(session: aiohttp.ClientSession, url: str) -> Any:
-        async with session.get(url) as response:
-            response.raise_for_status()
-            return await response.json()
-
-    async with aiohttp.ClientSession() as session:
-        results = await asyncio.gather(
-            *(fetch(session, url) for _, url in plan), return_exceptions=True
-        )
+    results = await seed_gather([url for _, url in plan])
     seconds = time.perf_counter() - start
     landed = Counter(kind for (kind, _), r in zip(plan, results, strict=True) if _landed(r))
     errors = Counter(type(r).__name__ for r in results if not _landed(r))

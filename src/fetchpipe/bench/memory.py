@@ -10,7 +10,6 @@ naive child stops it when its RSS passes the ceiling; that run reads "stopped at
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -21,11 +20,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import aiohttp
-
 from fetchpipe._config import Limits
 from fetchpipe._fetcher import Fetcher, run
 from fetchpipe.bench.report import peak_rss_mb
+from fetchpipe.bench.seed_gather import gather as seed_gather
 from fetchpipe.bench.svg import Bar, bar_chart
 
 CLIENTS = ("fetchpipe", "gather")
@@ -61,13 +59,7 @@ async def _fetchpipe(base_url: str, count: int, concurrency: int) -> int:
 async def _gather(base_url: str, count: int) -> int:
     urls = [f"{base_url}/item/{i}" for i in range(count)]
 
-    async def fetch(session: aiohttp.ClientSession, url: str) -> Any:
-        async with session.get(url) as response:
-            response.raise_for_status()
-            return await response.json()
-
-    async with aiohttp.ClientSession() as session:
-        results = await asyncio.gather(*(fetch(session, u) for u in urls), return_exceptions=True)
+    results = await seed_gather(urls)
     return sum(1 for r in results if not isinstance(r, BaseException))
 
 

@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 import fetchpipe
 from fetchpipe._fetcher import Fetcher, run
 from fetchpipe.bench.fleet import RemoteFleet
 from fetchpipe.bench.report import optional_module, percent
+from fetchpipe.bench.seed_gather import gather as seed_gather
 from fetchpipe.bench.svg import Bar, Marker, bar_chart
 
 CACHE_UNAVAILABLE = "not available (no HTTP cache yet)"
@@ -116,13 +115,7 @@ def threads(urls: list[str], client: BlockingClient) -> Outcome:
 async def _gather(urls: list[str]) -> Outcome:
     start = time.perf_counter()
 
-    async def fetch(session: aiohttp.ClientSession, url: str) -> Any:
-        async with session.get(url) as response:
-            response.raise_for_status()
-            return await response.json()
-
-    async with aiohttp.ClientSession() as session:
-        results = await asyncio.gather(*(fetch(session, u) for u in urls), return_exceptions=True)
+    results = await seed_gather(urls)
     failed = sum(1 for r in results if isinstance(r, BaseException))
     return Outcome(time.perf_counter() - start, len(urls) - failed, failed)
 

@@ -6,7 +6,9 @@ no limits, every body parsed as JSON: the seed's async code, as the ``gather`` r
 ``fetchpipe bench startup`` times it from spawn to exit next to ``fetchpipe fetch URLS``.
 
 It is run by path with ``-P`` and imports nothing of fetchpipe, so the process costs what the
-seed's script costs. It prints ``N ok, M failed`` and exits 1 when a request failed.
+seed's script costs. It prints ``N ok, M failed`` and exits 1 when a request failed. The
+``gather`` rows of the other benchmarks (seed, memory, faults, dead and flaky API) call
+:func:`gather` in-process: one copy of the naive client they are all measured against.
 """
 
 from __future__ import annotations
