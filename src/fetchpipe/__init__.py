@@ -11,9 +11,9 @@
             ...
 """
 
-import importlib as _importlib
 import typing as _typing
 
+from fetchpipe import _lazy_names
 from fetchpipe._config import HostLimits, Limits, Timeouts
 from fetchpipe._exceptions import (
     ConfigError,
@@ -53,12 +53,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> _typing.Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fetchpipe' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value  # the next lookup finds it without this function
-    return value
+    return _lazy_names.load(globals(), _LAZY, name)
 
 
 def __dir__() -> list[str]:

@@ -5,8 +5,9 @@
 what would be requested, without sending anything.
 """
 
-import importlib as _importlib
 import typing as _typing
+
+from fetchpipe import _lazy_names
 
 if _typing.TYPE_CHECKING:
     from fetchpipe.pipeline.api import Pipeline
@@ -29,12 +30,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> _typing.Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fetchpipe.pipeline' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _lazy_names.load(globals(), _LAZY, name)
 
 
 def __dir__() -> list[str]:
