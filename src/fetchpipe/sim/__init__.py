@@ -3,7 +3,8 @@
 ``ToxicServer`` (:mod:`fetchpipe.sim.toxics`) is the misbehaving server for fault injection.
 """
 
-from fetchpipe.sim.fleet import MAX_HOSTS, Fleet, serve
+from fetchpipe.sim.fleet import Fleet, serve
+from fetchpipe.sim.loopback import MAX_HOSTS
 from fetchpipe.sim.seed import (
     SEED_API_COUNT,
     SEED_CONCURRENT_MINUTES,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import math
-import socket
-import struct
 import time
 import zlib
 from collections.abc import Sequence
@@ -17,6 +15,7 @@ import orjson
 from aiohttp import hdrs, web
 
 from fetchpipe.engine.decompressors import brotli_module, zstd_module
+from fetchpipe.sim.loopback import abort_with_reset
 from fetchpipe.sim.params import JSON
 from fetchpipe.sim.params import BadParam as _BadParam
 from fetchpipe.sim.params import float_param as _float
@@ -318,8 +317,13 @@ async def ratelimit(request: web.Request) -> web.Response:
     )
 
 
-async def _partial_then_drop(request: web.Request, *, reset: bool) -> web.StreamResponse:
-    """Announce a long body, send part of it, then reset (RST) or close (FIN) the connection."""
+async def _drop_first_times(request: web.Request, *, reset: bool) -> web.StreamResponse:
+    """The first ``times`` requests of a key: announce a long body, send part of it, then reset
+    (RST) or close (FIN) the connection. Later ones: 200."""
+    times = _int(request, "times", 1)
+    n = request.app[STATE].next_count(request)
+    if n > times:
+        return _json({"ok": True, "n": n})
     announced = _int(request, "length", 1000, 2, 1 << 24)
     sent = _int(request, "sent", 100, 1, announced - 1)
     pause = _float(request, "pause", 0.05 if reset else 0.0, 0.0, 60.0)
@@ -336,10 +340,7 @@ async def _partial_then_drop(request: web.Request, *, reset: bool) -> web.Stream
     if transport is None or transport.is_closing():
         return resp
     if reset:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
+        abort_with_reset(transport)
     else:
         transport.close()
     return resp
@@ -347,20 +348,12 @@ async def _partial_then_drop(request: web.Request, *, reset: bool) -> web.Stream
 
 async def reset(request: web.Request) -> web.StreamResponse:
     """`/reset?key=k&times=1`: the first `times` requests are reset mid-body, later ones 200."""
-    times = _int(request, "times", 1)
-    n = request.app[STATE].next_count(request)
-    if n > times:
-        return _json({"ok": True, "n": n})
-    return await _partial_then_drop(request, reset=True)
+    return await _drop_first_times(request, reset=True)
 
 
 async def truncated(request: web.Request) -> web.StreamResponse:
     """`/truncated?key=k&times=1`: the first `times` bodies are cut short by a clean close."""
-    times = _int(request, "times", 1)
-    n = request.app[STATE].next_count(request)
-    if n > times:
-        return _json({"ok": True, "n": n})
-    return await _partial_then_drop(request, reset=False)
+    return await _drop_first_times(request, reset=False)
 
 
 async def slow_body(request: web.Request) -> web.StreamResponse:

@@ -7,24 +7,18 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from types import TracebackType
 
 from aiohttp import web
 
 from fetchpipe.sim.endpoints import SimState, build_app
+from fetchpipe.sim.loopback import BACKLOG, BIND_ATTEMPTS, LoopbackServer
 from fetchpipe.sim.seed import SEED_LATENCIES_MINUTES
 from fetchpipe.sim.stats import FleetStats
 
-__all__ = ["MAX_HOSTS", "Fleet", "serve"]
-
-MAX_HOSTS = 254
-"""Hosts are 127.0.0.1 .. 127.0.0.254."""
-
-_BIND_ATTEMPTS = 5
-_BACKLOG = 1024
+__all__ = ["Fleet", "serve"]
 
 
-class Fleet:
+class Fleet(LoopbackServer):
     """A local HTTP server answering on `hosts` loopback addresses that share one port.
 
     Host index i (0-based) is address ``127.0.0.{i+1}``. API n of the latency table is served
@@ -36,6 +30,8 @@ class Fleet:
     ``with Fleet(...).running_in_thread() as fleet`` from synchronous code.
     """
 
+    kind = "fleet"
+
     def __init__(
         self,
         minute: float = 0.1,
@@ -45,66 +41,17 @@ class Fleet:
         latencies: Sequence[float] = SEED_LATENCIES_MINUTES,
         shutdown_timeout: float = 1.0,
     ) -> None:
-        if not 1 <= hosts <= MAX_HOSTS:
-            raise ValueError(f"hosts must be between 1 and {MAX_HOSTS}")
-        if not 0 <= port <= 65535:
-            raise ValueError("port must be between 0 and 65535")
+        super().__init__(hosts, port)
         if minute < 0:
             raise ValueError("minute must be >= 0")
         if any(not lat >= 0 for lat in latencies):
             raise ValueError("latencies must be >= 0")
         self.minute = minute
-        self.hosts = hosts
         self.latencies: tuple[float, ...] = tuple(latencies)
         self.stats = FleetStats()
-        self._requested_port = port
         self._shutdown_timeout = shutdown_timeout
         self._state = SimState(self.stats, minute, self.latencies)
         self._runner: web.AppRunner | None = None
-        self._port: int | None = None
-
-    # -- addresses --------------------------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        """True while the server is listening."""
-        return self._port is not None
-
-    @property
-    def port(self) -> int:
-        """The port shared by all addresses (only while running)."""
-        if self._port is None:
-            raise RuntimeError("fleet is not running")
-        return self._port
-
-    @staticmethod
-    def address(host: int) -> str:
-        """IP address of host index `host` (0-based): ``127.0.0.{host+1}``."""
-        if not 0 <= host < MAX_HOSTS:
-            raise ValueError(f"host index must be between 0 and {MAX_HOSTS - 1}")
-        return f"127.0.0.{host + 1}"
-
-    @property
-    def addresses(self) -> list[str]:
-        """IP addresses of all hosts, in index order."""
-        return [self.address(i) for i in range(self.hosts)]
-
-    def base_url(self, host: int = 0) -> str:
-        """``http://127.0.0.{host+1}:{port}``."""
-        if not 0 <= host < self.hosts:
-            raise ValueError(f"host index must be between 0 and {self.hosts - 1}")
-        return f"http://{self.address(host)}:{self.port}"
-
-    @property
-    def base_urls(self) -> list[str]:
-        """Base URL of every host."""
-        return [self.base_url(i) for i in range(self.hosts)]
-
-    def url(self, path: str = "/", host: int = 0) -> str:
-        """Absolute URL of `path` (which may carry a query string) on host index `host`."""
-        if not path.startswith("/"):
-            path = "/" + path
-        return self.base_url(host) + path
 
     def api_host(self, n: int) -> int:
         """Host index serving API n."""
@@ -147,16 +94,16 @@ class Fleet:
         self._runner = runner
 
     async def _bind(self, runner: web.AppRunner) -> int:
-        attempts = _BIND_ATTEMPTS if self._requested_port == 0 else 1
+        attempts = BIND_ATTEMPTS if self._requested_port == 0 else 1
         for attempt in range(attempts):
             sites: list[web.TCPSite] = []
             try:
-                first = web.TCPSite(runner, self.address(0), self._requested_port, backlog=_BACKLOG)
+                first = web.TCPSite(runner, self.address(0), self._requested_port, backlog=BACKLOG)
                 sites.append(first)
                 await first.start()
                 port = int(runner.addresses[-1][1])
                 for i in range(1, self.hosts):
-                    site = web.TCPSite(runner, self.address(i), port, backlog=_BACKLOG)
+                    site = web.TCPSite(runner, self.address(i), port, backlog=BACKLOG)
                     sites.append(site)
                     await site.start()
                 return port
@@ -174,18 +121,6 @@ class Fleet:
         self._port = None
         if runner is not None:
             await runner.cleanup()
-
-    async def __aenter__(self) -> Fleet:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     @contextlib.contextmanager
     def running_in_thread(self, *, use_uvloop: bool = False) -> Iterator[Fleet]:

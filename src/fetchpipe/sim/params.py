@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 
 JSON = "application/json"
+N = TypeVar("N", int, float)
 
 
 class BadParam(Exception):
@@ -22,28 +24,32 @@ def json_response(
 
 
 def int_param(request: web.Request, name: str, default: int, lo: int = 0, hi: int = 1 << 31) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadParam(f"{name} must be an integer") from None
-    if not lo <= value <= hi:
-        raise BadParam(f"{name} must be between {lo} and {hi}")
-    return value
+    return _number_param(request, name, default, lo, hi, int, "an integer")
 
 
 def float_param(
     request: web.Request, name: str, default: float, lo: float = 0.0, hi: float = 3600.0
 ) -> float:
+    return _number_param(request, name, default, lo, hi, float, "a number")
+
+
+def _number_param(
+    request: web.Request,
+    name: str,
+    default: N,
+    lo: N,
+    hi: N,
+    parse: Callable[[str], N],
+    what: str,
+) -> N:
+    """The query parameter ``name`` read by ``parse``, within ``lo`` .. ``hi`` (nan is not)."""
     raw = request.query.get(name)
     if raw is None:
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise BadParam(f"{name} must be a number") from None
+        raise BadParam(f"{name} must be {what}") from None
     if not lo <= value <= hi:  # also rejects nan
         raise BadParam(f"{name} must be between {lo} and {hi}")
     return value

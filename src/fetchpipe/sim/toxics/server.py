@@ -8,10 +8,10 @@ import asyncio
 import contextlib
 import threading
 import time
-from types import TracebackType
 
 import orjson
 
+from fetchpipe.sim.loopback import BACKLOG, BIND_ATTEMPTS, LoopbackServer, abort_with_reset
 from fetchpipe.sim.stats import FleetStats
 from fetchpipe.sim.toxics.paths import parse_toxics
 from fetchpipe.sim.toxics.plan import Plan, plan_response
@@ -23,22 +23,19 @@ from fetchpipe.sim.toxics.wire import (
     Request,
     hang,
     read_request,
-    reset,
     send,
     size_param,
 )
 
-MAX_HOSTS = 254
-_BIND_ATTEMPTS = 5
-_BACKLOG = 1024
 
-
-class ToxicServer:
+class ToxicServer(LoopbackServer):
     """The misbehaving server on ``127.0.0.1`` .. ``127.0.0.{hosts}`` (one port for all).
 
     Use ``async with ToxicServer(hosts=3) as server:`` on the running loop; the package's
     documentation (:mod:`fetchpipe.sim.toxics`) lists the toxics and how to select them.
     """
+
+    kind = "toxic server"
 
     def __init__(
         self,
@@ -50,10 +47,7 @@ class ToxicServer:
         keepalive_timeout: float = 75.0,
         shutdown_timeout: float = 5.0,
     ) -> None:
-        if not 1 <= hosts <= MAX_HOSTS:
-            raise ValueError(f"hosts must be between 1 and {MAX_HOSTS}")
-        if not 0 <= port <= 65535:
-            raise ValueError("port must be between 0 and 65535")
+        super().__init__(hosts, port)
         for name, value in (
             ("max_hang", max_hang),
             ("max_response_seconds", max_response_seconds),
@@ -62,19 +56,16 @@ class ToxicServer:
         ):
             if not 0 < value <= MAX_HANG:
                 raise ValueError(f"{name} must be between 0 and {MAX_HANG:g} seconds")
-        self.hosts = hosts
         self.max_hang = max_hang
         self.max_response_seconds = max_response_seconds
         self.keepalive_timeout = keepalive_timeout
         self.stats = FleetStats()
-        self._requested_port = port
         self._shutdown_timeout = shutdown_timeout
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str], int] = {}
         self._toxics: dict[str | None, tuple[Toxic, ...]] = {}
         self._servers: list[asyncio.Server] = []
         self._connections: set[asyncio.Task[None]] = set()
-        self._port: int | None = None
 
     # -- toxics and counters ----------------------------------------------------------------
 
@@ -125,46 +116,13 @@ class ToxicServer:
             chosen = self._toxics.get(key, self._toxics.get(None, ()))
         return stack + chosen
 
-    # -- addresses --------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        """The port of every address (only while running)."""
-        if self._port is None:
-            raise RuntimeError("toxic server is not running")
-        return self._port
-
-    @staticmethod
-    def address(host: int) -> str:
-        """IP address of host index ``host`` (0-based): ``127.0.0.{host+1}``."""
-        if not 0 <= host < MAX_HOSTS:
-            raise ValueError(f"host index must be between 0 and {MAX_HOSTS - 1}")
-        return f"127.0.0.{host + 1}"
-
-    @property
-    def addresses(self) -> list[str]:
-        return [self.address(i) for i in range(self.hosts)]
-
-    def base_url(self, host: int = 0) -> str:
-        if not 0 <= host < self.hosts:
-            raise ValueError(f"host index must be between 0 and {self.hosts - 1}")
-        return f"http://{self.address(host)}:{self.port}"
-
-    @property
-    def base_urls(self) -> list[str]:
-        return [self.base_url(i) for i in range(self.hosts)]
-
-    def url(self, path: str = "/", host: int = 0) -> str:
-        """Absolute URL of ``path`` (query string allowed) on host index ``host``."""
-        return self.base_url(host) + (path if path.startswith("/") else "/" + path)
-
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Listen on every address."""
         if self._servers:
             raise RuntimeError("toxic server is already running")
-        attempts = _BIND_ATTEMPTS if self._requested_port == 0 else 1
+        attempts = BIND_ATTEMPTS if self._requested_port == 0 else 1
         for attempt in range(attempts):
             try:
                 await self._bind()
@@ -182,7 +140,7 @@ class ToxicServer:
                 self.address(host),
                 port,
                 limit=MAX_HEAD,
-                backlog=_BACKLOG,
+                backlog=BACKLOG,
             )
             self._servers.append(server)
             port = int(server.sockets[0].getsockname()[1])
@@ -206,18 +164,6 @@ class ToxicServer:
             server.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), self._shutdown_timeout)
-
-    async def __aenter__(self) -> ToxicServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- serving ----------------------------------------------------------------------------
 
@@ -305,7 +251,7 @@ class ToxicServer:
         await send(writer, head + body, plan)
         if ending == "reset":
             await asyncio.sleep(plan.reset_delay)
-            reset(writer)
+            abort_with_reset(writer.transport)
             return False
         return keep
 

@@ -1,5 +1,5 @@
 """Just enough HTTP/1.1 over raw ``asyncio`` streams: reading a request, writing an answer in
-pieces, hanging, resetting.
+pieces, hanging.
 
 Written by hand rather than on aiohttp's server because the toxics damage the bytes themselves
 (a head with no body, a body cut mid-chunk, a TCP reset after N bytes, one byte per write),
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
@@ -123,12 +121,3 @@ async def send(writer: asyncio.StreamWriter, data: bytes, plan: Plan) -> None:
             wait = max(wait, start + sent / plan.rate - loop.time())
         if wait > 0:
             await asyncio.sleep(wait)
-
-
-def reset(writer: asyncio.StreamWriter) -> None:
-    """Close with a TCP reset (RST) instead of a FIN."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()
