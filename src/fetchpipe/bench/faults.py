@@ -18,20 +18,28 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fetchpipe._config import Timeouts
-from fetchpipe._fetcher import Fetcher, run
+from fetchpipe._fetcher import run
 from fetchpipe.bench.child import running_child, wait_for_stdin_eof
+from fetchpipe.bench.fault_clients import FETCHPIPE, GATHER, Client, measure_clients
+from fetchpipe.bench.fault_report import (
+    FAILED,
+    LANDED,
+    RETRIES,
+    SECONDS,
+    SERVER_REQUESTS,
+    ClientsReport,
+    ratio,
+)
 from fetchpipe.bench.fleet import RemoteFleet
 from fetchpipe.bench.report import raise_nofile_limit
-from fetchpipe.bench.seed_gather import gather as seed_gather
-from fetchpipe.bench.svg import Bar, Marker, bar_chart
+from fetchpipe.bench.svg import Marker
 from fetchpipe.sim.toxics import MixEntry, ToxicServer, toxic_mix
 
 OK = "ok"
@@ -39,7 +47,7 @@ BURST_503 = "503 burst"
 RATE_LIMITED = "429 Retry-After"
 RESET = "reset"
 KINDS = (OK, BURST_503, RATE_LIMITED, RESET)
-LABELS = {"gather": "gather (aiohttp, no retries)", "fetchpipe": "fetchpipe (defaults)"}
+COLUMNS = (LANDED, FAILED, RETRIES, SERVER_REQUESTS, SECONDS)
 
 
 def fault_plan(
@@ -67,116 +75,52 @@ def fault_plan(
     return plan
 
 
-@dataclass(slots=True)
-class FaultRun:
-    name: str
-    seconds: float
-    landed: int
-    failed: int
-    retries: int
-    landed_by_kind: dict[str, int]
-    server_requests: int = 0
-    failed_by_error: dict[str, int] = field(default_factory=dict)
-
-    def to_json(self, label: str) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "label": label,
-            "seconds": self.seconds,
-            "landed": self.landed,
-            "failed": self.failed,
-            "retries": self.retries,
-            "server_requests": self.server_requests,
-            "landed_by_kind": self.landed_by_kind,
-        }
-
-
-def landed_bars(runs: Sequence[FaultRun], labels: Mapping[str, str]) -> list[Bar]:
-    """One bar per client: the records it landed, with its retries and time."""
-    return [
-        Bar(
-            labels[r.name],
-            float(r.landed),
-            f"{r.landed} landed · {r.retries} retries · {r.seconds:.2f} s",
-            highlight=r.name == "fetchpipe",
-        )
-        for r in runs
-    ]
-
-
-async def naive_gather(plan: list[tuple[str, str]], kinds: Sequence[str] = KINDS) -> FaultRun:
-    """The seed's gather: one GET per URL, all at once, failures dropped."""
-    start = time.perf_counter()
-
-    results = await seed_gather([url for _, url in plan])
-    seconds = time.perf_counter() - start
-    landed = Counter(kind for (kind, _), r in zip(plan, results, strict=True) if _landed(r))
-    errors = Counter(type(r).__name__ for r in results if not _landed(r))
-    total = sum(landed.values())
-    return FaultRun(
-        "gather",
-        seconds,
-        total,
-        len(plan) - total,
-        0,
-        _by_kind(landed, kinds),
-        failed_by_error=dict(errors.most_common()),
-    )
-
-
-def _landed(result: object) -> bool:
-    return not isinstance(result, BaseException)
-
-
 def _by_kind(counts: Counter[str], kinds: Sequence[str] = KINDS) -> dict[str, int]:
     return {kind: counts.get(kind, 0) for kind in kinds}
 
 
-async def with_fetchpipe(
-    plan: list[tuple[str, str]],
-    kinds: Sequence[str] = KINDS,
-    timeouts: Timeouts | None = None,
-) -> FaultRun:
-    """fetchpipe with default settings (4 attempts, backoff, Retry-After), ``timeouts`` aside."""
-    kind_of = {url: kind for kind, url in plan}
-    landed: Counter[str] = Counter()
-    errors: Counter[str] = Counter()
-    retries = 0
-    start = time.perf_counter()
-    async with Fetcher(timeouts=timeouts) as fetcher:
-        async for result in fetcher.stream(url for _, url in plan):
-            retries += result.retries
-            if result.ok:
-                landed[kind_of[result.url]] += 1
-            else:
-                errors[str(result.error)] += 1
-    seconds = time.perf_counter() - start
-    return FaultRun(
-        "fetchpipe",
-        seconds,
-        sum(landed.values()),
-        sum(errors.values()),
-        retries,
-        _by_kind(landed, kinds),
-        failed_by_error=dict(errors.most_common()),
-    )
-
-
 @dataclass(slots=True)
-class FaultsReport:
+class _MixedFaultsReport(ClientsReport):
+    """What the default run and the toxics run share: requests over hosts, some faulty."""
+
     requests: int
     hosts: int
     retry_after: int
     planned: dict[str, int]
-    runs: list[FaultRun] = field(default_factory=list)
-
-    def run(self, name: str) -> FaultRun:
-        return next(r for r in self.runs if r.name == name)
 
     @property
     def faulty(self) -> int:
         return self.requests - self.planned[OK]
 
+    def landed_line(self, note: str = "") -> str:
+        fp, naive = self.fetchpipe, self.gather
+        records = fp.landed / naive.landed if naive.landed else float("inf")
+        return (
+            f"fetchpipe landed {fp.landed} of {self.requests} ({fp.landed / self.requests:.1%}"
+            f"{note}), gather {naive.landed} ({naive.landed / self.requests:.1%}): "
+            f"{records:.2f}x the records in {fp.seconds / naive.seconds:.1f}x the time"
+        )
+
+    def ratios(self) -> dict[str, float | None]:
+        fp, naive = self.fetchpipe, self.gather
+        return {
+            "ratio_landed": ratio(fp.landed, naive.landed),
+            "ratio_seconds": ratio(fp.seconds, naive.seconds),
+        }
+
+    def landed_chart(self, title: str, subtitle: str, marker: Marker) -> str:
+        return self.bars(
+            title,
+            lambda r: r.landed,
+            lambda r: f"{r.landed} landed · {r.retries} retries · {r.seconds:.2f} s",
+            axis="records landed (higher is better)",
+            subtitle=subtitle,
+            marker=marker,
+        )
+
+
+@dataclass(slots=True)
+class FaultsReport(_MixedFaultsReport):
     def lines(self) -> list[str]:
         out = [
             f"faults: {self.requests} requests over {self.hosts} simulated hosts, {self.faulty} "
@@ -184,30 +128,17 @@ class FaultsReport:
             f"{self.planned[BURST_503]} x 503,503 then 200; {self.planned[RATE_LIMITED]} x 429 "
             f"with Retry-After: {self.retry_after} once; {self.planned[RESET]} x reset mid-body "
             "once",
-            f"{'client':<30}{'landed':>8}{'failed':>8}{'retries':>9}{'server requests':>17}"
-            f"{'seconds':>9}",
+            *self.table(COLUMNS),
         ]
-        for r in self.runs:
-            out.append(
-                f"{LABELS[r.name]:<30}{r.landed:>8}{r.failed:>8}{r.retries:>9}"
-                f"{r.server_requests:>17}{r.seconds:>9.3f}"
-            )
         for r in self.runs:
             cells = ", ".join(
                 f"{kind} {r.landed_by_kind[kind]}/{self.planned[kind]}" for kind in KINDS
             )
             out.append(f"  landed by kind, {r.name}: {cells}")
-        fp, naive = self.run("fetchpipe"), self.run("gather")
-        records = fp.landed / naive.landed if naive.landed else float("inf")
-        out.append(
-            f"fetchpipe landed {fp.landed} of {self.requests} ({fp.landed / self.requests:.1%}), "
-            f"gather {naive.landed} ({naive.landed / self.requests:.1%}): {records:.2f}x the "
-            f"records in {fp.seconds / naive.seconds:.1f}x the time"
-        )
+        out.append(self.landed_line())
         return out
 
     def to_json(self) -> dict[str, Any]:
-        fp, naive = self.run("fetchpipe"), self.run("gather")
         return {
             "scenario": "faults",
             "requests": self.requests,
@@ -215,33 +146,32 @@ class FaultsReport:
             "faulty": self.faulty,
             "retry_after": self.retry_after,
             "planned": self.planned,
-            "runs": [r.to_json(LABELS[r.name]) for r in self.runs],
-            "ratio_landed": fp.landed / naive.landed if naive.landed else None,
-            "ratio_seconds": fp.seconds / naive.seconds if naive.seconds else None,
+            "runs": [r.totals_json(landed_by_kind=r.landed_by_kind) for r in self.runs],
+            **self.ratios(),
         }
 
     def chart(self, subtitle: str) -> str:
-        return bar_chart(
+        return self.landed_chart(
             f"{self.requests:,} requests, {self.faulty / self.requests:.0%} with faults: "
             "records landed",
-            landed_bars(self.runs, LABELS),
-            axis="records landed (higher is better)",
-            subtitle=subtitle,
-            marker=Marker(float(self.requests), f"all {self.requests:,}"),
+            subtitle,
+            Marker(float(self.requests), f"all {self.requests:,}"),
         )
 
 
 def measure(fleet: RemoteFleet, requests: int, retry_after: int) -> FaultsReport:
     """Run the naive gather, then fetchpipe, each on fresh keys with the fleet's counters reset."""
-    planned = Counter(kind for kind, _ in fault_plan(fleet.base_urls, requests, "", retry_after))
-    report = FaultsReport(requests, len(fleet.base_urls), retry_after, _by_kind(planned))
-    for name, client in (("gather", naive_gather), ("fetchpipe", with_fetchpipe)):
-        plan = fault_plan(fleet.base_urls, requests, name, retry_after)
-        fleet.reset()
-        result = run(client(plan))
-        result.server_requests = int(fleet.stats()["requests"])
-        report.runs.append(result)
-    return report
+
+    def plan(run_id: str) -> list[tuple[str, str]]:
+        return fault_plan(fleet.base_urls, requests, run_id, retry_after)
+
+    return FaultsReport(
+        requests,
+        len(fleet.base_urls),
+        retry_after,
+        _by_kind(Counter(kind for kind, _ in plan(""))),
+        runs=measure_clients(fleet, (GATHER, FETCHPIPE), plan, KINDS),
+    )
 
 
 # --- the longer run: every toxic of fetchpipe.sim.toxics ----------------------------------------
@@ -249,10 +179,11 @@ def measure(fleet: RemoteFleet, requests: int, retry_after: int) -> FaultsReport
 TOXIC_HOSTS = 50
 HANG_SECONDS = 3.0
 READ_TIMEOUT = 1.0
-TOXIC_LABELS = {
-    "gather": "gather (aiohttp, no retries)",
-    "fetchpipe": f"fetchpipe (read timeout {READ_TIMEOUT:g} s)",
-}
+WITH_READ_TIMEOUT = Client(
+    "fetchpipe",
+    f"fetchpipe (read timeout {READ_TIMEOUT:g} s)",
+    {"timeouts": Timeouts(read=READ_TIMEOUT)},
+)
 
 
 def toxic_kinds(mix: Sequence[MixEntry]) -> tuple[str, ...]:
@@ -281,22 +212,10 @@ def toxic_plan(
 
 
 @dataclass(slots=True)
-class ToxicsReport:
+class ToxicsReport(_MixedFaultsReport):
     """The longer run's figures: both clients against every toxic."""
 
-    requests: int
-    hosts: int
-    retry_after: int
-    mix: tuple[MixEntry, ...]
-    planned: dict[str, int]
-    runs: list[FaultRun] = field(default_factory=list)
-
-    def run(self, name: str) -> FaultRun:
-        return next(r for r in self.runs if r.name == name)
-
-    @property
-    def faulty(self) -> int:
-        return self.requests - self.planned[OK]
+    mix: tuple[MixEntry, ...] = ()
 
     @property
     def landable(self) -> int:
@@ -306,7 +225,7 @@ class ToxicsReport:
     @property
     def retries_per_request(self) -> float:
         """fetchpipe's retries per first attempt (one first attempt per request)."""
-        return self.run("fetchpipe").retries / self.requests if self.requests else 0.0
+        return self.fetchpipe.retries / self.requests if self.requests else 0.0
 
     def lines(self) -> list[str]:
         out = [
@@ -316,38 +235,23 @@ class ToxicsReport:
             "the first two)",
             f"hangs last {HANG_SECONDS:g} s; Retry-After asks {self.retry_after} s; fetchpipe "
             f"has a read timeout of {READ_TIMEOUT:g} s and otherwise its defaults",
-            f"{'client':<32}{'landed':>8}{'failed':>8}{'retries':>9}{'server requests':>17}"
-            f"{'seconds':>9}",
+            *self.table(COLUMNS, label_width=32),
         ]
-        for r in self.runs:
-            out.append(
-                f"{TOXIC_LABELS[r.name]:<32}{r.landed:>8}{r.failed:>8}{r.retries:>9}"
-                f"{r.server_requests:>17}{r.seconds:>9.3f}"
-            )
         out.append(f"  {'landed by kind':<30}" + "".join(f"{r.name:>11}" for r in self.runs))
         for kind in toxic_kinds(self.mix):
             cells = "".join(f"{r.landed_by_kind[kind]:>11}" for r in self.runs)
             out.append(f"  {kind:<22}{'of ' + str(self.planned[kind]):>8}{cells}")
-        for r in self.runs:
-            errors = ", ".join(f"{name} {n}" for name, n in r.failed_by_error.items()) or "none"
-            out.append(f"  failed by error, {r.name}: {errors}")
-        fp, naive = self.run("fetchpipe"), self.run("gather")
-        records = fp.landed / naive.landed if naive.landed else float("inf")
+        out += self.error_lines("failed by error")
+        fp = self.fetchpipe
         out.append(
             f"fetchpipe retries / first attempts: {self.retries_per_request:.3f} "
             f"({fp.retries} retries for {self.requests} requests; the server received "
             f"{fp.server_requests})"
         )
-        out.append(
-            f"fetchpipe landed {fp.landed} of {self.requests} ({fp.landed / self.requests:.1%}; "
-            f"{self.landable} can land), gather {naive.landed} "
-            f"({naive.landed / self.requests:.1%}): {records:.2f}x the records in "
-            f"{fp.seconds / naive.seconds:.1f}x the time"
-        )
+        out.append(self.landed_line(f"; {self.landable} can land"))
         return out
 
     def to_json(self) -> dict[str, Any]:
-        fp, naive = self.run("fetchpipe"), self.run("gather")
         return {
             "scenario": "faults",
             "mode": "toxics",
@@ -363,22 +267,19 @@ class ToxicsReport:
             ],
             "planned": self.planned,
             "runs": [
-                {**r.to_json(TOXIC_LABELS[r.name]), "failed_by_error": r.failed_by_error}
+                r.totals_json(landed_by_kind=r.landed_by_kind, failed_by_error=r.failed_by_error())
                 for r in self.runs
             ],
             "retries_per_request": self.retries_per_request,
-            "ratio_landed": fp.landed / naive.landed if naive.landed else None,
-            "ratio_seconds": fp.seconds / naive.seconds if naive.seconds else None,
+            **self.ratios(),
         }
 
     def chart(self, subtitle: str) -> str:
-        return bar_chart(
+        return self.landed_chart(
             f"{self.requests:,} requests, {self.faulty / self.requests:.0%} through every "
             "toxic: records landed",
-            landed_bars(self.runs, TOXIC_LABELS),
-            axis="records landed (higher is better)",
-            subtitle=subtitle,
-            marker=Marker(float(self.landable), f"{self.landable:,} can land"),
+            subtitle,
+            Marker(float(self.landable), f"{self.landable:,} can land"),
         )
 
 
@@ -386,21 +287,18 @@ def measure_toxics(server: RemoteFleet, requests: int, retry_after: int) -> Toxi
     """Run the naive gather, then fetchpipe, each on fresh keys with the counters reset."""
     mix = toxic_mix(hang=HANG_SECONDS, delay=float(retry_after))
     kinds = toxic_kinds(mix)
-    planned = Counter(kind for kind, _ in toxic_plan(server.base_urls, requests, "", mix))
-    report = ToxicsReport(
-        requests, len(server.base_urls), retry_after, mix, _by_kind(planned, kinds)
+
+    def plan(run_id: str) -> list[tuple[str, str]]:
+        return toxic_plan(server.base_urls, requests, run_id, mix)
+
+    return ToxicsReport(
+        requests,
+        len(server.base_urls),
+        retry_after,
+        _by_kind(Counter(kind for kind, _ in plan("")), kinds),
+        mix=mix,
+        runs=measure_clients(server, (GATHER, WITH_READ_TIMEOUT), plan, kinds),
     )
-    timeouts = Timeouts(read=READ_TIMEOUT)
-    for name in ("gather", "fetchpipe"):
-        plan = toxic_plan(server.base_urls, requests, name, mix)
-        server.reset()
-        if name == "gather":
-            result = run(naive_gather(plan, kinds))
-        else:
-            result = run(with_fetchpipe(plan, kinds, timeouts))
-        result.server_requests = int(server.stats()["requests"])
-        report.runs.append(result)
-    return report
 
 
 # The toxic server in a child process, so that the clients measured have the parent to
