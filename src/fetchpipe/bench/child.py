@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -38,6 +40,18 @@ def running_child(module: str, *args: str) -> Iterator[str]:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@contextlib.contextmanager
+def running_child_json(what: str, module: str, *args: str) -> Iterator[dict[str, Any]]:
+    """:func:`running_child` for a child whose first line is a JSON object; ``what`` names the
+    server in the error when the line is not one."""
+    with running_child(module, *args) as line:
+        try:
+            info: dict[str, Any] = json.loads(line)
+        except ValueError:
+            raise RuntimeError(f"{what} did not start (said {line!r})") from None
+        yield info
 
 
 async def wait_for_stdin_eof() -> None:

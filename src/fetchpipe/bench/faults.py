@@ -26,7 +26,7 @@ from typing import Any
 
 from fetchpipe._config import Timeouts
 from fetchpipe._fetcher import run
-from fetchpipe.bench.child import running_child, wait_for_stdin_eof
+from fetchpipe.bench.child import running_child_json, wait_for_stdin_eof
 from fetchpipe.bench.fault_clients import FETCHPIPE, GATHER, Client, measure_clients
 from fetchpipe.bench.fault_report import (
     FAILED,
@@ -315,11 +315,7 @@ async def _serve_toxics(hosts: int) -> None:
 @contextmanager
 def running_toxics(hosts: int = TOXIC_HOSTS) -> Iterator[RemoteFleet]:
     """Start the toxic server in a child process; yield how to reach it; stop it on exit."""
-    with running_child("fetchpipe.bench.faults", str(hosts)) as line:
-        try:
-            info = json.loads(line)
-        except ValueError:
-            raise RuntimeError(f"toxic server did not start (said {line!r})") from None
+    with running_child_json("toxic server", "fetchpipe.bench.faults", str(hosts)) as info:
         yield RemoteFleet(0.0, int(info["port"]), [], list(info["base_urls"]), [])
 
 

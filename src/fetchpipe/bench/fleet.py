@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fetchpipe._fetcher import run
-from fetchpipe.bench.child import running_child, wait_for_stdin_eof
+from fetchpipe.bench.child import running_child_json, wait_for_stdin_eof
 from fetchpipe.bench.report import raise_nofile_limit
 from fetchpipe.sim import Fleet
 
@@ -65,11 +65,8 @@ def main() -> None:
 @contextmanager
 def running_fleet(minute: float, hosts: int = 50) -> Iterator[RemoteFleet]:
     """Start the fleet in a child process; yield how to reach it; stop it on exit."""
-    with running_child("fetchpipe.bench.fleet", repr(minute), str(hosts)) as line:
-        try:
-            info = json.loads(line)
-        except ValueError:
-            raise RuntimeError(f"simulated fleet did not start (said {line!r})") from None
+    args = ("fetchpipe.bench.fleet", repr(minute), str(hosts))
+    with running_child_json("simulated fleet", *args) as info:
         yield RemoteFleet(**info)
 
 
