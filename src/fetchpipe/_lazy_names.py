@@ -14,10 +14,14 @@ from typing import Any
 
 def load(namespace: dict[str, Any], table: Mapping[str, str], name: str) -> Any:
     """Import ``name`` from the module ``table`` gives for it and keep it in ``namespace`` (the
-    package's globals), so that the next lookup finds it without ``__getattr__``."""
-    module = table.get(name)
-    if module is None:
+    package's globals), so that the next lookup finds it without ``__getattr__``.
+
+    ``"module:other"`` hands on the module's ``other`` as ``name`` (a public name kept for an
+    object renamed since)."""
+    where = table.get(name)
+    if where is None:
         raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, _, attribute = where.partition(":")
+    value = getattr(importlib.import_module(module), attribute or name)
     namespace[name] = value
     return value

@@ -14,7 +14,7 @@ from fetchpipe.pipeline import PipelineError
 from fetchpipe.pipeline.errors import format_path, suggest
 from fetchpipe.pipeline.graph import DependencyCycle, dependency_order
 from fetchpipe.pipeline.loading import load_toml, load_yaml, substitute
-from fetchpipe.pipeline.models import Destination, parse_destination
+from fetchpipe.pipeline.models import DestinationUrl, parse_destination
 from fetchpipe.pipeline.plan import build_plan, render
 
 TOKEN = "tok-5ecret-value"
@@ -107,7 +107,7 @@ def test_the_shop_example_loads_from_yaml_and_toml(tmp_path: Path, suffix: str, 
     pipeline = Pipeline.from_file(path, env=ENV)
     products, reviews = pipeline.sources
     assert pipeline.file == str(path)
-    assert pipeline.target == Destination("duckdb", "shop.duckdb")
+    assert pipeline.target == DestinationUrl("duckdb", "shop.duckdb")
     assert products.auth is not None and products.auth.type == "bearer"
     assert products.auth.token.get_secret_value() == TOKEN
     assert products.paginate.type == "cursor"
@@ -187,7 +187,7 @@ def test_cache_ttl_is_passed_on() -> None:
 def test_models_are_frozen_and_python_loading_works_without_a_file() -> None:
     pipeline = Pipeline.from_dict(_minimal(), env={})
     assert pipeline.file is None
-    assert pipeline.target == Destination("duckdb", "p.duckdb")
+    assert pipeline.target == DestinationUrl("duckdb", "p.duckdb")
     with pytest.raises(ValueError, match="frozen"):
         pipeline.name = "q"  # type: ignore[misc]
     assert fetchpipe.Pipeline is Pipeline
@@ -457,13 +457,13 @@ def test_secrets_from_the_environment_never_appear_in_errors_or_reprs() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("duckdb:///shop.duckdb", Destination("duckdb", "shop.duckdb")),
-        ("duckdb:////data/shop.duckdb", Destination("duckdb", "/data/shop.duckdb")),
-        ("jsonl://out", Destination("jsonl", "out")),
-        ("PARQUET:///out/dir", Destination("parquet", "out/dir")),
+        ("duckdb:///shop.duckdb", DestinationUrl("duckdb", "shop.duckdb")),
+        ("duckdb:////data/shop.duckdb", DestinationUrl("duckdb", "/data/shop.duckdb")),
+        ("jsonl://out", DestinationUrl("jsonl", "out")),
+        ("PARQUET:///out/dir", DestinationUrl("parquet", "out/dir")),
     ],
 )
-def test_destination_urls(text: str, expected: Destination) -> None:
+def test_destination_urls(text: str, expected: DestinationUrl) -> None:
     assert parse_destination(text) == expected
     assert parse_destination(str(expected)) == expected
 

@@ -106,3 +106,13 @@ def test_source_is_the_public_name_of_a_result_s_provenance() -> None:
         "revalidated",
         "stale",
     ]
+
+
+def test_pipeline_destination_is_the_public_name_of_a_parsed_destination_url() -> None:
+    import fetchpipe.pipeline
+    from fetchpipe.pipeline.models import DestinationUrl, parse_destination
+
+    assert "Destination" in fetchpipe.pipeline.__all__
+    assert fetchpipe.pipeline.Destination is DestinationUrl
+    assert vars(fetchpipe.pipeline)["Destination"] is DestinationUrl  # kept under its old name
+    assert parse_destination("jsonl://out") == fetchpipe.pipeline.Destination("jsonl", "out")

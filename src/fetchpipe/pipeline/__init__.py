@@ -12,14 +12,16 @@ from fetchpipe import _lazy_names
 if _typing.TYPE_CHECKING:
     from fetchpipe.pipeline.api import Pipeline
     from fetchpipe.pipeline.errors import PipelineError, Problem
-    from fetchpipe.pipeline.models import Destination, Source
+    from fetchpipe.pipeline.models import DestinationUrl as Destination
+    from fetchpipe.pipeline.models import Source
     from fetchpipe.pipeline.pagination import PaginationError
     from fetchpipe.pipeline.records import RecordsError
 
 # Imported on first use (PEP 562): the package's models load pydantic, and the command line
 # imports ``fetchpipe.pipeline.cli`` to list the pipeline commands.
 _LAZY = {
-    "Destination": "fetchpipe.pipeline.models",
+    # A parsed destination URL: the class is models.DestinationUrl, the public name kept as it was.
+    "Destination": "fetchpipe.pipeline.models:DestinationUrl",
     "PaginationError": "fetchpipe.pipeline.pagination",
     "Pipeline": "fetchpipe.pipeline.api",
     "PipelineError": "fetchpipe.pipeline.errors",

@@ -49,8 +49,8 @@ from fetchpipe.pipeline.loading import Document, load_file, substitute
 from fetchpipe.pipeline.models import (
     ApiKeyAuth,
     Defaults,
-    Destination,
     DestinationUrl,
+    DestinationUrlText,
     HostConfig,
     Source,
     _Model,
@@ -67,7 +67,7 @@ class PipelineSpec(_Model):
     """A declarative pipeline: sources fetched into tables of one destination."""
 
     name: str = Field(pattern=_PIPELINE_NAME, description="Names the default destination file.")
-    destination: DestinationUrl | None = Field(
+    destination: DestinationUrlText | None = Field(
         default=None,
         description="duckdb:///FILE.duckdb (default ./<name>.duckdb), jsonl://DIR, parquet://DIR",
     )
@@ -132,7 +132,7 @@ class PipelineSpec(_Model):
     # --- derived values -------------------------------------------------------------------------
 
     @property
-    def target(self) -> Destination:
+    def target(self) -> DestinationUrl:
         """The parsed destination (``duckdb:///<name>.duckdb`` when none is given)."""
         return parse_destination(self.destination or f"duckdb:///{self.name}.duckdb")
 

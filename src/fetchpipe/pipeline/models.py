@@ -430,8 +430,13 @@ DESTINATION_KINDS = ("duckdb", "jsonl", "parquet")
 
 
 @dataclass(frozen=True, slots=True)
-class Destination:
-    """Where the tables go: a DuckDB file, or a directory of JSONL or Parquet files."""
+class DestinationUrl:
+    """A parsed destination URL: where the tables go, a DuckDB file or a directory of JSONL or
+    Parquet files.
+
+    Public as ``fetchpipe.pipeline.Destination``, its name before: a destination is what writes
+    the tables, this is the URL that says where.
+    """
 
     kind: Literal["duckdb", "jsonl", "parquet"]
     path: str
@@ -440,7 +445,7 @@ class Destination:
         return f"{self.kind}:///{self.path}"
 
 
-def parse_destination(text: str) -> Destination:
+def parse_destination(text: str) -> DestinationUrl:
     """``KIND:///PATH`` or ``KIND://PATH`` with KIND ``duckdb``, ``jsonl`` or ``parquet``.
 
     As in database URLs, ``duckdb:///shop.duckdb`` is relative to the working directory and
@@ -459,7 +464,7 @@ def parse_destination(text: str) -> Destination:
         raise ValueError(f"unknown destination scheme {scheme!r}{hint}")
     if not path:
         raise ValueError(f"{text!r} names no file or directory")
-    return Destination(kind, path)  # type: ignore[arg-type]  # kind is checked above
+    return DestinationUrl(kind, path)  # type: ignore[arg-type]  # kind is checked above
 
 
 def _destination(value: str) -> str:
@@ -467,4 +472,4 @@ def _destination(value: str) -> str:
     return value
 
 
-DestinationUrl = Annotated[str, AfterValidator(_destination)]
+DestinationUrlText = Annotated[str, AfterValidator(_destination)]

@@ -57,7 +57,7 @@ from fetchpipe.pipeline.errors import did_you_mean
 from fetchpipe.pipeline.files import FileLoader
 from fetchpipe.pipeline.journal import EndedSource, JournalJob, PageEntry, RunRecord
 from fetchpipe.pipeline.load import DuckDBLoader, LoadError, WriteMode
-from fetchpipe.pipeline.models import ApiKeyAuth, Destination, Source
+from fetchpipe.pipeline.models import ApiKeyAuth, DestinationUrl, Source
 from fetchpipe.pipeline.pagination import (
     Page,
     PageRequest,
@@ -97,7 +97,7 @@ T = TypeVar("T")
 Loader = DuckDBLoader | FileLoader
 
 
-def loader_for(destination: Destination) -> Loader:
+def loader_for(destination: DestinationUrl) -> Loader:
     """The loader of a parsed destination (DuckDB file, JSONL or Parquet directory)."""
     if destination.kind == "duckdb":
         return DuckDBLoader(destination.path)
