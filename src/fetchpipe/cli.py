@@ -36,9 +36,9 @@ if TYPE_CHECKING:
     from fetchpipe._input import InputFile
     from fetchpipe._plain_console import Output
     from fetchpipe._summary import Summary
+    from fetchpipe.destinations.fetch import Sink
     from fetchpipe.engine.cache.http_cache import HttpCache
     from fetchpipe.engine.security import SecurityPolicy
-    from fetchpipe.sinks import Sink
 
 # Every command imports what it uses inside its function: `fetchpipe --version` and
 # `fetchpipe fetch --help` load no HTTP client, and `fetch` no pipeline, pydantic or DuckDB
@@ -200,7 +200,7 @@ def _settings(
 
 
 def _sink_for(out: str) -> Sink:
-    from fetchpipe.sinks.factory import open_sink
+    from fetchpipe.destinations.fetch.factory import open_sink
 
     try:
         return open_sink(out)
@@ -224,7 +224,7 @@ def _resumed(source: InputFile, count: int, out: str) -> tuple[Iterable[Request]
 
     Says on stderr how many were skipped. Exits 2 when ``out`` cannot be resumed from.
     """
-    from fetchpipe.sinks import resume
+    from fetchpipe.destinations.fetch import resume
 
     try:
         stored = resume.load(out)

@@ -15,9 +15,12 @@ from typing import Any
 import duckdb
 import pytest
 
-from fetchpipe.pipeline.journal import PageEntry
-from fetchpipe.pipeline.load import DuckDBLoader, LoadError, WriteMode
-from fetchpipe.storage.duckdb_ingest import Spool
+from fetchpipe.destinations.duckdb_ingest import Spool
+from fetchpipe.destinations.pipelines import LoadError, WriteMode
+from fetchpipe.destinations.pipelines.duckdb import DuckDBLoader
+from fetchpipe.destinations.pipelines.factory import destination_for
+from fetchpipe.destinations.pipelines.files import FileLoader
+from fetchpipe.destinations.pipelines.journal import PageEntry
 
 
 def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -320,3 +323,16 @@ def test_a_typed_column_of_an_existing_table_keeps_its_type_while_the_strings_ca
         (2, "2024-02-03"),
         (3, "soon"),
     ]
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+def test_the_destination_of_a_url_is_chosen_by_its_kind(tmp_path: Path, kind: str) -> None:
+    database = destination_for("duckdb", tmp_path / "out.duckdb")
+    assert isinstance(database, DuckDBLoader) and database.path == tmp_path / "out.duckdb"
+    files = destination_for(kind, tmp_path / "out")
+    assert isinstance(files, FileLoader) and (files.directory, files.kind) == (
+        tmp_path / "out",
+        kind,
+    )
+    with pytest.raises(LoadError, match=r"unknown file format 'csv'\. HINT: use jsonl or parquet"):
+        destination_for("csv", tmp_path / "out")

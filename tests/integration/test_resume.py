@@ -12,8 +12,8 @@ import pytest
 
 from fetchpipe._exceptions import ConfigError
 from fetchpipe._models import ErrorKind, Request, Result, Timings
-from fetchpipe.sinks import resume
-from fetchpipe.sinks.factory import open_sink
+from fetchpipe.destinations.fetch import resume
+from fetchpipe.destinations.fetch.factory import open_sink
 
 SECRET = "s3cr3t-api-key"
 

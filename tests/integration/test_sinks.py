@@ -17,10 +17,10 @@ import pytest
 from fetchpipe import Source  # the public name of _models.Provenance
 from fetchpipe._exceptions import ConfigError, SinkError
 from fetchpipe._models import ErrorKind, Request, Result, Timings
-from fetchpipe.sinks import COLUMNS, encode_record, record
-from fetchpipe.sinks.duckdb import DuckDBSink, _ByteQueue
-from fetchpipe.sinks.factory import open_sink
-from fetchpipe.sinks.jsonl import JsonlSink
+from fetchpipe.destinations.fetch import COLUMNS, encode_record, record
+from fetchpipe.destinations.fetch.duckdb import DuckDBSink, _ByteQueue
+from fetchpipe.destinations.fetch.factory import open_sink
+from fetchpipe.destinations.fetch.jsonl import JsonlSink
 
 JSON_TYPE = {"Content-Type": "application/json; charset=utf-8"}
 TEXT_TYPE = {"Content-Type": "text/plain"}

@@ -167,7 +167,7 @@ def run_command(
     from rich.console import Console
 
     from fetchpipe._fetcher import run as run_loop
-    from fetchpipe.pipeline.load import LoadError
+    from fetchpipe.destinations.pipelines import LoadError
     from fetchpipe.pipeline.report import (
         SourceReport,
         failure_lines,

@@ -432,10 +432,12 @@ DESTINATION_KINDS = ("duckdb", "jsonl", "parquet")
 @dataclass(frozen=True, slots=True)
 class DestinationUrl:
     """A parsed destination URL: where the tables go, a DuckDB file or a directory of JSONL or
-    Parquet files.
+    Parquet files (:func:`fetchpipe.destinations.pipelines.factory.destination_for` makes what
+    writes there).
 
-    Public as ``fetchpipe.pipeline.Destination``, its name before: a destination is what writes
-    the tables, this is the URL that says where.
+    Public as ``fetchpipe.pipeline.Destination``, its name before
+    :class:`fetchpipe.destinations.pipelines.Destination` (the protocol of what writes the
+    tables) took it.
     """
 
     kind: Literal["duckdb", "jsonl", "parquet"]

@@ -10,9 +10,9 @@ paginator finds next (all at once when the first page tells the total), and for 
 one job per parent record, queued as soon as the parent's page is read (a streaming fan-out).
 The run ends when no job is queued or in flight.
 
-A source's records go to a :class:`~fetchpipe.storage.duckdb_ingest.Spool` as pages arrive and are
-committed in batches (every ``commit_every`` seconds) to a stage table, each batch in one
-transaction with the journal rows of its pages (:mod:`.journal`). When the source's last page
+A source's records go to a :class:`~fetchpipe.destinations.duckdb_ingest.Spool` as pages arrive
+and are committed in batches (every ``commit_every`` seconds) to a stage table, each batch in one
+transaction with the journal rows of its pages. When the source's last page
 is in (and its parent's), the stage is applied to the destination in one transaction with the
 source's incremental state. A source that fails writes nothing and keeps its state; the others
 go on. A run that never ended (the process died, or was stopped) is resumed by the next run on
@@ -49,15 +49,16 @@ from fetchpipe._exceptions import ConfigError, FetchpipeError
 from fetchpipe._fetcher import Fetcher
 from fetchpipe._models import ErrorKind, Provenance, Request, Result
 from fetchpipe._redact import SecretTokens, public_url
+from fetchpipe.destinations.duckdb_ingest import Spool
+from fetchpipe.destinations.pipelines import Destination, LoadError, WriteMode
+from fetchpipe.destinations.pipelines.factory import destination_for
+from fetchpipe.destinations.pipelines.journal import EndedSource, JournalJob, PageEntry, RunRecord
 from fetchpipe.engine.security import address_refusal
 from fetchpipe.engine.transport import Transport
 from fetchpipe.pipeline.auth import Authenticator, authenticator_for
 from fetchpipe.pipeline.config import PipelineSpec
 from fetchpipe.pipeline.errors import did_you_mean
-from fetchpipe.pipeline.files import FileLoader
-from fetchpipe.pipeline.journal import EndedSource, JournalJob, PageEntry, RunRecord
-from fetchpipe.pipeline.load import DuckDBLoader, LoadError, WriteMode
-from fetchpipe.pipeline.models import ApiKeyAuth, DestinationUrl, Source
+from fetchpipe.pipeline.models import ApiKeyAuth, Source
 from fetchpipe.pipeline.pagination import (
     Page,
     PageRequest,
@@ -75,9 +76,8 @@ from fetchpipe.pipeline.records import (
     render_url,
 )
 from fetchpipe.pipeline.report import RunReport, SourceReport, Status
-from fetchpipe.storage.duckdb_ingest import Spool
 
-__all__ = ["PipelineRunner", "loader_for", "new_run_id"]
+__all__ = ["PipelineRunner", "new_run_id"]
 
 _FROM_CACHE = frozenset({Provenance.CACHE, Provenance.REVALIDATED})
 _CURSOR = "cursor"
@@ -93,15 +93,6 @@ COMMIT_EVERY = 1.0
 COMMIT_RECORDS = 50_000
 """Records after which a source's pages are committed whatever the time."""
 T = TypeVar("T")
-
-Loader = DuckDBLoader | FileLoader
-
-
-def loader_for(destination: DestinationUrl) -> Loader:
-    """The loader of a parsed destination (DuckDB file, JSONL or Parquet directory)."""
-    if destination.kind == "duckdb":
-        return DuckDBLoader(destination.path)
-    return FileLoader(destination.path, destination.kind)
 
 
 def new_run_id() -> str:
@@ -189,7 +180,7 @@ class PipelineRunner:
         target = pipeline.target
         self.report = RunReport(self.run_id, pipeline.name, str(target))
         self.runs: dict[str, _SourceRun] = {}
-        self._loader = loader_for(target)
+        self._loader: Destination = destination_for(target.kind, target.path)
         self._queue: collections.deque[_Job] = collections.deque()
         self._jobs: dict[int, _Job] = {}
         self._ids = 0

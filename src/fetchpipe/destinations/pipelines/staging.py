@@ -3,9 +3,10 @@
 For a DuckDB destination it is the destination file itself; for JSONL and Parquet it is
 ``DIR/_fetchpipe.duckdb``. While a source runs, its pages are committed in batches to a stage
 table together with their journal rows (:meth:`StagedStore.stage_pages`); when the source ends,
-a subclass applies the stage to the destination with the source's state
-(:meth:`StagedStore.finish_source`). DuckDB locks the file for one writing process: a second
-run on the same destination fails at once with a message saying so.
+a subclass applies the stage to the destination with the source's state (its
+``finish_source``: :class:`~.duckdb.DuckDBLoader`, :class:`~.files.FileLoader`). DuckDB locks
+the file for one writing process: a second run on the same destination fails at once with a
+message saying so.
 """
 
 from __future__ import annotations
@@ -16,22 +17,21 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from fetchpipe.pipeline import journal
-from fetchpipe.pipeline.journal import PageEntry, RunRecord, stage_table
-from fetchpipe.pipeline.tables import BATCH, LoadError, stage_batch, write_rows
-from fetchpipe.storage.duckdb_ingest import Spool, quote
-from fetchpipe.storage.lifecycle import OpenClose
+from fetchpipe.destinations.duckdb_ingest import Spool, quote
+from fetchpipe.destinations.lifecycle import OpenClose
+from fetchpipe.destinations.pipelines import LoadError, journal
+from fetchpipe.destinations.pipelines.journal import PageEntry, RunRecord, stage_table
+from fetchpipe.destinations.pipelines.tables import BATCH, stage_batch, write_rows
 
 # duckdb is imported where a database is opened or used (lazy): importing the runner loads it
 # only when a destination needs it.
 if TYPE_CHECKING:
     import duckdb
 
-WriteMode = Literal["append", "replace", "merge"]
 STATE_TABLE = "_fetchpipe_state"
 T = TypeVar("T")
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")

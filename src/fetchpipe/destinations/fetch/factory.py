@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fetchpipe._exceptions import ConfigError
-from fetchpipe.sinks import Sink
-from fetchpipe.sinks.duckdb import DuckDBSink
-from fetchpipe.sinks.jsonl import JsonlSink
+from fetchpipe.destinations.fetch import Sink
+from fetchpipe.destinations.fetch.duckdb import DuckDBSink
+from fetchpipe.destinations.fetch.jsonl import JsonlSink
 
 
 def open_sink(path: str | Path) -> Sink:

@@ -1,9 +1,9 @@
-"""Where results land: one :class:`Sink` protocol, a JSONL and a DuckDB implementation.
+"""The output files of ``fetchpipe fetch``: one :class:`Sink` protocol, a JSONL and a DuckDB sink.
 
-Every sink writes the same record per result (see :func:`record`);
-:func:`fetchpipe.sinks.factory.open_sink` picks the implementation from the file extension.
-Records never hold credentials: API-key query parameters and URL passwords are replaced (see
-:func:`fetchpipe._redact.redact_url`).
+Every sink writes the same record per result (see :func:`record`); :func:`.factory.open_sink`
+picks the implementation from the file extension, and :mod:`.resume` reads back what a file
+holds, for ``fetch --resume``. Records never hold credentials: API-key query parameters and URL
+passwords are replaced (see :func:`fetchpipe._redact.redact_url`).
 """
 
 from __future__ import annotations

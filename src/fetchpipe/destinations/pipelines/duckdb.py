@@ -2,7 +2,7 @@
 transaction as the records it covers.
 
 :class:`DuckDBLoader` keeps the run's journal and stage tables in the destination file itself
-(see :mod:`.store`): when a source ends, its stage is applied to its table, its state written,
+(see :mod:`.staging`): when a source ends, its stage is applied to its table, its state written,
 the source marked done and the stage dropped, all in one transaction. ``append`` inserts;
 ``replace`` drops the table and creates it from the source's records (typed by them);
 ``merge`` upserts by primary key (see :mod:`.tables`).
@@ -14,30 +14,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fetchpipe.pipeline import journal
-from fetchpipe.pipeline.journal import stage_table
-from fetchpipe.pipeline.store import STATE_TABLE, StagedStore, WriteMode, check_write
-from fetchpipe.pipeline.tables import (
-    LOADED_AT_COLUMN,
-    META_COLUMNS,
-    RUN_ID_COLUMN,
-    LoadError,
-    table_columns,
-    write_rows,
-)
-from fetchpipe.storage.duckdb_ingest import quote
+from fetchpipe.destinations.duckdb_ingest import quote
+from fetchpipe.destinations.pipelines import WriteMode, journal
+from fetchpipe.destinations.pipelines.journal import stage_table
+from fetchpipe.destinations.pipelines.staging import StagedStore, check_write
+from fetchpipe.destinations.pipelines.tables import META_COLUMNS, table_columns, write_rows
 
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = [
-    "LOADED_AT_COLUMN",
-    "RUN_ID_COLUMN",
-    "STATE_TABLE",
-    "DuckDBLoader",
-    "LoadError",
-    "WriteMode",
-]
+__all__ = ["DuckDBLoader"]
 
 
 class DuckDBLoader(StagedStore):

@@ -34,8 +34,8 @@ import orjson
 
 from fetchpipe._exceptions import SinkError
 from fetchpipe._models import Result
-from fetchpipe.sinks import encode_record
-from fetchpipe.storage.lifecycle import OpenClose
+from fetchpipe.destinations.fetch import encode_record
+from fetchpipe.destinations.lifecycle import OpenClose
 
 FLUSH_INTERVAL = 1.0
 """Seconds a result may wait in memory before it is written to the file."""

@@ -2,9 +2,10 @@
 
 Each function runs inside the caller's transaction and leaves committing to it.
 
-- Types come from the batch, by the rule of :func:`fetchpipe.storage.duckdb_ingest.column_types`:
-  numbers and booleans keep DuckDB's type, strings are ``VARCHAR`` (never a date guessed from
-  their text), nested objects and arrays are ``JSON``.
+- Types come from the batch, by the rule of
+  :func:`fetchpipe.destinations.duckdb_ingest.column_types`: numbers and booleans keep DuckDB's
+  type, strings are ``VARCHAR`` (never a date guessed from their text), nested objects and
+  arrays are ``JSON``.
 - A field not yet in the table adds a column (``ALTER TABLE ... ADD COLUMN``); a field missing
   from a batch is ``NULL``. Columns match fields case-insensitively, as DuckDB identifiers do.
 - Each row carries ``_fetchpipe_run_id`` and ``_fetchpipe_loaded_at``, set when it is read.
@@ -19,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from fetchpipe._exceptions import SinkError
-from fetchpipe.storage.duckdb_ingest import Spool, column_types, quote, read_json
+from fetchpipe.destinations.duckdb_ingest import Spool, column_types, quote, read_json
+from fetchpipe.destinations.pipelines import LoadError
 
 if TYPE_CHECKING:
     import duckdb
@@ -30,10 +31,6 @@ LOADED_AT_COLUMN = "_fetchpipe_loaded_at"
 META_COLUMNS = {RUN_ID_COLUMN: "VARCHAR", LOADED_AT_COLUMN: "TIMESTAMP WITH TIME ZONE"}
 BATCH = "_fetchpipe_batch"
 DEDUPED = "_fetchpipe_deduped"
-
-
-class LoadError(SinkError):
-    """Records could not be loaded; nothing of the failed load was written."""
 
 
 def stage_batch(

@@ -3,9 +3,9 @@
 ``write`` encodes the record and puts it on a queue bounded in bytes; when the writer falls
 behind (a slow disk), ``write`` blocks, so memory stays bounded. The writer collects up to
 ``batch_rows`` records (or ``batch_bytes``, or whatever arrived within ``batch_seconds``) into a
-:class:`~fetchpipe.storage.duckdb_ingest.Spool` and inserts it with one
+:class:`~fetchpipe.destinations.duckdb_ingest.Spool` and inserts it with one
 ``INSERT ... SELECT FROM read_json(...)`` at the table's column types (the ingest path pipelines
-use too; why ``read_json``: see :mod:`fetchpipe.storage.duckdb_ingest`). Through this sink,
+use too; why ``read_json``: see :mod:`fetchpipe.destinations.duckdb_ingest`). Through this sink,
 encoding and queueing included: 60,000-80,000 rows/s.
 
 Durability: each batch is one ``INSERT`` in a transaction of its own (autocommit), in the
@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING
 
 from fetchpipe._exceptions import SinkError
 from fetchpipe._models import Result
-from fetchpipe.sinks import COLUMNS, encode_record
-from fetchpipe.storage.duckdb_ingest import Spool, quote, read_json
-from fetchpipe.storage.lifecycle import OpenClose
+from fetchpipe.destinations.duckdb_ingest import Spool, quote, read_json
+from fetchpipe.destinations.fetch import COLUMNS, encode_record
+from fetchpipe.destinations.lifecycle import OpenClose
 
 # duckdb is imported in the methods that use it (lazy: start-up time): `fetch --out x.jsonl`
-# imports this module through sinks.factory and loads no DuckDB.
+# imports this module through fetch.factory and loads no DuckDB.
 if TYPE_CHECKING:
     import duckdb
 

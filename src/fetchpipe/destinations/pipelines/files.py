@@ -25,18 +25,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from fetchpipe.pipeline import journal
-from fetchpipe.pipeline.journal import stage_table
-from fetchpipe.pipeline.store import StagedStore, WriteMode, check_write
-from fetchpipe.pipeline.tables import (
-    LOADED_AT_COLUMN,
-    META_COLUMNS,
-    RUN_ID_COLUMN,
-    LoadError,
-    dedupe,
-    table_columns,
-)
-from fetchpipe.storage.duckdb_ingest import column_types, literal, quote, read_json
+from fetchpipe.destinations.duckdb_ingest import column_types, literal, quote, read_json
+from fetchpipe.destinations.pipelines import LoadError, WriteMode, journal
+from fetchpipe.destinations.pipelines.journal import stage_table
+from fetchpipe.destinations.pipelines.staging import StagedStore, check_write
+from fetchpipe.destinations.pipelines.tables import META_COLUMNS, dedupe, table_columns
 
 # duckdb is imported where a database is opened or used (lazy): importing the runner loads it
 # only when a destination needs it.
@@ -153,4 +146,4 @@ class FileLoader(StagedStore):
         )
 
 
-__all__ = ["DATABASE", "LOADED_AT_COLUMN", "RUN_ID_COLUMN", "FileLoader"]
+__all__ = ["DATABASE", "FileLoader"]

@@ -1,7 +1,7 @@
 """The one way rows reach DuckDB: JSON lines in a temporary file, read with ``read_json``.
 
-``fetch --out x.duckdb`` (:mod:`fetchpipe.sinks.duckdb`, fixed column types) and pipelines
-(:mod:`fetchpipe.pipeline.tables`, types from the records) both append encoded lines to a
+``fetch --out x.duckdb`` (:mod:`.fetch.duckdb`, fixed column types) and pipelines
+(:mod:`.pipelines.tables`, types from the records) both append encoded lines to a
 :class:`Spool` and insert what :func:`read_json` reads from it. Of the batch inserts DuckDB's
 Python API offers without pandas or pyarrow, ``read_json`` of a temporary file was the fastest
 measured (12 columns, ~300-byte JSON bodies, 1,000-row batches): ``executemany`` ~330 rows/s,

@@ -1,0 +1,86 @@
+"""The destinations of pipelines: a table per source, its state, the run journal.
+
+The runner talks to one :class:`Destination` (this module: the protocol, its write modes and
+:class:`LoadError`); :func:`.factory.destination_for` picks the class for a destination URL's
+kind, and only it knows them:
+
+- :mod:`.duckdb`: :class:`~.duckdb.DuckDBLoader`, the tables of a DuckDB file;
+- :mod:`.files`: :class:`~.files.FileLoader`, a directory of JSON Lines or Parquet files;
+- :mod:`.staging`: :class:`~.staging.StagedStore`, the base of both: the DuckDB database with
+  the state, the journal and the staged records of a run;
+- :mod:`.tables`: record batches in DuckDB (types, schema evolution, merge);
+- :mod:`.journal`: which run is unfinished and which of its pages are committed.
+
+A new destination is a :class:`~.staging.StagedStore` subclass with its ``finish_source``, made
+by :func:`.factory.destination_for` for its kind (the kinds a pipeline file may name are checked
+by the pipeline's model). Imports as its parent package :mod:`fetchpipe.destinations` does:
+nothing of the pipeline package, whose runner imports this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+from fetchpipe._exceptions import SinkError
+from fetchpipe.destinations.duckdb_ingest import Spool
+from fetchpipe.destinations.pipelines.journal import EndedSource, PageEntry, RunRecord
+
+WriteMode = Literal["append", "replace", "merge"]
+"""How a source's records reach its table: added, in place of the table's, or upserted by key."""
+
+
+class LoadError(SinkError):
+    """Records could not be loaded; nothing of the failed load was written."""
+
+
+class Destination(Protocol):
+    """Where a pipeline's sources land, as the runner drives it.
+
+    ``open`` (a :class:`LoadError` when another run holds it) and ``close`` around a run. A run
+    is begun, or the unfinished one found and resumed, through the journal calls; pages are
+    staged as they commit (their records with their journal rows, in one transaction); a
+    source ends by ``finish_source`` (its stage applied with its state) or ``discard_source``
+    (failed, unchanged, or fetched only for its children). Calls come from one thread at a time.
+    """
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    # --- the journal ----------------------------------------------------------------------------
+
+    def unfinished_run(self, pipeline: str) -> RunRecord | None: ...
+
+    def begin_run(self, run: RunRecord) -> None: ...
+
+    def end_run(self, run_id: str, status: str, sources: Sequence[str]) -> None: ...
+
+    def committed_pages(self, run_id: str) -> list[PageEntry]: ...
+
+    def ended_sources(self, run_id: str) -> dict[str, EndedSource]: ...
+
+    # --- state and records ----------------------------------------------------------------------
+
+    def read_state(self, source: str) -> dict[str, Any] | None: ...
+
+    def stage_pages(
+        self, source: str, spool: Spool | None, run_id: str, entries: Sequence[PageEntry]
+    ) -> int: ...
+
+    def discard_source(
+        self, run_id: str, source: str, status: str, reason: str | None = None
+    ) -> None: ...
+
+    def finish_source(
+        self,
+        table: str,
+        *,
+        write: WriteMode,
+        primary_key: Sequence[str] | None,
+        run_id: str,
+        state: Mapping[str, object] | None = None,
+    ) -> int: ...
+
+
+__all__ = ["Destination", "LoadError", "WriteMode"]
