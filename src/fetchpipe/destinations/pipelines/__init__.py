@@ -11,10 +11,11 @@ kind, and only it knows them:
 - :mod:`.tables`: record batches in DuckDB (types, schema evolution, merge);
 - :mod:`.journal`: which run is unfinished and which of its pages are committed.
 
-A new destination is a :class:`~.staging.StagedStore` subclass with its ``finish_source``, made
-by :func:`.factory.destination_for` for its kind (the kinds a pipeline file may name are checked
-by the pipeline's model). Imports as its parent package :mod:`fetchpipe.destinations` does:
-nothing of the pipeline package, whose runner imports this one.
+A new destination is a :class:`~.staging.StagedStore` subclass with its own ``apply``, made by
+:func:`.factory.destination_for` for its kind (the kinds a pipeline file may name are checked by
+the pipeline's model). It imports what its parent package :mod:`fetchpipe.destinations` may
+(core values, orjson, duckdb inside functions), nothing of the pipeline package, whose runner
+imports it.
 """
 
 from __future__ import annotations

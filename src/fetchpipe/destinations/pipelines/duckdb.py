@@ -10,14 +10,13 @@ the source marked done and the stage dropped, all in one transaction. ``append``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fetchpipe.destinations.duckdb_ingest import quote
-from fetchpipe.destinations.pipelines import WriteMode, journal
+from fetchpipe.destinations.pipelines import WriteMode
 from fetchpipe.destinations.pipelines.journal import stage_table
-from fetchpipe.destinations.pipelines.staging import StagedStore, check_write
+from fetchpipe.destinations.pipelines.staging import StagedStore, State
 from fetchpipe.destinations.pipelines.tables import META_COLUMNS, table_columns, write_rows
 
 if TYPE_CHECKING:
@@ -33,19 +32,9 @@ class DuckDBLoader(StagedStore):
         super().__init__(path, label=str(path))
         self.path = Path(path)
 
-    def finish_source(
-        self,
-        table: str,
-        *,
-        write: WriteMode,
-        primary_key: Sequence[str] | None,
-        run_id: str,
-        state: Mapping[str, object] | None = None,
-    ) -> int:
+    def apply(self, table: str, write: WriteMode, key: list[str], run_id: str, state: State) -> int:
         """Apply the source's stage to ``table`` with its state, mark it done and drop the
         stage, in one transaction. Returns the rows written."""
-        key = list(primary_key or ())
-        check_write(table, write, key)
         stage = stage_table(table)
 
         def work(connection: duckdb.DuckDBPyConnection) -> int:
@@ -60,10 +49,7 @@ class DuckDBLoader(StagedStore):
                 rows = write_rows(
                     connection, table, stage, columns, key if write == "merge" else ()
                 )
-            if state is not None:
-                self.write_state(connection, table, state, run_id)
-            journal.mark_source(connection, run_id, table, "done", rows)
-            connection.execute(f"DROP TABLE IF EXISTS {stage}")
+            self.end_source(connection, run_id, table, "done", rows=rows, state=state)
             return rows
 
         return self.transaction(f"load the records of {table!r}", work)

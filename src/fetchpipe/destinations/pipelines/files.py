@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from fetchpipe.destinations.duckdb_ingest import column_types, literal, quote, read_json
-from fetchpipe.destinations.pipelines import LoadError, WriteMode, journal
+from fetchpipe.destinations.pipelines import LoadError, WriteMode
 from fetchpipe.destinations.pipelines.journal import stage_table
-from fetchpipe.destinations.pipelines.staging import StagedStore, check_write
+from fetchpipe.destinations.pipelines.staging import StagedStore, State
 from fetchpipe.destinations.pipelines.tables import META_COLUMNS, dedupe, table_columns
 
 # duckdb is imported where a database is opened or used (lazy): importing the runner loads it
@@ -59,21 +58,11 @@ class FileLoader(StagedStore):
             return []
         return sorted(p for p in folder.glob(f"*.{self.extension}") if not p.name.startswith("."))
 
-    def finish_source(
-        self,
-        table: str,
-        *,
-        write: WriteMode,
-        primary_key: Sequence[str] | None,
-        run_id: str,
-        state: Mapping[str, object] | None = None,
-    ) -> int:
+    def apply(self, table: str, write: WriteMode, key: list[str], run_id: str, state: State) -> int:
         """Write the source's staged records as the run's file of ``table``, then commit its
         state and its end. Returns the rows that came from this run."""
         import duckdb
 
-        key = list(primary_key or ())
-        check_write(table, write, key)
         connection = self.conn()
         stage = stage_table(table)
         folder = self.directory / table
@@ -115,10 +104,7 @@ class FileLoader(StagedStore):
                     path.unlink()
 
         def work(connection: duckdb.DuckDBPyConnection) -> None:
-            if state is not None:
-                self.write_state(connection, table, state, run_id)
-            journal.mark_source(connection, run_id, table, "done", rows)
-            connection.execute(f"DROP TABLE IF EXISTS {stage}")
+            self.end_source(connection, run_id, table, "done", rows=rows, state=state)
 
         self.transaction(f"end source {table!r}", work)
         return rows

@@ -3,10 +3,10 @@
 For a DuckDB destination it is the destination file itself; for JSONL and Parquet it is
 ``DIR/_fetchpipe.duckdb``. While a source runs, its pages are committed in batches to a stage
 table together with their journal rows (:meth:`StagedStore.stage_pages`); when the source ends,
-a subclass applies the stage to the destination with the source's state (its
-``finish_source``: :class:`~.duckdb.DuckDBLoader`, :class:`~.files.FileLoader`). DuckDB locks
-the file for one writing process: a second run on the same destination fails at once with a
-message saying so.
+:meth:`StagedStore.finish_source` has a subclass apply the stage to the destination with the
+source's state (:meth:`~StagedStore.apply` of :class:`~.duckdb.DuckDBLoader` and
+:class:`~.files.FileLoader`). DuckDB locks the file for one writing process: a second run on
+the same destination fails at once with a message saying so.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import orjson
 
 from fetchpipe.destinations.duckdb_ingest import Spool, quote
 from fetchpipe.destinations.lifecycle import OpenClose
-from fetchpipe.destinations.pipelines import LoadError, journal
+from fetchpipe.destinations.pipelines import LoadError, WriteMode, journal
 from fetchpipe.destinations.pipelines.journal import PageEntry, RunRecord, stage_table
 from fetchpipe.destinations.pipelines.tables import BATCH, stage_batch, write_rows
 
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     import duckdb
 
 STATE_TABLE = "_fetchpipe_state"
+State = Mapping[str, object] | None
+"""A source's incremental state to commit with its records (``None``: leave it as it is)."""
 T = TypeVar("T")
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
 
@@ -188,10 +190,48 @@ class StagedStore(OpenClose):
         """End a source without writing it (failed, or unchanged): drop its stage."""
 
         def work(connection: duckdb.DuckDBPyConnection) -> None:
-            connection.execute(f"DROP TABLE IF EXISTS {stage_table(source)}")
-            journal.mark_source(connection, run_id, source, status, 0, reason)
+            self.end_source(connection, run_id, source, status, reason=reason)
 
         self.transaction(f"end source {source!r}", work)
+
+    def finish_source(
+        self,
+        table: str,
+        *,
+        write: WriteMode,
+        primary_key: Sequence[str] | None,
+        run_id: str,
+        state: State = None,
+    ) -> int:
+        """Write the source's staged records to ``table`` (the destination's :meth:`apply`),
+        then commit its state and its end, the stage dropped. Returns the rows from this run."""
+        key = list(primary_key or ())
+        check_write(table, write, key)
+        return self.apply(table, write, key, run_id, state)
+
+    def apply(self, table: str, write: WriteMode, key: list[str], run_id: str, state: State) -> int:
+        """Apply the source's stage to the destination and end the source (with
+        :meth:`end_source`): what :meth:`finish_source` does once the write mode is checked.
+        Each destination has its own."""
+        raise NotImplementedError
+
+    def end_source(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        run_id: str,
+        source: str,
+        status: str,
+        *,
+        rows: int = 0,
+        reason: str | None = None,
+        state: State = None,
+    ) -> None:
+        """Record that ``source`` ended, with its state when given, and drop its stage (inside
+        the caller's transaction)."""
+        if state is not None:
+            self.write_state(connection, source, state, run_id)
+        journal.mark_source(connection, run_id, source, status, rows, reason)
+        connection.execute(f"DROP TABLE IF EXISTS {stage_table(source)}")
 
     def _drop_batch(self) -> None:
         import duckdb
