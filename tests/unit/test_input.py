@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from fetchpipe._exceptions import InputError
-from fetchpipe._input import (
+from fetchpipe._models import Request
+from fetchpipe.cli.input import (
     InputFile,
     LineError,
     check_url,
@@ -20,7 +21,6 @@ from fetchpipe._input import (
     parse_rate,
     shown_url,
 )
-from fetchpipe._models import Request
 
 SECRET = "s3cr3t-value"
 

@@ -14,8 +14,8 @@ from rich.errors import MarkupError
 
 from fetchpipe import Source  # the public name of _models.Provenance
 from fetchpipe._models import ErrorKind, Request, Result, Timings
-from fetchpipe._plain_console import PlainConsole, console_width
-from fetchpipe._summary import Summary, plain_table, render
+from fetchpipe.cli.plain_console import PlainConsole, console_width
+from fetchpipe.cli.summary import Summary, plain_table, render
 
 CASES = 400
 ALPHABET = "abcxyz019 ./-_=:[]/\\é→😀\t\x1b\r"
@@ -127,7 +127,7 @@ def test_width_is_rich_s(monkeypatch: pytest.MonkeyPatch) -> None:
 _WHICH = """
 from rich.console import Console
 from rich.errors import MarkupError
-from fetchpipe._plain_console import stderr_console
+from fetchpipe.cli.plain_console import stderr_console
 print(type(stderr_console()).__name__, Console(stderr=True).is_terminal)
 """
 

@@ -27,7 +27,7 @@ def test_no_teardown_but_exit_handlers_run_and_buffered_output_is_written() -> N
         "import atexit, sys\n"
         "atexit.register(print, 'handler ran')\n"
         "sys.stdout.write('buffered, no newline')\n"
-        "from fetchpipe._quick_exit import leave\n"
+        "from fetchpipe.cli.quick_exit import leave\n"
         "leave(3)\n"
     )
     assert (proc.returncode, proc.stdout) == (3, "buffered, no newlinehandler ran\n")
@@ -35,12 +35,12 @@ def test_no_teardown_but_exit_handlers_run_and_buffered_output_is_written() -> N
 
 @pytest.mark.parametrize(("code", "exit_code"), [("None", 0), ("0", 0), ("True", 1)])
 def test_exit_codes(code: str, exit_code: int) -> None:
-    proc = _python(f"from fetchpipe._quick_exit import leave\nleave({code})\n")
+    proc = _python(f"from fetchpipe.cli.quick_exit import leave\nleave({code})\n")
     assert (proc.returncode, proc.stderr) == (exit_code, "")
 
 
 def test_a_message_is_printed_as_python_prints_it() -> None:
-    proc = _python("from fetchpipe._quick_exit import leave\nleave('no such file')\n")
+    proc = _python("from fetchpipe.cli.quick_exit import leave\nleave('no such file')\n")
     assert (proc.returncode, proc.stderr) == (1, "no such file\n")
 
 
@@ -51,7 +51,7 @@ def test_a_running_thread_is_waited_for() -> None:
         "    time.sleep(0.3)\n"
         "    print('thread finished', flush=True)\n"
         "threading.Thread(target=work).start()\n"
-        "from fetchpipe._quick_exit import leave\n"
+        "from fetchpipe.cli.quick_exit import leave\n"
         "leave(0)\n"
     )
     assert (proc.returncode, proc.stdout) == (0, "thread finished\ntorn down\n")

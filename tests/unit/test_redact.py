@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from fetchpipe import Request
-from fetchpipe._input import shown_url
 from fetchpipe._redact import (
     CREDENTIAL_HEADERS,
     CREDENTIAL_PARAMS,
@@ -28,6 +27,7 @@ from fetchpipe._redact import (
     url_shape,
     with_public_urls,
 )
+from fetchpipe.cli.input import shown_url
 from fetchpipe.engine.cache.keys import cache_key
 from fetchpipe.engine.security import Hop, SecurityPolicy, carries_credentials, next_hop
 from fetchpipe.pipeline import Pipeline

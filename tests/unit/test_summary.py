@@ -9,7 +9,7 @@ from rich.console import Console
 
 from fetchpipe import Source  # the public name of _models.Provenance
 from fetchpipe._models import ErrorKind, Request, Result, Timings
-from fetchpipe._summary import Summary, one_line, render, table
+from fetchpipe.cli.summary import Summary, one_line, render, table
 
 
 def _result(

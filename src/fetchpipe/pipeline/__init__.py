@@ -17,8 +17,7 @@ if _typing.TYPE_CHECKING:
     from fetchpipe.pipeline.pagination import PaginationError
     from fetchpipe.pipeline.records import RecordsError
 
-# Imported on first use (PEP 562): the package's models load pydantic, and the command line
-# imports ``fetchpipe.pipeline.cli`` to list the pipeline commands.
+# Imported on first use (PEP 562): the package's models load pydantic.
 _LAZY = {
     # A parsed destination URL: the class is models.DestinationUrl, the public name kept as it was.
     "Destination": "fetchpipe.pipeline.models:DestinationUrl",

@@ -6,7 +6,7 @@ pipe, a file, a CI log) rich prints plain text, and importing it costs about 55 
 not a terminal, :func:`stderr_console` gives a :class:`PlainConsole`, which writes a line as it
 is when rich would print exactly that line, and hands anything else (markup, emoji codes,
 control or non-ASCII characters, a line rich would wrap) to a rich ``Console`` made then. The
-summary's table does the same (:func:`fetchpipe._summary.plain_table`). The unit tests compare
+summary's table does the same (:func:`fetchpipe.cli.summary.plain_table`). The unit tests compare
 both with rich's own output.
 
 Where rich would see a terminal (stderr is one, or ``FORCE_COLOR``, ``TTY_COMPATIBLE``,

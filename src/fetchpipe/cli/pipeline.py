@@ -1,4 +1,4 @@
-"""``fetchpipe validate``, ``fetchpipe plan`` and ``fetchpipe schema``: nothing is sent.
+"""``fetchpipe validate``, ``plan`` and ``schema`` (nothing is sent) and ``fetchpipe run``.
 
 Exit codes: 0 valid; 2 an invalid pipeline file, every problem printed as
 ``file:line: field.path: message``.
@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import click
 
 from fetchpipe._exceptions import ConfigError
+from fetchpipe.cli.bad_usage import BadUsage
+from fetchpipe.cli.options import comma_separated, json_flag, seconds, whole_number
 
 if TYPE_CHECKING:  # each command imports what it uses: listing the commands loads no pydantic
     from fetchpipe.pipeline.config import PipelineSpec
@@ -19,15 +21,6 @@ if TYPE_CHECKING:  # each command imports what it uses: listing the commands loa
 _pipeline_argument = click.argument(
     "pipeline_file", metavar="PIPELINE", type=click.Path(dir_okay=False, allow_dash=False)
 )
-
-
-class InvalidPipeline(click.ClickException):
-    """An invalid pipeline file: exit 2, nothing sent."""
-
-    exit_code = 2
-
-    def show(self, file: object = None) -> None:
-        click.echo(self.format_message(), err=True)
 
 
 def _load(path: str) -> PipelineSpec:
@@ -39,7 +32,7 @@ def _load(path: str) -> PipelineSpec:
     except PipelineError as exc:
         count = len(exc.problems)
         noun = "problem" if count == 1 else "problems"
-        raise InvalidPipeline(f"{exc}\n{path}: {count} {noun}; nothing was sent") from None
+        raise BadUsage(f"{exc}\n{path}: {count} {noun}; nothing was sent", plain=True) from None
 
 
 @click.command()
@@ -57,25 +50,19 @@ def validate(pipeline_file: str) -> None:
 
 @click.command()
 @_pipeline_argument
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
-@click.option(
+@json_flag
+@whole_number(
     "--pages",
-    type=click.IntRange(min=1),
-    default=None,
+    minimum=1,
     help="Assume this many pages per paginated source run.  [default: unknown]",
 )
-@click.option(
+@whole_number(
     "--records-per-page",
-    type=click.IntRange(min=0),
-    default=None,
+    minimum=0,
     help="Assume this many records per page where the file does not say.  [default: unknown]",
 )
-@click.option(
-    "--latency",
-    type=click.FloatRange(min=0),
-    default=None,
-    metavar="SECONDS",
-    help="Assume this response time, to bound the time by the concurrency limits.",
+@seconds(
+    "--latency", help="Assume this response time, to bound the time by the concurrency limits."
 )
 def plan(
     pipeline_file: str,
@@ -106,12 +93,7 @@ def schema() -> None:
     click.echo(json.dumps(PipelineSpec.json_schema(), indent=2))
 
 
-def _names(values: tuple[str, ...]) -> list[str] | None:
-    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
-    return names or None
-
-
-@click.command(name="run")
+@click.command("run")
 @_pipeline_argument
 @click.option(
     "--select",
@@ -133,14 +115,11 @@ def _names(values: tuple[str, ...]) -> list[str] | None:
     "down), if any, and start over (by default it is resumed: committed pages are not fetched "
     "again).",
 )
-@click.option(
+@seconds(
     "--commit-every",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    metavar="SECONDS",
     help="How often each source's fetched pages are committed to the destination's journal: "
     "an interrupted run loses at most this much work.",
+    default=1.0,
 )
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON."
@@ -193,14 +172,14 @@ def run_command(
     try:
         runner = PipelineRunner(
             pipeline,
-            select=_names(select),
+            select=comma_separated(select) or None,
             full_refresh=full_refresh,
             restart=restart,
             on_source_done=finished,
             commit_every=commit_every,
         )
     except ConfigError as exc:
-        raise InvalidPipeline(f"{pipeline_file}: {exc}; nothing was sent") from None
+        raise BadUsage(f"{pipeline_file}: {exc}; nothing was sent", plain=True) from None
     try:
         if live:  # a table of the sources on stderr, refreshed while the run goes on
             from rich.live import Live
@@ -217,7 +196,7 @@ def run_command(
     except LoadError as exc:
         raise click.ClickException(pipeline.redact(str(exc))) from None
     except ConfigError as exc:  # an interrupted run that cannot be resumed as asked
-        raise InvalidPipeline(f"{pipeline_file}: {pipeline.redact(str(exc))}") from None
+        raise BadUsage(f"{pipeline_file}: {pipeline.redact(str(exc))}", plain=True) from None
     stdout = Console(highlight=False, soft_wrap=True)
     stdout.print(summary_table(report))
     for line in failure_lines(report):

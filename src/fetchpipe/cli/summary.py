@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fetchpipe._models import ErrorKind, Provenance, Result
-from fetchpipe._plain_console import Output, PlainConsole, plain_line
+from fetchpipe.cli.plain_console import Output, PlainConsole, plain_line
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Protocol, Self
 
 from fetchpipe._models import Result
-from fetchpipe._plain_console import Output
+from fetchpipe.cli.plain_console import Output
 
 if TYPE_CHECKING:  # rich is imported only for a terminal
     from rich.console import Console
@@ -157,7 +157,7 @@ class RichReporter:
 def reporter_for(console: Output, total: int | None) -> Reporter:
     """A progress bar when ``console`` is a terminal, plain periodic lines otherwise."""
     if console.is_terminal:
-        from rich.console import Console  # lazy: start-up time (see _plain_console)
+        from rich.console import Console  # lazy: start-up time (see plain_console)
 
         if isinstance(console, Console):
             return RichReporter(console, total)

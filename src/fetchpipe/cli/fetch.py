@@ -1,0 +1,389 @@
+"""``fetchpipe fetch``: the requests of a file (or stdin) into DuckDB or JSONL.
+
+Exit codes: 0 every request ok; 1 some requests failed (every success is still written) or the
+results could not be written; 2 bad usage or input, found before any request is sent.
+Header values are never shown; API-key query parameters and URL passwords are redacted (see
+:mod:`fetchpipe._redact`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from fetchpipe._config import HostLimits, Limits, Timeouts
+from fetchpipe._exceptions import ConfigError, InputError
+from fetchpipe._models import Request
+from fetchpipe._redact import redact_text
+from fetchpipe.cli.bad_usage import BadUsage
+from fetchpipe.cli.cache import DEFAULT_CACHE, check_cache_file, open_cache
+from fetchpipe.cli.fetching import Settings, counted, fetch_into, opened, sink_for, stderr
+from fetchpipe.cli.options import (
+    Duration,
+    parse_cache_ttls,
+    parse_headers,
+    parse_rates,
+    parse_retry_budget,
+    seconds,
+    transport_option,
+    whole_number,
+)
+from fetchpipe.engine.breaker import ON_OPEN, BreakerPolicy
+from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy
+
+if TYPE_CHECKING:
+    from fetchpipe.cli.input import InputFile
+    from fetchpipe.engine.cache.http_cache import HttpCache
+
+# The command imports what it uses inside its function: `fetchpipe fetch --help` loads no HTTP
+# client, and `fetch` no pipeline, pydantic or DuckDB (unless --out is a .duckdb file).
+
+DEFAULT_OUT = "fetchpipe.duckdb"
+
+
+def _settings(
+    *,
+    concurrency: int,
+    per_host_concurrency: int | None,
+    rates: Mapping[str, float],
+    retries: int,
+    retry_budget: float | None = DEFAULT_RETRY.budget,
+    timeout: float | None,
+    deadline: float | None,
+    headers: Mapping[str, str],
+    cache: HttpCache | None,
+) -> Settings:
+    try:
+        per_host = HostLimits(max_concurrency=per_host_concurrency)
+        hosts = {
+            host: HostLimits(max_concurrency=per_host_concurrency, max_per_second=rate)
+            for host, rate in rates.items()
+        }
+        # --timeout bounds the whole attempt, so no tighter idle-read bound applies.
+        timeouts = Timeouts() if timeout is None else Timeouts(read=None, total=timeout)
+        if deadline is not None:
+            timeouts = Timeouts(timeouts.connect, timeouts.read, timeouts.total, deadline)
+        return Settings(
+            limits=Limits(max_concurrency=concurrency, per_host=per_host, hosts=hosts),
+            retry=RetryPolicy(attempts=retries + 1, budget=retry_budget),
+            timeouts=timeouts,
+            headers=headers,
+            cache=cache,
+        )
+    except ConfigError as exc:
+        raise BadUsage(str(exc)) from None
+
+
+def _cache_for(
+    path: str | None,
+    ttls: tuple[str, ...],
+    stale_if_error: float | None,
+    offline: bool,
+) -> HttpCache | None:
+    """The ``HttpCache`` the options ask for, checked but not opened; ``None`` without one."""
+    from fetchpipe.engine.cache.http_cache import HttpCache
+
+    if path is None and offline:
+        path = DEFAULT_CACHE
+    if path is None:
+        given = ["--cache-ttl"] if ttls else []
+        if stale_if_error is not None:
+            given.append("--stale-if-error")
+        if given:
+            raise BadUsage(
+                f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} a cache. "
+                f"HINT: add --cache (the file {DEFAULT_CACHE}) or --cache=PATH"
+            )
+        return None
+    ttl, overrides = parse_cache_ttls(ttls)
+    target = Path(path)
+    check_cache_file(target)
+    if offline and not target.exists():
+        raise BadUsage(
+            f"--offline: there is no cache at {path}. HINT: run once without --offline to fill "
+            "it, or point --cache=PATH at an existing cache"
+        )
+    options: dict[str, Any] = {}
+    if stale_if_error is not None:
+        options["stale_if_error"] = stale_if_error
+    try:
+        return HttpCache(target, ttl=ttl, ttl_overrides=overrides, offline=offline, **options)
+    except ConfigError as exc:
+        raise BadUsage(str(exc)) from None
+
+
+def _resumed(source: InputFile, count: int, out: str) -> tuple[Iterable[Request], int]:
+    """The requests of ``source`` whose success is not yet in ``out``, and how many there are.
+
+    Says on stderr how many were skipped. Exits 2 when ``out`` cannot be resumed from.
+    """
+    from fetchpipe.destinations.fetch import resume
+
+    try:
+        stored = resume.load(out)
+    except ConfigError as exc:
+        raise BadUsage(str(exc)) from None
+    console = stderr()
+    if not stored.exists:
+        console.print(
+            f"resuming: {out} does not exist yet; fetching all {count:,}",
+            markup=False,
+            highlight=False,
+        )
+        return source.requests(), count
+    plan = resume.plan(source.requests(), stored)
+    console.print(
+        f"resuming: {plan.skipped:,} already fetched, skipped; {plan.to_fetch:,} to fetch",
+        markup=False,
+        highlight=False,
+    )
+    if stored.unreadable:
+        console.print(
+            f"note: {counted(stored.unreadable, 'line')} of {out} held no result and "
+            f"{'was' if stored.unreadable == 1 else 'were'} ignored",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    if plan.unmatchable and stored.successes:
+        console.print(
+            f"note: {counted(plan.unmatchable, 'request')} with params or a JSON body but no key "
+            "cannot be matched with stored results and are fetched again. HINT: give each "
+            'request a "key" in the input file',
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    return resume.remaining(source.requests(), stored), plan.to_fetch
+
+
+@click.command()
+@click.argument("urls", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option(
+    "--out",
+    "-o",
+    default=DEFAULT_OUT,
+    show_default=True,
+    help="Where results go: a .duckdb file (table 'responses') or a .jsonl file. Appends.",
+)
+@whole_number(
+    "--concurrency", minimum=1, default=100, help="Requests in flight at once, over all hosts."
+)
+@whole_number(
+    "--per-host-concurrency",
+    minimum=1,
+    help="Requests in flight at once to one host.  [default: no limit]",
+)
+@click.option(
+    "--rate",
+    "rates",
+    multiple=True,
+    metavar="HOST=N",
+    help="At most N requests per second to HOST ('*.example.com' matches subdomains). Repeatable.",
+)
+@whole_number("--retries", minimum=0, default=3, help="Retries after the first attempt.")
+@click.option(
+    "--retry-budget",
+    default="50",
+    show_default=True,
+    metavar="N|off",
+    help="Failed retries a host may have before its retries stop (a retry that succeeds "
+    "gives one back); off: no budget.",
+)
+@click.option(
+    "--on-host-down",
+    type=click.Choice(ON_OPEN),
+    default="fail",
+    show_default=True,
+    help="When a host fails 20 requests in a row (its circuit breaker opens): fail its "
+    "requests at once as host_down, or wait for it to recover.",
+)
+@seconds(
+    "--timeout",
+    help="Time for one attempt: connect, headers and body.  [default: 60]",
+    positive=True,
+)
+@seconds(
+    "--deadline", help="Total time for one request, all attempts and waits included.", positive=True
+)
+@click.option(
+    "--header",
+    "-H",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="A header sent with every request. Repeatable. Values are never printed.",
+)
+@click.option(
+    "--cache",
+    "cache_path",
+    is_flag=False,
+    flag_value=DEFAULT_CACHE,
+    default=None,
+    metavar="[PATH]",
+    help=f"Keep responses in the SQLite file PATH and answer from it as HTTP caching allows "
+    f"(fresh: no request; stale with an ETag or Last-Modified: revalidated). A bare --cache "
+    f"means {DEFAULT_CACHE} (give a path as --cache=PATH).",
+)
+@click.option(
+    "--cache-ttl",
+    "cache_ttls",
+    multiple=True,
+    metavar="[PATTERN=]SECONDS",
+    help="A lifetime (seconds, or 30m, 12h, 7d) for responses without cache headers: for all "
+    "(3600), for hosts "
+    "(api.example.com=600, '*.example.com=1h') or for URLs ('https://api.example.com/v1/*=1d'). "
+    "Repeatable; the longest matching pattern wins.",
+)
+@click.option(
+    "--stale-if-error",
+    type=Duration(),
+    default=None,
+    metavar="SECONDS",
+    help="When a refresh fails, answer with a stored response at most this stale: seconds, or "
+    "30m, 12h, 7d (0: never).  [default: 86400]",
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Send nothing: answer only from the cache (implies --cache). Requests it has no entry "
+    "for fail with error 'not_cached'.",
+)
+@click.option(
+    "--block-private",
+    is_flag=True,
+    help="Refuse requests to loopback, private, link-local and cloud-metadata addresses "
+    "(checked on the resolved address, redirects included).",
+)
+@click.option(
+    "--allow-address",
+    "allow_addresses",
+    multiple=True,
+    metavar="IP|NETWORK",
+    help="An address or network --block-private lets through (repeatable).",
+)
+@click.option(
+    "--insecure-host",
+    "insecure_hosts",
+    multiple=True,
+    metavar="HOST",
+    help="Do not verify the TLS certificate of HOST (repeatable; a warning says so).",
+)
+@transport_option(
+    "The HTTP client: aiohttp, or fast (pyreqwest, Rust reqwest/hyper; "
+    "pip install 'fetchpipe[fast]'; it cannot apply --block-private)."
+)
+@whole_number(
+    "--max-redirects",
+    minimum=0,
+    default=10,
+    help="Redirects followed per request (0: the 3xx answer is the result).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Skip the requests whose successful result is already in --out (matched by key, "
+    "else by method and URL); fetch the others, failed ones again, and append.",
+)
+def fetch(
+    urls: str,
+    out: str,
+    concurrency: int,
+    per_host_concurrency: int | None,
+    rates: tuple[str, ...],
+    retries: int,
+    retry_budget: str,
+    on_host_down: str,
+    timeout: float | None,
+    deadline: float | None,
+    headers: tuple[str, ...],
+    cache_path: str | None,
+    cache_ttls: tuple[str, ...],
+    stale_if_error: float | None,
+    offline: bool,
+    block_private: bool,
+    allow_addresses: tuple[str, ...],
+    insecure_hosts: tuple[str, ...],
+    transport: str,
+    max_redirects: int,
+    resume: bool,
+) -> None:
+    """Fetch the requests in URLS (a file, or - for stdin) into --out.
+
+    URLS holds one URL per line, or one JSON object per line with "url" and optionally
+    "method", "headers", "key", "params" and "json". Blank lines and # comments are skipped.
+
+    Every result records its source: network, cache, revalidated (the server answered 304) or
+    stale (the refresh failed; a stored response answered). API-key query parameters and URL
+    passwords are written as REDACTED / ***.
+
+    Results reach --out at least once a second. After an interrupted run, --resume skips the
+    requests with a successful result in --out (by "key", else by method and URL) and fetches
+    the others, failed ones included; a torn last line is cut off before appending.
+    """
+    from fetchpipe.cli.input import InputFile
+    from fetchpipe.engine.security import SecurityPolicy
+    from fetchpipe.engine.transport import fast_transport_problem
+
+    cache = _cache_for(cache_path, cache_ttls, stale_if_error, offline)
+    settings = _settings(
+        concurrency=concurrency,
+        per_host_concurrency=per_host_concurrency,
+        rates=parse_rates(rates),
+        retries=retries,
+        retry_budget=parse_retry_budget(retry_budget),
+        timeout=timeout,
+        deadline=deadline,
+        headers=parse_headers(headers),
+        cache=cache,
+    )
+    try:
+        security = SecurityPolicy(
+            max_redirects=max_redirects,
+            block_private=block_private,
+            allow_addresses=allow_addresses,
+            insecure_hosts=frozenset(insecure_hosts),
+        )
+    except ConfigError as exc:
+        raise BadUsage(str(exc)) from None
+    if transport == "fast":
+        problem = fast_transport_problem(security)
+        if problem is not None:
+            raise BadUsage(problem)
+    settings = dataclasses.replace(
+        settings,
+        security=security,
+        transport=transport,
+        breaker=BreakerPolicy(on_open="wait" if on_host_down == "wait" else "fail"),
+    )
+    for host in sorted(security.insecure_hosts):
+        stderr().print(
+            f"warning: the TLS certificate of {host} is not verified (--insecure-host)",
+            markup=False,
+            highlight=False,
+        )
+    sink = sink_for(out)
+    try:
+        source = InputFile.open(urls)
+    except InputError as exc:
+        raise BadUsage(redact_text(str(exc))) from None
+    with source:
+        try:
+            count = source.validate()
+        except InputError as exc:
+            raise BadUsage(redact_text(str(exc))) from None
+        requests: Iterable[Request] = source.requests()
+        if resume:
+            requests, count = _resumed(source, count, out)
+        with contextlib.ExitStack() as stack:
+            if cache is not None:
+                stack.callback(cache.close)  # the fetcher closes it too; closing is idempotent
+                open_cache(cache)
+            summary = fetch_into(requests, count, opened(sink), settings, out)
+    if summary.failed:
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,150 @@
+"""What ``fetch`` and ``demo`` share: a run's settings, the output file, and the run itself
+(every result written to the sink, progress and the summary on stderr), and how they speak.
+
+Imports of the engine, the sinks and rich happen inside the functions (lazy: start-up time):
+``fetchpipe fetch --help`` loads none of them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import click
+
+from fetchpipe._config import Limits, Timeouts
+from fetchpipe._exceptions import ConfigError, InputError, SinkError
+from fetchpipe._models import Request
+from fetchpipe._redact import redact_text
+from fetchpipe.cli.bad_usage import BadUsage
+from fetchpipe.engine.breaker import DEFAULT_BREAKER, BreakerPolicy
+from fetchpipe.engine.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from fetchpipe.cli.plain_console import Output
+    from fetchpipe.cli.summary import Summary
+    from fetchpipe.destinations.fetch import Sink
+    from fetchpipe.engine.cache.http_cache import HttpCache
+    from fetchpipe.engine.security import SecurityPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How a command fetches: the :class:`~fetchpipe.Fetcher`'s arguments."""
+
+    limits: Limits
+    retry: RetryPolicy
+    timeouts: Timeouts
+    headers: Mapping[str, str]
+    cache: HttpCache | None = None
+    security: SecurityPolicy | None = None
+    transport: str = "aiohttp"
+    breaker: BreakerPolicy | None = DEFAULT_BREAKER
+
+
+def stderr() -> Output:
+    """The console of notes, progress and the summary (plain text unless stderr is a terminal)."""
+    from fetchpipe.cli.plain_console import stderr_console
+
+    return stderr_console()
+
+
+def note(text: str) -> None:
+    """``note: TEXT`` on stderr: what the command did to a file on its own (a torn line cut off,
+    a damaged cache set aside)."""
+    stderr().print(f"note: {text}", markup=False, highlight=False, soft_wrap=True)
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: ``3 requests``, ``1 entry``."""
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{n} {noun if n == 1 else plural}"
+
+
+def sink_for(out: str) -> Sink:
+    """The sink of ``--out``, not opened yet; exit 2 for a file it cannot write."""
+    from fetchpipe.destinations.fetch.factory import open_sink
+
+    try:
+        return open_sink(out)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--out'") from None
+
+
+def opened(sink: Sink) -> Sink:
+    """``sink``, opened (exit 2 if it cannot be), after saying what opening did to its file."""
+    try:
+        sink.open()
+    except SinkError as exc:
+        raise BadUsage(str(exc)) from None
+    said = getattr(sink, "note", None)  # what opening did to the file (a torn line cut off)
+    if isinstance(said, str):
+        note(said)
+    return sink
+
+
+async def _pump(
+    requests: Iterable[Request], total: int | None, sink: Sink, settings: Settings
+) -> Summary:
+    """Fetch ``requests``, writing every result to ``sink``: the one path of every command.
+
+    ``wall_time`` is measured from just before the first request to the last result.
+    """
+    from fetchpipe._fetcher import Fetcher
+    from fetchpipe.cli.progress import reporter_for
+    from fetchpipe.cli.summary import Summary
+
+    summary = Summary(cache_used=settings.cache is not None)
+    with reporter_for(stderr(), total) as progress:
+        async with Fetcher(
+            limits=settings.limits,
+            retry=settings.retry,
+            timeouts=settings.timeouts,
+            headers=settings.headers,
+            cache=settings.cache,
+            security=settings.security,
+            transport=settings.transport,
+            breaker=settings.breaker,
+        ) as fetcher:
+            first = last = time.perf_counter()
+            async for result in fetcher.stream(requests):
+                sink.write(result)
+                summary.add(result)
+                progress.advance(result)
+                last = time.perf_counter()
+            summary.hosts_down = dict(fetcher.hosts_down)
+            summary.retries_denied = fetcher.retries_denied
+    summary.wall_time = last - first
+    return summary
+
+
+def fetch_into(
+    requests: Iterable[Request], total: int | None, sink: Sink, settings: Settings, out: str
+) -> Summary:
+    """Fetch ``requests`` into ``sink`` on the event loop, close the sink, print the summary."""
+    from fetchpipe._fetcher import run
+    from fetchpipe.cli.summary import render
+
+    try:
+        try:
+            summary = run(_pump(requests, total, sink, settings))
+        finally:
+            sink.close()
+    except SinkError as exc:
+        raise click.ClickException(f"{exc} (the run was stopped)") from None
+    except InputError as exc:
+        raise click.ClickException(redact_text(str(exc))) from None
+    console = stderr()
+    render(summary, console)
+    if summary.not_cached:
+        console.print(
+            f"{counted(summary.not_cached, 'request')} had no cache entry (--offline): "
+            "written as failed with error 'not_cached'. HINT: run without --offline to fetch them",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(f"results written to {out}", markup=False, highlight=False)
+    return summary

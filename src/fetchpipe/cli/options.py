@@ -1,0 +1,216 @@
+"""Option types, parsers and declarations that more than one command uses.
+
+The parsers raise ``click.BadParameter`` naming the option: click prints the command's usage line
+and the error, and exits 2 before anything is sent. They import what they need when called
+(lazy: ``fetchpipe fetch --help`` loads no URL parser).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import click
+
+from fetchpipe._config import TRANSPORTS
+from fetchpipe._redact import redact_text
+
+_Decorated = TypeVar("_Decorated", bound=Callable[..., Any])
+
+# --- durations: --cache-ttl, --stale-if-error, cache prune --older-than ---------------------------
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)\s*", re.IGNORECASE)
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_DURATION_HINT = "seconds (3600) or a number with s, m, h, d or w (90s, 30m, 12h, 7d)"
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: ``3600``, ``90s``, ``30m``, ``12h``, ``7d``, ``1w``, ``1.5h``."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text[:40]!r} is not a duration. HINT: {_DURATION_HINT}")
+    seconds = float(match[1]) * _UNIT_SECONDS[match[2].lower()]
+    if not math.isfinite(seconds):
+        raise ValueError(f"{text[:40]!r} is too long a duration. HINT: {_DURATION_HINT}")
+    return seconds
+
+
+class Duration(click.ParamType[float, Any]):
+    """A click type for :func:`parse_duration`."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+_HOST_PATTERN = re.compile(r"[a-z0-9*?\[\]!._-]+", re.IGNORECASE)
+
+
+def parse_cache_ttls(values: Iterable[str]) -> tuple[float | None, dict[str, float]]:
+    """``--cache-ttl`` values: the default lifetime and the lifetimes per host pattern or URL
+    glob. The last value for the same pattern wins, as with ``--rate``."""
+
+    default: float | None = None
+    overrides: dict[str, float] = {}
+    for text in values:
+        pattern, equals, seconds = text.rpartition("=")
+        pattern = pattern.strip()
+        try:
+            ttl = parse_duration(seconds)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--cache-ttl'") from None
+        if not equals:
+            default = ttl
+        elif "/" in pattern:
+            if not pattern.lower().startswith(("http://", "https://", "*")):
+                raise click.BadParameter(
+                    f"the URL glob {redact_text(pattern)[:80]!r} matches no URL. HINT: a URL glob "
+                    "matches the whole URL, e.g. 'https://api.example.com/v1/*=600'",
+                    param_hint="'--cache-ttl'",
+                )
+            overrides[pattern] = ttl
+        elif _HOST_PATTERN.fullmatch(pattern):
+            overrides[pattern] = ttl
+        else:
+            raise click.BadParameter(
+                f"{redact_text(pattern)[:80]!r} is not a host pattern. HINT: SECONDS for every "
+                "response without cache headers, HOST=SECONDS ('api.example.com', "
+                "'*.example.com'; no scheme or port) or URLGLOB=SECONDS "
+                "('https://api.example.com/v1/*')",
+                param_hint="'--cache-ttl'",
+            )
+    return default, overrides
+
+
+# --- the limits and headers of fetch --------------------------------------------------------------
+
+
+def parse_rates(values: Iterable[str]) -> dict[str, float]:
+    """``--rate HOST=N`` values: requests per second per host pattern; the last one wins."""
+    from fetchpipe.cli.input import LineError, parse_rate
+
+    rates: dict[str, float] = {}
+    for text in values:
+        try:
+            host, rate = parse_rate(text)
+        except LineError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--rate'") from None
+        rates[host] = rate
+    return rates
+
+
+def parse_headers(values: Iterable[str]) -> dict[str, str]:
+    """``--header 'NAME: VALUE'`` values; an error names the header by its place, not its value."""
+    from fetchpipe.cli.input import LineError, parse_header
+
+    headers: dict[str, str] = {}
+    for index, text in enumerate(values, 1):
+        try:
+            name, value = parse_header(text)
+        except LineError as exc:
+            raise click.BadParameter(f"header #{index}: {exc}", param_hint="'--header'") from None
+        headers[name] = value
+    return headers
+
+
+def parse_retry_budget(text: str) -> float | None:
+    """``--retry-budget``: a number of failed retries per host (at least 1), or ``off``."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value >= 1 and math.isfinite(value)):
+        raise click.BadParameter(
+            f"{text[:40]!r} is not a retry budget. HINT: give the number of failed retries a "
+            "host may have before its retries stop (at least 1, e.g. 50), or 'off'",
+            param_hint="'--retry-budget'",
+        )
+    return value
+
+
+# --- shared by several commands -------------------------------------------------------------------
+
+
+def comma_separated(values: Iterable[str]) -> list[str]:
+    """The names in ``values``, each value a name or names separated by commas; blanks dropped.
+
+    ``run --select``, and the other lists of names."""
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+def whole_number(
+    *names: str,
+    minimum: int,
+    default: int | None = None,
+    help: str | None = None,
+    show_default: bool | str = True,
+) -> Callable[[_Decorated], _Decorated]:
+    """An option taking a whole number of at least ``minimum``; its default shown in the help
+    (or ``show_default``, when it is words)."""
+    return click.option(
+        *names,
+        default=default,
+        show_default=show_default,
+        type=click.IntRange(min=minimum),
+        help=help,
+    )
+
+
+def seconds(
+    *names: str, help: str, default: float | None = None, positive: bool = False
+) -> Callable[[_Decorated], _Decorated]:
+    """An option taking SECONDS: at least 0 (above 0 if ``positive``); a default is shown."""
+    return click.option(
+        *names,
+        type=click.FloatRange(min=0, min_open=positive),
+        default=default,
+        show_default=True,
+        metavar="SECONDS",
+        help=help,
+    )
+
+
+def number(
+    *names: str, minimum: float, default: float, help: str | None = None
+) -> Callable[[_Decorated], _Decorated]:
+    """An option taking a number (a float) of at least ``minimum``; its default shown."""
+    return click.option(
+        *names, default=default, show_default=True, type=click.FloatRange(min=minimum), help=help
+    )
+
+
+def minute_option(*names: str, minimum: float = 0) -> Callable[[_Decorated], _Decorated]:
+    """How many seconds stand for one minute of the seed's API latencies (default 0.1)."""
+    return number(
+        *names or ("--minute",),
+        minimum=minimum,
+        default=0.1,
+        help="Seconds that stand for one minute of the seed's API latencies.",
+    )
+
+
+json_flag = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
+"""``--json``: print one JSON object in place of the text."""
+
+
+def transport_option(help: str) -> Callable[[_Decorated], _Decorated]:
+    """``--transport``: one of fetchpipe's transports, aiohttp unless given."""
+    return click.option(
+        "--transport",
+        type=click.Choice(TRANSPORTS),
+        default="aiohttp",
+        show_default=True,
+        help=help,
+    )
