@@ -146,7 +146,7 @@ def parse_retry_budget(text: str) -> float | None:
 def comma_separated(values: Iterable[str]) -> list[str]:
     """The names in ``values``, each value a name or names separated by commas; blanks dropped.
 
-    ``run --select``, and the other lists of names."""
+    ``run --select``, ``bench throughput --transport`` and the other lists of names."""
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
@@ -199,6 +199,11 @@ def minute_option(*names: str, minimum: float = 0) -> Callable[[_Decorated], _De
         default=0.1,
         help="Seconds that stand for one minute of the seed's API latencies.",
     )
+
+
+def names_option(*names: str, default: str | None, help: str) -> Callable[[_Decorated], _Decorated]:
+    """An option taking names separated by commas (see :func:`comma_separated`)."""
+    return click.option(*names, default=default, show_default=True, help=help)
 
 
 json_flag = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")

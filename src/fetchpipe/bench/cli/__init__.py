@@ -1,0 +1,45 @@
+"""``fetchpipe bench ...``: each scenario prints its table and ratios, and writes its report as
+JSON (``--json``) and a bar chart as SVG (``--chart``) when asked. ``bench all`` runs every
+scenario in turn and writes both files of each into ``--out-dir``.
+
+The command line reaches this group by name (``fetchpipe.bench.cli:bench``), so the library never
+imports the benchmarks. Here: the group; the commands are in :mod:`.commands`, the scenarios they
+run in :mod:`.scenarios`, what they print and write in :mod:`.output`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from fetchpipe.bench.cli.commands import (
+    all_command,
+    cache_command,
+    faults,
+    latency,
+    memory,
+    pipeline_command,
+    seed_command,
+    startup_command,
+    throughput,
+)
+from fetchpipe.bench.report import raise_nofile_limit
+
+
+@click.group()
+def bench() -> None:
+    """Measure fetchpipe against baselines run in the same invocation."""
+    raise_nofile_limit()
+
+
+for _command in (
+    seed_command,
+    startup_command,
+    throughput,
+    latency,
+    memory,
+    faults,
+    pipeline_command,
+    all_command,
+    cache_command,
+):
+    bench.add_command(_command)
