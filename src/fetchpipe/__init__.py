@@ -28,9 +28,9 @@ from fetchpipe._models import Provenance as Source  # a result's origin: its nam
 __version__ = "0.1.0"
 
 if _typing.TYPE_CHECKING:
-    from fetchpipe._fetcher import Fetcher, RetryEvent, fetch_all, run
     from fetchpipe.engine.breaker import BreakerPolicy
     from fetchpipe.engine.cache.http_cache import HttpCache
+    from fetchpipe.engine.fetcher import Fetcher, RetryEvent, fetch_all, run
     from fetchpipe.engine.retry import RetryPolicy, set_testing
     from fetchpipe.engine.security import SecurityPolicy
     from fetchpipe.pipeline import Pipeline
@@ -40,14 +40,14 @@ if _typing.TYPE_CHECKING:
 # The settings, errors and models above need only light parts of the standard library.
 _LAZY = {
     "BreakerPolicy": "fetchpipe.engine.breaker",
-    "Fetcher": "fetchpipe._fetcher",
+    "Fetcher": "fetchpipe.engine.fetcher",
     "HttpCache": "fetchpipe.engine.cache.http_cache",
     "Pipeline": "fetchpipe.pipeline",
-    "RetryEvent": "fetchpipe._fetcher",
+    "RetryEvent": "fetchpipe.engine.outcomes",
     "RetryPolicy": "fetchpipe.engine.retry",
     "SecurityPolicy": "fetchpipe.engine.security",
-    "fetch_all": "fetchpipe._fetcher",
-    "run": "fetchpipe._fetcher",
+    "fetch_all": "fetchpipe.engine.fetcher",
+    "run": "fetchpipe.engine.fetcher",
     "set_testing": "fetchpipe.engine.retry",
 }
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from fetchpipe._fetcher import run
 from fetchpipe.bench import faults, latency, pages_server, pipeline, seed, server
 from fetchpipe.bench.fleet import RemoteFleet
+from fetchpipe.engine.fetcher import run
 from fetchpipe.sim import Fleet
 
 pytestmark = pytest.mark.fleet(hosts=50, minute=0.002)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from fetchpipe._config import Limits
-from fetchpipe._fetcher import Fetcher
 from fetchpipe._models import Provenance
 from fetchpipe.engine.cache.http_cache import HttpCache
+from fetchpipe.engine.fetcher import Fetcher
 from fetchpipe.sim import Fleet
 
 

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fetchpipe._fetcher import Fetcher, run
 from fetchpipe.bench.fleet import RemoteFleet
 from fetchpipe.bench.seed_gather import gather as seed_gather
+from fetchpipe.engine.fetcher import Fetcher, run
 
 Plan = Sequence[tuple[str, str]]
 """(kind, URL) pairs."""

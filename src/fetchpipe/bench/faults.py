@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from fetchpipe._config import Timeouts
-from fetchpipe._fetcher import run
 from fetchpipe.bench.child import running_child_json, wait_for_stdin_eof
 from fetchpipe.bench.fault_clients import FETCHPIPE, GATHER, Client, measure_clients
 from fetchpipe.bench.fault_report import (
@@ -40,6 +39,7 @@ from fetchpipe.bench.fault_report import (
 from fetchpipe.bench.fleet import RemoteFleet
 from fetchpipe.bench.report import raise_nofile_limit
 from fetchpipe.bench.svg import Marker
+from fetchpipe.engine.fetcher import run
 from fetchpipe.sim.toxics import MixEntry, ToxicServer, toxic_mix
 
 OK = "ok"

@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fetchpipe._fetcher import run
 from fetchpipe.bench.child import running_child_json, wait_for_stdin_eof
 from fetchpipe.bench.report import raise_nofile_limit
+from fetchpipe.engine.fetcher import run
 from fetchpipe.sim import Fleet
 
 

@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fetchpipe._config import Limits
-from fetchpipe._fetcher import Fetcher
 from fetchpipe.bench.report import percent
 from fetchpipe.bench.server import delay_url
 from fetchpipe.bench.svg import Bar, Marker, bar_chart
 from fetchpipe.bench.throughput import Run, raw_aiohttp, timed
+from fetchpipe.engine.fetcher import Fetcher
 
 CLIENTS = ("raw_aiohttp", "fetchpipe")
 LABELS = {"raw_aiohttp": "aiohttp + Semaphore", "fetchpipe": "fetchpipe"}

@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fetchpipe._config import Limits
-from fetchpipe._fetcher import Fetcher, run
 from fetchpipe.bench.report import peak_rss_mb
 from fetchpipe.bench.seed_gather import gather as seed_gather
 from fetchpipe.bench.svg import Bar, bar_chart
+from fetchpipe.engine.fetcher import Fetcher, run
 
 CLIENTS = ("fetchpipe", "gather")
 LABELS = {"fetchpipe": "fetchpipe (streamed)", "gather": "gather (naive)"}

@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from fetchpipe._fetcher import run
 from fetchpipe.bench.child import running_child, wait_for_stdin_eof
 from fetchpipe.bench.report import raise_nofile_limit
+from fetchpipe.engine.fetcher import run
 
 PATH = "/products"
 BACKLOG = 4096

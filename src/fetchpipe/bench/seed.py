@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import fetchpipe
-from fetchpipe._fetcher import Fetcher, run
 from fetchpipe.bench.fleet import RemoteFleet
 from fetchpipe.bench.report import optional_module, percent
 from fetchpipe.bench.seed_gather import gather as seed_gather
 from fetchpipe.bench.svg import Bar, Marker, bar_chart
+from fetchpipe.engine.fetcher import Fetcher, run
 
 CACHE_UNAVAILABLE = "not available (no HTTP cache yet)"
 WITHIN = 0.05

@@ -15,9 +15,9 @@ from contextlib import contextmanager
 
 from aiohttp import web
 
-from fetchpipe._fetcher import run
 from fetchpipe.bench.child import running_child, wait_for_stdin_eof
 from fetchpipe.bench.report import raise_nofile_limit
+from fetchpipe.engine.fetcher import run
 
 BODY = b'{"id": 1, "name": "item", "price": 9.99, "tags": ["a", "b"], "ok": true}'
 DELAY_PREFIX = "/delay/"

@@ -22,9 +22,9 @@ from typing import Any
 import aiohttp
 
 from fetchpipe._config import HostLimits, Limits
-from fetchpipe._fetcher import Fetcher
 from fetchpipe.bench.report import optional_module, version_of
 from fetchpipe.bench.svg import Bar, bar_chart
+from fetchpipe.engine.fetcher import Fetcher
 from fetchpipe.engine.gc_tuning import RUN_GEN0
 from fetchpipe.engine.retry import RetryPolicy
 

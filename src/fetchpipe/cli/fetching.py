@@ -92,9 +92,9 @@ async def _pump(
 
     ``wall_time`` is measured from just before the first request to the last result.
     """
-    from fetchpipe._fetcher import Fetcher
     from fetchpipe.cli.progress import reporter_for
     from fetchpipe.cli.summary import Summary
+    from fetchpipe.engine.fetcher import Fetcher
 
     summary = Summary(cache_used=settings.cache is not None)
     with reporter_for(stderr(), total) as progress:
@@ -124,8 +124,8 @@ def fetch_into(
     requests: Iterable[Request], total: int | None, sink: Sink, settings: Settings, out: str
 ) -> Summary:
     """Fetch ``requests`` into ``sink`` on the event loop, close the sink, print the summary."""
-    from fetchpipe._fetcher import run
     from fetchpipe.cli.summary import render
+    from fetchpipe.engine.fetcher import run
 
     try:
         try:

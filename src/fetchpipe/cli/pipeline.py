@@ -145,8 +145,8 @@ def run_command(
     """
     from rich.console import Console
 
-    from fetchpipe._fetcher import run as run_loop
     from fetchpipe.destinations.pipelines import LoadError
+    from fetchpipe.engine.fetcher import run as run_loop
     from fetchpipe.pipeline.report import (
         SourceReport,
         failure_lines,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fetchpipe._fetcher import run as run_loop
+from fetchpipe.engine.fetcher import run as run_loop
 from fetchpipe.pipeline.config import PipelineSpec
 from fetchpipe.pipeline.report import RunReport
 from fetchpipe.pipeline.run import PipelineRunner

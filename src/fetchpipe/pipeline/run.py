@@ -46,13 +46,13 @@ import aiohttp
 import orjson
 
 from fetchpipe._exceptions import ConfigError, FetchpipeError
-from fetchpipe._fetcher import Fetcher
 from fetchpipe._models import ErrorKind, Provenance, Request, Result
 from fetchpipe._redact import SecretTokens, public_url
 from fetchpipe.destinations.duckdb_ingest import Spool
 from fetchpipe.destinations.pipelines import Destination, LoadError, WriteMode
 from fetchpipe.destinations.pipelines.factory import destination_for
 from fetchpipe.destinations.pipelines.journal import EndedSource, JournalJob, PageEntry, RunRecord
+from fetchpipe.engine.fetcher import Fetcher
 from fetchpipe.engine.security import address_refusal
 from fetchpipe.engine.transport import Transport
 from fetchpipe.pipeline.auth import Authenticator, authenticator_for

@@ -327,8 +327,8 @@ def all_command(
 @json_option
 def cache_command(urls: int, concurrency: int, json_path: Path | None) -> None:
     """Warm re-read of N cached URLs: fetchpipe beside aiohttp-client-cache (when installed)."""
-    from fetchpipe._fetcher import run
     from fetchpipe.bench import cache as scenario
+    from fetchpipe.engine.fetcher import run
 
     reads = run(scenario.measure(urls, concurrency))
     click.echo(

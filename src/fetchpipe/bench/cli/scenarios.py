@@ -41,9 +41,9 @@ def throughput_scenario(
     chart_path: Path | None,
     transports: str | None = None,
 ) -> bool:
-    from fetchpipe._fetcher import run
     from fetchpipe.bench import server
     from fetchpipe.bench import throughput as scenario
+    from fetchpipe.engine.fetcher import run
 
     names = None if extras is None else comma_separated([extras])
     chosen = None if transports is None else comma_separated([transports])
@@ -70,9 +70,9 @@ def latency_scenario(
     chart_path: Path | None,
     transport: str = "aiohttp",
 ) -> bool:
-    from fetchpipe._fetcher import run
     from fetchpipe.bench import latency as scenario
     from fetchpipe.bench import server
+    from fetchpipe.engine.fetcher import run
 
     with server.running_server() as base_url:
         report = run(

@@ -1,0 +1,200 @@
+"""The Python API: ``Fetcher`` streams results for a stream of requests; ``fetch_all`` collects.
+
+A ``Fetcher`` holds the settings and one pooled transport; each ``stream()`` call is a
+:class:`~fetchpipe.engine.stream_run.StreamRun` (intake, workers, results channel). ``run``
+runs a coroutine on a fresh event loop (uvloop when installed), also where one is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import random
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from fetchpipe._config import TRANSPORTS, Limits, Timeouts
+from fetchpipe._exceptions import ConfigError, FetchpipeError, InputError
+from fetchpipe._models import Result
+from fetchpipe.engine.breaker import DEFAULT_BREAKER, BreakerPolicy
+from fetchpipe.engine.cache.http_cache import HttpCache
+from fetchpipe.engine.gc_tuning import fewer_collections
+from fetchpipe.engine.outcomes import RetryEvent as RetryEvent  # public: fetchpipe.RetryEvent
+from fetchpipe.engine.outcomes import RetryHook
+from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy
+from fetchpipe.engine.security import SecurityPolicy
+from fetchpipe.engine.stream_run import DONE, Requests, StreamRun
+from fetchpipe.engine.transport import AiohttpTransport, Transport
+
+T = TypeVar("T")
+
+
+class Fetcher:
+    """Fetches a stream of requests at once, within limits, with retries.
+
+    Use as ``async with Fetcher(...) as f: async for result in f.stream(requests): ...``.
+    One pooled connection session serves every ``stream()`` call made inside the block.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: Limits | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        timeouts: Timeouts | None = None,
+        headers: Mapping[str, str] | None = None,
+        on_retry: RetryHook | None = None,
+        transport: Transport | str | None = None,
+        rng: random.Random | None = None,
+        cache: HttpCache | None = None,
+        breaker: BreakerPolicy | None = DEFAULT_BREAKER,
+        security: SecurityPolicy | None = None,
+        tune_gc: bool = True,
+    ) -> None:
+        self.limits = limits or Limits()
+        self.tune_gc = tune_gc
+        """Collect cyclic garbage less often while streaming (see ``engine.gc_tuning``)."""
+        self.security = security
+        self.retry = retry
+        self.breaker = breaker
+        self.retries_denied = 0
+        """Retries refused because the host's retry budget was spent."""
+        self.hosts_down: dict[str, int] = {}
+        """Host -> times its circuit breaker opened (the host kept failing)."""
+        self.failed_fast = 0
+        """Requests ended as ``host_down`` (not sent, or not retried) by an open breaker."""
+        self.timeouts = timeouts or Timeouts()
+        self._headers = dict(headers or {})
+        self._on_retry = on_retry
+        if isinstance(transport, str) and transport not in TRANSPORTS:
+            raise ConfigError(
+                f"unknown transport {transport!r}. HINT: use one of {', '.join(TRANSPORTS)}"
+            )
+        self._transport_name = transport if isinstance(transport, str) else "aiohttp"
+        self._transport = None if isinstance(transport, str) else transport
+        self._owns_transport = self._transport is None
+        self._rng = rng or random.Random()
+        self.cache = cache
+
+    async def __aenter__(self) -> Fetcher:
+        if self.cache is not None:
+            self.cache.open()
+        if self._transport is None:
+            if self._transport_name == "fast":
+                # lazy: only the fast transport loads its module (and pyreqwest, an extra)
+                from fetchpipe.engine.reqwest_transport import ReqwestTransport
+
+                self._transport = ReqwestTransport(
+                    limits=self.limits,
+                    timeouts=self.timeouts,
+                    headers=self._headers,
+                    security=self.security,
+                )
+            else:
+                self._transport = AiohttpTransport(
+                    limits=self.limits,
+                    timeouts=self.timeouts,
+                    headers=self._headers,
+                    security=self.security,
+                )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_transport and self._transport is not None:
+            await self._transport.close()
+            self._transport = None
+        if self.cache is not None:
+            await asyncio.to_thread(self.cache.close)  # waits for queued writes to commit
+
+    async def stream(self, requests: Requests) -> AsyncIterator[Result]:
+        """Yield one ``Result`` per request, in completion order.
+
+        Failed requests are results with ``ok`` false. If the input itself raises, the results
+        already under way are yielded first, then ``InputError`` is raised from it.
+        """
+        if self._transport is None:
+            raise ConfigError(
+                "Fetcher is not open. HINT: use 'async with Fetcher(...) as f:' "
+                "or call fetchpipe.fetch_all()."
+            )
+        tuning = fewer_collections() if self.tune_gc else contextlib.nullcontext()
+        with tuning:
+            run = StreamRun(
+                self,
+                self._transport,
+                requests,
+                headers=self._headers,
+                rng=self._rng,
+                on_retry=self._on_retry,
+            )
+            results = run.results
+            try:
+                while True:
+                    result = results.poll()  # most of the time one is waiting: no await
+                    if result is None:
+                        result = await results.get()
+                    if result is DONE:
+                        break
+                    yield result
+                if run.crash is not None:
+                    raise FetchpipeError(
+                        f"the fetch stopped early: {run.crash!r}. Results delivered before it "
+                        "are complete; the rest were not fetched."
+                    ) from run.crash
+                if run.input_error is not None:
+                    raise InputError(
+                        f"reading the requests failed: {run.input_error!r}. "
+                        "Results fetched before the failure were delivered."
+                    ) from run.input_error
+            finally:
+                await run.stop()
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to the end on a new event loop (uvloop when installed) and return its value.
+
+    Works where an event loop is already running in this thread (a notebook cell, an async
+    web handler): ``main`` then runs on its own loop in a helper thread while this thread
+    waits, as ``asyncio.run`` cannot nest.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _run_here(main)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(_run_here, main).result()
+
+
+def _run_here(main: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop  # lazy: installed on Linux and macOS only; loaded by a run, not by import
+    except ImportError:  # pragma: no cover - uvloop is a default dependency on Linux
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+def fetch_all(requests: Requests, **options: Any) -> list[Result]:
+    """Fetch everything and return the results (completion order). Takes ``Fetcher``'s options.
+
+    Works where an event loop is already running (a notebook cell), as :func:`run` does.
+    """
+
+    async def collect() -> list[Result]:
+        async with Fetcher(**options) as fetcher:
+            return [result async for result in fetcher.stream(requests)]
+
+    return run(collect())

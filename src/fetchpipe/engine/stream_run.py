@@ -1,0 +1,328 @@
+"""One ``Fetcher.stream()`` call: an intake, a pool of workers and a results channel.
+
+The intake pulls from the input into the scheduler's bounded buffer (a request the cache
+answers, or one identical to a request in flight, goes no further); a fixed pool of
+``max_concurrency`` workers takes startable requests and runs one attempt each; results go to a
+bounded channel that the caller drains. Nothing here grows with the input. How an attempt ends
+(a retry, a final result) is :class:`~fetchpipe.engine.outcomes.Outcomes`'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import time
+from collections.abc import AsyncIterable, Generator, Iterable, Mapping
+from typing import Any
+
+from fetchpipe._exceptions import TransportError
+from fetchpipe._models import ErrorKind, Provenance, Request, Result, Timings
+from fetchpipe.engine.body_parsing import parse_body
+from fetchpipe.engine.breaker import Breaker, counts_as_failure
+from fetchpipe.engine.cache.policy import Action
+from fetchpipe.engine.channel import Channel
+from fetchpipe.engine.item import Item, share_key
+from fetchpipe.engine.limits import HostOf, HostState
+from fetchpipe.engine.outcomes import NOT_SENT, Outcomes, Owner, RetryHook
+from fetchpipe.engine.retry import RetryBudget
+from fetchpipe.engine.transport import Transport
+
+RequestLike = Request | str
+Requests = Iterable[RequestLike] | AsyncIterable[RequestLike]
+
+DONE: Any = object()
+"""The last thing on a run's results channel: every result is delivered."""
+
+
+class _YieldOnce:
+    """``await asyncio.sleep(0)`` without the coroutine frame of ``sleep`` around it."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield  # a bare yield: the task gives the loop one turn
+
+
+_YIELD = _YieldOnce()
+
+
+class StreamRun(Outcomes):
+    """One ``stream()`` call: intake, workers and the results channel."""
+
+    def __init__(
+        self,
+        owner: Owner,
+        transport: Transport,
+        requests: Requests,
+        *,
+        headers: Mapping[str, str],
+        rng: random.Random,
+        on_retry: RetryHook | None,
+    ) -> None:
+        super().__init__(owner, rng=rng, on_retry=on_retry)
+        self.transport = transport
+        self.max_body_size = owner.limits.max_body_size
+        self.default_headers = {k.lower(): v for k, v in headers.items()}
+        self.inflight: dict[tuple[object, ...], Item] = {}
+        self.host_of = HostOf()
+        self.results: Channel[Any] = Channel(owner.limits.max_concurrency)
+        self.input_error: BaseException | None = None
+        self.crash: BaseException | None = None
+        self.equips = self.breaker is not None or self.policy.budget is not None
+        self.intake = asyncio.ensure_future(self._intake(requests))
+        self.workers = [
+            asyncio.ensure_future(self._worker()) for _ in range(owner.limits.max_concurrency)
+        ]
+        self.supervisor = asyncio.ensure_future(self._supervise())
+
+    async def stop(self) -> None:
+        tasks = [self.supervisor, self.intake, *self.workers]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _supervise(self) -> None:
+        try:
+            await asyncio.gather(self.intake, *self.workers)
+        except Exception as exc:  # a bug or a raising hook: stop, and say so to the caller
+            self.crash = exc
+        await self.results.put(DONE)
+
+    # --- intake -------------------------------------------------------------------------------
+
+    async def _intake(self, requests: Requests) -> None:
+        scheduler = self.scheduler
+        admit = self._admit
+        try:
+            if isinstance(requests, AsyncIterable):
+                async for request in requests:
+                    if scheduler.full:
+                        await scheduler.wait_for_space()
+                    if (answered := admit(request)) is not None:
+                        await self.results.put(answered)
+            else:
+                for request in requests:
+                    if scheduler.full:
+                        await scheduler.wait_for_space()
+                    if (answered := admit(request)) is not None:
+                        await self.results.put(answered)
+        except Exception as exc:
+            self.input_error = exc
+        finally:
+            scheduler.close_input()
+
+    def _admit(self, request: Any) -> Result | None:
+        """Queue ``request`` on its host; or its result, when it needs no fetch (it is not a
+        request, the cache answers it) and None when it waits on an identical one."""
+        now = self.loop.time()
+        if isinstance(request, str):
+            request = Request.of(request)
+        elif not isinstance(request, Request):
+            return _failed(
+                Request(url=repr(request)[:200]),
+                now,
+                f"expected a URL string or a fetchpipe.Request, got {type(request).__name__}",
+            )
+        host = self.host_of(request.url)
+        if host is None:
+            return _failed(request, now, f"{request.url[:200]!r} is not an http(s) URL with a host")
+        item = Item(request, now)
+        scheduler = self.scheduler
+        cached = self.cache is not None and request.method.upper() == "GET"
+        if cached:
+            answered = self._consult_cache(item)
+            if answered is not None:
+                return answered
+        if self.fails_fast:
+            state = scheduler.host(host)
+            if state is not None and state.breaker is not None and state.breaker.is_open(now):
+                self.owner.failed_fast += 1
+                message = NOT_SENT + self._down(state, state.breaker)
+                return self._give_up(item, None, ErrorKind.HOST_DOWN, message)
+        if cached:
+            shared = share_key(item)
+            if shared is not None and shared in self.inflight:
+                leader = self.inflight[shared]
+                if leader.followers is None:
+                    leader.followers = []
+                leader.followers.append(item)
+                scheduler.hold()
+                return None
+            if shared is not None:
+                self.inflight[shared] = item
+        state = scheduler.add(host, item)
+        if self.equips and state.breaker is None and state.budget is None:
+            self._equip(state)
+        return None
+
+    def _equip(self, host: HostState[Item]) -> None:
+        """Give a new host state its breaker and retry budget (from its first request on, so
+        that they hear every outcome)."""
+        if self.breaker is not None:
+            host.breaker = Breaker()
+        budget = self.policy.budget
+        if budget is not None:
+            host.budget = RetryBudget(budget, self.policy.budget_refill)
+
+    def _consult_cache(self, item: Item) -> Result | None:
+        """Answer from the cache when it can; otherwise prepare ``item`` to be sent."""
+        cache = self.cache
+        assert cache is not None
+        request = item.request
+        headers = self.default_headers
+        if request.headers:
+            headers = {**headers, **{k.lower(): v for k, v in request.headers.items()}}
+        key = cache.key(request.method.upper(), request.url, request.params, headers)
+        hit = cache.lookup(key, time.time())
+        if hit is not None and hit.action is Action.USE:
+            cache.used(hit, time.time())
+            return self._from_entry(item, hit.entry, Provenance.CACHE, None, hit.headers)
+        if cache.offline:
+            if hit is not None:
+                return self._from_entry(item, hit.entry, Provenance.STALE, "offline: stale entry")
+            timings = item.timings
+            timings.started = timings.done = item.timings.queued
+            return Result(
+                request,
+                None,
+                {},
+                None,
+                0,
+                ErrorKind.NOT_CACHED,
+                f"offline, and the cache has no entry for {key.url}",
+                timings,
+                Provenance.CACHE,
+            )
+        item.cache_key = key
+        item.hit = hit
+        if hit is not None and hit.conditional_headers:
+            item.send = dataclasses.replace(
+                request, headers={**(request.headers or {}), **hit.conditional_headers}
+            )
+        return None
+
+    # --- workers ------------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        scheduler = self.scheduler
+        put, offer = self.results.put, self.results.offer
+        while True:
+            taken = scheduler.take()  # most of the time there is one: no await for it
+            if taken is None and (taken := await scheduler.next()) is None:
+                break
+            host, item = taken
+            breaker = host.breaker
+            if breaker is not None:
+                item.number = breaker.started()
+            # Yield once so that the requests freed by one loop iteration's responses are sent
+            # together in the next one: the peer is woken once per batch, not once per request.
+            # Measured with `fetchpipe bench throughput`: kernel time per request falls by about
+            # a third on loopback, and fetchpipe goes from slower than the raw loop to faster.
+            await _YIELD
+            try:
+                result = await self._attempt(host, item)
+            finally:
+                if item.number:  # the attempt ended without an outcome (it raised)
+                    self._outcome(host, item, None)
+                # After any retry is queued: a host with a retry waiting is never forgotten.
+                scheduler.attempt_done(host)
+            if result is not None:
+                if item.cache_key is not None:
+                    shared = share_key(item)
+                    if shared is not None and self.inflight.get(shared) is item:
+                        del self.inflight[shared]
+                if not offer(result):
+                    await put(result)
+                scheduler.finished()
+                if item.followers:
+                    await self._share(result, item.followers)
+            if self.dropped:
+                await self._deliver_dropped()
+
+    async def _deliver_dropped(self) -> None:
+        """Deliver the results of the requests taken off a down host's queue."""
+        dropped = self.dropped
+        while dropped:
+            item, result = dropped.popleft()
+            if item.cache_key is not None:
+                shared = share_key(item)
+                if shared is not None and self.inflight.get(shared) is item:
+                    del self.inflight[shared]
+            await self.results.put(result)
+            self.scheduler.finished()
+            if item.followers:
+                await self._share(result, item.followers)
+
+    async def _share(self, result: Result, followers: list[Item]) -> None:
+        """Give identical requests that waited on this one their copy of its result."""
+        for follower in followers:
+            t = result.timings
+            timings = Timings(follower.timings.queued, t.started, t.first_byte, t.done)
+            await self.results.put(
+                dataclasses.replace(result, request=follower.request, timings=timings)
+            )
+            self.scheduler.finished()
+
+    async def _attempt(self, host: HostState[Item], item: Item) -> Result | None:
+        """Run one attempt; return the final result, or ``None`` when a retry was queued."""
+        loop = self.loop
+        timings = item.timings
+        request = item.request
+        now = loop.time()
+        if not timings.started:
+            timings.started = now
+            if self.timeouts.deadline is not None:
+                item.deadline = now + self.timeouts.deadline
+        total = self.timeouts.total
+        if item.deadline:
+            remaining = item.deadline - now
+            if remaining <= 0:
+                self._outcome(host, item, None)  # not sent
+                return self._deadline_failure(item, now, "before the next attempt could start")
+            if total is None or remaining < total:
+                total = remaining
+        item.attempt += 1
+        request_time = time.time() if self.cache is not None else 0.0
+        try:
+            response = await self.transport.send(
+                item.send, total_timeout=total, max_body_size=self.max_body_size
+            )
+        except TransportError as exc:
+            now = loop.time()
+            self._outcome(host, item, counts_as_failure(exc.kind, None))
+            if exc.kind is ErrorKind.TIMEOUT and item.deadline and now >= item.deadline - 0.001:
+                return self._deadline_failure(item, now, "during an attempt")
+            return self._after_failure(host, item, exc.kind, exc.message, None)
+        timings.first_byte = response.first_byte
+        status = response.status
+        if self.equips:
+            self._outcome(host, item, status >= 500 if status != 429 else None)
+        if status == 304 and item.hit is not None and self.cache is not None:
+            entry = self.cache.refreshed(
+                item.hit, response.headers, request_time=request_time, response_time=time.time()
+            )
+            return self._from_entry(item, entry, Provenance.REVALIDATED, None)
+        if status < 400:
+            try:
+                body = parse_body(response, request.expect, strict=True)
+            except ValueError as exc:
+                return self._final(item, response, None, ErrorKind.INVALID_JSON, str(exc))
+            if item.cache_key is not None and self.cache is not None:
+                self.cache.store(
+                    item.cache_key,
+                    "GET",
+                    status,
+                    response.headers,
+                    response.body,
+                    request_time=request_time,
+                    response_time=time.time(),
+                )
+            return self._final(item, response, body, None, None)
+        return self._after_failure(host, item, ErrorKind.HTTP_STATUS, f"HTTP {status}", response)
+
+
+def _failed(request: Request, now: float, message: str) -> Result:
+    """The result of a request that cannot be sent."""
+    timings = Timings(now, now, 0.0, now)
+    return Result(request, None, {}, None, 0, ErrorKind.INVALID_REQUEST, message, timings)
