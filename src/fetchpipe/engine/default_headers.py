@@ -1,7 +1,7 @@
 """Request headers both transports send: the defaults, kept apart from credential headers.
 
 ``Accept-Encoding`` names exactly the codings the bounded decoder decodes
-(:func:`~fetchpipe.engine.security.accept_encoding`: gzip, deflate, br, zstd), and a user's
+(:func:`~fetchpipe.engine.decoding.accept_encoding`: gzip, deflate, br, zstd), and a user's
 own ``Accept-Encoding`` replaces it (a coding we cannot decode is still refused on arrival).
 
 Credential headers are kept out of a client's defaults: a client adds its defaults to every
@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fetchpipe._exceptions import ConfigError
-from fetchpipe.engine.security import SecurityPolicy, accept_encoding, header_problem
+from fetchpipe.engine.decoding import accept_encoding
+from fetchpipe.engine.security import SecurityPolicy, header_problem
 
 USER_AGENT = "fetchpipe/0.1"
 

@@ -44,17 +44,15 @@ from fetchpipe._config import Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, TransportError
 from fetchpipe._models import ErrorKind, Request
 from fetchpipe._redact import with_public_urls
+from fetchpipe.engine.decoding import capped_body
 from fetchpipe.engine.default_headers import split_default_headers, with_defaults
 from fetchpipe.engine.security import (
     DEFAULT_POLICY,
     REDIRECT_DRAIN_LIMIT,
     REDIRECT_STATUSES,
-    BoundedDecoder,
     Hop,
     SecurityPolicy,
-    body_too_large,
     check_request_text,
-    content_encodings,
     first_hop,
     next_hop,
     time_left,
@@ -321,27 +319,11 @@ class ReqwestTransport:
     ) -> bytes:
         """The slow path: a body without Content-Length, over the cap, or encoded."""
         encodings = _headers(resp, "content-encoding")
-        codings = content_encodings(encodings, self._security.max_encodings) if encodings else ()
+        body = capped_body(encodings, length, max_body_size, self._security.max_encodings)
         reader = resp.body_reader
-        if not codings:
-            if length is not None and length <= max_body_size:
-                return (await resp.bytes()).to_bytes()
-            if length is not None:
-                raise body_too_large(max_body_size, f"Content-Length is {length}")
-            chunks: list[bytes] = []
-            size = 0
-            while (chunk := await reader.read_chunk()) is not None:
-                size += len(chunk)
-                if size > max_body_size:
-                    raise body_too_large(max_body_size, f"read {size} bytes so far")
-                chunks.append(chunk.to_bytes())
-            return b"".join(chunks)
-        decoder = BoundedDecoder(codings, max_body_size)
-        if length is not None:
-            decoder.check_length(length)
         while (chunk := await reader.read_chunk()) is not None:
-            decoder.feed(chunk.to_bytes())
-        return decoder.finish()
+            body.feed(chunk.to_bytes())
+        return body.finish()
 
 
 def _build(

@@ -8,7 +8,6 @@ engine) asks these functions what to do and enforces the answer.
 * :func:`next_hop`: redirects under our rules (credentials never cross origins, no downgrade
   to plain HTTP with credentials, only http(s) targets).
 * :func:`classify_address` / :func:`address_refusal`: the private-address guard.
-* :func:`content_encodings` / :class:`BoundedDecoder`: decoding capped while it runs.
 * :func:`verify_tls`: per-host TLS verification.
 
 No message made here contains a header value, a credential query parameter, a URL query or
@@ -28,9 +27,6 @@ from yarl import URL
 from fetchpipe._exceptions import ConfigError, TransportError
 from fetchpipe._models import ErrorKind, Request
 from fetchpipe._redact import CREDENTIAL_HEADERS, public_url
-from fetchpipe.engine import decompressors
-from fetchpipe.engine.decompressors import MAX_MEMBERS as MAX_MEMBERS  # re-exported
-from fetchpipe.engine.decompressors import STEP
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -137,7 +133,7 @@ def _header_name(name: str) -> str:
     cleaned = name.strip().lower()
     if find_control_char(cleaned) is not None or any(c in cleaned for c in ": "):
         raise ConfigError(
-            f"credential_headers entry '{_escape(name)}' is not a header name. "
+            f"credential_headers entry '{escaped(name)}' is not a header name. "
             "HINT: write the bare name, e.g. 'x-api-key'."
         )
     return cleaned
@@ -147,7 +143,7 @@ def _param_name(name: str) -> str:
     cleaned = name.strip().lower()
     if find_control_char(cleaned) is not None or any(c in cleaned for c in "=&?#"):
         raise ConfigError(
-            f"credential_params entry '{_escape(name)}' is not a query parameter name. "
+            f"credential_params entry '{escaped(name)}' is not a query parameter name. "
             "HINT: write the bare name, e.g. 'api_key'."
         )
     return cleaned
@@ -176,7 +172,7 @@ def find_control_char(text: str, *, allow_tab: bool = False) -> int | None:
     return None if match is None else match.start()
 
 
-def _escape(text: str) -> str:
+def escaped(text: str) -> str:
     """``text`` with control characters as ``\\xNN``, cut to a short prefix, for messages."""
     shown = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text[:_SHOWN])
     return shown + ("..." if len(text) > _SHOWN else "")
@@ -192,7 +188,7 @@ def url_path_prefix(url: str) -> str:
     slash = rest.find("/")
     path = rest[slash:] if slash >= 0 else ""
     path = re.split(r"[?#]", path, maxsplit=1)[0]
-    return _escape(path or "/")
+    return escaped(path or "/")
 
 
 def check_request_text(
@@ -218,11 +214,11 @@ def check_request_text(
         for name, value in params.items():
             name = str(name)
             if _has_control(name):
-                raise _refused(f"query parameter name '{_escape(name)}' has a control character")
+                raise _refused(f"query parameter name '{escaped(name)}' has a control character")
             if isinstance(value, str) and _has_control(value):
                 char = _char_name(value, find_control_char(value) or 0)
                 raise _refused(
-                    f"query parameter '{_escape(name)}' value has a control character ({char})"
+                    f"query parameter '{escaped(name)}' value has a control character ({char})"
                 )
     if headers:
         for name, value in headers.items():
@@ -239,9 +235,9 @@ def _has_control(text: str, *, allow_tab: bool = False) -> bool:
 def header_problem(name: str, value: str) -> str | None:
     """What is wrong with one header (never quoting the value), or ``None``."""
     if not isinstance(name, str) or not isinstance(value, str):
-        return f"header '{_escape(str(name))}' is not a string name with a string value"
+        return f"header '{escaped(str(name))}' is not a string name with a string value"
     if not name or ":" in name or " " in name or _has_control(name):
-        return f"header name '{_escape(name)}' is empty or has a control character, ':' or space"
+        return f"header name '{escaped(name)}' is empty or has a control character, ':' or space"
     if _has_control(value, allow_tab=True):
         char = _char_name(value, find_control_char(value, allow_tab=True) or 0)
         return f"header '{name}' value has a control character ({char})"
@@ -480,11 +476,11 @@ def blocked_message(host: str, addresses: list[tuple[str, str]]) -> str:
     """The refusal message: which host, which address(es), why, and how to allow it."""
     first = addresses[0][0]
     if len(addresses) == 1 and first == host:  # an IP literal in the URL
-        what = f"{_escape(host)} is a {addresses[0][1]}"
+        what = f"{escaped(host)} is a {addresses[0][1]}"
     else:
         shown = ", ".join(f"{ip}, a {reason}" for ip, reason in addresses[:3])
         more = f" (and {len(addresses) - 3} more)" if len(addresses) > 3 else ""
-        what = f"{_escape(host)} resolves to {shown}{more}"
+        what = f"{escaped(host)} resolves to {shown}{more}"
     return (
         f"{what}; refused (block_private). "
         f"HINT: add it to allow_addresses (e.g. SecurityPolicy(allow_addresses=('{first}',))) "
@@ -498,145 +494,6 @@ def blocked_message(host: str, addresses: list[tuple[str, str]]) -> str:
 def verify_tls(policy: SecurityPolicy, host: str | None) -> bool:
     """Whether to verify the TLS certificate of ``host``: always, but for ``insecure_hosts``."""
     return host is None or host.lower().rstrip(".") not in policy.insecure_hosts
-
-
-# --- content encodings ------------------------------------------------------------------------
-
-_ALIASES = {"x-gzip": "gzip"}
-
-
-def decodable_encodings() -> tuple[str, ...]:
-    """The codings :class:`BoundedDecoder` decodes here: gzip and deflate always, br and zstd
-    when their libraries are installed (they are dependencies of fetchpipe). The first call
-    imports those libraries."""
-    return decompressors.available()
-
-
-def accept_encoding() -> str:
-    """What both transports advertise in ``Accept-Encoding``: exactly what is decodable."""
-    return ", ".join(decodable_encodings())
-
-
-def content_encodings(
-    values: Iterable[str], max_encodings: int, decodable: Collection[str] | None = None
-) -> tuple[str, ...]:
-    """The codings applied to a body, in the order they were applied (``identity`` dropped).
-
-    ``values`` are all ``Content-Encoding`` header lines. More than ``max_encodings`` stacked
-    codings is refused: each layer multiplies what a small body can expand to. A coding we
-    cannot decode is refused too, rather than handing compressed bytes back as the body.
-    ``decodable`` defaults to :func:`decodable_encodings`: gzip (and x-gzip), deflate, br and
-    zstd, all with bounded decoding.
-    """
-    codings = [
-        _ALIASES.get(token, token)
-        for value in values
-        for token in (part.strip().lower() for part in value.split(","))
-        if token and token != "identity"
-    ]
-    if len(codings) > max_encodings:
-        raise TransportError(
-            ErrorKind.OTHER,
-            f"response has {len(codings)} stacked content encodings "
-            f"({_escape(', '.join(codings))}), over max_encodings={max_encodings}; refused "
-            "(a decompression bomb guard). HINT: raise SecurityPolicy.max_encodings if this "
-            "API really stacks encodings.",
-        )
-    known = decodable_encodings() if decodable is None else decodable
-    for coding in codings:
-        if coding not in known:
-            raise TransportError(ErrorKind.OTHER, _undecodable(coding, known))
-    return tuple(codings)
-
-
-def _undecodable(coding: str, known: Collection[str]) -> str:
-    install = decompressors.INSTALL.get(coding)
-    if install is not None:
-        return (
-            f"response body is encoded with '{coding}', which needs a library that is not "
-            f"installed here (decodable: {', '.join(known)}). HINT: {install}, or send "
-            "'Accept-Encoding: gzip' in the request headers."
-        )
-    return (
-        f"response body is encoded with '{_escape(coding)}', which fetchpipe cannot decode "
-        f"({', '.join(known)} only). HINT: send 'Accept-Encoding: gzip' or 'identity' in the "
-        "request headers."
-    )
-
-
-class BoundedDecoder:
-    """Decodes a body through ``codings`` while it arrives, never holding more than the cap.
-
-    Each coding is undone by a :mod:`~fetchpipe.engine.decompressors` decompressor whose every
-    call produces at most one step (64 KiB; up to about 96 KiB for br), and each piece goes
-    straight through the next layer and is counted against ``max_size`` before the next one is
-    made. So a few KB of gzip-of-gzip, br or zstd that would expand to 1 GB costs no more
-    memory than ``max_size`` (plus the decoders' windows: 32 KiB for zlib, at most 16 MiB for
-    br and 8 MiB for zstd): :class:`TransportError` (BODY_TOO_LARGE) comes as soon as the
-    decoded size passes it. :meth:`finish` checks that every layer ended cleanly: a cut-off
-    compressed stream is TRUNCATED even when the HTTP framing was complete (aiohttp's own
-    decoder accepts a cut-off gzip stream silently). Corrupt data is OTHER, naming the coding.
-    """
-
-    def __init__(self, codings: tuple[str, ...], max_size: int) -> None:
-        # Decoding undoes the last-applied coding first.
-        self._layers = [decompressors.create(coding) for coding in reversed(codings)]
-        self._codings = codings
-        self._max_size = max_size
-        # The encoded input may not be larger than the decoded cap (plus deflate's worst-case
-        # overhead): a body that expands to nothing must not stream forever either.
-        self._max_raw = max_size + max_size // 256 + STEP
-        self._raw = 0
-        self._size = 0
-        self._parts: list[bytes] = []
-
-    def check_length(self, length: int) -> None:
-        """Refuse at once an encoded body whose Content-Length is already over the bound."""
-        if length > self._max_raw:
-            raise self._too_large(f"the encoded body's Content-Length is {length}")
-
-    def feed(self, chunk: bytes) -> None:
-        """Decode one chunk of the encoded body."""
-        self._raw += len(chunk)
-        if self._raw > self._max_raw:
-            raise self._too_large(f"the encoded body alone is over {self._max_raw} bytes")
-        if chunk:
-            self._push(0, chunk)
-
-    def finish(self) -> bytes:
-        """The decoded body; TRUNCATED when a layer stopped mid-stream."""
-        if self._raw:
-            for layer in self._layers:
-                if not layer.done:
-                    raise TransportError(
-                        ErrorKind.TRUNCATED,
-                        f"the {layer.coding} stream of the response body ends early "
-                        f"(after {self._raw} encoded bytes): the body is incomplete.",
-                    )
-        return b"".join(self._parts)
-
-    def _push(self, index: int, data: bytes) -> None:
-        if index == len(self._layers):
-            self._size += len(data)
-            if self._size > self._max_size:
-                raise self._too_large(f"decoded {self._size} bytes so far")
-            self._parts.append(data)
-            return
-        for out in self._layers[index].decode(data):
-            self._push(index + 1, out)
-
-    def _too_large(self, detail: str) -> TransportError:
-        return body_too_large(
-            self._max_size, f"{detail}; Content-Encoding {', '.join(self._codings)}"
-        )
-
-
-def body_too_large(max_body_size: int, detail: str) -> TransportError:
-    return TransportError(
-        ErrorKind.BODY_TOO_LARGE,
-        f"response body is over max_body_size ({max_body_size} bytes; {detail}). "
-        "HINT: raise Limits.max_body_size if this API really sends bodies this large.",
-    )
 
 
 # Built last: validating a policy uses the helpers above.

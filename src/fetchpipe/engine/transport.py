@@ -37,19 +37,17 @@ from fetchpipe._config import Limits, Timeouts
 from fetchpipe._exceptions import TransportError
 from fetchpipe._models import ErrorKind, Request
 from fetchpipe._redact import with_public_urls
+from fetchpipe.engine.decoding import capped_body
 from fetchpipe.engine.default_headers import split_default_headers, with_defaults
 from fetchpipe.engine.security import (
     DEFAULT_POLICY,
     REDIRECT_DRAIN_LIMIT,
     REDIRECT_STATUSES,
-    BoundedDecoder,
     Hop,
     SecurityPolicy,
     address_refusal,
     blocked_message,
-    body_too_large,
     check_request_text,
-    content_encodings,
     first_hop,
     next_hop,
     too_many_redirects,
@@ -333,31 +331,17 @@ class AiohttpTransport:
     ) -> bytes:
         """The body, chunk by chunk (each one restarts the read timeout), within the cap;
         encoded bodies through the bounded decoder."""
-        length = resp.content_length
         encodings = resp.headers.getall("Content-Encoding", ())
-        codings = content_encodings(encodings, self._security.max_encodings) if encodings else ()
+        body = capped_body(
+            encodings, resp.content_length, max_body_size, self._security.max_encodings
+        )
         content = resp.content
-        if not codings:
-            if length is not None and length > max_body_size:
-                raise body_too_large(max_body_size, f"Content-Length is {length}")
-            chunks: list[bytes] = []
-            size = 0
-            while chunk := await content.readany():
-                watch.progress()
-                size += len(chunk)
-                if size > max_body_size:
-                    raise body_too_large(max_body_size, f"read {size} bytes so far")
-                chunks.append(chunk)
-                if content.at_eof():  # a small body comes whole: no second read to find the end
-                    break
-            return b"".join(chunks)
-        decoder = BoundedDecoder(codings, max_body_size)
-        if length is not None:
-            decoder.check_length(length)
         while chunk := await content.readany():
             watch.progress()
-            decoder.feed(chunk)
-        return decoder.finish()
+            body.feed(chunk)
+            if content.at_eof():  # a small body comes whole: no second read to find the end
+                break
+        return body.finish()
 
 
 async def _discard(resp: aiohttp.ClientResponse, watch: Watch, wait: float) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import hdrs, web
 
-from fetchpipe.engine.decompressors import brotli_module, zstd_module
+from fetchpipe.engine.decoding import brotli_module, zstd_module
 from fetchpipe.sim.loopback import abort_with_reset
 from fetchpipe.sim.params import JSON
 from fetchpipe.sim.params import BadParam as _BadParam
