@@ -408,7 +408,7 @@ async def test_an_invalid_url_is_an_invalid_request() -> None:
 
 async def test_block_private_is_refused_at_construction() -> None:
     only_on("fast", "the aiohttp transport applies block_private")
-    from fetchpipe.engine.reqwest_transport import ReqwestTransport
+    from fetchpipe.engine.transports.reqwest import ReqwestTransport
 
     with pytest.raises(ConfigError, match="block_private"):
         ReqwestTransport(
@@ -420,7 +420,7 @@ async def test_without_pyreqwest_construction_says_how_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     only_on("fast", "aiohttp is a dependency, always installed")
-    from fetchpipe.engine.reqwest_transport import ReqwestTransport
+    from fetchpipe.engine.transports.reqwest import ReqwestTransport
 
     monkeypatch.setitem(sys.modules, "pyreqwest.client", None)
     with pytest.raises(ConfigError, match=r"fetchpipe\[fast\]"):

@@ -22,7 +22,8 @@ from yarl import URL
 
 from fetchpipe import Limits, Request, Timeouts, TransportError
 from fetchpipe.engine.security import SecurityPolicy
-from fetchpipe.engine.transport import AiohttpTransport, RawResponse, Transport
+from fetchpipe.engine.transports.aiohttp import AiohttpTransport
+from fetchpipe.engine.transports.base import RawResponse, Transport
 
 MiB = 1024 * 1024
 
@@ -80,7 +81,7 @@ async def opened(security: SecurityPolicy | None = None, **options: Any) -> Asyn
     }
     transport: Transport
     if on_fast():
-        from fetchpipe.engine.reqwest_transport import ReqwestTransport
+        from fetchpipe.engine.transports.reqwest import ReqwestTransport
 
         transport = ReqwestTransport(**settings)
     else:

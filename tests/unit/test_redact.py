@@ -29,7 +29,8 @@ from fetchpipe._redact import (
 )
 from fetchpipe.cli.input import shown_url
 from fetchpipe.engine.cache.keys import cache_key
-from fetchpipe.engine.security import Hop, SecurityPolicy, carries_credentials, next_hop
+from fetchpipe.engine.security import SecurityPolicy
+from fetchpipe.engine.transports.redirects import Hop, carries_credentials, next_hop
 from fetchpipe.pipeline import Pipeline
 from fetchpipe.pipeline.errors import PipelineError, Problem
 

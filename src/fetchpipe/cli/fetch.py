@@ -328,7 +328,7 @@ def fetch(
     """
     from fetchpipe.cli.input import InputFile
     from fetchpipe.engine.security import SecurityPolicy
-    from fetchpipe.engine.transport import fast_transport_problem
+    from fetchpipe.engine.transports.factory import fast_transport_problem
 
     cache = _cache_for(cache_path, cache_ttls, stale_if_error, offline)
     settings = _settings(

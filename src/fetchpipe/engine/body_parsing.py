@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from fetchpipe.engine.transport import RawResponse
+from fetchpipe.engine.transports.base import RawResponse
 
 
 def parse_body(response: RawResponse, expect: str, *, strict: bool) -> Any:

@@ -26,7 +26,8 @@ from fetchpipe.engine.outcomes import RetryHook
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy
 from fetchpipe.engine.security import SecurityPolicy
 from fetchpipe.engine.stream_run import DONE, Requests, StreamRun
-from fetchpipe.engine.transport import AiohttpTransport, Transport
+from fetchpipe.engine.transports.base import Transport
+from fetchpipe.engine.transports.factory import open_transport
 
 T = TypeVar("T")
 
@@ -82,23 +83,13 @@ class Fetcher:
         if self.cache is not None:
             self.cache.open()
         if self._transport is None:
-            if self._transport_name == "fast":
-                # lazy: only the fast transport loads its module (and pyreqwest, an extra)
-                from fetchpipe.engine.reqwest_transport import ReqwestTransport
-
-                self._transport = ReqwestTransport(
-                    limits=self.limits,
-                    timeouts=self.timeouts,
-                    headers=self._headers,
-                    security=self.security,
-                )
-            else:
-                self._transport = AiohttpTransport(
-                    limits=self.limits,
-                    timeouts=self.timeouts,
-                    headers=self._headers,
-                    security=self.security,
-                )
+            self._transport = open_transport(
+                self._transport_name,
+                limits=self.limits,
+                timeouts=self.timeouts,
+                headers=self._headers,
+                security=self.security,
+            )
         return self
 
     async def __aexit__(

@@ -36,7 +36,7 @@ from fetchpipe.engine.retry import (
     parse_retry_after,
 )
 from fetchpipe.engine.scheduler import Scheduler
-from fetchpipe.engine.transport import RawResponse
+from fetchpipe.engine.transports.base import RawResponse
 
 REMEMBER_FAILURES = 60.0
 """Seconds an idle host's breaker and retry budget are kept after its last failure."""

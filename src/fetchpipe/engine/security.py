@@ -18,21 +18,18 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from yarl import URL
 
 from fetchpipe._exceptions import ConfigError, TransportError
-from fetchpipe._models import ErrorKind, Request
-from fetchpipe._redact import CREDENTIAL_HEADERS, public_url
+from fetchpipe._models import ErrorKind
+from fetchpipe._redact import CREDENTIAL_HEADERS
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-REDIRECT_DRAIN_LIMIT = 65536  # a redirect's body up to this size is read, to keep the connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,68 +250,7 @@ def _refused(problem: str) -> TransportError:
     )
 
 
-# --- redirects --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Hop:
-    """One request of a redirect chain. ``credentialed``: the original request carried
-    credentials (a credential header or query parameter, or user info in the URL)."""
-
-    method: str
-    url: URL
-    headers: Mapping[str, str] | None = None
-    params: Mapping[str, Any] | None = None
-    json: Any = None
-    body: bytes | str | None = None
-    credentialed: bool = False
-
-
-def first_hop(policy: SecurityPolicy, request: Request, headers: Mapping[str, str] | None) -> Hop:
-    """The original request as a redirect-chain hop (built only when a 3xx arrives);
-    ``headers`` are the ones sent (with the transport's credential defaults)."""
-    url = URL(request.url)
-    credentialed = carries_credentials(policy, url, headers, request.params)
-    return Hop(
-        request.method.upper(),
-        url,
-        headers,
-        request.params,
-        request.json,
-        request.body,
-        credentialed,
-    )
-
-
-def time_left(start: float, now: float, total: float | None) -> float | None:
-    """What is left of a request's total timeout across a redirect chain (None: no total);
-    a TIMEOUT error once none is."""
-    if total is None:
-        return None
-    left = total - (now - start)
-    if left <= 0:
-        raise TransportError(
-            ErrorKind.TIMEOUT, f"timed out following redirects (total timeout {total:g} s)"
-        )
-    return left
-
-
-def carries_credentials(
-    policy: SecurityPolicy,
-    url: URL,
-    headers: Mapping[str, str] | None,
-    params: Mapping[str, Any] | None,
-) -> bool:
-    """Whether a request sends secrets: credential headers or params, or URL user info."""
-    if url.user is not None or url.password is not None:
-        return True
-    names = policy.all_credential_headers
-    if headers and any(name.lower() in names for name in headers):
-        return True
-    wanted = policy.credential_params
-    if wanted and params and any(str(name).lower() in wanted for name in params):
-        return True
-    return bool(wanted) and any(name.lower() in wanted for name in url.query)
+# --- origins and credential parameters -------------------------------------------------------
 
 
 def origin(url: URL) -> tuple[str, str | None, int | None]:
@@ -323,90 +259,11 @@ def origin(url: URL) -> tuple[str, str | None, int | None]:
     return url.scheme, url.host, url.port
 
 
-def next_hop(policy: SecurityPolicy, hop: Hop, status: int, location: str) -> Hop:
-    """The request that follows ``hop`` after a ``status`` redirect to ``location``.
-
-    Raises ``TransportError(INVALID_REQUEST)`` when our rules forbid following it.
-    Method rules as browsers and ``requests``: 303 (but HEAD), and 301/302 after a POST,
-    become a GET without a body; otherwise method and body are kept (307/308 always).
-    On any change of scheme, host or port the credentials stay behind.
-    """
-    target = _redirect_target(hop, location)
-    if hop.url.scheme == "https" and target.scheme == "http" and hop.credentialed:
-        raise TransportError(
-            ErrorKind.INVALID_REQUEST,
-            f"redirect from {public_url(hop.url)} to plain HTTP ({public_url(target)}) refused: "
-            "the request carries credentials, which must not travel unencrypted. "
-            "HINT: use the https:// URL the API documents, or ask its owner to fix the redirect.",
-        )
-    method, headers, json, body = hop.method, hop.headers, hop.json, hop.body
-    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
-        method, json, body = "GET", None, None
-        headers = _without(headers, _CONTENT_HEADERS)
-    if origin(target) != origin(hop.url):
-        headers = _without(headers, policy.all_credential_headers | {"host"})
-        target = _without_params(target, policy.credential_params)
-    return Hop(method, target, headers, None, json, body, hop.credentialed)
-
-
-_CONTENT_HEADERS = frozenset({"content-type", "content-length", "transfer-encoding"})
-
-
-def _redirect_target(hop: Hop, location: str) -> URL:
-    """Resolve ``location`` against the current URL; refuse what is not a plain http(s) URL."""
-    here = public_url(hop.url)
-    if find_control_char(location) is not None:
-        raise TransportError(
-            ErrorKind.INVALID_REQUEST,
-            f"redirect from {here} refused: its Location has a control character.",
-        )
-    try:
-        target = hop.url.join(URL(location.strip()))
-    except (ValueError, TypeError):
-        target = None
-    if target is None or target.scheme not in ("http", "https") or not target.host:
-        scheme = location.split(":", 1)[0][:20] if ":" in location else ""
-        if target is None:
-            what = "something that is not a URL"
-        elif target.scheme in ("http", "https"):
-            what = "a URL without a host"
-        elif scheme.isalnum():
-            what = f"a {scheme.lower()!r} URL"
-        else:
-            what = "something that is not a URL"
-        raise TransportError(
-            ErrorKind.INVALID_REQUEST,
-            f"redirect from {here} to {what} refused: only http and https are followed. "
-            "HINT: fetch that location yourself if you really mean it.",
-        )
-    return target.with_fragment(None)
-
-
-def _without(headers: Mapping[str, str] | None, names: Collection[str]) -> dict[str, str] | None:
-    if not headers:
-        return None
-    return {k: v for k, v in headers.items() if k.lower() not in names}
-
-
-def _without_params(url: URL, names: frozenset[str]) -> URL:
+def without_params(url: URL, names: frozenset[str]) -> URL:
     if not names or not url.query_string:
         return url
     drop = [key for key in url.query if key.lower() in names]
     return url.without_query_params(*drop) if drop else url
-
-
-def too_many_redirects(policy: SecurityPolicy, chain: list[URL]) -> TransportError:
-    """The error for a chain longer than ``max_redirects``; lists the hops without queries.
-
-    Kind OTHER, not INVALID_REQUEST: the request was fine, the server loops or chains too far
-    (neither kind is retried).
-    """
-    hops = " -> ".join(public_url(url) for url in chain)
-    return TransportError(
-        ErrorKind.OTHER,
-        f"too many redirects: stopped after {policy.max_redirects} (max_redirects): {hops}. "
-        "HINT: request the final URL directly, or raise SecurityPolicy.max_redirects.",
-    )
 
 
 # --- private addresses (SSRF guard) ----------------------------------------------------------

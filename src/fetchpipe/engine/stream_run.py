@@ -26,7 +26,7 @@ from fetchpipe.engine.item import Item, share_key
 from fetchpipe.engine.limits import HostOf, HostState
 from fetchpipe.engine.outcomes import NOT_SENT, Outcomes, Owner, RetryHook
 from fetchpipe.engine.retry import RetryBudget
-from fetchpipe.engine.transport import Transport
+from fetchpipe.engine.transports.base import Transport
 
 RequestLike = Request | str
 Requests = Iterable[RequestLike] | AsyncIterable[RequestLike]

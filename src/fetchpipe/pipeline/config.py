@@ -36,7 +36,7 @@ from fetchpipe.engine.breaker import BreakerPolicy
 from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.retry import RetryPolicy
 from fetchpipe.engine.security import SecurityPolicy
-from fetchpipe.engine.transport import fast_transport_problem
+from fetchpipe.engine.transports.factory import fast_transport_problem
 from fetchpipe.pipeline.errors import (
     DataPath,
     PipelineError,

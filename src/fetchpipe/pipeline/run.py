@@ -54,7 +54,7 @@ from fetchpipe.destinations.pipelines.factory import destination_for
 from fetchpipe.destinations.pipelines.journal import EndedSource, JournalJob, PageEntry, RunRecord
 from fetchpipe.engine.fetcher import Fetcher
 from fetchpipe.engine.security import address_refusal
-from fetchpipe.engine.transport import Transport
+from fetchpipe.engine.transports.base import Transport
 from fetchpipe.pipeline.auth import Authenticator, authenticator_for
 from fetchpipe.pipeline.config import PipelineSpec
 from fetchpipe.pipeline.errors import did_you_mean

@@ -1,11 +1,12 @@
 """A second transport on pyreqwest (Rust reqwest/hyper), behind the same protocol.
 
 ``ReqwestTransport`` sends one request and returns a :class:`RawResponse`, like
-:class:`~fetchpipe.engine.transport.AiohttpTransport`, under the same rules of
-:mod:`fetchpipe.engine.security`: control characters are refused before sending, redirects
-are followed by :func:`next_hop` (reqwest's own redirect following is off), bodies are read
-in chunks under the cap and decoded by :class:`BoundedDecoder`, and credential headers are kept
-out of the client defaults so a redirect can drop them.
+:class:`~fetchpipe.engine.transports.aiohttp.AiohttpTransport`, through the same loop
+(:func:`~fetchpipe.engine.transports.redirects.exchange`): control characters are refused
+before sending, redirects are followed by its rules (reqwest's own redirect following is off),
+bodies are read in chunks under the cap and decoded by
+:func:`~fetchpipe.engine.decoding.capped_body`, and credential headers are kept out of the
+client defaults so a redirect can drop them.
 
 Decoding: the pyreqwest wheel has reqwest's gzip, deflate, br and zstd decoders compiled in, on
 by default (advertised as ``zstd,gzip,deflate,br``). They are switched off here, so that one
@@ -29,12 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import importlib
 import time
 from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -45,26 +45,20 @@ from fetchpipe._exceptions import ConfigError, TransportError
 from fetchpipe._models import ErrorKind, Request
 from fetchpipe._redact import with_public_urls
 from fetchpipe.engine.decoding import capped_body
-from fetchpipe.engine.default_headers import split_default_headers, with_defaults
-from fetchpipe.engine.security import (
-    DEFAULT_POLICY,
-    REDIRECT_DRAIN_LIMIT,
-    REDIRECT_STATUSES,
-    Hop,
-    SecurityPolicy,
-    check_request_text,
-    first_hop,
-    next_hop,
-    time_left,
-    too_many_redirects,
-    verify_tls,
+from fetchpipe.engine.security import verify_tls
+from fetchpipe.engine.transports.base import (
+    RawResponse,
+    TransportBase,
+    TransportSettings,
+    drain_redirect_body,
+    has_body,
 )
-from fetchpipe.engine.transport import RawResponse, drain_wait
+from fetchpipe.engine.transports.redirects import REDIRECT_STATUSES, Hop, exchange, time_left
 
 if TYPE_CHECKING:
     from pyreqwest.client import Client
     from pyreqwest.http import HeaderMap
-    from pyreqwest.request import RequestBuilder
+    from pyreqwest.request import RequestBuilder, StreamRequest
     from pyreqwest.response import Response
 
 INSTALL_HINT = "pip install 'fetchpipe[fast]'"
@@ -104,7 +98,12 @@ def _pyreqwest() -> Any:
         ) from None
 
 
-class ReqwestTransport:
+Clock = tuple[float, float | None]
+"""What a send keeps: the loop time it started at, and its own total timeout (None: the
+client's)."""
+
+
+class ReqwestTransport(TransportBase):
     """One pooled pyreqwest ``Client``: keep-alive, no cookie store, no proxies from env.
 
     Same arguments and rules as ``AiohttpTransport``, and HTTP/2 with HTTPS servers that offer
@@ -115,17 +114,9 @@ class ReqwestTransport:
     gets what is left of it.
     """
 
-    def __init__(
-        self,
-        *,
-        limits: Limits,
-        timeouts: Timeouts,
-        headers: Mapping[str, str] | None = None,
-        security: SecurityPolicy | None = None,
-        http2: bool = True,
-    ) -> None:
-        policy = security if security is not None else DEFAULT_POLICY
-        if policy.block_private:
+    def __init__(self, *, http2: bool = True, **settings: Unpack[TransportSettings]) -> None:
+        security = settings.get("security")
+        if security is not None and security.block_private:
             raise ConfigError(
                 "the fast (pyreqwest) transport cannot enforce block_private: pyreqwest offers "
                 "no hook to check the addresses a host name resolves to, so private addresses "
@@ -133,27 +124,15 @@ class ReqwestTransport:
                 "block_private, or switch block_private off for this run."
             )
         client_module = _pyreqwest()
-        self._security = policy
-        self._timeouts = timeouts
-        self._follow = policy.max_redirects > 0
-        self._drain_wait = drain_wait(timeouts)
-        defaults, self._credential_headers = split_default_headers(policy, headers or {})
+        super().__init__(**settings)
+        limits, timeouts, defaults = self._limits, self._timeouts, self.default_headers
         self._client: Client = _build(client_module, limits, timeouts, defaults, http2, True)
         # pyreqwest sets TLS verification per client: insecure hosts get a client of their own.
         self._insecure: Client | None = (
             _build(client_module, limits, timeouts, defaults, http2, False)
-            if policy.insecure_hosts
+            if self._security.insecure_hosts
             else None
         )
-
-    @property
-    def security(self) -> SecurityPolicy:
-        return self._security
-
-    @property
-    def insecure_hosts(self) -> frozenset[str]:
-        """Hosts whose TLS certificates are not verified, for the caller to warn about."""
-        return self._security.insecure_hosts
 
     async def close(self) -> None:
         await self._client.close()
@@ -164,46 +143,73 @@ class ReqwestTransport:
     async def send(
         self, request: Request, *, total_timeout: float | None, max_body_size: int
     ) -> RawResponse:
-        url = request.url
-        headers = request.headers
-        if headers or request.params or not url.isprintable():  # cheap on the hot path
-            check_request_text(url, headers, request.params)
-        if self._credential_headers:
-            headers = with_defaults(self._credential_headers, headers)
-        total = None  # the client's own total timeout (timeouts.total) applies
-        if total_timeout is not None and total_timeout != self._timeouts.total:
-            total = _delta(total_timeout)
-        loop = asyncio.get_running_loop()
-        start = loop.time()
+        clock = (asyncio.get_running_loop().time(), total_timeout)
+        return await exchange(self, clock, request, max_body_size)
+
+    # --- the wire of exchange() ---------------------------------------------------------------
+
+    def open(
+        self, context: Clock, message: Request | Hop, headers: Mapping[str, str] | None
+    ) -> StreamRequest:
+        method, url = message.method, message.url
+        target = url if isinstance(url, str) else str(url)
+        if headers or message.json is not None or message.body is not None or self._insecure:
+            builder = self._builder(method, target, headers, message.json, message.body)
+        else:  # the common case, a plain GET: nothing to add to the client's defaults
+            builder = self._client.request(method.upper(), target)
+        if message.params:
+            builder = builder.query(_query(message.params))
+        timeout = self._timeout(context, isinstance(message, Hop))
+        if timeout is not None:
+            builder = builder.timeout(timeout)
+        return builder.build_streamed()
+
+    def location(self, context: Clock, answer: Response) -> str | None:
+        return _header(answer, "location") if answer.status in REDIRECT_STATUSES else None
+
+    async def complete(
+        self, context: Clock, answer: Response, method: str, url: str, max_body_size: int
+    ) -> RawResponse:
+        first_byte = asyncio.get_running_loop().time()
+        status = answer.status
+        header_map = answer.headers
         try:
-            if headers or request.json is not None or request.body is not None or self._insecure:
-                builder = self._builder(request.method, url, headers, request.json, request.body)
-            else:  # the common case, a plain GET: nothing to add to the client's defaults
-                builder = self._client.request(request.method.upper(), url)
-            if request.params:
-                builder = builder.query(_query(request.params))
-            if total is not None:
-                builder = builder.timeout(total)
-            redirect: tuple[Hop, Hop] | None = None
-            try:
-                async with builder.build_streamed() as resp:
-                    status = resp.status
-                    location = _location(resp) if status in REDIRECT_STATUSES else None
-                    if location is None or not self._follow:
-                        return await self._complete(resp, request.method, url, max_body_size, loop)
-                    first = first_hop(self._security, request, headers)
-                    redirect = (first, next_hop(self._security, first, status, location))
-                    await _discard(resp, self._drain_wait)
-            except Exception:
-                if redirect is None:
-                    raise
-                # pyreqwest raises a redirect body's read error again when the response is
-                # left; that body was given up on: the connection is dropped, the chain goes on.
-            return await self._redirected(*redirect, start, total_timeout, max_body_size, loop)
-        except TransportError:
-            raise
-        except Exception as exc:
-            raise _translate(exc) from exc
+            length = _content_length(header_map.get("content-length"))
+            encoded = header_map.get("content-encoding") is not None
+            content_type = header_map.get("content-type") or ""
+        except ValueError:  # pyreqwest: "failed to convert header to a str"
+            raise _not_ascii(header_map) from None
+        if not has_body(method, status):
+            body = b""
+        elif length is not None and length <= max_body_size and not encoded:
+            body = (await answer.bytes()).to_bytes()
+        else:
+            body = await self._read_body(answer, length, max_body_size)
+        return RawResponse(status, LazyHeaders(header_map), body, content_type, first_byte, url)
+
+    async def discard(self, context: Clock, answer: Response) -> None:
+        # Within the wait (under the read timeout, whose error pyreqwest would raise again as
+        # the answer is released), and any error only drops the connection.
+        length = _header(answer, "content-length")
+        size = int(length) if length is not None and length.isdigit() else None
+        await drain_redirect_body(answer.bytes, size, self._drain_wait, (Exception,))
+
+    def translate(self, exc: Exception) -> TransportError:
+        return _translate(exc)
+
+    # ------------------------------------------------------------------------------------------
+
+    def _timeout(self, clock: Clock, redirected: bool) -> timedelta | None:
+        """The request's own total timeout overrides the client's; across a redirect chain
+        each hop gets what is left of it."""
+        start, total_timeout = clock
+        if not redirected:
+            if total_timeout is None or total_timeout == self._timeouts.total:
+                return None  # the client's own total timeout (timeouts.total) applies
+            return timedelta(seconds=total_timeout)
+        total = total_timeout if total_timeout is not None else self._timeouts.total
+        left = time_left(start, asyncio.get_running_loop().time(), total)
+        return None if left is None else timedelta(seconds=left)
 
     def _builder(
         self,
@@ -239,84 +245,7 @@ class ReqwestTransport:
             builder = builder.body_bytes(data)
         return builder
 
-    async def _redirected(
-        self,
-        first: Hop,
-        hop: Hop,
-        start: float,
-        total_timeout: float | None,
-        max_body_size: int,
-        loop: asyncio.AbstractEventLoop,
-    ) -> RawResponse:
-        """Follow a redirect chain from ``hop``: at most ``max_redirects`` hops, within the
-        request's total timeout, each hop's body released before the next one is sent."""
-        policy = self._security
-        chain = [first.url, hop.url]
-        total = total_timeout if total_timeout is not None else self._timeouts.total
-        for followed in range(1, policy.max_redirects + 1):
-            target = str(hop.url)
-            builder = self._builder(hop.method, target, hop.headers, hop.json, hop.body)
-            left = self._remaining(start, total, loop)
-            if left is not None:
-                builder = builder.timeout(left)
-            following = False
-            try:
-                async with builder.build_streamed() as resp:
-                    status = resp.status
-                    location = _location(resp) if status in REDIRECT_STATUSES else None
-                    if location is None:
-                        return await self._complete(resp, hop.method, target, max_body_size, loop)
-                    if followed == policy.max_redirects:
-                        break
-                    hop = next_hop(policy, hop, status, location)
-                    following = True
-                    await _discard(resp, self._drain_wait)
-            except Exception:
-                if not following:
-                    raise  # as in send(): a given-up redirect body only drops the connection
-            chain.append(hop.url)
-        raise too_many_redirects(policy, chain)
-
-    @staticmethod
-    def _remaining(
-        start: float, total: float | None, loop: asyncio.AbstractEventLoop
-    ) -> timedelta | None:
-        """The total timeout bounds the whole chain: each hop gets what is left of it."""
-        left = time_left(start, loop.time(), total)
-        return None if left is None else timedelta(seconds=left)
-
-    async def _complete(
-        self,
-        resp: Response,
-        method: str,
-        url: str,
-        max_body_size: int,
-        loop: asyncio.AbstractEventLoop,
-    ) -> RawResponse:
-        """Read the final response: no body for HEAD/1xx/204/304, otherwise a capped one."""
-        first_byte = loop.time()
-        status = resp.status
-        header_map = resp.headers
-        try:
-            length = _content_length(header_map.get("content-length"))
-            encoded = header_map.get("content-encoding") is not None
-            content_type = header_map.get("content-type") or ""
-        except ValueError:  # pyreqwest: "failed to convert header to a str"
-            raise _not_ascii(header_map) from None
-        if method.upper() == "HEAD" or status in (204, 304) or status < 200:
-            body = b""  # no body follows, whatever Content-Length says
-        elif length is not None and length <= max_body_size and not encoded:
-            body = (await resp.bytes()).to_bytes()
-        else:
-            body = await self._read_body(resp, length, max_body_size)
-        return RawResponse(status, LazyHeaders(header_map), body, content_type, first_byte, url)
-
-    async def _read_body(
-        self,
-        resp: Response,
-        length: int | None,
-        max_body_size: int,
-    ) -> bytes:
+    async def _read_body(self, resp: Response, length: int | None, max_body_size: int) -> bytes:
         """The slow path: a body without Content-Length, over the cap, or encoded."""
         encodings = _headers(resp, "content-encoding")
         body = capped_body(encodings, length, max_body_size, self._security.max_encodings)
@@ -360,10 +289,6 @@ def _build(
     return client
 
 
-def _delta(seconds: float | None) -> timedelta | None:
-    return None if seconds is None else timedelta(seconds=seconds)
-
-
 def _query(params: Mapping[str, str | int | float]) -> dict[str, str]:
     """Query values as yarl writes them (``str``), not as serde would format numbers."""
     return {
@@ -378,19 +303,6 @@ def _content_length(value: str | None) -> int | None:
         return int(value)
     except ValueError:
         return None
-
-
-async def _discard(resp: Response, wait: float) -> None:
-    """Read a small redirect body so the connection can be reused; a large or unannounced
-    one is left unread, and leaving the response then drops the connection. A body that does
-    not come within ``wait`` seconds (under the read timeout, whose error pyreqwest would
-    raise again when the response is left) is given up on the same way."""
-    length = _header(resp, "content-length")
-    if length is not None and length.isdigit() and int(length) <= REDIRECT_DRAIN_LIMIT:
-        # The redirect is known already: a failed read only means the connection is closed.
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(wait):
-                await resp.bytes()
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -429,10 +341,6 @@ def _headers(resp: Response, name: str) -> list[str]:
         return resp.headers.getall(name)
     except ValueError:
         raise TransportError(ErrorKind.OTHER, _NOT_ASCII.format(name=name)) from None
-
-
-def _location(resp: Response) -> str | None:
-    return _header(resp, "location")
 
 
 class LazyHeaders(Mapping[str, str]):

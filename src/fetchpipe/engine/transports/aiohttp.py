@@ -1,12 +1,11 @@
-"""The transport: sends one request and returns status, headers and a size-capped body.
+"""The default transport, on aiohttp: one pooled ``ClientSession``.
 
-Everything above it (limits, retries, Retry-After) only sees :class:`Transport`; aiohttp's
-errors are translated here, at the edge, into ``TransportError`` with an ``ErrorKind``.
-
-The rules of :mod:`fetchpipe.engine.security` are enforced here: control characters are
-refused before sending, redirects are followed by our rules rather than aiohttp's, bodies are
-decoded by a bounded decoder, and a guarded resolver keeps private addresses out. Each check
-costs nothing unless its policy is on or its case (a 3xx, an encoded body) arrives.
+It sends through :func:`~fetchpipe.engine.transports.redirects.exchange` (the redirect loop
+both transports share, aiohttp's own following off) and reads bodies through
+:func:`~fetchpipe.engine.decoding.capped_body` (aiohttp's own decompression off); aiohttp's
+errors are translated here, at the edge, into ``TransportError`` with an ``ErrorKind``. A
+guarded resolver keeps private addresses out when ``block_private`` is on. Each check costs
+nothing unless its policy is on or its case (a 3xx, an encoded body) arrives.
 
 aiohttp keeps only the connect timeout; the total and read timeouts are kept by
 :mod:`fetchpipe.engine.watchdog` (one timer for all attempts instead of aiohttp's per-request
@@ -16,13 +15,11 @@ timers, a sixth of the CPU of a small request).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib.util
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Unpack
 
 import aiohttp
 import orjson
@@ -33,58 +30,26 @@ from aiohttp.resolver import DefaultResolver
 from aiohttp.tracing import Trace
 from yarl import URL
 
-from fetchpipe._config import Limits, Timeouts
+from fetchpipe._config import Timeouts
 from fetchpipe._exceptions import TransportError
 from fetchpipe._models import ErrorKind, Request
 from fetchpipe._redact import with_public_urls
 from fetchpipe.engine.decoding import capped_body
-from fetchpipe.engine.default_headers import split_default_headers, with_defaults
 from fetchpipe.engine.security import (
-    DEFAULT_POLICY,
-    REDIRECT_DRAIN_LIMIT,
-    REDIRECT_STATUSES,
-    Hop,
     SecurityPolicy,
     address_refusal,
     blocked_message,
-    check_request_text,
-    first_hop,
-    next_hop,
-    too_many_redirects,
     verify_tls,
 )
+from fetchpipe.engine.transports.base import (
+    RawResponse,
+    TransportBase,
+    TransportSettings,
+    drain_redirect_body,
+    has_body,
+)
+from fetchpipe.engine.transports.redirects import REDIRECT_STATUSES, Hop, exchange
 from fetchpipe.engine.watchdog import Watch, Watchdog
-
-DRAIN_WAIT = 1.0  # seconds a redirect's small body may take to arrive before it is dropped
-
-
-def drain_wait(timeouts: Timeouts) -> float:
-    """How long a redirect's body is waited for: under the read timeout, so that giving up on
-    it is not a timeout of the request."""
-    return min(DRAIN_WAIT, timeouts.read / 2) if timeouts.read else DRAIN_WAIT
-
-
-@dataclass(slots=True)
-class RawResponse:
-    """One complete response. ``url`` is the final URL, after redirects (resolve relative
-    links against it); ``""`` when whoever built the response did not say."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    content_type: str
-    first_byte: float
-    url: str = ""
-
-
-class Transport(Protocol):
-    """Sends one request. Raises ``TransportError`` for anything but a complete response."""
-
-    async def send(
-        self, request: Request, *, total_timeout: float | None, max_body_size: int
-    ) -> RawResponse: ...
-
-    async def close(self) -> None: ...
 
 
 def _json_dumps(value: Any) -> str:
@@ -161,7 +126,7 @@ class _WatchedConnector(aiohttp.TCPConnector):
             watch.progress()
 
 
-class AiohttpTransport:
+class AiohttpTransport(TransportBase):
     """One pooled ``ClientSession``: keep-alive, DNS cache, no cookie jar, no proxies from env.
 
     ``security`` (default: ``SecurityPolicy()``) sets redirects, the private-address guard,
@@ -170,37 +135,26 @@ class AiohttpTransport:
     not to another origin after a redirect.
     """
 
-    def __init__(
-        self,
-        *,
-        limits: Limits,
-        timeouts: Timeouts,
-        headers: Mapping[str, str] | None = None,
-        security: SecurityPolicy | None = None,
-    ) -> None:
-        policy = security if security is not None else DEFAULT_POLICY
-        self._security = policy
-        self._timeouts = timeouts
-        self._timeout = _client_timeout(timeouts)
+    def __init__(self, **settings: Unpack[TransportSettings]) -> None:
+        super().__init__(**settings)
+        timeouts = self._timeouts
+        policy = self._security
         self._watchdog = Watchdog(read=timeouts.read)
-        self._drain_wait = drain_wait(timeouts)
         self._loop = asyncio.get_running_loop()
         self._guard = policy.block_private
         self._per_host = policy.block_private or bool(policy.insecure_hosts)
-        self._follow = policy.max_redirects > 0
-        defaults, self._credential_headers = split_default_headers(policy, headers or {})
         self._resolver = GuardedResolver(policy) if policy.block_private else None
         connector = _WatchedConnector(
             self._watchdog,
-            limit=limits.max_concurrency,
+            limit=self._limits.max_concurrency,
             limit_per_host=0,
             ttl_dns_cache=300,
             resolver=self._resolver,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=self._timeout,
-            headers=defaults,
+            timeout=_client_timeout(timeouts),
+            headers=self.default_headers,
             cookie_jar=aiohttp.DummyCookieJar(),
             json_serialize=_json_dumps,
             trust_env=False,
@@ -208,15 +162,6 @@ class AiohttpTransport:
             # (aiohttp accepts a cut-off gzip body) and decodes stacked encodings within a cap.
             auto_decompress=False,
         )
-
-    @property
-    def security(self) -> SecurityPolicy:
-        return self._security
-
-    @property
-    def insecure_hosts(self) -> frozenset[str]:
-        """Hosts whose TLS certificates are not verified, for the caller to warn about."""
-        return self._security.insecure_hosts
 
     async def close(self) -> None:
         self._watchdog.close()
@@ -227,42 +172,63 @@ class AiohttpTransport:
     async def send(
         self, request: Request, *, total_timeout: float | None, max_body_size: int
     ) -> RawResponse:
-        url = request.url
-        headers = request.headers
-        if headers or request.params or not url.isprintable():  # cheap on the hot path
-            check_request_text(url, headers, request.params)
-        if self._credential_headers:
-            headers = with_defaults(self._credential_headers, headers)
-        target: str | URL = url
-        ssl = True
         total = self._timeouts.total if total_timeout is None else total_timeout
-        try:
-            with self._watchdog.watch(total) as watch:
-                if self._per_host:
-                    target, ssl = self._route(URL(url))
-                async with self._session.request(
-                    request.method,
-                    target,
-                    headers=headers,
-                    params=request.params,
-                    json=request.json,
-                    data=request.body,
-                    allow_redirects=False,
-                    ssl=ssl,
-                ) as resp:
-                    watch.progress()
-                    status = resp.status
-                    location = resp.headers.get("Location") if status in REDIRECT_STATUSES else None
-                    if location is None or not self._follow:
-                        return await self._complete(resp, request.method, url, max_body_size, watch)
-                    first = first_hop(self._security, request, headers)
-                    hop = next_hop(self._security, first, status, location)
-                    await _discard(resp, watch, self._drain_wait)
-                return await self._redirected(first, hop, max_body_size, watch)
-        except TransportError:
-            raise
-        except Exception as exc:
-            raise _translate(exc) from exc
+        with self._watchdog.watch(total) as watch:
+            return await exchange(self, watch, request, max_body_size)
+
+    # --- the wire of exchange() ---------------------------------------------------------------
+
+    def open(
+        self, context: Watch, message: Request | Hop, headers: Mapping[str, str] | None
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        url = message.url
+        ssl = True
+        if self._per_host:
+            url, ssl = self._route(url if isinstance(url, URL) else URL(url))
+        return self._session.request(
+            message.method,
+            url,
+            headers=headers,
+            params=message.params,
+            json=message.json,
+            data=message.body,
+            allow_redirects=False,
+            ssl=ssl,
+        )
+
+    def location(self, context: Watch, answer: aiohttp.ClientResponse) -> str | None:
+        context.progress()
+        return answer.headers.get("Location") if answer.status in REDIRECT_STATUSES else None
+
+    async def complete(
+        self,
+        context: Watch,
+        answer: aiohttp.ClientResponse,
+        method: str,
+        url: str,
+        max_body_size: int,
+    ) -> RawResponse:
+        first_byte = self._loop.time()
+        headers = answer.headers
+        status = answer.status
+        body = b""
+        if has_body(method, status):
+            body = await self._read_body(answer, max_body_size, context)
+        return RawResponse(status, headers, body, headers.get("Content-Type", ""), first_byte, url)
+
+    async def discard(self, context: Watch, answer: aiohttp.ClientResponse) -> None:
+        async def read() -> None:
+            while await answer.content.readany():
+                context.progress()
+
+        await drain_redirect_body(
+            read, answer.content_length, self._drain_wait, (aiohttp.ClientError,)
+        )
+
+    def translate(self, exc: Exception) -> TransportError:
+        return _translate(exc)
+
+    # ------------------------------------------------------------------------------------------
 
     def _route(self, url: URL) -> tuple[URL, bool]:
         """Check an IP-literal host against the guard (aiohttp does not resolve literals, so
@@ -275,56 +241,6 @@ class AiohttpTransport:
                     ErrorKind.INVALID_REQUEST, blocked_message(host, [(host, reason)])
                 )
         return url, verify_tls(self._security, host)
-
-    async def _redirected(
-        self, first: Hop, hop: Hop, max_body_size: int, watch: Watch
-    ) -> RawResponse:
-        """Follow a redirect chain from ``hop``: at most ``max_redirects`` hops, within the
-        attempt's total timeout, each hop's body released before the next one is sent."""
-        policy = self._security
-        chain = [first.url, hop.url]
-        for followed in range(1, policy.max_redirects + 1):
-            target, ssl = self._route(hop.url)
-            async with self._session.request(
-                hop.method,
-                target,
-                headers=hop.headers,
-                json=hop.json,
-                data=hop.body,
-                allow_redirects=False,
-                ssl=ssl,
-            ) as resp:
-                watch.progress()
-                status = resp.status
-                location = resp.headers.get("Location") if status in REDIRECT_STATUSES else None
-                if location is None:
-                    return await self._complete(
-                        resp, hop.method, str(hop.url), max_body_size, watch
-                    )
-                if followed == policy.max_redirects:
-                    break
-                hop = next_hop(policy, hop, status, location)
-                await _discard(resp, watch, self._drain_wait)
-            chain.append(hop.url)
-        raise too_many_redirects(policy, chain)
-
-    async def _complete(
-        self,
-        resp: aiohttp.ClientResponse,
-        method: str,
-        url: str,
-        max_body_size: int,
-        watch: Watch,
-    ) -> RawResponse:
-        """Read the final response: no body for HEAD/1xx/204/304, otherwise a capped one."""
-        first_byte = self._loop.time()
-        headers = resp.headers
-        status = resp.status
-        if method == "HEAD" or status in (204, 304) or status < 200:
-            body = b""  # no body follows, whatever Content-Length says
-        else:
-            body = await self._read_body(resp, max_body_size, watch)
-        return RawResponse(status, headers, body, headers.get("Content-Type", ""), first_byte, url)
 
     async def _read_body(
         self, resp: aiohttp.ClientResponse, max_body_size: int, watch: Watch
@@ -342,19 +258,6 @@ class AiohttpTransport:
             if content.at_eof():  # a small body comes whole: no second read to find the end
                 break
         return body.finish()
-
-
-async def _discard(resp: aiohttp.ClientResponse, watch: Watch, wait: float) -> None:
-    """Read a small redirect body so the connection can be reused; a large or unannounced
-    one is left unread, and releasing the response then closes the connection. A body that
-    does not come within ``wait`` seconds is given up on the same way."""
-    length = resp.content_length
-    if length is not None and length <= REDIRECT_DRAIN_LIMIT:
-        # The redirect is known already: a failed read only means the connection is closed.
-        with contextlib.suppress(TimeoutError, aiohttp.ClientError):
-            async with asyncio.timeout(wait):
-                while await resp.content.readany():
-                    watch.progress()
 
 
 def _reset_cause(exc: BaseException) -> bool:
@@ -403,16 +306,3 @@ def _translate(exc: Exception) -> TransportError:
     else:
         kind = ErrorKind.OTHER
     return TransportError(kind, text)
-
-
-def fast_transport_problem(security: SecurityPolicy | None) -> str | None:
-    """Why the fast (pyreqwest) transport cannot run with these settings, or None: checked
-    before anything is sent."""
-    if importlib.util.find_spec("pyreqwest") is None:
-        return "the fast transport needs pyreqwest. HINT: pip install 'fetchpipe[fast]'"
-    if security is not None and security.block_private:
-        return (
-            "the fast transport cannot apply block_private (pyreqwest has no hook to check the "
-            "addresses a host resolves to). HINT: use the aiohttp transport with block_private"
-        )
-    return None

@@ -1,0 +1,126 @@
+"""What the engine sees of a transport, and what both transports share.
+
+:class:`Transport` is the protocol (send one request, get a :class:`RawResponse`);
+:class:`TransportBase` keeps the settings both transports start from (the security policy,
+the client's default headers apart from the credential ones); the helpers say which responses
+have a body and how a redirect's small body is read so that its connection can be reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol, Required, TypedDict
+
+from fetchpipe._config import Limits, Timeouts
+from fetchpipe._models import Request
+from fetchpipe.engine.security import DEFAULT_POLICY, SecurityPolicy
+from fetchpipe.engine.transports.default_headers import split_default_headers
+
+DRAIN_WAIT = 1.0  # seconds a redirect's small body may take to arrive before it is dropped
+REDIRECT_DRAIN_LIMIT = 65536  # a redirect's body up to this size is read, to keep the connection
+
+
+@dataclass(slots=True)
+class RawResponse:
+    """One complete response. ``url`` is the final URL, after redirects (resolve relative
+    links against it); ``""`` when whoever built the response did not say."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    content_type: str
+    first_byte: float
+    url: str = ""
+
+
+class Transport(Protocol):
+    """Sends one request. Raises ``TransportError`` for anything but a complete response."""
+
+    async def send(
+        self, request: Request, *, total_timeout: float | None, max_body_size: int
+    ) -> RawResponse: ...
+
+    async def close(self) -> None: ...
+
+
+class TransportSettings(TypedDict, total=False):
+    """The keyword arguments every transport takes (one may take more of its own)."""
+
+    limits: Required[Limits]
+    timeouts: Required[Timeouts]
+    headers: Mapping[str, str] | None
+    security: SecurityPolicy | None
+
+
+class TransportBase:
+    """The settings both transports start from (see :class:`TransportSettings`).
+
+    ``security`` (default: ``SecurityPolicy()``) sets redirects, the private-address guard,
+    TLS exceptions, stacked encodings and which headers and params are credentials.
+    Credential headers among ``headers`` are kept apart from the client's defaults
+    (``default_headers``): they are sent with every request but, unlike the others, not to
+    another origin after a redirect.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: Limits,
+        timeouts: Timeouts,
+        headers: Mapping[str, str] | None = None,
+        security: SecurityPolicy | None = None,
+    ) -> None:
+        policy = security if security is not None else DEFAULT_POLICY
+        self._security = policy
+        self._limits = limits
+        self._timeouts = timeouts
+        self._drain_wait = drain_wait(timeouts)
+        self.default_headers, self._credential_headers = split_default_headers(
+            policy, headers or {}
+        )
+
+    @property
+    def security(self) -> SecurityPolicy:
+        return self._security
+
+    @property
+    def credential_headers(self) -> Mapping[str, str]:
+        """Added to each request, not to the client's defaults (see ``default_headers``)."""
+        return self._credential_headers
+
+    @property
+    def insecure_hosts(self) -> frozenset[str]:
+        """Hosts whose TLS certificates are not verified, for the caller to warn about."""
+        return self._security.insecure_hosts
+
+
+def drain_wait(timeouts: Timeouts) -> float:
+    """How long a redirect's body is waited for: under the read timeout, so that giving up on
+    it is not a timeout of the request."""
+    return min(DRAIN_WAIT, timeouts.read / 2) if timeouts.read else DRAIN_WAIT
+
+
+def has_body(method: str, status: int) -> bool:
+    """Whether a response body follows: not for HEAD, 1xx, 204 or 304, whatever
+    Content-Length says."""
+    return status >= 200 and status not in (204, 304) and method.upper() != "HEAD"
+
+
+async def drain_redirect_body(
+    read: Callable[[], Awaitable[object]],
+    length: int | None,
+    wait: float,
+    errors: tuple[type[BaseException], ...],
+) -> None:
+    """Read a small redirect body (``length`` at most ``REDIRECT_DRAIN_LIMIT``) so that the
+    connection can be reused; a large or unannounced one is left unread, and leaving the
+    response then drops the connection. A body that does not come within ``wait`` seconds is
+    given up on the same way. The redirect is known already: ``errors`` of ``read`` only mean
+    that the connection is closed."""
+    if length is not None and length <= REDIRECT_DRAIN_LIMIT:
+        with contextlib.suppress(TimeoutError, *errors):
+            async with asyncio.timeout(wait):
+                await read()
