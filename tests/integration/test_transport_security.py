@@ -31,7 +31,7 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from fetchpipe import ConfigError, ErrorKind, Fetcher, Request
-from fetchpipe.engine.security import SecurityPolicy
+from fetchpipe.engine.security import SecurityPolicy, host_refusal, system_addresses
 from tests.integration.transports import (
     both_transports,
     failure,
@@ -513,6 +513,27 @@ async def test_the_guard_covers_redirects(near: tuple[TestServer, Seen]) -> None
     assert error.kind is ErrorKind.INVALID_REQUEST
     assert error.message.startswith("127.0.0.2 is a loopback address; refused (block_private)")
     assert [s["path"] for s in seen] == ["/to"]
+
+
+@pytest.mark.skipif(not _localhost_is_loopback_v4(), reason="localhost is not 127.0.0.1 here")
+async def test_a_host_is_checked_ahead_of_a_fetch_in_the_transport_s_words(
+    near: tuple[TestServer, Seen],
+) -> None:
+    only_on("aiohttp", BLOCK_PRIVATE)
+    server, seen = near
+    assert "127.0.0.1" in await system_addresses("localhost")
+    reason = await host_refusal(GUARD, "localhost")
+    async with opened(GUARD) as transport:
+        error = await failure(transport, server.make_url("/echo").with_host("localhost"))
+    assert seen == []
+    assert reason is not None
+    # The system resolver may add ::1 where the transport's leaves it out (no IPv6 configured):
+    # the same addresses are said in the same words.
+    said = "localhost resolves to 127.0.0.1, a loopback address"
+    assert reason.startswith(said) and error.message.startswith(said)
+    assert reason.partition("; refused")[1:] == error.message.partition("; refused")[1:]
+    allowed = SecurityPolicy(block_private=True, allow_addresses=("127.0.0.0/8", "::1"))
+    assert await host_refusal(allowed, "localhost") is None
 
 
 @pytest.mark.skipif(not _localhost_is_loopback_v4(), reason="localhost is not 127.0.0.1 here")

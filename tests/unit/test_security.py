@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from fetchpipe import ConfigError, ErrorKind, TransportError
 from fetchpipe._redact import CREDENTIAL_HEADERS
 from fetchpipe.engine.security import (
+    BlockedAddressError,
     SecurityPolicy,
     address_refusal,
     blocked_message,
     check_request_text,
     classify_address,
     find_control_char,
+    guarded_resolve,
+    host_refusal,
     url_path_prefix,
     verify_tls,
 )
@@ -211,6 +216,109 @@ def test_blocked_message_says_why_and_how_to_allow() -> None:
     assert literal.startswith("127.0.0.1 is a loopback address; refused (block_private)")
     many = blocked_message("h", [(f"10.0.0.{i}", "private address") for i in range(5)])
     assert "(and 2 more)" in many
+
+
+# --- a host's resolved addresses under the guard ---------------------------------------------
+
+GUARD = SecurityPolicy(block_private=True)
+
+
+class Resolver:
+    """Answers from a table, and keeps the names it was asked for."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+        self.asked: list[str] = []
+
+    async def __call__(self, host: str) -> list[str]:
+        self.asked.append(host)
+        if host not in self.table:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return self.table[host]
+
+
+async def test_a_host_resolving_to_a_private_address_is_refused_in_the_guard_s_words() -> None:
+    resolve = Resolver({"metadata.internal": ["169.254.169.254"]})
+    reason = await host_refusal(GUARD, "metadata.internal", resolve=resolve)
+    assert reason == blocked_message(
+        "metadata.internal", [("169.254.169.254", "link-local address (cloud metadata)")]
+    )
+    assert reason.startswith(
+        "metadata.internal resolves to 169.254.169.254, a link-local address (cloud metadata); "
+        "refused (block_private). HINT: add it to allow_addresses"
+    )
+    assert resolve.asked == ["metadata.internal"]
+
+
+async def test_a_host_with_public_or_allowed_addresses_is_not_refused() -> None:
+    resolve = Resolver({"api.example": ["93.184.215.14"], "dev.internal": ["10.1.2.3"]})
+    assert await host_refusal(GUARD, "api.example", resolve=resolve) is None
+    allowed = SecurityPolicy(block_private=True, allow_addresses=("10.0.0.0/8",))
+    assert await host_refusal(allowed, "dev.internal", resolve=resolve) is None
+    refused = await host_refusal(GUARD, "dev.internal", resolve=resolve)
+    assert refused == blocked_message("dev.internal", [("10.1.2.3", "private address")])
+
+
+async def test_a_mixed_answer_is_refused_only_when_every_address_must_pass() -> None:
+    resolve = Resolver({"mixed.example": ["93.184.215.14", "127.0.0.1", "10.0.0.1"]})
+    assert await host_refusal(GUARD, "mixed.example", resolve=resolve) is None
+    reason = await host_refusal(GUARD, "mixed.example", resolve=resolve, every_address=True)
+    assert reason == blocked_message(
+        "mixed.example", [("127.0.0.1", "loopback address"), ("10.0.0.1", "private address")]
+    )
+
+
+async def test_an_ip_literal_is_its_own_address_and_is_not_resolved() -> None:
+    resolve = Resolver({})
+    reason = await host_refusal(GUARD, "127.0.0.1", resolve=resolve)
+    assert reason is not None
+    assert reason.startswith("127.0.0.1 is a loopback address; refused (block_private).")
+    v6 = await host_refusal(GUARD, "[::1]", resolve=resolve)
+    assert v6 is not None and v6.startswith("::1 is a loopback address; refused")
+    assert await host_refusal(GUARD, "8.8.8.8", resolve=resolve) is None
+    assert resolve.asked == []
+
+
+async def test_without_block_private_nothing_is_resolved_or_refused() -> None:
+    resolve = Resolver({"localhost": ["127.0.0.1"]})
+    assert await host_refusal(SecurityPolicy(), "localhost", resolve=resolve) is None
+    assert resolve.asked == []
+    forced = dataclasses.replace(SecurityPolicy(), block_private=True)
+    assert await host_refusal(forced, "localhost", resolve=resolve) is not None
+
+
+async def test_a_host_that_does_not_resolve_raises_the_resolver_s_error() -> None:
+    with pytest.raises(socket.gaierror):
+        await host_refusal(GUARD, "nowhere.invalid", resolve=Resolver({}))
+
+
+async def test_guarded_resolve_keeps_the_allowed_answers_of_any_shape() -> None:
+    answers: list[dict[str, object]] = [
+        {"host": "127.0.0.1", "port": 80},
+        {"host": "93.184.215.14", "port": 80},
+    ]
+
+    def resolving(
+        found: list[dict[str, object]],
+    ) -> Callable[[str], Awaitable[list[dict[str, object]]]]:
+        async def resolve(host: str) -> list[dict[str, object]]:
+            return found
+
+        return resolve
+
+    def address(answer: dict[str, object]) -> str:
+        return str(answer["host"])
+
+    assert await guarded_resolve(GUARD, "mixed.example", resolving(answers), address) == [
+        answers[1]
+    ]
+    with pytest.raises(BlockedAddressError, match=r"^mixed\.example resolves to 127\.0\.0\.1, a "):
+        await guarded_resolve(
+            GUARD, "mixed.example", resolving(answers), address, every_address=True
+        )
+    with pytest.raises(BlockedAddressError, match=r"^local\.example resolves to 127\.0\.0\.1, a "):
+        await guarded_resolve(GUARD, "local.example", resolving(answers[:1]), address)
+    assert await guarded_resolve(GUARD, "gone.example", resolving([]), address) == []
 
 
 # --- TLS --------------------------------------------------------------------------------------

@@ -1,13 +1,15 @@
-"""Security rules of the transport as pure values and functions ("nothing lost, nothing leaked").
+"""Security rules of the transports as values and functions ("nothing lost, nothing leaked").
 
-Everything here is testable without a network: the transport (the only aiohttp code of the
-engine) asks these functions what to do and enforces the answer.
+Everything here is testable without a network: the transports ask these functions what to do
+and enforce the answer (the redirect rules are :mod:`~fetchpipe.engine.transports.redirects`').
 
 * :class:`SecurityPolicy`: the settings, validated up front.
 * :func:`check_request_text`: no control characters in a URL, query parameter or header.
-* :func:`next_hop`: redirects under our rules (credentials never cross origins, no downgrade
-  to plain HTTP with credentials, only http(s) targets).
-* :func:`classify_address` / :func:`address_refusal`: the private-address guard.
+* :func:`origin` / :func:`without_params`: what credentials may not leave, and a URL without
+  its credential parameters.
+* :func:`classify_address` / :func:`address_refusal`: the private-address guard, and
+  :func:`guarded_resolve` / :func:`host_refusal`: a host's resolved addresses under it (the
+  transport's resolver, and any caller that must check a host before it is fetched).
 * :func:`verify_tls`: per-host TLS verification.
 
 No message made here contains a header value, a credential query parameter, a URL query or
@@ -16,11 +18,13 @@ URL user info: those may be secrets, and messages end up in logs and result file
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from yarl import URL
 
@@ -30,6 +34,7 @@ from fetchpipe._redact import CREDENTIAL_HEADERS
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+A = TypeVar("A")
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +348,81 @@ def blocked_message(host: str, addresses: list[tuple[str, str]]) -> str:
         f"HINT: add it to allow_addresses (e.g. SecurityPolicy(allow_addresses=('{first}',))) "
         "if this host is meant to be reached."
     )
+
+
+class BlockedAddressError(OSError):
+    """A host whose addresses the policy refuses; the message (:func:`blocked_message`) says
+    which, why, and how to allow them. An ``OSError``: raised in a resolver, aiohttp hands it
+    on as a failed connection (in ``ClientConnectorDNSError``)."""
+
+
+async def guarded_resolve(
+    policy: SecurityPolicy,
+    host: str,
+    resolve: Callable[[str], Awaitable[Sequence[A]]],
+    address: Callable[[A], str],
+    *,
+    every_address: bool = False,
+) -> list[A]:
+    """Resolve ``host`` with ``resolve`` and keep the answers whose ``address`` the policy lets
+    a connection go to.
+
+    Raises :class:`BlockedAddressError` when none is left (a mixed answer keeps the allowed
+    addresses, as the connection will only go to those) or, with ``every_address``, when any
+    address is refused: for a caller that checks a host ahead of a fetch that may not go
+    through this guard. Checking resolved addresses, not names, defeats DNS tricks (a
+    public-looking name that resolves to 127.0.0.1 or 169.254.169.254).
+    """
+    found = await resolve(host)
+    allowed: list[A] = []
+    refused: list[tuple[str, str]] = []
+    for answer in found:
+        ip = address(answer)
+        reason = address_refusal(policy, ip)
+        if reason is None:
+            allowed.append(answer)
+        else:
+            refused.append((ip, reason))
+    if refused and (every_address or not allowed):
+        raise BlockedAddressError(blocked_message(host, refused))
+    return allowed
+
+
+async def host_refusal(
+    policy: SecurityPolicy,
+    host: str,
+    *,
+    every_address: bool = False,
+    resolve: Callable[[str], Awaitable[Sequence[str]]] | None = None,
+) -> str | None:
+    """Why ``policy`` refuses connections to ``host``, or ``None``: the check of the
+    transport's guarded resolver (:func:`guarded_resolve`), in its words.
+
+    ``host`` is resolved by ``resolve`` (default: the system resolver, every address once); an
+    IP literal is its own address. Nothing is resolved when ``block_private`` is off: the
+    policy refuses no address then (``dataclasses.replace(policy, block_private=True)`` checks
+    a host whatever the settings say). A host that does not resolve raises the resolver's
+    ``OSError`` (``socket.gaierror``), for the caller to word.
+    """
+    if not policy.block_private:
+        return None
+    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    lookup = _itself if _is_ip(name) else (resolve or system_addresses)
+    try:
+        await guarded_resolve(policy, name, lookup, str, every_address=every_address)
+    except BlockedAddressError as exc:
+        return str(exc)
+    return None
+
+
+async def system_addresses(host: str) -> list[str]:
+    """The addresses the system resolver gives for ``host``, each once, in its order."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def _itself(address: str) -> list[str]:
+    return [address]
 
 
 # --- TLS --------------------------------------------------------------------------------------

@@ -36,9 +36,11 @@ from fetchpipe._models import ErrorKind, Request
 from fetchpipe._redact import with_public_urls
 from fetchpipe.engine.decoding import capped_body
 from fetchpipe.engine.security import (
+    BlockedAddressError,
     SecurityPolicy,
     address_refusal,
     blocked_message,
+    guarded_resolve,
     verify_tls,
 )
 from fetchpipe.engine.transports.base import (
@@ -64,11 +66,6 @@ def _client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect, ceil_threshold=1e9)
 
 
-class BlockedAddressError(OSError):
-    """A host resolved only to addresses the policy refuses. aiohttp wraps it (as an OSError
-    from the resolver) in ``ClientConnectorDNSError``; ``_translate`` unwraps it."""
-
-
 class GuardedResolver(AbstractResolver):
     """The default resolver, minus the addresses ``block_private`` refuses.
 
@@ -85,21 +82,17 @@ class GuardedResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        allowed: list[ResolveResult] = []
-        refused: list[tuple[str, str]] = []
-        for result in results:
-            reason = address_refusal(self._policy, result["host"])
-            if reason is None:
-                allowed.append(result)
-            else:
-                refused.append((result["host"], reason))
-        if refused and not allowed:
-            raise BlockedAddressError(blocked_message(host, refused))
-        return allowed
+        async def lookup(name: str) -> list[ResolveResult]:
+            return await self._inner.resolve(name, port, family)
+
+        return await guarded_resolve(self._policy, host, lookup, _address)
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def _address(result: ResolveResult) -> str:
+    return result["host"]
 
 
 class _WatchedConnector(aiohttp.TCPConnector):
