@@ -7,6 +7,7 @@ import socket
 from collections.abc import Awaitable, Callable
 
 import pytest
+from yarl import URL
 
 from fetchpipe import ConfigError, ErrorKind, TransportError
 from fetchpipe._redact import CREDENTIAL_HEADERS
@@ -20,8 +21,10 @@ from fetchpipe.engine.security import (
     find_control_char,
     guarded_resolve,
     host_refusal,
+    origin,
     url_path_prefix,
     verify_tls,
+    without_params,
 )
 
 SECRET = "s3cr3t-CANARY-value"
@@ -145,6 +148,37 @@ def test_find_control_char() -> None:
     assert find_control_char("a\tb") == 1
     assert find_control_char("a\tb", allow_tab=True) is None
     assert find_control_char("ab\x7f") == 2
+
+
+# --- origins and credential parameters -------------------------------------------------------
+
+
+def test_an_origin_is_scheme_host_and_port_with_the_default_port_filled_in() -> None:
+    assert origin("HTTPS://API.Example.com/v1?x=1") == ("https", "api.example.com", 443)
+    assert origin("http://api.example.com:80/") == origin(URL("http://API.example.com/b"))
+    assert origin("http://h:8080/") == ("http", "h", 8080)
+    assert origin("http://[::1]:8080/") == ("http", "::1", 8080)
+    assert origin("http://h/") != origin("https://h/") != origin("https://h:8443/")
+    assert origin("http://h:port/") == ("http", "h", None)  # not a number: not port 80
+    assert origin("/relative") == ("", None, None)
+
+
+def test_without_params_drops_the_named_parameters_and_keeps_the_type() -> None:
+    names = frozenset({"api_key"})
+    url = f"https://h/a?page=2&API_KEY={SECRET}&api_key={SECRET}&q=x"
+    dropped = without_params(url, names)
+    assert isinstance(dropped, str) and SECRET not in dropped
+    assert URL(dropped).query == {"page": "2", "q": "x"}
+    assert without_params(URL(url), names) == URL("https://h/a?page=2&q=x")
+    exact = without_params(url, names, any_case=False)
+    assert URL(exact).query == {"page": "2", "API_KEY": SECRET, "q": "x"}
+
+
+def test_without_params_leaves_a_url_without_them_untouched() -> None:
+    untouched = "https://h/a?b=x%20y&c=%7E"
+    assert without_params(untouched, frozenset({"api_key"})) is untouched
+    assert without_params(untouched, frozenset()) is untouched
+    assert without_params("https://h/a", frozenset({"api_key"})) == "https://h/a"
 
 
 # --- private addresses ------------------------------------------------------------------------

@@ -22,9 +22,10 @@ import asyncio
 import ipaddress
 import re
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
+from urllib.parse import urlsplit
 
 from yarl import URL
 
@@ -131,24 +132,24 @@ def _host(host: str) -> str:
     return cleaned
 
 
-def _header_name(name: str) -> str:
-    cleaned = name.strip().lower()
-    if find_control_char(cleaned) is not None or any(c in cleaned for c in ": "):
-        raise ConfigError(
-            f"credential_headers entry '{escaped(name)}' is not a header name. "
-            "HINT: write the bare name, e.g. 'x-api-key'."
-        )
-    return cleaned
+def _bare_name(setting: str, what: str, forbidden: str, example: str) -> Callable[[str], str]:
+    """A check of one entry of ``setting``: a ``what`` in lower case, without control
+    characters or any of ``forbidden``."""
+
+    def check(name: str) -> str:
+        cleaned = name.strip().lower()
+        if find_control_char(cleaned) is not None or any(c in cleaned for c in forbidden):
+            raise ConfigError(
+                f"{setting} entry '{escaped(name)}' is not a {what}. "
+                f"HINT: write the bare name, e.g. '{example}'."
+            )
+        return cleaned
+
+    return check
 
 
-def _param_name(name: str) -> str:
-    cleaned = name.strip().lower()
-    if find_control_char(cleaned) is not None or any(c in cleaned for c in "=&?#"):
-        raise ConfigError(
-            f"credential_params entry '{escaped(name)}' is not a query parameter name. "
-            "HINT: write the bare name, e.g. 'api_key'."
-        )
-    return cleaned
+_header_name = _bare_name("credential_headers", "header name", ": ", "x-api-key")
+_param_name = _bare_name("credential_params", "query parameter name", "=&?#", "api_key")
 
 
 def _is_ip(text: str) -> bool:
@@ -258,17 +259,46 @@ def _refused(problem: str) -> TransportError:
 # --- origins and credential parameters -------------------------------------------------------
 
 
-def origin(url: URL) -> tuple[str, str | None, int | None]:
-    """Scheme, host and port (the default one when implicit): what must not change for
-    credentials to go along."""
+def origin(url: URL | str) -> tuple[str, str | None, int | None]:
+    """Scheme, host and port of a URL (lower case; the scheme's default port when none is
+    written): what must not change for credentials to go along.
+
+    A string is read as yarl reads it, so that a string and its ``URL`` have one origin; one
+    whose port is not a number has the port None.
+    """
+    if isinstance(url, str):
+        try:
+            parsed = URL(url)
+        except ValueError:  # the port is not a number
+            parts = urlsplit(url)
+            return parts.scheme.lower(), parts.hostname, None
+        return parsed.scheme, parsed.host, parsed.port
     return url.scheme, url.host, url.port
 
 
-def without_params(url: URL, names: frozenset[str]) -> URL:
-    if not names or not url.query_string:
+@overload
+def without_params(url: URL, names: Collection[str], *, any_case: bool = True) -> URL: ...
+
+
+@overload
+def without_params(url: str, names: Collection[str], *, any_case: bool = True) -> str: ...
+
+
+def without_params(url: URL | str, names: Collection[str], *, any_case: bool = True) -> URL | str:
+    """``url`` without the query parameters named in ``names`` (credentials that must not go
+    along, or be kept), of the type it came as; untouched when it has none of them.
+
+    ``any_case``: a parameter is named whatever the case of its name (``names`` in lower case,
+    as ``SecurityPolicy.credential_params`` holds them); otherwise only as written.
+    """
+    parsed = URL(url) if isinstance(url, str) else url
+    if not names or not parsed.query_string:
         return url
-    drop = [key for key in url.query if key.lower() in names]
-    return url.without_query_params(*drop) if drop else url
+    drop = [key for key in parsed.query if (key.lower() if any_case else key) in names]
+    if not drop:
+        return url
+    kept = parsed.without_query_params(*drop)
+    return str(kept) if isinstance(url, str) else kept
 
 
 # --- private addresses (SSRF guard) ----------------------------------------------------------
