@@ -50,7 +50,7 @@ from fetchpipe.engine.transports.base import (
     drain_redirect_body,
     has_body,
 )
-from fetchpipe.engine.transports.redirects import REDIRECT_STATUSES, Hop, exchange
+from fetchpipe.engine.transports.redirects import Hop, exchange
 from fetchpipe.engine.watchdog import Watch, Watchdog
 
 
@@ -131,7 +131,7 @@ class AiohttpTransport(TransportBase):
     def __init__(self, **settings: Unpack[TransportSettings]) -> None:
         super().__init__(**settings)
         timeouts = self._timeouts
-        policy = self._security
+        policy = self.security
         self._watchdog = Watchdog(read=timeouts.read)
         self._loop = asyncio.get_running_loop()
         self._guard = policy.block_private
@@ -190,8 +190,7 @@ class AiohttpTransport(TransportBase):
         )
 
     def location(self, context: Watch, answer: aiohttp.ClientResponse) -> str | None:
-        context.progress()
-        return answer.headers.get("Location") if answer.status in REDIRECT_STATUSES else None
+        return answer.headers.get("Location")
 
     async def complete(
         self,
@@ -201,6 +200,7 @@ class AiohttpTransport(TransportBase):
         url: str,
         max_body_size: int,
     ) -> RawResponse:
+        context.progress()  # the head is here: the read timeout starts again
         first_byte = self._loop.time()
         headers = answer.headers
         status = answer.status
@@ -210,6 +210,8 @@ class AiohttpTransport(TransportBase):
         return RawResponse(status, headers, body, headers.get("Content-Type", ""), first_byte, url)
 
     async def discard(self, context: Watch, answer: aiohttp.ClientResponse) -> None:
+        context.progress()  # the head is here
+
         async def read() -> None:
             while await answer.content.readany():
                 context.progress()
@@ -228,12 +230,12 @@ class AiohttpTransport(TransportBase):
         the guarded resolver never sees them) and choose TLS verification for the host."""
         host = url.raw_host
         if self._guard and host is not None and (":" in host or host.replace(".", "").isdigit()):
-            reason = address_refusal(self._security, host)
+            reason = address_refusal(self.security, host)
             if reason is not None:
                 raise TransportError(
                     ErrorKind.INVALID_REQUEST, blocked_message(host, [(host, reason)])
                 )
-        return url, verify_tls(self._security, host)
+        return url, verify_tls(self.security, host)
 
     async def _read_body(
         self, resp: aiohttp.ClientResponse, max_body_size: int, watch: Watch
@@ -242,7 +244,7 @@ class AiohttpTransport(TransportBase):
         encoded bodies through the bounded decoder."""
         encodings = resp.headers.getall("Content-Encoding", ())
         body = capped_body(
-            encodings, resp.content_length, max_body_size, self._security.max_encodings
+            encodings, resp.content_length, max_body_size, self.security.max_encodings
         )
         content = resp.content
         while chunk := await content.readany():

@@ -61,8 +61,9 @@ class TransportBase:
     ``security`` (default: ``SecurityPolicy()``) sets redirects, the private-address guard,
     TLS exceptions, stacked encodings and which headers and params are credentials.
     Credential headers among ``headers`` are kept apart from the client's defaults
-    (``default_headers``): they are sent with every request but, unlike the others, not to
-    another origin after a redirect.
+    (``default_headers``, in ``credential_headers``): they are sent with every request but,
+    unlike the others, not to another origin after a redirect. ``security`` and
+    ``credential_headers`` are plain attributes, not properties: every request reads them.
     """
 
     def __init__(
@@ -74,27 +75,16 @@ class TransportBase:
         security: SecurityPolicy | None = None,
     ) -> None:
         policy = security if security is not None else DEFAULT_POLICY
-        self._security = policy
+        self.security = policy
         self._limits = limits
         self._timeouts = timeouts
         self._drain_wait = drain_wait(timeouts)
-        self.default_headers, self._credential_headers = split_default_headers(
-            policy, headers or {}
-        )
-
-    @property
-    def security(self) -> SecurityPolicy:
-        return self._security
-
-    @property
-    def credential_headers(self) -> Mapping[str, str]:
-        """Added to each request, not to the client's defaults (see ``default_headers``)."""
-        return self._credential_headers
+        self.default_headers, self.credential_headers = split_default_headers(policy, headers or {})
 
     @property
     def insecure_hosts(self) -> frozenset[str]:
         """Hosts whose TLS certificates are not verified, for the caller to warn about."""
-        return self._security.insecure_hosts
+        return self.security.insecure_hosts
 
 
 def drain_wait(timeouts: Timeouts) -> float:
@@ -106,7 +96,9 @@ def drain_wait(timeouts: Timeouts) -> float:
 def has_body(method: str, status: int) -> bool:
     """Whether a response body follows: not for HEAD, 1xx, 204 or 304, whatever
     Content-Length says."""
-    return status >= 200 and status not in (204, 304) and method.upper() != "HEAD"
+    if status < 200 or status in (204, 304):
+        return False
+    return method == "GET" or method.upper() != "HEAD"  # GET, the common case: no upper()
 
 
 async def drain_redirect_body(

@@ -67,13 +67,14 @@ class Wire(Protocol[R, C]):
         ...
 
     def location(self, context: C, answer: R) -> str | None:
-        """Called as the answer's head arrives: its ``Location`` when it is a redirect."""
+        """The ``Location`` of an answer whose status is a redirect's (None: not given)."""
         ...
 
     async def complete(
         self, context: C, answer: R, method: str, url: str, max_body_size: int
     ) -> RawResponse:
-        """The final response, its body read within ``max_body_size``."""
+        """The final response, its body read within ``max_body_size`` (called as its head
+        arrives, as :meth:`discard` is)."""
         ...
 
     async def discard(self, context: C, answer: R) -> None:
@@ -104,8 +105,10 @@ async def exchange(
         redirect: tuple[Hop, Hop] | None = None
         try:
             async with wire.open(context, request, headers) as answer:
-                location = wire.location(context, answer)
-                if location is None or not policy.max_redirects:
+                location = None
+                if answer.status in REDIRECT_STATUSES and policy.max_redirects:
+                    location = wire.location(context, answer)
+                if location is None:
                     return await wire.complete(context, answer, request.method, url, max_body_size)
                 first = first_hop(policy, request, headers)
                 redirect = (first, next_hop(policy, first, answer.status, location))
@@ -133,7 +136,9 @@ async def _follow(
         following = False
         try:
             async with wire.open(context, hop, hop.headers) as answer:
-                location = wire.location(context, answer)
+                location = None
+                if answer.status in REDIRECT_STATUSES:
+                    location = wire.location(context, answer)
                 if location is None:
                     return await wire.complete(
                         context, answer, hop.method, str(hop.url), max_body_size

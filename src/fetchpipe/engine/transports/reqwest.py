@@ -32,7 +32,7 @@ import asyncio
 import atexit
 import importlib
 import time
-from collections.abc import ItemsView, Iterator, Mapping, ValuesView
+from collections.abc import Coroutine, ItemsView, Iterator, Mapping, ValuesView
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Unpack
 
@@ -53,7 +53,7 @@ from fetchpipe.engine.transports.base import (
     drain_redirect_body,
     has_body,
 )
-from fetchpipe.engine.transports.redirects import REDIRECT_STATUSES, Hop, exchange, time_left
+from fetchpipe.engine.transports.redirects import Hop, exchange, time_left
 
 if TYPE_CHECKING:
     from pyreqwest.client import Client
@@ -98,9 +98,9 @@ def _pyreqwest() -> Any:
         ) from None
 
 
-Clock = tuple[float, float | None]
-"""What a send keeps: the loop time it started at, and its own total timeout (None: the
-client's)."""
+Clock = tuple[asyncio.AbstractEventLoop, float, float | None]
+"""What a send keeps: its loop, the loop time it started at, and its own total timeout (None:
+the client's)."""
 
 
 class ReqwestTransport(TransportBase):
@@ -130,7 +130,7 @@ class ReqwestTransport(TransportBase):
         # pyreqwest sets TLS verification per client: insecure hosts get a client of their own.
         self._insecure: Client | None = (
             _build(client_module, limits, timeouts, defaults, http2, False)
-            if self._security.insecure_hosts
+            if self.security.insecure_hosts
             else None
         )
 
@@ -140,11 +140,12 @@ class ReqwestTransport(TransportBase):
             await self._insecure.close()
         _settle_before_exit()
 
-    async def send(
+    def send(
         self, request: Request, *, total_timeout: float | None, max_body_size: int
-    ) -> RawResponse:
-        clock = (asyncio.get_running_loop().time(), total_timeout)
-        return await exchange(self, clock, request, max_body_size)
+    ) -> Coroutine[Any, Any, RawResponse]:
+        # Not async: the coroutine of exchange() is the send's, one coroutine less a request.
+        loop = asyncio.get_running_loop()
+        return exchange(self, (loop, loop.time(), total_timeout), request, max_body_size)
 
     # --- the wire of exchange() ---------------------------------------------------------------
 
@@ -159,18 +160,24 @@ class ReqwestTransport(TransportBase):
             builder = self._client.request(method.upper(), target)
         if message.params:
             builder = builder.query(_query(message.params))
-        timeout = self._timeout(context, isinstance(message, Hop))
-        if timeout is not None:
-            builder = builder.timeout(timeout)
+        loop, start, total = context
+        if isinstance(message, Hop):  # a redirect: what is left of the total timeout
+            if total is None:
+                total = self._timeouts.total
+            left = time_left(start, loop.time(), total)
+            if left is not None:
+                builder = builder.timeout(timedelta(seconds=left))
+        elif total is not None and total != self._timeouts.total:  # else the client's applies
+            builder = builder.timeout(timedelta(seconds=total))
         return builder.build_streamed()
 
     def location(self, context: Clock, answer: Response) -> str | None:
-        return _header(answer, "location") if answer.status in REDIRECT_STATUSES else None
+        return _header(answer, "location")
 
     async def complete(
         self, context: Clock, answer: Response, method: str, url: str, max_body_size: int
     ) -> RawResponse:
-        first_byte = asyncio.get_running_loop().time()
+        first_byte = context[0].time()
         status = answer.status
         header_map = answer.headers
         try:
@@ -199,18 +206,6 @@ class ReqwestTransport(TransportBase):
 
     # ------------------------------------------------------------------------------------------
 
-    def _timeout(self, clock: Clock, redirected: bool) -> timedelta | None:
-        """The request's own total timeout overrides the client's; across a redirect chain
-        each hop gets what is left of it."""
-        start, total_timeout = clock
-        if not redirected:
-            if total_timeout is None or total_timeout == self._timeouts.total:
-                return None  # the client's own total timeout (timeouts.total) applies
-            return timedelta(seconds=total_timeout)
-        total = total_timeout if total_timeout is not None else self._timeouts.total
-        left = time_left(start, asyncio.get_running_loop().time(), total)
-        return None if left is None else timedelta(seconds=left)
-
     def _builder(
         self,
         method: str,
@@ -222,7 +217,7 @@ class ReqwestTransport(TransportBase):
         """A request builder on the right client (TLS verified or not), headers and body set
         as aiohttp sets them (JSON with orjson, a content type unless one is given)."""
         client = self._client
-        if self._insecure is not None and not verify_tls(self._security, URL(url).raw_host):
+        if self._insecure is not None and not verify_tls(self.security, URL(url).raw_host):
             client = self._insecure
         builder = client.request(method.upper(), url)  # as aiohttp: 'get' is GET
         if headers:
@@ -248,7 +243,7 @@ class ReqwestTransport(TransportBase):
     async def _read_body(self, resp: Response, length: int | None, max_body_size: int) -> bytes:
         """The slow path: a body without Content-Length, over the cap, or encoded."""
         encodings = _headers(resp, "content-encoding")
-        body = capped_body(encodings, length, max_body_size, self._security.max_encodings)
+        body = capped_body(encodings, length, max_body_size, self.security.max_encodings)
         reader = resp.body_reader
         while (chunk := await reader.read_chunk()) is not None:
             body.feed(chunk.to_bytes())
