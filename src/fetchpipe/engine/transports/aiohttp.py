@@ -122,10 +122,8 @@ class _WatchedConnector(aiohttp.TCPConnector):
 class AiohttpTransport(TransportBase):
     """One pooled ``ClientSession``: keep-alive, DNS cache, no cookie jar, no proxies from env.
 
-    ``security`` (default: ``SecurityPolicy()``) sets redirects, the private-address guard,
-    TLS exceptions, stacked encodings and which headers and params are credentials.
-    Credential headers among ``headers`` are sent with every request but, unlike the others,
-    not to another origin after a redirect.
+    Takes :class:`~fetchpipe.engine.transports.base.TransportSettings`; with ``block_private``
+    its connections go only to the addresses the guarded resolver lets through.
     """
 
     def __init__(self, **settings: Unpack[TransportSettings]) -> None:
