@@ -2,7 +2,7 @@
 
 :class:`Transport` is the protocol (send one request, get a :class:`RawResponse`);
 :class:`TransportBase` keeps the settings both transports start from (the security policy,
-the client's default headers apart from the credential ones); the helpers say which responses
+the client's default headers apart from the credential ones); the functions say which responses
 have a body and how a redirect's small body is read so that its connection can be reused.
 """
 
