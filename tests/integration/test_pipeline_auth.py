@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 
 from fetchpipe._exceptions import FetchpipeError
 from fetchpipe._models import Request
-from fetchpipe.pipeline.auth import (
+from fetchpipe.pipeline.runtime.auth import (
     ApiKeyAuthenticator,
     Authenticator,
     AuthError,
@@ -21,7 +21,7 @@ from fetchpipe.pipeline.auth import (
     OAuth2ClientCredentialsAuthenticator,
     authenticator_for,
 )
-from fetchpipe.pipeline.models import Auth
+from fetchpipe.pipeline.spec.models import Auth
 from fetchpipe.sim import Fleet
 from fetchpipe.sim.shop import (
     SHOP_API_KEY,

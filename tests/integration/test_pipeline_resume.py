@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestServer
 from fetchpipe import set_testing
 from fetchpipe._exceptions import ConfigError
 from fetchpipe.pipeline import Pipeline
-from fetchpipe.pipeline.report import failure_lines
-from fetchpipe.pipeline.run import PipelineRunner
+from fetchpipe.pipeline.runtime.report import failure_lines
+from fetchpipe.pipeline.runtime.runner import PipelineRunner
 from fetchpipe.sim import Fleet
 from tests.integration.transports import both_transports, on_transport
 

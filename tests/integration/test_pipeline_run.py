@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from fetchpipe.pipeline import Pipeline
-from fetchpipe.pipeline.report import RunReport
+from fetchpipe.pipeline.runtime.report import RunReport
 from fetchpipe.sim import Fleet
 from fetchpipe.sim.shop import (
     SHOP_API_KEY,

@@ -13,15 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from fetchpipe.pipeline.models import (
-    CursorPagination,
-    LinkHeaderPagination,
-    NextUrlPagination,
-    NoPagination,
-    OffsetPagination,
-    PagePagination,
-)
-from fetchpipe.pipeline.pagination import (
+from fetchpipe.pipeline.runtime.pagination import (
     Link,
     Page,
     PageRequest,
@@ -31,6 +23,14 @@ from fetchpipe.pipeline.pagination import (
     origin,
     paginator_for,
     parse_link_header,
+)
+from fetchpipe.pipeline.spec.models import (
+    CursorPagination,
+    LinkHeaderPagination,
+    NextUrlPagination,
+    NoPagination,
+    OffsetPagination,
+    PagePagination,
 )
 
 URL = "https://api.x.test/v1/items"

@@ -11,11 +11,11 @@ import pytest
 import fetchpipe
 from fetchpipe import ConfigError, HostLimits, Pipeline
 from fetchpipe.pipeline import PipelineError
-from fetchpipe.pipeline.errors import format_path, suggest
-from fetchpipe.pipeline.graph import DependencyCycle, dependency_order
-from fetchpipe.pipeline.loading import load_toml, load_yaml, substitute
-from fetchpipe.pipeline.models import DestinationUrl, parse_destination
-from fetchpipe.pipeline.plan import build_plan, render
+from fetchpipe.pipeline.plan.plan import build_plan, render
+from fetchpipe.pipeline.spec.errors import format_path, suggest
+from fetchpipe.pipeline.spec.graph import DependencyCycle, dependency_order
+from fetchpipe.pipeline.spec.loading import load_toml, load_yaml, substitute
+from fetchpipe.pipeline.spec.models import DestinationUrl, parse_destination
 
 TOKEN = "tok-5ecret-value"
 ENV = {"SHOP_TOKEN": TOKEN}
@@ -82,7 +82,7 @@ include_parent = {product_id = "id"}
 
 
 def _yaml(text: str, env: dict[str, str] | None = None) -> Pipeline:
-    from fetchpipe.pipeline.config import _build
+    from fetchpipe.pipeline.spec.config import _build
 
     return _build(load_yaml(textwrap.dedent(text), "pipeline.yaml"), env or ENV)
 
@@ -377,7 +377,7 @@ def test_errors_without_a_file_have_paths_only() -> None:
 
 
 def test_toml_problems_carry_lines() -> None:
-    from fetchpipe.pipeline.config import _build
+    from fetchpipe.pipeline.spec.config import _build
 
     text = SHOP_TOML.replace('write = "merge"', 'write = "upsert"').replace(
         "max_per_second = 10", "max_per_second = -10"

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from fetchpipe.pipeline.records import (
-    MISSING,
+from fetchpipe.pipeline.runtime.records import (
     RecordsError,
     duplicate_keys,
     extract_records,
-    get_path,
     key_of,
     latest_cursor,
-    parents_of,
-    placeholders,
     render_url,
     with_parent,
 )
+from fetchpipe.pipeline.spec.paths import MISSING, get_path, parents_of, placeholders
 
 BODY = {"data": {"items": [{"id": 1}, {"id": 2}], "meta": None}, "list": [[1, 2], {"a": 3}]}
 

@@ -32,7 +32,7 @@ from fetchpipe.engine.cache.keys import cache_key
 from fetchpipe.engine.security import SecurityPolicy
 from fetchpipe.engine.transports.redirects import Hop, carries_credentials, next_hop
 from fetchpipe.pipeline import Pipeline
-from fetchpipe.pipeline.errors import PipelineError, Problem
+from fetchpipe.pipeline.spec.errors import PipelineError, Problem
 
 SECRET = "s3cr3t-CANARY-value"
 

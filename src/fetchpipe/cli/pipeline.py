@@ -16,7 +16,7 @@ from fetchpipe.cli.bad_usage import BadUsage
 from fetchpipe.cli.options import comma_separated, json_flag, seconds, whole_number
 
 if TYPE_CHECKING:  # each command imports what it uses: listing the commands loads no pydantic
-    from fetchpipe.pipeline.config import PipelineSpec
+    from fetchpipe.pipeline.spec.config import PipelineSpec
 
 _pipeline_argument = click.argument(
     "pipeline_file", metavar="PIPELINE", type=click.Path(dir_okay=False, allow_dash=False)
@@ -24,8 +24,8 @@ _pipeline_argument = click.argument(
 
 
 def _load(path: str) -> PipelineSpec:
-    from fetchpipe.pipeline.config import PipelineSpec
-    from fetchpipe.pipeline.errors import PipelineError
+    from fetchpipe.pipeline.spec.config import PipelineSpec
+    from fetchpipe.pipeline.spec.errors import PipelineError
 
     try:
         return PipelineSpec.from_file(path)
@@ -77,7 +77,7 @@ def plan(
     children) are unknown until fetched unless assumed with --pages and --records-per-page.
     Header values and secrets are never shown.
     """
-    from fetchpipe.pipeline.plan import build_plan, render
+    from fetchpipe.pipeline.plan.plan import build_plan, render
 
     pipeline = _load(pipeline_file)
     result = build_plan(pipeline, pages=pages, records_per_page=records_per_page, latency=latency)
@@ -88,7 +88,7 @@ def plan(
 @click.command()
 def schema() -> None:
     """Print the JSON Schema of pipeline files (for editors)."""
-    from fetchpipe.pipeline.config import PipelineSpec
+    from fetchpipe.pipeline.spec.config import PipelineSpec
 
     click.echo(json.dumps(PipelineSpec.json_schema(), indent=2))
 
@@ -147,13 +147,13 @@ def run_command(
 
     from fetchpipe.destinations.pipelines import LoadError
     from fetchpipe.engine.fetcher import run as run_loop
-    from fetchpipe.pipeline.report import (
+    from fetchpipe.pipeline.runtime.report import (
         SourceReport,
         failure_lines,
         source_line,
         summary_table,
     )
-    from fetchpipe.pipeline.run import PipelineRunner
+    from fetchpipe.pipeline.runtime.runner import PipelineRunner
 
     pipeline = _load(pipeline_file)
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -1,8 +1,15 @@
 """Declarative pipelines: sources, auth, pagination, records and destinations in one file.
 
-:class:`Pipeline` loads and checks a YAML or TOML pipeline file; :mod:`.pagination` and
-:mod:`.records` are the pure pieces a runtime drives with real responses; :mod:`.plan` says
-what would be requested, without sending anything.
+:class:`Pipeline` loads and checks a YAML or TOML pipeline file and runs it. The package is
+in layers, each importing only from those below it (contract ``pipeline-layers``):
+
+- :mod:`.api`: :class:`Pipeline`, the file's model with ``run()``;
+- :mod:`.plan`: what a pipeline would request, without sending anything;
+- :mod:`.runtime`: the runner, and the pure pieces it drives with real responses
+  (pagination, records, auth, the report);
+- :mod:`.spec`: reading the file, its model, its checks and its errors.
+
+The names below are imported on first use, so that ``import fetchpipe.pipeline`` is cheap.
 """
 
 import typing as _typing
@@ -11,22 +18,22 @@ from fetchpipe import _lazy_names
 
 if _typing.TYPE_CHECKING:
     from fetchpipe.pipeline.api import Pipeline
-    from fetchpipe.pipeline.errors import PipelineError, Problem
-    from fetchpipe.pipeline.models import DestinationUrl as Destination
-    from fetchpipe.pipeline.models import Source
-    from fetchpipe.pipeline.pagination import PaginationError
-    from fetchpipe.pipeline.records import RecordsError
+    from fetchpipe.pipeline.runtime.pagination import PaginationError
+    from fetchpipe.pipeline.runtime.records import RecordsError
+    from fetchpipe.pipeline.spec.errors import PipelineError, Problem
+    from fetchpipe.pipeline.spec.models import DestinationUrl as Destination
+    from fetchpipe.pipeline.spec.models import Source
 
 # Imported on first use (PEP 562): the package's models load pydantic.
 _LAZY = {
     # A parsed destination URL: the class is models.DestinationUrl, the public name kept as it was.
-    "Destination": "fetchpipe.pipeline.models:DestinationUrl",
-    "PaginationError": "fetchpipe.pipeline.pagination",
+    "Destination": "fetchpipe.pipeline.spec.models:DestinationUrl",
+    "PaginationError": "fetchpipe.pipeline.runtime.pagination",
     "Pipeline": "fetchpipe.pipeline.api",
-    "PipelineError": "fetchpipe.pipeline.errors",
-    "Problem": "fetchpipe.pipeline.errors",
-    "RecordsError": "fetchpipe.pipeline.records",
-    "Source": "fetchpipe.pipeline.models",
+    "PipelineError": "fetchpipe.pipeline.spec.errors",
+    "Problem": "fetchpipe.pipeline.spec.errors",
+    "RecordsError": "fetchpipe.pipeline.runtime.records",
+    "Source": "fetchpipe.pipeline.spec.models",
 }
 
 

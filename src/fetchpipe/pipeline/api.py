@@ -4,7 +4,7 @@
 
     report = Pipeline.from_file("pipeline.yaml").run()
 
-It is the file's model (:class:`~fetchpipe.pipeline.config.PipelineSpec`: loading, checks,
+It is the file's model (:class:`~fetchpipe.pipeline.spec.config.PipelineSpec`: loading, checks,
 engine values) with ``run`` and ``arun`` on top. They live here, above the runner, so that
 the model, the plan and the runner import one another in one direction only: the runner
 and the plan read a spec, and this module drives the runner.
@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from fetchpipe.engine.fetcher import run as run_loop
-from fetchpipe.pipeline.config import PipelineSpec
-from fetchpipe.pipeline.report import RunReport
-from fetchpipe.pipeline.run import PipelineRunner
+from fetchpipe.pipeline.runtime.report import RunReport
+from fetchpipe.pipeline.runtime.runner import PipelineRunner
+from fetchpipe.pipeline.spec.config import PipelineSpec
 
 
 class Pipeline(PipelineSpec):

@@ -2,6 +2,7 @@
 
 Pure functions over names, so that checking a pipeline file (a cycle is an error in the file)
 and planning and running it (parents first) share one order without importing one another.
+It lives with the model, below the plan and the runtime, because the model's checks need it.
 """
 
 from __future__ import annotations

@@ -55,27 +55,26 @@ from fetchpipe.destinations.pipelines.journal import EndedSource, JournalJob, Pa
 from fetchpipe.engine.fetcher import Fetcher
 from fetchpipe.engine.security import address_refusal
 from fetchpipe.engine.transports.base import Transport
-from fetchpipe.pipeline.auth import Authenticator, authenticator_for
-from fetchpipe.pipeline.config import PipelineSpec
-from fetchpipe.pipeline.errors import did_you_mean
-from fetchpipe.pipeline.models import ApiKeyAuth, Source
-from fetchpipe.pipeline.pagination import (
+from fetchpipe.pipeline.runtime.auth import Authenticator, authenticator_for
+from fetchpipe.pipeline.runtime.pagination import (
     Page,
     PageRequest,
     PaginationError,
     Paginator,
     paginator_for,
 )
-from fetchpipe.pipeline.records import (
-    MISSING,
+from fetchpipe.pipeline.runtime.records import (
     RecordsError,
     extract_records,
-    get_path,
     greater_cursor,
     latest_cursor,
     render_url,
 )
-from fetchpipe.pipeline.report import RunReport, SourceReport, Status
+from fetchpipe.pipeline.runtime.report import RunReport, SourceReport, Status
+from fetchpipe.pipeline.spec.config import PipelineSpec
+from fetchpipe.pipeline.spec.errors import did_you_mean
+from fetchpipe.pipeline.spec.models import ApiKeyAuth, Source
+from fetchpipe.pipeline.spec.paths import MISSING, get_path
 
 __all__ = ["PipelineRunner", "new_run_id"]
 

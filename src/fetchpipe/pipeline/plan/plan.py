@@ -1,10 +1,11 @@
 """What a pipeline would request, in which order, and how many requests and how long at least.
 
-:func:`build_plan` sends nothing. Sources come parents first (see :mod:`.graph`). The
-number of pages of a paginated source, and so the number of child requests, is unknown until
-fetched unless assumed (``pages``, ``records_per_page``); unknown counts are ``None``. The time
-is a lower bound from the configured rates (and, given an assumed ``latency``, from the
-concurrency limits and pages that must follow one another).
+:func:`build_plan` sends nothing. Sources come parents first (see
+:mod:`fetchpipe.pipeline.spec.graph`). The number of pages of a paginated source, and so the
+number of child requests, is unknown until fetched unless assumed (``pages``,
+``records_per_page``); unknown counts are ``None``. The time is a lower bound from the
+configured rates (and, given an assumed ``latency``, from the concurrency limits and pages that
+must follow one another).
 """
 
 from __future__ import annotations
@@ -12,15 +13,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from fetchpipe._redact import REDACTED
-from fetchpipe.pipeline.pagination import page_size, paginator_for, sequential
-
-if TYPE_CHECKING:
-    from fetchpipe.pipeline.config import PipelineSpec
-    from fetchpipe.pipeline.models import Source
+from fetchpipe.pipeline.runtime.pagination import page_size, paginator_for, sequential
+from fetchpipe.pipeline.spec.config import PipelineSpec
+from fetchpipe.pipeline.spec.models import Source
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,10 @@
 """Records out of response bodies, parent values into child URLs, primary keys: pure functions.
 
-- :func:`get_path` / :func:`extract_records`: a dotted path (``data.items``, ``results.0``;
-  ``""`` is the whole body) to the list of records.
-- :func:`placeholders` / :func:`render_url`: a child source's URL template refers to its
-  parent's fields as ``{products.id}``; each value is URL-encoded into the URL.
+- :func:`extract_records`: a dotted path (``data.items``, ``results.0``; ``""`` is the whole
+  body; read by :func:`~fetchpipe.pipeline.spec.paths.get_path`) to the list of records.
+- :func:`render_url`: a child source's URL template refers to its parent's fields as
+  ``{products.id}`` (parsed by :func:`~fetchpipe.pipeline.spec.paths.placeholders`); each
+  value is URL-encoded into the URL.
 - :func:`with_parent`: ``include_parent`` copies parent fields into each child record.
 - :func:`key_of` / :func:`duplicate_keys`: primary-key values of records, checked.
 - :func:`latest_cursor`: the highest incremental cursor value seen in a batch of records.
@@ -11,65 +12,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from fetchpipe._exceptions import FetchpipeError
+from fetchpipe.pipeline.spec.paths import MISSING, Placeholder, describe, get_path, placeholders
 
 
 class RecordsError(FetchpipeError):
     """A response does not hold what the source configuration says it holds."""
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Any = _Missing()
-"""Returned by :func:`get_path` when the path is not in the data."""
-
-
-def describe(value: Any) -> str:
-    """What kind of JSON value ``value`` is, for messages: "a string", "an object", ..."""
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    return "null" if value is None else f"a {type(value).__name__}"
-
-
-def get_path(data: Any, path: str) -> Any:
-    """The value at dotted ``path`` in ``data`` (numeric parts index lists), else ``MISSING``."""
-    if path == "":
-        return data
-    current = data
-    for part in path.split("."):
-        if isinstance(current, Mapping):
-            if part not in current:
-                return MISSING
-            current = current[part]
-        elif isinstance(current, list) and _is_index(part):
-            index = int(part)
-            if not -len(current) <= index < len(current):
-                return MISSING
-            current = current[index]
-        else:
-            return MISSING
-    return current
-
-
-def _is_index(part: str) -> bool:
-    return part.isdigit() or (part.startswith("-") and part[1:].isdigit())
 
 
 def extract_records(body: Any, path: str) -> list[dict[str, Any]]:
@@ -112,43 +64,6 @@ def _where(body: Any, path: str) -> str:
 
 
 # --- URL templates ----------------------------------------------------------------------------
-
-_BRACES = re.compile(r"\{([^{}]*)\}")
-_PLACEHOLDER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\.([^{}\s]+)\Z")
-
-
-@dataclass(frozen=True, slots=True)
-class Placeholder:
-    """``{products.id}`` in a URL template: the parent source and the field path in its record."""
-
-    text: str
-    source: str
-    field: str
-
-
-def placeholders(template: str) -> list[Placeholder]:
-    """The ``{source.field}`` placeholders of a URL template, in order.
-
-    Raises ValueError for braces that are not a placeholder (``{id}``, an unclosed ``{``).
-    """
-    found = []
-    for match in _BRACES.finditer(template):
-        inner = _PLACEHOLDER.match(match.group(1))
-        if inner is None:
-            raise ValueError(
-                f"{match.group(0)} is not a parent reference. "
-                "HINT: write {source.field}, as in {products.id}"
-            )
-        found.append(Placeholder(match.group(0), inner.group(1), inner.group(2)))
-    leftover = _BRACES.sub("", template)
-    if "{" in leftover or "}" in leftover:
-        raise ValueError("has an unmatched { or }")
-    return found
-
-
-def parents_of(template: str) -> list[str]:
-    """The sources a URL template refers to, each once, in order of appearance."""
-    return list(dict.fromkeys(p.source for p in placeholders(template)))
 
 
 def _url_value(value: Any, placeholder: Placeholder) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from fetchpipe.pipeline.errors import DataPath, PipelineError, Problem
+from fetchpipe.pipeline.spec.errors import DataPath, PipelineError, Problem
 
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _MAX_DEPTH = 64

@@ -80,7 +80,7 @@ class Problem:
 class Problems(ValueError):
     """Raised inside model validators: problems with paths relative to the validated model.
 
-    Pydantic wraps it in a ``ValidationError``; :mod:`fetchpipe.pipeline.config` unwraps it
+    Pydantic wraps it in a ``ValidationError``; :mod:`fetchpipe.pipeline.spec.config` unwraps it
     so each problem keeps its own field path.
     """
 

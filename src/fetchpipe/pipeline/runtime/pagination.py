@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from fetchpipe._exceptions import FetchpipeError
-from fetchpipe.pipeline.models import (
+from fetchpipe.pipeline.spec.models import (
     CursorPagination,
     LinkHeaderPagination,
     NextUrlPagination,
@@ -36,7 +36,7 @@ from fetchpipe.pipeline.models import (
     OffsetPagination,
     PagePagination,
 )
-from fetchpipe.pipeline.records import MISSING, describe, get_path
+from fetchpipe.pipeline.spec.paths import MISSING, describe, get_path
 
 Params = Mapping[str, str | int | float | bool]
 PaginateConfig = (

@@ -37,16 +37,16 @@ from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.retry import RetryPolicy
 from fetchpipe.engine.security import SecurityPolicy
 from fetchpipe.engine.transports.factory import fast_transport_problem
-from fetchpipe.pipeline.errors import (
+from fetchpipe.pipeline.spec.errors import (
     DataPath,
     PipelineError,
     Problem,
     Problems,
     did_you_mean,
 )
-from fetchpipe.pipeline.graph import DependencyCycle, dependency_order
-from fetchpipe.pipeline.loading import Document, load_file, substitute
-from fetchpipe.pipeline.models import (
+from fetchpipe.pipeline.spec.graph import DependencyCycle, dependency_order
+from fetchpipe.pipeline.spec.loading import Document, load_file, substitute
+from fetchpipe.pipeline.spec.models import (
     ApiKeyAuth,
     Defaults,
     DestinationUrl,

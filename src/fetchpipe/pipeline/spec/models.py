@@ -2,7 +2,7 @@
 
 ``auth`` and ``paginate`` are unions told apart by their ``type`` key. Secrets (tokens,
 passwords, API-key values, client secrets) are ``SecretStr``: they print as ``**********``.
-Checks that span several fields raise :class:`~fetchpipe.pipeline.errors.Problems` so that
+Checks that span several fields raise :class:`~fetchpipe.pipeline.spec.errors.Problems` so that
 each problem keeps its own field path.
 """
 
@@ -25,8 +25,8 @@ from pydantic import (
 
 from fetchpipe.engine.cache.http_cache import DEFAULT_PATH
 from fetchpipe.engine.security import find_control_char
-from fetchpipe.pipeline.errors import Problem, Problems, did_you_mean
-from fetchpipe.pipeline.records import placeholders
+from fetchpipe.pipeline.spec.errors import Problem, Problems, did_you_mean
+from fetchpipe.pipeline.spec.paths import placeholders
 
 
 class _Model(BaseModel):

@@ -33,7 +33,12 @@ from pydantic import SecretStr
 from fetchpipe._exceptions import FetchpipeError
 from fetchpipe._models import Request
 from fetchpipe._redact import public_url, redact_text
-from fetchpipe.pipeline.models import ApiKeyAuth, BasicAuth, BearerAuth, OAuth2ClientCredentials
+from fetchpipe.pipeline.spec.models import (
+    ApiKeyAuth,
+    BasicAuth,
+    BearerAuth,
+    OAuth2ClientCredentials,
+)
 
 __all__ = [
     "DEFAULT_REFRESH_MARGIN",

@@ -1,0 +1,13 @@
+"""A pipeline file and its model: reading it, checking it, saying what is wrong with it.
+
+- :mod:`.loading`: YAML or TOML into plain data, keeping each key's line; ``${VAR}``.
+- :mod:`.errors`: :class:`~.errors.PipelineError`, problems by field path and line.
+- :mod:`.models`: the file's blocks as frozen pydantic models; :mod:`.config`:
+  :class:`~.config.PipelineSpec`, the whole file, its cross-field checks, JSON Schema and the
+  engine values it configures (limits, retry, breaker, security, cache).
+- :mod:`.paths` and :mod:`.graph`: pure values the model checks with and the layers above
+  reuse: dotted paths, ``{source.field}`` URL templates, the sources' dependency order.
+
+It imports the engine's values and policies (to build them), the core values, pydantic and
+yaml; never the plan, the runtime or a destination: a file is checked without running it.
+"""
