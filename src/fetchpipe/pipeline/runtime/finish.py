@@ -1,0 +1,136 @@
+"""How a source run ends: once nothing of it (nor of its parent) is queued or in flight.
+
+Its last pages are committed, then, on the destination's thread, one of:
+
+- failed: its stage and journal rows are discarded, its state is kept (a source that failed
+  for a host that was down is *suspended*: its committed pages are kept for the next run);
+- fetched only for a selected child, or every page unchanged: discarded, nothing written;
+- otherwise its stage is applied to its table with its incremental state, in one transaction.
+
+A parent's state waits for its children: see :meth:`Finisher._state_after_children`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fetchpipe.destinations.pipelines import LoadError
+from fetchpipe.pipeline.runtime.commits import Commits
+from fetchpipe.pipeline.runtime.destination import DestinationThread
+from fetchpipe.pipeline.runtime.report import SourceReport
+from fetchpipe.pipeline.runtime.source_run import CURSOR, SourceRun
+
+
+class Finisher:
+    """Ends the source runs of run ``run_id``, each once it is drained."""
+
+    def __init__(
+        self,
+        thread: DestinationThread,
+        commits: Commits,
+        run_id: str,
+        *,
+        full_refresh: bool,
+        on_source_done: Callable[[SourceReport], None] | None,
+    ) -> None:
+        self._thread = thread
+        self._commits = commits
+        self._run_id = run_id
+        self._full_refresh = full_refresh
+        self._on_source_done = on_source_done
+        self._finishing: list[asyncio.Future[None]] = []
+
+    def settle(self, run: SourceRun) -> None:
+        """One job of ``run`` is done (read, failed or dropped)."""
+        run.outstanding -= 1
+        self.finish_if_drained(run)
+
+    def finish_if_drained(self, run: SourceRun) -> None:
+        """Finish ``run`` once nothing of it is queued or in flight and its parent is drained."""
+        if run.drained or run.outstanding > 0:
+            return
+        if run.parent is not None and not run.parent.drained:
+            return
+        run.drained = True
+        if run.ended_earlier:
+            run.finished.set()
+        else:
+            if run.failure is None or run.suspended:
+                self._commits.maybe_commit(run, last=True)
+            self._finishing.append(asyncio.ensure_future(self._finish(run)))
+        for child in run.children:
+            if run.suspended:
+                child.suspend(f"parent source {run.source.name!r} is suspended")
+            elif run.failure is not None:
+                child.fail(f"parent source {run.source.name!r} failed")
+            self.finish_if_drained(child)
+
+    async def wait(self) -> None:
+        """Wait for the ends begun so far."""
+        await asyncio.gather(*self._finishing)
+
+    async def _finish(self, run: SourceRun) -> None:
+        report, destination, name = run.report, self._thread.destination, run.source.name
+        call, run_id = self._thread.call, self._run_id
+        await asyncio.gather(*run.commits)
+        try:
+            if run.suspended:
+                report.status = "failed"
+                report.reason = (
+                    f"{run.failure}; its {run.committed_pages} committed pages are kept: the "
+                    "next run of this pipeline resumes from them"
+                )
+            elif run.failure is not None:
+                report.status, report.reason = "failed", run.failure
+                await call(destination.discard_source, run_id, name, "failed", run.failure)
+            elif not run.write:
+                report.status = "fetched"
+                await call(destination.discard_source, run_id, name, "fetched")
+            elif not run.changed and report.pages and not self._full_refresh:
+                report.status = "unchanged"
+                await call(destination.discard_source, run_id, name, "unchanged")
+            else:
+                state = None
+                if run.source.incremental is not None:
+                    state = await self._state_after_children(run)
+                report.status = "loading"
+                report.rows = await call(
+                    destination.finish_source,
+                    name,
+                    write=run.mode,
+                    primary_key=run.source.key_fields,
+                    run_id=run_id,
+                    state=state,
+                )
+                report.status = "ok"
+                report.cursor = run.cursor if state is not None else None
+        except LoadError as exc:
+            report.status, report.reason = "failed", run.redact(str(exc))
+            report.cursor = None
+        finally:
+            if run.spool is not None:
+                run.spool.discard()
+                run.spool = None
+            report.seconds = time.monotonic() - run.started
+            run.finished.set()
+        if self._on_source_done is not None:
+            self._on_source_done(report)
+
+    async def _state_after_children(self, run: SourceRun) -> dict[str, Any] | None:
+        """The incremental state to store with ``run``'s records: its cursor, unless a source
+        below it failed. Records of a parent are what its children are fetched for: if the
+        cursor moved past them, a failed child would never fetch those records' pages again.
+        Waits for the children to end."""
+        below = run.descendants()
+        await asyncio.gather(*(d.finished.wait() for d in below))
+        failed = [d.source.name for d in below if d.report.status == "failed"]
+        if failed:
+            run.report.reason = (
+                f"incremental state not advanced: {', '.join(failed)} failed, and the next run "
+                "must fetch these records' children again"
+            )
+            return None
+        return {CURSOR: run.cursor}

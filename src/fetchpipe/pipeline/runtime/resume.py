@@ -1,0 +1,164 @@
+"""Run ids, and resuming a run that never ended from what its journal kept.
+
+A run that never ended (the process died, or was stopped, or a host was down) is resumed by
+the next run of the pipeline on the destination, if that run asks for the same sources with
+the same file (:func:`begin`): the pages it had committed are counted and not fetched again;
+the pages they led to are (:func:`count_committed`, :func:`restored_jobs`). The journal keeps
+each job without its secrets (:class:`JobCodec`).
+"""
+
+from __future__ import annotations
+
+import collections
+import secrets
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from fetchpipe._exceptions import ConfigError
+from fetchpipe._redact import SecretTokens
+from fetchpipe.destinations.pipelines.journal import JournalJob, PageEntry, RunRecord
+from fetchpipe.pipeline.runtime.destination import DestinationThread
+from fetchpipe.pipeline.runtime.pagination import PageRequest
+from fetchpipe.pipeline.runtime.records import greater_cursor
+from fetchpipe.pipeline.runtime.source_run import PageJob, SourceRun
+
+_UNSET: Any = object()
+
+
+def new_run_id() -> str:
+    """A unique run id that sorts by start time: UTC time to the microsecond, 6 random hex
+    digits (``20261126T101500.123456Z-3fa2c1``)."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}-{secrets.token_hex(3)}"
+
+
+async def begin(
+    thread: DestinationThread, new: RunRecord, *, restart: bool, sources: list[str]
+) -> tuple[RunRecord, list[PageEntry]]:
+    """Resume the unfinished run of ``new``'s pipeline, or begin ``new``: the run, and the
+    pages it had committed (none for ``new``). With ``restart``, an unfinished run is ended
+    as abandoned (``sources`` are the pipeline's sources) and ``new`` begins."""
+    destination = thread.destination
+    unfinished = await thread.call(destination.unfinished_run, new.pipeline)
+    if unfinished is not None and restart:
+        await thread.call(destination.end_run, unfinished.run_id, "abandoned", sources)
+        unfinished = None
+    if unfinished is None:
+        await thread.call(destination.begin_run, new)
+        return new, []
+    _check_resumable(unfinished, new.config_hash, new.selected, new.full_refresh)
+    return unfinished, await thread.call(destination.committed_pages, unfinished.run_id)
+
+
+def _check_resumable(
+    run: RunRecord, config_hash: str, select: tuple[str, ...] | None, full_refresh: bool
+) -> None:
+    """A ConfigError when the unfinished run cannot be resumed as asked."""
+    hint = "HINT: run with --restart to drop it and start over"
+    if run.config_hash != config_hash:
+        raise ConfigError(
+            f"run {run.run_id} of this pipeline did not finish (it was interrupted, or a host "
+            f"was down), and the pipeline file has changed since it started, so it cannot be "
+            f"resumed. {hint}"
+        )
+    if (run.selected, run.full_refresh) != (select, full_refresh):
+        was = f"--select {','.join(run.selected)}" if run.selected else "all sources"
+        if run.full_refresh:
+            was += " --full-refresh"
+        raise ConfigError(
+            f"run {run.run_id} of this pipeline did not finish; it ran {was}. Run with the "
+            f"same options to resume it. {hint}"
+        )
+
+
+def count_committed(
+    committed: Iterable[PageEntry], runs: Mapping[str, SourceRun]
+) -> collections.defaultdict[str, set[str]]:
+    """Count the committed pages of the resumed run into their sources (pages, records,
+    cursor), and return their keys by source: these pages are never fetched again."""
+    committed_keys: collections.defaultdict[str, set[str]] = collections.defaultdict(set)
+    for entry in committed:
+        run = runs.get(entry.source)
+        if run is None or run.ended_earlier:
+            continue
+        committed_keys[entry.source].add(entry.key)
+        run.report.pages += 1
+        run.report.records += entry.records
+        run.report.cached_pages += entry.cached
+        run.changed = run.changed or not entry.cached
+        if run.source.incremental is not None and entry.cursor is not None:
+            field = run.source.incremental.cursor_field
+            run.cursor = greater_cursor(run.cursor, entry.cursor, field)
+    return committed_keys
+
+
+def restored_jobs(
+    committed: Iterable[PageEntry],
+    runs: Mapping[str, SourceRun],
+    committed_keys: Mapping[str, set[str]],
+    codec: JobCodec,
+) -> Iterator[PageJob]:
+    """The jobs the committed pages led to that are not committed themselves, each once."""
+    queued: set[tuple[str, str]] = set()
+    for entry in committed:
+        for job in entry.jobs:
+            run = runs.get(job.source)
+            if run is None or run.ended_earlier or job.key in committed_keys[job.source]:
+                continue
+            if (job.source, job.key) in queued:
+                continue
+            queued.add((job.source, job.key))
+            yield codec.restored(run, job)
+
+
+class JobCodec:
+    """A page job as the journal keeps it (:meth:`journaled`), and back (:meth:`restored`)."""
+
+    def __init__(self, secret_tokens: SecretTokens) -> None:
+        self._secret_tokens = secret_tokens
+        """How the journal stores a secret left in a URL (see :meth:`journaled`)."""
+
+    def journaled(self, job: PageJob) -> JournalJob:
+        """``job`` as the journal keeps it, without a secret: the source's own parameters are
+        left out (they come back from the configuration, so a rotated secret still works),
+        credential query parameters are dropped from the URL (the authenticator adds them),
+        and any secret value left in a URL is replaced by a token naming its hash."""
+        run = job.run
+        hide = run.secret_params
+        url = _without_params(job.page.url, hide) if hide else job.page.url
+        extra = {k: v for k, v in job.page.params.items() if run.params.get(k, _UNSET) != v}
+        inherit = tuple(k for k in job.page.params if k not in extra)
+        return JournalJob(
+            source=run.source.name,
+            url=self._secret_tokens.hide(url),
+            params=extra,
+            inherit=inherit,
+            number=job.page.number,
+            send_credentials=job.page.send_credentials,
+            base=self._secret_tokens.hide(job.base),
+            parallel=job.paginator.parallel,
+            include=job.include,
+        )
+
+    def restored(self, run: SourceRun, job: JournalJob) -> PageJob:
+        """A job read back from the journal, with its secrets put back (see :meth:`journaled`)."""
+        base = self._secret_tokens.reveal(job.base)
+        paginator, _ = run.paginator(base)
+        paginator.issued = job.number
+        paginator.parallel = job.parallel
+        params = {**{k: run.params[k] for k in job.inherit if k in run.params}, **job.params}
+        page = PageRequest(
+            self._secret_tokens.reveal(job.url), params, job.number, job.send_credentials
+        )
+        return PageJob(run, paginator, page, base, job.include)
+
+
+def _without_params(url: str, names: frozenset[str]) -> str:
+    """``url`` without the query parameters in ``names`` (credentials, kept out of the
+    journal; the authenticator adds them again)."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in names]
+    return urlunsplit(parts._replace(query=urlencode(kept)))
