@@ -22,6 +22,7 @@ from fetchpipe.engine.security import (
     guarded_resolve,
     host_refusal,
     origin,
+    refused_addresses,
     url_path_prefix,
     verify_tls,
     without_params,
@@ -300,6 +301,16 @@ async def test_a_mixed_answer_is_refused_only_when_every_address_must_pass() -> 
     assert reason == blocked_message(
         "mixed.example", [("127.0.0.1", "loopback address"), ("10.0.0.1", "private address")]
     )
+
+
+async def test_refused_addresses_gives_each_refused_address_with_why_for_the_caller_s_words() -> (
+    None
+):
+    resolve = Resolver({"mixed.example": ["93.184.215.14", "127.0.0.1", "10.0.0.1"]})
+    assert await refused_addresses(GUARD, "mixed.example", resolve=resolve) == []
+    refused = await refused_addresses(GUARD, "mixed.example", resolve=resolve, every_address=True)
+    assert refused == [("127.0.0.1", "loopback address"), ("10.0.0.1", "private address")]
+    assert await refused_addresses(GUARD, "93.184.215.14", resolve=resolve) == []
 
 
 async def test_an_ip_literal_is_its_own_address_and_is_not_resolved() -> None:

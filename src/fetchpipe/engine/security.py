@@ -385,6 +385,12 @@ class BlockedAddressError(OSError):
     which, why, and how to allow them. An ``OSError``: raised in a resolver, aiohttp hands it
     on as a failed connection (in ``ClientConnectorDNSError``)."""
 
+    def __init__(self, host: str, addresses: list[tuple[str, str]]) -> None:
+        super().__init__(blocked_message(host, addresses))
+        self.host = host
+        self.addresses = addresses
+        """The refused addresses, each with why (``"loopback address"``, ...)."""
+
 
 async def guarded_resolve(
     policy: SecurityPolicy,
@@ -414,8 +420,36 @@ async def guarded_resolve(
         else:
             refused.append((ip, reason))
     if refused and (every_address or not allowed):
-        raise BlockedAddressError(blocked_message(host, refused))
+        raise BlockedAddressError(host, refused)
     return allowed
+
+
+async def refused_addresses(
+    policy: SecurityPolicy,
+    host: str,
+    *,
+    every_address: bool = False,
+    resolve: Callable[[str], Awaitable[Sequence[str]]] | None = None,
+) -> list[tuple[str, str]]:
+    """The addresses of ``host`` for which ``policy`` refuses it, each with why; empty when
+    connections to it are allowed. The check of the transport's guarded resolver
+    (:func:`guarded_resolve`), for a caller that words its own message.
+
+    ``host`` is resolved by ``resolve`` (default: the system resolver, every address once); an
+    IP literal is its own address. Nothing is resolved when ``block_private`` is off: the
+    policy refuses no address then (``dataclasses.replace(policy, block_private=True)`` checks
+    a host whatever the settings say). A host that does not resolve raises the resolver's
+    ``OSError`` (``socket.gaierror``), for the caller to word.
+    """
+    if not policy.block_private:
+        return []
+    name = _unbracketed(host)
+    lookup = _itself if _is_ip(name) else (resolve or system_addresses)
+    try:
+        await guarded_resolve(policy, name, lookup, str, every_address=every_address)
+    except BlockedAddressError as exc:
+        return exc.addresses
+    return []
 
 
 async def host_refusal(
@@ -425,24 +459,15 @@ async def host_refusal(
     every_address: bool = False,
     resolve: Callable[[str], Awaitable[Sequence[str]]] | None = None,
 ) -> str | None:
-    """Why ``policy`` refuses connections to ``host``, or ``None``: the check of the
-    transport's guarded resolver (:func:`guarded_resolve`), in its words.
+    """Why ``policy`` refuses connections to ``host`` in the transport's words
+    (:func:`blocked_message`), or ``None``; see :func:`refused_addresses`."""
+    refused = await refused_addresses(policy, host, every_address=every_address, resolve=resolve)
+    return blocked_message(_unbracketed(host), refused) if refused else None
 
-    ``host`` is resolved by ``resolve`` (default: the system resolver, every address once); an
-    IP literal is its own address. Nothing is resolved when ``block_private`` is off: the
-    policy refuses no address then (``dataclasses.replace(policy, block_private=True)`` checks
-    a host whatever the settings say). A host that does not resolve raises the resolver's
-    ``OSError`` (``socket.gaierror``), for the caller to word.
-    """
-    if not policy.block_private:
-        return None
-    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    lookup = _itself if _is_ip(name) else (resolve or system_addresses)
-    try:
-        await guarded_resolve(policy, name, lookup, str, every_address=every_address)
-    except BlockedAddressError as exc:
-        return str(exc)
-    return None
+
+def _unbracketed(host: str) -> str:
+    """An IPv6 literal as written in a URL (``[::1]``) without its brackets."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
 async def system_addresses(host: str) -> list[str]:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from fetchpipe._exceptions import FetchpipeError
 from fetchpipe._models import Request
-from fetchpipe.engine.security import SecurityPolicy, address_refusal
+from fetchpipe.engine.security import SecurityPolicy, refused_addresses
 from fetchpipe.pipeline.runtime.pagination import PaginationError
 from fetchpipe.pipeline.runtime.source_run import PageJob, SourceRun
 
@@ -107,13 +107,11 @@ class JobQueue:
         policy = dataclasses.replace(self._security, block_private=True)
         reason: str | None = None
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-            addresses = sorted({str(info[4][0]) for info in infos})
+            refused = await refused_addresses(policy, host, every_address=True)
         except (OSError, UnicodeError, ValueError) as exc:
             text = getattr(exc, "strerror", None) or exc
-            addresses, reason = [], f"its host {host!r} does not resolve ({text})"
+            reason = f"its host {host!r} does not resolve ({text})"
         else:
-            refused = [(a, r) for a in addresses if (r := address_refusal(policy, a)) is not None]
             if refused:
                 address, why = refused[0]
                 reason = (

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from fetchpipe._exceptions import FetchpipeError
+from fetchpipe.engine.security import origin
 from fetchpipe.pipeline.spec.models import (
     CursorPagination,
     LinkHeaderPagination,
@@ -195,23 +196,12 @@ def next_link(headers: Mapping[str, str], base_url: str) -> str | None:
 
 # --- origins ----------------------------------------------------------------------------------
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def origin(url: str) -> tuple[str, str, int | None]:
-    """``(scheme, host, port)`` of an absolute URL, lower case, default ports filled in."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+_HTTP_SCHEMES = ("http", "https")
 
 
 def follow(source_url: str, next_url: str, number: int, allow_cross_origin: bool) -> PageRequest:
     """The request for a next-page link, or PaginationError when it may not be followed."""
-    if urlsplit(next_url).scheme.lower() not in _DEFAULT_PORTS:
+    if urlsplit(next_url).scheme.lower() not in _HTTP_SCHEMES:
         raise PaginationError(f"next page link {next_url!r} is not an http(s) URL")
     same = origin(next_url) == origin(source_url)
     if not same and not allow_cross_origin:

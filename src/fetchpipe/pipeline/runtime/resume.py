@@ -14,11 +14,11 @@ import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fetchpipe._exceptions import ConfigError
 from fetchpipe._redact import SecretTokens
 from fetchpipe.destinations.pipelines.journal import JournalJob, PageEntry, RunRecord
+from fetchpipe.engine.security import without_params
 from fetchpipe.pipeline.runtime.destination import DestinationThread
 from fetchpipe.pipeline.runtime.pagination import PageRequest
 from fetchpipe.pipeline.runtime.records import greater_cursor
@@ -126,7 +126,7 @@ class JobCodec:
         and any secret value left in a URL is replaced by a token naming its hash."""
         run = job.run
         hide = run.secret_params
-        url = _without_params(job.page.url, hide) if hide else job.page.url
+        url = without_params(job.page.url, hide, any_case=False) if hide else job.page.url
         extra = {k: v for k, v in job.page.params.items() if run.params.get(k, _UNSET) != v}
         inherit = tuple(k for k in job.page.params if k not in extra)
         return JournalJob(
@@ -152,13 +152,3 @@ class JobCodec:
             self._secret_tokens.reveal(job.url), params, job.number, job.send_credentials
         )
         return PageJob(run, paginator, page, base, job.include)
-
-
-def _without_params(url: str, names: frozenset[str]) -> str:
-    """``url`` without the query parameters in ``names`` (credentials, kept out of the
-    journal; the authenticator adds them again)."""
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in names]
-    return urlunsplit(parts._replace(query=urlencode(kept)))
