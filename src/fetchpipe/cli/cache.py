@@ -3,6 +3,8 @@ shares: refuse a file that is something else, open the cache and say what openin
 
 A missing cache file is an empty cache; a file that is not a fetchpipe cache is left alone and the
 command exits 2.
+
+Imports inside the functions are lazy, for start-up time (see :mod:`fetchpipe.cli`).
 """
 
 from __future__ import annotations

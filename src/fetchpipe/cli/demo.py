@@ -1,4 +1,7 @@
-"""``fetchpipe demo``: the simulated fleet's 50 APIs fetched at once, beside the slowest one."""
+"""``fetchpipe demo``: the simulated fleet's 50 APIs fetched at once, beside the slowest one.
+
+Imports inside the functions are lazy, for start-up time (see :mod:`fetchpipe.cli`).
+"""
 
 from __future__ import annotations
 

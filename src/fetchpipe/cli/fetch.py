@@ -4,6 +4,8 @@ Exit codes: 0 every request ok; 1 some requests failed (every success is still w
 results could not be written; 2 bad usage or input, found before any request is sent.
 Header values are never shown; API-key query parameters and URL passwords are redacted (see
 :mod:`fetchpipe._redact`).
+
+Imports inside the functions are lazy, for start-up time (see :mod:`fetchpipe.cli`).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Exit codes: 0 valid; 2 an invalid pipeline file, every problem printed as
 ``file:line: field.path: message``.
+
+Imports inside the functions are lazy, for start-up time (see :mod:`fetchpipe.cli`).
 """
 
 from __future__ import annotations

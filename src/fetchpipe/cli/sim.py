@@ -1,4 +1,7 @@
-"""``fetchpipe sim serve``: the simulated API fleet on 127.0.0.x, in the foreground."""
+"""``fetchpipe sim serve``: the simulated API fleet on 127.0.0.x, in the foreground.
+
+Imports inside the functions are lazy, for start-up time (see :mod:`fetchpipe.cli`).
+"""
 
 from __future__ import annotations
 
