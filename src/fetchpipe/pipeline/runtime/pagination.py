@@ -17,6 +17,10 @@ once, every remaining page when the first response tells the total (``total_page
 query parameters to send; next-page links carry theirs in the URL. A link to another origin
 (scheme, host, port) raises :class:`PaginationError` unless cross-origin links are allowed;
 then ``send_credentials`` is false for it. A repeated cursor or link raises too (a loop).
+
+The ``*_path`` keys are dotted paths or JSONPath queries, compiled when the file was validated
+(:func:`~fetchpipe.pipeline.spec.paths.compile_path`); a query that matches several values
+where one is needed raises :class:`PaginationError` rather than pick one.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from fetchpipe.pipeline.spec.models import (
     OffsetPagination,
     PagePagination,
 )
-from fetchpipe.pipeline.spec.paths import MISSING, describe, get_path
+from fetchpipe.pipeline.spec.paths import MISSING, BodyPath, ManyValues, compile_path, describe
 
 Params = Mapping[str, str | int | float | bool]
 PaginateConfig = (
@@ -282,7 +286,9 @@ class PageNumberPaginator(Paginator):
         c = self.config
         number = page.request.number
         if number == 1 and c.total_pages_path is not None:
-            total = _whole_number_at(page.body, c.total_pages_path)
+            total = _whole_number_at(
+                page.body, compile_path(c.total_pages_path), "total_pages_path"
+            )
             if total is not None:
                 self.parallel = True
                 return [PageRequest(self.url, self._params(k), k) for k in range(2, total + 1)]
@@ -310,7 +316,7 @@ class OffsetPaginator(Paginator):
         c = self.config
         number = page.request.number
         if number == 1 and c.total_path is not None:
-            total = _whole_number_at(page.body, c.total_path)
+            total = _whole_number_at(page.body, compile_path(c.total_path), "total_path")
             if total is not None:
                 self.parallel = True
                 pages = math.ceil(max(0, total - c.start) / c.limit)
@@ -327,9 +333,10 @@ class CursorPaginator(Paginator):
         super().__init__(url, params, max_pages=config.max_pages)
         self.config = config
         self.seen: set[str] = set()
+        self._cursor_path = compile_path(config.cursor_path)
 
     def _next(self, page: Page) -> list[PageRequest]:
-        cursor = get_path(page.body, self.config.cursor_path)
+        cursor = _one(page.body, self._cursor_path, "cursor_path")
         if cursor is MISSING or cursor is None or cursor == "" or cursor is False:
             return []
         if isinstance(cursor, Mapping | list):
@@ -385,9 +392,10 @@ class NextUrlPaginator(_LinkPaginator):
     ) -> None:
         super().__init__(url, params, allow_cross_origin, config.max_pages)
         self.config = config
+        self._next_url_path = compile_path(config.next_url_path)
 
     def _link(self, page: Page) -> str | None:
-        found = get_path(page.body, self.config.next_url_path)
+        found = _one(page.body, self._next_url_path, "next_url_path")
         if found is MISSING or found is None or found == "":
             return None
         if not isinstance(found, str):
@@ -397,9 +405,17 @@ class NextUrlPaginator(_LinkPaginator):
         return urljoin(page.url, found)
 
 
-def _whole_number_at(body: Any, path: str) -> int | None:
+def _one(body: Any, path: BodyPath, key: str) -> Any:
+    """The one value at ``path`` (MISSING when absent); PaginationError when several."""
+    try:
+        return path.one(body)
+    except ManyValues as exc:
+        raise PaginationError(f"{key} {exc}") from None
+
+
+def _whole_number_at(body: Any, path: BodyPath, key: str) -> int | None:
     """A whole number at ``path`` (a number or digits), ``None`` when absent."""
-    value = get_path(body, path)
+    value = _one(body, path, key)
     if value is MISSING or value is None:
         return None
     if isinstance(value, str) and value.strip().isdigit():
@@ -408,7 +424,7 @@ def _whole_number_at(body: Any, path: str) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer() and value >= 0:
         return int(value)
-    raise PaginationError(f"{path!r} holds {value!r}, not a count")
+    raise PaginationError(f"{path.text!r} holds {value!r}, not a count")
 
 
 def paginator_for(

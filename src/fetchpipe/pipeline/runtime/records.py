@@ -1,7 +1,8 @@
 """Records out of response bodies, parent values into child URLs, primary keys: pure functions.
 
 - :func:`extract_records`: a dotted path (``data.items``, ``results.0``; ``""`` is the whole
-  body; read by :func:`~fetchpipe.pipeline.spec.paths.get_path`) to the list of records.
+  body) to the list of records, or a JSONPath query (``$.data.items[*].node``) whose matches
+  are the records (both compiled by :func:`~fetchpipe.pipeline.spec.paths.compile_path`).
 - :func:`render_url`: a child source's URL template refers to its parent's fields as
   ``{products.id}`` (parsed by :func:`~fetchpipe.pipeline.spec.paths.placeholders`); each
   value is URL-encoded into the URL.
@@ -17,7 +18,14 @@ from typing import Any
 from urllib.parse import quote
 
 from fetchpipe._exceptions import FetchpipeError
-from fetchpipe.pipeline.spec.paths import MISSING, Placeholder, describe, get_path, placeholders
+from fetchpipe.pipeline.spec.paths import (
+    MISSING,
+    Placeholder,
+    compile_path,
+    describe,
+    get_path,
+    placeholders,
+)
 
 
 class RecordsError(FetchpipeError):
@@ -27,23 +35,42 @@ class RecordsError(FetchpipeError):
 def extract_records(body: Any, path: str) -> list[dict[str, Any]]:
     """The records at ``path`` in a response body.
 
-    A list gives its items, an object gives itself, ``null`` gives none. Items that are not
-    objects are wrapped as ``{"value": item}``. A path that is not there is a RecordsError
-    naming the keys that are.
+    A path that names one place (a dotted path, or a JSONPath query of names and indices
+    only) reads one value: a list gives its items, an object gives itself, ``null`` gives
+    none, and a path that is not there is a RecordsError naming the keys that are. Any other
+    JSONPath query (``*``, ``..``, slices, filters) gives its matches, in document order, as
+    the records (none when nothing matches: an empty page). Items that are not objects are
+    wrapped as ``{"value": item}``.
     """
-    found = get_path(body, path)
+    compiled = compile_path(path)
+    if not compiled.singular:
+        return [_record(item) for item in compiled.values(body)]
+    found = compiled.one(body)
     if found is MISSING:
-        raise RecordsError(f"records path {path!r} is not in the response: {_where(body, path)}")
+        where = _where(body, path) if compiled.query is None else _keys_of(body)
+        raise RecordsError(f"records path {path!r} is not in the response: {where}")
     if found is None:
         return []
     if isinstance(found, Mapping):
         return [dict(found)]
     if isinstance(found, list):
-        return [dict(item) if isinstance(item, Mapping) else {"value": item} for item in found]
+        return [_record(item) for item in found]
     raise RecordsError(
         f"records path {path!r} holds {describe(found)}, not a list of records. "
         'HINT: point `records` at the list ("" for the whole body)'
     )
+
+
+def _record(item: Any) -> dict[str, Any]:
+    return dict(item) if isinstance(item, Mapping) else {"value": item}
+
+
+def _keys_of(body: Any) -> str:
+    if isinstance(body, Mapping):
+        return (
+            "no match (the body's keys: " + (", ".join(sorted(map(str, body))[:20]) or "none") + ")"
+        )
+    return f"no match (the body is {describe(body)})"
 
 
 def _where(body: Any, path: str) -> str:

@@ -26,7 +26,7 @@ from pydantic import (
 from fetchpipe.engine.cache.http_cache import DEFAULT_PATH
 from fetchpipe.engine.security import find_control_char
 from fetchpipe.pipeline.spec.errors import Problem, Problems, did_you_mean
-from fetchpipe.pipeline.spec.paths import placeholders
+from fetchpipe.pipeline.spec.paths import compile_path, placeholders
 
 
 class _Model(BaseModel):
@@ -56,6 +56,23 @@ def _http_url(value: str) -> str:
 
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+def _body_path(value: str) -> str:
+    compile_path(value)  # compiled once, here; a bad $ query is this field's problem
+    return value
+
+
+BodyPathText = Annotated[str, AfterValidator(_body_path)]
+"""A dotted path (``data.items``) or, starting with ``$``, a JSONPath query (RFC 9535)."""
+PathText = Annotated[
+    BodyPathText,
+    Field(
+        min_length=1,
+        description="A dotted path (meta.next_cursor) or a JSONPath query starting with $ "
+        "that matches one value.",
+    ),
+]
 
 
 # --- defaults and hosts ----------------------------------------------------------------------
@@ -245,7 +262,7 @@ class PagePagination(_Paged):
     start: int = Field(default=1, ge=0)
     size_param: Text | None = None
     size: int | None = Field(default=None, ge=1)
-    total_pages_path: Text | None = None
+    total_pages_path: PathText | None = None
 
 
 class OffsetPagination(_Paged):
@@ -257,14 +274,14 @@ class OffsetPagination(_Paged):
     limit_param: Text = "limit"
     limit: int = Field(default=100, ge=1)
     start: int = Field(default=0, ge=0)
-    total_path: Text | None = None
+    total_path: PathText | None = None
 
 
 class CursorPagination(_Paged):
     """The next cursor is read from the body at ``cursor_path`` and sent as ``param``."""
 
     type: Literal["cursor"]
-    cursor_path: Text
+    cursor_path: PathText
     param: Text = "cursor"
 
 
@@ -278,7 +295,7 @@ class NextUrlPagination(_Paged):
     """The next page's URL is read from the body at ``next_url_path``."""
 
     type: Literal["next_url"]
-    next_url_path: Text
+    next_url_path: PathText
 
 
 Paginate = Annotated[
@@ -312,8 +329,10 @@ class Source(_Model):
     params: dict[str, ParamValue] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     auth: Auth | None = None
-    records: str = Field(
-        default="", description='Dotted path to the list of records; "" = the body.'
+    records: BodyPathText = Field(
+        default="",
+        description='Where the records are: a dotted path (data.items; "" = the body) or a '
+        "JSONPath query starting with $ ($.data.items[*].node), each match a record.",
     )
     primary_key: str | tuple[str, ...] | None = None
     write: Literal["append", "replace", "merge"] = "append"
