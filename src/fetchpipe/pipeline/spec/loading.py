@@ -5,6 +5,17 @@
 ``sources.1.paginate.cursor_path`` can be reported at its line. A syntax error is a
 :class:`PipelineError` carrying the line. :func:`substitute` then replaces ``${VAR}`` in
 string values with the environment's value (``$${`` writes a literal ``${``).
+
+YAML plain scalars are read as YAML 1.2's core schema reads them, not as YAML 1.1 (PyYAML's
+default): only ``true`` and ``false`` are booleans (``yes``, ``no``, ``on``, ``off``, ``y``,
+``n`` and ``NO`` stay strings, so ``params: {country: NO}`` sends ``country=NO``); integers
+are decimal, ``0o17`` or ``0x1F``; floats need a dot or an exponent (``1.5``, ``1e3``,
+``.inf``). Where 1.1 and 1.2 disagree about digits, what was written stays a string: ``0777``
+(octal 511 in 1.1, 777 in 1.2), ``1:20`` (sexagesimal 80 in 1.1), ``1_000`` and
+``2024-01-01`` (a date in 1.1). A zero-padded number in a pipeline file is an identifier (a
+postcode, an account), so it is sent as written; a field that wants a number still takes it
+(``"0100"`` is read as 100 there). This is a resolver table on PyYAML's safe loader, keeping
+its marks for the line numbers, rather than a second YAML library.
 """
 
 from __future__ import annotations
@@ -57,9 +68,63 @@ def load_file(path: str | Path) -> Document:
 # --- YAML -----------------------------------------------------------------------------------
 
 
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_YAML_1_1_TAGS = frozenset(
+    {_BOOL_TAG, _INT_TAG, _FLOAT_TAG, _TIMESTAMP_TAG, "tag:yaml.org,2002:value"}
+)
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with the plain scalars of YAML 1.2's core schema (null and merge
+    keys as before)."""
+
+
+# The safe loader's resolvers less those of 1.1's scalars (add_implicit_resolver appends to a
+# copy the subclass owns once it has one of its own).
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML_1_1_TAGS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Yaml12Loader.add_implicit_resolver(
+    _INT_TAG,
+    re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+_Yaml12Loader.add_implicit_resolver(
+    _FLOAT_TAG,
+    re.compile(
+        r"^(?:[-+]?(?:(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+)"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+.0123456789"),
+)
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    """``0o17``, ``0x1F`` and decimals; an explicit ``!!int 0777`` is decimal."""
+    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]  # a scalar node
+    for base in (0, 10):
+        try:
+            return int(text, base)
+        except ValueError:
+            continue
+    raise yaml.constructor.ConstructorError(
+        None, None, f"{text!r} is not an integer", node.start_mark
+    )
+
+
+_Yaml12Loader.add_constructor(_INT_TAG, _construct_int)
+
+
 def load_yaml(text: str, name: str | None = None) -> Document:
-    """Parse YAML ``text``; a duplicate key is an error (PyYAML would keep the last)."""
-    loader = yaml.SafeLoader(text)
+    """Parse YAML ``text`` with YAML 1.2 scalars; a duplicate key is an error (PyYAML would
+    keep the last)."""
+    loader = _Yaml12Loader(text)
     try:
         node = loader.get_single_node()
         lines: dict[DataPath, int] = {}
