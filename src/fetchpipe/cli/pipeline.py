@@ -1,7 +1,9 @@
 """``fetchpipe validate``, ``plan`` and ``schema`` (nothing is sent) and ``fetchpipe run``.
 
 Exit codes: 0 valid; 2 an invalid pipeline file, every problem printed as
-``file:line: field.path: message``.
+``file:line: field.path: message``. ``--skip-env`` (validate, plan) checks a file whose
+``${VAR}`` variables are not set, as in CI without the secrets: without it an unset variable is
+a problem like any other.
 
 Imports inside the functions are lazy, for start-up time (see :mod:`fetchpipe.cli`).
 """
@@ -9,6 +11,7 @@ Imports inside the functions are lazy, for start-up time (see :mod:`fetchpipe.cl
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
@@ -25,12 +28,25 @@ _pipeline_argument = click.argument(
 )
 
 
-def _load(path: str) -> PipelineSpec:
-    from fetchpipe.pipeline.spec.config import PipelineSpec
+def _skip_env_flag(what: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    return click.option(
+        "--skip-env",
+        is_flag=True,
+        help="Check everything but the environment: an unset ${VAR} is no error, and the "
+        f"values that use one are not checked ({what}). For CI without the secrets.",
+    )
+
+
+def _load(path: str, *, skip_env: bool = False) -> PipelineSpec:
+    """The pipeline, or BadUsage listing its problems; with ``skip_env``, NeedsEnvironment
+    when it cannot be read without the unset variables (the caller says what that means)."""
+    from fetchpipe.pipeline.spec.config import NeedsEnvironment, PipelineSpec
     from fetchpipe.pipeline.spec.errors import PipelineError
 
     try:
-        return PipelineSpec.from_file(path)
+        return PipelineSpec.from_file(path, skip_env=skip_env)
+    except NeedsEnvironment:
+        raise
     except PipelineError as exc:
         count = len(exc.problems)
         noun = "problem" if count == 1 else "problems"
@@ -39,15 +55,27 @@ def _load(path: str) -> PipelineSpec:
 
 @click.command()
 @_pipeline_argument
-def validate(pipeline_file: str) -> None:
+@_skip_env_flag("they are listed")
+def validate(pipeline_file: str, skip_env: bool) -> None:
     """Check PIPELINE (YAML or TOML) without sending any request."""
-    pipeline = _load(pipeline_file)
+    from fetchpipe.pipeline.spec.config import NeedsEnvironment
+
+    try:
+        pipeline = _load(pipeline_file, skip_env=skip_env)
+    except NeedsEnvironment as exc:
+        click.echo(
+            f"{pipeline_file}: ok as far as it can be checked without the environment; these "
+            f"values, and the checks that need them, were not checked:\n{exc}"
+        )
+        return
     names = ", ".join(s.name for s in pipeline.ordered_sources())
     count = len(pipeline.sources)
     click.echo(
         f"{pipeline_file}: ok: pipeline {pipeline.name}, {count} "
         f"source{'' if count == 1 else 's'} ({names}) -> {pipeline.target}"
     )
+    for problem in pipeline.unchecked:
+        click.echo(problem.render(pipeline_file))
 
 
 @click.command()
@@ -66,22 +94,36 @@ def validate(pipeline_file: str) -> None:
 @seconds(
     "--latency", help="Assume this response time, to bound the time by the concurrency limits."
 )
+@_skip_env_flag("they show as unset")
 def plan(
     pipeline_file: str,
     as_json: bool,
     pages: int | None,
     records_per_page: int | None,
     latency: float | None,
+    skip_env: bool,
 ) -> None:
     """Show what PIPELINE would request and at least how long it takes; sends nothing.
 
     Sources are listed parents first. Pages of paginated sources (and so the requests of their
     children) are unknown until fetched unless assumed with --pages and --records-per-page.
-    Header values and secrets are never shown.
+    Header values and secrets are never shown. With --skip-env, a value from an unset
+    variable shows as unset (https://unset.invalid at the start of a URL): a host's limits
+    apply only where its name is written in the file.
     """
     from fetchpipe.pipeline.plan.plan import build_plan, render
+    from fetchpipe.pipeline.spec.config import NeedsEnvironment
 
-    pipeline = _load(pipeline_file)
+    try:
+        pipeline = _load(pipeline_file, skip_env=skip_env)
+    except NeedsEnvironment as exc:
+        raise BadUsage(
+            f"{exc}\n{pipeline_file}: the plan needs these values: set the variables; "
+            "nothing was sent",
+            plain=True,
+        ) from None
+    for problem in pipeline.unchecked:
+        click.echo(problem.render(pipeline_file), err=True)
     result = build_plan(pipeline, pages=pages, records_per_page=records_per_page, latency=latency)
     text = json.dumps(result.as_dict(), indent=2) if as_json else render(result)
     click.echo(pipeline.redact(text))

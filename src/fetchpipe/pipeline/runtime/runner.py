@@ -84,6 +84,12 @@ class PipelineRunner:
         commit_every: float = COMMIT_EVERY,
         commit_records: int = COMMIT_RECORDS,
     ) -> None:
+        if pipeline.unset_variables:  # loaded with skip_env: placeholders, not values
+            raise ConfigError(
+                "the pipeline was loaded without its environment (skip_env): it can be "
+                f"checked, not run. HINT: set {', '.join(pipeline.unset_variables)} and load "
+                "it again"
+            )
         self.pipeline = pipeline
         self.full_refresh = full_refresh
         self.restart = restart

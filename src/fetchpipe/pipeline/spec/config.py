@@ -45,7 +45,7 @@ from fetchpipe.pipeline.spec.errors import (
     did_you_mean,
 )
 from fetchpipe.pipeline.spec.graph import DependencyCycle, dependency_order
-from fetchpipe.pipeline.spec.loading import Document, load_file, substitute
+from fetchpipe.pipeline.spec.loading import UNSET, UNSET_URL, Document, load_file, substitute
 from fetchpipe.pipeline.spec.models import (
     ApiKeyAuth,
     Defaults,
@@ -79,18 +79,34 @@ class PipelineSpec(_Model):
 
     _secrets: frozenset[str] = PrivateAttr(default=frozenset())
     _file: str | None = PrivateAttr(default=None)
+    _unchecked: tuple[Problem, ...] = PrivateAttr(default=())
+    _unset: frozenset[str] = PrivateAttr(default=frozenset())
 
     # --- loading --------------------------------------------------------------------------------
 
     @classmethod
-    def from_file(cls, path: str | Path, *, env: Mapping[str, str] | None = None) -> Self:
-        """Load a YAML or TOML pipeline file. Raises :class:`PipelineError`."""
-        return _build(load_file(path), env, cls)
+    def from_file(
+        cls, path: str | Path, *, env: Mapping[str, str] | None = None, skip_env: bool = False
+    ) -> Self:
+        """Load a YAML or TOML pipeline file. Raises :class:`PipelineError`.
+
+        ``skip_env``: an unset ``${VAR}`` is no error; the values that use one are not checked
+        (:attr:`unchecked` lists them). For checking a file where its secrets are not set (CI);
+        such a pipeline is for looking at, not for running. When the file cannot be read into
+        a pipeline without those values, :class:`NeedsEnvironment` lists them.
+        """
+        return _build(load_file(path), env, cls, skip_env=skip_env)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None) -> Self:
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        env: Mapping[str, str] | None = None,
+        skip_env: bool = False,
+    ) -> Self:
         """Load a pipeline from plain data (as parsed from YAML, TOML or JSON)."""
-        return _build(Document(data), env, cls)
+        return _build(Document(data), env, cls, skip_env=skip_env)
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
@@ -102,6 +118,17 @@ class PipelineSpec(_Model):
     def file(self) -> str | None:
         """The file the pipeline was read from, when it was."""
         return self._file
+
+    @property
+    def unchecked(self) -> tuple[Problem, ...]:
+        """Loaded with ``skip_env``: each value that uses an unset variable, with its line
+        (such a value was not checked). Empty otherwise."""
+        return self._unchecked
+
+    @property
+    def unset_variables(self) -> list[str]:
+        """Loaded with ``skip_env``: the names of the unset variables, sorted."""
+        return sorted(self._unset)
 
     def redact(self, text: str) -> str:
         """``text`` with every secret masked: values read from the environment and the
@@ -127,6 +154,8 @@ class PipelineSpec(_Model):
             for value in (source.auth.__dict__ if source.auth is not None else {}).values():
                 if isinstance(value, SecretStr):
                     found.add(value.get_secret_value())
+        if self._unchecked:  # what stands for an unset variable is no secret
+            found -= {UNSET, UNSET_URL}
         return frozenset(found)
 
     # --- derived values -------------------------------------------------------------------------
@@ -277,16 +306,30 @@ class PipelineSpec(_Model):
 # --- building and error messages ----------------------------------------------------------------
 
 
+class NeedsEnvironment(PipelineError):
+    """Loading with ``skip_env``: the file has no problem of its own, but cannot be read into
+    a pipeline without the values of its unset variables (a number or a choice from one)."""
+
+
 @overload
-def _build(document: Document, env: Mapping[str, str] | None) -> PipelineSpec: ...
+def _build(
+    document: Document, env: Mapping[str, str] | None, *, skip_env: bool = False
+) -> PipelineSpec: ...
 @overload
-def _build(document: Document, env: Mapping[str, str] | None, model: type[S]) -> S: ...
+def _build(
+    document: Document, env: Mapping[str, str] | None, model: type[S], *, skip_env: bool = False
+) -> S: ...
 
 
 def _build(
-    document: Document, env: Mapping[str, str] | None, model: type[S] | None = None
+    document: Document,
+    env: Mapping[str, str] | None,
+    model: type[S] | None = None,
+    *,
+    skip_env: bool = False,
 ) -> PipelineSpec:
-    substituted = substitute(document.data, os.environ if env is None else env)
+    substituted = substitute(document.data, os.environ if env is None else env, skip_unset=skip_env)
+    unchecked = tuple(replace(p, line=document.line_of(p.path)) for p in substituted.unset)
     problems = list(substituted.problems)
     pipeline: PipelineSpec | None = None
     if document.data is None:
@@ -297,16 +340,20 @@ def _build(
         try:
             pipeline = (model or PipelineSpec).model_validate(substituted.data)
         except ValidationError as exc:
-            unset = [p.path for p in substituted.problems]
+            unset = [p.path for p in (*substituted.problems, *substituted.unset)]
             problems.extend(
                 p for p in problems_from(exc) if not any(p.path[: len(u)] == u for u in unset)
             )
     if problems or pipeline is None:
         located = [replace(p, line=p.line or document.line_of(p.path)) for p in problems]
         located.sort(key=lambda p: p.line or 0)
+        if not located and unchecked:
+            raise NeedsEnvironment(unchecked, document.name, substituted.secrets)
         raise PipelineError(located, document.name, substituted.secrets)
     pipeline._secrets = substituted.secrets
     pipeline._file = document.name
+    pipeline._unchecked = unchecked
+    pipeline._unset = substituted.unset_names
     return pipeline
 
 

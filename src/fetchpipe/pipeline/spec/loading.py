@@ -265,20 +265,34 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 @dataclass(frozen=True, slots=True)
 class Substituted:
-    """Data after ``${VAR}`` substitution, the problems found, and the values read."""
+    """Data after ``${VAR}`` substitution, the problems found, the values read, and (when unset
+    variables were skipped) where each unset one was."""
 
     data: Any
     problems: tuple[Problem, ...]
     secrets: frozenset[str]
+    unset: tuple[Problem, ...] = ()
+    unset_names: frozenset[str] = frozenset()
 
 
-def substitute(data: Any, env: Mapping[str, str]) -> Substituted:
+UNSET_URL = "https://unset.invalid"
+"""What a skipped unset variable stands for at the start of a ``*url`` value."""
+UNSET = "unset"
+"""What a skipped unset variable stands for anywhere else."""
+
+
+def substitute(data: Any, env: Mapping[str, str], *, skip_unset: bool = False) -> Substituted:
     """Replace ``${VAR}`` in every string value (not keys) with ``env[VAR]``.
 
     An unset variable is a problem naming it; its reference is replaced by an empty string so
-    that validation can go on. Every value read is returned in ``secrets`` for redaction.
+    that validation can go on. With ``skip_unset`` (``validate --skip-env``) it is no problem:
+    it is listed in ``unset`` and stands for :data:`UNSET_URL` at the start of a value whose
+    key ends in ``url`` and :data:`UNSET` elsewhere, values that pass the checks of most
+    fields. Every value read is returned in ``secrets`` for redaction.
     """
     problems: list[Problem] = []
+    unset: list[Problem] = []
+    unset_names: set[str] = set()
     secrets: set[str] = set()
 
     def text(value: str, path: DataPath) -> str:
@@ -296,6 +310,12 @@ def substitute(data: Any, env: Mapping[str, str]) -> Substituted:
                 )
                 return match.group(0)
             found = env.get(name)
+            if found is None and skip_unset:
+                unset.append(Problem(path, f"not checked: environment variable {name} is not set"))
+                unset_names.add(name)
+                key = path[-1] if path else ""
+                at_url = match.start() == 0 and isinstance(key, str) and key.endswith("url")
+                return UNSET_URL if at_url else UNSET
             if found is None:
                 problems.append(
                     Problem(
@@ -320,4 +340,6 @@ def substitute(data: Any, env: Mapping[str, str]) -> Substituted:
         return value
 
     result = walk(data, ())
-    return Substituted(result, tuple(problems), frozenset(secrets))
+    return Substituted(
+        result, tuple(problems), frozenset(secrets), tuple(unset), frozenset(unset_names)
+    )
