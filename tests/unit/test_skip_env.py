@@ -10,7 +10,8 @@ import pytest
 from fetchpipe import ConfigError
 from fetchpipe.pipeline import PipelineError
 from fetchpipe.pipeline.runtime.runner import PipelineRunner
-from fetchpipe.pipeline.spec.config import NeedsEnvironment, PipelineSpec, _build
+from fetchpipe.pipeline.spec.config import PipelineSpec, _build
+from fetchpipe.pipeline.spec.errors import NeedsEnvironment
 from fetchpipe.pipeline.spec.loading import UNSET, UNSET_URL, load_yaml, substitute
 
 FILE = """\

@@ -40,8 +40,8 @@ def _skip_env_flag(what: str) -> Callable[[Callable[..., None]], Callable[..., N
 def _load(path: str, *, skip_env: bool = False) -> PipelineSpec:
     """The pipeline, or BadUsage listing its problems; with ``skip_env``, NeedsEnvironment
     when it cannot be read without the unset variables (the caller says what that means)."""
-    from fetchpipe.pipeline.spec.config import NeedsEnvironment, PipelineSpec
-    from fetchpipe.pipeline.spec.errors import PipelineError
+    from fetchpipe.pipeline.spec.config import PipelineSpec
+    from fetchpipe.pipeline.spec.errors import NeedsEnvironment, PipelineError
 
     try:
         return PipelineSpec.from_file(path, skip_env=skip_env)
@@ -58,7 +58,7 @@ def _load(path: str, *, skip_env: bool = False) -> PipelineSpec:
 @_skip_env_flag("they are listed")
 def validate(pipeline_file: str, skip_env: bool) -> None:
     """Check PIPELINE (YAML or TOML) without sending any request."""
-    from fetchpipe.pipeline.spec.config import NeedsEnvironment
+    from fetchpipe.pipeline.spec.errors import NeedsEnvironment
 
     try:
         pipeline = _load(pipeline_file, skip_env=skip_env)
@@ -112,7 +112,7 @@ def plan(
     apply only where its name is written in the file.
     """
     from fetchpipe.pipeline.plan.plan import build_plan, render
-    from fetchpipe.pipeline.spec.config import NeedsEnvironment
+    from fetchpipe.pipeline.spec.errors import NeedsEnvironment
 
     try:
         pipeline = _load(pipeline_file, skip_env=skip_env)

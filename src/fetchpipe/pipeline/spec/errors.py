@@ -102,3 +102,8 @@ class PipelineError(ConfigError):
         self.file = file
         text = "\n".join(p.render(file) for p in self.problems)
         super().__init__(redact_text(text, secrets))
+
+
+class NeedsEnvironment(PipelineError):
+    """Loading with ``skip_env``: the file has no problem of its own, but cannot be read into
+    a pipeline without the values of its unset variables (a number or a choice from one)."""
