@@ -4,9 +4,9 @@ Not part of the package, nor of its tests: the three libraries are not all depen
 Run it in an environment that has them, with the RFC 9535 compliance test suite's ``cts.json``
 (github.com/jsonpath-standard/jsonpath-compliance-test-suite)::
 
-    python -m venv /tmp/jp && /tmp/jp/bin/pip install python-jsonpath==2.2.2 \\
+    python -m venv .venv-jsonpath && .venv-jsonpath/bin/pip install python-jsonpath==2.2.2 \\
         jsonpath-rfc9535==1.0.1 jsonpath-ng==1.16.0
-    /tmp/jp/bin/python tools/compare_jsonpath_libraries.py cts.json
+    .venv-jsonpath/bin/python tools/compare_jsonpath_libraries.py cts.json
 
 For each library: the compliance cases passed (a valid query gives one of the expected results,
 an invalid one is refused when compiled), the time of ``$.data.items[*].node`` compiled once and
