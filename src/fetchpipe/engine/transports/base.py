@@ -2,8 +2,9 @@
 
 :class:`Transport` is the protocol (send one request, get a :class:`RawResponse`);
 :class:`TransportBase` keeps the settings both transports start from (the security policy,
-the client's default headers apart from the credential ones); the functions say which responses
-have a body and how a redirect's small body is read so that its connection can be reused.
+the client's default headers apart from the credential ones); :class:`CancelCheck` raises a
+cancel that an HTTP library lost; the functions say which responses have a body and how a
+redirect's small body is read so that its connection can be reused.
 """
 
 from __future__ import annotations
@@ -85,6 +86,36 @@ class TransportBase:
     def insecure_hosts(self) -> frozenset[str]:
         """Hosts whose TLS certificates are not verified, for the caller to warn about."""
         return self.security.insecure_hosts
+
+
+class CancelCheck:
+    """Whether the current task was asked to cancel since the check was made, for a send to
+    raise a cancel that its HTTP library lost.
+
+    An awaitable of pyreqwest can end normally, or with an error of its own, although a
+    ``CancelledError`` was thrown into it: pyo3 hands the cancel to the Rust future and polls it
+    once more, and the future finishes anyway when the response head or a body chunk is already
+    in (its ``tokio::select!`` between the request and the cancel may pick either; a buffered
+    chunk is returned without looking). The task then goes on with its cancel spent: an engine
+    worker takes the next request, and stopping the run waits for that worker forever. What
+    still shows the cancel is the task's count of cancels asked and not taken back
+    (``Task.cancelling()``); a send compares it with the count when it started, as
+    ``asyncio.timeout`` does, so that a cancel asked before (the caller's own) or taken back
+    inside (a timeout's) is left alone.
+    """
+
+    __slots__ = ("_asked", "_task")
+
+    def __init__(self) -> None:
+        task = asyncio.current_task()
+        self._task = task
+        self._asked = 0 if task is None else task.cancelling()
+
+    def raise_if_asked(self) -> None:
+        """Raise ``CancelledError`` if the task was asked to cancel since the check was made."""
+        task = self._task
+        if task is not None and task.cancelling() > self._asked:
+            raise asyncio.CancelledError
 
 
 def drain_wait(timeouts: Timeouts) -> float:

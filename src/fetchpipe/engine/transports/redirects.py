@@ -29,7 +29,7 @@ from fetchpipe.engine.security import (
     origin,
     without_params,
 )
-from fetchpipe.engine.transports.base import RawResponse
+from fetchpipe.engine.transports.base import CancelCheck, RawResponse
 from fetchpipe.engine.transports.default_headers import with_defaults
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -92,7 +92,10 @@ async def exchange(
     """Send ``request`` through ``wire`` and follow its redirects under the wire's policy.
 
     Control characters are refused before sending; the wire's credential headers are added to
-    the request's own. Every error is a ``TransportError``.
+    the request's own. Every error is a ``TransportError``. A cancel asked of the task while
+    the request is in flight ends the send as ``CancelledError`` (never as a response or a
+    ``TransportError``), also when the wire's library lost it (see
+    :class:`~fetchpipe.engine.transports.base.CancelCheck`).
     """
     url = request.url
     headers = request.headers
@@ -101,6 +104,7 @@ async def exchange(
     if wire.credential_headers:
         headers = with_defaults(wire.credential_headers, headers)
     policy = wire.security
+    cancel = CancelCheck()
     try:
         redirect: tuple[Hop, Hop] | None = None
         try:
@@ -109,30 +113,39 @@ async def exchange(
                 if answer.status in REDIRECT_STATUSES and policy.max_redirects:
                     location = wire.location(context, answer)
                 if location is None:
-                    return await wire.complete(context, answer, request.method, url, max_body_size)
-                first = first_hop(policy, request, headers)
-                redirect = (first, next_hop(policy, first, answer.status, location))
-                await wire.discard(context, answer)
+                    response = await wire.complete(
+                        context, answer, request.method, url, max_body_size
+                    )
+                else:
+                    first = first_hop(policy, request, headers)
+                    redirect = (first, next_hop(policy, first, answer.status, location))
+                    await wire.discard(context, answer)
         except Exception:
             if redirect is None:
                 raise
             # A redirect body given up on may raise again as its answer is released (pyreqwest
             # does): the connection is dropped, the chain goes on.
-        return await _follow(wire, context, *redirect, max_body_size)
-    except TransportError:
-        raise
+        if redirect is not None:
+            response = await _follow(wire, context, *redirect, max_body_size, cancel)
     except Exception as exc:
+        cancel.raise_if_asked()  # the library's error after a cancel it lost: the cancel wins
+        if isinstance(exc, TransportError):
+            raise
         raise wire.translate(exc) from exc
+    cancel.raise_if_asked()  # a response completed although a cancel came meanwhile
+    return response
 
 
 async def _follow(
-    wire: Wire[R, C], context: C, first: Hop, hop: Hop, max_body_size: int
+    wire: Wire[R, C], context: C, first: Hop, hop: Hop, max_body_size: int, cancel: CancelCheck
 ) -> RawResponse:
     """Follow a redirect chain from ``hop``: at most ``max_redirects`` hops, within the
-    request's total timeout, each hop's body released before the next one is sent."""
+    request's total timeout, each hop's body released before the next one is sent (and no hop
+    sent once the task was asked to cancel)."""
     policy = wire.security
     chain = [first.url, hop.url]
     for followed in range(1, policy.max_redirects + 1):
+        cancel.raise_if_asked()
         following = False
         try:
             async with wire.open(context, hop, hop.headers) as answer:

@@ -22,6 +22,10 @@ client), so ``block_private`` cannot check the addresses a host name resolves to
 TLS verification is chosen per host as with aiohttp: pyreqwest sets it per client, so hosts in
 ``insecure_hosts`` go through a second client built with ``danger_accept_invalid_certs``.
 
+A cancel can end a pyreqwest call normally (when the response or a chunk is already in): the
+shared loop and the body loop here raise it all the same (see
+:class:`~fetchpipe.engine.transports.base.CancelCheck`).
+
 pyreqwest is optional (``pip install 'fetchpipe[fast]'``) and imported when the transport is
 built.
 """
@@ -47,6 +51,7 @@ from fetchpipe._redact import with_public_urls
 from fetchpipe.engine.decoding import capped_body
 from fetchpipe.engine.security import verify_tls
 from fetchpipe.engine.transports.base import (
+    CancelCheck,
     RawResponse,
     TransportBase,
     TransportSettings,
@@ -98,9 +103,9 @@ def _pyreqwest() -> Any:
         ) from None
 
 
-Clock = tuple[asyncio.AbstractEventLoop, float, float | None]
-"""What a send keeps: its loop, the loop time it started at, and its own total timeout (None:
-the client's)."""
+Clock = tuple[asyncio.AbstractEventLoop, float, float | None, CancelCheck]
+"""What a send keeps: its loop, the loop time it started at, its own total timeout (None: the
+client's), and a check for a cancel that pyreqwest lost while the body is read."""
 
 
 class ReqwestTransport(TransportBase):
@@ -145,7 +150,8 @@ class ReqwestTransport(TransportBase):
     ) -> Coroutine[Any, Any, RawResponse]:
         # Not async: the coroutine of exchange() is the send's, one coroutine less a request.
         loop = asyncio.get_running_loop()
-        return exchange(self, (loop, loop.time(), total_timeout), request, max_body_size)
+        clock = (loop, loop.time(), total_timeout, CancelCheck())
+        return exchange(self, clock, request, max_body_size)
 
     # --- the wire of exchange() ---------------------------------------------------------------
 
@@ -160,7 +166,7 @@ class ReqwestTransport(TransportBase):
             builder = self._client.request(method.upper(), target)
         if message.params:
             builder = builder.query(_query(message.params))
-        loop, start, total = context
+        loop, start, total, _ = context
         if isinstance(message, Hop):  # a redirect: what is left of the total timeout
             if total is None:
                 total = self._timeouts.total
@@ -191,7 +197,7 @@ class ReqwestTransport(TransportBase):
         elif length is not None and length <= max_body_size and not encoded:
             body = (await answer.bytes()).to_bytes()
         else:
-            body = await self._read_body(answer, length, max_body_size)
+            body = await self._read_body(answer, length, max_body_size, context[3])
         return RawResponse(status, LazyHeaders(header_map), body, content_type, first_byte, url)
 
     async def discard(self, context: Clock, answer: Response) -> None:
@@ -240,12 +246,17 @@ class ReqwestTransport(TransportBase):
             builder = builder.body_bytes(data)
         return builder
 
-    async def _read_body(self, resp: Response, length: int | None, max_body_size: int) -> bytes:
-        """The slow path: a body without Content-Length, over the cap, or encoded."""
+    async def _read_body(
+        self, resp: Response, length: int | None, max_body_size: int, cancel: CancelCheck
+    ) -> bytes:
+        """The slow path: a body without Content-Length, over the cap, or encoded; given up on
+        at the next chunk when the task was asked to cancel (a chunk already buffered comes
+        back although the cancel was thrown into ``read_chunk``)."""
         encodings = _headers(resp, "content-encoding")
         body = capped_body(encodings, length, max_body_size, self.security.max_encodings)
         reader = resp.body_reader
         while (chunk := await reader.read_chunk()) is not None:
+            cancel.raise_if_asked()
             body.feed(chunk.to_bytes())
         return body.finish()
 
