@@ -17,7 +17,7 @@ import pytest
 
 from fetchpipe import ErrorKind, Request, TransportError
 from fetchpipe.engine.security import SecurityPolicy
-from fetchpipe.engine.transports.base import RawResponse
+from fetchpipe.engine.transports.base import CancelCheck, RawResponse
 from fetchpipe.engine.transports.redirects import Hop, exchange
 
 URL = "http://api.example/items"
@@ -71,7 +71,13 @@ class LosingWire:
         return f"/next/{len(self.sent)}"
 
     async def complete(
-        self, context: None, answer: Answer, method: str, url: str, max_body_size: int
+        self,
+        context: None,
+        answer: Answer,
+        method: str,
+        url: str,
+        max_body_size: int,
+        cancel: CancelCheck,
     ) -> RawResponse:
         await self._maybe_lose("complete")
         return RawResponse(answer.status, {}, b"{}", "application/json", 0.0, url)

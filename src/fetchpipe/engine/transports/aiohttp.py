@@ -44,6 +44,7 @@ from fetchpipe.engine.security import (
     verify_tls,
 )
 from fetchpipe.engine.transports.base import (
+    CancelCheck,
     RawResponse,
     TransportBase,
     TransportSettings,
@@ -197,6 +198,7 @@ class AiohttpTransport(TransportBase):
         method: str,
         url: str,
         max_body_size: int,
+        cancel: CancelCheck,  # not needed: aiohttp raises a cancel where it comes
     ) -> RawResponse:
         context.progress()  # the head is here: the read timeout starts again
         first_byte = self._loop.time()

@@ -71,10 +71,11 @@ class Wire(Protocol[R, C]):
         ...
 
     async def complete(
-        self, context: C, answer: R, method: str, url: str, max_body_size: int
+        self, context: C, answer: R, method: str, url: str, max_body_size: int, cancel: CancelCheck
     ) -> RawResponse:
         """The final response, its body read within ``max_body_size`` (called as its head
-        arrives, as :meth:`discard` is)."""
+        arrives, as :meth:`discard` is); a wire whose library can lose a cancel stops reading
+        when ``cancel`` says that the task was asked to."""
         ...
 
     async def discard(self, context: C, answer: R) -> None:
@@ -114,7 +115,7 @@ async def exchange(
                     location = wire.location(context, answer)
                 if location is None:
                     response = await wire.complete(
-                        context, answer, request.method, url, max_body_size
+                        context, answer, request.method, url, max_body_size, cancel
                     )
                 else:
                     first = first_hop(policy, request, headers)
@@ -154,7 +155,7 @@ async def _follow(
                     location = wire.location(context, answer)
                 if location is None:
                     return await wire.complete(
-                        context, answer, hop.method, str(hop.url), max_body_size
+                        context, answer, hop.method, str(hop.url), max_body_size, cancel
                     )
                 if followed == policy.max_redirects:
                     break

@@ -103,9 +103,9 @@ def _pyreqwest() -> Any:
         ) from None
 
 
-Clock = tuple[asyncio.AbstractEventLoop, float, float | None, CancelCheck]
-"""What a send keeps: its loop, the loop time it started at, its own total timeout (None: the
-client's), and a check for a cancel that pyreqwest lost while the body is read."""
+Clock = tuple[asyncio.AbstractEventLoop, float, float | None]
+"""What a send keeps: its loop, the loop time it started at, and its own total timeout (None:
+the client's)."""
 
 
 class ReqwestTransport(TransportBase):
@@ -150,8 +150,7 @@ class ReqwestTransport(TransportBase):
     ) -> Coroutine[Any, Any, RawResponse]:
         # Not async: the coroutine of exchange() is the send's, one coroutine less a request.
         loop = asyncio.get_running_loop()
-        clock = (loop, loop.time(), total_timeout, CancelCheck())
-        return exchange(self, clock, request, max_body_size)
+        return exchange(self, (loop, loop.time(), total_timeout), request, max_body_size)
 
     # --- the wire of exchange() ---------------------------------------------------------------
 
@@ -166,7 +165,7 @@ class ReqwestTransport(TransportBase):
             builder = self._client.request(method.upper(), target)
         if message.params:
             builder = builder.query(_query(message.params))
-        loop, start, total, _ = context
+        loop, start, total = context
         if isinstance(message, Hop):  # a redirect: what is left of the total timeout
             if total is None:
                 total = self._timeouts.total
@@ -181,7 +180,13 @@ class ReqwestTransport(TransportBase):
         return _header(answer, "location")
 
     async def complete(
-        self, context: Clock, answer: Response, method: str, url: str, max_body_size: int
+        self,
+        context: Clock,
+        answer: Response,
+        method: str,
+        url: str,
+        max_body_size: int,
+        cancel: CancelCheck,
     ) -> RawResponse:
         first_byte = context[0].time()
         status = answer.status
@@ -197,7 +202,7 @@ class ReqwestTransport(TransportBase):
         elif length is not None and length <= max_body_size and not encoded:
             body = (await answer.bytes()).to_bytes()
         else:
-            body = await self._read_body(answer, length, max_body_size, context[3])
+            body = await self._read_body(answer, length, max_body_size, cancel)
         return RawResponse(status, LazyHeaders(header_map), body, content_type, first_byte, url)
 
     async def discard(self, context: Clock, answer: Response) -> None:
