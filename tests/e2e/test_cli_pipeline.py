@@ -159,6 +159,12 @@ MISTAKES = [
         "HINT: remove it",
     ),
     (
+        "unknown status action",
+        TOP + SOURCE + "    on_status: {404: skip, 410: skp}\n",
+        "6: sources[0].on_status[\"410\"]: 'skp' is not an action: use skip or fail. "
+        "HINT: did you mean `skip`?",
+    ),
+    (
         "negative max_per_second",
         "name: shop\nhosts:\n  127.0.0.1: {max_per_second: -5}\nsources:\n" + SOURCE,
         '3: hosts["127.0.0.1"].max_per_second: must be greater than 0; got -5',

@@ -23,6 +23,7 @@ from fetchpipe.sim.shop import (
     SHOP_PRODUCT_COUNT,
     shop_reviews,
 )
+from fetchpipe.sim.shop_orders import customer_status, shop_orders
 from tests.e2e.conftest import RunCli
 
 CANARY = "canary-7f3a9c1e-not-a-real-key"
@@ -212,3 +213,32 @@ def test_a_destination_in_use_fails_at_once_with_a_lock_message(
         assert f"{str(db)!r} is in use by process {os.getpid()}" in proc.stderr
         assert "another run on this destination is active" in proc.stderr
         assert cli_fleet.stats.requests() == before
+
+
+def test_run_skips_the_statuses_on_status_names_and_exits_0(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    """examples/orders.yaml: some orders' customers answer 404 (never existed) or 410
+    (deleted); they are skipped, not failed, and the other customers load."""
+    orders = shop_orders()
+    statuses = [customer_status(o["customer_id"]) for o in orders]
+    gone = sum(status in (404, 410) for status in statuses)
+    live = {o["customer_id"] for o, status in zip(orders, statuses, strict=True) if status == 200}
+    assert 0 < gone < len(orders) and {404, 410} <= set(statuses)
+    example = Path(__file__).parents[2] / "examples" / "orders.yaml"
+    text = example.read_text().replace("127.0.0.1:8080", f"127.0.0.1:{cli_fleet.port}")
+    assert "on_status: {404: skip, 410: skip}" in text
+    (tmp_path / "orders.yaml").write_text(text)
+    proc = run_cli("run", "orders.yaml", "--json", "report.json", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    loaded = len(orders) - gone
+    assert f"customers: ok, {loaded} pages, {loaded} records, {gone} skipped -> " in proc.stderr
+    header = next(line for line in proc.stdout.splitlines() if "source" in line)
+    assert "skipped" in header
+    report = json.loads((tmp_path / "report.json").read_text())
+    skipped = {s["name"]: (s["status"], s["skipped"]) for s in report["sources"]}
+    assert skipped == {"orders": ("ok", 0), "customers": ("ok", gone)}
+    with duckdb.connect(str(tmp_path / "orders.duckdb"), read_only=True) as connection:
+        ids = {row[0] for row in connection.execute("SELECT id FROM customers").fetchall()}
+        assert connection.execute("SELECT count(*) FROM orders").fetchall() == [(len(orders),)]
+    assert ids == live

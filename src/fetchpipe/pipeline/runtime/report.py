@@ -3,7 +3,8 @@
 While the run goes on a source is ``running`` (pages being fetched), then ``loading``. It ends
 in one of four states:
 
-- ``ok``: every page fetched; its records (and incremental state) committed together.
+- ``ok``: every page fetched; its records (and incremental state) committed together. Requests
+  whose error status the source's ``on_status`` skips are counted in ``skipped``.
 - ``unchanged``: every page came from the cache, fresh or confirmed by a 304; nothing written.
 - ``failed``: a page could not be fetched or read (``reason`` says why); nothing of this run
   was written for it and its state did not advance. Other sources go on. When the page failed
@@ -36,6 +37,8 @@ class SourceReport:
     """Rows written to the destination (after duplicate keys of a merge were removed)."""
     cached_pages: int = 0
     """Pages answered by the cache (fresh, or confirmed by a 304)."""
+    skipped: int = 0
+    """Requests whose error status the source's ``on_status`` skips: no records, no failure."""
     seconds: float = 0.0
     reason: str | None = None
     cursor: Any = None
@@ -49,6 +52,7 @@ class SourceReport:
             "records": self.records,
             "rows": self.rows,
             "cached_pages": self.cached_pages,
+            "skipped": self.skipped,
             "seconds": round(self.seconds, 3),
             "reason": self.reason,
             "cursor": self.cursor,
@@ -124,6 +128,8 @@ def source_line(report: SourceReport) -> str:
     if report.cached_pages:
         parts.append(f"{report.cached_pages} from cache")
     parts.append(f"{report.records} records")
+    if report.skipped:
+        parts.append(f"{report.skipped} skipped")
     text = f"{report.name}: {report.status}, {', '.join(parts)}"
     if report.status == "ok":
         text += f" -> {report.rows} rows"
@@ -143,17 +149,10 @@ def summary_table(report: RunReport, *, live: bool = False) -> Table:
     from rich.text import Text
 
     table = Table(title=f"pipeline {report.pipeline} -> {report.destination}", title_justify="left")
-    for name, justify in (
-        ("source", "left"),
-        ("status", "left"),
-        ("pages", "right"),
-        ("cached", "right"),
-        ("records", "right"),
-        ("rows", "right"),
-        ("seconds", "right"),
-        ("cursor", "left"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    skips = any(s.skipped for s in report.sources)  # a column only when a request was skipped
+    right = ["pages", "cached", *(["skipped"] if skips else []), "records", "rows", "seconds"]
+    for name in ("source", "status", *right, "cursor"):
+        table.add_column(name, justify="right" if name in right else "left")
     for s in report.sources:
         note = "" if s.cursor is None else str(s.cursor)
         table.add_row(
@@ -161,6 +160,7 @@ def summary_table(report: RunReport, *, live: bool = False) -> Table:
             f"[{_STYLES[s.status]}]{s.status}[/]",
             str(s.pages),
             str(s.cached_pages),
+            *((str(s.skipped),) if skips else ()),
             str(s.records),
             str(s.rows),
             "" if s.status in ("running", "loading") else f"{s.seconds:.2f}",

@@ -25,7 +25,9 @@ and journal are kept, and the run is left unfinished, so that the next run resum
 committed pages (the sources that ended are not run again). Its children are suspended with it.
 
 Authentication is added to each request just before it is sent, only on the source's own
-origin; a 401 is retried once after the authenticator renews its credential.
+origin; a 401 is retried once after the authenticator renews its credential. A final error
+status that the source's ``on_status`` skips ends that request with no records and no failure
+(counted in the source's report as ``skipped``).
 """
 
 from __future__ import annotations
@@ -251,6 +253,9 @@ class PipelineRunner:
                 job.reauthorized = True
                 self._queue.put(job)
                 return
+            if _skipped(run.source, result):
+                run.report.skipped += 1
+                return
             if not result.ok:
                 if result.error is ErrorKind.HOST_DOWN:
                     run.suspend(_failure(job, result))
@@ -287,6 +292,15 @@ def _selection(pipeline: PipelineSpec, select: Iterable[str] | None) -> dict[str
             chosen.setdefault(parent, False)
             parent = pipeline.source(parent).parent
     return chosen
+
+
+def _skipped(source: Source, result: Result) -> bool:
+    """The final answer is an error status that the source's ``on_status`` skips."""
+    return (
+        result.error in (ErrorKind.HTTP_STATUS, ErrorKind.RATE_LIMITED)
+        and result.status is not None
+        and source.on_status.get(result.status) == "skip"
+    )
 
 
 def _failure(job: PageJob, result: Result) -> str:

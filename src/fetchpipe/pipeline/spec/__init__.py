@@ -4,7 +4,8 @@
 - :mod:`.errors`: :class:`~.errors.PipelineError`, problems by field path and line.
 - :mod:`.models`: the file's blocks as frozen pydantic models; :mod:`.config`:
   :class:`~.config.PipelineSpec`, the whole file, its cross-field checks, JSON Schema and the
-  engine values it configures (limits, retry, breaker, security, cache).
+  engine values it configures (limits, retry, breaker, security, cache). Blocks with their own
+  checks have their own module: :mod:`.status` (``on_status``).
 - :mod:`.paths` and :mod:`.graph`: pure values the model checks with and the layers above
   reuse: dotted paths, ``{source.field}`` URL templates, the sources' dependency order.
 

@@ -27,6 +27,7 @@ from fetchpipe.engine.cache.http_cache import DEFAULT_PATH
 from fetchpipe.engine.security import find_control_char
 from fetchpipe.pipeline.spec.errors import Problem, Problems, did_you_mean
 from fetchpipe.pipeline.spec.paths import compile_path, placeholders
+from fetchpipe.pipeline.spec.status import StatusActions
 
 
 class _Model(BaseModel):
@@ -344,6 +345,7 @@ class Source(_Model):
     allow_cross_origin: bool = Field(
         default=False, description="Follow next-page links to other origins (without credentials)."
     )
+    on_status: StatusActions = Field(default_factory=dict)
 
     @property
     def key_fields(self) -> tuple[str, ...]:

@@ -1,0 +1,149 @@
+"""The shop's orders and customers: times written in each customer's own UTC offset, and
+customers that are gone.
+
+Routes (``{p}`` as in :mod:`fetchpipe.sim.shop`: ``shop`` or an authenticated mirror):
+
+- ``GET /{p}/v1/orders?updated_since=ISO&page=N&per_page=25``: ``{"orders": [...], "meta":
+  {"page": N, "total_pages": T}}``, in id order; ``updated_since`` keeps the orders updated
+  strictly after it, compared as instants. Each ``updated_at`` is written in its customer's UTC
+  offset (``Z``, ``+02:00``, ``-08:00``, ...), so that the latest order is not the greatest text:
+  the latest is written at ``-08:00`` and the one before it at ``+09:00``.
+- ``GET /{p}/v1/customers/{id}``: a customer; 410 for a deleted one (every 10th id), 404 for an
+  id that never existed (some orders refer to ids past :data:`SHOP_CUSTOMER_COUNT`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from aiohttp import web
+
+from fetchpipe.sim.params import int_param as _int
+from fetchpipe.sim.params import json_response as _json
+from fetchpipe.sim.shop import _PREFIX, _error, _parse_time, _shop_route, _since
+
+__all__ = [
+    "SHOP_CUSTOMER_COUNT",
+    "SHOP_ORDER_COUNT",
+    "OrdersState",
+    "add_order_routes",
+    "customer_status",
+    "shop_customers",
+    "shop_orders",
+]
+
+SHOP_ORDER_COUNT = 120
+SHOP_CUSTOMER_COUNT = 40
+"""Customers 1..40 exist, but every 10th was deleted (410); orders also refer to 41..44 (404)."""
+
+_START = datetime(2025, 1, 1, tzinfo=UTC)
+_STEP = timedelta(minutes=37)
+_OFFSETS = ("Z", "+02:00", "-05:00", "+05:30", "+09:00", "-08:00", "+01:00")
+_COUNTRIES = ("GB", "GR", "US", "IN", "JP", "CA", "FR")
+_PER_PAGE = 25
+
+
+def written(instant: datetime, offset: str) -> str:
+    """``instant`` as ISO 8601 text in ``offset`` (``Z`` or ``+HH:MM``), to the second."""
+    if offset == "Z":
+        return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sign = -1 if offset[0] == "-" else 1
+    hours, minutes = offset[1:].split(":")
+    zone = timezone(sign * timedelta(hours=int(hours), minutes=int(minutes)))
+    return instant.astimezone(zone).isoformat(timespec="seconds")
+
+
+def customer_status(customer_id: int) -> int:
+    """What ``GET /customers/{id}`` answers: 200, 410 (deleted) or 404 (never existed)."""
+    if not 1 <= customer_id <= SHOP_CUSTOMER_COUNT:
+        return 404
+    return 410 if customer_id % 10 == 0 else 200
+
+
+def shop_customers() -> dict[int, dict[str, Any]]:
+    """Every customer that ever existed, by id (the deleted ones included)."""
+    out = {}
+    for cid in range(1, SHOP_CUSTOMER_COUNT + 1):
+        kind = cid % len(_OFFSETS)
+        out[cid] = {
+            "id": cid,
+            "name": f"Customer {cid}",
+            "country": _COUNTRIES[kind],
+            "utc_offset": _OFFSETS[kind],
+        }
+    return out
+
+
+def _offset_of(customer_id: int) -> str:
+    return _OFFSETS[customer_id % len(_OFFSETS)]
+
+
+def shop_orders() -> list[dict[str, Any]]:
+    """The initial orders, in id order: ``updated_at`` 37 minutes apart in shuffled order, in
+    the customer's offset; the latest order's customer is at ``-08:00``, the next at ``+09:00``."""
+    rng = random.Random(2025)
+    steps = list(range(SHOP_ORDER_COUNT))
+    rng.shuffle(steps)
+    customers = [rng.randint(1, SHOP_CUSTOMER_COUNT + 4) for _ in steps]
+    latest, second = steps.index(SHOP_ORDER_COUNT - 1), steps.index(SHOP_ORDER_COUNT - 2)
+    customers[latest] = next(c for c in range(1, 10) if _offset_of(c) == "-08:00")
+    customers[second] = next(c for c in range(1, 10) if _offset_of(c) == "+09:00")
+    return [
+        {
+            "id": i + 1,
+            "customer_id": customers[i],
+            "total": round(rng.uniform(5, 900), 2),
+            "updated_at": written(_START + step * _STEP, _offset_of(customers[i])),
+        }
+        for i, step in enumerate(steps)
+    ]
+
+
+class OrdersState:
+    """The orders of one fleet."""
+
+    __slots__ = ("orders",)
+
+    def __init__(self) -> None:
+        self.orders = shop_orders()
+
+    def updated_since(self, since: datetime | None) -> list[dict[str, Any]]:
+        """Orders updated strictly after the instant ``since`` (all if None), in id order."""
+        if since is None:
+            return self.orders
+        return [o for o in self.orders if _parse_time(o["updated_at"]) > since]
+
+
+ORDERS = web.AppKey("fetchpipe_sim_shop_orders", OrdersState)
+
+
+async def orders(request: web.Request) -> web.StreamResponse:
+    """Orders by page number, with the number of pages in ``meta.total_pages``."""
+    found = request.app[ORDERS].updated_since(_since(request))
+    page = _int(request, "page", 1, 1)
+    per_page = _int(request, "per_page", _PER_PAGE, 1, 100)
+    total_pages = math.ceil(len(found) / per_page)
+    items = found[(page - 1) * per_page : page * per_page]
+    return _json({"orders": items, "meta": {"page": page, "total_pages": total_pages}})
+
+
+async def customer(request: web.Request) -> web.StreamResponse:
+    """One customer; 410 once deleted, 404 if it never existed."""
+    cid = int(request.match_info["id"])
+    status = customer_status(cid)
+    if status == 404:
+        return _error(404, f"no customer {cid}")
+    if status == 410:
+        return _error(410, f"customer {cid} was deleted")
+    return _json(shop_customers()[cid])
+
+
+def add_order_routes(app: web.Application) -> None:
+    """Give ``app`` its own orders and register the order and customer routes on it."""
+    app[ORDERS] = OrdersState()
+    r = app.router
+    r.add_get(f"/{_PREFIX}/v1/orders", _shop_route(orders))
+    r.add_get(rf"/{_PREFIX}/v1/customers/{{id:\d+}}", _shop_route(customer))
