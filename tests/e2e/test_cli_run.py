@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -215,11 +216,12 @@ def test_a_destination_in_use_fails_at_once_with_a_lock_message(
         assert cli_fleet.stats.requests() == before
 
 
-def test_run_skips_the_statuses_on_status_names_and_exits_0(
+def test_the_orders_example_skips_gone_customers_and_merges_what_lookback_refetches(
     run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
 ) -> None:
     """examples/orders.yaml: some orders' customers answer 404 (never existed) or 410
-    (deleted); they are skipped, not failed, and the other customers load."""
+    (deleted); they are skipped, not failed, and the other customers load. The orders' cursor
+    is the latest instant, and the next run fetches the last 2 hours again without doubling."""
     orders = shop_orders()
     statuses = [customer_status(o["customer_id"]) for o in orders]
     gone = sum(status in (404, 410) for status in statuses)
@@ -242,3 +244,15 @@ def test_run_skips_the_statuses_on_status_names_and_exits_0(
         ids = {row[0] for row in connection.execute("SELECT id FROM customers").fetchall()}
         assert connection.execute("SELECT count(*) FROM orders").fetchall() == [(len(orders),)]
     assert ids == live
+    latest = max(orders, key=lambda o: datetime.fromisoformat(o["updated_at"]))["updated_at"]
+    assert report["sources"][0]["cursor"] == latest
+
+    # Again: the orders of the last 2 hours are fetched again (lookback) and merged.
+    again = run_cli("run", "orders.yaml", "--json", "report.json", cwd=str(tmp_path))
+    assert again.returncode == 0, again.stdout + again.stderr
+    window = datetime.fromisoformat(latest) - timedelta(hours=2)
+    recent = [o for o in orders if datetime.fromisoformat(o["updated_at"]) > window]
+    assert f"orders: ok, 1 page, {len(recent)} records -> {len(recent)} rows" in again.stderr
+    with duckdb.connect(str(tmp_path / "orders.duckdb"), read_only=True) as connection:
+        counts = connection.execute("SELECT count(*), count(DISTINCT id) FROM orders").fetchall()
+    assert counts == [(len(orders), len(orders))]

@@ -76,3 +76,9 @@ def test_a_block_that_is_not_a_mapping_is_refused(value: object) -> None:
 def test_keys_outside_the_error_statuses_are_refused(key: object) -> None:
     with pytest.raises(ValueError, match="is not an HTTP error status"):
         status_actions({key: "skip"})
+
+
+def test_the_json_schema_has_on_status() -> None:
+    block = PipelineSpec.json_schema()["$defs"]["Source"]["properties"]["on_status"]
+    assert block["additionalProperties"]["enum"] == ["skip", "fail"]
+    assert block["propertyNames"] == {"pattern": "^[45][0-9][0-9]$"}

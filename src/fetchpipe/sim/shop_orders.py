@@ -10,6 +10,10 @@ Routes (``{p}`` as in :mod:`fetchpipe.sim.shop`: ``shop`` or an authenticated mi
   the latest is written at ``-08:00`` and the one before it at ``+09:00``.
 - ``GET /{p}/v1/customers/{id}``: a customer; 410 for a deleted one (every 10th id), 404 for an
   id that never existed (some orders refer to ids past :data:`SHOP_CUSTOMER_COUNT`).
+- ``POST /shop/__order?id=N&total=X&minutes=M``: a new total, and ``updated_at`` set to the
+  latest one plus M minutes (M < 0: an update that arrives late, earlier than the latest).
+- ``GET /shop/__orders/since``: ``{"updated_since": [...]}``, every value of the parameter the
+  order listing received, in order.
 """
 
 from __future__ import annotations
@@ -105,10 +109,12 @@ def shop_orders() -> list[dict[str, Any]]:
 class OrdersState:
     """The orders of one fleet."""
 
-    __slots__ = ("orders",)
+    __slots__ = ("orders", "since")
 
     def __init__(self) -> None:
         self.orders = shop_orders()
+        self.since: list[str] = []
+        """The ``updated_since`` values received, in order."""
 
     def updated_since(self, since: datetime | None) -> list[dict[str, Any]]:
         """Orders updated strictly after the instant ``since`` (all if None), in id order."""
@@ -122,7 +128,10 @@ ORDERS = web.AppKey("fetchpipe_sim_shop_orders", OrdersState)
 
 async def orders(request: web.Request) -> web.StreamResponse:
     """Orders by page number, with the number of pages in ``meta.total_pages``."""
-    found = request.app[ORDERS].updated_since(_since(request))
+    state = request.app[ORDERS]
+    if "updated_since" in request.query:
+        state.since.append(request.query["updated_since"])
+    found = state.updated_since(_since(request))
     page = _int(request, "page", 1, 1)
     per_page = _int(request, "per_page", _PER_PAGE, 1, 100)
     total_pages = math.ceil(len(found) / per_page)
@@ -141,9 +150,39 @@ async def customer(request: web.Request) -> web.StreamResponse:
     return _json(shop_customers()[cid])
 
 
+async def update_order(request: web.Request) -> web.Response:
+    """``POST /shop/__order?id=N&total=X&minutes=M``: set the total; ``updated_at`` becomes
+    the latest plus M minutes (default 1), in the customer's offset."""
+    state = request.app[ORDERS]
+    try:
+        oid = int(request.query["id"])
+        total = float(request.query["total"])
+        minutes = float(request.query.get("minutes", "1"))
+    except (KeyError, ValueError):
+        return _error(400, "id (integer) and total (number) are required; minutes a number")
+    if not (math.isfinite(total) and math.isfinite(minutes)):
+        return _error(400, "total and minutes must be finite")
+    order = next((o for o in state.orders if o["id"] == oid), None)
+    if order is None:
+        return _error(404, f"no order {oid}")
+    latest = max(_parse_time(o["updated_at"]) for o in state.orders)
+    order["total"] = total
+    order["updated_at"] = written(
+        latest + timedelta(minutes=minutes), _offset_of(order["customer_id"])
+    )
+    return _json(order)
+
+
+async def since_received(request: web.Request) -> web.Response:
+    """``GET /shop/__orders/since``: the ``updated_since`` values the listing received."""
+    return _json({"updated_since": request.app[ORDERS].since})
+
+
 def add_order_routes(app: web.Application) -> None:
     """Give ``app`` its own orders and register the order and customer routes on it."""
     app[ORDERS] = OrdersState()
     r = app.router
     r.add_get(f"/{_PREFIX}/v1/orders", _shop_route(orders))
     r.add_get(rf"/{_PREFIX}/v1/customers/{{id:\d+}}", _shop_route(customer))
+    r.add_post("/shop/__order", update_order)
+    r.add_get("/shop/__orders/since", since_received)

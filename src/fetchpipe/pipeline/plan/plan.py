@@ -117,7 +117,7 @@ def _source_plan(
 ) -> SourcePlan:
     params: dict[str, Any] = dict(source.params)
     if source.incremental is not None and source.incremental.initial is not None:
-        params[source.incremental.param] = source.incremental.initial
+        params[source.incremental.param] = source.incremental.first_value()
     first = paginator_for(source.paginate, source.url, params).first()
     query = {k: _text(v) for k, v in first.params.items()}
     auth = source.auth

@@ -52,10 +52,9 @@ class PageReader:
             include = job.include
             records = [{**r, **include} for r in records]
         page_cursor = None
-        if source.incremental is not None:
-            field = source.incremental.cursor_field
-            page_cursor = latest_cursor(records, field, None)
-            run.cursor = greater_cursor(run.cursor, page_cursor, field)
+        if run.cursor_rule is not None:
+            page_cursor = latest_cursor(records, run.cursor_rule, None)
+            run.cursor = greater_cursor(run.cursor, page_cursor, run.cursor_rule)
         cached = result.source in _FROM_CACHE
         report.pages += 1
         report.records += len(records)

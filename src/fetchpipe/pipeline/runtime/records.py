@@ -8,7 +8,8 @@
   value is URL-encoded into the URL.
 - :func:`with_parent`: ``include_parent`` copies parent fields into each child record.
 - :func:`key_of` / :func:`duplicate_keys`: primary-key values of records, checked.
-- :func:`latest_cursor`: the highest incremental cursor value seen in a batch of records.
+- :func:`latest_cursor`: the greatest incremental cursor value seen in a batch of records, by
+  the cursor's type.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fetchpipe._exceptions import FetchpipeError
+from fetchpipe.pipeline.spec.cursors import CursorError, CursorRule
 from fetchpipe.pipeline.spec.paths import (
     MISSING,
     Placeholder,
@@ -176,26 +178,28 @@ def duplicate_keys(records: Iterable[Mapping[str, Any]], primary_key: Sequence[s
     return list(repeated)
 
 
-def latest_cursor(records: Iterable[Mapping[str, Any]], cursor_field: str, current: Any) -> Any:
-    """The greatest ``cursor_field`` value among ``records`` and ``current`` (``None``: none).
+def latest_cursor(
+    records: Iterable[Mapping[str, Any]], rule: CursorRule | str, current: Any
+) -> Any:
+    """The greatest cursor value among ``records`` and ``current`` (``None``: none), as written.
 
-    Values compare as they are (ISO 8601 times compare as text). Records without the field are
-    skipped; values of a type that does not compare with the others are a RecordsError.
+    Values compare by the rule's type (datetimes as instants, numbers as numbers: see
+    :mod:`~fetchpipe.pipeline.spec.cursors`; a field name alone: the first value's type).
+    Records without the field are skipped; a value that is not of the cursor's type is a
+    RecordsError.
     """
+    rule = CursorRule(rule) if isinstance(rule, str) else rule
     best = current
     for record in records:
-        best = greater_cursor(best, get_path(record, cursor_field), cursor_field)
+        best = greater_cursor(best, get_path(record, rule.field), rule)
     return best
 
 
-def greater_cursor(current: Any, value: Any, cursor_field: str) -> Any:
+def greater_cursor(current: Any, value: Any, rule: CursorRule) -> Any:
     """The greater of two cursor values; ``None`` or missing ``value`` keeps ``current``."""
-    if value is MISSING or value is None:
+    if value is MISSING:
         return current
     try:
-        return value if current is None or value > current else current
-    except TypeError:
-        raise RecordsError(
-            f"incremental cursor_field {cursor_field!r}: {value!r} does not compare "
-            f"with {current!r}"
-        ) from None
+        return rule.greater(current, value)
+    except CursorError as exc:
+        raise RecordsError(f"incremental cursor_field {rule.field!r}: {exc}") from None

@@ -87,9 +87,8 @@ def count_committed(
         run.report.records += entry.records
         run.report.cached_pages += entry.cached
         run.changed = run.changed or not entry.cached
-        if run.source.incremental is not None and entry.cursor is not None:
-            field = run.source.incremental.cursor_field
-            run.cursor = greater_cursor(run.cursor, entry.cursor, field)
+        if run.cursor_rule is not None and entry.cursor is not None:
+            run.cursor = greater_cursor(run.cursor, entry.cursor, run.cursor_rule)
     return committed_keys
 
 

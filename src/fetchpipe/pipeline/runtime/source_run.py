@@ -29,6 +29,7 @@ from fetchpipe.destinations.pipelines.journal import EndedSource, PageEntry
 from fetchpipe.pipeline.runtime.auth import Authenticator
 from fetchpipe.pipeline.runtime.pagination import PageRequest, Paginator, paginator_for
 from fetchpipe.pipeline.runtime.report import SourceReport, Status
+from fetchpipe.pipeline.spec.cursors import CursorError, CursorRule
 from fetchpipe.pipeline.spec.models import ApiKeyAuth, Source
 
 CURSOR = "cursor"
@@ -66,6 +67,9 @@ class SourceRun:
     changed: bool = False
     """A page came from the network (not a fresh cache entry or a 304)."""
     cursor: Any = None
+    """The greatest incremental cursor value so far, as written (stored state, or initial)."""
+    cursor_rule: CursorRule | None = None
+    """How the cursor compares (None without ``incremental``)."""
     started: float = 0.0
     drained: bool = False
     """Nothing of it is queued or in flight any more, nor of its parent: its end has begun."""
@@ -96,15 +100,24 @@ class SourceRun:
         interruption; ``write`` false when it is fetched only for a selected child."""
         mode: WriteMode = "replace" if full_refresh and write else source.write
         params = dict(source.params)
-        cursor = None
+        cursor, rule, problem = None, None, None
         if source.incremental is not None:
-            cursor = source.incremental.initial
-            if state is not None and state.get(CURSOR) is not None:
-                cursor = state[CURSOR]
+            rule = source.incremental.rule()
+            stored = None if state is None else state.get(CURSOR)
+            cursor = source.incremental.initial if stored is None else stored
             if cursor is not None:
-                params[source.incremental.param] = cursor
+                try:
+                    params[source.incremental.param] = rule.sent(cursor, stored=stored is not None)
+                except CursorError as exc:
+                    what = str(exc).partition(". HINT")[0]
+                    problem = (
+                        f"the stored incremental cursor does not fit the source: {what}. HINT: "
+                        "run with --full-refresh to start again from initial"
+                    )
         report = SourceReport(source.name, status="running")
-        run = cls(source, report, write, mode, params, redact, cursor=cursor)
+        run = cls(source, report, write, mode, params, redact, cursor=cursor, cursor_rule=rule)
+        if problem is not None:
+            run.fail(problem)
         run.started = run.committed_at = time.monotonic()
         if isinstance(source.auth, ApiKeyAuth) and source.auth.in_ == "query":
             run.secret_params = frozenset({source.auth.name})

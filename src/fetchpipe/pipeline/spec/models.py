@@ -17,7 +17,6 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     model_validator,
@@ -25,13 +24,13 @@ from pydantic import (
 
 from fetchpipe.engine.cache.http_cache import DEFAULT_PATH
 from fetchpipe.engine.security import find_control_char
+from fetchpipe.pipeline.spec.base import FrozenModel, Text
 from fetchpipe.pipeline.spec.errors import Problem, Problems, did_you_mean
+from fetchpipe.pipeline.spec.incremental import Incremental, incremental_problems
 from fetchpipe.pipeline.spec.paths import compile_path, placeholders
 from fetchpipe.pipeline.spec.status import StatusActions
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+_Model = FrozenModel  # the name the blocks here and the top level (config.py) build on
 
 
 def _identifier(value: str) -> str:
@@ -45,7 +44,6 @@ def _identifier(value: str) -> str:
 Name = Annotated[str, AfterValidator(_identifier)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Wait = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Text = Annotated[str, Field(min_length=1)]
 ParamValue = str | int | float | bool
 
 
@@ -313,15 +311,6 @@ Paginate = Annotated[
 # --- sources ----------------------------------------------------------------------------------
 
 
-class Incremental(_Model):
-    """Load only what changed: the greatest ``cursor_field`` seen is sent as ``param`` next
-    time (``initial`` the first time)."""
-
-    cursor_field: Text
-    param: Text
-    initial: str | int | float | None = None
-
-
 class Source(_Model):
     """One API endpoint and the table its records go to."""
 
@@ -381,6 +370,7 @@ class Source(_Model):
                     "HINT: remove it here; set the value in paginate",
                 )
             )
+        problems += incremental_problems(self.incremental, self.write)
         if self.include_parent and not problems and self.parent is None:
             problems.append(
                 Problem(
