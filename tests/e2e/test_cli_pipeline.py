@@ -106,7 +106,7 @@ MISTAKES = [
         "bad auth type",
         TOP + SOURCE + "    auth: {type: bearr, token: x}\n",
         "6: sources[0].auth.type: unknown type 'bearr'; expected one of bearer, api_key, basic, "
-        "oauth2_client_credentials. HINT: did you mean `bearer`?",
+        "oauth2_client_credentials, oauth2_refresh_token. HINT: did you mean `bearer`?",
     ),
     (
         "cursor pagination without cursor_path",

@@ -25,6 +25,7 @@ from fetchpipe.sim.shop import (
     shop_reviews,
 )
 from fetchpipe.sim.shop_orders import customer_status, shop_orders
+from fetchpipe.sim.shop_tokens import SHOP_REFRESH_TOKEN
 from tests.e2e.conftest import RunCli
 
 CANARY = "canary-7f3a9c1e-not-a-real-key"
@@ -256,3 +257,41 @@ def test_the_orders_example_skips_gone_customers_and_merges_what_lookback_refetc
     with duckdb.connect(str(tmp_path / "orders.duckdb"), read_only=True) as connection:
         counts = connection.execute("SELECT count(*), count(DISTINCT id) FROM orders").fetchall()
     assert counts == [(len(orders), len(orders))]
+
+
+def test_a_refresh_token_run_warns_of_the_rotation_and_prints_no_secret(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    """The README's oauth2_refresh_token example against the shop's token endpoint."""
+    config = {
+        "name": "shop",
+        "destination": f"duckdb:///{tmp_path / 'shop.duckdb'}",
+        "sources": [
+            {
+                "name": "products",
+                "url": cli_fleet.url("/shop-oauth/v1/cursor/products"),
+                "auth": {
+                    "type": "oauth2_refresh_token",
+                    "token_url": cli_fleet.url("/shop/oauth/refresh"),
+                    "client_id": SHOP_CLIENT_ID,
+                    "client_secret": "${SHOP_CLIENT_SECRET}",
+                    "refresh_token": "${SHOP_REFRESH_TOKEN}",
+                },
+                "records": "data.items",
+                "paginate": {"type": "cursor", "cursor_path": "meta.next_cursor"},
+            }
+        ],
+    }
+    (tmp_path / "shop.yaml").write_text(yaml.safe_dump(config))
+    env = {"SHOP_CLIENT_SECRET": SHOP_CLIENT_SECRET, "SHOP_REFRESH_TOKEN": SHOP_REFRESH_TOKEN}
+    proc = run_cli("run", "shop.yaml", "--json", "report.json", env=env, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "products: ok, 10 pages, 250 records -> 250 rows" in proc.stderr
+    assert "warning: products: the token endpoint" in proc.stdout
+    assert "rotated the refresh token" in proc.stdout
+    written = proc.stdout + proc.stderr + (tmp_path / "report.json").read_text()
+    assert SHOP_CLIENT_SECRET not in written and SHOP_REFRESH_TOKEN not in written
+    with duckdb.connect(str(tmp_path / "shop.duckdb"), read_only=True) as connection:
+        assert connection.execute("SELECT count(*) FROM products").fetchall() == [
+            (SHOP_PRODUCT_COUNT,)
+        ]

@@ -220,8 +220,8 @@ MISTAKES = [
     (
         BASE + "    auth: {type: oauth2, token: x}\n",
         "pipeline.yaml:6: sources[0].auth.type: unknown type 'oauth2'; expected one of bearer, "
-        "api_key, basic, oauth2_client_credentials. HINT: did you mean "
-        "`oauth2_client_credentials`?",
+        "api_key, basic, oauth2_client_credentials, oauth2_refresh_token. HINT: did you mean "
+        "`oauth2_client_credentials` or `oauth2_refresh_token`?",
     ),
     (
         BASE + "    paginate:\n      type: cursor\n      param: c\n",

@@ -23,6 +23,7 @@ from fetchpipe.sim.params import int_param as _int
 from fetchpipe.sim.params import json_response as _json
 from fetchpipe.sim.shop import add_shop_routes
 from fetchpipe.sim.shop_orders import add_order_routes
+from fetchpipe.sim.shop_tokens import add_refresh_routes
 from fetchpipe.sim.stats import FleetStats
 
 __all__ = ["SimState", "build_app"]
@@ -420,4 +421,5 @@ def build_app(state: SimState) -> web.Application:
     r.add_post("/__reset", post_reset)
     add_shop_routes(app)
     add_order_routes(app)
+    add_refresh_routes(app)
     return app

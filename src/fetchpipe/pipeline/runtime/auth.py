@@ -11,10 +11,10 @@ The runtime builds one authenticator per source and uses it around each request:
 
 :meth:`Authenticator.apply` returns a new request with the credential added, or the request
 itself when ``same_origin`` is false: credentials are never sent to another origin.
-Only the OAuth2 client-credentials authenticator does I/O: it fetches a token from
-``token_url`` with the session it was given, caches it, and fetches a new one shortly before it
-expires or after a 401. Secrets stay ``SecretStr`` inside these objects and never appear in
-their ``repr()`` or in error messages.
+Only the OAuth2 authenticators (client credentials, refresh token) do I/O: they fetch a token
+from ``token_url`` with the session they were given, cache it, and fetch a new one shortly
+before it expires or after a 401. Secrets stay ``SecretStr`` inside these objects and never
+appear in their ``repr()`` or in error messages.
 """
 
 from __future__ import annotations
@@ -33,11 +33,12 @@ from pydantic import SecretStr
 from fetchpipe._exceptions import FetchpipeError
 from fetchpipe._models import Request
 from fetchpipe._redact import public_url, redact_text
-from fetchpipe.pipeline.spec.models import (
+from fetchpipe.pipeline.spec.auth import (
     ApiKeyAuth,
     BasicAuth,
     BearerAuth,
     OAuth2ClientCredentials,
+    OAuth2RefreshToken,
 )
 
 __all__ = [
@@ -47,11 +48,13 @@ __all__ = [
     "Authenticator",
     "BasicAuthenticator",
     "BearerAuthenticator",
+    "OAuth2Authenticator",
     "OAuth2ClientCredentialsAuthenticator",
+    "OAuth2RefreshTokenAuthenticator",
     "authenticator_for",
 ]
 
-AuthConfig = BearerAuth | ApiKeyAuth | BasicAuth | OAuth2ClientCredentials
+AuthConfig = BearerAuth | ApiKeyAuth | BasicAuth | OAuth2ClientCredentials | OAuth2RefreshToken
 
 DEFAULT_REFRESH_MARGIN = 30.0
 """Seconds before a token's expiry at which a new one is fetched (at most half its lifetime)."""
@@ -91,6 +94,10 @@ class Authenticator:
     async def on_unauthorized(self, request: Request | None = None) -> bool:
         """Called after a 401 answer to `request`; True if retrying it once may succeed."""
         return False
+
+    def warnings(self) -> list[str]:
+        """What the run's report should say about this credential (no secret in them)."""
+        return []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -157,22 +164,27 @@ class BasicAuthenticator(Authenticator):
         return f"{type(self).__name__}(username={self.username!r})"
 
 
-class OAuth2ClientCredentialsAuthenticator(Authenticator):
-    """A bearer token from ``token_url`` with the client-credentials grant (RFC 6749 4.4).
+class OAuth2Authenticator(Authenticator):
+    """A bearer token from a token endpoint (RFC 6749), cached: what the OAuth2 grants share.
 
-    The token is fetched on first use with `session` (form fields ``grant_type``,
-    ``client_id``, ``client_secret`` and ``scope`` if set) and cached. A new one is fetched
-    `refresh_margin` seconds before the cached one expires (at most half its lifetime before),
-    and after :meth:`on_unauthorized`. Concurrent callers wait for one shared token request.
-    A token without ``expires_in`` is kept until a 401.
+    The token is fetched on first use with `session` (a POST of the grant's form fields,
+    :meth:`_form`) and cached. A new one is fetched `refresh_margin` seconds before the cached
+    one expires (at most half its lifetime before), and after :meth:`on_unauthorized`.
+    Concurrent callers wait for one shared token request. A token without ``expires_in`` is
+    kept until a 401.
     """
+
+    grant = ""
+    """The ``grant_type`` sent."""
+    hint = "check client_id and client_secret"
+    """What to check when the endpoint refuses the grant (HTTP 400 or 401)."""
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         token_url: str,
         client_id: str,
-        client_secret: SecretStr,
+        client_secret: SecretStr | None,
         scope: str | None = None,
         *,
         refresh_margin: float = DEFAULT_REFRESH_MARGIN,
@@ -243,16 +255,26 @@ class OAuth2ClientCredentialsAuthenticator(Authenticator):
         self._refresh_at = math.inf
         return True
 
-    async def _fetch(self) -> SecretStr:
-        """POST the client-credentials grant; cache and return the token or raise AuthError."""
-        where = public_url(self.token_url)
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": self.client_id,
-            "client_secret": self._secret.get_secret_value(),
-        }
+    def _form(self) -> dict[str, str]:
+        """The form fields of a token request: the grant's, the client's, the scope."""
+        form = {"grant_type": self.grant, "client_id": self.client_id}
+        if self._secret is not None:
+            form["client_secret"] = self._secret.get_secret_value()
         if self.scope:
             form["scope"] = self.scope
+        return form
+
+    def _secrets(self) -> list[str]:
+        """The secret values a message about a token request must not show."""
+        return [self._secret.get_secret_value()] if self._secret is not None else []
+
+    def _accepted(self, body: Mapping[str, Any]) -> None:
+        """Called with a successful token response, once its access token is read."""
+
+    async def _fetch(self) -> SecretStr:
+        """POST the grant; cache and return the token or raise AuthError."""
+        where = public_url(self.token_url)
+        form = self._form()
         self.fetches += 1
         started = time.monotonic()
         try:
@@ -275,9 +297,9 @@ class OAuth2ClientCredentialsAuthenticator(Authenticator):
         if status != 200:
             detail = ""
             if isinstance(body, dict) and isinstance(body.get("error"), str):
-                error = redact_text(body["error"][:200], [self._secret.get_secret_value()])
+                error = redact_text(body["error"][:200], self._secrets())
                 detail = f" ({error})"
-            hint = " HINT: check client_id and client_secret" if status in (400, 401) else ""
+            hint = f" HINT: {self.hint}" if status in (400, 401) else ""
             raise AuthError(
                 f"OAuth2 token request to {where} got HTTP {status}{detail}.{hint}",
                 status=status,
@@ -305,10 +327,84 @@ class OAuth2ClientCredentialsAuthenticator(Authenticator):
                     f"OAuth2 token response from {where} has an invalid expires_in {expires_in!r}"
                 )
             refresh_at = started + lifetime - min(self.refresh_margin, lifetime / 2)
+        self._accepted(body)
         token = SecretStr(access_token)
         self._token = token
         self._refresh_at = refresh_at
         return token
+
+
+class OAuth2ClientCredentialsAuthenticator(OAuth2Authenticator):
+    """A bearer token from ``token_url`` with the client-credentials grant (RFC 6749 4.4): form
+    fields ``grant_type``, ``client_id``, ``client_secret`` and ``scope`` if set."""
+
+    grant = "client_credentials"
+
+
+class OAuth2RefreshTokenAuthenticator(OAuth2Authenticator):
+    """A bearer token from ``token_url`` with the refresh-token grant (RFC 6749 6): form fields
+    ``grant_type=refresh_token``, ``refresh_token``, ``client_id``, ``client_secret`` (a
+    confidential client) and ``scope`` if set.
+
+    When the answer holds a new ``refresh_token`` (rotation, RFC 6749 10.4), the next token
+    request of the run sends that one. It is kept in memory only: a secret is never written,
+    so the next run starts from the configured one again (:meth:`warnings` says so).
+    """
+
+    grant = "refresh_token"
+    hint = (
+        "check client_id, client_secret and refresh_token (a refresh token expires, or is "
+        "revoked once the endpoint has rotated it: then obtain a new one)"
+    )
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        token_url: str,
+        client_id: str,
+        client_secret: SecretStr | None,
+        refresh_token: SecretStr,
+        scope: str | None = None,
+        *,
+        refresh_margin: float = DEFAULT_REFRESH_MARGIN,
+        timeout: float = 30.0,
+    ) -> None:
+        super().__init__(
+            session,
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+            refresh_margin=refresh_margin,
+            timeout=timeout,
+        )
+        self._configured = refresh_token
+        self._refresh = refresh_token
+        self.rotations = 0
+        """Times the token endpoint answered with a new refresh token."""
+
+    def _form(self) -> dict[str, str]:
+        return {**super()._form(), "refresh_token": self._refresh.get_secret_value()}
+
+    def _secrets(self) -> list[str]:
+        refresh = {self._configured.get_secret_value(), self._refresh.get_secret_value()}
+        return [*super()._secrets(), *refresh]
+
+    def _accepted(self, body: Mapping[str, Any]) -> None:
+        rotated = body.get("refresh_token")
+        if isinstance(rotated, str) and rotated and rotated != self._refresh.get_secret_value():
+            self._refresh = SecretStr(rotated)
+            self.rotations += 1
+
+    def warnings(self) -> list[str]:
+        if not self.rotations:
+            return []
+        return [
+            f"the token endpoint {public_url(self.token_url)} rotated the refresh token: the new "
+            "one was used for the rest of this run but is not stored (a secret is never "
+            "written), so the next run sends the configured refresh_token again. HINT: if the "
+            "endpoint revokes a rotated refresh token, obtain a new one before the next run"
+        ]
 
 
 def authenticator_for(
@@ -316,10 +412,13 @@ def authenticator_for(
     *,
     session: aiohttp.ClientSession | None = None,
     refresh_margin: float = DEFAULT_REFRESH_MARGIN,
+    shared: dict[OAuth2RefreshToken, Authenticator] | None = None,
 ) -> Authenticator:
     """The authenticator for a source's ``auth`` block (one that adds nothing for None).
 
-    `session` is required for ``oauth2_client_credentials``: the token requests use it.
+    `session` is required for the OAuth2 types: the token requests use it. With `shared`, one
+    ``oauth2_refresh_token`` authenticator serves every source with the same block: a refresh
+    token the endpoint rotates is then the one all of them send next.
     """
     if config is None:
         return Authenticator()
@@ -329,9 +428,9 @@ def authenticator_for(
         return ApiKeyAuthenticator(config.name, config.value, config.in_)
     if isinstance(config, BasicAuth):
         return BasicAuthenticator(config.username, config.password)
+    if session is None:
+        raise ValueError(f"{config.type} needs an aiohttp session")
     if isinstance(config, OAuth2ClientCredentials):
-        if session is None:
-            raise ValueError("oauth2_client_credentials needs an aiohttp session")
         return OAuth2ClientCredentialsAuthenticator(
             session,
             config.token_url,
@@ -340,4 +439,19 @@ def authenticator_for(
             config.scope,
             refresh_margin=refresh_margin,
         )
+    if isinstance(config, OAuth2RefreshToken):
+        if shared is not None and config in shared:
+            return shared[config]
+        made = OAuth2RefreshTokenAuthenticator(
+            session,
+            config.token_url,
+            config.client_id,
+            config.client_secret,
+            config.refresh_token,
+            config.scope,
+            refresh_margin=refresh_margin,
+        )
+        if shared is not None:
+            shared[config] = made
+        return made
     raise TypeError(f"unknown auth config {type(config).__name__}")

@@ -79,6 +79,8 @@ class RunReport:
     run of the pipeline on this destination resumes it (``--restart`` drops it)."""
     retries_denied: int = 0
     """Retries refused by a host's retry budget."""
+    warnings: list[str] = field(default_factory=list)
+    """What the run could do but the next one may not (e.g. a refresh token rotated)."""
 
     @property
     def ok(self) -> bool:
@@ -107,6 +109,7 @@ class RunReport:
             "hosts_down": dict(self.hosts_down),
             "unfinished": self.unfinished,
             "retries_denied": self.retries_denied,
+            "warnings": list(self.warnings),
         }
 
 
@@ -180,7 +183,7 @@ def summary_table(report: RunReport, *, live: bool = False) -> Table:
 
 def failure_lines(report: RunReport) -> list[str]:
     """``failed: NAME: reason`` for each failed source, a note for a source that loaded with a
-    caveat, then each host that was down."""
+    caveat, then each host that was down, then the run's warnings."""
     lines = [f"failed: {s.name}: {s.reason}" for s in report.failed]
     lines += [
         f"note: {s.name}: {s.reason}" for s in report.sources if s.reason and s.status != "failed"
@@ -199,4 +202,5 @@ def failure_lines(report: RunReport) -> list[str]:
         )
     if report.retries_denied:
         lines.append(f"retries refused by a host's retry budget: {report.retries_denied}")
+    lines += [f"warning: {warning}" for warning in report.warnings]
     return lines

@@ -47,7 +47,7 @@ from fetchpipe.destinations.pipelines.journal import EndedSource, PageEntry, Run
 from fetchpipe.engine.fetcher import Fetcher
 from fetchpipe.engine.transports.base import Transport
 from fetchpipe.pipeline.runtime import resume
-from fetchpipe.pipeline.runtime.auth import authenticator_for
+from fetchpipe.pipeline.runtime.auth import Authenticator, authenticator_for
 from fetchpipe.pipeline.runtime.commits import COMMIT_EVERY, COMMIT_RECORDS, Commits
 from fetchpipe.pipeline.runtime.destination import DestinationThread
 from fetchpipe.pipeline.runtime.feed import JobQueue
@@ -57,6 +57,7 @@ from fetchpipe.pipeline.runtime.pagination import PaginationError
 from fetchpipe.pipeline.runtime.records import RecordsError
 from fetchpipe.pipeline.runtime.report import RunReport, SourceReport
 from fetchpipe.pipeline.runtime.source_run import PageJob, SourceRun
+from fetchpipe.pipeline.spec.auth import OAuth2RefreshToken
 from fetchpipe.pipeline.spec.config import PipelineSpec
 from fetchpipe.pipeline.spec.errors import did_you_mean
 from fetchpipe.pipeline.spec.models import Source
@@ -194,8 +195,9 @@ class PipelineRunner:
                 security=self._security,
             ) as fetcher,
         ):
+            shared: dict[OAuth2RefreshToken, Authenticator] = {}  # one per refresh token
             for run in self.runs.values():
-                run.auth = authenticator_for(run.source.auth, session=token_session)
+                run.auth = authenticator_for(run.source.auth, session=token_session, shared=shared)
             self._seed(committed)
             for run in self.runs.values():
                 self._finisher.finish_if_drained(run)
@@ -204,9 +206,19 @@ class PipelineRunner:
                     await self._handle(result)
                 await self._finisher.wait()
             finally:
+                self._auth_warnings()
                 self.report.hosts_down = dict(fetcher.hosts_down)
                 self.report.hosts_waited = pipeline.defaults.breaker.on_open == "wait"
                 self.report.retries_denied = fetcher.retries_denied
+
+    def _auth_warnings(self) -> None:
+        """The authenticators' warnings into the report, once each, naming their sources."""
+        by_warning: dict[str, list[str]] = {}
+        for run in self.runs.values():
+            for warning in run.auth.warnings():
+                by_warning.setdefault(warning, []).append(run.source.name)
+        for warning, names in by_warning.items():
+            self.report.warnings.append(self.redact(f"{', '.join(names)}: {warning}"))
 
     def _add_run(
         self, source: Source, state: Mapping[str, Any] | None, ended: EndedSource | None

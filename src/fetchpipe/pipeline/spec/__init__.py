@@ -5,8 +5,8 @@
 - :mod:`.models`: the file's blocks as frozen pydantic models; :mod:`.config`:
   :class:`~.config.PipelineSpec`, the whole file, its cross-field checks, JSON Schema and the
   engine values it configures (limits, retry, breaker, security, cache). Blocks with their own
-  checks have their own module: :mod:`.status` (``on_status``), :mod:`.incremental`; all build
-  on :mod:`.base`.
+  checks have their own module: :mod:`.auth` (the ``auth`` types), :mod:`.status`
+  (``on_status``), :mod:`.incremental`; all build on :mod:`.base`.
 - :mod:`.paths`, :mod:`.graph` and :mod:`.cursors`: pure values the model checks with and the
   layers above reuse: dotted paths, ``{source.field}`` URL templates, the sources' dependency
   order, typed incremental cursors (comparison, lookback).

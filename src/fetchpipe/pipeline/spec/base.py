@@ -4,8 +4,9 @@ refuses unknown keys, and the field types the blocks share."""
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class FrozenModel(BaseModel):
@@ -17,3 +18,14 @@ class FrozenModel(BaseModel):
 
 Text = Annotated[str, Field(min_length=1)]
 """Text that may not be empty."""
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL. HINT: write https://host/path")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+"""An absolute http(s) URL."""

@@ -50,9 +50,16 @@ def suggest(word: str, choices: Iterable[str]) -> str | None:
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """``. HINT: did you mean `x`?`` when a choice is close to ``word``, else an empty string."""
+    """``. HINT: did you mean `x`?`` when a choice is close to ``word`` (``x` or `y`` when a few
+    start with it), else an empty string."""
+    choices = list(choices)
     found = suggest(word, choices)
-    return f". HINT: did you mean `{found}`?" if found is not None else ""
+    if found is not None:
+        return f". HINT: did you mean `{found}`?"
+    starts = [c for c in choices if len(word) >= 3 and c.lower().startswith(word.lower())]
+    if 1 < len(starts) <= 3:
+        return f". HINT: did you mean {' or '.join(f'`{c}`' for c in starts)}?"
+    return ""
 
 
 @dataclass(frozen=True, slots=True)

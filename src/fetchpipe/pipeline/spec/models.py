@@ -1,7 +1,8 @@
 """The blocks of a pipeline file as frozen pydantic models (``extra="forbid"``).
 
-``auth`` and ``paginate`` are unions told apart by their ``type`` key. Secrets (tokens,
-passwords, API-key values, client secrets) are ``SecretStr``: they print as ``**********``.
+``auth`` (its models in :mod:`.auth`) and ``paginate`` are unions told apart by their ``type``
+key. Secrets (tokens, passwords, API-key values, client secrets) are ``SecretStr``: they print
+as ``**********``.
 Checks that span several fields raise :class:`~fetchpipe.pipeline.spec.errors.Problems` so that
 each problem keeps its own field path.
 """
@@ -18,13 +19,15 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     Field,
-    SecretStr,
     model_validator,
 )
 
 from fetchpipe.engine.cache.http_cache import DEFAULT_PATH
 from fetchpipe.engine.security import find_control_char
+from fetchpipe.pipeline.spec.auth import ApiKeyAuth as ApiKeyAuth
+from fetchpipe.pipeline.spec.auth import Auth as Auth
 from fetchpipe.pipeline.spec.base import FrozenModel, Text
+from fetchpipe.pipeline.spec.base import HttpUrl as HttpUrl
 from fetchpipe.pipeline.spec.errors import Problem, Problems, did_you_mean
 from fetchpipe.pipeline.spec.incremental import Incremental, incremental_problems
 from fetchpipe.pipeline.spec.paths import compile_path, placeholders
@@ -45,16 +48,6 @@ Name = Annotated[str, AfterValidator(_identifier)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Wait = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 ParamValue = str | int | float | bool
-
-
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{value!r} is not an http(s) URL. HINT: write https://host/path")
-    return value
-
-
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 def _body_path(value: str) -> str:
@@ -195,48 +188,6 @@ class HostConfig(_Model):
     max_concurrency: int | None = Field(default=None, ge=1)
     max_per_second: Seconds | None = None
     burst: int = Field(default=1, ge=1)
-
-
-# --- auth -------------------------------------------------------------------------------------
-
-
-class BearerAuth(_Model):
-    """``Authorization: Bearer TOKEN``."""
-
-    type: Literal["bearer"]
-    token: SecretStr
-
-
-class ApiKeyAuth(_Model):
-    """An API key in a header or a query parameter called ``name``."""
-
-    type: Literal["api_key"]
-    name: Text
-    value: SecretStr
-    in_: Literal["header", "query"] = Field(default="header", alias="in")
-
-
-class BasicAuth(_Model):
-    """HTTP Basic authentication."""
-
-    type: Literal["basic"]
-    username: str
-    password: SecretStr
-
-
-class OAuth2ClientCredentials(_Model):
-    """A bearer token fetched from ``token_url`` with the client-credentials grant."""
-
-    type: Literal["oauth2_client_credentials"]
-    token_url: HttpUrl
-    client_id: Text
-    client_secret: SecretStr
-    scope: str | None = None
-
-
-Auth = Annotated[
-    BearerAuth | ApiKeyAuth | BasicAuth | OAuth2ClientCredentials, Field(discriminator="type")
-]
 
 
 # --- pagination -------------------------------------------------------------------------------
