@@ -7,9 +7,10 @@ Secrets stay out of what is printed and written: header values are never shown, 
 parameters and URL passwords are redacted (see :mod:`fetchpipe._redact`).
 
 Here: the root group and the program's entry point. Each command lives in a module of its own
-(:mod:`.fetch`, :mod:`.demo`, :mod:`.sim`, :mod:`.cache`, :mod:`.pipeline`; the benchmarks in
-``fetchpipe.bench.cli``) that the root group imports by name when the command is run or its help
-is shown (:mod:`.lazy_group`), and each command imports what it uses inside its function:
+(:mod:`.fetch`, :mod:`.demo`, :mod:`.sim`, :mod:`.cache`, :mod:`.pipeline`, :mod:`.state`; the
+benchmarks in ``fetchpipe.bench.cli``) that the root group imports by name when the command is
+run or its help is shown (:mod:`.lazy_group`), and each command imports what it uses inside its
+function:
 ``fetchpipe --version`` loads no command, and ``fetchpipe fetch`` no pipeline, pydantic or DuckDB
 (unless --out is a .duckdb file). The options several commands share are in :mod:`.options`.
 """
@@ -36,6 +37,7 @@ from fetchpipe.cli.lazy_group import LazyGroup
         "run": "fetchpipe.cli.pipeline:run_command",
         "schema": "fetchpipe.cli.pipeline:schema",
         "sim": "fetchpipe.cli.sim:sim",
+        "state": "fetchpipe.cli.state:state_group",
         "validate": "fetchpipe.cli.pipeline:validate",
     },
 )

@@ -21,6 +21,9 @@ imports it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from fetchpipe._exceptions import SinkError
@@ -33,6 +36,16 @@ WriteMode = Literal["append", "replace", "merge"]
 
 class LoadError(SinkError):
     """Records could not be loaded; nothing of the failed load was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """A source's row of the state table: its state, who wrote it (a run id, or the marker of
+    a change by hand) and when."""
+
+    state: dict[str, Any] | None
+    run_id: str | None
+    updated_at: datetime | None
 
 
 class Destination(Protocol):
@@ -65,6 +78,19 @@ class Destination(Protocol):
 
     def read_state(self, source: str) -> dict[str, Any] | None: ...
 
+    # --- state by hand (``fetchpipe state``), between runs ------------------------------------
+
+    @property
+    def database(self) -> Path:
+        """The DuckDB file that holds the state and the journal."""
+        ...
+
+    def states(self) -> dict[str, StoredState]: ...
+
+    def set_state(self, source: str, state: Mapping[str, object], by: str) -> None: ...
+
+    def reset_state(self, source: str) -> bool: ...
+
     def stage_pages(
         self, source: str, spool: Spool | None, run_id: str, entries: Sequence[PageEntry]
     ) -> int: ...
@@ -84,4 +110,4 @@ class Destination(Protocol):
     ) -> int: ...
 
 
-__all__ = ["Destination", "LoadError", "WriteMode"]
+__all__ = ["Destination", "LoadError", "StoredState", "WriteMode"]

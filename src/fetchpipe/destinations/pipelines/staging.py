@@ -23,7 +23,7 @@ import orjson
 
 from fetchpipe.destinations.duckdb_ingest import Spool, quote
 from fetchpipe.destinations.lifecycle import OpenClose
-from fetchpipe.destinations.pipelines import LoadError, WriteMode, journal
+from fetchpipe.destinations.pipelines import LoadError, StoredState, WriteMode, journal
 from fetchpipe.destinations.pipelines.journal import PageEntry, RunRecord, stage_table
 from fetchpipe.destinations.pipelines.tables import BATCH, stage_batch, write_rows
 
@@ -133,6 +133,44 @@ class StagedStore(OpenClose):
             return None
         state = json.loads(row[0])
         return state if isinstance(state, dict) else None
+
+    def states(self) -> dict[str, StoredState]:
+        """Every source's stored state, by source name."""
+        rows = (
+            self.conn()
+            .execute(
+                f"SELECT source, state, run_id, updated_at FROM {quote(STATE_TABLE)} "
+                "ORDER BY source"
+            )
+            .fetchall()
+        )
+        found = {}
+        for source, text, run_id, updated_at in rows:
+            state = json.loads(text) if text is not None else None
+            found[source] = StoredState(
+                state if isinstance(state, dict) else None, run_id, updated_at
+            )
+        return found
+
+    def set_state(self, source: str, state: Mapping[str, object], by: str) -> None:
+        """Store ``state`` for ``source`` outside a run (``by`` in place of a run id)."""
+        self.transaction(
+            f"set the state of {source!r}", lambda c: self.write_state(c, source, state, by)
+        )
+
+    def reset_state(self, source: str) -> bool:
+        """Forget the state of ``source``: its next run starts from its ``initial``. False
+        when there was none."""
+
+        def work(connection: duckdb.DuckDBPyConnection) -> bool:
+            table = quote(STATE_TABLE)
+            found = connection.execute(
+                f"SELECT count(*) FROM {table} WHERE source = ?", [source]
+            ).fetchone()
+            connection.execute(f"DELETE FROM {table} WHERE source = ?", [source])
+            return bool(found and found[0])
+
+        return self.transaction(f"reset the state of {source!r}", work)
 
     @staticmethod
     def write_state(

@@ -112,7 +112,8 @@ class SourceRun:
                     what = str(exc).partition(". HINT")[0]
                     problem = (
                         f"the stored incremental cursor does not fit the source: {what}. HINT: "
-                        "run with --full-refresh to start again from initial"
+                        f"fetchpipe state set PIPELINE {source.name} VALUE, or state reset "
+                        "(the next run starts from initial)"
                     )
         report = SourceReport(source.name, status="running")
         run = cls(source, report, write, mode, params, redact, cursor=cursor, cursor_rule=rule)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -74,6 +75,26 @@ class Incremental(FrozenModel):
         if self.initial is None:
             return None
         return self.rule().sent(self.initial, stored=False)
+
+    def value_of(self, text: str, stored: Any = None) -> str | int | float:
+        """``text`` (given by hand) as a cursor value of this block's type (else the type of the
+        ``stored`` value, else a number if it is one): a number for a number cursor, the text
+        itself otherwise. CursorError when it is not of the type."""
+        kind = self.cursor_type or infer_type(stored)
+        if kind is None:
+            try:
+                parse_number(text)
+            except CursorError:
+                kind = infer_type(text) or "string"
+            else:
+                kind = "number"
+        if kind == "number":
+            number = parse_number(text)
+            return int(number) if number == number.to_integral_value() else float(number)
+        if kind == "datetime":
+            parse_datetime(text, self.format)
+            return text.strip()
+        return text
 
     @model_validator(mode="after")
     def _check(self) -> Incremental:
