@@ -197,3 +197,35 @@ def test_nothing_changes_while_a_run_is_unfinished(run_cli: RunCli, orders: Path
         assert "run 20250101T000000.000000Z-abcdef of pipeline orders did not finish" in done.stderr
         assert "HINT: finish it with `fetchpipe run`, or drop it with" in done.stderr
     assert state_rows(db) == []
+
+
+def test_the_state_needs_no_secret_but_the_variables_that_say_where_it_is(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    source = {
+        "name": "products",
+        "url": "http://127.0.0.1:9/shop-oauth/v1/all/products",
+        "auth": {
+            "type": "oauth2_refresh_token",
+            "token_url": "http://127.0.0.1:9/token",
+            "client_id": "c",
+            "refresh_token": "${STATE_TEST_REFRESH_TOKEN}",  # unset: not needed here
+        },
+        "incremental": {"cursor_field": "at", "param": "since", "initial": "2024-01-01"},
+    }
+    config = {"name": "p", "sources": [source]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(config))
+    done = run_cli("state", "set", "p.yaml", "products", "2024-05-01", cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert (
+        done.stdout == "products: cursor set to 2024-05-01; the next run sends since=2024-05-01\n"
+    )
+
+    config["destination"] = "duckdb:///${STATE_TEST_DIR}/p.duckdb"
+    (tmp_path / "q.yaml").write_text(yaml.safe_dump(config))
+    done = run_cli("state", "show", "q.yaml", cwd=str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "q.yaml:1: destination: not checked: environment variable STATE_TEST_DIR is not set",
+        "q.yaml: the state needs these values: set the variables; nothing was changed",
+    ]

@@ -159,8 +159,10 @@ def reset(pipeline_file: str, source_name: str) -> None:
 
 
 def _pipeline(path: str) -> PipelineSpec:
-    """The pipeline file at ``path``; exit 2 naming a near file name when there is none."""
-    from fetchpipe.pipeline.spec.errors import did_you_mean
+    """The pipeline file at ``path``, read without the variables it needs only to send
+    requests; exit 2 naming a near file name when there is none, or the variables the state
+    needs when they are not set."""
+    from fetchpipe.pipeline.spec.errors import NeedsEnvironment, Problem, did_you_mean
 
     file = Path(path)
     if not file.is_file():
@@ -172,7 +174,27 @@ def _pipeline(path: str) -> PipelineSpec:
         ]
         hint = did_you_mean(path, names) or ". HINT: give the pipeline's YAML or TOML file"
         raise BadUsage(f"no pipeline file {path!r}{hint}")
-    return load_pipeline(path)
+    try:  # the secrets are not needed: nothing is sent
+        pipeline = load_pipeline(path, skip_env=True)
+    except NeedsEnvironment as exc:
+        needed: list[Problem] = list(exc.problems)
+    else:
+        needed = [p for p in pipeline.unchecked if _names_state(p.path)]
+        if not needed:
+            return pipeline
+    text = "\n".join(p.render(path) for p in needed)
+    raise BadUsage(
+        f"{text}\n{path}: the state needs these values: set the variables; nothing was changed",
+        plain=True,
+    )
+
+
+def _names_state(path: tuple[str | int, ...]) -> bool:
+    """A value that says where the state is, or which: the pipeline's name, its destination, a
+    source's name or incremental block."""
+    return path[:1] in (("name",), ("destination",)) or (
+        len(path) >= 3 and path[0] == "sources" and path[2] in ("name", "incremental")
+    )
 
 
 def _incremental_source(pipeline: PipelineSpec, name: str) -> Source:
