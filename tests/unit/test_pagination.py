@@ -13,16 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
+from fetchpipe.pipeline.runtime.link_header import Link, next_link, parse_link_header
 from fetchpipe.pipeline.runtime.pagination import (
-    Link,
     Page,
     PageRequest,
     PaginationError,
     Paginator,
-    next_link,
     origin,
     paginator_for,
-    parse_link_header,
 )
 from fetchpipe.pipeline.spec.models import (
     CursorPagination,
