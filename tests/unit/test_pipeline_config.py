@@ -12,10 +12,10 @@ import fetchpipe
 from fetchpipe import ConfigError, HostLimits, Pipeline
 from fetchpipe.pipeline import PipelineError
 from fetchpipe.pipeline.plan.plan import build_plan, render
+from fetchpipe.pipeline.spec.destination import DestinationUrl, parse_destination
 from fetchpipe.pipeline.spec.errors import format_path, suggest
 from fetchpipe.pipeline.spec.graph import DependencyCycle, dependency_order
 from fetchpipe.pipeline.spec.loading import load_toml, load_yaml, substitute
-from fetchpipe.pipeline.spec.models import DestinationUrl, parse_destination
 
 TOKEN = "tok-5ecret-value"
 ENV = {"SHOP_TOKEN": TOKEN}

@@ -110,7 +110,7 @@ def test_source_is_the_public_name_of_a_result_s_provenance() -> None:
 
 def test_pipeline_destination_is_the_public_name_of_a_parsed_destination_url() -> None:
     import fetchpipe.pipeline
-    from fetchpipe.pipeline.spec.models import DestinationUrl, parse_destination
+    from fetchpipe.pipeline.spec.destination import DestinationUrl, parse_destination
 
     assert "Destination" in fetchpipe.pipeline.__all__
     assert fetchpipe.pipeline.Destination is DestinationUrl

@@ -20,14 +20,15 @@ if _typing.TYPE_CHECKING:
     from fetchpipe.pipeline.api import Pipeline
     from fetchpipe.pipeline.runtime.pagination import PaginationError
     from fetchpipe.pipeline.runtime.records import RecordsError
+    from fetchpipe.pipeline.spec.destination import DestinationUrl as Destination
     from fetchpipe.pipeline.spec.errors import PipelineError, Problem
-    from fetchpipe.pipeline.spec.models import DestinationUrl as Destination
     from fetchpipe.pipeline.spec.models import Source
 
 # Imported on first use (PEP 562): the package's models load pydantic.
 _LAZY = {
-    # A parsed destination URL: the class is models.DestinationUrl, the public name kept as it was.
-    "Destination": "fetchpipe.pipeline.spec.models:DestinationUrl",
+    # A parsed destination URL: the class is spec.destination.DestinationUrl, the public name
+    # kept as it was.
+    "Destination": "fetchpipe.pipeline.spec.destination:DestinationUrl",
     "PaginationError": "fetchpipe.pipeline.runtime.pagination",
     "Pipeline": "fetchpipe.pipeline.api",
     "PipelineError": "fetchpipe.pipeline.spec.errors",

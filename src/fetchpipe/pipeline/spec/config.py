@@ -36,6 +36,11 @@ from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.retry import RetryPolicy
 from fetchpipe.engine.security import SecurityPolicy
 from fetchpipe.engine.transports.factory import fast_transport_problem
+from fetchpipe.pipeline.spec.destination import (
+    DestinationUrl,
+    DestinationUrlText,
+    parse_destination,
+)
 from fetchpipe.pipeline.spec.errors import (
     NeedsEnvironment,
     PipelineError,
@@ -48,12 +53,9 @@ from fetchpipe.pipeline.spec.loading import UNSET, UNSET_URL, Document, load_fil
 from fetchpipe.pipeline.spec.models import (
     ApiKeyAuth,
     Defaults,
-    DestinationUrl,
-    DestinationUrlText,
     HostConfig,
     Source,
     _Model,
-    parse_destination,
 )
 from fetchpipe.pipeline.spec.pydantic_problems import problems_from
 
