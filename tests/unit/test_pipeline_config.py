@@ -352,7 +352,7 @@ def test_an_unknown_key_far_from_any_lists_the_keys() -> None:
     message = _error(BASE + "    paginate: {type: link_header, zzzzzz: 1}\n")
     assert message == (
         "pipeline.yaml:6: sources[0].paginate.zzzzzz: unknown key. "
-        "HINT: the keys here are max_pages, type"
+        "HINT: the keys here are max_pages, has_more_path, type"
     )
 
 

@@ -22,7 +22,9 @@ from fetchpipe.sim.params import float_param as _float
 from fetchpipe.sim.params import int_param as _int
 from fetchpipe.sim.params import json_response as _json
 from fetchpipe.sim.shop import add_shop_routes
+from fetchpipe.sim.shop_graphql import add_shop_graphql_routes
 from fetchpipe.sim.shop_orders import add_order_routes
+from fetchpipe.sim.shop_search import add_shop_search_routes
 from fetchpipe.sim.shop_tokens import add_refresh_routes
 from fetchpipe.sim.stats import FleetStats
 
@@ -422,4 +424,6 @@ def build_app(state: SimState) -> web.Application:
     add_shop_routes(app)
     add_order_routes(app)
     add_refresh_routes(app)
+    add_shop_search_routes(app)
+    add_shop_graphql_routes(app)
     return app

@@ -61,6 +61,7 @@ __all__ = [
     "SHOP_TOKEN",
     "SHOP_TOKEN_EXPIRES_IN",
     "ShopState",
+    "add_shop_route",
     "add_shop_routes",
     "shop_day_events",
     "shop_products",
@@ -462,6 +463,12 @@ async def update_product(request: web.Request) -> web.Response:
     product["price"] = price
     product["updated_at"] = _iso(latest + timedelta(minutes=1))
     return _json(product)
+
+
+def add_shop_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
+    """Serve ``handler`` at ``/{p}{path}`` for every prefix, behind its credentials and the
+    fault parameters (the shop's routes of :mod:`.shop_search` and :mod:`.shop_graphql`)."""
+    app.router.add_route(method, f"/{_PREFIX}{path}", _shop_route(handler))
 
 
 def add_shop_routes(app: web.Application) -> None:

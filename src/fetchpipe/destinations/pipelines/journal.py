@@ -53,9 +53,23 @@ def stage_table(source: str) -> str:
     return f"{STAGE_PREFIX}{source}"
 
 
-def page_key(source: str, url: str, params: Mapping[str, Any]) -> str:
-    """A page's identity within a run: its source, URL and query parameters."""
-    text = orjson.dumps([source, url, sorted((k, str(v)) for k, v in params.items())])
+def page_key(
+    source: str,
+    url: str,
+    params: Mapping[str, Any],
+    body: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> str:
+    """A page's identity within a run: its source, URL and query parameters, and its json body
+    and own headers when it has them (pages of a cursor sent in the body share URL and
+    parameters). A page without either keeps the key it had before bodies existed, so the
+    journal of an interrupted run of an earlier version still names its pages."""
+    parts: list[Any] = [source, url, sorted((k, str(v)) for k, v in params.items())]
+    if body is not None:
+        parts.append(["json", body])
+    if headers:
+        parts.append(["headers", sorted((k.lower(), v) for k, v in headers.items())])
+    text = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha256(text).hexdigest()[:32]
 
 
@@ -67,7 +81,8 @@ class JournalJob:
     it); ``parallel`` marks one of the pages handed out at once after a known total;
     ``include`` holds the parent values a child record gets (``include_parent``);
     ``params`` are the parameters of its own (a page number, a cursor) and ``inherit`` names the
-    source's parameters it also had.
+    source's parameters it also had; ``body`` is its json body (its cursor in it, when sent
+    there) and ``headers`` its own headers (a cursor header), both without secrets.
     """
 
     source: str
@@ -81,10 +96,12 @@ class JournalJob:
     inherit: tuple[str, ...] = ()
     """Names of the source's own parameters the page had: they come back from the source's
     configuration (so no secret is stored, and a rotated one is used)."""
+    body: Any = None
+    headers: Mapping[str, str] | None = None
 
     @property
     def key(self) -> str:
-        return page_key(self.source, self.url, self.params)
+        return page_key(self.source, self.url, self.params, self.body, self.headers)
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -101,6 +118,10 @@ class JournalJob:
             out["i"] = dict(self.include)
         if self.inherit:
             out["h"] = list(self.inherit)
+        if self.body is not None:
+            out["j"] = self.body
+        if self.headers:
+            out["hd"] = dict(self.headers)
         return out
 
     @classmethod
@@ -115,6 +136,8 @@ class JournalJob:
             parallel=bool(data.get("par", False)),
             include=data.get("i"),
             inherit=tuple(data.get("h") or ()),
+            body=data.get("j"),
+            headers=data.get("hd"),
         )
 
 

@@ -10,6 +10,7 @@ must follow one another).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -30,6 +31,8 @@ class SourcePlan:
     parent: str | None
     method: str
     url: str
+    body: str | None
+    """The first request's json body, as sent (secrets masked; shortened when long)."""
     host: str
     write: str
     primary_key: list[str]
@@ -118,7 +121,7 @@ def _source_plan(
     params: dict[str, Any] = dict(source.params)
     if source.incremental is not None and source.incremental.initial is not None:
         params[source.incremental.param] = source.incremental.first_value()
-    first = paginator_for(source.paginate, source.url, params).first()
+    first = paginator_for(source.paginate, source.url, params, body=source.body).first()
     query = {k: _text(v) for k, v in first.params.items()}
     auth = source.auth
     if auth is not None and auth.type == "api_key" and auth.in_ == "query":
@@ -137,8 +140,9 @@ def _source_plan(
     return SourcePlan(
         name=source.name,
         parent=parent,
-        method="GET",
+        method=source.method,
         url=pipeline.redact(url),
+        body=None if first.body is None else _shortened(pipeline.redact(_json_text(first.body))),
         host=(urlsplit(source.url).hostname or "").lower(),
         write=source.write,
         primary_key=list(source.key_fields),
@@ -150,6 +154,17 @@ def _source_plan(
         requests=requests,
         min_requests=1 if parent is None else 0,
     )
+
+
+_BODY_SHOWN = 300
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= _BODY_SHOWN else text[: _BODY_SHOWN - 3] + "..."
 
 
 def _text(value: Any) -> str:
@@ -209,6 +224,8 @@ def render(plan: Plan) -> str:
         after = f", after {s.parent}" if s.parent else ""
         lines.append(f"{number}. {s.name} ({s.write}{key}{after})")
         lines.append(f"   {s.method} {s.url}")
+        if s.body is not None:
+            lines.append(f"   json {s.body}")
         extras = []
         if s.auth:
             extras.append(f"auth {s.auth}")

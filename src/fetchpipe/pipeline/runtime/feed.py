@@ -82,13 +82,20 @@ class JobQueue:
                 raise PaginationError(f"{job.where}: {refused}")
         self._ids += 1
         self._jobs[self._ids] = job
+        source = job.run.source
         params = {k: _param_text(v) for k, v in page.params.items()}
-        headers = dict(job.run.source.headers) if page.send_credentials else {}
+        headers = dict(source.headers) if page.send_credentials else {}
+        headers.update(page.headers or {})
         request = Request(
             page.url,
+            method=source.method,
             headers=headers or None,
             params=params or None,
+            json=page.body,
             key=self._ids,
+            # Only GET and HEAD are sent again after a failure, unless the source says that
+            # sending it twice is harmless: a POST may create or charge something each time.
+            retry=source.method in ("GET", "HEAD") or source.idempotent,
             expect="bytes",  # parsed by the page reader, one page at a time (see .pages)
         )
         try:

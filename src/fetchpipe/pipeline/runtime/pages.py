@@ -22,8 +22,10 @@ from fetchpipe.pipeline.runtime.pagination import Page
 from fetchpipe.pipeline.runtime.records import (
     RecordsError,
     extract_records,
+    graphql_errors,
     greater_cursor,
     latest_cursor,
+    render_json,
     render_url,
 )
 from fetchpipe.pipeline.runtime.resume import JobCodec
@@ -47,6 +49,9 @@ class PageReader:
         when it does not hold what the source says it holds."""
         run, source, report = job.run, job.run.source, job.run.report
         body = _parse_json(result.body)
+        errors = graphql_errors(body)
+        if errors is not None:
+            raise RecordsError(errors)
         records = extract_records(body, source.records)
         if job.include:
             include = job.include
@@ -98,7 +103,9 @@ def _fan_out(child: SourceRun, records: list[dict[str, Any]]) -> list[PageJob]:
     jobs = []
     try:
         for record in records:
-            url = render_url(template, {parent.source.name: record})
+            parents = {parent.source.name: record}
+            url = render_url(template, parents)
+            body = render_json(child.source.body, parents)
             include = None
             if include_paths:
                 include = {}
@@ -107,7 +114,7 @@ def _fan_out(child: SourceRun, records: list[dict[str, Any]]) -> list[PageJob]:
                     if value is MISSING:
                         raise RecordsError(f"include_parent {name}: the parent has no {path!r}")
                     include[name] = value
-            paginator, first = child.paginator(url)
+            paginator, first = child.paginator(url, body)
             jobs.append(PageJob(child, paginator, first, url, include))
     except RecordsError as exc:
         child.fail(str(exc))

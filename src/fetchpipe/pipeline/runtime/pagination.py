@@ -2,7 +2,7 @@
 
 The runtime drives one paginator per source run (per parent record for a child source)::
 
-    paginator = paginator_for(source.paginate, url, params, allow_cross_origin=...)
+    paginator = paginator_for(source.paginate, url, params, body=..., allow_cross_origin=...)
     pending = [paginator.first()]
     while pending:
         request = pending.pop()                     # or send them all at once
@@ -14,9 +14,13 @@ The runtime drives one paginator per source run (per parent record for a child s
 :meth:`Paginator.next` returns no request (the last page), one (pages follow one another) or,
 once, every remaining page when the first response tells the total (``total_pages_path``,
 ``total_path``): those may be fetched in parallel. A request's ``params`` are the complete
-query parameters to send; next-page links carry theirs in the URL. A link to another origin
-(scheme, host, port) raises :class:`PaginationError` unless cross-origin links are allowed;
-then ``send_credentials`` is false for it. A repeated cursor or link raises too (a loop).
+query parameters to send; next-page links carry theirs in the URL. Every page carries the
+source's ``json`` body (``body``); a cursor may be sent in it or in a header instead of the
+query (``location``). With ``has_more_path`` a response whose value there is false, null or
+missing is the last page, whatever else it says. A link to another origin (scheme, host, port)
+raises :class:`PaginationError` unless cross-origin links are allowed; then
+``send_credentials`` is false for it (and a request with a body is not sent there). A repeated
+cursor or link raises too (a loop).
 
 The ``*_path`` keys are dotted paths or JSONPath queries, compiled when the file was validated
 (:func:`~fetchpipe.pipeline.spec.paths.compile_path`); a query that matches several values
@@ -42,7 +46,14 @@ from fetchpipe.pipeline.spec.models import (
     OffsetPagination,
     PagePagination,
 )
-from fetchpipe.pipeline.spec.paths import MISSING, BodyPath, ManyValues, compile_path, describe
+from fetchpipe.pipeline.spec.paths import (
+    MISSING,
+    BodyPath,
+    ManyValues,
+    compile_path,
+    describe,
+    with_value_at,
+)
 
 Params = Mapping[str, str | int | float | bool]
 PaginateConfig = (
@@ -61,12 +72,15 @@ class PaginationError(FetchpipeError):
 
 @dataclass(frozen=True, slots=True)
 class PageRequest:
-    """One request of a source run: its URL, complete query parameters, and its number."""
+    """One request of a source run: its URL, complete query parameters, and its number; its
+    JSON body (``None``: none) and the headers of its own (a cursor header)."""
 
     url: str
     params: Params = field(default_factory=dict)
     number: int = 1
     send_credentials: bool = True
+    body: Any = None
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,18 +101,24 @@ class Page:
 _HTTP_SCHEMES = ("http", "https")
 
 
-def follow(source_url: str, next_url: str, number: int, allow_cross_origin: bool) -> PageRequest:
-    """The request for a next-page link, or PaginationError when it may not be followed."""
+def follow(
+    source_url: str, next_url: str, number: int, allow_cross_origin: bool, body: Any = None
+) -> PageRequest:
+    """The request for a next-page link (with the source's ``body``), or PaginationError when
+    it may not be followed."""
     if urlsplit(next_url).scheme.lower() not in _HTTP_SCHEMES:
         raise PaginationError(f"next page link {next_url!r} is not an http(s) URL")
     same = origin(next_url) == origin(source_url)
-    if not same and not allow_cross_origin:
+    if not same and (not allow_cross_origin or body is not None):
         scheme, host, port = origin(next_url)
+        why = "HINT: set allow_cross_origin: true to follow it (credentials are never sent there)"
+        if allow_cross_origin:
+            why = "the request's json body may hold credentials, and is sent to its origin only"
         raise PaginationError(
             f"next page link goes to another origin ({scheme}://{host}:{port}); not followed. "
-            "HINT: set allow_cross_origin: true to follow it (credentials are never sent there)"
+            + why
         )
-    return PageRequest(next_url, {}, number, send_credentials=same)
+    return PageRequest(next_url, {}, number, send_credentials=same, body=body)
 
 
 # --- paginators -------------------------------------------------------------------------------
@@ -112,24 +132,30 @@ class Paginator:
         url: str,
         params: Params | None = None,
         *,
+        body: Any = None,
         allow_cross_origin: bool = False,
         max_pages: int | None = None,
+        has_more_path: str | None = None,
     ) -> None:
         self.url = url
         self.params: dict[str, str | int | float | bool] = dict(params or {})
+        self.body = body
         self.allow_cross_origin = allow_cross_origin
         self.max_pages = max_pages
+        self.has_more_path = has_more_path
         self.issued = 0
         self.parallel = False  # set once the remaining pages were all handed out
 
     def first(self) -> PageRequest:
         """The first request of the run."""
         self.issued = 1
-        return PageRequest(self.url, self._first_params(), 1)
+        return PageRequest(self.url, self._first_params(), 1, body=self.body)
 
     def next(self, page: Page) -> list[PageRequest]:
         """The requests that follow ``page``: none, one, or (once) all remaining pages."""
         if self.parallel:
+            return []
+        if self.has_more_path is not None and not _more(page.body, self.has_more_path):
             return []
         found = self._next(page)
         if self.max_pages is not None:
@@ -145,6 +171,13 @@ class Paginator:
     def _first_params(self) -> dict[str, str | int | float | bool]:
         return dict(self.params)
 
+    def _params(self, number: int) -> dict[str, str | int | float | bool]:
+        return dict(self.params)
+
+    def _request(self, number: int) -> PageRequest:
+        """Page ``number`` of a paginator that counts pages."""
+        return PageRequest(self.url, self._params(number), number, body=self.body)
+
     def _next(self, page: Page) -> list[PageRequest]:
         return []
 
@@ -152,8 +185,8 @@ class Paginator:
 class PageNumberPaginator(Paginator):
     """``?page=N``: sequential until an empty (or short) page, or all at once given a total."""
 
-    def __init__(self, config: PagePagination, url: str, params: Params | None = None) -> None:
-        super().__init__(url, params, max_pages=config.max_pages)
+    def __init__(self, config: PagePagination, url: str, params: Params | None, body: Any) -> None:
+        super().__init__(url, params, body=body, **_limits(config))
         self.config = config
 
     def _params(self, number: int) -> dict[str, str | int | float | bool]:
@@ -175,17 +208,19 @@ class PageNumberPaginator(Paginator):
             )
             if total is not None:
                 self.parallel = True
-                return [PageRequest(self.url, self._params(k), k) for k in range(2, total + 1)]
+                return [self._request(k) for k in range(2, total + 1)]
         if page.records == 0 or (c.size is not None and page.records < c.size):
             return []
-        return [PageRequest(self.url, self._params(number + 1), number + 1)]
+        return [self._request(number + 1)]
 
 
 class OffsetPaginator(Paginator):
     """``?offset=N&limit=L``: sequential until a short page, or all at once given a total."""
 
-    def __init__(self, config: OffsetPagination, url: str, params: Params | None = None) -> None:
-        super().__init__(url, params, max_pages=config.max_pages)
+    def __init__(
+        self, config: OffsetPagination, url: str, params: Params | None, body: Any
+    ) -> None:
+        super().__init__(url, params, body=body, **_limits(config))
         self.config = config
 
     def _params(self, number: int) -> dict[str, str | int | float | bool]:
@@ -204,17 +239,20 @@ class OffsetPaginator(Paginator):
             if total is not None:
                 self.parallel = True
                 pages = math.ceil(max(0, total - c.start) / c.limit)
-                return [PageRequest(self.url, self._params(k), k) for k in range(2, pages + 1)]
+                return [self._request(k) for k in range(2, pages + 1)]
         if page.records < c.limit:
             return []
-        return [PageRequest(self.url, self._params(number + 1), number + 1)]
+        return [self._request(number + 1)]
 
 
 class CursorPaginator(Paginator):
-    """The cursor at ``cursor_path`` in the body, sent as ``param``; stops on none or empty."""
+    """The cursor at ``cursor_path`` in the body, sent as ``param`` (a query parameter, a
+    dotted path in the request's json body, or a header); stops on none or empty."""
 
-    def __init__(self, config: CursorPagination, url: str, params: Params | None = None) -> None:
-        super().__init__(url, params, max_pages=config.max_pages)
+    def __init__(
+        self, config: CursorPagination, url: str, params: Params | None, body: Any
+    ) -> None:
+        super().__init__(url, params, body=body, **_limits(config))
         self.config = config
         self.seen: set[str] = set()
         self._cursor_path = compile_path(config.cursor_path)
@@ -232,15 +270,28 @@ class CursorPaginator(Paginator):
         if key in self.seen:
             raise PaginationError(f"the API returned cursor {key!r} twice; stopped (a loop)")
         self.seen.add(key)
-        params = {**self.params, self.config.param: cursor}
-        return [PageRequest(self.url, params, page.request.number + 1)]
+        number, param = page.request.number + 1, self.config.param
+        if self.config.location == "body":
+            body = with_value_at(self.body, param, cursor)
+            return [PageRequest(self.url, self.params, number, body=body)]
+        if self.config.location == "header":
+            headers = {param: str(cursor)}
+            return [PageRequest(self.url, self.params, number, body=self.body, headers=headers)]
+        return [PageRequest(self.url, {**self.params, param: cursor}, number, body=self.body)]
 
 
 class _LinkPaginator(Paginator):
     def __init__(
-        self, url: str, params: Params | None, allow_cross_origin: bool, max_pages: int | None
+        self,
+        config: LinkHeaderPagination | NextUrlPagination,
+        url: str,
+        params: Params | None,
+        body: Any,
+        allow_cross_origin: bool,
     ) -> None:
-        super().__init__(url, params, allow_cross_origin=allow_cross_origin, max_pages=max_pages)
+        super().__init__(
+            url, params, body=body, allow_cross_origin=allow_cross_origin, **_limits(config)
+        )
         self.seen: set[str] = {url}
 
     def _link(self, page: Page) -> str | None:
@@ -254,7 +305,7 @@ class _LinkPaginator(Paginator):
             raise PaginationError(f"next page link {target!r} was already fetched; stopped")
         self.seen.add(target)
         number = page.request.number + 1
-        return [follow(self.url, target, number, self.allow_cross_origin)]
+        return [follow(self.url, target, number, self.allow_cross_origin, self.body)]
 
 
 class LinkHeaderPaginator(_LinkPaginator):
@@ -272,9 +323,10 @@ class NextUrlPaginator(_LinkPaginator):
         config: NextUrlPagination,
         url: str,
         params: Params | None,
+        body: Any,
         allow_cross_origin: bool,
     ) -> None:
-        super().__init__(url, params, allow_cross_origin, config.max_pages)
+        super().__init__(config, url, params, body, allow_cross_origin)
         self.config = config
         self._next_url_path = compile_path(config.next_url_path)
 
@@ -316,20 +368,46 @@ def paginator_for(
     url: str,
     params: Params | None = None,
     *,
+    body: Any = None,
     allow_cross_origin: bool = False,
 ) -> Paginator:
-    """The paginator for a source's ``paginate`` block, starting at ``url`` with ``params``."""
+    """The paginator for a source's ``paginate`` block, starting at ``url`` with ``params``
+    and the json ``body`` (``None``: none)."""
     if isinstance(config, PagePagination):
-        return PageNumberPaginator(config, url, params)
+        return PageNumberPaginator(config, url, params, body)
     if isinstance(config, OffsetPagination):
-        return OffsetPaginator(config, url, params)
+        return OffsetPaginator(config, url, params, body)
     if isinstance(config, CursorPagination):
-        return CursorPaginator(config, url, params)
+        return CursorPaginator(config, url, params, body)
     if isinstance(config, LinkHeaderPagination):
-        return LinkHeaderPaginator(url, params, allow_cross_origin, config.max_pages)
+        return LinkHeaderPaginator(config, url, params, body, allow_cross_origin)
     if isinstance(config, NextUrlPagination):
-        return NextUrlPaginator(config, url, params, allow_cross_origin)
-    return Paginator(url, params)
+        return NextUrlPaginator(config, url, params, body, allow_cross_origin)
+    return Paginator(url, params, body=body)
+
+
+def _limits(config: PaginateConfig) -> dict[str, Any]:
+    """The keys every paged configuration has, as the base paginator takes them."""
+    assert not isinstance(config, NoPagination)
+    return {"max_pages": config.max_pages, "has_more_path": config.has_more_path}
+
+
+_FALSE_TEXT = frozenset({"false", "0", ""})
+
+
+def _more(body: Any, path: str) -> bool:
+    """Whether the value at ``has_more_path`` says more pages follow: true (or a non-zero
+    number, or text other than "false") does; false, null, 0 and a missing value do not."""
+    value = _one(body, compile_path(path), "has_more_path")
+    if value is MISSING or value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    if isinstance(value, str):
+        return value.strip().lower() not in _FALSE_TEXT
+    raise PaginationError(f"has_more_path {path!r} holds {describe(value)}, not true/false")
 
 
 def sequential(config: PaginateConfig) -> bool:

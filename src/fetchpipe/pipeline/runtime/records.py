@@ -5,7 +5,8 @@
   are the records (both compiled by :func:`~fetchpipe.pipeline.spec.paths.compile_path`).
 - :func:`render_url`: a child source's URL template refers to its parent's fields as
   ``{products.id}`` (parsed by :func:`~fetchpipe.pipeline.spec.paths.placeholders`); each
-  value is URL-encoded into the URL.
+  value is URL-encoded into the URL. :func:`render_json` does the same in a json body.
+- :func:`graphql_errors`: what a GraphQL response's ``errors`` say.
 - :func:`with_parent`: ``include_parent`` copies parent fields into each child record.
 - :func:`key_of` / :func:`duplicate_keys`: primary-key values of records, checked.
 - :func:`latest_cursor`: the greatest incremental cursor value seen in a batch of records, by
@@ -27,6 +28,7 @@ from fetchpipe.pipeline.spec.paths import (
     describe,
     get_path,
     placeholders,
+    text_placeholders,
 )
 
 
@@ -123,6 +125,74 @@ def render_url(template: str, parents: Mapping[str, Mapping[str, Any]]) -> str:
         value = _url_value(get_path(record, placeholder.field), placeholder)
         url = url.replace(placeholder.text, value, 1)
     return url
+
+
+def render_json(template: Any, parents: Mapping[str, Mapping[str, Any]]) -> Any:
+    """A json body ``template`` with the placeholders of its string values filled in from the
+    ``parents`` records. A string that is a placeholder alone becomes the parent's value as it
+    is (a number stays a number, null stays null: what a GraphQL variable wants); within text
+    the value is written as text. A missing field, or an object or list within text, is a
+    RecordsError."""
+    if isinstance(template, str):
+        found = text_placeholders(template)
+        if len(found) == 1 and found[0].text == template:
+            value = _parent_value(found[0], parents)
+            if value is MISSING:
+                raise RecordsError(
+                    f"{template}: the {found[0].source} record has no {found[0].field!r}"
+                )
+            return value
+        for placeholder in found:
+            value = _parent_value(placeholder, parents)
+            if value is MISSING or value is None or isinstance(value, Mapping | list):
+                raise RecordsError(
+                    f"json {placeholder.text}: {placeholder.field!r} is "
+                    f"{'missing' if value is MISSING else describe(value)}, not text"
+                )
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            template = template.replace(placeholder.text, text, 1)
+        return template
+    if isinstance(template, Mapping):
+        return {k: render_json(v, parents) for k, v in template.items()}
+    if isinstance(template, list):
+        return [render_json(v, parents) for v in template]
+    return template
+
+
+def _parent_value(placeholder: Placeholder, parents: Mapping[str, Mapping[str, Any]]) -> Any:
+    record = parents.get(placeholder.source)
+    if record is None:
+        raise RecordsError(f"{placeholder.text}: no {placeholder.source} record given")
+    return get_path(record, placeholder.field)
+
+
+_GRAPHQL_KEYS = frozenset({"data", "errors", "extensions"})
+_SHOWN_ERRORS = 3
+
+
+def graphql_errors(body: Any) -> str | None:
+    """What a GraphQL response's ``errors`` say, or None when it has none.
+
+    A GraphQL response is an object of ``data``, ``errors`` and ``extensions`` only (the
+    GraphQL specification, section 7.1); a body with other keys is not one. The first messages
+    are given, each with the path of the field it concerns."""
+    if not isinstance(body, Mapping) or not body.keys() <= _GRAPHQL_KEYS:
+        return None
+    errors = body.get("errors")
+    if not isinstance(errors, list) or not errors:
+        return None
+    shown = []
+    for error in errors[:_SHOWN_ERRORS]:
+        message = error.get("message") if isinstance(error, Mapping) else None
+        text = str(message)[:300] if message is not None else describe(error)
+        path = error.get("path") if isinstance(error, Mapping) else None
+        if isinstance(path, list) and path:
+            text = f"{'.'.join(map(str, path))}: {text}"
+        shown.append(text)
+    more = len(errors) - len(shown)
+    data = " beside partial data" if body.get("data") is not None else ""
+    listed = "; ".join(shown) + (f" (and {more} more)" if more else "")
+    return f"the GraphQL API answered with {len(errors)} error(s){data}: {listed}"
 
 
 def with_parent(

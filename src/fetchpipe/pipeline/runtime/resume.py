@@ -4,14 +4,15 @@ A run that never ended (the process died, or was stopped, or a host was down) is
 the next run of the pipeline on the destination, if that run asks for the same sources with
 the same file (:func:`begin`): the pages it had committed are counted and not fetched again;
 the pages they led to are (:func:`count_committed`, :func:`restored_jobs`). The journal keeps
-each job without its secrets (:class:`JobCodec`).
+each job without its secrets (:class:`JobCodec`): with its json body and its own headers, so
+that a cursor sent in the body or in a header resumes at the page it had reached.
 """
 
 from __future__ import annotations
 
 import collections
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,7 +61,7 @@ def _check_resumable(
         raise ConfigError(
             f"run {run.run_id} of this pipeline did not finish (it was interrupted, or a host "
             f"was down), and the pipeline file has changed since it started, so it cannot be "
-            f"resumed. {hint}"
+            f"resumed (a fetchpipe upgrade that adds settings counts as a change). {hint}"
         )
     if (run.selected, run.full_refresh) != (select, full_refresh):
         was = f"--select {','.join(run.selected)}" if run.selected else "all sources"
@@ -122,32 +123,55 @@ class JobCodec:
         """``job`` as the journal keeps it, without a secret: the source's own parameters are
         left out (they come back from the configuration, so a rotated secret still works),
         credential query parameters are dropped from the URL (the authenticator adds them),
-        and any secret value left in a URL is replaced by a token naming its hash."""
+        and any secret value left in a URL or a json body is replaced by a token naming its
+        hash."""
         run = job.run
         hide = run.secret_params
         url = without_params(job.page.url, hide, any_case=False) if hide else job.page.url
         extra = {k: v for k, v in job.page.params.items() if run.params.get(k, _UNSET) != v}
         inherit = tuple(k for k in job.page.params if k not in extra)
+        tokens = self._secret_tokens
         return JournalJob(
             source=run.source.name,
-            url=self._secret_tokens.hide(url),
+            url=tokens.hide(url),
             params=extra,
             inherit=inherit,
             number=job.page.number,
             send_credentials=job.page.send_credentials,
-            base=self._secret_tokens.hide(job.base),
+            base=tokens.hide(job.base),
             parallel=job.paginator.parallel,
             include=job.include,
+            body=_each_text(job.page.body, tokens.hide),
+            headers=_each_text(job.page.headers, tokens.hide),
         )
 
     def restored(self, run: SourceRun, job: JournalJob) -> PageJob:
         """A job read back from the journal, with its secrets put back (see :meth:`journaled`)."""
-        base = self._secret_tokens.reveal(job.base)
-        paginator, _ = run.paginator(base)
+        reveal = self._secret_tokens.reveal
+        base = reveal(job.base)
+        body = _each_text(job.body, reveal)
+        # The page's body is its paginator's too: a cursor set in it is set again by the next.
+        paginator, _ = run.paginator(base, body)
         paginator.issued = job.number
         paginator.parallel = job.parallel
         params = {**{k: run.params[k] for k in job.inherit if k in run.params}, **job.params}
         page = PageRequest(
-            self._secret_tokens.reveal(job.url), params, job.number, job.send_credentials
+            reveal(job.url),
+            params,
+            job.number,
+            job.send_credentials,
+            body=body,
+            headers=_each_text(job.headers, reveal),
         )
         return PageJob(run, paginator, page, base, job.include)
+
+
+def _each_text(value: Any, change: Callable[[str], str]) -> Any:
+    """``value`` (JSON data) with ``change`` applied to each of its strings, keys included."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, Mapping):
+        return {change(str(k)): _each_text(v, change) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_each_text(v, change) for v in value]
+    return value

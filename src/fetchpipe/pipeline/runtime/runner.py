@@ -243,7 +243,7 @@ class PipelineRunner:
         self._pages = PageReader(self._queue, self._codec, committed_keys)
         for run in self.runs.values():
             if run.parent is None and not run.ended_earlier:
-                paginator, first = run.paginator(run.source.url)
+                paginator, first = run.paginator(run.source.url, run.source.body)
                 key = self._codec.journaled(PageJob(run, paginator, first, run.source.url)).key
                 if key not in committed_keys[run.source.name]:
                     self._queue.put(PageJob(run, paginator, first, run.source.url))

@@ -138,11 +138,16 @@ class SourceRun:
     def descendants(self) -> list[SourceRun]:
         return [d for child in self.children for d in (child, *child.descendants())]
 
-    def paginator(self, url: str) -> tuple[Paginator, PageRequest]:
-        """A paginator for a run of this source from ``url``, and its first request."""
+    def paginator(self, url: str, body: Any) -> tuple[Paginator, PageRequest]:
+        """A paginator for a run of this source from ``url`` with the json ``body`` (the
+        source's, filled in from a parent record for a child), and its first request."""
         source = self.source
         paginator = paginator_for(
-            source.paginate, url, self.params, allow_cross_origin=source.allow_cross_origin
+            source.paginate,
+            url,
+            self.params,
+            body=body,
+            allow_cross_origin=source.allow_cross_origin,
         )
         return paginator, paginator.first()
 

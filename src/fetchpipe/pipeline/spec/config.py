@@ -277,7 +277,7 @@ class PipelineSpec(_Model):
             if parent is not None and parent not in seen:
                 problems.append(
                     Problem(
-                        ("sources", index, "url"),
+                        ("sources", index, "url" if "{" in source.url else "json"),
                         f"refers to unknown source {parent!r}{did_you_mean(parent, seen)}",
                     )
                 )

@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     Field,
+    JsonValue,
     model_validator,
 )
 
@@ -27,9 +28,10 @@ from fetchpipe.pipeline.spec.auth import ApiKeyAuth as ApiKeyAuth
 from fetchpipe.pipeline.spec.auth import Auth as Auth
 from fetchpipe.pipeline.spec.base import FrozenModel, Text
 from fetchpipe.pipeline.spec.base import HttpUrl as HttpUrl
+from fetchpipe.pipeline.spec.bodies import body_problems
 from fetchpipe.pipeline.spec.errors import Problem, Problems
 from fetchpipe.pipeline.spec.incremental import Incremental, incremental_problems
-from fetchpipe.pipeline.spec.paths import compile_path, placeholders
+from fetchpipe.pipeline.spec.paths import compile_path, json_placeholders, placeholders
 from fetchpipe.pipeline.spec.status import StatusActions
 
 _Model = FrozenModel  # the name the blocks here and the top level (config.py) build on
@@ -200,6 +202,9 @@ class NoPagination(_Model):
 
 class _Paged(_Model):
     max_pages: int | None = Field(default=None, ge=1, description="Stop after this many requests.")
+    has_more_path: PathText | None = Field(
+        default=None, description="Stop when the value here is false, null or missing."
+    )
 
 
 class PagePagination(_Paged):
@@ -227,11 +232,13 @@ class OffsetPagination(_Paged):
 
 
 class CursorPagination(_Paged):
-    """The next cursor is read from the body at ``cursor_path`` and sent as ``param``."""
+    """The next cursor is read from the body at ``cursor_path`` and sent as ``param``: a query
+    parameter, a dotted path inside the source's ``json`` body, or a header."""
 
     type: Literal["cursor"]
     cursor_path: PathText
     param: Text = "cursor"
+    location: Literal["query", "body", "header"] = "query"
 
 
 class LinkHeaderPagination(_Paged):
@@ -261,11 +268,30 @@ Paginate = Annotated[
 # --- sources ----------------------------------------------------------------------------------
 
 
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+Method = Annotated[
+    Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"], BeforeValidator(_upper)
+]
+
+
 class Source(_Model):
     """One API endpoint and the table its records go to."""
 
     name: Name = Field(description="The table name.")
     url: str = Field(description="http(s) URL; {parent.field} makes one request per parent record.")
+    method: Method = "GET"
+    body: JsonValue = Field(
+        default=None,
+        alias="json",
+        description="A JSON request body; {parent.field} in its strings, as in the url.",
+    )
+    idempotent: bool = Field(
+        default=False,
+        description="Retry this method like a GET (only GET and HEAD are retried otherwise).",
+    )
     params: dict[str, ParamValue] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     auth: Auth | None = None
@@ -296,12 +322,20 @@ class Source(_Model):
     @property
     def parent(self) -> str | None:
         """The source whose records this source's URL template refers to, if any."""
-        found = {p.source for p in placeholders(self.url)}
+        found = {p.source for p in [*placeholders(self.url), *json_placeholders(self.body)]}
         return next(iter(found)) if found else None
 
     @model_validator(mode="after")
     def _check(self) -> Source:
         problems = [*_url_problems(self.url), *_control_problems(self)]
+        cursor = self.paginate if isinstance(self.paginate, CursorPagination) else None
+        problems += body_problems(
+            self.method,
+            self.body,
+            self.url,
+            self.headers,
+            None if cursor is None else (cursor.location, cursor.param),
+        )
         if self.primary_key is not None and not self.key_fields:
             problems.append(Problem(("primary_key",), "must name at least one field"))
         if self.write == "merge" and not self.key_fields:
@@ -339,7 +373,7 @@ def _paging_params(paginate: BaseModel) -> list[str]:
         return [paginate.param, *([paginate.size_param] if paginate.size_param else [])]
     if isinstance(paginate, OffsetPagination):
         return [paginate.offset_param, paginate.limit_param]
-    if isinstance(paginate, CursorPagination):
+    if isinstance(paginate, CursorPagination) and paginate.location == "query":
         return [paginate.param]
     return []
 

@@ -11,7 +11,8 @@
   error rather than a guess, because taking one of them could loop or skip pages silently).
 - A URL template referring to the parent source's fields as ``{products.id}``:
   :func:`placeholders` parses one; the model checks it, the runtime renders it with records
-  (:func:`fetchpipe.pipeline.runtime.records.render_url`).
+  (:func:`fetchpipe.pipeline.runtime.records.render_url`). The string values of a ``json``
+  body may hold the same placeholders (:func:`json_placeholders`), among other braces.
 
 They live with the model, not the runtime, because the model checks a file written in them
 (a template's parent, a placeholder's syntax, a query's syntax) and the model imports nothing
@@ -103,6 +104,23 @@ def get_path(data: Any, path: str) -> Any:
 
 def _is_index(part: str) -> bool:
     return part.isdigit() or (part.startswith("-") and part[1:].isdigit())
+
+
+def with_value_at(data: Any, path: str, value: Any) -> Any:
+    """A copy of ``data`` with ``value`` at dotted ``path``, whose parents must be objects (or
+    lists, by index) in ``data``: KeyError otherwise. Only the containers on the path are
+    copied (a cursor set in a request body leaves the source's body as it was)."""
+    head, dot, rest = path.partition(".")
+    copy: Any
+    key: str | int
+    if isinstance(data, Mapping) and (not dot or head in data):
+        copy, key = dict(data), head
+    elif isinstance(data, list) and _is_index(head) and -len(data) <= int(head) < len(data):
+        copy, key = list(data), int(head)
+    else:
+        raise KeyError(path)
+    copy[key] = with_value_at(copy[key], rest, value) if dot else value
+    return copy
 
 
 # --- JSONPath -------------------------------------------------------------------------------
@@ -243,3 +261,27 @@ def placeholders(template: str) -> list[Placeholder]:
 def parents_of(template: str) -> list[str]:
     """The sources a URL template refers to, each once, in order of appearance."""
     return list(dict.fromkeys(p.source for p in placeholders(template)))
+
+
+_TEXT_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\.([^{}\s]+)\}")
+
+
+def text_placeholders(text: str) -> list[Placeholder]:
+    """The ``{source.field}`` placeholders in a string value of a ``json`` body, in order.
+
+    Unlike a URL, a body's text may hold other braces (a GraphQL query is full of them): only
+    ``{name.path}`` without spaces is a placeholder, the rest is left as written."""
+    return [
+        Placeholder(m.group(0), m.group(1), m.group(2)) for m in _TEXT_PLACEHOLDER.finditer(text)
+    ]
+
+
+def json_placeholders(value: Any) -> list[Placeholder]:
+    """The placeholders in the string values (not the keys) of a ``json`` body, in order."""
+    if isinstance(value, str):
+        return text_placeholders(value)
+    if isinstance(value, Mapping):
+        return [p for item in value.values() for p in json_placeholders(item)]
+    if isinstance(value, list):
+        return [p for item in value for p in json_placeholders(item)]
+    return []
