@@ -1,0 +1,141 @@
+"""``fetchpipe run`` of a GraphQL source as a real subprocess: the Relay example loads every
+product once, a mistake in the body exits 2 before any request, and a run killed with SIGKILL
+mid-way resumes at the cursor it had reached."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import yaml
+
+from fetchpipe.sim import Fleet
+from fetchpipe.sim.shop import SHOP_PRODUCT_COUNT, shop_products
+from tests.e2e.conftest import RunCli
+
+pytest.importorskip("graphql")  # the shop's GraphQL endpoint (the sim extra)
+
+QUERY = (
+    "query($after: String) { products(first: FIRST, after: $after) { "
+    "nodes { id name price } pageInfo { endCursor hasNextPage } } }"
+)
+
+
+def relay_file(path: Path, fleet: Fleet, db: Path, first: int, url: str = "/shop/graphql") -> Path:
+    source: dict[str, Any] = {
+        "name": "products",
+        "url": fleet.url(url, host=3),
+        "method": "POST",
+        "json": {"query": QUERY.replace("FIRST", str(first)), "variables": {"after": None}},
+        "records": "data.products.nodes",
+        "write": "append",  # a product loaded twice would show
+        "paginate": {
+            "type": "cursor",
+            "cursor_path": "data.products.pageInfo.endCursor",
+            "param": "variables.after",
+            "location": "body",
+            "has_more_path": "data.products.pageInfo.hasNextPage",
+        },
+    }
+    config = {"name": "graphql", "destination": f"duckdb:///{db}", "sources": [source]}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def products_in(db: Path) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(db), read_only=True) as connection:
+        return connection.execute("SELECT id, name, price FROM products").fetchall()
+
+
+def graphql_requests(fleet: Fleet) -> int:
+    return fleet.stats.requests(host=fleet.addresses[3], path="/shop/graphql")
+
+
+def test_run_loads_a_graphql_relay_connection(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    db = tmp_path / "graphql.duckdb"
+    path = relay_file(tmp_path / "graphql.yaml", cli_fleet, db, first=50)
+    before = graphql_requests(cli_fleet)
+    done = run_cli("run", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = products_in(db)
+    assert len(rows) == SHOP_PRODUCT_COUNT
+    assert set(rows) == {(p["id"], p["name"], p["price"]) for p in shop_products()}
+    assert graphql_requests(cli_fleet) - before == 5
+
+
+def test_a_mistake_in_the_body_exits_2_before_any_request(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    db = tmp_path / "graphql.duckdb"
+    path = relay_file(tmp_path / "graphql.yaml", cli_fleet, db, first=50)
+    path.write_text(path.read_text().replace("param: variables.after", "param: variables.afer"))
+    before = graphql_requests(cli_fleet)
+    for command in ("validate", "run"):
+        done = run_cli(command, str(path))
+        assert done.returncode == 2, done.stdout + done.stderr
+        line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "afer" in text)
+        assert (
+            f"graphql.yaml:{line}: sources[0].paginate.param: 'variables.afer' is not in the "
+            "json body: json.variables has no 'afer'. HINT: did you mean `after`?"
+        ) in done.stderr
+    assert graphql_requests(cli_fleet) == before
+    assert not db.exists()
+
+
+def run_until_killed(args: list[str], fleet: Fleet, requests: int) -> bool:
+    """Start the run; SIGKILL it once the API received ``requests`` more GraphQL requests.
+    True if it was killed, False if it ended first."""
+    start = graphql_requests(fleet)
+    env = {**os.environ, "FETCHPIPE_TESTING": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            if graphql_requests(fleet) - start >= requests:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=10)
+                return True
+            time.sleep(0.002)
+        raise AssertionError("the run neither ended nor progressed within 60 s")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def test_a_run_killed_mid_way_resumes_at_the_cursor_it_had_reached(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    db = tmp_path / "graphql.duckdb"
+    # 25 pages of 10, one after another, each answered after 20 ms.
+    path = relay_file(tmp_path / "graphql.yaml", cli_fleet, db, 10, "/shop/graphql?delay_ms=20")
+    args = [sys.executable, "-m", "fetchpipe", "run", str(path), "--commit-every", "0.02", "-q"]
+    assert run_until_killed(args, cli_fleet, requests=12), "the run ended before the kill"
+    with duckdb.connect(str(db)) as connection:  # replays the killed process's WAL
+        committed = connection.execute("SELECT count(*) FROM _fetchpipe_pages").fetchall()[0][0]
+        status = connection.execute("SELECT status FROM _fetchpipe_runs").fetchall()
+    assert status == [("running",)]
+    assert 1 <= committed < 25
+
+    before = graphql_requests(cli_fleet)
+    final = run_cli("run", str(path))
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert "(resumed)" in final.stdout
+    rows = products_in(db)
+    assert len(rows) == len(set(rows)) == SHOP_PRODUCT_COUNT  # none twice, none missing
+    # The committed pages are not fetched again: the resumed run starts at the cursor of the
+    # first page that was not committed.
+    assert graphql_requests(cli_fleet) - before == 25 - committed
