@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from fetchpipe.sim import Fleet
-from fetchpipe.sim.shop import SHOP_PRODUCT_COUNT, shop_products
+from fetchpipe.sim.shop import SHOP_PRODUCT_COUNT, shop_products, shop_reviews
 from tests.e2e.conftest import RunCli
 
 pytest.importorskip("graphql")  # the shop's GraphQL endpoint (the sim extra)
@@ -139,3 +139,26 @@ def test_a_run_killed_mid_way_resumes_at_the_cursor_it_had_reached(
     # The committed pages are not fetched again: the resumed run starts at the cursor of the
     # first page that was not committed.
     assert graphql_requests(cli_fleet) - before == 25 - committed
+
+
+def test_the_graphql_example_of_the_readme_runs(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    example = Path(__file__).parents[2] / "examples" / "graphql.yaml"
+    base = cli_fleet.url("/", host=3).rstrip("/")
+    path = tmp_path / "graphql.yaml"
+    path.write_text(example.read_text().replace("http://127.0.0.1:8080", base))
+    done = run_cli("run", str(path), cwd=str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    reviews = sum(len(r) for r in shop_reviews().values())
+    on_sale = [p["id"] for p in shop_products() if "sale" in p["tags"] and p["in_stock"]]
+    with duckdb.connect(str(tmp_path / "graphql.duckdb"), read_only=True) as connection:
+        counts = [
+            connection.execute(f"SELECT count(*), count(DISTINCT id) FROM {table}").fetchone()
+            for table in ("products", "on_sale")
+        ]
+        review_count = connection.execute("SELECT count(*) FROM reviews").fetchone()
+        sale_ids = connection.execute("SELECT id FROM on_sale ORDER BY id").fetchall()
+    assert counts == [(SHOP_PRODUCT_COUNT, SHOP_PRODUCT_COUNT), (len(on_sale), len(on_sale))]
+    assert review_count == (reviews,)
+    assert [r[0] for r in sale_ids] == on_sale
