@@ -349,6 +349,11 @@ def test_a_page_without_a_body_keeps_the_key_of_earlier_journals() -> None:
     assert with_body == page_key("s", "https://a.test/", params, {"after": "c2"})
     with_header = page_key("s", "https://a.test/", params, None, {"X-Cursor": "c2"})
     assert with_header not in (with_body, page_key("s", "https://a.test/", params))
+    # A job journaled before bodies existed reads back as a job without one, under its key.
+    old = JournalJob.from_json({"s": "s", "u": "https://a.test/", "p": params, "n": 2})
+    assert (old.body, old.headers) == (None, None)
+    assert old.key == page_key("s", "https://a.test/", params)
+    assert "j" not in old.as_json() and "hd" not in old.as_json()
 
 
 def test_a_journaled_job_keeps_its_body_without_the_secret_in_it() -> None:
