@@ -332,6 +332,9 @@ def test_graphql_errors_are_read_only_from_graphql_responses() -> None:
     assert partial == (
         "the GraphQL API answered with 5 error(s) beside partial data: m; m; m (and 2 more)"
     )
+    assert graphql_errors({"errors": "Invalid API key or access token"}) == (
+        "the GraphQL API answered with 1 error(s): Invalid API key or access token"
+    )
     assert graphql_errors({"data": {"x": 1}}) is None
     assert graphql_errors({"errors": [], "data": None}) is None
     assert graphql_errors({"items": [], "errors": ["a REST field"]}) is None

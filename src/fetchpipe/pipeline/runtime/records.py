@@ -175,10 +175,13 @@ def graphql_errors(body: Any) -> str | None:
 
     A GraphQL response is an object of ``data``, ``errors`` and ``extensions`` only (the
     GraphQL specification, section 7.1); a body with other keys is not one. The first messages
-    are given, each with the path of the field it concerns."""
+    are given, each with the path of the field it concerns. An ``errors`` string (as some APIs
+    answer for a bad token) is one message."""
     if not isinstance(body, Mapping) or not body.keys() <= _GRAPHQL_KEYS:
         return None
     errors = body.get("errors")
+    if isinstance(errors, str) and errors:
+        errors = [{"message": errors}]
     if not isinstance(errors, list) or not errors:
         return None
     shown = []
