@@ -276,6 +276,13 @@ def test_has_more_path_works_with_every_paginator(config: Any) -> None:
     assert pager.next(_page(second, {**body, "more": False})) == []
 
 
+def test_has_more_path_may_be_a_jsonpath_query() -> None:
+    config = CursorPagination(type="cursor", cursor_path="$.next", has_more_path="$.page.more")
+    pager = paginator_for(config, URL)
+    (second,) = pager.next(_page(pager.first(), {"next": "c", "page": {"more": True}}))
+    assert pager.next(_page(second, {"next": "d", "page": {"more": False}})) == []
+
+
 def test_has_more_path_holding_an_object_is_an_error() -> None:
     config = CursorPagination(type="cursor", cursor_path="next", has_more_path="more")
     pager = paginator_for(config, URL)
