@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -7,9 +8,17 @@ import pytest
 
 import fetchpipe
 from fetchpipe.engine import retry
+from fetchpipe.engine.proxies import PROXY_VARIABLES
 from fetchpipe.sim import Fleet
 
 FLEET_DEFAULTS: dict[str, Any] = {"hosts": 3, "minute": 0.01}
+
+# The proxy variables of the shell that runs the tests would send the tests' loopback requests
+# (and the CLI's, in the subprocesses that inherit this environment) through that proxy: the
+# tests that use a proxy set their own.
+for _name in PROXY_VARIABLES:
+    os.environ.pop(_name, None)
+    os.environ.pop(_name.upper(), None)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import random
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from types import TracebackType
@@ -23,9 +24,11 @@ from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.gc_tuning import fewer_collections
 from fetchpipe.engine.outcomes import RetryEvent as RetryEvent  # public: fetchpipe.RetryEvent
 from fetchpipe.engine.outcomes import RetryHook
+from fetchpipe.engine.proxies import ProxyPolicy, proxy_policy
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy
 from fetchpipe.engine.security import SecurityPolicy
 from fetchpipe.engine.stream_run import DONE, Requests, StreamRun
+from fetchpipe.engine.tls import TlsPolicy
 from fetchpipe.engine.transports.base import Transport
 from fetchpipe.engine.transports.factory import open_transport
 
@@ -37,6 +40,14 @@ class Fetcher:
 
     Use as ``async with Fetcher(...) as f: async for result in f.stream(requests): ...``.
     One pooled connection session serves every ``stream()`` call made inside the block.
+
+    ``proxy``: ``"env"`` (the default) goes through the proxies of ``HTTP_PROXY``,
+    ``HTTPS_PROXY``, ``ALL_PROXY`` but for the hosts of ``NO_PROXY``, as requests and curl do;
+    ``None`` (or ``"none"``) sends directly; a URL (``http://[user:password@]host:port``)
+    sends every request through that proxy but for ``NO_PROXY``'s hosts; a
+    :class:`~fetchpipe.engine.proxies.ProxyPolicy` says everything. ``tls``: CAs to trust
+    besides the system's and a client certificate (:class:`~fetchpipe.engine.tls.TlsPolicy`).
+    A proxy or TLS file that cannot be used raises ``ConfigError`` here or on entering.
     """
 
     def __init__(
@@ -53,11 +64,20 @@ class Fetcher:
         breaker: BreakerPolicy | None = DEFAULT_BREAKER,
         security: SecurityPolicy | None = None,
         tune_gc: bool = True,
+        proxy: ProxyPolicy | str | None = "env",
+        tls: TlsPolicy | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.tune_gc = tune_gc
         """Collect cyclic garbage less often while streaming (see ``engine.gc_tuning``)."""
         self.security = security
+        self.proxy = (
+            proxy
+            if isinstance(proxy, ProxyPolicy)
+            else proxy_policy(proxy, "Fetcher(proxy=...)", os.environ)
+        )
+        """The proxies requests go through (``proxy.active`` false: none)."""
+        self.tls = tls
         self.retry = retry
         self.breaker = breaker
         self.retries_denied = 0
@@ -89,6 +109,8 @@ class Fetcher:
                 timeouts=self.timeouts,
                 headers=self._headers,
                 security=self.security,
+                proxy=self.proxy,
+                tls=self.tls,
             )
         return self
 

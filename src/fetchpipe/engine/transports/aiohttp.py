@@ -10,14 +10,25 @@ nothing unless its policy is on or its case (a 3xx, an encoded body) arrives.
 aiohttp keeps only the connect timeout; the total and read timeouts are kept by
 :mod:`fetchpipe.engine.watchdog` (one timer for all attempts instead of aiohttp's per-request
 timers, a sixth of the CPU of a small request).
+
+With a proxy (``TransportSettings.proxy``), each request (each redirect hop) is routed by the
+policy: through the proxy (``CONNECT`` for HTTPS) or directly for the ``NO_PROXY`` hosts. The
+client then connects only to the proxy, which resolves the target itself; so under
+``block_private`` the proxy (a configured hop) is exempt from the guard, and the target is
+checked before the request is handed to the proxy: an IP literal as it is, a name on the
+addresses it resolves to here, every one of which must be allowed (a name that does not resolve
+here is not sent). The proxy resolves the name again: a DNS answer that changes in between is
+not seen, which only a rule in the proxy itself can catch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
-from collections.abc import Mapping
+import ssl
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Unpack
 
@@ -35,12 +46,14 @@ from fetchpipe._exceptions import TransportError
 from fetchpipe._models import ErrorKind, Request
 from fetchpipe._redact import with_public_urls
 from fetchpipe.engine.decoding import capped_body
+from fetchpipe.engine.proxies import ProxyUrl
 from fetchpipe.engine.security import (
     BlockedAddressError,
     SecurityPolicy,
     address_refusal,
     blocked_message,
     guarded_resolve,
+    host_refusal,
     verify_tls,
 )
 from fetchpipe.engine.transports.base import (
@@ -74,15 +87,25 @@ class GuardedResolver(AbstractResolver):
     name that resolves to 127.0.0.1 or 169.254.169.254 is refused, and the connector only ever
     connects to an address returned here, redirects included. Mixed answers keep the allowed
     addresses. IP literals skip resolvers in aiohttp; the transport checks those itself.
+    The hosts in ``exempt`` (the proxies) are resolved unguarded.
     """
 
-    def __init__(self, policy: SecurityPolicy, inner: AbstractResolver | None = None) -> None:
+    def __init__(
+        self,
+        policy: SecurityPolicy,
+        inner: AbstractResolver | None = None,
+        exempt: frozenset[str] = frozenset(),
+    ) -> None:
         self._policy = policy
         self._inner = inner if inner is not None else DefaultResolver()
+        self._exempt = exempt
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
+        if host in self._exempt:
+            return await self._inner.resolve(host, port, family)
+
         async def lookup(name: str) -> list[ResolveResult]:
             return await self._inner.resolve(name, port, family)
 
@@ -121,7 +144,8 @@ class _WatchedConnector(aiohttp.TCPConnector):
 
 
 class AiohttpTransport(TransportBase):
-    """One pooled ``ClientSession``: keep-alive, DNS cache, no cookie jar, no proxies from env.
+    """One pooled ``ClientSession``: keep-alive, DNS cache, no cookie jar; proxies only as
+    ``proxy`` chooses them (aiohttp's own reading of the environment is off).
 
     Takes :class:`~fetchpipe.engine.transports.base.TransportSettings`; with ``block_private``
     its connections go only to the addresses the guarded resolver lets through.
@@ -134,8 +158,17 @@ class AiohttpTransport(TransportBase):
         self._watchdog = Watchdog(read=timeouts.read)
         self._loop = asyncio.get_running_loop()
         self._guard = policy.block_private
-        self._per_host = policy.block_private or bool(policy.insecure_hosts)
-        self._resolver = GuardedResolver(policy) if policy.block_private else None
+        proxies = self.proxies.proxies if self.proxies is not None else ()
+        self._per_host = policy.block_private or bool(policy.insecure_hosts) or bool(proxies)
+        self._ssl: ssl.SSLContext | bool = (
+            self.tls_material.context if self.tls_material is not None else True
+        )
+        self._proxy_hosts = frozenset(proxy.host for proxy in proxies)
+        self._proxy_args = {proxy: _proxy_arguments(proxy) for proxy in proxies}
+        self._proxy_route = self.proxies.remembered() if self.proxies is not None else None
+        self._resolver = (
+            GuardedResolver(policy, exempt=self._proxy_hosts) if policy.block_private else None
+        )
         connector = _WatchedConnector(
             self._watchdog,
             limit=self._limits.max_concurrency,
@@ -174,19 +207,43 @@ class AiohttpTransport(TransportBase):
         self, context: Watch, message: Request | Hop, headers: Mapping[str, str] | None
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         url = message.url
-        ssl = True
-        if self._per_host:
-            url, ssl = self._route(url if isinstance(url, URL) else URL(url))
-        return self._session.request(
-            message.method,
-            url,
-            headers=headers,
-            params=message.params,
-            json=message.json,
-            data=message.body,
-            allow_redirects=False,
-            ssl=ssl,
-        )
+        if not self._per_host:
+            return self._session.request(
+                message.method,
+                url,
+                headers=headers,
+                params=message.params,
+                json=message.json,
+                data=message.body,
+                allow_redirects=False,
+                ssl=self._ssl,
+            )
+        url, verify, proxy, check = self._route(url if isinstance(url, URL) else URL(url))
+        proxy_url = proxy_headers = None
+        if proxy is not None:
+            proxy_url, credential = self._proxy_args[proxy]
+            if credential is None:
+                pass
+            elif url.scheme == "https":  # sent with the CONNECT, which the proxy answers
+                proxy_headers = {"Proxy-Authorization": credential}
+            else:  # plain HTTP: the request itself goes to the proxy
+                headers = {**(headers or {}), "Proxy-Authorization": credential}
+
+        def request() -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+            return self._session.request(
+                message.method,
+                url,
+                headers=headers,
+                params=message.params,
+                json=message.json,
+                data=message.body,
+                allow_redirects=False,
+                ssl=verify,
+                proxy=proxy_url,
+                proxy_headers=proxy_headers,
+            )
+
+        return request() if check is None else self._checked(check, request)
 
     def location(self, context: Watch, answer: aiohttp.ClientResponse) -> str | None:
         return answer.headers.get("Location")
@@ -225,17 +282,47 @@ class AiohttpTransport(TransportBase):
 
     # ------------------------------------------------------------------------------------------
 
-    def _route(self, url: URL) -> tuple[URL, bool]:
+    def _route(self, url: URL) -> tuple[URL, ssl.SSLContext | bool, ProxyUrl | None, str | None]:
         """Check an IP-literal host against the guard (aiohttp does not resolve literals, so
-        the guarded resolver never sees them) and choose TLS verification for the host."""
+        the guarded resolver never sees them), choose TLS verification for the host and the
+        proxy (None: directly). The last value is a host name the guard must check before the
+        request is sent (None: the resolver's check is enough): one that goes to a proxy, or
+        that is a proxy's own name (which the resolver lets through)."""
         host = url.raw_host
-        if self._guard and host is not None and (":" in host or host.replace(".", "").isdigit()):
+        literal = host is not None and (":" in host or host.replace(".", "").isdigit())
+        if self._guard and literal and host is not None:
             reason = address_refusal(self.security, host)
             if reason is not None:
                 raise TransportError(
                     ErrorKind.INVALID_REQUEST, blocked_message(host, [(host, reason)])
                 )
-        return url, verify_tls(self.security, host)
+        proxy = self._proxy_route(url.scheme, host or "", url.port) if self._proxy_route else None
+        check = None
+        if self._guard and not literal and (proxy is not None or host in self._proxy_hosts):
+            check = host
+        verify = self._ssl if verify_tls(self.security, host) else False
+        return url, verify, proxy, check
+
+    @contextlib.asynccontextmanager
+    async def _checked(
+        self, host: str, request: Callable[[], AbstractAsyncContextManager[aiohttp.ClientResponse]]
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """``request()`` once ``host`` passed the guard on every address it resolves to here
+        (a request the proxy resolves, whose connection the guarded resolver never sees)."""
+        try:
+            refusal = await host_refusal(self.security, host, every_address=True)
+        except OSError as exc:
+            raise TransportError(
+                ErrorKind.CONNECT,
+                f"{host} does not resolve here ({exc.strerror or type(exc).__name__}), and "
+                "block_private checks its addresses before the proxy is asked for it. HINT: "
+                "send it directly (NO_PROXY), or switch block_private off and let the proxy "
+                "apply its own rules",
+            ) from None
+        if refusal is not None:
+            raise TransportError(ErrorKind.INVALID_REQUEST, refusal)
+        async with request() as answer:
+            yield answer
 
     async def _read_body(
         self, resp: aiohttp.ClientResponse, max_body_size: int, watch: Watch
@@ -253,6 +340,15 @@ class AiohttpTransport(TransportBase):
             if content.at_eof():  # a small body comes whole: no second read to find the end
                 break
         return body.finish()
+
+
+def _proxy_arguments(proxy: ProxyUrl) -> tuple[URL, str | None]:
+    """aiohttp's ``proxy`` for ``proxy`` (without its credentials), and the
+    ``Proxy-Authorization`` value of its credentials, sent only to the proxy: with the
+    ``CONNECT`` of an HTTPS request (``proxy_headers``), with a plain HTTP request itself (its
+    headers: aiohttp sends ``proxy_headers`` with a ``CONNECT`` only). aiohttp's ``proxy_auth``
+    is not used: deprecated since aiohttp 3.14."""
+    return URL(proxy.address), proxy.authorization
 
 
 def _reset_cause(exc: BaseException) -> bool:
@@ -277,6 +373,10 @@ def _translate(exc: Exception) -> TransportError:
         return TransportError(ErrorKind.INVALID_REQUEST, str(exc.os_error))
     text = with_public_urls(str(exc) or type(exc).__name__)
     kind: ErrorKind
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return _proxy_refusal(exc)
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        text = f"cannot connect to the proxy: {text}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         kind = ErrorKind.CONNECT
         errno = exc.os_error.errno
@@ -301,3 +401,15 @@ def _translate(exc: Exception) -> TransportError:
     else:
         kind = ErrorKind.OTHER
     return TransportError(kind, text)
+
+
+def _proxy_refusal(exc: aiohttp.ClientHttpProxyError) -> TransportError:
+    """The proxy answered the ``CONNECT`` of an HTTPS request with an error status: 407 and
+    other refusals are not retried, a 5xx (the proxy could not reach the host) is retried as
+    a failed connection."""
+    status = exc.status
+    proxy = with_public_urls(str(exc.request_info.real_url)) if exc.request_info else "the proxy"
+    text = f"the proxy {proxy} refused the tunnel: HTTP {status} {exc.message}".rstrip()
+    if status == 407:
+        text += ". HINT: give the proxy's user name and password in its URL"
+    return TransportError(ErrorKind.CONNECT if status >= 500 else ErrorKind.OTHER, text)

@@ -17,7 +17,9 @@ from typing import Protocol, Required, TypedDict
 
 from fetchpipe._config import Limits, Timeouts
 from fetchpipe._models import Request
+from fetchpipe.engine.proxies import ProxyPolicy
 from fetchpipe.engine.security import DEFAULT_POLICY, SecurityPolicy
+from fetchpipe.engine.tls import TlsMaterial, TlsPolicy, load_tls
 from fetchpipe.engine.transports.default_headers import split_default_headers
 
 DRAIN_WAIT = 1.0  # seconds a redirect's small body may take to arrive before it is dropped
@@ -54,6 +56,8 @@ class TransportSettings(TypedDict, total=False):
     timeouts: Required[Timeouts]
     headers: Mapping[str, str] | None
     security: SecurityPolicy | None
+    proxy: ProxyPolicy | None
+    tls: TlsPolicy | None
 
 
 class TransportBase:
@@ -65,6 +69,10 @@ class TransportBase:
     (``default_headers``, in ``credential_headers``): they are sent with every request but,
     unlike the others, not to another origin after a redirect. ``security`` and
     ``credential_headers`` are plain attributes, not properties: every request reads them.
+
+    ``proxy`` (default: none) chooses a proxy per request (``proxies``: None when it sends
+    everything directly); ``tls`` adds CAs and a client certificate, its files read here
+    (``tls_material``; a ConfigError for one that cannot be used).
     """
 
     def __init__(
@@ -74,9 +82,15 @@ class TransportBase:
         timeouts: Timeouts,
         headers: Mapping[str, str] | None = None,
         security: SecurityPolicy | None = None,
+        proxy: ProxyPolicy | None = None,
+        tls: TlsPolicy | None = None,
     ) -> None:
         policy = security if security is not None else DEFAULT_POLICY
         self.security = policy
+        self.proxies = proxy if proxy is not None and proxy.active else None
+        self.tls_material: TlsMaterial | None = (
+            load_tls(tls) if tls is not None and tls.active else None
+        )
         self._limits = limits
         self._timeouts = timeouts
         self._drain_wait = drain_wait(timeouts)

@@ -20,7 +20,14 @@ differently: it has no resolver hook (only static ``resolve(domain, ip)`` entrie
 client), so ``block_private`` cannot check the addresses a host name resolves to.
 
 TLS verification is chosen per host as with aiohttp: pyreqwest sets it per client, so hosts in
-``insecure_hosts`` go through a second client built with ``danger_accept_invalid_certs``.
+``insecure_hosts`` go through a second client built with ``danger_accept_invalid_certs``. The
+CAs of ``tls.ca_bundle`` are added to the platform's roots, and the client certificate is the
+client's identity (both clients).
+
+Proxies: reqwest's own reading of the environment is off; a ``ProxyBuilder.custom`` callback
+asks :class:`~fetchpipe.engine.proxies.ProxyPolicy` for each request's route (remembered per
+scheme, host and port), so that both transports apply the same ``NO_PROXY`` rules; the proxy's
+credentials ride in the URL handed to reqwest, which sends them as ``Proxy-Authorization``.
 
 A cancel can end a pyreqwest call normally (when the response or a chunk is already in): the
 shared loop and the body loop here raise it all the same (see
@@ -36,12 +43,11 @@ import asyncio
 import atexit
 import importlib
 import time
-from collections.abc import Coroutine, ItemsView, Iterator, Mapping, ValuesView
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Unpack
 
 import orjson
-from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from fetchpipe._config import Limits, Timeouts
@@ -49,7 +55,9 @@ from fetchpipe._exceptions import ConfigError, TransportError
 from fetchpipe._models import ErrorKind, Request
 from fetchpipe._redact import with_public_urls
 from fetchpipe.engine.decoding import capped_body
+from fetchpipe.engine.proxies import ProxyPolicy
 from fetchpipe.engine.security import verify_tls
+from fetchpipe.engine.tls import TlsMaterial
 from fetchpipe.engine.transports.base import (
     CancelCheck,
     RawResponse,
@@ -59,10 +67,11 @@ from fetchpipe.engine.transports.base import (
     has_body,
 )
 from fetchpipe.engine.transports.redirects import Hop, exchange, time_left
+from fetchpipe.engine.transports.reqwest_headers import LazyHeaders, all_values, header, not_ascii
 
 if TYPE_CHECKING:
     from pyreqwest.client import Client
-    from pyreqwest.http import HeaderMap
+    from pyreqwest.http import Url
     from pyreqwest.request import RequestBuilder, StreamRequest
     from pyreqwest.response import Response
 
@@ -109,7 +118,8 @@ the client's)."""
 
 
 class ReqwestTransport(TransportBase):
-    """One pooled pyreqwest ``Client``: keep-alive, no cookie store, no proxies from env.
+    """One pooled pyreqwest ``Client``: keep-alive, no cookie store; proxies only as ``proxy``
+    chooses them.
 
     Same arguments and rules as ``AiohttpTransport``, and HTTP/2 with HTTPS servers that offer
     it (ALPN; ``http2=False`` keeps to HTTP/1.1; plain ``http://`` is always HTTP/1.1).
@@ -131,10 +141,13 @@ class ReqwestTransport(TransportBase):
         client_module = _pyreqwest()
         super().__init__(**settings)
         limits, timeouts, defaults = self._limits, self._timeouts, self.default_headers
-        self._client: Client = _build(client_module, limits, timeouts, defaults, http2, True)
+        network = (self.proxies, self.tls_material)
+        self._client: Client = _build(
+            client_module, limits, timeouts, defaults, http2, True, *network
+        )
         # pyreqwest sets TLS verification per client: insecure hosts get a client of their own.
         self._insecure: Client | None = (
-            _build(client_module, limits, timeouts, defaults, http2, False)
+            _build(client_module, limits, timeouts, defaults, http2, False, *network)
             if self.security.insecure_hosts
             else None
         )
@@ -177,7 +190,7 @@ class ReqwestTransport(TransportBase):
         return builder.build_streamed()
 
     def location(self, context: Clock, answer: Response) -> str | None:
-        return _header(answer, "location")
+        return header(answer, "location")
 
     async def complete(
         self,
@@ -196,7 +209,7 @@ class ReqwestTransport(TransportBase):
             encoded = header_map.get("content-encoding") is not None
             content_type = header_map.get("content-type") or ""
         except ValueError:  # pyreqwest: "failed to convert header to a str"
-            raise _not_ascii(header_map) from None
+            raise not_ascii(header_map) from None
         if not has_body(method, status):
             body = b""
         elif length is not None and length <= max_body_size and not encoded:
@@ -208,7 +221,7 @@ class ReqwestTransport(TransportBase):
     async def discard(self, context: Clock, answer: Response) -> None:
         # Within the wait (under the read timeout, whose error pyreqwest would raise again as
         # the answer is released), and any error only drops the connection.
-        length = _header(answer, "content-length")
+        length = header(answer, "content-length")
         size = int(length) if length is not None and length.isdigit() else None
         await drain_redirect_body(answer.bytes, size, self._drain_wait, (Exception,))
 
@@ -257,7 +270,7 @@ class ReqwestTransport(TransportBase):
         """The slow path: a body without Content-Length, over the cap, or encoded; given up on
         at the next chunk when the task was asked to cancel (a chunk already buffered comes
         back although the cancel was thrown into ``read_chunk``)."""
-        encodings = _headers(resp, "content-encoding")
+        encodings = all_values(resp, "content-encoding")
         body = capped_body(encodings, length, max_body_size, self.security.max_encodings)
         reader = resp.body_reader
         while (chunk := await reader.read_chunk()) is not None:
@@ -273,6 +286,8 @@ def _build(
     defaults: Mapping[str, str],
     http2: bool,
     verify: bool,
+    proxies: ProxyPolicy | None = None,
+    tls: TlsMaterial | None = None,
 ) -> Client:
     builder = (
         client_module.ClientBuilder()
@@ -281,7 +296,7 @@ def _build(
         .deflate(False)
         .brotli(False)
         .zstd(False)
-        .no_proxy()  # like trust_env=False
+        .no_proxy()  # reqwest's reading of the environment off: the policy's proxies only
         .referer(False)
         .default_cookie_store(False)
         .max_connections(limits.max_concurrency)
@@ -296,8 +311,34 @@ def _build(
         builder = builder.timeout(timedelta(seconds=timeouts.total))
     if not verify:
         builder = builder.danger_accept_invalid_certs(True)
-    client: Client = builder.build()
+    if proxies is not None:
+        proxy_module = importlib.import_module("pyreqwest.proxy")
+        builder = builder.proxy(proxy_module.ProxyBuilder.custom(_router(proxies)))
+    if tls is not None:
+        for authority in tls.authorities:  # one by one: reqwest reads one certificate a call
+            builder = builder.add_root_certificate_pem(authority)
+        if tls.identity is not None:
+            builder = builder.identity_pem(tls.identity)
+    try:
+        client: Client = builder.build()
+    except Exception as exc:  # pyreqwest's BuilderError: a certificate rustls refuses
+        raise ConfigError(
+            f"the fast transport cannot use these TLS settings ({_translate(exc).message}). "
+            "HINT: check the CA bundle and client certificate, or use the aiohttp transport"
+        ) from None
     return client
+
+
+def _router(proxies: ProxyPolicy) -> Callable[[Url], str | None]:
+    """reqwest's proxy callback: the URL (credentials included) of the proxy a request goes
+    through, or None to send it directly."""
+    route = proxies.remembered()
+
+    def proxy_url(url: Url) -> str | None:
+        proxy = route(url.scheme, url.host_str or "", url.port_or_known_default)
+        return None if proxy is None else proxy.url
+
+    return proxy_url
 
 
 def _query(params: Mapping[str, str | int | float]) -> dict[str, str]:
@@ -320,104 +361,6 @@ def _content_length(value: str | None) -> int | None:
 
 _RESET_WORDS = ("reset by peer", "broken pipe", "connection closed before message completed")
 _CONNECT_WORDS = ("client error (connect)", "tcp connect error", "dns error")
-
-
-_NOT_ASCII = (
-    "the response's {name} header is not ASCII text, which the fast transport cannot read "
-    "(hyper hands over no such value). HINT: use the aiohttp transport for this API"
-)
-
-
-def _header(resp: Response, name: str) -> str | None:
-    """A header the transport itself needs (its first value), or OTHER when hyper cannot hand
-    it over as text."""
-    try:
-        return resp.get_header(name)
-    except ValueError:  # pyreqwest: "failed to convert header to a str"
-        raise TransportError(ErrorKind.OTHER, _NOT_ASCII.format(name=name)) from None
-
-
-def _not_ascii(header_map: HeaderMap) -> TransportError:
-    """Which of the headers the transport reads is not ASCII text, said as OTHER."""
-    for name in ("content-length", "content-encoding", "content-type"):
-        try:
-            header_map.get(name)
-        except ValueError:
-            return TransportError(ErrorKind.OTHER, _NOT_ASCII.format(name=name))
-    return TransportError(ErrorKind.OTHER, _NOT_ASCII.format(name="a"))
-
-
-def _headers(resp: Response, name: str) -> list[str]:
-    try:
-        return resp.headers.getall(name)
-    except ValueError:
-        raise TransportError(ErrorKind.OTHER, _NOT_ASCII.format(name=name)) from None
-
-
-class LazyHeaders(Mapping[str, str]):
-    """Response headers as pyreqwest holds them, looked up without case; turned into a
-    ``CIMultiDictProxy`` only when iterated (most results never look past Content-Type, and
-    building one for every response costs the fast transport about a tenth of its speed).
-
-    A header value that is not ASCII text cannot be read through pyreqwest (hyper hands over
-    no such value): it reads as absent here, where the aiohttp transport decodes it (with a
-    repeated header, pyreqwest gives its values all or none: only the first is kept then, when
-    it can be read, so that ``get`` and iterating agree).
-    """
-
-    __slots__ = ("_all", "_map")
-
-    def __init__(self, header_map: HeaderMap) -> None:
-        self._map = header_map
-        self._all: CIMultiDictProxy[str] | None = None
-
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            value = self._map.get(key)
-        except ValueError:  # not ASCII text
-            return default
-        return default if value is None else value
-
-    def getall(self, key: str, default: Any = ()) -> Any:
-        return self._all_headers().getall(key, default)
-
-    def __getitem__(self, key: str) -> str:
-        value = self.get(key)
-        if value is None:
-            raise KeyError(key)
-        return str(value)
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self.get(key) is not None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all_headers())
-
-    def __len__(self) -> int:
-        return len(self._all_headers())
-
-    def items(self) -> ItemsView[str, str]:  # every value of a repeated header
-        return self._all_headers().items()
-
-    def values(self) -> ValuesView[str]:
-        return self._all_headers().values()
-
-    def __repr__(self) -> str:
-        return f"<LazyHeaders({list(self._all_headers().items())!r})>"
-
-    def _all_headers(self) -> CIMultiDictProxy[str]:
-        if self._all is None:
-            readable: CIMultiDict[str] = CIMultiDict()
-            for name in dict.fromkeys(self._map.keys()):
-                try:
-                    values = self._map.getall(name)
-                except ValueError:  # one is not ASCII text: keep the first if it can be read
-                    first = self.get(name)
-                    values = [] if first is None else [first]
-                for value in values:
-                    readable.add(name, value)
-            self._all = CIMultiDictProxy(readable)
-        return self._all
 
 
 def _causes(exc: BaseException) -> list[str]:
@@ -448,6 +391,12 @@ def _translate(exc: Exception) -> TransportError:
         # reqwest reports a read timeout while waiting for the response head as a connect
         # timeout, so the class does not say which timeout it was.
         return TransportError(ErrorKind.TIMEOUT, f"timed out ({type(exc).__name__}: {text})")
+    if "proxy authorization required" in chain:  # the proxy answered the CONNECT with 407
+        return TransportError(
+            ErrorKind.OTHER,
+            f"the proxy refused the tunnel: HTTP 407 ({text}). "
+            "HINT: give the proxy's user name and password in its URL",
+        )
     if isinstance(exc, errors.ConnectError):
         if any(word in chain for word in _CONNECT_WORDS):
             kind = ErrorKind.CONNECT
