@@ -20,6 +20,12 @@ import yaml
 
 from fetchpipe.sim import Fleet
 from tests.e2e.conftest import RunCli
+from tests.integration.forward_proxy import (
+    PROXIED_HOST,
+    forward_proxy,
+    make_certificates,
+    threaded_target,
+)
 
 CANARY = "canary-3e1f0b7d-rotate-me"
 
@@ -137,4 +143,70 @@ def test_a_canary_secret_is_written_nowhere(
     assert any(p.name.startswith("http.sqlite") for p in files)
     leaks = [str(p) for p in files if CANARY.encode() in p.read_bytes()]
     leaks += [f"output {i}" for i, data in enumerate(printed) if CANARY.encode() in data]
+    assert leaks == []
+
+
+def test_a_proxy_password_is_written_nowhere(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    """The canary is the password of the proxy every request goes through (the OAuth2 token
+    requests too), over HTTPS with a client certificate: a run that succeeds, then one whose
+    password the proxy refuses (407s: the wrong password holds the canary too)."""
+    certs = make_certificates(tmp_path / "certs")
+    work = tmp_path / "run"
+    with (
+        forward_proxy(tmp_path / "proxy", ("fetcher", CANARY)) as proxy,
+        threaded_target(certs.server_context(require_client=True)) as secure,
+    ):
+        config = {
+            "name": "behind_proxy",
+            "destination": f"duckdb:///{work / 'proxied.duckdb'}",
+            "defaults": {
+                "proxy": f"http://fetcher:${{PROXY_PASSWORD}}@127.0.0.1:{proxy.port}",
+                "retry": {"attempts": 1},
+                "cache": {"enabled": True, "path": str(work / "cache" / "http.sqlite")},
+                "security": {
+                    "ca_bundle": str(certs.ca),
+                    "client_cert": {"cert": str(certs.client_cert), "key": str(certs.client_key)},
+                },
+            },
+            "sources": [
+                {
+                    "name": "items",
+                    "url": secure.proxied(),
+                    "records": "items",
+                    "primary_key": "id",
+                    "write": "merge",
+                },
+                {
+                    "name": "oauth",
+                    "url": cli_fleet.url("/shop-oauth/v1/all/products", host=2),
+                    "auth": {
+                        "type": "oauth2_client_credentials",
+                        "token_url": cli_fleet.url("/shop/oauth/token", host=2),
+                        "client_id": "shop-client",
+                        "client_secret": "shop-secret",
+                    },
+                },
+            ],
+        }
+        path = tmp_path / "proxied.yaml"
+        path.write_text(yaml.safe_dump(config))
+        work.mkdir()
+        report = tmp_path / "report.json"
+        good = run_cli("run", str(path), "--json", str(report), env={"PROXY_PASSWORD": CANARY})
+        assert good.returncode == 0, good.stderr
+        assert [s["host"] for s in secure.seen] == [PROXIED_HOST]
+        assert secure.seen[0]["client_cert"] and not secure.seen[0]["proxy_authorization"]
+        proxy.wait_for("/shop/oauth/token", "/shop-oauth/v1/all/products")
+        wrong = {"PROXY_PASSWORD": "wrong-" + CANARY}
+        bad = run_cli("run", str(path), "--json", str(tmp_path / "bad.json"), env=wrong)
+        assert bad.returncode == 1
+        assert "407" in (tmp_path / "bad.json").read_text()
+        proxy_log = proxy.log()
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "proxied.yaml"]
+    assert any(p.name.startswith("http.sqlite") for p in files)
+    leaks = [str(p) for p in files if CANARY.encode() in p.read_bytes()]
+    outputs = [good.stdout, good.stderr, bad.stdout, bad.stderr, proxy_log]
+    leaks += [f"output {i}" for i, text in enumerate(outputs) if CANARY in text]
     assert leaks == []

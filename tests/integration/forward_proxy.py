@@ -9,20 +9,25 @@ per client connection, when it closes: ``GET host:port/path`` for plain HTTP (an
 to the first request of a connection), ``CONNECT host:port`` for a tunnel.
 
 The certificates come from ``trustme``: a test CA, a server certificate for 127.0.0.1 and
-localhost, and client certificates, written as PEM files.
+localhost, and client certificates, written as PEM files. :func:`threaded_target` serves
+``/items`` on a thread (for the command line's tests), saying what it was asked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import trustme
 from proxy.http.proxy import HttpProxyBasePlugin
@@ -158,3 +163,65 @@ def make_certificates(folder: Path) -> Certificates:
     return Certificates(
         authority, paths["ca"], paths["server"], paths["cert"], paths["key"], paths["both"]
     )
+
+
+# --- a target on a thread -------------------------------------------------------------------
+
+
+@dataclass
+class ThreadedTarget:
+    """A running :func:`threaded_target`: its port, scheme and what it was asked."""
+
+    scheme: str
+    port: int
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    def url(self, path: str = "/items") -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
+
+    def proxied(self, path: str = "/items") -> str:
+        """The URL of ``path`` by the name only the proxy resolves."""
+        return f"{self.scheme}://{PROXIED_HOST}:{self.port}{path}"
+
+
+@contextlib.contextmanager
+def threaded_target(context: ssl.SSLContext | None = None) -> Iterator[ThreadedTarget]:
+    """A server on 127.0.0.1 (HTTPS with ``context``) whose every GET answers
+    ``{"items": [{"id": 1}, {"id": 2}]}`` and is recorded (host asked for, ``Via``, whether a
+    client certificate came, whether a ``Proxy-Authorization`` header reached it)."""
+    target = ThreadedTarget("https" if context else "http", 0)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            cert = getattr(self.connection, "getpeercert", lambda: None)()
+            target.seen.append(
+                {
+                    "path": self.path,
+                    "host": (self.headers.get("Host") or "").rsplit(":", 1)[0],
+                    "via": self.headers.get("Via"),
+                    "client_cert": bool(cert),
+                    "proxy_authorization": "Proxy-Authorization" in self.headers,
+                }
+            )
+            body = json.dumps({"items": [{"id": 1}, {"id": 2}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    target.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield target
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

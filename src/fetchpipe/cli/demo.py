@@ -25,7 +25,8 @@ def demo(out: str, minute: float) -> None:
     """
     from fetchpipe.sim import Fleet
 
-    settings = Settings(Limits(), RetryPolicy(), Timeouts(), {})
+    # The fleet is on this machine: directly, whatever proxy the environment names.
+    settings = Settings(Limits(), RetryPolicy(), Timeouts(), {}, proxy=None)
     sink = opened(sink_for(out))
     try:
         with Fleet(minute=minute).running_in_thread() as fleet:

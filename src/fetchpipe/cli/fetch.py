@@ -27,8 +27,10 @@ from fetchpipe.cli.cache import DEFAULT_CACHE, check_cache_file, open_cache
 from fetchpipe.cli.fetching import Settings, counted, fetch_into, opened, sink_for, stderr
 from fetchpipe.cli.options import (
     Duration,
+    network_options,
     parse_cache_ttls,
     parse_headers,
+    parse_network,
     parse_rates,
     parse_retry_budget,
     seconds,
@@ -276,6 +278,7 @@ def _resumed(source: InputFile, count: int, out: str) -> tuple[Iterable[Request]
     metavar="HOST",
     help="Do not verify the TLS certificate of HOST (repeatable; a warning says so).",
 )
+@network_options
 @transport_option(
     "The HTTP client: aiohttp, or fast (pyreqwest, Rust reqwest/hyper; "
     "pip install 'fetchpipe[fast]'; it cannot apply --block-private)."
@@ -311,6 +314,11 @@ def fetch(
     block_private: bool,
     allow_addresses: tuple[str, ...],
     insecure_hosts: tuple[str, ...],
+    proxy: str | None,
+    no_proxy: bool,
+    ca_bundle: str | None,
+    client_cert: str | None,
+    client_key: str | None,
     transport: str,
     max_redirects: int,
     resume: bool,
@@ -327,6 +335,9 @@ def fetch(
     Results reach --out at least once a second. After an interrupted run, --resume skips the
     requests with a successful result in --out (by "key", else by method and URL) and fetches
     the others, failed ones included; a torn last line is cut off before appending.
+
+    Requests go through the proxies of HTTP_PROXY, HTTPS_PROXY and ALL_PROXY but for the hosts
+    of NO_PROXY, unless --proxy or --no-proxy says otherwise; a proxy's password is never shown.
     """
     from fetchpipe.cli.input import InputFile
     from fetchpipe.engine.security import SecurityPolicy
@@ -353,6 +364,7 @@ def fetch(
         )
     except ConfigError as exc:
         raise BadUsage(str(exc)) from None
+    proxies, tls = parse_network(proxy, no_proxy, ca_bundle, client_cert, client_key)
     if transport == "fast":
         problem = fast_transport_problem(security)
         if problem is not None:
@@ -361,6 +373,8 @@ def fetch(
         settings,
         security=security,
         transport=transport,
+        proxy=proxies,
+        tls=tls,
         breaker=BreakerPolicy(on_open="wait" if on_host_down == "wait" else "fail"),
     )
     for host in sorted(security.insecure_hosts):

@@ -27,12 +27,15 @@ if TYPE_CHECKING:
     from fetchpipe.cli.summary import Summary
     from fetchpipe.destinations.fetch import Sink
     from fetchpipe.engine.cache.http_cache import HttpCache
+    from fetchpipe.engine.proxies import ProxyPolicy
     from fetchpipe.engine.security import SecurityPolicy
+    from fetchpipe.engine.tls import TlsPolicy
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """How a command fetches: the :class:`~fetchpipe.Fetcher`'s arguments."""
+    """How a command fetches: the :class:`~fetchpipe.Fetcher`'s arguments (``proxy``: the
+    environment's unless given)."""
 
     limits: Limits
     retry: RetryPolicy
@@ -42,6 +45,8 @@ class Settings:
     security: SecurityPolicy | None = None
     transport: str = "aiohttp"
     breaker: BreakerPolicy | None = DEFAULT_BREAKER
+    proxy: ProxyPolicy | str | None = "env"
+    tls: TlsPolicy | None = None
 
 
 def stderr() -> Output:
@@ -107,6 +112,8 @@ async def _pump(
             security=settings.security,
             transport=settings.transport,
             breaker=settings.breaker,
+            proxy=settings.proxy,
+            tls=settings.tls,
         ) as fetcher:
             first = last = time.perf_counter()
             async for result in fetcher.stream(requests):
@@ -136,6 +143,8 @@ def fetch_into(
         raise click.ClickException(f"{exc} (the run was stopped)") from None
     except InputError as exc:
         raise click.ClickException(redact_text(str(exc))) from None
+    except ConfigError as exc:  # the transport could not be built: nothing was sent
+        raise BadUsage(redact_text(str(exc))) from None
     console = stderr()
     render(summary, console)
     if summary.not_cached:

@@ -10,12 +10,18 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from fetchpipe._config import TRANSPORTS
+from fetchpipe._exceptions import ConfigError
 from fetchpipe._redact import redact_text
+from fetchpipe.cli.bad_usage import BadUsage
+
+if TYPE_CHECKING:
+    from fetchpipe.engine.proxies import ProxyPolicy
+    from fetchpipe.engine.tls import TlsPolicy
 
 _Decorated = TypeVar("_Decorated", bound=Callable[..., Any])
 
@@ -219,3 +225,83 @@ def transport_option(help: str) -> Callable[[_Decorated], _Decorated]:
         show_default=True,
         help=help,
     )
+
+
+# --- proxies and TLS: fetch's --proxy, --no-proxy, --ca-bundle, --client-cert, --client-key -------
+
+
+def network_options(command: _Decorated) -> _Decorated:
+    """The options of the proxy and of TLS (read by :func:`parse_network`)."""
+    options = [
+        click.option(
+            "--proxy",
+            metavar="URL",
+            help="Send requests through this HTTP proxy, http://[USER:PASSWORD@]HOST:PORT "
+            "(HTTPS in a CONNECT tunnel), but for the hosts of NO_PROXY.  [default: the "
+            "environment's HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY]",
+        ),
+        click.option(
+            "--no-proxy",
+            is_flag=True,
+            help="Send every request directly, whatever the environment's proxy variables say.",
+        ),
+        click.option(
+            "--ca-bundle",
+            metavar="PATH",
+            help="A PEM file of CA certificates to trust besides the system's (SSL_CERT_FILE "
+            "replaces the system's).",
+        ),
+        click.option(
+            "--client-cert",
+            metavar="PATH",
+            help="A PEM client certificate (its chain after it) for servers that ask for one; "
+            "with its private key unless --client-key gives it.",
+        ),
+        click.option(
+            "--client-key", metavar="PATH", help="The private key of --client-cert (PEM)."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def parse_network(
+    proxy: str | None,
+    no_proxy: bool,
+    ca_bundle: str | None,
+    client_cert: str | None,
+    client_key: str | None,
+) -> tuple[ProxyPolicy, TlsPolicy | None]:
+    """The proxy policy (``--proxy`` or ``--no-proxy`` over the environment's variables) and
+    the TLS settings, their files read: BadUsage (exit 2) for what cannot be used, naming the
+    option or the variable, never a proxy's credentials."""
+    import os
+
+    from fetchpipe.engine.proxies import proxy_policy
+    from fetchpipe.engine.tls import TlsPolicy, environment_problem, load_tls
+
+    if proxy is not None and no_proxy:
+        raise BadUsage("--proxy and --no-proxy contradict each other. HINT: give one of them")
+    try:
+        policy = proxy_policy("none" if no_proxy else proxy or "env", "--proxy", os.environ)
+    except ConfigError as exc:
+        raise BadUsage(str(exc)) from None
+    problem = environment_problem(os.environ)
+    if problem is not None:
+        raise BadUsage(problem)
+    if client_key is not None and client_cert is None:
+        raise BadUsage("--client-key needs --client-cert. HINT: give the certificate too")
+    tls = TlsPolicy(ca_bundle, client_cert, client_key)
+    if not tls.active:
+        return policy, None
+    names = {
+        "ca_bundle": "--ca-bundle",
+        "client_cert": "--client-cert",
+        "client_key": "--client-key",
+    }
+    try:
+        load_tls(tls, names)
+    except ConfigError as exc:
+        raise BadUsage(str(exc)) from None
+    return policy, tls

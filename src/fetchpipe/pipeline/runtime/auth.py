@@ -12,9 +12,10 @@ The runtime builds one authenticator per source and uses it around each request:
 :meth:`Authenticator.apply` returns a new request with the credential added, or the request
 itself when ``same_origin`` is false: credentials are never sent to another origin.
 Only the OAuth2 authenticators (client credentials, refresh token) do I/O: they fetch a token
-from ``token_url`` with the session they were given, cache it, and fetch a new one shortly
-before it expires or after a 401. Secrets stay ``SecretStr`` inside these objects and never
-appear in their ``repr()`` or in error messages.
+from ``token_url`` with the session they were given (through the run's proxy, when one is
+configured), cache it, and fetch a new one shortly before it expires or after a 401. Secrets
+stay ``SecretStr`` inside these objects and never appear in their ``repr()`` or in error
+messages.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pydantic import SecretStr
 from fetchpipe._exceptions import FetchpipeError
 from fetchpipe._models import Request
 from fetchpipe._redact import public_url, redact_text
+from fetchpipe.engine.proxies import ProxyPolicy
 from fetchpipe.pipeline.spec.auth import (
     ApiKeyAuth,
     BasicAuth,
@@ -189,6 +191,7 @@ class OAuth2Authenticator(Authenticator):
         *,
         refresh_margin: float = DEFAULT_REFRESH_MARGIN,
         timeout: float = 30.0,
+        proxies: ProxyPolicy | None = None,
     ) -> None:
         if not refresh_margin >= 0:
             raise ValueError(f"refresh_margin must be >= 0, not {refresh_margin!r}")
@@ -199,6 +202,17 @@ class OAuth2Authenticator(Authenticator):
         self._session = session
         self._secret = client_secret
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        proxy = proxies.proxy_for(token_url) if proxies is not None else None
+        self._proxy = None if proxy is None else proxy.address
+        # The proxy's credentials go with the CONNECT of an https token URL, else with the
+        # request itself (which goes to the proxy): never inside the tunnel.
+        self._proxy_headers: dict[str, str] = {}
+        self._headers = {"Accept": "application/json"}
+        if proxy is not None and proxy.authorization is not None:
+            tunnelled = token_url.lower().startswith("https:")
+            (self._proxy_headers if tunnelled else self._headers)["Proxy-Authorization"] = (
+                proxy.authorization
+            )
         self._token: SecretStr | None = None
         self._refresh_at = math.inf
         self._lock = asyncio.Lock()
@@ -281,9 +295,11 @@ class OAuth2Authenticator(Authenticator):
             async with self._session.post(
                 self.token_url,
                 data=form,
-                headers={"Accept": "application/json"},
+                headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
+                proxy=self._proxy,
+                proxy_headers=self._proxy_headers or None,
             ) as resp:
                 status = resp.status
                 try:
@@ -368,6 +384,7 @@ class OAuth2RefreshTokenAuthenticator(OAuth2Authenticator):
         *,
         refresh_margin: float = DEFAULT_REFRESH_MARGIN,
         timeout: float = 30.0,
+        proxies: ProxyPolicy | None = None,
     ) -> None:
         super().__init__(
             session,
@@ -377,6 +394,7 @@ class OAuth2RefreshTokenAuthenticator(OAuth2Authenticator):
             scope,
             refresh_margin=refresh_margin,
             timeout=timeout,
+            proxies=proxies,
         )
         self._configured = refresh_token
         self._refresh = refresh_token
@@ -413,12 +431,14 @@ def authenticator_for(
     session: aiohttp.ClientSession | None = None,
     refresh_margin: float = DEFAULT_REFRESH_MARGIN,
     shared: dict[OAuth2RefreshToken, Authenticator] | None = None,
+    proxies: ProxyPolicy | None = None,
 ) -> Authenticator:
     """The authenticator for a source's ``auth`` block (one that adds nothing for None).
 
-    `session` is required for the OAuth2 types: the token requests use it. With `shared`, one
-    ``oauth2_refresh_token`` authenticator serves every source with the same block: a refresh
-    token the endpoint rotates is then the one all of them send next.
+    `session` is required for the OAuth2 types: the token requests use it, through the proxy
+    `proxies` chooses for the token URL. With `shared`, one ``oauth2_refresh_token``
+    authenticator serves every source with the same block: a refresh token the endpoint
+    rotates is then the one all of them send next.
     """
     if config is None:
         return Authenticator()
@@ -438,6 +458,7 @@ def authenticator_for(
             config.client_secret,
             config.scope,
             refresh_margin=refresh_margin,
+            proxies=proxies,
         )
     if isinstance(config, OAuth2RefreshToken):
         if shared is not None and config in shared:
@@ -450,6 +471,7 @@ def authenticator_for(
             config.refresh_token,
             config.scope,
             refresh_margin=refresh_margin,
+            proxies=proxies,
         )
         if shared is not None:
             shared[config] = made

@@ -45,6 +45,7 @@ from fetchpipe.destinations.pipelines import LoadError
 from fetchpipe.destinations.pipelines.factory import destination_for
 from fetchpipe.destinations.pipelines.journal import EndedSource, PageEntry, RunRecord
 from fetchpipe.engine.fetcher import Fetcher
+from fetchpipe.engine.tls import load_tls
 from fetchpipe.engine.transports.base import Transport
 from fetchpipe.pipeline.runtime import resume
 from fetchpipe.pipeline.runtime.auth import Authenticator, authenticator_for
@@ -61,6 +62,7 @@ from fetchpipe.pipeline.spec.auth import OAuth2RefreshToken
 from fetchpipe.pipeline.spec.config import PipelineSpec
 from fetchpipe.pipeline.spec.errors import did_you_mean
 from fetchpipe.pipeline.spec.models import Source
+from fetchpipe.pipeline.spec.network import load_network
 
 __all__ = ["PipelineRunner"]
 
@@ -108,6 +110,10 @@ class PipelineRunner:
         self.runs: dict[str, SourceRun] = {}
         self._thread = DestinationThread(destination_for(target.kind, target.path))
         self._security = pipeline.security_policy()
+        defaults = pipeline.defaults
+        self._proxy, self._tls = load_network(
+            defaults.proxy, defaults.security.ca_bundle, defaults.security.client_cert
+        )
         self._codec = resume.JobCodec(SecretTokens.of(pipeline.secret_values()))
 
     def redact(self, text: str) -> str:
@@ -183,7 +189,11 @@ class PipelineRunner:
         )
         self._queue = JobQueue(self._security, self._finisher.settle)
         async with (
-            aiohttp.ClientSession() as token_session,
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=load_tls(self._tls).context)
+                if self._tls is not None
+                else None
+            ) as token_session,
             Fetcher(
                 limits=pipeline.limits(),
                 retry=pipeline.retry_policy(),
@@ -193,11 +203,15 @@ class PipelineRunner:
                 transport=self._transport or pipeline.defaults.transport,
                 cache=pipeline.http_cache(),
                 security=self._security,
+                proxy=self._proxy,
+                tls=self._tls,
             ) as fetcher,
         ):
             shared: dict[OAuth2RefreshToken, Authenticator] = {}  # one per refresh token
             for run in self.runs.values():
-                run.auth = authenticator_for(run.source.auth, session=token_session, shared=shared)
+                run.auth = authenticator_for(
+                    run.source.auth, session=token_session, shared=shared, proxies=self._proxy
+                )
             self._seed(committed)
             for run in self.runs.values():
                 self._finisher.finish_if_drained(run)

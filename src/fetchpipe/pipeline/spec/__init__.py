@@ -6,7 +6,9 @@
   :class:`~.config.PipelineSpec`, the whole file, its cross-field checks, JSON Schema and the
   engine values it configures (limits, retry, breaker, security, cache). Blocks with their own
   checks have their own module: :mod:`.auth` (the ``auth`` types), :mod:`.status`
-  (``on_status``), :mod:`.incremental`; all build on :mod:`.base`.
+  (``on_status``), :mod:`.incremental`, :mod:`.network` (``defaults.security`` and
+  ``defaults.proxy``, and the proxy and TLS settings they make when a run starts); all build
+  on :mod:`.base`.
 - :mod:`.paths`, :mod:`.graph` and :mod:`.cursors`: pure values the model checks with and the
   layers above reuse: dotted paths, ``{source.field}`` URL templates, the sources' dependency
   order, typed incremental cursors (comparison, lookback).

@@ -57,6 +57,7 @@ from fetchpipe.pipeline.spec.models import (
     Source,
     _Model,
 )
+from fetchpipe.pipeline.spec.network import proxy_secrets
 from fetchpipe.pipeline.spec.pydantic_problems import problems_from
 
 S = TypeVar("S", bound="PipelineSpec")
@@ -140,8 +141,8 @@ class PipelineSpec(_Model):
 
     def secret_values(self) -> frozenset[str]:
         """Every secret of the pipeline: values read from the environment and the credentials
-        of the sources' ``auth`` blocks."""
-        return self._secrets | self.auth_secrets()
+        of the sources' ``auth`` blocks and of ``defaults.proxy``."""
+        return self._secrets | self.auth_secrets() | proxy_secrets(self.defaults.proxy)
 
     def config_hash(self) -> str:
         """A hash of the settings (secrets excluded): an interrupted run is resumed only by the

@@ -31,6 +31,7 @@ from fetchpipe.pipeline.spec.base import HttpUrl as HttpUrl
 from fetchpipe.pipeline.spec.bodies import body_problems
 from fetchpipe.pipeline.spec.errors import Problem, Problems
 from fetchpipe.pipeline.spec.incremental import Incremental, incremental_problems
+from fetchpipe.pipeline.spec.network import ProxySetting, SecurityConfig
 from fetchpipe.pipeline.spec.paths import compile_path, json_placeholders, placeholders
 from fetchpipe.pipeline.spec.status import StatusActions
 
@@ -150,20 +151,6 @@ class CacheConfig(_Model):
     offline: bool = False
 
 
-class SecurityConfig(_Model):
-    """What requests may do: redirects, addresses, TLS.
-
-    ``block_private`` refuses loopback, private, link-local and metadata addresses for every
-    request; next-page links to another origin are checked that way whatever it says.
-    ``allow_addresses`` (IPs or networks) are exempt. ``insecure_hosts`` skip TLS verification.
-    """
-
-    block_private: bool = False
-    allow_addresses: list[str] = Field(default_factory=list)
-    insecure_hosts: list[str] = Field(default_factory=list)
-    max_redirects: int = Field(default=10, ge=0)
-
-
 class Defaults(_Model):
     """Settings for every source: timeouts, retries, the breaker, cache, security, concurrency,
     headers."""
@@ -181,6 +168,11 @@ class Defaults(_Model):
         default=100, ge=1, description="Requests in flight at once, all hosts."
     )
     headers: dict[str, str] = Field(default_factory=dict, description="Sent with every request.")
+    proxy: ProxySetting | None = Field(
+        default=None,
+        description="http://[user:password@]host:port for every request but NO_PROXY's hosts "
+        "(HTTPS through CONNECT), or none; unset: HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY.",
+    )
 
 
 class HostConfig(_Model):
