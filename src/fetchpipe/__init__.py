@@ -31,8 +31,10 @@ if _typing.TYPE_CHECKING:
     from fetchpipe.engine.breaker import BreakerPolicy
     from fetchpipe.engine.cache.http_cache import HttpCache
     from fetchpipe.engine.fetcher import Fetcher, RetryEvent, fetch_all, run
+    from fetchpipe.engine.proxies import ProxyPolicy
     from fetchpipe.engine.retry import RetryPolicy, set_testing
     from fetchpipe.engine.security import SecurityPolicy
+    from fetchpipe.engine.tls import TlsPolicy
     from fetchpipe.pipeline import Pipeline
 
 # The engine loads aiohttp, yarl and sqlite3, pipelines pydantic and YAML: their names are
@@ -43,9 +45,11 @@ _LAZY = {
     "Fetcher": "fetchpipe.engine.fetcher",
     "HttpCache": "fetchpipe.engine.cache.http_cache",
     "Pipeline": "fetchpipe.pipeline",
+    "ProxyPolicy": "fetchpipe.engine.proxies",
     "RetryEvent": "fetchpipe.engine.outcomes",
     "RetryPolicy": "fetchpipe.engine.retry",
     "SecurityPolicy": "fetchpipe.engine.security",
+    "TlsPolicy": "fetchpipe.engine.tls",
     "fetch_all": "fetchpipe.engine.fetcher",
     "run": "fetchpipe.engine.fetcher",
     "set_testing": "fetchpipe.engine.retry",
@@ -71,6 +75,7 @@ __all__ = [
     "InputError",
     "Limits",
     "Pipeline",
+    "ProxyPolicy",
     "Request",
     "Result",
     "RetryEvent",
@@ -80,6 +85,7 @@ __all__ = [
     "Source",
     "Timeouts",
     "Timings",
+    "TlsPolicy",
     "TransportError",
     "__version__",
     "fetch_all",
