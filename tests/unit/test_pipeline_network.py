@@ -94,3 +94,17 @@ def test_a_run_reads_the_environment_and_the_files(tmp_path: Path) -> None:
         load_network(None, None, None, {"HTTPS_PROXY": f"socks5://me:{PASSWORD}@p:1"})
     with pytest.raises(ConfigError, match="SSL_CERT_FILE names"):
         load_network(None, None, None, {"SSL_CERT_FILE": str(tmp_path / "gone.pem")})
+
+
+def test_the_proxy_is_left_out_of_the_hash_an_interrupted_run_is_resumed_by(
+    tmp_path: Path,
+) -> None:
+    """Its password, in the journal's hash, could be guessed offline; a new password, or
+    another proxy, resumes the same run."""
+    hashes = {
+        Pipeline.from_file(pipeline_file(tmp_path, f"proxy: {proxy}\n")).config_hash()
+        for proxy in ("http://me:one@p:1", "http://me:two@p:1", "none")
+    }
+    assert len(hashes) == 1
+    other = Pipeline.from_file(pipeline_file(tmp_path, "max_concurrency: 3\n")).config_hash()
+    assert other not in hashes

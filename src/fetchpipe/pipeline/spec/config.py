@@ -145,9 +145,9 @@ class PipelineSpec(_Model):
         return self._secrets | self.auth_secrets() | proxy_secrets(self.defaults.proxy)
 
     def config_hash(self) -> str:
-        """A hash of the settings (secrets excluded): an interrupted run is resumed only by the
-        same pipeline."""
-        text = self.model_dump_json(by_alias=True)
+        """A hash of the settings (secrets excluded; so is the proxy, which may hold a password
+        and changes no data): an interrupted run is resumed only by the same pipeline."""
+        text = self.model_dump_json(by_alias=True, exclude={"defaults": {"proxy"}})
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def auth_secrets(self) -> frozenset[str]:
