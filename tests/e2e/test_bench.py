@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -113,6 +114,23 @@ def test_bench_seed_prints_the_table_and_writes_json_and_svg(
         assert group.find(f"{SVG}rect") is not None
         value = group.find(f"{SVG}text[@class='value']")
         assert value is not None and f"{method['seconds']:.3f} s" in (value.text or "")
+
+
+def test_bench_reaches_its_local_servers_directly_whatever_proxy_the_shell_names(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # A proxy that refuses every connection: any client sent through it would fail.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    proxies = {name: dead for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY")}
+    out = tmp_path / "seed.json"
+    proc = run_cli("bench", "seed", "--scale", "0.002", "--json", str(out), env=proxies)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert [(m["name"], m["ok"], m["failed"]) for m in report["methods"]] == [
+        (name, 50, 0) for name in SEED_METHODS
+    ]
 
 
 def test_bench_all_writes_a_json_and_an_svg_per_scenario(run_cli: RunCli, tmp_path: Path) -> None:
