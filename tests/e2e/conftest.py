@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -46,3 +48,36 @@ def run_cli() -> RunCli:
         )
 
     return run
+
+
+class CountingServer(ThreadingHTTPServer):
+    """A local HTTP server that answers 200 to everything and counts what it receives."""
+
+    hits = 0
+
+
+class _CountingHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        assert isinstance(self.server, CountingServer)
+        self.server.hits += 1
+        self.send_response(200)
+        self.end_headers()
+
+    do_POST = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[CountingServer]:
+    """A :class:`CountingServer` on 127.0.0.1 (the tests that use it assert it gets nothing)."""
+    httpd = CountingServer(("127.0.0.1", 0), _CountingHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()

@@ -6,51 +6,17 @@ Every pipeline here points at a local server that counts what it receives: nothi
 from __future__ import annotations
 
 import json
-import subprocess
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-RunCli = Callable[..., subprocess.CompletedProcess[str]]
+from tests.e2e.conftest import CountingServer, RunCli
+
 SECRET = "s3cr3t-token-9f8e7d"
 
 
-class _Counter(ThreadingHTTPServer):
-    hits = 0
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        assert isinstance(self.server, _Counter)
-        self.server.hits += 1
-        self.send_response(200)
-        self.end_headers()
-
-    do_POST = do_GET
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def server() -> Iterator[_Counter]:
-    """A local HTTP server counting requests; the tests assert it receives none."""
-    httpd = _Counter(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
-
-
-@pytest.fixture
-def base_url(server: _Counter) -> str:
+def base_url(server: CountingServer) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
@@ -178,7 +144,7 @@ MISTAKES = [
 def test_validate_reports_each_mistake_and_exits_2_without_a_request(
     run_cli: RunCli,
     tmp_path: Path,
-    server: _Counter,
+    server: CountingServer,
     base_url: str,
     monkeypatch: pytest.MonkeyPatch,
     text: str,
@@ -212,7 +178,7 @@ def test_all_problems_of_a_file_are_listed(run_cli: RunCli, tmp_path: Path, base
 def test_validate_accepts_a_good_file(
     run_cli: RunCli,
     tmp_path: Path,
-    server: _Counter,
+    server: CountingServer,
     base_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -246,7 +212,7 @@ def test_a_missing_file_is_a_usage_error(run_cli: RunCli, tmp_path: Path) -> Non
 def test_plan_shows_requests_without_sending_or_leaking_secrets(
     run_cli: RunCli,
     tmp_path: Path,
-    server: _Counter,
+    server: CountingServer,
     base_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -3,50 +3,16 @@ are not set (CI), the unset variables listed; without the flag they stay errors 
 
 from __future__ import annotations
 
-import subprocess
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-RunCli = Callable[..., subprocess.CompletedProcess[str]]
+from tests.e2e.conftest import CountingServer, RunCli
+
 SECRET = "s3cr3t-key-0a1b2c"
 
 
-class _Counter(ThreadingHTTPServer):
-    hits = 0
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        assert isinstance(self.server, _Counter)
-        self.server.hits += 1
-        self.send_response(200)
-        self.end_headers()
-
-    do_POST = do_GET
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def server() -> Iterator[_Counter]:
-    """A local HTTP server counting requests: none may reach it."""
-    httpd = _Counter(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
-
-
-def _file(tmp_path: Path, server: _Counter, extra: str = "") -> str:
+def _file(tmp_path: Path, server: CountingServer, extra: str = "") -> str:
     base = f"http://127.0.0.1:{server.server_address[1]}"
     path = tmp_path / "pipeline.yaml"
     path.write_text(
@@ -71,7 +37,7 @@ def _unset(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_without_the_flag_a_missing_variable_is_an_error(
-    run_cli: RunCli, tmp_path: Path, server: _Counter
+    run_cli: RunCli, tmp_path: Path, server: CountingServer
 ) -> None:
     path = _file(tmp_path, server)
     for command in ("validate", "plan"):
@@ -90,7 +56,7 @@ def test_without_the_flag_a_missing_variable_is_an_error(
 
 
 def test_validate_skip_env_checks_the_rest_and_lists_what_it_did_not(
-    run_cli: RunCli, tmp_path: Path, server: _Counter
+    run_cli: RunCli, tmp_path: Path, server: CountingServer
 ) -> None:
     path = _file(tmp_path, server)
     done = run_cli("validate", "--skip-env", path)
@@ -110,7 +76,7 @@ def test_validate_skip_env_checks_the_rest_and_lists_what_it_did_not(
 
 
 def test_skip_env_still_reports_every_other_mistake(
-    run_cli: RunCli, tmp_path: Path, server: _Counter
+    run_cli: RunCli, tmp_path: Path, server: CountingServer
 ) -> None:
     path = _file(tmp_path, server, "    records: $.reviews[*\n    primry_key: id\n")
     done = run_cli("validate", "--skip-env", path)
@@ -128,7 +94,7 @@ def test_skip_env_still_reports_every_other_mistake(
 
 
 def test_plan_skip_env_shows_what_stands_for_an_unset_variable(
-    run_cli: RunCli, tmp_path: Path, server: _Counter
+    run_cli: RunCli, tmp_path: Path, server: CountingServer
 ) -> None:
     path = _file(tmp_path, server)
     done = run_cli("plan", "--skip-env", path)
@@ -144,7 +110,7 @@ def test_plan_skip_env_shows_what_stands_for_an_unset_variable(
 
 
 def test_a_value_that_needs_the_environment(
-    run_cli: RunCli, tmp_path: Path, server: _Counter
+    run_cli: RunCli, tmp_path: Path, server: CountingServer
 ) -> None:
     path = _file(tmp_path, server, "    paginate: {type: page, max_pages: '${SKIP_ENV_PAGES}'}\n")
     unchecked = (
