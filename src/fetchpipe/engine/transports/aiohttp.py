@@ -208,16 +208,7 @@ class AiohttpTransport(TransportBase):
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         url = message.url
         if not self._per_host:
-            return self._session.request(
-                message.method,
-                url,
-                headers=headers,
-                params=message.params,
-                json=message.json,
-                data=message.body,
-                allow_redirects=False,
-                ssl=self._ssl,
-            )
+            return self._request(message, url, headers, self._ssl)
         url, verify, proxy, check = self._route(url if isinstance(url, URL) else URL(url))
         proxy_url = proxy_headers = None
         if proxy is not None:
@@ -230,20 +221,32 @@ class AiohttpTransport(TransportBase):
                 headers = {**(headers or {}), "Proxy-Authorization": credential}
 
         def request() -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
-            return self._session.request(
-                message.method,
-                url,
-                headers=headers,
-                params=message.params,
-                json=message.json,
-                data=message.body,
-                allow_redirects=False,
-                ssl=verify,
-                proxy=proxy_url,
-                proxy_headers=proxy_headers,
-            )
+            return self._request(message, url, headers, verify, proxy_url, proxy_headers)
 
         return request() if check is None else self._checked(check, request)
+
+    def _request(
+        self,
+        message: Request | Hop,
+        url: URL | str,
+        headers: Mapping[str, str] | None,
+        tls: ssl.SSLContext | bool,
+        proxy: URL | None = None,
+        proxy_headers: Mapping[str, str] | None = None,
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """The one ``session.request`` of a hop (redirects are exchange()'s to follow)."""
+        return self._session.request(
+            message.method,
+            url,
+            headers=headers,
+            params=message.params,
+            json=message.json,
+            data=message.body,
+            allow_redirects=False,
+            ssl=tls,
+            proxy=proxy,
+            proxy_headers=proxy_headers,
+        )
 
     def location(self, context: Watch, answer: aiohttp.ClientResponse) -> str | None:
         return answer.headers.get("Location")
