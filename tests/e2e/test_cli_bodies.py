@@ -4,11 +4,7 @@ mid-way resumes at the cursor it had reached."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +15,7 @@ import yaml
 from fetchpipe.sim import Fleet
 from fetchpipe.sim.shop import SHOP_PRODUCT_COUNT, shop_products, shop_reviews
 from tests.e2e.conftest import RunCli
+from tests.e2e.test_kill_resume import run_until_killed
 
 pytest.importorskip("graphql")  # the shop's GraphQL endpoint (the sim extra)
 
@@ -91,31 +88,6 @@ def test_a_mistake_in_the_body_exits_2_before_any_request(
     assert not db.exists()
 
 
-def run_until_killed(args: list[str], fleet: Fleet, requests: int) -> bool:
-    """Start the run; SIGKILL it once the API received ``requests`` more GraphQL requests.
-    True if it was killed, False if it ended first."""
-    start = graphql_requests(fleet)
-    env = {**os.environ, "FETCHPIPE_TESTING": "1"}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                return False
-            if graphql_requests(fleet) - start >= requests:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=10)
-                return True
-            time.sleep(0.002)
-        raise AssertionError("the run neither ended nor progressed within 60 s")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stderr is not None
-        proc.stderr.close()
-
-
 def test_a_run_killed_mid_way_resumes_at_the_cursor_it_had_reached(
     run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
 ) -> None:
@@ -123,7 +95,8 @@ def test_a_run_killed_mid_way_resumes_at_the_cursor_it_had_reached(
     # 25 pages of 10, one after another, each answered after 20 ms.
     path = relay_file(tmp_path / "graphql.yaml", cli_fleet, db, 10, "/shop/graphql?delay_ms=20")
     args = [sys.executable, "-m", "fetchpipe", "run", str(path), "--commit-every", "0.02", "-q"]
-    assert run_until_killed(args, cli_fleet, requests=12), "the run ended before the kill"
+    killed = run_until_killed(args, lambda: graphql_requests(cli_fleet), requests=12)
+    assert killed, "the run ended before the kill"
     with duckdb.connect(str(db)) as connection:  # replays the killed process's WAL
         committed = connection.execute("SELECT count(*) FROM _fetchpipe_pages").fetchall()[0][0]
         status = connection.execute("SELECT status FROM _fetchpipe_runs").fetchall()

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -69,11 +70,10 @@ def expected_events() -> list[tuple[object, ...]]:
     ]
 
 
-def run_until_killed(args: list[str], fleet: Fleet, requests: int) -> bool:
-    """Start the run; SIGKILL it once the API received `requests` more requests. True if it
-    was killed, False if it ended first."""
-    host = fleet.addresses[2]
-    start = fleet.stats.requests(host=host)
+def run_until_killed(args: list[str], counted: Callable[[], int], requests: int) -> bool:
+    """Start the run; SIGKILL it once ``counted()`` (the API's request count) has grown by
+    ``requests``. True if it was killed, False if it ended first."""
+    start = counted()
     env = {**os.environ, "FETCHPIPE_TESTING": "1"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -81,7 +81,7 @@ def run_until_killed(args: list[str], fleet: Fleet, requests: int) -> bool:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 return False
-            if fleet.stats.requests(host=host) - start >= requests:
+            if counted() - start >= requests:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=10)
                 return True
@@ -106,7 +106,7 @@ def test_sigkill_at_several_points_then_resume_lands_every_record_once(
     kills = 0
     run_ids = set()
     for requests in KILL_AFTER_REQUESTS:
-        if not run_until_killed(args, cli_fleet, requests):
+        if not run_until_killed(args, lambda: cli_fleet.stats.requests(host=host), requests):
             break
         kills += 1
         with duckdb.connect(str(db)) as connection:  # replays the killed process's WAL
