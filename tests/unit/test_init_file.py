@@ -180,3 +180,6 @@ def test_no_key_no_list_replace() -> None:
 def test_check_refuses_a_file_holding_a_secret() -> None:
     with pytest.raises(ValueError, match="secret"):
         check(f"name: x\nsources: [{{name: x, url: 'http://h/{CANARY}'}}]\n", [CANARY])
+    # unless the user wrote it where it is, in a URL's path (the simulated /shop-key/ API)
+    text = f"name: x\nsources: [{{name: x, url: 'http://h/{CANARY}/v1'}}]\n"
+    assert check(text, [CANARY], [f"http://h/{CANARY}/v1"]).sources[0].name == "x"

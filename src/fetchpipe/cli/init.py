@@ -155,12 +155,19 @@ def _checked_text(detection: Detection, prepared: Prepared, defaults: dict[str, 
 
     text = render(detection, FileParts(prepared, defaults, "fetchpipe init"))
     try:
-        spec = check(text, sorted(prepared.secrets))
-    except (PipelineError, ValueError) as exc:
+        written = [
+            prepared.file_url,
+            *(v for _, v in prepared.file_params),
+            *(v for _, v in prepared.file_headers),
+        ]
+        spec = check(text, sorted(prepared.secrets), written)
+    except PipelineError as exc:
         raise click.ClickException(
             "the generated file does not load, a bug in fetchpipe init (please report it, "
-            f"with the API's shape): {redact_text(str(exc), prepared.secrets)}"
+            f"with the API's shape); nothing written: {redact_text(str(exc), prepared.secrets)}"
         ) from None
+    except ValueError as exc:  # a secret in the text: a bug too, and never written
+        raise click.ClickException(f"{exc}, a bug in fetchpipe init; nothing written") from None
     source = spec.sources[0]
     expected = detection.paginate.type if detection.paginate is not None else "none"
     if source.records != detection.records.path or source.paginate.type != expected:
