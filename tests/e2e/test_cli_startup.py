@@ -57,7 +57,7 @@ def _loaded(
     return loaded
 
 
-@pytest.mark.parametrize("args", [(), ("--version",), ("fetch", "--help")])
+@pytest.mark.parametrize("args", [(), ("--version",), ("fetch", "--help"), ("init", "--help")])
 def test_the_command_line_loads_no_pipeline_database_or_http_client(args: tuple[str, ...]) -> None:
     assert _loaded(*args) == []
 

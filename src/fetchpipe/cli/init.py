@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 import click
 
 from fetchpipe.cli.bad_usage import BadUsage
-from fetchpipe.cli.input import LineError, parse_header
 from fetchpipe.cli.options import network_options, parse_network, seconds
 
 if TYPE_CHECKING:
@@ -80,6 +79,7 @@ def init(
     """
     from fetchpipe._exceptions import FetchpipeError
     from fetchpipe._redact import redact_text
+    from fetchpipe.cli.input import LineError, parse_header  # lazy: yarl, start-up time
     from fetchpipe.engine.fetcher import run
     from fetchpipe.pipeline.scaffold.credentials import CredentialsError, prepare
     from fetchpipe.pipeline.scaffold.detection import name_from_url
