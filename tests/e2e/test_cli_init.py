@@ -60,7 +60,7 @@ def test_init_writes_a_file_that_loads_every_record(
     run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path, path: str, kind: str, total: int
 ) -> None:
     notes = _init(run_cli, tmp_path, cli_fleet.url(path))
-    assert f"pagination: {kind}, as" in notes
+    assert f"pagination: {kind} (" in notes
     assert "confirmed: the second page has" in notes
     rows, keys, spec = _run_and_count(run_cli, tmp_path)
     assert spec.sources[0].paginate.type == kind
@@ -292,7 +292,7 @@ def test_secrets_canary(run_cli: RunCli, guarded: str, tmp_path: Path) -> None:
     text = (tmp_path / "pipeline.yaml").read_text()
     for secret in (TOKEN, HEADER_KEY, QUERY_KEY):
         assert secret not in text + done.stdout + done.stderr
-    assert "pagination: link_header" in done.stdout
+    assert "pagination: link_header (" in done.stdout
     for name in ("ITEMS_TOKEN", "ITEMS_X_API_KEY", "ITEMS_API_KEY"):
         assert f"export {name}=..." in done.stdout
     env = {"ITEMS_TOKEN": TOKEN, "ITEMS_X_API_KEY": HEADER_KEY, "ITEMS_API_KEY": QUERY_KEY}

@@ -324,3 +324,33 @@ def test_path_text_falls_back_to_jsonpath() -> None:
     assert path_text(()) == ""
     assert path_text(("@odata.nextLink",)) == '$["@odata.nextLink"]'
     assert path_text(("a b", "c")) == '$["a b"]["c"]'
+
+
+# --- notes ----------------------------------------------------------------------------------------
+
+
+def test_the_notes_say_what_was_found_and_what_was_not() -> None:
+    from fetchpipe.pipeline.scaffold.detection import Trial, conclude
+    from fetchpipe.pipeline.scaffold.paging_guess import Verdict
+
+    first = Response(URL, 200, {"events": _items(10)})
+    records = find_records(first.body, "events")
+    rows = extract_records(first.body, records.path)
+    found = outlook(first, [], 10, False)
+    ignored = Verdict(False, "the second page repeats the first: the API ignores it")
+    trials = [Trial(c, ignored) for c in found.candidates]
+    detected, missed = conclude("events", records, rows, found, trials).notes()
+    assert detected[:2] == [
+        "records: the list of 10 objects at events",
+        "primary key: `id` is present and unique in the 10 records seen",
+    ]
+    assert missed[0].startswith("pagination: none found: nothing in the response speaks of pages")
+    assert "tried blind" in missed[0]
+    confirmed = [Trial(found.candidates[0], Verdict(True, "the second page has 10 other records"))]
+    detected, missed = conclude("events", records, rows, found, confirmed, _items(10, 11)).notes()
+    assert detected[2] == (
+        "pagination: page (nothing in the response speaks of pages: page numbers tried blind); "
+        "confirmed: the second page has 10 other records"
+    )
+    assert detected[1] == "primary key: `id` is present and unique in the 20 records seen"
+    assert missed[0].startswith("incremental: `updated_at` holds ISO 8601 date-times")

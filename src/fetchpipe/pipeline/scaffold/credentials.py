@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from fetchpipe._exceptions import ConfigError
 from fetchpipe._redact import is_credential_header, is_credential_param
 
 _REFERENCE = re.compile(r"\$(\$?)\{([^}]*)\}")
@@ -40,7 +41,7 @@ _CURSOR_NAMES = frozenset(
 _SCHEMES = ("bearer", "basic", "token", "bot", "apikey", "key", "digest", "sso-key")
 
 
-class CredentialsError(ValueError):
+class CredentialsError(ConfigError):
     """A header that is not ``Name: value``, or a ``${VAR}`` that is not set."""
 
 

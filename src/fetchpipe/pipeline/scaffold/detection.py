@@ -71,7 +71,7 @@ class Detection:
         paginate = self.paginate
         if paginate is not None:
             found.append(
-                f"pagination: {paginate.type}, as {paginate.why}; confirmed: {self.confirmation}"
+                f"pagination: {paginate.type} ({paginate.why}); confirmed: {self.confirmation}"
             )
         elif self.outlook.single_page is not None:
             found.append(f"pagination: none, everything is in one response: "

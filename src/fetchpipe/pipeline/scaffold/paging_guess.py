@@ -303,9 +303,10 @@ def _numbered(
     if offset_name or facts.body_offset:
         offset_why.append("the URL or the body has an offset")
     found: list[Candidate] = []
-    page_candidate = Candidate(tuple(page), "; ".join(page_why) or "page numbers, tried blind")
+    blind = "nothing in the response speaks of pages: {} tried blind"
+    page_candidate = Candidate(tuple(page), "; ".join(page_why) or blind.format("page numbers"))
     offset_candidate = Candidate(
-        tuple(offset), "; ".join(offset_why) or "offsets, tried blind", blind=not offset_why
+        tuple(offset), "; ".join(offset_why) or blind.format("offsets"), blind=not offset_why
     )
     page_candidate = Candidate(page_candidate.block, page_candidate.why, blind=not page_why)
     hinted_offset = bool(offset_name or facts.body_offset) and not page_why

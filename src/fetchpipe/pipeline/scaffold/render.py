@@ -268,9 +268,7 @@ def check(text: str, secrets: Sequence[str] = (), written: Sequence[str] = ()) -
     value: :class:`~fetchpipe.pipeline.spec.errors.PipelineError` when it does not load.
     ValueError when a secret value is in it (a bug: it must never be written), unless it is
     part of a value given to be ``written`` as it is (a URL's path that holds it)."""
-    leaked = [
-        s for s in secrets if len(s) >= 4 and s in text and not any(s in w for w in written)
-    ]
+    leaked = [s for s in secrets if len(s) >= 4 and s in text and not any(s in w for w in written)]
     if leaked:
         raise ValueError("the generated file would hold a secret value given to init")
     env = {name: f"placeholder-{name.lower()}" for name in variables_in(text)}
