@@ -312,3 +312,27 @@ def test_a_wrong_credential_is_an_error_without_the_secret(
     assert "answered HTTP 401" in done.stderr
     assert "HINT: give the credentials" in done.stderr
     assert wrong not in done.stdout + done.stderr
+
+
+# --- through a proxy ----------------------------------------------------------------------------
+
+
+def test_init_goes_through_the_proxy_and_writes_no_proxy_password(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    from tests.integration.forward_proxy import PROXIED_HOST, forward_proxy
+
+    password = f"canary-{secrets.token_hex(8)}"
+    port = urlsplit(cli_fleet.url("/")).port
+    url = f"http://{PROXIED_HOST}:{port}/shop/v1/next/products"  # only the proxy resolves it
+    with forward_proxy(tmp_path / "proxy", ("init", password)) as proxy:
+        folder = tmp_path / "work"
+        folder.mkdir()
+        notes = _init(run_cli, folder, url, "--proxy", proxy.authenticated_url)
+        assert "pagination: next_url (" in notes
+        assert "the proxy's credentials are not written" in notes
+        proxy.wait_for(f"GET {PROXIED_HOST}:{port}/shop/v1/next/products")
+        rows, _, _ = _run_and_count(run_cli, folder, env={"HTTP_PROXY": proxy.authenticated_url})
+        assert rows == SHOP_PRODUCT_COUNT
+        text = (folder / "pipeline.yaml").read_text()
+        assert password not in text + notes + proxy.log()
