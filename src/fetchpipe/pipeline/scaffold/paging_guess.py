@@ -213,8 +213,7 @@ def outlook(
     is the first URL's query; ``record_count`` the records on the page; ``whole_body``: the
     records are the body itself (a list), so the body has no metadata; ``blind``: whether
     to try page numbers and offsets that nothing speaks of (not for a body without a list)."""
-    facts = _Facts([], [], None, None, None, None, False, False, []) if whole_body else None
-    facts = facts or _facts(first.body)
+    facts = _facts(None if whole_body else first.body)
     notes = [f"{_path(at)} is null on this page" for at in facts.nulls]
     found: list[Candidate] = []
     has_more = facts.has_more
