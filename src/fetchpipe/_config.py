@@ -75,10 +75,20 @@ class Limits:
     hosts: Mapping[str, HostLimits] = field(default_factory=dict)
     max_body_size: int = 64 * MiB
     buffer_size: int | None = None
+    readahead: int = 1_000_000
+    """Requests the engine may read beyond its buffer while a worker has nothing to do, so that
+    an input grouped by host keeps every host busy: kept per host, a few thousand in memory and
+    the rest in an encrypted temporary file (about the requests' size on disk). 0: read no
+    further than the buffer."""
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be at least 1, got {self.max_concurrency!r}.")
+        if self.readahead < 0:
+            raise ConfigError(
+                f"readahead must be 0 or more, got {self.readahead!r}. "
+                "HINT: 0 reads no further ahead than the buffer."
+            )
         if self.max_body_size < 1:
             raise ConfigError(f"max_body_size must be positive, got {self.max_body_size!r}.")
         if self.buffer_size is not None and self.buffer_size < 1:

@@ -120,3 +120,23 @@ async def test_intake_waits_for_space_and_is_woken_at_the_low_water_mark() -> No
     scheduler.attempt_done(got[0])
     scheduler.finished()
     await asyncio.wait_for(blocked, 1)
+
+
+async def test_the_intake_hears_when_a_worker_finds_nothing_to_do() -> None:
+    scheduler: Scheduler[int] = Scheduler(
+        Limits(max_concurrency=2, buffer_size=1, per_host=HostLimits(max_concurrency=1))
+    )
+    for i in range(3):
+        scheduler.add("a", i)  # full: one host, one request at a time
+    assert scheduler.full and not scheduler.hungry
+    change = asyncio.ensure_future(scheduler.wait_for_change())
+    got = await scheduler.next()
+    assert got is not None
+    await asyncio.sleep(0.01)
+    assert not change.done()  # a worker busy, the buffer full: nothing new
+    idle = asyncio.ensure_future(scheduler.next())  # host a is at its limit: this one waits
+    await asyncio.wait_for(change, 1)
+    assert scheduler.hungry
+    scheduler.attempt_done(got[0])
+    assert (await asyncio.wait_for(idle, 1)) is not None
+    assert not scheduler.hungry

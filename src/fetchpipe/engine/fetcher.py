@@ -86,6 +86,9 @@ class Fetcher:
         """Host -> times its circuit breaker opened (the host kept failing)."""
         self.failed_fast = 0
         """Requests ended as ``host_down`` (not sent, or not retried) by an open breaker."""
+        self.spilled = 0
+        """Requests read ahead that went to the read-ahead's temporary file (see
+        ``Limits.readahead``): 0 when every request read ahead fitted in memory."""
         self.timeouts = timeouts or Timeouts()
         self._headers = dict(headers or {})
         self._on_retry = on_retry
@@ -171,6 +174,7 @@ class Fetcher:
                     ) from run.input_error
             finally:
                 await run.stop()
+                self.spilled += run.readahead.queues.spilled
 
 
 # --- running -----------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ class HostState(Generic[T]):
 
     __slots__ = (
         "active",
+        "ahead",
         "breaker",
         "budget",
         "delayed",
@@ -109,6 +110,9 @@ class HostState(Generic[T]):
         self.tat = 0.0
         self.paused_until = 0.0
         self.fresh: deque[T] = deque()
+        self.ahead = 0
+        """Requests of this host read ahead, waiting outside the engine's buffer (see
+        :mod:`fetchpipe.engine.readahead`): the host is not idle while there are any."""
         self.delayed: list[tuple[float, int, T]] = []
         self.in_ready = False
         self.wake_at = 0.0
@@ -158,6 +162,7 @@ class HostState(Generic[T]):
             not self.active
             and not self.fresh
             and not self.delayed
+            and not self.ahead
             and self.paused_until <= now
             and self.tat <= now
             and self.remember_until <= now

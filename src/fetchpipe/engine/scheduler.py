@@ -8,6 +8,12 @@ not hold back the others: Scrapy's download slots, with a bounded buffer in fron
 The buffer bounds the requests in the engine (waiting, in flight or waiting for a retry), so
 memory follows the concurrency and the buffer size, never the length of the input. Per-host
 state is made on first use and forgotten when idle (see ``HostState.forgettable``).
+
+When the buffer is full and a worker still finds nothing to do (every host with work is at its
+limit), the intake reads further ahead into per-host queues outside the buffer
+(:mod:`fetchpipe.engine.readahead`); the scheduler tells it when a worker goes idle
+(:attr:`Scheduler.hungry`, :meth:`Scheduler.wait_for_change`), when a host with requests read
+ahead runs low (``on_low``) and when a request ends (``on_room``, once asked).
 """
 
 from __future__ import annotations
@@ -43,10 +49,17 @@ class Scheduler(Generic[T]):
         self._low_water = max(1, self._capacity * 3 // 4)
         self._held = 0
         self._space: asyncio.Future[None] | None = None
+        self._change: asyncio.Future[None] | None = None
         self._closed = False
         self._seq = itertools.count()
         self._lingering: set[str] = set()
         self._next_sweep = 0.0
+        self.on_low: Callable[[HostState[T]], None] | None = None
+        """Called when a request is taken from (or the queue emptied of) a host that has
+        requests read ahead: the read-ahead may top the host's queue up."""
+        self.on_room: Callable[[], None] | None = None
+        """Called once when a request ends after ``room_wanted`` was set."""
+        self.room_wanted = False
 
     # --- intake -------------------------------------------------------------------------------
 
@@ -60,16 +73,48 @@ class Scheduler(Generic[T]):
         """The buffer holds all it may: ``wait_for_space`` before adding."""
         return self._held >= self._capacity
 
+    @property
+    def capacity(self) -> int:
+        """Requests the buffer holds (queued, in flight, waiting for a retry)."""
+        return self._capacity
+
+    @property
+    def hungry(self) -> bool:
+        """A worker is waiting: no host with work can start a request now."""
+        return bool(self._idle)
+
     async def wait_for_space(self) -> None:
         if self._held < self._capacity:
             return
         self._space = self._loop.create_future()
         await self._space
 
-    def add(self, host_name: str, item: T) -> HostState[T]:
+    async def wait_for_change(self) -> None:
+        """Until the buffer drains to its low-water mark, a worker goes idle, or
+        :meth:`wake_intake` is called (whatever the state when called: the caller looks
+        again)."""
+        change = self._change
+        if change is None or change.done():
+            change = self._change = self._loop.create_future()
+        if self._space is None or self._space.done():
+            self._space = change
+        await change
+
+    def wake_intake(self) -> None:
+        """End a :meth:`wait_for_change` (the read-ahead has room again)."""
+        change, self._change = self._change, None
+        if change is not None and not change.done():
+            change.set_result(None)
+
+    def state_for(self, host_name: str) -> HostState[T]:
+        """The state of host ``host_name``, made if it has none."""
         host = self._hosts.get(host_name)
         if host is None:
             host = self._hosts[host_name] = HostState(host_name, self._limits.for_host(host_name))
+        return host
+
+    def add(self, host_name: str, item: T) -> HostState[T]:
+        host = self.state_for(host_name)
         self._held += 1
         host.fresh.append(item)
         self._make_ready(host)
@@ -96,6 +141,8 @@ class Scheduler(Generic[T]):
                 return None
             waiter = self._loop.create_future()
             self._idle.append(waiter)
+            if self._change is not None:
+                self.wake_intake()  # a worker with nothing to do: the intake may read ahead
             try:
                 await waiter
             except asyncio.CancelledError:
@@ -144,6 +191,8 @@ class Scheduler(Generic[T]):
         host.fresh.clear()
         items.extend(entry[2] for entry in sorted(host.delayed))
         host.delayed.clear()
+        if host.ahead and self.on_low is not None:
+            self.on_low(host)
         return items
 
     def finished(self) -> None:
@@ -154,6 +203,10 @@ class Scheduler(Generic[T]):
             self._space = None
             if not space.done():
                 space.set_result(None)
+        if self.room_wanted:
+            self.room_wanted = False
+            if self.on_room is not None:
+                self.on_room()
         self._wake_all_if_finished()
 
     # --- internals ----------------------------------------------------------------------------
@@ -187,6 +240,8 @@ class Scheduler(Generic[T]):
                 item = heapq.heappop(delayed)[2]
             elif host.fresh:
                 item = host.fresh.popleft()
+                if host.ahead and self.on_low is not None:
+                    self.on_low(host)
             elif delayed:
                 self._wake_later(host, delayed[0][0])
                 continue

@@ -3,8 +3,12 @@
 The intake pulls from the input into the scheduler's bounded buffer (a request the cache
 answers, or one identical to a request in flight, goes no further); a fixed pool of
 ``max_concurrency`` workers takes startable requests and runs one attempt each; results go to a
-bounded channel that the caller drains. Nothing here grows with the input. How an attempt ends
-(a retry, a final result) is :class:`~fetchpipe.engine.outcomes.Outcomes`'.
+bounded channel that the caller drains. When the buffer is full while a worker has nothing to
+do, the intake reads further ahead into per-host queues that spill to a temporary file, and a
+feeder moves their requests into the buffer as hosts need them
+(:mod:`fetchpipe.engine.readahead`). Nothing in memory grows with the input, and what is read
+ahead is bounded by ``Limits.readahead``. How an attempt ends (a retry, a final result) is
+:class:`~fetchpipe.engine.outcomes.Outcomes`'.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from fetchpipe.engine.channel import Channel
 from fetchpipe.engine.item import Item, share_key
 from fetchpipe.engine.limits import HostOf, HostState
 from fetchpipe.engine.outcomes import NOT_SENT, Outcomes, Owner, RetryHook
+from fetchpipe.engine.readahead import ReadAhead
 from fetchpipe.engine.retry import RetryBudget
 from fetchpipe.engine.transports.base import Transport
 
@@ -70,23 +75,35 @@ class StreamRun(Outcomes):
         self.input_error: BaseException | None = None
         self.crash: BaseException | None = None
         self.equips = self.breaker is not None or self.policy.budget is not None
+        self.readahead: ReadAhead[Item, Result] = ReadAhead(
+            self.scheduler,
+            limit=owner.limits.readahead,
+            max_concurrency=owner.limits.max_concurrency,
+            admit=self._admit,
+            deliver=self.results.put,
+            prepare=self._prepare_ahead,
+        )
         self.intake = asyncio.ensure_future(self._intake(requests))
+        self.feeder = asyncio.ensure_future(self.readahead.feed())
         self.workers = [
             asyncio.ensure_future(self._worker()) for _ in range(owner.limits.max_concurrency)
         ]
         self.supervisor = asyncio.ensure_future(self._supervise())
 
     async def stop(self) -> None:
-        tasks = [self.supervisor, self.intake, *self.workers]
+        tasks = [self.supervisor, self.intake, self.feeder, *self.workers]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.readahead.close()
 
     async def _supervise(self) -> None:
         try:
-            await asyncio.gather(self.intake, *self.workers)
+            await asyncio.gather(self.intake, self.feeder, *self.workers)
         except Exception as exc:  # a bug or a raising hook: stop, and say so to the caller
             self.crash = exc
+        finally:
+            self.readahead.close()  # the temporary file goes as soon as the run is over
         await self.results.put(DONE)
 
     # --- intake -------------------------------------------------------------------------------
@@ -94,23 +111,26 @@ class StreamRun(Outcomes):
     async def _intake(self, requests: Requests) -> None:
         scheduler = self.scheduler
         admit = self._admit
+        ahead = self.readahead
+        queues = ahead.queues
         try:
             if isinstance(requests, AsyncIterable):
                 async for request in requests:
-                    if scheduler.full:
-                        await scheduler.wait_for_space()
+                    if (scheduler.full or queues.total) and await ahead.place(request):
+                        continue
                     if (answered := admit(request)) is not None:
                         await self.results.put(answered)
             else:
                 for request in requests:
-                    if scheduler.full:
-                        await scheduler.wait_for_space()
+                    if (scheduler.full or queues.total) and await ahead.place(request):
+                        continue
                     if (answered := admit(request)) is not None:
                         await self.results.put(answered)
         except Exception as exc:
             self.input_error = exc
         finally:
-            scheduler.close_input()
+            if ahead.input_done():
+                scheduler.close_input()
 
     def _admit(self, request: Any) -> Result | None:
         """Queue ``request`` on its host; or its result, when it needs no fetch (it is not a
@@ -155,6 +175,17 @@ class StreamRun(Outcomes):
         if self.equips and state.breaker is None and state.budget is None:
             self._equip(state)
         return None
+
+    def _prepare_ahead(self, host: str) -> HostState[Item] | None:
+        """The state of ``host`` for a request to wait ahead of the buffer; ``None`` when its
+        circuit is open and it fails fast (the request is failed at once, as at intake)."""
+        state = self.scheduler.state_for(host)
+        if self.equips and state.breaker is None and state.budget is None:
+            self._equip(state)
+        breaker = state.breaker
+        if self.fails_fast and breaker is not None and breaker.is_open(self.loop.time()):
+            return None
+        return state
 
     def _equip(self, host: HostState[Item]) -> None:
         """Give a new host state its breaker and retry budget (from its first request on, so

@@ -39,6 +39,8 @@ class FleetStats:
         self._total = 0
         self._in_flight = 0
         self._max_in_flight = 0
+        self._busy_hosts = 0
+        self._max_busy_hosts = 0
 
     # -- recording (called by the server) ---------------------------------------------------
 
@@ -51,6 +53,10 @@ class FleetStats:
                 hs = self._hosts[host] = _HostStats(self._max_arrivals)
             hs.requests += 1
             hs.in_flight += 1
+            if hs.in_flight == 1:
+                self._busy_hosts += 1
+                if self._busy_hosts > self._max_busy_hosts:
+                    self._max_busy_hosts = self._busy_hosts
             if hs.in_flight > hs.max_in_flight:
                 hs.max_in_flight = hs.in_flight
             hs.arrivals.append(now)
@@ -68,6 +74,8 @@ class FleetStats:
             hs = self._hosts.get(host)
             if hs is not None and hs.in_flight > 0:
                 hs.in_flight -= 1
+                if not hs.in_flight:
+                    self._busy_hosts -= 1
             if self._in_flight > 0:
                 self._in_flight -= 1
 
@@ -111,6 +119,11 @@ class FleetStats:
             hs = self._hosts.get(host)
             return hs.max_in_flight if hs is not None else 0
 
+    def max_busy_hosts(self) -> int:
+        """Highest number of hosts that had a request in flight at the same time."""
+        with self._lock:
+            return self._max_busy_hosts
+
     def arrivals(self, host: str) -> list[float]:
         """`time.monotonic()` arrival times of the most recent requests at `host`, oldest first."""
         with self._lock:
@@ -144,6 +157,7 @@ class FleetStats:
                 "requests": self._total,
                 "in_flight": self._in_flight,
                 "max_in_flight": self._max_in_flight,
+                "max_busy_hosts": self._max_busy_hosts,
                 "hosts": hosts,
                 "paths": dict(self._paths),
                 "keys": [{"path": p, "key": k, "requests": n} for (p, k), n in self._keys.items()],
@@ -162,3 +176,4 @@ class FleetStats:
             self._combos.clear()
             self._total = 0
             self._max_in_flight = self._in_flight
+            self._max_busy_hosts = self._busy_hosts
