@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from fetchpipe._exceptions import ConfigError
 
 MiB = 1024 * 1024
+READAHEAD = 1_000_000
+"""Requests the engine reads ahead of its buffer at most, by default (``Limits.readahead``)."""
 TRANSPORTS = ("aiohttp", "fast")
 """``aiohttp`` (the default) or ``fast``: pyreqwest, Rust reqwest/hyper (``fetchpipe[fast]``)."""
 
@@ -75,7 +77,7 @@ class Limits:
     hosts: Mapping[str, HostLimits] = field(default_factory=dict)
     max_body_size: int = 64 * MiB
     buffer_size: int | None = None
-    readahead: int = 1_000_000
+    readahead: int = READAHEAD
     """Requests the engine may read beyond its buffer while a worker has nothing to do, so that
     an input grouped by host keeps every host busy: kept per host, a few thousand in memory and
     the rest in an encrypted temporary file (about the requests' size on disk). 0: read no

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from fetchpipe._config import HostLimits, Limits, Timeouts
+from fetchpipe._config import READAHEAD, HostLimits, Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, InputError
 from fetchpipe._models import Request
 from fetchpipe._redact import redact_text
@@ -61,6 +61,7 @@ def _settings(
     deadline: float | None,
     headers: Mapping[str, str],
     cache: HttpCache | None,
+    readahead: int = READAHEAD,
 ) -> Settings:
     try:
         per_host = HostLimits(max_concurrency=per_host_concurrency)
@@ -73,7 +74,9 @@ def _settings(
         if deadline is not None:
             timeouts = Timeouts(timeouts.connect, timeouts.read, timeouts.total, deadline)
         return Settings(
-            limits=Limits(max_concurrency=concurrency, per_host=per_host, hosts=hosts),
+            limits=Limits(
+                max_concurrency=concurrency, per_host=per_host, hosts=hosts, readahead=readahead
+            ),
             retry=RetryPolicy(attempts=retries + 1, budget=retry_budget),
             timeouts=timeouts,
             headers=headers,
@@ -182,6 +185,14 @@ def _resumed(source: InputFile, count: int, out: str) -> tuple[Iterable[Request]
     "--per-host-concurrency",
     minimum=1,
     help="Requests in flight at once to one host.  [default: no limit]",
+)
+@whole_number(
+    "--readahead",
+    minimum=0,
+    default=READAHEAD,
+    help="Requests read beyond the buffer, by host, while every host with work is at its "
+    "limit (an input grouped by host keeps every host busy); past a few thousand they wait "
+    "encrypted in a temporary file, deleted with the run. 0: read no further than the buffer.",
 )
 @click.option(
     "--rate",
@@ -300,6 +311,7 @@ def fetch(
     out: str,
     concurrency: int,
     per_host_concurrency: int | None,
+    readahead: int,
     rates: tuple[str, ...],
     retries: int,
     retry_budget: str,
@@ -354,6 +366,7 @@ def fetch(
         deadline=deadline,
         headers=parse_headers(headers),
         cache=cache,
+        readahead=readahead,
     )
     try:
         security = SecurityPolicy(

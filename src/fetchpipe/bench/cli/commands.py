@@ -19,6 +19,7 @@ from fetchpipe.bench.cli.scenarios import (
     latency_scenario,
     memory_scenario,
     pipeline_scenario,
+    readahead_scenario,
     seed_scenario,
     startup_scenario,
     throughput_scenario,
@@ -169,6 +170,53 @@ def memory(
     """Peak RSS of fetchpipe and of the naive gather over N URLs, each in its own process."""
     chosen = [urls] if urls is not None else _sizes(sizes, "--sizes")
     finish(memory_scenario(chosen, concurrency, ceiling_mb, json_path, chart_path))
+
+
+@click.command("readahead")
+@whole_number("--hosts", minimum=1, default=20, help="Hosts: 127.0.0.1 .. (at most 254).")
+@whole_number("--per-host", minimum=1, default=300, help="URLs per host in the timed runs.")
+@whole_number("--per-host-concurrency", minimum=1, default=3)
+@whole_number("--concurrency", minimum=1, default=100)
+@whole_number("--delay-ms", minimum=0, default=50, help="Server wait per request.")
+@whole_number("--rounds", minimum=1, default=1, help="Rounds of sorted and shuffled, alternating.")
+@whole_number(
+    "--memory-urls",
+    minimum=0,
+    default=200_000,
+    help="URLs of the memory runs, sorted then shuffled, no wait (0: none).",
+)
+@json_option
+@chart_option
+def readahead(
+    hosts: int,
+    per_host: int,
+    per_host_concurrency: int,
+    concurrency: int,
+    delay_ms: int,
+    rounds: int,
+    memory_urls: int,
+    json_path: Path | None,
+    chart_path: Path | None,
+) -> None:
+    """An input sorted by host vs the same shuffled: time against the floor, peak RSS.
+
+    Each run is a process of its own; the server, in its own, counts the hosts busy at once.
+    """
+    if hosts > 254:
+        raise click.BadParameter("give at most 254 hosts (127.0.0.x)", param_hint="--hosts")
+    finish(
+        readahead_scenario(
+            hosts,
+            per_host,
+            per_host_concurrency,
+            concurrency,
+            delay_ms,
+            rounds,
+            memory_urls,
+            json_path,
+            chart_path,
+        )
+    )
 
 
 @click.command()

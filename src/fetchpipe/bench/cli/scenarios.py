@@ -98,6 +98,28 @@ def memory_scenario(
     return report.clean
 
 
+def readahead_scenario(
+    hosts: int,
+    per_host: int,
+    per_host_concurrency: int,
+    concurrency: int,
+    delay_ms: int,
+    rounds: int,
+    memory_urls: int,
+    json_path: Path | None,
+    chart_path: Path | None,
+) -> bool:
+    from fetchpipe.bench import readahead as scenario
+    from fetchpipe.bench import server
+
+    with server.running_servers(hosts) as base_urls:
+        report = scenario.measure(
+            base_urls, per_host, per_host_concurrency, concurrency, delay_ms, rounds, memory_urls
+        )
+    emit(report, json_path, chart_path)
+    return report.clean
+
+
 def faults_scenario(
     requests_: int, retry_after: int, json_path: Path | None, chart_path: Path | None
 ) -> bool:
