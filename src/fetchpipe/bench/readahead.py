@@ -3,11 +3,13 @@
 H hosts (127.0.0.1..H: the benchmark server, in its own process), N URLs each that answer after
 D ms, fetched with a limit of C requests at once per host: no client can finish before
 ``ceil(H x N / (H x C)) x D`` (20 x 300 URLs, 3 per host, 50 ms: 5.0 s). The same URLs are
-fetched grouped by host ("sorted", as exported files often are) and shuffled, in alternating
-rounds; each run is a process of its own, so its peak RSS is its own. The server reports the
-most hosts it saw busy at once and the most requests one host had in flight.
+fetched grouped by host ("sorted", as exported files often are), shuffled, and sorted with
+``readahead=0`` (the engine reading no further than its buffer, as before it read ahead: the
+baseline), in rotating rounds; each run is a process of its own, so its peak RSS is its own.
+The server reports the most hosts it saw busy at once and the most requests one host had in
+flight.
 
-The memory runs fetch M URLs over the same hosts with no wait, sorted and shuffled: peak RSS,
+The memory runs fetch M URLs over the same hosts with no wait, in the same three ways: peak RSS,
 and how many requests the read-ahead wrote to its temporary file. The URLs come from a
 generator in both orders (the shuffle is ``i -> i x a mod M``, ``a`` prime to M and about
 0.618 x M), so no list of them is ever held.
@@ -26,12 +28,19 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fetchpipe._config import HostLimits, Limits
+from fetchpipe._config import READAHEAD, HostLimits, Limits
 from fetchpipe.bench.report import peak_rss_mb
 from fetchpipe.bench.svg import Bar, Marker, bar_chart
 from fetchpipe.engine.fetcher import Fetcher, run
 
-ORDERS = ("sorted", "shuffled")
+ORDERS = ("sorted", "shuffled", "sorted_buffer_only")
+"""The runs: sorted and shuffled input, and the sorted input with ``Limits(readahead=0)`` (no
+further than the buffer: the engine as it was before it read ahead), the baseline."""
+LABELS = {
+    "sorted": "sorted by host",
+    "shuffled": "shuffled",
+    "sorted_buffer_only": "sorted, --readahead 0",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +71,15 @@ def urls(base_urls: list[str], per_host: int, delay_ms: int, order: str) -> Iter
 async def _fetch(
     base_urls: list[str], per_host: int, delay_ms: int, order: str, per_host_c: int, c: int
 ) -> tuple[int, int]:
-    limits = Limits(max_concurrency=c, per_host=HostLimits(max_concurrency=per_host_c))
+    limits = Limits(
+        max_concurrency=c,
+        per_host=HostLimits(max_concurrency=per_host_c),
+        readahead=0 if order == "sorted_buffer_only" else READAHEAD,
+    )
     ok = 0
+    shape = "shuffled" if order == "shuffled" else "sorted"
     async with Fetcher(limits=limits) as fetcher:
-        async for result in fetcher.stream(urls(base_urls, per_host, delay_ms, order)):
+        async for result in fetcher.stream(urls(base_urls, per_host, delay_ms, shape)):
             ok += result.ok
     return ok, fetcher.spilled
 
@@ -126,6 +140,12 @@ class ReadaheadReport:
     def median_seconds(self, order: str) -> float:
         return statistics.median(r[order].seconds for r in self.rounds)
 
+    @property
+    def speedup(self) -> float:
+        """Sorted input: time without read-ahead over time with it."""
+        sorted_ = self.median_seconds("sorted")
+        return self.median_seconds("sorted_buffer_only") / sorted_ if sorted_ else 0.0
+
     def ratio(self, order: str) -> float:
         """Median seconds over the floor (1.0: as fast as anything can be)."""
         return self.median_seconds(order) / self.floor if self.floor else math.nan
@@ -153,14 +173,21 @@ class ReadaheadReport:
         for order in ORDERS:
             if self.rounds:
                 out.append(
-                    f"median {order}: {self.median_seconds(order):.2f} s, "
+                    f"median {LABELS[order]}: {self.median_seconds(order):.2f} s, "
                     f"{self.ratio(order):.2f}x the floor"
                 )
+        if self.rounds:
+            out.append(
+                f"ratio sorted, --readahead 0 / sorted time: {self.speedup:.2f}"
+                if self.speedup
+                else "ratio: n/a"
+            )
         for r in self.memory:
             out.append(
-                f"memory: {r.urls} URLs {r.order} over {self.hosts} hosts (no wait): {r.ok} ok in "
-                f"{r.seconds:.1f} s, peak RSS {r.peak_rss_mb:.1f} MB, {r.spilled} requests "
-                f"written to the read-ahead's file, {r.max_busy_hosts} hosts busy at once"
+                f"memory: {r.urls} URLs {LABELS[r.order]} over {self.hosts} hosts (no wait): "
+                f"{r.ok} ok in {r.seconds:.1f} s, peak RSS {r.peak_rss_mb:.1f} MB, "
+                f"{r.spilled} requests written to the read-ahead's file, {r.max_busy_hosts} "
+                "hosts busy at once"
             )
         return out
 
@@ -176,6 +203,8 @@ class ReadaheadReport:
             "rounds": [{k: asdict(v) for k, v in r.items()} for r in self.rounds],
             "median_seconds": {o: self.median_seconds(o) for o in ORDERS if self.rounds},
             "ratio_to_floor": {o: self.ratio(o) for o in ORDERS if self.rounds},
+            "ratio_buffer_only_over_sorted": self.speedup if self.rounds else None,
+            "peak_rss_mb": {r.order: r.peak_rss_mb for r in self.memory},
             "memory_urls": self.memory_urls,
             "memory": [asdict(r) for r in self.memory],
         }
@@ -183,7 +212,7 @@ class ReadaheadReport:
     def chart(self, subtitle: str) -> str:
         bars = [
             Bar(
-                f"{order} by host",
+                LABELS[order],
                 self.median_seconds(order),
                 f"{self.median_seconds(order):.2f} s ({self.ratio(order):.2f}x the floor)",
                 highlight=order == "sorted",
@@ -210,13 +239,13 @@ def measure(
     rounds: int,
     memory_urls: int,
 ) -> ReadaheadReport:
-    """``rounds`` of sorted and shuffled (order alternating), then the memory runs."""
+    """``rounds`` of the three runs (their order rotating), then the memory runs."""
     hosts = len(base_urls)
     report = ReadaheadReport(
         hosts, per_host, per_host_concurrency, concurrency, delay_ms, memory_urls
     )
     for index in range(rounds):
-        orders = ORDERS if index % 2 == 0 else ORDERS[::-1]
+        orders = ORDERS[index % 3 :] + ORDERS[: index % 3]
         report.rounds.append(
             {
                 order: measure_once(

@@ -9,7 +9,9 @@ thousand requests in memory, the rest in an encrypted temporary file), and the f
 (:meth:`ReadAhead.feed`) moves each host's requests into the buffer as the host needs them:
 
 - a host's queue in the buffer is topped up to its target depth (twice its concurrency, at
-  least ``MIN_DEPTH``) when it falls to half of it, as far as the buffer has room;
+  least ``MIN_DEPTH``) when it falls to half of it, as far as the buffer has room (room for
+  ``MIN_DEPTH`` requests at least: a full buffer is refilled in batches, once it has drained to
+  its low-water mark, not one request at a time);
 - a host with nothing queued in the buffer gets up to its concurrency beyond the buffer's room,
   from a reserve of ``max_concurrency`` requests: a full buffer never starves a host;
 - once a host has requests waiting ahead, its next ones wait behind them (first in, first out
@@ -170,7 +172,7 @@ class ReadAhead(Generic[T, R]):
             return 0
         scheduler = self.scheduler
         room = scheduler.capacity - scheduler.held
-        if room > 0:
+        if room >= min(want, MIN_DEPTH):  # not one request at a time: wait for a batch's room
             return min(want, room)
         if not state.fresh:  # from the reserve: enough to start what the host may
             return min(want, concurrency, room + self.max_concurrency)

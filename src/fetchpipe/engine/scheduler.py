@@ -13,7 +13,7 @@ When the buffer is full and a worker still finds nothing to do (every host with 
 limit), the intake reads further ahead into per-host queues outside the buffer
 (:mod:`fetchpipe.engine.readahead`); the scheduler tells it when a worker goes idle
 (:attr:`Scheduler.hungry`, :meth:`Scheduler.wait_for_change`), when a host with requests read
-ahead runs low (``on_low``) and when a request ends (``on_room``, once asked).
+ahead runs low (``on_low``) and when the buffer has drained (``on_room``, once asked).
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ class Scheduler(Generic[T]):
         """Called when a request is taken from (or the queue emptied of) a host that has
         requests read ahead: the read-ahead may top the host's queue up."""
         self.on_room: Callable[[], None] | None = None
-        """Called once when a request ends after ``room_wanted`` was set."""
+        """Called once when the buffer has drained to its low-water mark after ``room_wanted``
+        was set (room for a batch, not for one request at a time)."""
         self.room_wanted = False
 
     # --- intake -------------------------------------------------------------------------------
@@ -203,7 +204,7 @@ class Scheduler(Generic[T]):
             self._space = None
             if not space.done():
                 space.set_result(None)
-        if self.room_wanted:
+        if self.room_wanted and self._held <= self._low_water:
             self.room_wanted = False
             if self.on_room is not None:
                 self.on_room()
