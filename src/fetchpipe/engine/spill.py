@@ -16,8 +16,9 @@ Nothing is written in clear: each row is the request pickled (exact: headers, pa
 ``json``, key, the type of each, as given) and then encrypted with AES-GCM under a key made for
 this store and kept only in this process's memory, the row's number as the nonce. An API key in
 a header or a URL cannot be read from the file, during the run or after it; AES-GCM's tag also
-means that only rows this store wrote are ever unpickled. A URL given as a plain string is
-stored as its text (before encryption), the common case, which pickling would only slow down.
+means that only rows this store wrote are ever unpickled. A URL given as a plain string (the
+common case) is encoded as its text rather than pickled, which would only slow it down; it is
+encrypted all the same.
 """
 
 from __future__ import annotations
