@@ -7,11 +7,13 @@ Routes (``{p}`` as in :mod:`fetchpipe.sim.shop`: ``shop`` or an authenticated mi
   {"page": N, "total_pages": T}}``, in id order; ``updated_since`` keeps the orders updated
   strictly after it, compared as instants. Each ``updated_at`` is written in its customer's UTC
   offset (``Z``, ``+02:00``, ``-08:00``, ...), so that the latest order is not the greatest text:
-  the latest is written at ``-08:00`` and the one before it at ``+09:00``.
+  the latest is written at ``-08:00`` and the one before it at ``+09:00``. Each order has a list
+  of ``items`` (``sku``, ``quantity``, ``price``): 0 to 4 of them (:func:`order_items`).
 - ``GET /{p}/v1/customers/{id}``: a customer; 410 for a deleted one (every 10th id), 404 for an
   id that never existed (some orders refer to ids past :data:`SHOP_CUSTOMER_COUNT`).
-- ``POST /shop/__order?id=N&total=X&minutes=M``: a new total, and ``updated_at`` set to the
-  latest one plus M minutes (M < 0: an update that arrives late, earlier than the latest).
+- ``POST /shop/__order?id=N&total=X&minutes=M[&items=K]``: a new total (and, with ``items``,
+  the order's first K items: fewer drops the last ones), and ``updated_at`` set to the latest
+  one plus M minutes (M < 0: an update that arrives late, earlier than the latest).
 - ``GET /shop/__orders/since``: ``{"updated_since": [...]}``, every value of the parameter the
   order listing received, in order.
 """
@@ -35,6 +37,7 @@ __all__ = [
     "OrdersState",
     "add_order_routes",
     "customer_status",
+    "order_items",
     "shop_customers",
     "shop_orders",
 ]
@@ -85,6 +88,21 @@ def _offset_of(customer_id: int) -> str:
     return _OFFSETS[customer_id % len(_OFFSETS)]
 
 
+def order_items(order_id: int, count: int | None = None) -> list[dict[str, Any]]:
+    """The items of order ``order_id``: its first ``count`` (by default its own number, 0 to 4:
+    every fifth order has none), each with a ``sku``, a ``quantity`` and a ``price``."""
+    if count is None:
+        count = order_id * 3 % 5
+    return [
+        {
+            "sku": f"SKU-{(order_id * 13 + k * 7) % 60 + 1:03d}",
+            "quantity": 1 + (order_id + k) % 3,
+            "price": round(2.5 + (order_id * 31 + k * 17) % 400 / 4, 2),
+        }
+        for k in range(count)
+    ]
+
+
 def shop_orders() -> list[dict[str, Any]]:
     """The initial orders, in id order: ``updated_at`` 37 minutes apart in shuffled order, in
     the customer's offset; the latest order's customer is at ``-08:00``, the next at ``+09:00``."""
@@ -101,6 +119,7 @@ def shop_orders() -> list[dict[str, Any]]:
             "customer_id": customers[i],
             "total": round(rng.uniform(5, 900), 2),
             "updated_at": written(_START + step * _STEP, _offset_of(customers[i])),
+            "items": order_items(i + 1),
         }
         for i, step in enumerate(steps)
     ]
@@ -158,8 +177,13 @@ async def update_order(request: web.Request) -> web.Response:
         oid = int(request.query["id"])
         total = float(request.query["total"])
         minutes = float(request.query.get("minutes", "1"))
+        items = int(request.query["items"]) if "items" in request.query else None
     except (KeyError, ValueError):
-        return _error(400, "id (integer) and total (number) are required; minutes a number")
+        return _error(
+            400, "id (integer) and total (number) are required; minutes a number, items an integer"
+        )
+    if items is not None and not 0 <= items <= 100:
+        return _error(400, "items must be from 0 to 100")
     if not (math.isfinite(total) and math.isfinite(minutes)):
         return _error(400, "total and minutes must be finite")
     order = next((o for o in state.orders if o["id"] == oid), None)
@@ -167,6 +191,8 @@ async def update_order(request: web.Request) -> web.Response:
         return _error(404, f"no order {oid}")
     latest = max(_parse_time(o["updated_at"]) for o in state.orders)
     order["total"] = total
+    if items is not None:
+        order["items"] = order_items(oid, items)
     order["updated_at"] = written(
         latest + timedelta(minutes=minutes), _offset_of(order["customer_id"])
     )
