@@ -70,9 +70,12 @@ def validate(pipeline_file: str, skip_env: bool) -> None:
         return
     names = ", ".join(s.name for s in pipeline.ordered_sources())
     count = len(pipeline.sources)
+    children = [f"{u.table} (from {s.name}.{u.field})" for s in pipeline.sources for u in s.unnest]
     click.echo(
         f"{pipeline_file}: ok: pipeline {pipeline.name}, {count} "
-        f"source{'' if count == 1 else 's'} ({names}) -> {pipeline.target}"
+        f"source{'' if count == 1 else 's'} ({names})"
+        + (f", unnest tables {', '.join(children)}" if children else "")
+        + f" -> {pipeline.target}"
     )
     for problem in pipeline.unchecked:
         click.echo(problem.render(pipeline_file))

@@ -39,6 +39,21 @@ class LoadError(SinkError):
 
 
 @dataclass(frozen=True, slots=True)
+class ChildTable:
+    """A table of a source's list elements (a pipeline's ``unnest``), staged with the source's
+    pages and written with its table, in the same transaction.
+
+    ``link`` pairs each child column that carries a field of the parent's primary key with that
+    field: under ``merge`` the child rows of a re-loaded parent are deleted by it before the new
+    ones are written, and with ``index`` (the element's position) it keys the child rows.
+    """
+
+    name: str
+    index: str
+    link: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class StoredState:
     """A source's row of the state table: its state, who wrote it (a run id, or the marker of
     a change by hand) and when."""
@@ -53,9 +68,11 @@ class Destination(Protocol):
 
     ``open`` (a :class:`LoadError` when another run holds it) and ``close`` around a run. A run
     is begun, or the unfinished one found and resumed, through the journal calls; pages are
-    staged as they commit (their records with their journal rows, in one transaction); a
-    source ends by ``finish_source`` (its stage applied with its state) or ``discard_source``
-    (failed, unchanged, or fetched only for its children). Calls come from one thread at a time.
+    staged as they commit (their records, the rows of their ``tables`` (:class:`ChildTable`)
+    and their journal rows, in one transaction); a source ends by ``finish_source`` (its stage
+    and its tables' applied with its state) or ``discard_source`` (failed, unchanged, or
+    fetched only for its children). ``written_rows``: the rows a run left in a table. Calls come
+    from one thread at a time.
     """
 
     def open(self) -> None: ...
@@ -92,11 +109,21 @@ class Destination(Protocol):
     def reset_state(self, source: str) -> bool: ...
 
     def stage_pages(
-        self, source: str, spool: Spool | None, run_id: str, entries: Sequence[PageEntry]
+        self,
+        source: str,
+        spool: Spool | None,
+        run_id: str,
+        entries: Sequence[PageEntry],
+        tables: Mapping[str, Spool] | None = None,
     ) -> int: ...
 
     def discard_source(
-        self, run_id: str, source: str, status: str, reason: str | None = None
+        self,
+        run_id: str,
+        source: str,
+        status: str,
+        reason: str | None = None,
+        tables: Sequence[str] = (),
     ) -> None: ...
 
     def finish_source(
@@ -107,7 +134,10 @@ class Destination(Protocol):
         primary_key: Sequence[str] | None,
         run_id: str,
         state: Mapping[str, object] | None = None,
+        tables: Sequence[ChildTable] = (),
     ) -> int: ...
 
+    def written_rows(self, table: str, run_id: str) -> int: ...
 
-__all__ = ["Destination", "LoadError", "StoredState", "WriteMode"]
+
+__all__ = ["ChildTable", "Destination", "LoadError", "StoredState", "WriteMode"]

@@ -5,19 +5,27 @@ transaction as the records it covers.
 (see :mod:`.staging`): when a source ends, its stage is applied to its table, its state written,
 the source marked done and the stage dropped, all in one transaction. ``append`` inserts;
 ``replace`` drops the table and creates it from the source's records (typed by them);
-``merge`` upserts by primary key (see :mod:`.tables`).
+``merge`` upserts by primary key (see :mod:`.tables`). The source's child tables (``unnest``)
+are written in the same transaction, by the same mode (see :mod:`.children`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fetchpipe.destinations.duckdb_ingest import quote
-from fetchpipe.destinations.pipelines import WriteMode
+from fetchpipe.destinations.pipelines import ChildTable, WriteMode
+from fetchpipe.destinations.pipelines.children import data_columns, has_fields, write_child
 from fetchpipe.destinations.pipelines.journal import stage_table
 from fetchpipe.destinations.pipelines.staging import StagedStore, State
-from fetchpipe.destinations.pipelines.tables import META_COLUMNS, table_columns, write_rows
+from fetchpipe.destinations.pipelines.tables import (
+    RUN_ID_COLUMN,
+    dedupe,
+    table_columns,
+    write_rows,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -32,24 +40,55 @@ class DuckDBLoader(StagedStore):
         super().__init__(path, label=str(path))
         self.path = Path(path)
 
-    def apply(self, table: str, write: WriteMode, key: list[str], run_id: str, state: State) -> int:
-        """Apply the source's stage to ``table`` with its state, mark it done and drop the
-        stage, in one transaction. Returns the rows written."""
+    def apply(
+        self,
+        table: str,
+        write: WriteMode,
+        key: list[str],
+        run_id: str,
+        state: State,
+        tables: Sequence[ChildTable] = (),
+    ) -> int:
+        """Apply the source's stage to ``table`` and its child ``tables``' stages to theirs,
+        with its state, mark it done and drop the stages, in one transaction. Returns the rows
+        written to ``table``."""
         stage = stage_table(table)
 
         def work(connection: duckdb.DuckDBPyConnection) -> int:
             columns = table_columns(connection, stage)
+            relation = stage if columns is not None else None
+            if write == "merge" and columns is not None and tables:
+                relation, _ = dedupe(connection, stage, columns, key)  # the parents that win
+            for child in tables:
+                write_child(connection, child, write, relation)
             rows = 0
             if write == "replace":
-                if columns is not None and set(columns) - set(META_COLUMNS):
+                if has_fields(columns):
                     connection.execute(f"DROP TABLE IF EXISTS {quote(table)}")
                 elif table_columns(connection, table) is not None:
                     connection.execute(f"DELETE FROM {quote(table)}")  # no records: keep columns
-            if columns is not None:
+            if columns is not None and relation is not None:
                 rows = write_rows(
-                    connection, table, stage, columns, key if write == "merge" else ()
+                    connection,
+                    table,
+                    relation,
+                    data_columns(columns),
+                    key if write == "merge" else (),
                 )
-            self.end_source(connection, run_id, table, "done", rows=rows, state=state)
+            names = [child.name for child in tables]
+            self.end_source(connection, run_id, table, "done", rows=rows, state=state, tables=names)
             return rows
 
         return self.transaction(f"load the records of {table!r}", work)
+
+    def written_rows(self, table: str, run_id: str) -> int:
+        if table_columns(self.conn(), table) is None:
+            return 0
+        row = (
+            self.conn()
+            .execute(
+                f"SELECT count(*) FROM {quote(table)} WHERE {quote(RUN_ID_COLUMN)} = ?", [run_id]
+            )
+            .fetchone()
+        )
+        return int(row[0]) if row is not None else 0

@@ -23,7 +23,14 @@ import orjson
 
 from fetchpipe.destinations.duckdb_ingest import Spool, quote
 from fetchpipe.destinations.lifecycle import OpenClose
-from fetchpipe.destinations.pipelines import LoadError, StoredState, WriteMode, journal
+from fetchpipe.destinations.pipelines import (
+    ChildTable,
+    LoadError,
+    StoredState,
+    WriteMode,
+    journal,
+)
+from fetchpipe.destinations.pipelines.children import stage_with_children
 from fetchpipe.destinations.pipelines.journal import PageEntry, RunRecord, stage_table
 from fetchpipe.destinations.pipelines.tables import BATCH, stage_batch, write_rows
 
@@ -202,15 +209,24 @@ class StagedStore(OpenClose):
         return journal.ended_sources(self.conn(), run_id)
 
     def stage_pages(
-        self, source: str, spool: Spool | None, run_id: str, entries: Sequence[PageEntry]
+        self,
+        source: str,
+        spool: Spool | None,
+        run_id: str,
+        entries: Sequence[PageEntry],
+        tables: Mapping[str, Spool] | None = None,
     ) -> int:
         """Commit the spool's records to the source's stage table with the pages' journal rows,
         in one transaction (no spool: the journal rows alone, for a source that is fetched
-        but not written). Returns the records staged."""
+        but not written). ``tables``: the rows of the source's child tables (table -> spool),
+        staged in the same transaction (see :mod:`.children`). Returns the records staged."""
 
         def work(connection: duckdb.DuckDBPyConnection) -> int:
             staged = 0
-            if spool is not None:
+            if spool is not None and tables is not None:
+                now = datetime.now(UTC)
+                staged = stage_with_children(connection, source, spool, tables, run_id, now)
+            elif spool is not None:
                 columns = stage_batch(connection, spool, run_id, datetime.now(UTC))
                 staged = write_rows(connection, stage_table(source), BATCH, columns)
             journal.insert_pages(connection, run_id, entries)
@@ -223,12 +239,18 @@ class StagedStore(OpenClose):
             self._drop_batch()
 
     def discard_source(
-        self, run_id: str, source: str, status: str, reason: str | None = None
+        self,
+        run_id: str,
+        source: str,
+        status: str,
+        reason: str | None = None,
+        tables: Sequence[str] = (),
     ) -> None:
-        """End a source without writing it (failed, or unchanged): drop its stage."""
+        """End a source without writing it (failed, or unchanged): drop its stage, and its
+        child ``tables``' stages."""
 
         def work(connection: duckdb.DuckDBPyConnection) -> None:
-            self.end_source(connection, run_id, source, status, reason=reason)
+            self.end_source(connection, run_id, source, status, reason=reason, tables=tables)
 
         self.transaction(f"end source {source!r}", work)
 
@@ -240,17 +262,32 @@ class StagedStore(OpenClose):
         primary_key: Sequence[str] | None,
         run_id: str,
         state: State = None,
+        tables: Sequence[ChildTable] = (),
     ) -> int:
-        """Write the source's staged records to ``table`` (the destination's :meth:`apply`),
-        then commit its state and its end, the stage dropped. Returns the rows from this run."""
+        """Write the source's staged records to ``table`` and its child ``tables``' rows to
+        theirs (the destination's :meth:`apply`), then commit its state and its end, the stages
+        dropped. Returns the rows from this run in ``table``."""
         key = list(primary_key or ())
         check_write(table, write, key)
-        return self.apply(table, write, key, run_id, state)
+        return self.apply(table, write, key, run_id, state, tables)
 
-    def apply(self, table: str, write: WriteMode, key: list[str], run_id: str, state: State) -> int:
-        """Apply the source's stage to the destination and end the source (with
-        :meth:`end_source`): what :meth:`finish_source` does once the write mode is checked.
-        Each destination has its own."""
+    def apply(
+        self,
+        table: str,
+        write: WriteMode,
+        key: list[str],
+        run_id: str,
+        state: State,
+        tables: Sequence[ChildTable] = (),
+    ) -> int:
+        """Apply the source's stage (and its child tables') to the destination and end the
+        source (with :meth:`end_source`): what :meth:`finish_source` does once the write mode
+        is checked. Each destination has its own."""
+        raise NotImplementedError
+
+    def written_rows(self, table: str, run_id: str) -> int:
+        """The rows of ``table`` that run ``run_id`` wrote and that are there now. Each
+        destination has its own."""
         raise NotImplementedError
 
     def end_source(
@@ -263,13 +300,15 @@ class StagedStore(OpenClose):
         rows: int = 0,
         reason: str | None = None,
         state: State = None,
+        tables: Sequence[str] = (),
     ) -> None:
-        """Record that ``source`` ended, with its state when given, and drop its stage (inside
-        the caller's transaction)."""
+        """Record that ``source`` ended, with its state when given, and drop its stage and its
+        child ``tables``' (inside the caller's transaction)."""
         if state is not None:
             self.write_state(connection, source, state, run_id)
         journal.mark_source(connection, run_id, source, status, rows, reason)
-        connection.execute(f"DROP TABLE IF EXISTS {stage_table(source)}")
+        for name in (source, *tables):
+            connection.execute(f"DROP TABLE IF EXISTS {stage_table(name)}")
 
     def _drop_batch(self) -> None:
         import duckdb

@@ -31,6 +31,9 @@ LOADED_AT_COLUMN = "_fetchpipe_loaded_at"
 META_COLUMNS = {RUN_ID_COLUMN: "VARCHAR", LOADED_AT_COLUMN: "TIMESTAMP WITH TIME ZONE"}
 BATCH = "_fetchpipe_batch"
 DEDUPED = "_fetchpipe_deduped"
+ROW_COLUMN = "_fetchpipe_row"
+"""A staged row's number, shared by a parent row and its ``unnest`` rows; never written to a
+table (see :mod:`.children`)."""
 
 
 def stage_batch(

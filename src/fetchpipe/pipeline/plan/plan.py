@@ -43,6 +43,8 @@ class SourcePlan:
     runs: int | None
     requests: int | None
     min_requests: int
+    tables: list[str]
+    """Its unnest tables: ``items -> order_items (order_id: id, position in _index)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,12 @@ def _source_plan(
         runs=runs,
         requests=requests,
         min_requests=1 if parent is None else 0,
+        tables=[
+            f"{u.field} -> {u.table} ("
+            + "".join(f"{c}: {f}, " for c, f in u.include_parent.items())
+            + f"position in {u.index})"
+            for u in source.unnest
+        ],
     )
 
 
@@ -234,6 +242,8 @@ def render(plan: Plan) -> str:
         if extras:
             lines.append(f"   {'; '.join(extras)}")
         lines.append(f"   pages: {s.pages}")
+        for child in s.tables:
+            lines.append(f"   unnest: {child}")
         if s.parent is not None:
             runs = "unknown until fetched" if s.runs is None else str(s.runs)
             lines.append(f"   runs: one per {s.parent} record ({runs})")

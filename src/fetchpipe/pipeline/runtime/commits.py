@@ -1,8 +1,9 @@
 """A source's pages committed in batches: its records and their journal rows, in one transaction.
 
-The records of a source's pages go to its spool as the pages are read; every ``every`` seconds
-(or after ``records`` records, or at the source's end) the spool and the pages' journal rows
-are committed to the source's stage table on the destination's thread. A crash loses at most the
+The records of a source's pages go to its spool as the pages are read (the rows of its
+``unnest`` tables to a spool each); every ``every`` seconds (or after ``records`` records, or at
+the source's end) the spools and the pages' journal rows are committed to the stage tables on
+the destination's thread, in one transaction. A crash loses at most the
 pages since the last commit, and the next run fetches them again (:mod:`.resume`).
 """
 
@@ -50,17 +51,28 @@ class Commits:
             return
         entries, run.entries = run.entries, []
         run.committed_at = time.monotonic()
+        tables: dict[str, Spool] | None = None
         if spool is not None:
             spool.finish()
             run.spool = Spool(prefix=f"fetchpipe-{run.source.name}-")
-        future = asyncio.ensure_future(self._commit(run, spool, entries))
+            if run.source.unnest:  # the child rows of these pages, committed with them
+                tables, run.tables = run.tables, run.new_tables()
+                for rows in tables.values():
+                    rows.finish()
+        future = asyncio.ensure_future(self._commit(run, spool, entries, tables))
         run.commits.append(future)
 
-    async def _commit(self, run: SourceRun, spool: Spool | None, entries: list[PageEntry]) -> int:
+    async def _commit(
+        self,
+        run: SourceRun,
+        spool: Spool | None,
+        entries: list[PageEntry],
+        tables: dict[str, Spool] | None,
+    ) -> int:
         destination = self._thread.destination
         try:
             staged = await self._thread.call(
-                destination.stage_pages, run.source.name, spool, self._run_id, entries
+                destination.stage_pages, run.source.name, spool, self._run_id, entries, tables
             )
             run.committed_pages += len(entries)
             return staged
@@ -70,5 +82,6 @@ class Commits:
             run.fail(str(exc))
             return 0
         finally:
-            if spool is not None:
-                spool.discard()
+            for used in (spool, *(tables or {}).values()):
+                if used is not None:
+                    used.discard()

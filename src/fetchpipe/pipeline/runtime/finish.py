@@ -5,7 +5,8 @@ Its last pages are committed, then, on the destination's thread, one of:
 - failed: its stage and journal rows are discarded, its state is kept (a source that failed
   for a host that was down is *suspended*: its committed pages are kept for the next run);
 - fetched only for a selected child, or every page unchanged: discarded, nothing written;
-- otherwise its stage is applied to its table with its incremental state, in one transaction.
+- otherwise its stage is applied to its table with its incremental state, in one transaction
+  (with the stages of its ``unnest`` tables, applied to theirs).
 
 A parent's state waits for its children: see :meth:`Finisher._state_after_children`.
 """
@@ -75,6 +76,8 @@ class Finisher:
     async def _finish(self, run: SourceRun) -> None:
         report, destination, name = run.report, self._thread.destination, run.source.name
         call, run_id = self._thread.call, self._run_id
+        tables = run.child_tables()
+        names = [t.name for t in tables]
         await asyncio.gather(*run.commits)
         try:
             if run.suspended:
@@ -85,13 +88,13 @@ class Finisher:
                 )
             elif run.failure is not None:
                 report.status, report.reason = "failed", run.failure
-                await call(destination.discard_source, run_id, name, "failed", run.failure)
+                await call(destination.discard_source, run_id, name, "failed", run.failure, names)
             elif not run.write:
                 report.status = "fetched"
-                await call(destination.discard_source, run_id, name, "fetched")
+                await call(destination.discard_source, run_id, name, "fetched", None, names)
             elif not run.changed and report.pages and not self._full_refresh:
                 report.status = "unchanged"
-                await call(destination.discard_source, run_id, name, "unchanged")
+                await call(destination.discard_source, run_id, name, "unchanged", None, names)
             else:
                 state = None
                 if run.source.incremental is not None:
@@ -104,16 +107,17 @@ class Finisher:
                     primary_key=run.source.key_fields,
                     run_id=run_id,
                     state=state,
+                    tables=tables,
                 )
+                for table in names:
+                    report.tables[table] = await call(destination.written_rows, table, run_id)
                 report.status = "ok"
                 report.cursor = run.cursor if state is not None else None
         except LoadError as exc:
             report.status, report.reason = "failed", run.redact(str(exc))
             report.cursor = None
         finally:
-            if run.spool is not None:
-                run.spool.discard()
-                run.spool = None
+            run.discard_spools()
             report.seconds = time.monotonic() - run.started
             run.finished.set()
         if self._on_source_done is not None:

@@ -2,7 +2,8 @@
 
 A page's body is parsed here, not by the engine's workers: results waiting in the engine's
 queue stay compact bytes, and one parsed page at a time is alive. Its records go to the
-source's spool, its journal row waits for the next commit, and the jobs it leads to are
+source's spool (each ``unnest`` list taken out, into its table's spool: :mod:`.unnest`), its
+journal row waits for the next commit, and the jobs it leads to are
 queued: the source's next pages (all at once when the first page tells the total) and, for
 each child source, one first page per record (a streaming fan-out: the children start while
 the parent's pages are still coming).
@@ -30,6 +31,7 @@ from fetchpipe.pipeline.runtime.records import (
 )
 from fetchpipe.pipeline.runtime.resume import JobCodec
 from fetchpipe.pipeline.runtime.source_run import PageJob, SourceRun
+from fetchpipe.pipeline.runtime.unnest import split_records
 from fetchpipe.pipeline.spec.paths import MISSING, get_path
 
 _FROM_CACHE = frozenset({Provenance.CACHE, Provenance.REVALIDATED})
@@ -56,6 +58,9 @@ class PageReader:
         if job.include:
             include = job.include
             records = [{**r, **include} for r in records]
+        rows, tables = records, None
+        if source.unnest and run.spool is not None:  # before anything is counted or queued
+            rows, tables = split_records(records, source.unnest, run.spool.count)
         page_cursor = None
         if run.cursor_rule is not None:
             page_cursor = latest_cursor(records, run.cursor_rule, None)
@@ -66,7 +71,9 @@ class PageReader:
         report.cached_pages += cached
         run.changed = run.changed or not cached
         if run.spool is not None:
-            run.spool.add(records)
+            run.spool.add(rows)
+            for table, child_rows in (tables or {}).items():
+                run.tables[table].add(child_rows)
         page = Page(job.page, result.final_url or job.page.url, result.headers, body, len(records))
         following = [
             PageJob(run, job.paginator, request, job.base, job.include)

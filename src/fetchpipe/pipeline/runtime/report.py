@@ -35,6 +35,8 @@ class SourceReport:
     records: int = 0
     rows: int = 0
     """Rows written to the destination (after duplicate keys of a merge were removed)."""
+    tables: dict[str, int] = field(default_factory=dict)
+    """Rows written to each of its ``unnest`` tables."""
     cached_pages: int = 0
     """Pages answered by the cache (fresh, or confirmed by a 304)."""
     skipped: int = 0
@@ -51,6 +53,7 @@ class SourceReport:
             "pages": self.pages,
             "records": self.records,
             "rows": self.rows,
+            "tables": dict(self.tables),
             "cached_pages": self.cached_pages,
             "skipped": self.skipped,
             "seconds": round(self.seconds, 3),
@@ -136,6 +139,7 @@ def source_line(report: SourceReport) -> str:
     text = f"{report.name}: {report.status}, {', '.join(parts)}"
     if report.status == "ok":
         text += f" -> {report.rows} rows"
+        text += "".join(f", {table}: {rows} rows" for table, rows in report.tables.items())
     if report.cursor is not None:
         text += f", cursor {report.cursor}"
     text += f" ({report.seconds:.2f} s)"
@@ -169,6 +173,9 @@ def summary_table(report: RunReport, *, live: bool = False) -> Table:
             "" if s.status in ("running", "loading") else f"{s.seconds:.2f}",
             Text(note),
         )
+        for child, rows in s.tables.items():  # its unnest tables, below it
+            blank = ("",) * (3 + skips)
+            table.add_row(Text(f"  {child}"), "[dim]unnest[/]", *blank, str(rows), "", "")
     if live:
         return table
     failed = len(report.failed)

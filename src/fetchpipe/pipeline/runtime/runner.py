@@ -140,12 +140,11 @@ class PipelineRunner:
                 self.report.unfinished = True  # resumed by the next run (see the docstring)
             else:
                 status = "done" if self.report.ok else "failed"
-                names = [s.name for s in self.pipeline.sources]
+                names = self.pipeline.tables()
                 await thread.call(destination.end_run, self.run_id, status, names)
         finally:
             for run in self.runs.values():
-                if run.spool is not None:
-                    run.spool.discard()
+                run.discard_spools()
             await thread.call(destination.close)
             thread.shutdown()
             self.report.seconds = time.monotonic() - started
@@ -158,7 +157,7 @@ class PipelineRunner:
         new = RunRecord(
             self.run_id, pipeline.name, pipeline.config_hash(), self.select, self.full_refresh
         )
-        names = [s.name for s in pipeline.sources]
+        names = pipeline.tables()
         begun, committed = await resume.begin(
             self._thread, new, restart=self.restart, sources=names
         )

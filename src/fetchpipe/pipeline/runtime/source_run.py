@@ -24,7 +24,7 @@ from typing import Any
 
 from fetchpipe._redact import public_url
 from fetchpipe.destinations.duckdb_ingest import Spool
-from fetchpipe.destinations.pipelines import WriteMode
+from fetchpipe.destinations.pipelines import ChildTable, WriteMode
 from fetchpipe.destinations.pipelines.journal import EndedSource, PageEntry
 from fetchpipe.pipeline.runtime.auth import Authenticator
 from fetchpipe.pipeline.runtime.pagination import PageRequest, Paginator, paginator_for
@@ -58,6 +58,8 @@ class SourceRun:
     children: list[SourceRun] = field(default_factory=list)
     auth: Authenticator = field(default_factory=Authenticator)
     spool: Spool | None = None
+    tables: dict[str, Spool] = field(default_factory=dict)
+    """The rows of its ``unnest`` tables since the last commit, by table (with ``spool``)."""
     entries: list[PageEntry] = field(default_factory=list)
     """Pages read since the last commit."""
     commits: list[asyncio.Future[int]] = field(default_factory=list)
@@ -133,7 +135,31 @@ class SourceRun:
             report.status = _ENDED_STATUS.get(ended.status, "failed")
         elif write:
             run.spool = Spool(prefix=f"fetchpipe-{source.name}-")
+            run.tables = run.new_tables()
         return run
+
+    def new_tables(self) -> dict[str, Spool]:
+        """An empty spool for each of its ``unnest`` tables."""
+        return {u.table: Spool(prefix=f"fetchpipe-{u.table}-") for u in self.source.unnest}
+
+    def child_tables(self) -> list[ChildTable]:
+        """Its ``unnest`` tables, as the destination writes them."""
+        key = set(self.source.key_fields)
+        return [
+            ChildTable(
+                u.table,
+                u.index,
+                tuple((c, f) for c, f in u.include_parent.items() if f in key),
+            )
+            for u in self.source.unnest
+        ]
+
+    def discard_spools(self) -> None:
+        """Remove the spools of records not committed (when it ends, or the run does)."""
+        for spool in (self.spool, *self.tables.values()):
+            if spool is not None:
+                spool.discard()
+        self.spool, self.tables = None, {}
 
     def descendants(self) -> list[SourceRun]:
         return [d for child in self.children for d in (child, *child.descendants())]

@@ -59,6 +59,7 @@ from fetchpipe.pipeline.spec.models import (
 )
 from fetchpipe.pipeline.spec.network import proxy_secrets
 from fetchpipe.pipeline.spec.pydantic_problems import problems_from
+from fetchpipe.pipeline.spec.unnest import child_tables, table_problems
 
 S = TypeVar("S", bound="PipelineSpec")
 
@@ -174,6 +175,10 @@ class PipelineSpec(_Model):
                 return source
         raise KeyError(name)
 
+    def tables(self) -> list[str]:
+        """Every table the pipeline writes: each source's, then the ``unnest`` tables."""
+        return [s.name for s in self.sources] + child_tables(s.unnest for s in self.sources)
+
     def ordered_sources(self) -> list[Source]:
         """Sources with every parent before its children, otherwise in file order."""
         order = dependency_order({s.name: [p] if (p := s.parent) else [] for s in self.sources})
@@ -273,6 +278,7 @@ class PipelineSpec(_Model):
                     )
                 )
             seen.setdefault(source.name, index)
+        problems += table_problems([(s.name, s.unnest) for s in self.sources])
         for index, source in enumerate(self.sources):
             parent = source.parent
             if parent is not None and parent not in seen:

@@ -34,6 +34,7 @@ from fetchpipe.pipeline.spec.incremental import Incremental, incremental_problem
 from fetchpipe.pipeline.spec.network import ProxySetting, SecurityConfig
 from fetchpipe.pipeline.spec.paths import compile_path, json_placeholders, placeholders
 from fetchpipe.pipeline.spec.status import StatusActions
+from fetchpipe.pipeline.spec.unnest import Unnest, unnest_problems
 
 _Model = FrozenModel  # the name the blocks here and the top level (config.py) build on
 
@@ -303,6 +304,9 @@ class Source(_Model):
         default=False, description="Follow next-page links to other origins (without credentials)."
     )
     on_status: StatusActions = Field(default_factory=dict)
+    unnest: list[Unnest] = Field(
+        default_factory=list, description="List fields landed as child tables, a row an element."
+    )
 
     @property
     def key_fields(self) -> tuple[str, ...]:
@@ -347,6 +351,7 @@ class Source(_Model):
                 )
             )
         problems += incremental_problems(self.incremental, self.write)
+        problems += unnest_problems(self.unnest, self.name, self.write, self.key_fields)
         if self.include_parent and not problems and self.parent is None:
             problems.append(
                 Problem(
