@@ -213,6 +213,50 @@ def test_a_parent_staged_twice_in_a_run_keeps_the_children_of_its_last_copy(
     assert child_rows(tmp_path, kind) == [(1, 0, "w")]
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_merges_after_runs_without_child_rows_or_without_records(tmp_path: Path, kind: str) -> None:
+    """A run with no list items (an empty JSON Lines file), then a run with no records at all
+    (an incremental run that found nothing new), then one with items: each merges."""
+    merge = {"write": "merge", "primary_key": ["id"], "tables": [CHILD]}
+    with store_for(tmp_path, kind) as store:
+        stage(store, [[(1, []), (2, [])]], "r1")
+        assert store.finish_source("orders", run_id="r1", **merge) == 2  # type: ignore[arg-type]
+        stage(store, [[]], "r2")
+        assert store.finish_source("orders", run_id="r2", **merge) == 0  # type: ignore[arg-type]
+        stage(store, [[(2, ["a", "b"])]], "r3")
+        assert store.finish_source("orders", run_id="r3", **merge) == 1  # type: ignore[arg-type]
+        assert store.written_rows("order_items", "r3") == 2
+    assert query(tmp_path, kind, "SELECT id FROM orders ORDER BY id") == [(1,), (2,)]
+    assert child_rows(tmp_path, kind) == [(2, 0, "a"), (2, 1, "b")]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rows_written_before_the_tie_are_kept_by_a_merge(tmp_path: Path, kind: str) -> None:
+    """Child rows appended without the parent's key (no include_parent), then the source
+    merged with it: the untied rows stay, the tied ones are replaced on each re-load."""
+    untied = ChildTable("order_items", "_index")
+    with store_for(tmp_path, kind) as store:
+        parents, children = Spool(), Spool()
+        parents.add([{"id": 1, ROW_COLUMN: 0}])
+        children.add([{"sku": "old", "_index": 0, ROW_COLUMN: 0}])
+        parents.finish()
+        children.finish()
+        entry = PageEntry("orders", "r0", 1, False)
+        store.stage_pages("orders", parents, "r0", [entry], {"order_items": children})
+        parents.discard()
+        children.discard()
+        store.finish_source(
+            "orders", write="append", primary_key=None, run_id="r0", tables=[untied]
+        )
+        for run_id in ("r1", "r2"):
+            stage(store, [[(1, ["a", "b"])]], run_id)
+            store.finish_source(
+                "orders", write="merge", primary_key=["id"], run_id=run_id, tables=[CHILD]
+            )
+    rows = query(tmp_path, kind, "SELECT order_id, _index, sku FROM order_items ORDER BY sku")
+    assert rows == [(1, 0, "a"), (1, 1, "b"), (None, 0, "old")]
+
+
 def test_a_child_table_that_cannot_be_written_writes_nothing_of_the_source(
     tmp_path: Path,
 ) -> None:

@@ -99,9 +99,10 @@ def write_child(
     write: WriteMode,
     parent: str | None,
 ) -> int:
-    """Write the staged rows of ``child`` into its table, for the parent rows of the relation
-    ``parent`` (the parent's stage, deduplicated for a merge; ``None``: nothing was staged).
-    Returns the rows written; a LoadError naming the table when it cannot be written."""
+    """Write the staged rows of ``child`` into its table; for a merge, those of the parent rows
+    of the relation ``parent`` (the parent's stage without its duplicate keys; ``None``: no
+    parent row, and nothing to replace). Returns the rows written; a LoadError naming the table
+    when it cannot be written."""
     import duckdb
 
     if write == "merge" and not child.link:
@@ -130,7 +131,9 @@ def _write_child(
             connection.execute(f"DROP TABLE {table}")
         else:
             connection.execute(f"DELETE FROM {table}")  # no rows: keep the columns
-    if write == "merge" and parent is not None and existing is not None:
+    # A table without the tie's columns (made by a run with no child rows) has no row to tie.
+    names = {name.lower() for name in existing or {}}
+    if write == "merge" and parent is not None and all(c.lower() in names for c, _ in child.link):
         connection.execute(f"DELETE FROM {table} USING {parent} WHERE {linked(child, parent)}")
     if columns is None:
         return 0

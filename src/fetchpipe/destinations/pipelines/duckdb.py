@@ -56,18 +56,18 @@ class DuckDBLoader(StagedStore):
 
         def work(connection: duckdb.DuckDBPyConnection) -> int:
             columns = table_columns(connection, stage)
-            relation = stage if columns is not None else None
-            if write == "merge" and columns is not None and tables:
-                relation, _ = dedupe(connection, stage, columns, key)  # the parents that win
+            relation, parents = stage, 0
+            if columns is not None and tables and write == "merge":
+                relation, parents = dedupe(connection, stage, columns, key)  # the ones that win
             for child in tables:
-                write_child(connection, child, write, relation)
+                write_child(connection, child, write, relation if parents else None)
             rows = 0
             if write == "replace":
                 if has_fields(columns):
                     connection.execute(f"DROP TABLE IF EXISTS {quote(table)}")
                 elif table_columns(connection, table) is not None:
                     connection.execute(f"DELETE FROM {quote(table)}")  # no records: keep columns
-            if columns is not None and relation is not None:
+            if columns is not None:
                 rows = write_rows(
                     connection,
                     table,

@@ -100,11 +100,13 @@ class FileLoader(StagedStore):
             if relation:
                 # A merge reads the run's own file too when it exists: it was written before a
                 # crash, and holds the older rows that were removed after it.
-                inputs = self.files(table) if write == "merge" else []
+                inputs = self._readable(table) if write == "merge" else []
                 self._write(table, run_id, self._query(connection, relation, inputs, key))
                 written.append(table)
                 for child in tables:
-                    query = self._child_query(connection, child, write, relation, run_id)
+                    if write == "merge" and not rows:
+                        continue  # no parent re-loaded: the child files stay as they are
+                    query = self._child_query(connection, child, write, relation)
                     if query is not None:
                         self._write(child.name, run_id, query)
                         written.append(child.name)
@@ -127,9 +129,15 @@ class FileLoader(StagedStore):
         self.transaction(f"end source {table!r}", work)
         return rows
 
+    def _readable(self, table: str) -> list[Path]:
+        """The data files of ``table`` that hold rows or, in Parquet, at least their columns: a
+        JSON Lines file of no rows is empty, and DuckDB reads no columns from it."""
+        found = self.files(table)
+        return found if self.kind == "parquet" else [p for p in found if p.stat().st_size]
+
     def written_rows(self, table: str, run_id: str) -> int:
         path = self._file(table, run_id)
-        if not path.exists():
+        if path not in self._readable(table):
             return 0
         reader = self._reader(self.conn(), [path])
         row = (
@@ -170,6 +178,13 @@ class FileLoader(StagedStore):
         # typed as records are when staged (JSON Lines keep no types)
         return read_json(files, {**column_types(connection, files), **META_COLUMNS})
 
+    def _columns(self, connection: duckdb.DuckDBPyConnection, paths: list[Path]) -> list[str]:
+        """The columns of the data files ``paths``."""
+        if self.kind != "parquet":
+            return list(column_types(connection, [str(p) for p in paths]))
+        rows = connection.execute(f"DESCRIBE SELECT * FROM {self._reader(connection, paths)}")
+        return [str(row[0]) for row in rows.fetchall()]
+
     def _query(
         self,
         connection: duckdb.DuckDBPyConnection,
@@ -195,7 +210,6 @@ class FileLoader(StagedStore):
         child: ChildTable,
         write: WriteMode,
         parent: str,
-        run_id: str,
     ) -> str | None:
         """The rows of the run's file of ``child`` (None: nothing was staged for it). A merge
         keeps the older files' rows but those of the parent rows in ``parent``, and adds the
@@ -208,7 +222,6 @@ class FileLoader(StagedStore):
         row = quote(ROW_COLUMN)
         numbered = ROW_COLUMN in columns
         staged = f"SELECT * EXCLUDE ({row}) FROM {stage}" if numbered else f"SELECT * FROM {stage}"
-        older = self.files(child.name) if write == "merge" else []
         if write != "merge":
             return staged
         if not child.link:
@@ -218,18 +231,30 @@ class FileLoader(StagedStore):
             )
         if numbered:
             staged += f" WHERE {row} IN (SELECT {row} FROM {parent})"
-        if not older:
-            return staged
-        keys = ", ".join(quote(k) for k in child_key(child))
-        kept = (
-            f"SELECT *, 0 AS {_ORDER} FROM {self._reader(connection, older)} AS older "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {parent} WHERE {linked(child, parent, 'older')})"
-        )
-        return (
-            f"SELECT * EXCLUDE ({_ORDER}) FROM ({kept} "
-            f"UNION ALL BY NAME SELECT *, 1 AS {_ORDER} FROM ({staged})) "
-            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {_ORDER} DESC) = 1"
-        )
+        # Older files tie their rows to parents only when they have the tie's columns (a file
+        # of no rows has none; one written before the tie existed keeps its rows as they are).
+        tie = [column for column, _ in child.link]
+        tied: list[Path] = []
+        untied: list[Path] = []
+        for path in self._readable(child.name):
+            names = {name.lower() for name in self._columns(connection, [path])}
+            (tied if all(c.lower() in names for c in tie) else untied).append(path)
+        query = staged
+        if tied:
+            keys = ", ".join(quote(k) for k in child_key(child))
+            kept = (
+                f"SELECT *, 0 AS {_ORDER} FROM {self._reader(connection, tied)} AS older "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {parent} WHERE {linked(child, parent, 'older')})"
+            )
+            query = (
+                f"SELECT * EXCLUDE ({_ORDER}) FROM ({kept} "
+                f"UNION ALL BY NAME SELECT *, 1 AS {_ORDER} FROM ({staged})) "
+                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {_ORDER} DESC) = 1"
+            )
+        if untied:
+            reader = self._reader(connection, untied)
+            query = f"SELECT * FROM {reader} UNION ALL BY NAME SELECT * FROM ({query})"
+        return query
 
 
 def _numbered(connection: duckdb.DuckDBPyConnection, relation: str) -> bool:

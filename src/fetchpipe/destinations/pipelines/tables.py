@@ -83,8 +83,11 @@ def dedupe(
 
     Returns the relation to read (``relation`` itself when no key repeats, else the temporary
     table ``DEDUPED``) and its row count. A record without a key value is a LoadError naming it
-    (its row in the batch, from 0).
+    (its row in the batch, from 0). No rows: nothing to check (a run that found no records).
     """
+    row = connection.execute(f"SELECT count(*) FROM {relation}").fetchone()
+    if row is None or not row[0]:
+        return relation, 0
     present = {name.lower() for name in columns}
     for field in key:
         missing = None
