@@ -336,3 +336,24 @@ def test_the_destination_of_a_url_is_chosen_by_its_kind(tmp_path: Path, kind: st
     )
     with pytest.raises(LoadError, match=r"unknown file format 'csv'\. HINT: use jsonl or parquet"):
         destination_for("csv", tmp_path / "out")
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+def test_a_merge_that_found_no_records_keeps_the_files_rows(tmp_path: Path, kind: str) -> None:
+    """An incremental run that finds nothing new merges nothing, and the next one merges on."""
+    with FileLoader(tmp_path / "out", kind) as loader:
+        for run_id, records in (("r1", RECORDS), ("r2", []), ("r3", [{"id": 2, "name": "B"}])):
+            spool = Spool()
+            spool.add(records)
+            spool.finish()
+            loader.stage_pages("items", spool, run_id, [PageEntry("items", run_id, 0, False)])
+            spool.discard()
+            written = loader.finish_source(
+                "items", write="merge", primary_key=["id"], run_id=run_id
+            )
+            assert written == len(records)
+        (path,) = loader.files("items")
+    reader = "read_parquet" if kind == "parquet" else "read_json_auto"
+    with duckdb.connect() as connection:
+        found = connection.execute(f"SELECT id, name FROM {reader}('{path}') ORDER BY id")
+        assert found.fetchall() == [(1, "a"), (2, "B"), (3, "c")]
