@@ -27,6 +27,7 @@ from fetchpipe.cli.cache import DEFAULT_CACHE, check_cache_file, open_cache
 from fetchpipe.cli.fetching import Settings, counted, fetch_into, opened, sink_for, stderr
 from fetchpipe.cli.options import (
     Duration,
+    log_options,
     network_options,
     parse_cache_ttls,
     parse_headers,
@@ -306,6 +307,7 @@ def _resumed(source: InputFile, count: int, out: str) -> tuple[Iterable[Request]
     help="Skip the requests whose successful result is already in --out (matched by key, "
     "else by method and URL); fetch the others, failed ones again, and append.",
 )
+@log_options
 def fetch(
     urls: str,
     out: str,
@@ -334,6 +336,9 @@ def fetch(
     transport: str,
     max_redirects: int,
     resume: bool,
+    log_level: str | None,
+    log_format: str,
+    verbose: int,
 ) -> None:
     """Fetch the requests in URLS (a file, or - for stdin) into --out.
 
@@ -352,7 +357,10 @@ def fetch(
     of NO_PROXY, unless --proxy or --no-proxy says otherwise; a proxy's password is never shown.
     """
     from fetchpipe.cli.input import InputFile
+    from fetchpipe.cli.log_output import configure
     from fetchpipe.engine.security import SecurityPolicy
+
+    configure(log_level, log_format, verbose)
     from fetchpipe.engine.transports.factory import fast_transport_problem
 
     cache = _cache_for(cache_path, cache_ttls, stale_if_error, offline)

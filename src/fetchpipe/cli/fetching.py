@@ -16,6 +16,7 @@ import click
 
 from fetchpipe._config import Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, InputError, SinkError
+from fetchpipe._log import RunContext, emit, logger, new_run_id, run_context
 from fetchpipe._models import Request
 from fetchpipe._redact import redact_text
 from fetchpipe.cli.bad_usage import BadUsage
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from fetchpipe.engine.proxies import ProxyPolicy
     from fetchpipe.engine.security import SecurityPolicy
     from fetchpipe.engine.tls import TlsPolicy
+
+_LOG = logger("fetch")
+INFO, WARNING = 20, 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +101,21 @@ async def _pump(
 
     ``wall_time`` is measured from just before the first request to the last result.
     """
+    from fetchpipe.cli.log_output import attach
     from fetchpipe.cli.progress import reporter_for
     from fetchpipe.cli.summary import Summary
     from fetchpipe.engine.fetcher import Fetcher
 
     summary = Summary(cache_used=settings.cache is not None)
-    with reporter_for(stderr(), total) as progress:
+    console = stderr()
+    attach(console)  # log lines print through the console that draws the progress
+    run_id = new_run_id()
+    of = f" of {total:,}" if total is not None else ""
+    with (
+        run_context(RunContext(run_id)),
+        reporter_for(console, total) as progress,
+    ):
+        emit(_LOG, INFO, "run_started", f"fetch {run_id} started: requests{of}")
         async with Fetcher(
             limits=settings.limits,
             retry=settings.retry,
@@ -123,7 +136,18 @@ async def _pump(
                 last = time.perf_counter()
             summary.hosts_down = dict(fetcher.hosts_down)
             summary.retries_denied = fetcher.retries_denied
-    summary.wall_time = last - first
+        summary.wall_time = last - first
+        emit(
+            _LOG,
+            INFO if not summary.failed else WARNING,
+            "run_ended",
+            f"fetch {run_id} ended: {summary.total:,} requests, {summary.failed:,} failed "
+            f"({summary.wall_time:.2f} s)",
+            outcome="done" if not summary.failed else "failed",
+            requests=summary.total,
+            failed=summary.failed,
+            seconds=round(summary.wall_time, 3),
+        )
     return summary
 
 

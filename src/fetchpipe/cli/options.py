@@ -227,6 +227,42 @@ def transport_option(help: str) -> Callable[[_Decorated], _Decorated]:
     )
 
 
+# --- logs: --log-level, --log-format, -v (fetch, run, demo) -------------------------------------
+
+
+def log_options(command: _Decorated) -> _Decorated:
+    """``--log-level``, ``--log-format`` and ``-v``; the command passes their values to
+    :func:`fetchpipe.cli.log_output.configure` (imported there: ``--help`` loads no logging)."""
+    options = [
+        click.option(
+            "--log-level",
+            type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+            envvar="FETCHPIPE_LOG_LEVEL",
+            help="Log the run's events at this level and above on stderr: retries, pauses, "
+            "hosts down and up, sources and pages (info); every request (debug).  "
+            "[default: warning; env FETCHPIPE_LOG_LEVEL]",
+        ),
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            envvar="FETCHPIPE_LOG_FORMAT",
+            show_default=True,
+            help="Log lines as text, or as one JSON object per line (ts, level, event, run_id, "
+            "source, host, url, attempt, status, error).",
+        ),
+        click.option(
+            "-v",
+            "--verbose",
+            count=True,
+            help="Log more: -v is --log-level info, -vv debug.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 # --- proxies and TLS: fetch's --proxy, --no-proxy, --ca-bundle, --client-cert, --client-key -------
 
 

@@ -18,7 +18,7 @@ import click
 
 from fetchpipe._exceptions import ConfigError
 from fetchpipe.cli.bad_usage import BadUsage
-from fetchpipe.cli.options import comma_separated, json_flag, seconds, whole_number
+from fetchpipe.cli.options import comma_separated, json_flag, log_options, seconds, whole_number
 
 if TYPE_CHECKING:  # each command imports what it uses: listing the commands loads no pydantic
     from fetchpipe.pipeline.spec.config import PipelineSpec
@@ -172,6 +172,7 @@ def schema() -> None:
     "--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+@log_options
 def run_command(
     pipeline_file: str,
     select: tuple[str, ...],
@@ -180,6 +181,9 @@ def run_command(
     commit_every: float,
     json_path: str | None,
     quiet: bool,
+    log_level: str | None,
+    log_format: str,
+    verbose: int,
 ) -> None:
     """Run PIPELINE: fetch its sources and load them into its destination.
 
@@ -192,6 +196,7 @@ def run_command(
     """
     from rich.console import Console
 
+    from fetchpipe.cli import log_output
     from fetchpipe.destinations.pipelines import LoadError
     from fetchpipe.engine.fetcher import run as run_loop
     from fetchpipe.pipeline.runtime.report import (
@@ -202,8 +207,10 @@ def run_command(
     )
     from fetchpipe.pipeline.runtime.runner import PipelineRunner
 
+    log_output.configure(log_level, log_format, verbose)
     pipeline = _load(pipeline_file)
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+    log_output.attach(stderr)
     live = stderr.is_terminal and not quiet
     for host in sorted(pipeline.defaults.security.insecure_hosts):
         stderr.print(

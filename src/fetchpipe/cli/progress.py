@@ -71,7 +71,9 @@ class PlainReporter:
     def _tick(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                print(self._counts.line(), file=self._stream, flush=True)
+                # One write of the whole line: a log line from another thread never cuts it.
+                self._stream.write(self._counts.line() + "\n")
+                self._stream.flush()
             except (OSError, ValueError):
                 return
 

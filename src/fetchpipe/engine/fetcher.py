@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from fetchpipe._config import TRANSPORTS, Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, FetchpipeError, InputError
+from fetchpipe._log import emit, logger
 from fetchpipe._models import Result
 from fetchpipe.engine.breaker import DEFAULT_BREAKER, BreakerPolicy
 from fetchpipe.engine.cache.http_cache import HttpCache
@@ -33,6 +34,8 @@ from fetchpipe.engine.transports.base import Transport
 from fetchpipe.engine.transports.factory import open_transport
 
 T = TypeVar("T")
+_LOG = logger("engine")
+DEBUG = 10
 
 
 class Fetcher:
@@ -154,6 +157,7 @@ class Fetcher:
                 on_retry=self._on_retry,
             )
             results = run.results
+            debug = _LOG.isEnabledFor(DEBUG)  # asked once: nothing per result when off
             try:
                 while True:
                     result = results.poll()  # most of the time one is waiting: no await
@@ -161,6 +165,8 @@ class Fetcher:
                         result = await results.get()
                     if result is DONE:
                         break
+                    if debug:
+                        _log_done(result)
                     yield result
                 if run.crash is not None:
                     raise FetchpipeError(
@@ -175,6 +181,27 @@ class Fetcher:
             finally:
                 await run.stop()
                 self.spilled += run.readahead.queues.spilled
+
+
+def _log_done(result: Result) -> None:
+    """The ``request_done`` event (DEBUG) of ``result``."""
+    request = result.request
+    how = f"{result.status}" if result.ok else f"{result.error}: {result.error_message}"
+    emit(
+        _LOG,
+        DEBUG,
+        "request_done",
+        f"{request.method} done: {how} ({result.attempts} attempt(s), {result.source}, "
+        f"{result.elapsed:.3f} s)",
+        url=request.url,
+        params=request.params,
+        key=request.key,
+        attempt=result.attempts,
+        status=result.status,
+        error=None if result.error is None else result.error.value,
+        seconds=round(result.elapsed, 6),
+        cache=result.source.value,
+    )
 
 
 # --- running -----------------------------------------------------------------------------------

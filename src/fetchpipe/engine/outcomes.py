@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from fetchpipe._config import Limits, Timeouts
+from fetchpipe._log import emit, logger
 from fetchpipe._models import ErrorKind, Provenance, Result
 from fetchpipe.engine.body_parsing import parse_body
 from fetchpipe.engine.breaker import Breaker, BreakerPolicy, down_message
@@ -38,6 +39,8 @@ from fetchpipe.engine.retry import (
 from fetchpipe.engine.scheduler import Scheduler
 from fetchpipe.engine.transports.base import RawResponse
 
+_LOG = logger("engine")
+INFO, WARNING = 20, 30  # logging's levels, without a lookup on the way
 REMEMBER_FAILURES = 60.0
 """Seconds an idle host's breaker and retry budget are kept after its last failure."""
 NOT_SENT = "not sent: "
@@ -115,10 +118,28 @@ class Outcomes:
         now = self.loop.time()
         if failed:
             host.remember_until = now + REMEMBER_FAILURES
+        openings = breaker.openings
         until = breaker.ended(number, failed, first, policy, now)
         if until is None:
+            if openings and not breaker.openings:
+                emit(
+                    _LOG,
+                    INFO,
+                    "host_up",
+                    f"{host.name} answers again: its circuit closed",
+                    host=host.name,
+                )
             return
         host.pause(until)
+        emit(
+            _LOG,
+            WARNING,
+            "host_down",
+            f"{host.name} is down: its circuit breaker opened for {until - now:.3g} s",
+            host=host.name,
+            wait=round(until - now, 3),
+            openings=breaker.openings,
+        )
         down = self.owner.hosts_down
         down[host.name] = down.get(host.name, 0) + 1
         if self.fails_fast:
@@ -160,6 +181,19 @@ class Outcomes:
             policy = self.policy
             if policy.respect_retry_after and delay is not None and delay <= policy.retry_after_max:
                 self.scheduler.pause(host, delay)  # whether or not this one tries again
+                emit(
+                    _LOG,
+                    INFO,
+                    "host_paused",
+                    f"{host.name} paused {delay:.3g} s (Retry-After)",
+                    url=item.request.url,
+                    key=item.request.key,
+                    host=host.name,
+                    status=status,
+                    attempt=item.attempt,
+                    wait=round(delay, 3),
+                    reason="retry-after",
+                )
         decision = decide(
             self.policy,
             attempt=item.attempt,
@@ -189,10 +223,37 @@ class Outcomes:
                     item.on_budget = True
                 else:
                     self.owner.retries_denied += 1
+                    emit(
+                        _LOG,
+                        WARNING,
+                        "retry_refused",
+                        f"not retried: {budget.refusal(host.name)}",
+                        url=item.request.url,
+                        key=item.request.key,
+                        host=host.name,
+                        attempt=item.attempt,
+                        status=status,
+                        error=kind.value,
+                    )
                     decision = Decision(
                         retry=False, reason=f"{message} ({budget.refusal(host.name)})"
                     )
         if decision.retry:
+            request = item.request
+            emit(
+                _LOG,
+                INFO,
+                "request_retried",
+                f"attempt {item.attempt} failed ({message}); retrying in {decision.wait:.3g} s",
+                url=request.url,
+                params=request.params,
+                key=request.key,
+                host=host.name,
+                attempt=item.attempt,
+                status=status,
+                error=kind.value,
+                wait=round(decision.wait, 3),
+            )
             hook = self.on_retry
             if hook is not None:
                 hook(

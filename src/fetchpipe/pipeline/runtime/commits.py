@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from fetchpipe._log import emit, logger
 from fetchpipe.destinations.duckdb_ingest import Spool
 from fetchpipe.destinations.pipelines import LoadError
 from fetchpipe.destinations.pipelines.journal import PageEntry
@@ -22,6 +23,8 @@ COMMIT_EVERY = 1.0
 """Seconds between commits of a source's fetched pages: a crash loses at most this much."""
 COMMIT_RECORDS = 50_000
 """Records after which a source's pages are committed whatever the time."""
+_LOG = logger("pipeline")
+DEBUG = 10
 
 
 class Commits:
@@ -75,6 +78,15 @@ class Commits:
                 destination.stage_pages, run.source.name, spool, self._run_id, entries, tables
             )
             run.committed_pages += len(entries)
+            emit(
+                _LOG,
+                DEBUG,
+                "page_committed",
+                f"{run.source.name}: {len(entries)} page(s), {staged} record(s) committed",
+                source=run.source.name,
+                pages=len(entries),
+                records=staged,
+            )
             return staged
         except LoadError as exc:
             if run.suspended:  # these pages are not kept: the source fails after all

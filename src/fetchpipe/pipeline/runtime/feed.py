@@ -46,6 +46,11 @@ class JobQueue:
         """The job in flight whose request had ``key``: its result has come."""
         return self._jobs.pop(key)
 
+    def source_of(self, key: object) -> str | None:
+        """The source of the job in flight whose request has ``key`` (None: none is)."""
+        job = self._jobs.get(key) if isinstance(key, int) else None
+        return None if job is None else job.run.source.name
+
     def wake(self) -> None:
         """Let :meth:`feed` look again: a job was settled (the run may be over)."""
         self._wake.set()

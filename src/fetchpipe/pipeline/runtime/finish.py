@@ -18,11 +18,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from fetchpipe._log import emit, logger
 from fetchpipe.destinations.pipelines import LoadError
 from fetchpipe.pipeline.runtime.commits import Commits
 from fetchpipe.pipeline.runtime.destination import DestinationThread
-from fetchpipe.pipeline.runtime.report import SourceReport
+from fetchpipe.pipeline.runtime.report import SourceReport, source_line
 from fetchpipe.pipeline.runtime.source_run import CURSOR, SourceRun
+
+_LOG = logger("pipeline")
+INFO, WARNING = 20, 30
 
 
 class Finisher:
@@ -120,6 +124,18 @@ class Finisher:
             run.discard_spools()
             report.seconds = time.monotonic() - run.started
             run.finished.set()
+        emit(
+            _LOG,
+            WARNING if report.status == "failed" else INFO,
+            "source_ended",
+            source_line(report),
+            source=name,
+            outcome=report.status,
+            rows=report.rows,
+            pages=report.pages,
+            records=report.records,
+            reason=report.reason,
+        )
         if self._on_source_done is not None:
             self._on_source_done(report)
 

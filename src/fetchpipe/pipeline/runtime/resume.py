@@ -11,12 +11,11 @@ that a cursor sent in the body or in a header resumes at the page it had reached
 from __future__ import annotations
 
 import collections
-import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from fetchpipe._exceptions import ConfigError
+from fetchpipe._log import new_run_id as new_run_id  # run ids: fetch's too
 from fetchpipe._redact import SecretTokens
 from fetchpipe.destinations.pipelines.journal import JournalJob, PageEntry, RunRecord
 from fetchpipe.engine.security import without_params
@@ -26,12 +25,6 @@ from fetchpipe.pipeline.runtime.records import greater_cursor
 from fetchpipe.pipeline.runtime.source_run import PageJob, SourceRun
 
 _UNSET: Any = object()
-
-
-def new_run_id() -> str:
-    """A unique run id that sorts by start time: UTC time to the microsecond, 6 random hex
-    digits (``20261126T101500.123456Z-3fa2c1``)."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}-{secrets.token_hex(3)}"
 
 
 async def begin(

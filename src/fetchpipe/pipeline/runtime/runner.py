@@ -39,6 +39,7 @@ from typing import Any
 import aiohttp
 
 from fetchpipe._exceptions import ConfigError
+from fetchpipe._log import RunContext, emit, logger, run_context
 from fetchpipe._models import ErrorKind, Result
 from fetchpipe._redact import SecretTokens
 from fetchpipe.destinations.pipelines import LoadError
@@ -65,6 +66,9 @@ from fetchpipe.pipeline.spec.models import Source
 from fetchpipe.pipeline.spec.network import load_network
 
 __all__ = ["PipelineRunner"]
+
+_LOG = logger("pipeline")
+INFO, WARNING = 20, 30
 
 
 class PipelineRunner:
@@ -135,13 +139,26 @@ class PipelineRunner:
             raise
         try:
             committed = await self._begin()
-            await self._run_sources(committed)
+            context = RunContext(self.run_id, self.redact, self._source_of)
+            with run_context(context):
+                await self._run_sources(committed)
+            status = "unfinished"
             if any(run.suspended for run in self.runs.values()):
                 self.report.unfinished = True  # resumed by the next run (see the docstring)
             else:
                 status = "done" if self.report.ok else "failed"
                 names = self.pipeline.tables()
                 await thread.call(destination.end_run, self.run_id, status, names)
+            with run_context(context):
+                emit(
+                    _LOG,
+                    INFO if self.report.ok else WARNING,
+                    "run_ended",
+                    f"run {self.run_id} of {self.pipeline.name} ended: {status} "
+                    f"({time.monotonic() - started:.2f} s)",
+                    outcome=status,
+                    seconds=round(time.monotonic() - started, 3),
+                )
         finally:
             for run in self.runs.values():
                 run.discard_spools()
@@ -164,7 +181,22 @@ class PipelineRunner:
         if begun is not new:
             self.run_id = self.report.run_id = begun.run_id
             self.report.resumed = True
+        with run_context(RunContext(self.run_id, self.redact)):
+            how = "resumed" if self.report.resumed else "started"
+            emit(
+                _LOG,
+                INFO,
+                "run_started",
+                f"run {self.run_id} of {pipeline.name} {how} -> {self.report.destination}",
+                resumed=self.report.resumed,
+                pipeline=pipeline.name,
+            )
         return committed
+
+    def _source_of(self, key: object) -> str | None:
+        """The source of the request with ``key`` (one in flight), for the logs."""
+        queue: JobQueue | None = getattr(self, "_queue", None)
+        return None if queue is None else queue.source_of(key)
 
     async def _run_sources(self, committed: list[PageEntry]) -> None:
         pipeline, thread, destination = self.pipeline, self._thread, self._thread.destination
@@ -248,6 +280,8 @@ class PipelineRunner:
         )
         self.runs[source.name] = run
         self.report.sources.append(run.report)
+        how = "ended before the interruption" if run.ended_earlier else "started"
+        emit(_LOG, INFO, "source_started", f"{source.name}: {how}", source=source.name)
 
     def _seed(self, committed: list[PageEntry]) -> None:
         """Queue each source's first page, and after a restart every page that committed pages
