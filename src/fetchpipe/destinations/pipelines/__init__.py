@@ -29,6 +29,7 @@ from typing import Any, Literal, Protocol
 from fetchpipe._exceptions import SinkError
 from fetchpipe.destinations.duckdb_ingest import Spool
 from fetchpipe.destinations.pipelines.journal import EndedSource, PageEntry, RunRecord
+from fetchpipe.destinations.run_log import LogRows
 
 WriteMode = Literal["append", "replace", "merge"]
 """How a source's records reach its table: added, in place of the table's, or upserted by key."""
@@ -68,11 +69,12 @@ class Destination(Protocol):
 
     ``open`` (a :class:`LoadError` when another run holds it) and ``close`` around a run. A run
     is begun, or the unfinished one found and resumed, through the journal calls; pages are
-    staged as they commit (their records, the rows of their ``tables`` (:class:`ChildTable`)
-    and their journal rows, in one transaction); a source ends by ``finish_source`` (its stage
-    and its tables' applied with its state) or ``discard_source`` (failed, unchanged, or
-    fetched only for its children). ``written_rows``: the rows a run left in a table. Calls come
-    from one thread at a time.
+    staged as they commit (their records, the rows of their ``tables`` (:class:`ChildTable`),
+    their journal rows and the rows of their requests, in one transaction; ``record_log`` writes
+    the rows of the others); a source ends by ``finish_source`` (its stage and its tables'
+    applied with its state) or ``discard_source`` (failed, unchanged, or fetched only for its
+    children). ``written_rows``: the rows a run left in a table. Calls come from one thread at a
+    time.
     """
 
     def open(self) -> None: ...
@@ -115,7 +117,10 @@ class Destination(Protocol):
         run_id: str,
         entries: Sequence[PageEntry],
         tables: Mapping[str, Spool] | None = None,
+        log: LogRows | None = None,
     ) -> int: ...
+
+    def record_log(self, log: LogRows) -> None: ...
 
     def discard_source(
         self,

@@ -4,8 +4,9 @@ Kept in DuckDB tables next to the records (in the destination file, or in
 ``DIR/_fetchpipe.duckdb`` beside a file destination), so that a page's records and its journal
 entry commit in one transaction:
 
-- ``_fetchpipe_runs``: one row per run: id, pipeline, a hash of its configuration, the sources
-  it was asked to write, and its status (``running`` until it ends; a run that never ended, the
+- ``_fetchpipe_runs`` (defined with the request log, :mod:`fetchpipe.destinations.run_log`):
+  one row per run: id, pipeline, a hash of its configuration, the sources it was asked to
+  write, and its status (``running`` until it ends; a run that never ended, the
   process having died or been stopped, is resumed by the next ``fetchpipe run``).
 - ``_fetchpipe_pages``: one row per committed page of the unfinished run: the source, the
   page's key, how many records, whether it came from the cache, the greatest incremental cursor
@@ -29,18 +30,16 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from fetchpipe.destinations import run_log
+from fetchpipe.destinations.run_log import RUNS_TABLE, SOURCES_TABLE
+
 if TYPE_CHECKING:
     import duckdb
 
-RUNS_TABLE = "_fetchpipe_runs"
 PAGES_TABLE = "_fetchpipe_pages"
-SOURCES_TABLE = "_fetchpipe_sources"
 STAGE_PREFIX = "_fetchpipe_stage_"
 
 _SCHEMA = (
-    f"CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (run_id VARCHAR PRIMARY KEY, pipeline VARCHAR, "
-    "config_hash VARCHAR, selected JSON, full_refresh BOOLEAN, status VARCHAR, "
-    "started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ)",
     f"CREATE TABLE IF NOT EXISTS {PAGES_TABLE} (run_id VARCHAR, source VARCHAR, "
     "page_key VARCHAR, records BIGINT, cached BOOLEAN, cursor JSON, jobs JSON)",
     f"CREATE TABLE IF NOT EXISTS {SOURCES_TABLE} (run_id VARCHAR, source VARCHAR, "
@@ -163,9 +162,13 @@ class RunRecord:
     selected: tuple[str, ...] | None
     full_refresh: bool
     status: str = "running"
+    started_at: datetime | None = None
+    """When the run began (read back for an unfinished run: a resumed run's times count
+    from it)."""
 
 
 def create_tables(connection: duckdb.DuckDBPyConnection) -> None:
+    run_log.create_tables(connection)  # the runs (with their requests and events)
     for statement in _SCHEMA:
         connection.execute(statement)
 
@@ -173,8 +176,9 @@ def create_tables(connection: duckdb.DuckDBPyConnection) -> None:
 def unfinished_run(connection: duckdb.DuckDBPyConnection, pipeline: str) -> RunRecord | None:
     """The pipeline's latest run that never ended, if any."""
     row = connection.execute(
-        f"SELECT run_id, pipeline, config_hash, selected, full_refresh, status FROM {RUNS_TABLE} "
-        "WHERE pipeline = ? AND status = 'running' ORDER BY started_at DESC LIMIT 1",
+        "SELECT run_id, pipeline, config_hash, selected, full_refresh, status, started_at "
+        f"FROM {RUNS_TABLE} WHERE pipeline = ? AND status = 'running' "
+        "ORDER BY started_at DESC LIMIT 1",
         [pipeline],
     ).fetchone()
     if row is None:
@@ -187,6 +191,7 @@ def unfinished_run(connection: duckdb.DuckDBPyConnection, pipeline: str) -> RunR
         tuple(selected) if selected is not None else None,
         bool(row[4]),
         str(row[5]),
+        row[6],
     )
 
 

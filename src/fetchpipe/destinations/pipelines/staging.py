@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
+from fetchpipe.destinations import run_log
 from fetchpipe.destinations.duckdb_ingest import Spool, quote
 from fetchpipe.destinations.lifecycle import OpenClose
 from fetchpipe.destinations.pipelines import (
@@ -33,6 +34,7 @@ from fetchpipe.destinations.pipelines import (
 from fetchpipe.destinations.pipelines.children import stage_with_children
 from fetchpipe.destinations.pipelines.journal import PageEntry, RunRecord, stage_table
 from fetchpipe.destinations.pipelines.tables import BATCH, stage_batch, write_rows
+from fetchpipe.destinations.run_log import LogRows
 
 # duckdb is imported where a database is opened or used (lazy): importing the runner loads it
 # only when a destination needs it.
@@ -215,11 +217,13 @@ class StagedStore(OpenClose):
         run_id: str,
         entries: Sequence[PageEntry],
         tables: Mapping[str, Spool] | None = None,
+        log: LogRows | None = None,
     ) -> int:
-        """Commit the spool's records to the source's stage table with the pages' journal rows,
-        in one transaction (no spool: the journal rows alone, for a source that is fetched
-        but not written). ``tables``: the rows of the source's child tables (table -> spool),
-        staged in the same transaction (see :mod:`.children`). Returns the records staged."""
+        """Commit the spool's records to the source's stage table with the pages' journal rows
+        and the ``log`` rows of their requests (and the run's events), in one transaction (no
+        spool: the journal rows alone, for a source that is fetched but not written).
+        ``tables``: the rows of the source's child tables (table -> spool), staged in the same
+        transaction (see :mod:`.children`). Returns the records staged."""
 
         def work(connection: duckdb.DuckDBPyConnection) -> int:
             staged = 0
@@ -230,6 +234,8 @@ class StagedStore(OpenClose):
                 columns = stage_batch(connection, spool, run_id, datetime.now(UTC))
                 staged = write_rows(connection, stage_table(source), BATCH, columns)
             journal.insert_pages(connection, run_id, entries)
+            if log:
+                run_log.insert(connection, log)
             return staged
 
         count = spool.count if spool is not None else 0
@@ -237,6 +243,12 @@ class StagedStore(OpenClose):
             return self.transaction(f"stage {count} record(s) of {source!r}", work)
         finally:
             self._drop_batch()
+
+    def record_log(self, log: LogRows) -> None:
+        """Write request and event rows that belong to no committed page (failures, skips, the
+        last events), in one transaction."""
+        if log:
+            self.transaction("record the run's requests", lambda c: run_log.insert(c, log))
 
     def discard_source(
         self,

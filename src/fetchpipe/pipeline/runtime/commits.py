@@ -3,7 +3,8 @@
 The records of a source's pages go to its spool as the pages are read (the rows of its
 ``unnest`` tables to a spool each); every ``every`` seconds (or after ``records`` records, or at
 the source's end) the spools and the pages' journal rows are committed to the stage tables on
-the destination's thread, in one transaction. A crash loses at most the
+the destination's thread, in one transaction, with the request log's rows of those pages'
+requests (and the run's events so far). A crash loses at most the
 pages since the last commit, and the next run fetches them again (:mod:`.resume`).
 """
 
@@ -16,6 +17,7 @@ from fetchpipe._log import emit, logger
 from fetchpipe.destinations.duckdb_ingest import Spool
 from fetchpipe.destinations.pipelines import LoadError
 from fetchpipe.destinations.pipelines.journal import PageEntry
+from fetchpipe.destinations.run_log import LogRows, RequestRecorder
 from fetchpipe.pipeline.runtime.destination import DestinationThread
 from fetchpipe.pipeline.runtime.source_run import SourceRun
 
@@ -37,11 +39,14 @@ class Commits:
         *,
         every: float = COMMIT_EVERY,
         records: int = COMMIT_RECORDS,
+        recorder: RequestRecorder | None = None,
     ) -> None:
         self._thread = thread
         self._run_id = run_id
         self._every = every
         self._records = records
+        self._recorder = recorder
+        """Its events so far go with each commit."""
 
     def maybe_commit(self, run: SourceRun, *, last: bool = False) -> None:
         """Commit the pages read since the last commit, when it is time (or ``last``)."""
@@ -53,6 +58,8 @@ class Commits:
         if not (last or due or count >= self._records):
             return
         entries, run.entries = run.entries, []
+        events = self._recorder.take_events() if self._recorder is not None else []
+        log, run.requests = LogRows(run.requests, events), []
         run.committed_at = time.monotonic()
         tables: dict[str, Spool] | None = None
         if spool is not None:
@@ -62,7 +69,7 @@ class Commits:
                 tables, run.tables = run.tables, run.new_tables()
                 for rows in tables.values():
                     rows.finish()
-        future = asyncio.ensure_future(self._commit(run, spool, entries, tables))
+        future = asyncio.ensure_future(self._commit(run, spool, entries, tables, log))
         run.commits.append(future)
 
     async def _commit(
@@ -71,11 +78,18 @@ class Commits:
         spool: Spool | None,
         entries: list[PageEntry],
         tables: dict[str, Spool] | None,
+        log: LogRows,
     ) -> int:
         destination = self._thread.destination
         try:
             staged = await self._thread.call(
-                destination.stage_pages, run.source.name, spool, self._run_id, entries, tables
+                destination.stage_pages,
+                run.source.name,
+                spool,
+                self._run_id,
+                entries,
+                tables,
+                log,
             )
             run.committed_pages += len(entries)
             emit(

@@ -32,6 +32,7 @@ status that the source's ``on_status`` skips ends that request with no records a
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -45,6 +46,7 @@ from fetchpipe._redact import SecretTokens
 from fetchpipe.destinations.pipelines import LoadError
 from fetchpipe.destinations.pipelines.factory import destination_for
 from fetchpipe.destinations.pipelines.journal import EndedSource, PageEntry, RunRecord
+from fetchpipe.destinations.run_log import LogRows, RequestRecorder
 from fetchpipe.engine.fetcher import Fetcher
 from fetchpipe.engine.tls import load_tls
 from fetchpipe.engine.transports.base import Transport
@@ -79,6 +81,7 @@ class PipelineRunner:
     _finisher: Finisher
     _queue: JobQueue
     _pages: PageReader
+    _recorder: RequestRecorder
 
     def __init__(
         self,
@@ -139,9 +142,12 @@ class PipelineRunner:
             raise
         try:
             committed = await self._begin()
-            context = RunContext(self.run_id, self.redact, self._source_of)
+            recorder = self._recorder
+            context = RunContext(self.run_id, self.redact, self._source_of, recorder.event)
             with run_context(context):
                 await self._run_sources(committed)
+            rest = [row for run in self.runs.values() for row in run.requests]
+            await thread.call(destination.record_log, LogRows(rest, recorder.take_events()))
             status = "unfinished"
             if any(run.suspended for run in self.runs.values()):
                 self.report.unfinished = True  # resumed by the next run (see the docstring)
@@ -181,6 +187,19 @@ class PipelineRunner:
         if begun is not new:
             self.run_id = self.report.run_id = begun.run_id
             self.report.resumed = True
+        loop = asyncio.get_running_loop()
+        since = 0.0  # a resumed run's times count from its first start
+        if begun.started_at is not None:
+            since = max(0.0, time.time() - begun.started_at.timestamp())
+        report = pipeline.report
+        self._recorder = RequestRecorder(
+            self.run_id,
+            loop.time() - since,
+            loop.time,
+            redact=self.redact,
+            sample=report.sample,
+            slow=report.slow,
+        )
         with run_context(RunContext(self.run_id, self.redact)):
             how = "resumed" if self.report.resumed else "started"
             emit(
@@ -209,7 +228,11 @@ class PipelineRunner:
                 state = await thread.call(destination.read_state, source.name)
             self._add_run(source, state, ended.get(source.name))
         self._commits = Commits(
-            thread, self.run_id, every=self.commit_every, records=self.commit_records
+            thread,
+            self.run_id,
+            every=self.commit_every,
+            records=self.commit_records,
+            recorder=self._recorder,
         )
         self._finisher = Finisher(
             thread,
@@ -300,6 +323,9 @@ class PipelineRunner:
     async def _handle(self, result: Result) -> None:
         job = self._queue.take(int(result.key or 0))
         run = job.run
+        row = self._recorder.row(result, run.source.name, skipped=_skipped(run.source, result))
+        if row is not None:
+            run.requests.append(row)
         try:
             if run.failure is not None:
                 return

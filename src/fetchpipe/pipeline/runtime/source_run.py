@@ -62,6 +62,8 @@ class SourceRun:
     """The rows of its ``unnest`` tables since the last commit, by table (with ``spool``)."""
     entries: list[PageEntry] = field(default_factory=list)
     """Pages read since the last commit."""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    """Request log rows since the last commit (see :mod:`fetchpipe.destinations.run_log`)."""
     commits: list[asyncio.Future[int]] = field(default_factory=list)
     committed_at: float = 0.0
     outstanding: int = 0

@@ -54,6 +54,7 @@ from fetchpipe.pipeline.spec.models import (
     ApiKeyAuth,
     Defaults,
     HostConfig,
+    ReportConfig,
     Source,
     _Model,
 )
@@ -80,6 +81,9 @@ class PipelineSpec(_Model):
         default_factory=dict, description="Limits per host name or *.example.com pattern."
     )
     sources: list[Source] = Field(min_length=1)
+    report: ReportConfig = Field(
+        default_factory=ReportConfig, description="What the run's request log keeps."
+    )
 
     _secrets: frozenset[str] = PrivateAttr(default=frozenset())
     _file: str | None = PrivateAttr(default=None)
@@ -147,8 +151,9 @@ class PipelineSpec(_Model):
 
     def config_hash(self) -> str:
         """A hash of the settings (secrets excluded; so is the proxy, which may hold a password
-        and changes no data): an interrupted run is resumed only by the same pipeline."""
-        text = self.model_dump_json(by_alias=True, exclude={"defaults": {"proxy"}})
+        and changes no data, and the request log's settings): an interrupted run is resumed
+        only by the same pipeline."""
+        text = self.model_dump_json(by_alias=True, exclude={"defaults": {"proxy"}, "report": True})
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def auth_secrets(self) -> frozenset[str]:

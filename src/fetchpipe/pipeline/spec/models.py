@@ -176,6 +176,21 @@ class Defaults(_Model):
     )
 
 
+class ReportConfig(_Model):
+    """The run's request log (the ``_fetchpipe_requests`` table): which requests it keeps."""
+
+    sample: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Share of ordinary requests recorded (1: every one). Failed, retried, "
+        "skipped, stale and slow requests are always recorded.",
+    )
+    slow: Wait = Field(
+        default=1.0, description="Seconds from which a request counts as slow (always recorded)."
+    )
+
+
 class HostConfig(_Model):
     """Limits for one host (or ``*.example.com``): concurrency and a rate with a burst."""
 
