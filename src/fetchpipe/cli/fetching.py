@@ -7,6 +7,7 @@ Imports of the engine, the sinks and rich happen inside the functions (lazy: sta
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -111,8 +112,17 @@ async def _pump(
     attach(console)  # log lines print through the console that draws the progress
     run_id = new_run_id()
     of = f" of {total:,}" if total is not None else ""
+    context = RunContext(run_id)
+    log_requests = getattr(sink, "log_requests", None)  # a DuckDB file keeps the request log
+    if log_requests is not None:
+        from fetchpipe.destinations.run_log import RequestRecorder
+
+        loop = asyncio.get_running_loop()
+        recorder = RequestRecorder(run_id, loop.time(), loop.time)
+        log_requests(recorder)
+        context = RunContext(run_id, on_event=recorder.event)
     with (
-        run_context(RunContext(run_id)),
+        run_context(context),
         reporter_for(console, total) as progress,
     ):
         emit(_LOG, INFO, "run_started", f"fetch {run_id} started: requests{of}")

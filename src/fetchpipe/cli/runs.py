@@ -59,9 +59,7 @@ def runs_command(target: str, limit: int, as_json: bool) -> None:
         of = f" of pipeline {pipeline}" if pipeline is not None else ""
         click.echo(f"no runs{of} in {database}")
         return
-    from rich.console import Console  # lazy: start-up time
-
-    Console(highlight=False, soft_wrap=True).print(_table(runs, database))
+    click.echo(redact("\n".join(_lines(runs, database))))
 
 
 def _database(target: str) -> tuple[Path, str | None, Callable[[str], str]]:
@@ -137,36 +135,26 @@ def _read(database: Path, pipeline: str | None, limit: int) -> list[RunSummary]:
         connection.close()
 
 
-def _table(runs: list[RunSummary], database: Path) -> object:
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=f"runs in {database}", title_justify="left")
-    right = ("seconds", "requests", "retries", "cache hits", "failed")
-    for name in ("run", "pipeline", "started (UTC)", "seconds", "status", "rows per source"):
-        table.add_column(name, justify="right" if name in right else "left")
-    for name in right[1:]:
-        table.add_column(name, justify="right")
+def _lines(runs: list[RunSummary], database: Path) -> list[str]:
+    """Three lines per run: what it was, its requests, its rows per source."""
+    lines = [f"runs in {database}, the latest first"]
     for run in runs:
-        started = ""
+        started = "-"
         if run.started_at is not None:
-            started = f"{run.started_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
-        seconds = "" if run.seconds is None else f"{run.seconds:.2f}"
-        sources = ", ".join(
-            f"{name} {values['rows'] if values.get('rows') is not None else '-'}"
-            + ("" if values.get("status") in ("ok", "done", None) else f" ({values['status']})")
+            started = f"{run.started_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        seconds = "" if run.seconds is None else f", {run.seconds:.2f} s"
+        status = _SHOWN_STATUS.get(run.status, run.status)
+        lines.append(f"{run.run_id}  {run.pipeline}  {status}  {started}{seconds}")
+        lines.append(
+            f"  {run.requests:,} requests, {run.retries:,} retries, {run.cache_hits:,} cache "
+            f"hits, {run.failures:,} failed"
+        )
+        rows = [
+            f"{name} {values['rows']:,}"
+            + ("" if values.get("status") in ("done", None) else f" ({values['status']})")
             for name, values in run.sources.items()
-        )
-        table.add_row(
-            Text(run.run_id),
-            Text(run.pipeline),
-            started,
-            seconds,
-            _SHOWN_STATUS.get(run.status, run.status),
-            Text(sources),
-            f"{run.requests:,}",
-            f"{run.retries:,}",
-            f"{run.cache_hits:,}",
-            f"{run.failures:,}",
-        )
-    return table
+            if values.get("rows") is not None
+        ]
+        if rows:
+            lines.append(f"  rows: {', '.join(rows)}")
+    return lines

@@ -14,7 +14,8 @@ Three tables, the same for a pipeline's destination (its DuckDB file, or
   the last), ``total_time`` (first attempt to result, waits between attempts included).
   ``weight`` is 1, or 1/sample for a row kept by sampling (:class:`RequestRecorder`): sums of
   ``weight`` estimate counts when the run kept a sample.
-- ``_fetchpipe_events``: what happened to hosts and attempts, at a time from the run's start:
+- ``_fetchpipe_events``: what happened to hosts and attempts, at ``start_offset`` seconds from
+  the run's start:
   ``request_retried`` (why, the wait), ``retry_refused`` (retry budget spent),
   ``host_paused`` (a Retry-After), ``host_down`` (the breaker opened: ``wait`` is its
   cool-down) and ``host_up``.
@@ -29,6 +30,7 @@ the recorder's ``redact`` (the pipeline's secrets, credential query values, URL 
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -76,7 +78,7 @@ REQUEST_COLUMNS = {
 
 EVENT_COLUMNS = {
     "run_id": "VARCHAR",
-    "at": "DOUBLE",
+    "start_offset": "DOUBLE",
     "event": "VARCHAR",
     "source": "VARCHAR",
     "host": "VARCHAR",
@@ -176,6 +178,7 @@ class RequestRecorder:
         self.slow = slow
         self.events: list[dict[str, Any]] = []
         """Events not yet taken for writing (see :meth:`take_events`)."""
+        self._lock = threading.Lock()  # fetch's writer thread takes what the loop records
         self._random = random.Random(run_id).random
 
     def row(
@@ -219,25 +222,26 @@ class RequestRecorder:
         """Record an engine event (a :data:`fetchpipe._log.RECORDED` one) as it happens:
         ``fields`` are the log record's, already redacted."""
         wait = fields.get("wait")
-        self.events.append(
-            {
-                "run_id": self.run_id,
-                "at": round(self.clock() - self.started, 6),
-                "event": name,
-                "source": fields.get("source"),
-                "host": fields.get("host"),
-                "url": fields.get("url"),
-                "attempt": fields.get("attempt"),
-                "status": fields.get("status"),
-                "error": fields.get("error"),
-                "wait": wait if isinstance(wait, int | float) else None,
-                "message": fields.get("message"),
-            }
-        )
+        event = {
+            "run_id": self.run_id,
+            "start_offset": round(self.clock() - self.started, 6),
+            "event": name,
+            "source": fields.get("source"),
+            "host": fields.get("host"),
+            "url": fields.get("url"),
+            "attempt": fields.get("attempt"),
+            "status": fields.get("status"),
+            "error": fields.get("error"),
+            "wait": wait if isinstance(wait, int | float) else None,
+            "message": fields.get("message"),
+        }
+        with self._lock:
+            self.events.append(event)
 
     def take_events(self) -> list[dict[str, Any]]:
         """The events recorded since the last call."""
-        events, self.events = self.events, []
+        with self._lock:
+            events, self.events = self.events, []
         return events
 
 

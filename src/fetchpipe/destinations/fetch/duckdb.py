@@ -22,14 +22,19 @@ import queue
 import threading
 import time
 from collections import deque
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import orjson
+
 from fetchpipe._exceptions import SinkError
 from fetchpipe._models import Result
+from fetchpipe.destinations import run_log
 from fetchpipe.destinations.duckdb_ingest import Spool, quote, read_json
 from fetchpipe.destinations.fetch import COLUMNS, encode_record
 from fetchpipe.destinations.lifecycle import OpenClose
+from fetchpipe.destinations.run_log import LogRows, RequestRecorder
 
 # duckdb is imported in the methods that use it (lazy: start-up time): `fetch --out x.jsonl`
 # imports this module through fetch.factory and loads no DuckDB.
@@ -54,6 +59,8 @@ COLUMN_TYPES = {
 }
 """Column types of the table. ``key`` is stored as text (an integer key becomes its digits)."""
 
+ROW = b"\0"
+"""Between a result's record and its request log row in one queued item (JSON has no NUL)."""
 ADDED_COLUMNS = {"source": "'network'"}
 """Columns added after the first release: an existing table without one gains it (``ALTER
 TABLE ... ADD COLUMN``), its earlier rows set to the value given here (before the HTTP cache,
@@ -126,6 +133,8 @@ class DuckDBSink(OpenClose):
         self._error: SinkError | None = None
         self._error_raised = False
         self._spool: Spool | None = None
+        self._recorder: RequestRecorder | None = None
+        self._run_begun = False
         columns = ", ".join(quote(name) for name in COLUMNS)
         self._insert = f"INSERT INTO {quote(table)} ({columns}) SELECT {columns} FROM "
         self._types = {name: COLUMN_TYPES[name] for name in COLUMNS}
@@ -199,12 +208,25 @@ class DuckDBSink(OpenClose):
                 f"{str(self.path)!r}: {exc}. HINT: write to a new file"
             ) from exc
 
+    def log_requests(self, recorder: RequestRecorder) -> None:
+        """Keep the run's request log (``_fetchpipe_runs``, ``_fetchpipe_requests`` and
+        ``_fetchpipe_events``, see :mod:`fetchpipe.destinations.run_log`) beside the results:
+        each result's row is inserted in the transaction of its record. Before the first
+        :meth:`write`."""
+        self._recorder = recorder
+
     def write(self, result: Result) -> None:
         """Queue ``result`` for the writer; blocks while the queue is full."""
         self._check()
         if self._thread is None:
             raise SinkError(f"{str(self.path)!r} is not open. HINT: call open() first")
-        self._queue.put(encode_record(result))
+        line = encode_record(result)
+        recorder = self._recorder
+        if recorder is not None:
+            row = recorder.row(result, None)
+            if row is not None:
+                line += ROW + orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+        self._queue.put(line)
 
     def _check(self) -> None:
         if self._error is not None:
@@ -219,6 +241,8 @@ class DuckDBSink(OpenClose):
             self._queue.put(None)
             thread.join()
         if connection is not None:
+            if self._recorder is not None and self._error is None:
+                self._end_run(connection)
             connection.close()
         spool, self._spool = self._spool, None
         if spool is not None:
@@ -277,14 +301,65 @@ class DuckDBSink(OpenClose):
     def _insert_batch(
         self, connection: duckdb.DuckDBPyConnection, spool: Spool, batch: list[bytes]
     ) -> None:
+        import duckdb
+
+        log = None
+        if self._recorder is not None:  # each item: the record, then its request's row
+            log = LogRows([], self._recorder.take_events())
+            records = []
+            for item in batch:
+                record, _, row = item.partition(ROW)
+                records.append(record)
+                if row:
+                    log.requests.append(orjson.loads(row))
+            batch = records
         try:
+            connection.execute("BEGIN TRANSACTION")
             spool.clear()
             spool.add_lines(batch)
             connection.execute(self._insert + read_json(spool, self._types))
+            if log is not None:
+                self._begin_run(connection)
+                run_log.insert(connection, log)
+            connection.execute("COMMIT")
         except Exception as exc:
+            with contextlib.suppress(duckdb.Error):
+                connection.execute("ROLLBACK")
             self._error = SinkError(
                 f"cannot insert {len(batch)} row(s) into {self.table!r} in {str(self.path)!r}: "
                 f"{exc}"
             )
             return
         self.written += len(batch)
+
+    def _begin_run(self, connection: duckdb.DuckDBPyConnection) -> None:
+        """The run's tables, and its row in ``_fetchpipe_runs`` (once, with its first batch)."""
+        if self._run_begun or self._recorder is None:
+            return
+        run_log.create_tables(connection)
+        connection.execute(
+            f"INSERT INTO {run_log.RUNS_TABLE} VALUES (?, 'fetch', NULL, NULL, false, "
+            "'running', ?, NULL)",
+            [self._recorder.run_id, datetime.now(UTC)],
+        )
+        self._run_begun = True
+
+    def _end_run(self, connection: duckdb.DuckDBPyConnection) -> None:
+        """The run's last events, and its row marked ``done``."""
+        import duckdb
+
+        recorder = self._recorder
+        assert recorder is not None
+        try:
+            connection.execute("BEGIN TRANSACTION")
+            self._begin_run(connection)
+            run_log.insert(connection, LogRows([], recorder.take_events()))
+            connection.execute(
+                f"UPDATE {run_log.RUNS_TABLE} SET status = 'done', ended_at = ? WHERE run_id = ?",
+                [datetime.now(UTC), recorder.run_id],
+            )
+            connection.execute("COMMIT")
+        except duckdb.Error as exc:
+            with contextlib.suppress(duckdb.Error):
+                connection.execute("ROLLBACK")
+            self._error = SinkError(f"cannot record the run in {str(self.path)!r}: {exc}")
