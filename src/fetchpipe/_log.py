@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from fetchpipe._redact import redact_text
+from fetchpipe._redact import redact_text, redact_url
 
 ROOT = "fetchpipe"
 logging.getLogger(ROOT).addHandler(logging.NullHandler())
@@ -152,7 +152,7 @@ def emit(
     if hook is None and not log.isEnabledFor(level):
         return
     redact = context.redact if context is not None else redact_text
-    shown = None if url is None else redact(full_url(url, params))
+    shown = None if url is None else redact_url(redact(full_url(url, params)))
     if host is None and url is not None:
         host = host_of(url)
     if source is None and context is not None and context.source_of is not None:
@@ -168,7 +168,7 @@ def emit(
         "error": error,
         **extra,
     }
-    text = redact(message)
+    text = redact_url(redact(message))  # credential parameters, whatever the context's rule
     if hook is not None:
         hook(event, {**fields, "message": text})
     if log.isEnabledFor(level):

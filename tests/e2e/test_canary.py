@@ -3,12 +3,13 @@
 The canary goes in a bearer token, an API key in a header and in the query, a Basic password,
 a source parameter and an OAuth2 client secret, all through ``${VAR}``. The run meets a 401, a
 500, timeouts, a success, a SIGKILL in the middle (so the journal holds pages), and a resume.
-Then every byte under the run's directory (destination, its WAL, journal, cache files, report)
-and everything printed is searched for the canary.
+Then every byte under the run's directory (destination, its WAL, journal, request log, cache
+files, report) and everything printed, logs at DEBUG included, is searched for the canary.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -106,7 +107,7 @@ def test_a_canary_secret_is_written_nowhere(
     host = cli_fleet.addresses[1]
     start = cli_fleet.stats.requests(host=host)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fetchpipe", "run", str(path), "--commit-every", "0.02"],
+        [sys.executable, "-m", "fetchpipe", "run", str(path), "--commit-every", "0.02", "-vv"],
         env={**os.environ, "FETCHPIPE_TESTING": "1", **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -127,8 +128,20 @@ def test_a_canary_secret_is_written_nowhere(
 
     # 2. Resumed: 401, 500 and timeouts are met, the rest lands.
     report = tmp_path / "report.json"
-    done = run_cli("run", str(path), "--json", str(report), env=env)
+    done = run_cli(
+        "run",
+        str(path),
+        "--json",
+        str(report),
+        "--log-level",
+        "debug",
+        "--log-format",
+        "json",
+        env=env,
+    )
     printed += [done.stdout.encode(), done.stderr.encode()]
+    logged = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert {"request_retried", "request_done", "source_ended"} <= {r["event"] for r in logged}
     assert done.returncode == 1, done.stderr
     text = report.read_text()
     for name, why in (
@@ -194,13 +207,15 @@ def test_a_proxy_password_is_written_nowhere(
         path.write_text(yaml.safe_dump(config))
         work.mkdir()
         report = tmp_path / "report.json"
-        good = run_cli("run", str(path), "--json", str(report), env={"PROXY_PASSWORD": CANARY})
+        good = run_cli(
+            "run", str(path), "--json", str(report), "-vv", env={"PROXY_PASSWORD": CANARY}
+        )
         assert good.returncode == 0, good.stderr
         assert [s["host"] for s in secure.seen] == [PROXIED_HOST]
         assert secure.seen[0]["client_cert"] and not secure.seen[0]["proxy_authorization"]
         proxy.wait_for("/shop/oauth/token", "/shop-oauth/v1/all/products")
         wrong = {"PROXY_PASSWORD": "wrong-" + CANARY}
-        bad = run_cli("run", str(path), "--json", str(tmp_path / "bad.json"), env=wrong)
+        bad = run_cli("run", str(path), "--json", str(tmp_path / "bad.json"), "-vv", env=wrong)
         assert bad.returncode == 1
         assert "407" in (tmp_path / "bad.json").read_text()
         proxy_log = proxy.log()

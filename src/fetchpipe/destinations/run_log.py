@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from fetchpipe._log import full_url, host_of
 from fetchpipe._models import Provenance, Result
-from fetchpipe._redact import redact_text
+from fetchpipe._redact import redact_text, redact_url
 from fetchpipe.destinations.duckdb_ingest import Spool, quote, read_json
 
 if TYPE_CHECKING:
@@ -174,6 +174,7 @@ class RequestRecorder:
         self.started = started
         self.clock = clock
         self.redact = redact
+        """The run's redaction; credential parameters and passwords go whatever it does."""
         self.sample = sample
         self.slow = slow
         self.events: list[dict[str, Any]] = []
@@ -195,18 +196,17 @@ class RequestRecorder:
                 return None
             weight = 1 / self.sample
         request = result.request
-        redact = self.redact
         message = result.error_message
         return {
             "run_id": self.run_id,
             "source": source,
             "host": host_of(request.url),
             "method": request.method,
-            "url": redact(full_url(request.url, request.params)),
+            "url": self._redacted(full_url(request.url, request.params)),
             "outcome": kind,
             "status": result.status,
             "error": None if result.error is None else result.error.value,
-            "message": None if message is None else redact(message),
+            "message": None if message is None else self._redacted(message),
             "attempts": result.attempts,
             "origin": result.source.value,
             "bytes": _size(result),
@@ -217,6 +217,9 @@ class RequestRecorder:
             "total_time": round(total, 6),
             "weight": weight,
         }
+
+    def _redacted(self, text: str) -> str:
+        return redact_url(self.redact(text))
 
     def event(self, name: str, fields: Mapping[str, Any]) -> None:
         """Record an engine event (a :data:`fetchpipe._log.RECORDED` one) as it happens:
