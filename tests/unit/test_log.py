@@ -8,10 +8,11 @@ import logging
 import random
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-from fetchpipe._log import FIELDS, RunContext, emit, logger, run_context
+from fetchpipe._log import FIELDS, RunContext, emit, host_of, logger, run_context
 from fetchpipe._models import ErrorKind, Provenance, Request, Result, Timings
 from fetchpipe.cli.log_output import JsonFormatter, TextFormatter, level_for
 from fetchpipe.destinations.run_log import REQUEST_COLUMNS, RequestRecorder, outcome
@@ -123,6 +124,29 @@ def test_recorded_events_reach_the_run_whatever_the_level() -> None:
     finally:
         root.setLevel(level)
     assert [(e, f["host"], f["wait"]) for e, f in seen] == [("host_paused", "h", 2.0)]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://a.B.com/x",
+        "https://u:p@h:80/x?y=1#f",
+        "http://[::1]:8080/x",
+        "http://h?x=a/b",
+        "http://h#x/y",
+        "HTTP://X.com:8/",
+        "http://user@host",
+        "http://",
+        "not a url",
+        "http://[oops/x",
+    ],
+)
+def test_host_of_reads_as_urlsplit(url: str) -> None:
+    try:
+        expected = urlsplit(url).hostname
+    except ValueError:
+        expected = None
+    assert host_of(url) == expected
 
 
 def _record(**fields: Any) -> logging.LogRecord:

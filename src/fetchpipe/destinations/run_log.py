@@ -219,7 +219,8 @@ class RequestRecorder:
         }
 
     def _redacted(self, text: str) -> str:
-        return redact_url(self.redact(text))
+        redact = self.redact
+        return redact(text) if redact is redact_text else redact_url(redact(text))
 
     def event(self, name: str, fields: Mapping[str, Any]) -> None:
         """Record an engine event (a :data:`fetchpipe._log.RECORDED` one) as it happens:
