@@ -100,8 +100,9 @@ def _database(target: str) -> tuple[Path, str | None, Callable[[str], str]]:
         path = Path(url.path)
         if url.kind != "duckdb":
             path = path / _FILE_DATABASE
-    elif path.is_dir():
-        path = path / _FILE_DATABASE
+        return path, None, redact_text  # named as a pipeline names it: may have no runs yet
+    if path.is_dir():
+        return path / _FILE_DATABASE, None, redact_text
     if not path.is_file():
         raise BadUsage(
             f"no such file {str(path)!r}. HINT: give a pipeline file, a DuckDB file (a "
