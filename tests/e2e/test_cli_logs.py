@@ -124,6 +124,21 @@ def test_fetch_logs_json_lines_and_keeps_a_request_log(
     assert leaks == (0,)
 
 
+def test_by_default_the_command_line_shows_the_warnings_only(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    urls = [cli_fleet.url(f"/status/503,200?key=once-{tag}", host=0)]
+    urls += [cli_fleet.url(f"/status/500?key=dead-{tag}-{i}", host=3) for i in range(22)]
+    (tmp_path / "urls.txt").write_text("\n".join(urls) + "\n")
+    done = run_cli("fetch", str(tmp_path / "urls.txt"), "--out", str(tmp_path / "o.jsonl"))
+    assert done.returncode == 1
+    logged = [
+        line for line in done.stderr.splitlines() if re.match(r"\d\d:\d\d:\d\d\.\d{3} ", line)
+    ]
+    assert logged and all(" WARNING host_down: 127.0.0.4 is down" in line for line in logged)
+
+
 def test_a_library_user_sees_no_log_lines(cli_fleet: Fleet) -> None:
     """Without logging configured, a run with retries and a host down prints nothing."""
     tag = uuid.uuid4().hex[:8]

@@ -247,6 +247,13 @@ def test_schema_is_json_schema(run_cli: RunCli) -> None:
     assert done.returncode == 0, done.stderr
     schema = json.loads(done.stdout)
     assert schema["title"] == "fetchpipe pipeline"
-    assert set(schema["properties"]) == {"name", "destination", "defaults", "hosts", "sources"}
+    assert set(schema["properties"]) == {
+        "name",
+        "destination",
+        "defaults",
+        "hosts",
+        "sources",
+        "report",
+    }
     paginate = schema["$defs"]["Source"]["properties"]["paginate"]
     assert paginate["discriminator"]["propertyName"] == "type"

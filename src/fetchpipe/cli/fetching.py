@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from fetchpipe.engine.tls import TlsPolicy
 
 _LOG = logger("fetch")
-INFO, WARNING = 20, 30
+INFO = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +149,7 @@ async def _pump(
         summary.wall_time = last - first
         emit(
             _LOG,
-            INFO if not summary.failed else WARNING,
+            INFO,  # its failures are the summary's to say
             "run_ended",
             f"fetch {run_id} ended: {summary.total:,} requests, {summary.failed:,} failed "
             f"({summary.wall_time:.2f} s)",

@@ -225,7 +225,7 @@ class Outcomes:
                     self.owner.retries_denied += 1
                     emit(
                         _LOG,
-                        WARNING,
+                        INFO,  # one per request a dead host fails: the summary counts them
                         "retry_refused",
                         f"not retried: {budget.refusal(host.name)}",
                         url=item.request.url,

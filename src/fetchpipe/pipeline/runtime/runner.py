@@ -70,7 +70,7 @@ from fetchpipe.pipeline.spec.network import load_network
 __all__ = ["PipelineRunner"]
 
 _LOG = logger("pipeline")
-INFO, WARNING = 20, 30
+INFO = 20
 
 
 class PipelineRunner:
@@ -158,7 +158,7 @@ class PipelineRunner:
             with run_context(context):
                 emit(
                     _LOG,
-                    INFO if self.report.ok else WARNING,
+                    INFO,  # how it ended is the summary's to say, and the failed sources'
                     "run_ended",
                     f"run {self.run_id} of {self.pipeline.name} ended: {status} "
                     f"({time.monotonic() - started:.2f} s)",
