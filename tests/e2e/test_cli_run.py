@@ -17,6 +17,7 @@ import yaml
 from fetchpipe.pipeline import Pipeline
 from fetchpipe.sim import Fleet
 from fetchpipe.sim.shop import (
+    SHOP_API_KEY,
     SHOP_BASIC_PASSWORD,
     SHOP_BASIC_USER,
     SHOP_CLIENT_ID,
@@ -187,7 +188,7 @@ def test_the_readme_example_runs_against_the_simulated_fleet(
     example = Path(__file__).parents[2] / "examples" / "shop.yaml"
     text = example.read_text().replace("127.0.0.1:8080", f"127.0.0.1:{cli_fleet.port}")
     (tmp_path / "shop.yaml").write_text(text)
-    env = {"SHOP_CLIENT_SECRET": SHOP_CLIENT_SECRET, "SHOP_API_KEY": "shop-key"}
+    env = {"SHOP_CLIENT_SECRET": SHOP_CLIENT_SECRET, "SHOP_API_KEY": SHOP_API_KEY}
     first = run_cli("run", "shop.yaml", env=env, cwd=str(tmp_path))
     assert first.returncode == 0, first.stdout + first.stderr
     assert "reviews: ok, 250 pages" in first.stderr
@@ -199,6 +200,24 @@ def test_the_readme_example_runs_against_the_simulated_fleet(
             "SELECT (SELECT count(*) FROM products), (SELECT count(*) FROM reviews)"
         ).fetchall()
     assert counts == [(SHOP_PRODUCT_COUNT, REVIEW_COUNT)]
+
+
+def test_the_readme_secrets_hide_no_part_of_the_example_urls(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """A secret is masked wherever it shows: the shop's API key, as the README exports it, must
+    not equal a part of a URL, or ``plan`` would print ``/***/v1/...`` for its route."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    export = next(line for line in readme.splitlines() if line.startswith("export SHOP_"))
+    env = dict(word.split("=", 1) for word in export.split()[1:])
+    assert env["SHOP_API_KEY"] == SHOP_API_KEY  # the README's key is the one the shop takes
+    example = Path(__file__).parents[2] / "examples" / "shop.yaml"
+    assert f"SHOP_API_KEY={SHOP_API_KEY} " in example.read_text()
+    done = run_cli("plan", str(example), env=env, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "/shop-key/v1/products/{products.id}/reviews" in done.stdout
+    assert "***" not in done.stdout
+    assert SHOP_API_KEY not in done.stdout
 
 
 def test_a_destination_in_use_fails_at_once_with_a_lock_message(

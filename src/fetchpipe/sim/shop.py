@@ -71,8 +71,11 @@ __all__ = [
 SHOP_PRODUCT_COUNT = 250
 SHOP_TOKEN = "shop-token"
 """Static bearer token of ``/shop-bearer/v1/``."""
-SHOP_API_KEY = "shop-key"
-"""API key of ``/shop-key/v1/``, in the ``X-API-Key`` header or the ``api_key`` parameter."""
+SHOP_API_KEY = "sim-api-key-42"
+"""API key of ``/shop-key/v1/``, in the ``X-API-Key`` header or the ``api_key`` parameter.
+
+Unlike the route's name: a secret is masked wherever it shows, so a key equal to a part of a
+URL would hide that part in plans and reports."""
 SHOP_API_KEY_HEADER = "X-API-Key"
 SHOP_API_KEY_PARAM = "api_key"
 SHOP_BASIC_USER = "shop"
