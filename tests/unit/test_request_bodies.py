@@ -199,7 +199,7 @@ def test_the_json_schema_has_the_new_keys() -> None:
     schema = Pipeline.json_schema()
     source = schema["$defs"]["Source"]["properties"]
     assert {"method", "json", "idempotent"} <= set(source)
-    assert "POST" in source["method"]["enum"]
+    assert "POST" in source["method"]["anyOf"][0]["enum"]
     cursor = schema["$defs"]["CursorPagination"]["properties"]
     assert cursor["location"]["enum"] == ["query", "body", "header"]
     assert "has_more_path" in schema["$defs"]["PagePagination"]["properties"]

@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     JsonValue,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -280,8 +281,27 @@ def _upper(value: object) -> object:
     return value.upper() if isinstance(value, str) else value
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _any_case(words: tuple[str, ...], description: str) -> WithJsonSchema:
+    """The schema of a word written in any case (``post``, ``Post``): the words as an enum, for
+    an editor to offer, or any casing of one (JSON Schema has no case-blind enum)."""
+    spelled = ("".join(f"[{c.upper()}{c.lower()}]" for c in word) for word in words)
+    pattern = f"^({'|'.join(spelled)})$"
+    return WithJsonSchema(
+        {
+            "type": "string",
+            "anyOf": [{"enum": list(words)}, {"pattern": pattern}],
+            "description": description,
+        }
+    )
+
+
 Method = Annotated[
-    Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"], BeforeValidator(_upper)
+    Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+    BeforeValidator(_upper),
+    _any_case(_METHODS, "The HTTP method, in any case (post is POST)."),
 ]
 
 
