@@ -123,7 +123,18 @@ def test_show_set_and_reset_change_what_the_next_run_sends(
         (
             ("reset", "orders.yaml", "customers"),
             "Error: source 'customers' keeps no cursor: it has no incremental block (those with "
-            "one: orders)",
+            "one: orders). HINT: add one to the source in orders.yaml, as `incremental: "
+            "{cursor_field: updated_at, param: updated_since, initial: '2024-01-01T00:00:00Z'}` "
+            "(a field of its records that grows, the query parameter that sends the greatest "
+            "value seen, the value of the first run), then run it",
+        ),
+        (
+            ("set", "orders.yaml", "customers", "2025-01-01"),
+            "Error: source 'customers' keeps no cursor: it has no incremental block (those with "
+            "one: orders). HINT: add one to the source in orders.yaml, as `incremental: "
+            "{cursor_field: updated_at, param: updated_since, initial: '2024-01-01T00:00:00Z'}` "
+            "(a field of its records that grows, the query parameter that sends the greatest "
+            "value seen, the value of the first run), then run it",
         ),
         (
             ("show", "order.yaml"),

@@ -211,7 +211,13 @@ def _incremental_source(pipeline: PipelineSpec, name: str) -> Source:
     if source.incremental is None:
         kept = [s.name for s in pipeline.sources if s.incremental is not None]
         these = f" (those with one: {', '.join(kept)})" if kept else ""
-        raise BadUsage(f"source {name!r} keeps no cursor: it has no incremental block{these}")
+        raise BadUsage(
+            f"source {name!r} keeps no cursor: it has no incremental block{these}. HINT: add "
+            f"one to the source in {pipeline.file or 'the pipeline file'}, as `incremental: "
+            "{cursor_field: updated_at, param: updated_since, initial: '2024-01-01T00:00:00Z'}` "
+            "(a field of its records that grows, the query parameter that sends the greatest "
+            "value seen, the value of the first run), then run it"
+        )
     return source
 
 
