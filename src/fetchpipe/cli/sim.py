@@ -5,8 +5,11 @@ Imports inside the functions are lazy, for start-up time (see :mod:`fetchpipe.cl
 
 from __future__ import annotations
 
+import errno
+
 import click
 
+from fetchpipe.cli.bad_usage import BadUsage
 from fetchpipe.cli.options import minute_option
 
 
@@ -23,4 +26,18 @@ def serve(hosts: int, port: int, minute: float) -> None:
     """Run the fleet in the foreground until Ctrl-C."""
     from fetchpipe.sim import serve as serve_fleet
 
-    serve_fleet(host_count=hosts, port=port, minute=minute)
+    try:
+        serve_fleet(host_count=hosts, port=port, minute=minute)
+    except OSError as exc:  # the fleet could not listen: nothing was served
+        hint = _LISTEN_HINTS.get(exc.errno or 0, "check the addresses and the port")
+        raise BadUsage(f"{exc.strerror or exc}. HINT: {hint}") from None
+
+
+_LISTEN_HINTS = {
+    errno.EADDRINUSE: "another process listens on that port (a fetchpipe sim serve still "
+    "running?): stop it, or choose another port with --port (0: a free one)",
+    errno.EADDRNOTAVAIL: "this system answers on 127.0.0.1 only (macOS: add the other "
+    "addresses with ifconfig lo0 alias 127.0.0.N), or serve --hosts 1",
+    errno.EACCES: "ports below 1024 need privileges: choose another port with --port",
+}
+"""What to do when the fleet cannot listen, by the errno of the bind."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -97,22 +98,26 @@ class Fleet(LoopbackServer):
         attempts = BIND_ATTEMPTS if self._requested_port == 0 else 1
         for attempt in range(attempts):
             sites: list[web.TCPSite] = []
+            address, port = self.address(0), self._requested_port
             try:
-                first = web.TCPSite(runner, self.address(0), self._requested_port, backlog=BACKLOG)
+                first = web.TCPSite(runner, address, port, backlog=BACKLOG)
                 sites.append(first)
                 await first.start()
                 port = int(runner.addresses[-1][1])
                 for i in range(1, self.hosts):
-                    site = web.TCPSite(runner, self.address(i), port, backlog=BACKLOG)
+                    address = self.address(i)
+                    site = web.TCPSite(runner, address, port, backlog=BACKLOG)
                     sites.append(site)
                     await site.start()
                 return port
-            except OSError:
+            except OSError as exc:
                 for site in sites:
                     if site in runner.sites:
                         await site.stop()
                 if attempt == attempts - 1:
-                    raise
+                    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                    where = f"cannot listen on {address} port {port}"
+                    raise OSError(exc.errno, f"{where}: {reason}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def close(self) -> None:
