@@ -4,7 +4,8 @@
 
     FetchpipeError
      ├── ConfigError          bad settings or bad input, found before any request is sent
-     │    └── InputError      a request in the input cannot be read (line number in the message)
+     │    ├── InputError      a request in the input cannot be read (line number in the message)
+     │    └── SettingError    a setting's value cannot be used (names the setting: a file's line)
      ├── TransportError       one attempt failed on the wire; carries an ErrorKind
      └── SinkError            a result could not be written to its destination
 
@@ -28,6 +29,21 @@ class ConfigError(FetchpipeError, ValueError):
 
 class InputError(ConfigError):
     """A request in the input cannot be read."""
+
+
+class SettingError(ConfigError):
+    """A setting's value cannot be used, found when it is used (a file it names is missing).
+
+    ``setting`` is its key (``ca_bundle``), ``name`` how the user wrote it (``--ca-bundle``,
+    ``defaults.security.ca_bundle``), ``problem`` what is wrong (``PATH does not exist. HINT:
+    ...``); the message is ``name problem``. A pipeline puts it at its line in the file.
+    """
+
+    def __init__(self, setting: str, name: str, problem: str) -> None:
+        super().__init__(f"{name} {problem}")
+        self.setting = setting
+        self.name = name
+        self.problem = problem
 
 
 class SinkError(FetchpipeError):

@@ -196,8 +196,30 @@ def test_a_missing_ca_bundle_stops_the_run_before_anything_is_sent(
     path = write_pipeline(tmp_path / "p.yaml", defaults, plain.url(), tmp_path / "out")
     done = run_cli("run", str(path))
     assert done.returncode == 2
-    assert "defaults.security.ca_bundle" in done.stderr and "does not exist" in done.stderr
-    assert "HINT" in done.stderr and "nothing was sent" in done.stderr
+    line = next(
+        n for n, text in enumerate(path.read_text().splitlines(), 1) if "ca_bundle:" in text
+    )
+    first, last = done.stderr.splitlines()
+    assert first.startswith(
+        f"{path}:{line}: defaults.security.ca_bundle: {tmp_path / 'corp-ca.pem'} does not exist. "
+        "HINT: "
+    )  # where it is written, as the file's other problems
+    assert last == f"{path}: 1 problem; nothing was sent"
+    assert plain.seen == []
+
+
+def test_a_client_key_that_is_no_key_is_reported_at_its_line(
+    run_cli: RunCli, plain: ThreadedTarget, certs: Certificates, tmp_path: Path
+) -> None:
+    client_cert = {"cert": str(certs.client_cert), "key": str(certs.ca)}  # a certificate
+    defaults = {"security": {"client_cert": client_cert}}
+    path = write_pipeline(tmp_path / "p.yaml", defaults, plain.url(), tmp_path / "out")
+    done = run_cli("run", str(path))
+    assert done.returncode == 2
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "key:" in text)
+    assert f"{path}:{line}: defaults.security.client_cert.key: {certs.ca} holds no private key" in (
+        done.stderr
+    )
     assert plain.seen == []
 
 

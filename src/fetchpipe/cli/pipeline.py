@@ -22,6 +22,7 @@ from fetchpipe.cli.options import comma_separated, json_flag, log_options, secon
 
 if TYPE_CHECKING:  # each command imports what it uses: listing the commands loads no pydantic
     from fetchpipe.pipeline.spec.config import PipelineSpec
+    from fetchpipe.pipeline.spec.errors import PipelineError
 
 _pipeline_argument = click.argument(
     "pipeline_file", metavar="PIPELINE", type=click.Path(dir_okay=False, allow_dash=False)
@@ -48,9 +49,14 @@ def _load(path: str, *, skip_env: bool = False) -> PipelineSpec:
     except NeedsEnvironment:
         raise
     except PipelineError as exc:
-        count = len(exc.problems)
-        noun = "problem" if count == 1 else "problems"
-        raise BadUsage(f"{exc}\n{path}: {count} {noun}; nothing was sent", plain=True) from None
+        raise _invalid(path, exc) from None
+
+
+def _invalid(path: str, exc: PipelineError) -> BadUsage:
+    """Each problem on its line (``file:line: field.path: message``), then how many."""
+    count = len(exc.problems)
+    noun = "problem" if count == 1 else "problems"
+    return BadUsage(f"{exc}\n{path}: {count} {noun}; nothing was sent", plain=True)
 
 
 @click.command()
@@ -206,6 +212,7 @@ def run_command(
         summary_table,
     )
     from fetchpipe.pipeline.runtime.runner import PipelineRunner
+    from fetchpipe.pipeline.spec.errors import PipelineError
 
     log_output.configure(log_level, log_format, verbose)
     pipeline = _load(pipeline_file)
@@ -232,6 +239,8 @@ def run_command(
             on_source_done=finished,
             commit_every=commit_every,
         )
+    except PipelineError as exc:  # a file it names cannot be used: at its line
+        raise _invalid(pipeline_file, exc) from None
     except ConfigError as exc:
         raise BadUsage(f"{pipeline_file}: {exc}; nothing was sent", plain=True) from None
     try:

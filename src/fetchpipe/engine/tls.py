@@ -1,7 +1,7 @@
 """TLS beyond the defaults: more CAs to trust, a client certificate to present.
 
 * :class:`TlsPolicy`: the paths (``ca_bundle``; ``client_cert`` and ``client_key``).
-* :func:`load_tls`: the files read and checked before anything is sent (a ConfigError with a
+* :func:`load_tls`: the files read and checked before anything is sent (a SettingError with a
   HINT for a missing file, a file without a certificate or key, an encrypted key, a key that
   does not match its certificate), as :class:`TlsMaterial`: the PEM blocks pyreqwest takes and
   the ``ssl.SSLContext`` aiohttp takes.
@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from fetchpipe._exceptions import ConfigError
+from fetchpipe._exceptions import ConfigError, SettingError
 
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----\r?\n?", re.DOTALL)
 _KEY_HINT = (
@@ -71,7 +71,7 @@ class TlsMaterial:
 
 
 def load_tls(policy: TlsPolicy, names: Mapping[str, str] | None = None) -> TlsMaterial:
-    """Read and check ``policy``'s files. ConfigError (naming the setting and the path, with a
+    """Read and check ``policy``'s files. SettingError (naming the setting and the path, with a
     HINT) when one is missing or unusable; ``names`` gives the settings' names as the user
     wrote them (``{"ca_bundle": "--ca-bundle"}``), the field names otherwise."""
     named = {"ca_bundle": "ca_bundle", "client_cert": "client_cert", "client_key": "client_key"}
@@ -79,23 +79,27 @@ def load_tls(policy: TlsPolicy, names: Mapping[str, str] | None = None) -> TlsMa
     context = ssl.create_default_context()
     authorities: tuple[bytes, ...] = ()
     if policy.ca_bundle is not None:
-        where = f"{named['ca_bundle']} {policy.ca_bundle}"
-        bundle = _read(named["ca_bundle"], policy.ca_bundle)
+        path, name = policy.ca_bundle, named["ca_bundle"]
+        bundle = _read("ca_bundle", name, path)
         authorities = tuple(
             block[0] for block in _PEM.finditer(bundle) if block[1] == b"CERTIFICATE"
         )
         if not authorities:
-            raise ConfigError(
-                f"{where} holds no PEM certificate. HINT: give a file of "
+            raise SettingError(
+                "ca_bundle",
+                name,
+                f"{path} holds no PEM certificate. HINT: give a file of "
                 "-----BEGIN CERTIFICATE----- blocks (convert a DER file with "
-                "openssl x509 -inform der -in ca.der -out ca.pem)"
+                "openssl x509 -inform der -in ca.der -out ca.pem)",
             )
         try:
             context.load_verify_locations(cadata=b"".join(authorities).decode("ascii"))
         except (ssl.SSLError, ValueError) as exc:
-            raise ConfigError(
-                f"{where} cannot be loaded ({exc.__class__.__name__}). "
-                "HINT: give a PEM file of CA certificates"
+            raise SettingError(
+                "ca_bundle",
+                name,
+                f"{path} cannot be loaded ({exc.__class__.__name__}). "
+                "HINT: give a PEM file of CA certificates",
             ) from None
     identity = None
     if policy.client_cert is not None:
@@ -108,37 +112,45 @@ def _identity(
 ) -> bytes:
     """The client's key and certificate chain as one PEM text, loaded into ``context``."""
     cert_name, key_name = named["client_cert"], named["client_key"]
-    cert = _read(cert_name, cert_path)
-    key = cert if key_path is None else _read(key_name, key_path)
+    cert = _read("client_cert", cert_name, cert_path)
+    key = cert if key_path is None else _read("client_key", key_name, key_path)
     chain = [b[0] for b in _PEM.finditer(cert) if b[1] == b"CERTIFICATE"]
     keys = [b for b in _PEM.finditer(key) if b[1].endswith(b"PRIVATE KEY")]
     if not chain:
-        raise ConfigError(
-            f"{cert_name} {cert_path} holds no PEM certificate. HINT: give the client "
-            "certificate in PEM (-----BEGIN CERTIFICATE-----), its chain after it"
+        raise SettingError(
+            "client_cert",
+            cert_name,
+            f"{cert_path} holds no PEM certificate. HINT: give the client "
+            "certificate in PEM (-----BEGIN CERTIFICATE-----), its chain after it",
         )
-    where = f"{key_name} {key_path}" if key_path is not None else f"{cert_name} {cert_path}"
+    # the key's own problems are the key setting's, or the certificate's when it holds both
+    where = ("client_key", key_name, key_path) if key_path is not None else None
+    setting, name, path = where or ("client_cert", cert_name, cert_path)
     if not keys:
         missing = "" if key_path is not None else f" and no {key_name} is given"
-        raise ConfigError(f"{where} holds no private key{missing}. {_KEY_HINT}")
+        raise SettingError(setting, name, f"{path} holds no private key{missing}. {_KEY_HINT}")
     if keys[0][1].startswith(b"ENCRYPTED"):
-        raise ConfigError(
-            f"{where} is encrypted (a passphrase protects it), which fetchpipe cannot read. "
+        raise SettingError(
+            setting,
+            name,
+            f"{path} is encrypted (a passphrase protects it), which fetchpipe cannot read. "
             "HINT: write it decrypted to a file only you can read: openssl pkey -in KEY "
-            "-out KEY.plain.pem"
+            "-out KEY.plain.pem",
         )
     try:
         context.load_cert_chain(cert_path, key_path)
     except (ssl.SSLError, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc.__class__.__name__
-        raise ConfigError(
-            f"{cert_name} {cert_path} cannot be used with its key ({reason}). HINT: check that "
-            "the key is the certificate's own"
+        raise SettingError(
+            "client_cert",
+            cert_name,
+            f"{cert_path} cannot be used with its key ({reason}). HINT: check that "
+            "the key is the certificate's own",
         ) from None
     return keys[0][0] + b"".join(chain)
 
 
-def _read(setting: str, path: str) -> bytes:
+def _read(setting: str, name: str, path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
@@ -147,9 +159,11 @@ def _read(setting: str, path: str) -> bytes:
         problem = "is a directory"
     except OSError as exc:
         problem = f"cannot be read ({exc.strerror or exc.__class__.__name__})"
-    raise ConfigError(
-        f"{setting} {path} {problem}. HINT: give the path of a PEM file (relative to the "
-        "working directory, or absolute)"
+    raise SettingError(
+        setting,
+        name,
+        f"{path} {problem}. HINT: give the path of a PEM file (relative to the "
+        "working directory, or absolute)",
     )
 
 

@@ -65,7 +65,6 @@ from fetchpipe.pipeline.spec.auth import OAuth2RefreshToken
 from fetchpipe.pipeline.spec.config import PipelineSpec
 from fetchpipe.pipeline.spec.errors import did_you_mean
 from fetchpipe.pipeline.spec.models import Source
-from fetchpipe.pipeline.spec.network import load_network
 
 __all__ = ["PipelineRunner"]
 
@@ -117,10 +116,7 @@ class PipelineRunner:
         self.runs: dict[str, SourceRun] = {}
         self._thread = DestinationThread(destination_for(target.kind, target.path))
         self._security = pipeline.security_policy()
-        defaults = pipeline.defaults
-        self._proxy, self._tls = load_network(
-            defaults.proxy, defaults.security.ca_bundle, defaults.security.client_cert
-        )
+        self._proxy, self._tls = pipeline.network()
         self._codec = resume.JobCodec(SecretTokens.of(pipeline.secret_values()))
 
     def redact(self, text: str) -> str:

@@ -29,12 +29,14 @@ from typing import Any, Self, TypeVar, overload
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
 from fetchpipe._config import HostLimits, Limits, Timeouts
-from fetchpipe._exceptions import ConfigError
+from fetchpipe._exceptions import ConfigError, SettingError
 from fetchpipe._redact import CREDENTIAL_HEADERS, CREDENTIAL_PARAMS, redact_text
 from fetchpipe.engine.breaker import BreakerPolicy
 from fetchpipe.engine.cache.http_cache import HttpCache
+from fetchpipe.engine.proxies import ProxyPolicy
 from fetchpipe.engine.retry import RetryPolicy
 from fetchpipe.engine.security import SecurityPolicy
+from fetchpipe.engine.tls import TlsPolicy
 from fetchpipe.engine.transports.factory import fast_transport_problem
 from fetchpipe.pipeline.spec.destination import (
     DestinationUrl,
@@ -58,7 +60,7 @@ from fetchpipe.pipeline.spec.models import (
     Source,
     _Model,
 )
-from fetchpipe.pipeline.spec.network import proxy_secrets
+from fetchpipe.pipeline.spec.network import SETTING_PATHS, load_network, proxy_secrets
 from fetchpipe.pipeline.spec.pydantic_problems import problems_from
 from fetchpipe.pipeline.spec.unnest import child_tables, table_problems
 
@@ -89,6 +91,7 @@ class PipelineSpec(_Model):
     _file: str | None = PrivateAttr(default=None)
     _unchecked: tuple[Problem, ...] = PrivateAttr(default=())
     _unset: frozenset[str] = PrivateAttr(default=frozenset())
+    _lines: Document = PrivateAttr(default_factory=lambda: Document(None))
 
     # --- loading --------------------------------------------------------------------------------
 
@@ -250,6 +253,22 @@ class PipelineSpec(_Model):
             credential_params=CREDENTIAL_PARAMS | params,
         )
 
+    def network(
+        self, environ: Mapping[str, str] = os.environ
+    ) -> tuple[ProxyPolicy, TlsPolicy | None]:
+        """The proxy policy and the TLS settings, their files read (see
+        :func:`~fetchpipe.pipeline.spec.network.load_network`); a file that cannot be used is
+        a PipelineError at the line of its key, as the file's other problems are."""
+        security = self.defaults.security
+        try:
+            return load_network(
+                self.defaults.proxy, security.ca_bundle, security.client_cert, environ
+            )
+        except SettingError as exc:
+            path = SETTING_PATHS[exc.setting]
+            problem = Problem(path, exc.problem, self._lines.line_of(path))
+            raise PipelineError([problem], self._file, self.secret_values()) from None
+
     def _api_key_names(self) -> tuple[frozenset[str], frozenset[str]]:
         """The header names and the query parameter names (lower case) of the sources'
         ``api_key`` auth."""
@@ -360,6 +379,7 @@ def _build(
         raise PipelineError(located, document.name, substituted.secrets)
     pipeline._secrets = substituted.secrets
     pipeline._file = document.name
+    pipeline._lines = Document(None, document.name, document.lines)
     pipeline._unchecked = unchecked
     pipeline._unset = substituted.unset_names
     return pipeline

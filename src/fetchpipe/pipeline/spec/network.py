@@ -18,12 +18,15 @@ from fetchpipe._exceptions import ConfigError
 from fetchpipe.engine.proxies import ProxyPolicy, parse_proxy_url, proxy_policy
 from fetchpipe.engine.tls import TlsPolicy, environment_problem, load_tls
 from fetchpipe.pipeline.spec.base import FrozenModel, Text
+from fetchpipe.pipeline.spec.errors import DataPath, format_path
 
-_NAMES = {
-    "ca_bundle": "defaults.security.ca_bundle",
-    "client_cert": "defaults.security.client_cert.cert",
-    "client_key": "defaults.security.client_cert.key",
+SETTING_PATHS: dict[str, DataPath] = {
+    "ca_bundle": ("defaults", "security", "ca_bundle"),
+    "client_cert": ("defaults", "security", "client_cert", "cert"),
+    "client_key": ("defaults", "security", "client_cert", "key"),
 }
+"""Where each TLS setting is in the file (the ``setting`` of a SettingError)."""
+_NAMES = {setting: format_path(path) for setting, path in SETTING_PATHS.items()}
 
 
 class ClientCertConfig(FrozenModel):
@@ -89,7 +92,8 @@ def load_network(
 ) -> tuple[ProxyPolicy, TlsPolicy | None]:
     """The proxy policy (``defaults.proxy`` over the environment's variables) and the TLS
     settings, their files read: ConfigError (naming the key or the variable, never a proxy's
-    credentials) for what cannot be used."""
+    credentials) for what cannot be used; a SettingError for a file (its ``setting`` a key of
+    :data:`SETTING_PATHS`)."""
     policy = proxy_policy(proxy or "env", "defaults.proxy", environ)
     problem = environment_problem(environ)
     if problem is not None:
