@@ -24,6 +24,10 @@ if TYPE_CHECKING:  # each command imports what it uses: listing the commands loa
     from fetchpipe.pipeline.spec.config import PipelineSpec
     from fetchpipe.pipeline.spec.errors import PipelineError
 
+_NO_TERMINAL_WIDTH = 10_000
+"""The summary table's width limit without a terminal: wider than any table (rich sizes one to
+its cells, and would cut them to 80 columns, its default)."""
+
 _pipeline_argument = click.argument(
     "pipeline_file", metavar="PIPELINE", type=click.Path(dir_okay=False, allow_dash=False)
 )
@@ -261,6 +265,8 @@ def run_command(
     except ConfigError as exc:  # an interrupted run that cannot be resumed as asked
         raise BadUsage(f"{pipeline_file}: {pipeline.redact(str(exc))}", plain=True) from None
     stdout = Console(highlight=False, soft_wrap=True)
+    if not stdout.is_terminal:  # a pipe, a file, a CI log: no width to fit, so nothing is cut
+        stdout = Console(highlight=False, soft_wrap=True, width=_NO_TERMINAL_WIDTH)
     stdout.print(summary_table(report))
     for line in failure_lines(report):
         stdout.print(pipeline.redact(line), markup=False)
