@@ -32,6 +32,7 @@ resumed runs match on them. This module imports nothing of fetchpipe: every laye
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import Collection, Iterable
@@ -161,6 +162,60 @@ def redact_text(text: str, secrets: Collection[str] = ()) -> str:
     return redact_url(text)
 
 
+# --- a response body in a message: body_excerpt ---------------------------------------------------
+
+EXCERPT_LENGTH = 200
+"""The characters of a body a failure message quotes at most."""
+_SCANNED = 65_536
+"""The characters of a body masked before it is cut: a secret starting within the excerpt ends
+within them (unless it is longer than 65 kB)."""
+_JSON_PAIR = r'"((?:[^"\\]|\\.)*)"\s*:\s*"((?:[^"\\]|\\.)*)"'
+"""A JSON member whose value is a string: its name and its value."""
+_CREDENTIAL_FIELD_ENDS = ("token", "secret", "password", "api_key", "apikey")
+"""A JSON field whose name ends so holds a credential (``refresh_token``, ``db_password``),
+besides the names of credential parameters and headers."""
+
+
+def _is_credential_field(name: str) -> bool:
+    lowered = name.strip().lower()
+    return (
+        is_credential_param(lowered)
+        or is_credential_header(lowered)
+        or lowered.endswith(_CREDENTIAL_FIELD_ENDS)
+    )
+
+
+def _mask_field(match: re.Match[str]) -> str:
+    return f'"{match[1]}":"{MASK}"' if _is_credential_field(match[1]) else match[0]
+
+
+def body_excerpt(body: object, secrets: Collection[str] = (), limit: int = EXCERPT_LENGTH) -> str:
+    """``body`` (parsed JSON, text or bytes) as a failure message may quote it: one line of at
+    most ``limit`` characters (the last one ``…`` when cut), JSON written compactly, control
+    characters and runs of white space as one space. Masked before it is cut, so that no part
+    of one is left: the known ``secrets``, the string values of JSON fields named as
+    credentials (``access_token``, ``client_secret``, ``X-API-Key``, ``password``, ...), and the
+    credentials of the URLs it quotes (:func:`redact_text`). Empty for an empty body."""
+    import json  # lazy: only a failure's message needs it
+
+    if isinstance(body, bytes):
+        body = body[: _SCANNED + 1].decode("utf-8", "replace")
+    if isinstance(body, str) and len(body) <= _SCANNED and body.lstrip()[:1] in ("{", "["):
+        with contextlib.suppress(ValueError):  # JSON as text (an error's body is not parsed)
+            body = json.loads(body)
+    if body is None:
+        return ""
+    if isinstance(body, str):
+        text = body[:_SCANNED]
+    else:
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
+        text = text[:_SCANNED]
+    text = redact_text(text, secrets)
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    text = _compiled(_JSON_PAIR).sub(_mask_field, text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 # --- a Request's repr: url_shape ---------------------------------------------------------------
 
 
@@ -250,10 +305,12 @@ class SecretTokens:
 __all__ = [
     "CREDENTIAL_HEADERS",
     "CREDENTIAL_PARAMS",
+    "EXCERPT_LENGTH",
     "MASK",
     "MIN_SECRET",
     "REDACTED",
     "SecretTokens",
+    "body_excerpt",
     "is_credential_header",
     "is_credential_param",
     "public_url",

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -42,7 +42,7 @@ import aiohttp
 from fetchpipe._exceptions import ConfigError
 from fetchpipe._log import RunContext, emit, logger, run_context
 from fetchpipe._models import ErrorKind, Result
-from fetchpipe._redact import SecretTokens
+from fetchpipe._redact import SecretTokens, body_excerpt
 from fetchpipe.destinations.pipelines import LoadError
 from fetchpipe.destinations.pipelines.factory import destination_for
 from fetchpipe.destinations.pipelines.journal import EndedSource, PageEntry, RunRecord
@@ -338,10 +338,11 @@ class PipelineRunner:
                 run.report.skipped += 1
                 return
             if not result.ok:
+                reason = _failure(job, result, self.pipeline.secret_values())
                 if result.error is ErrorKind.HOST_DOWN:
-                    run.suspend(_failure(job, result))
+                    run.suspend(reason)
                 else:
-                    run.fail(_failure(job, result))
+                    run.fail(reason)
                 return
             self._pages.read(job, result)
             self._commits.maybe_commit(run)
@@ -384,12 +385,18 @@ def _skipped(source: Source, result: Result) -> bool:
     )
 
 
-def _failure(job: PageJob, result: Result) -> str:
+def _failure(job: PageJob, result: Result, secrets: Collection[str]) -> str:
+    """Why a page failed: the status, the engine's message, and what the server said (a short
+    excerpt of an error response's body, masked: see :func:`body_excerpt`)."""
     message = result.error_message or str(result.error)  # says how many attempts were made
     status = f"HTTP {result.status}, " if result.status is not None else ""
     if message.startswith(f"HTTP {result.status}"):
         status = ""
+    said = ""
+    if result.status is not None and result.status >= 400:
+        excerpt = body_excerpt(result.body, secrets)
+        said = f"; body: {excerpt}" if excerpt else ""
     hint = ""
     if result.status in (401, 403):
         hint = ". HINT: check the source's auth settings"
-    return f"{job.where}: {status}{message}{hint}"
+    return f"{job.where}: {status}{message}{said}{hint}"
