@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestServer
 from fetchpipe import ConfigError, ErrorKind, Fetcher, Request, Result, RetryPolicy
 from fetchpipe.engine.security import SecurityPolicy
 from fetchpipe.engine.tls import TlsPolicy
+from fetchpipe.pipeline import Pipeline
 from tests.integration.forward_proxy import (
     PROXIED_HOST,
     Certificates,
@@ -31,7 +32,13 @@ from tests.integration.forward_proxy import (
     forward_proxy,
     make_certificates,
 )
-from tests.integration.transports import both_transports, on_fast, only_on, with_transport
+from tests.integration.transports import (
+    both_transports,
+    on_fast,
+    on_transport,
+    only_on,
+    with_transport,
+)
 
 pytestmark = both_transports
 
@@ -208,6 +215,66 @@ async def test_proxy_credentials_go_to_the_proxy_and_are_shown_nowhere(
     assert CANARY not in shown
     auth_proxy.wait_for(f"CONNECT {PROXIED_HOST}:{tls.port}")
     assert CANARY not in auth_proxy.log()
+
+
+REFUSED_HINT = "HINT: check the user name and password in the proxy's URL"
+
+
+async def test_a_proxy_refusing_the_credentials_says_so_with_a_hint_for_http_and_https(
+    auth_proxy: ForwardProxy, certs: Certificates
+) -> None:
+    tls_policy = TlsPolicy(ca_bundle=str(certs.ca))
+    wrong = auth_proxy.url_with("fetcher", "not-" + CANARY)
+    async with target() as plain, target(ssl_context=certs.server_context()) as tls:
+        urls = [plain.proxied(), tls.proxied()]
+        for proxy_url in (wrong, auth_proxy.url):  # wrong credentials, then none
+            plain_result, tls_result = await fetch(
+                urls, proxy=proxy_url, tls=tls_policy, retry=_no_retry()
+            )
+            assert plain_result.status == 407 and plain_result.error is ErrorKind.HTTP_STATUS
+            for result in (plain_result, tls_result):
+                message = str(result.error_message)
+                assert "407" in message and "the proxy refused the credentials" in message
+                assert REFUSED_HINT in message and "HTTPS_PROXY" in message
+                assert CANARY not in message
+    assert plain.seen == tls.seen == []
+
+
+async def test_a_token_request_the_proxy_refuses_says_so_with_a_hint(
+    auth_proxy: ForwardProxy, certs: Certificates, tmp_path: Path
+) -> None:
+    wrong = auth_proxy.url_with("fetcher", "not-" + CANARY)
+    async with target() as plain, target(ssl_context=certs.server_context()) as tls:
+        sources = [
+            {
+                "name": name,
+                "url": server.proxied(),
+                "auth": {
+                    "type": "oauth2_client_credentials",
+                    "token_url": server.proxied("/token"),
+                    "client_id": "me",
+                    "client_secret": "not-the-point-8d1e",
+                },
+            }
+            for name, server in (("plain", plain), ("tls", tls))
+        ]
+        config = {
+            "name": "p",
+            "destination": f"duckdb:///{tmp_path / 'p.duckdb'}",
+            "defaults": {
+                "proxy": wrong,
+                "security": {"ca_bundle": str(certs.ca)},
+                "retry": {"attempts": 1},
+            },
+            "sources": sources,
+        }
+        report = await Pipeline.from_dict(on_transport(config), env={}).arun()
+    for name in ("plain", "tls"):
+        reason = str(report.source(name).reason)
+        assert "OAuth2 token request" in reason and "407" in reason, reason
+        assert "the proxy refused the credentials" in reason and REFUSED_HINT in reason
+        assert CANARY not in reason
+    assert plain.seen == tls.seen == []
 
 
 # --- the private-address guard with a proxy -------------------------------------------------------

@@ -46,6 +46,13 @@ ProxySetting = str | None
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 """The environment variables read (in lower or upper case; lower case wins)."""
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+PROXY_AUTH_HINT = (
+    "HINT: check the user name and password in the proxy's URL (--proxy, defaults.proxy, or "
+    "the HTTP_PROXY, HTTPS_PROXY and ALL_PROXY variables; percent-encode @, : and / in them)"
+)
+"""What to do when a proxy refuses the credentials: every message about a 407 ends with it."""
+PROXY_REFUSED = f"the proxy refused the credentials (none, or wrong ones). {PROXY_AUTH_HINT}"
+"""Why a request got a 407 Proxy Authentication Required."""
 _HINT = (
     "HINT: write http://host:port or http://user:password@host:port (HTTPS goes through it "
     "with CONNECT)"

@@ -29,6 +29,7 @@ from fetchpipe.engine.channel import Channel
 from fetchpipe.engine.item import Item, share_key
 from fetchpipe.engine.limits import HostOf, HostState
 from fetchpipe.engine.outcomes import NOT_SENT, Outcomes, Owner, RetryHook
+from fetchpipe.engine.proxies import PROXY_REFUSED
 from fetchpipe.engine.readahead import ReadAhead
 from fetchpipe.engine.retry import RetryBudget
 from fetchpipe.engine.transports.base import Transport
@@ -350,7 +351,8 @@ class StreamRun(Outcomes):
                     response_time=time.time(),
                 )
             return self._final(item, response, body, None, None)
-        return self._after_failure(host, item, ErrorKind.HTTP_STATUS, f"HTTP {status}", response)
+        message = f"HTTP {status}" if status != 407 else f"HTTP 407: {PROXY_REFUSED}"
+        return self._after_failure(host, item, ErrorKind.HTTP_STATUS, message, response)
 
 
 def _failed(request: Request, now: float, message: str) -> Result:

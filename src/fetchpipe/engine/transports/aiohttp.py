@@ -46,7 +46,7 @@ from fetchpipe._exceptions import TransportError
 from fetchpipe._models import ErrorKind, Request
 from fetchpipe._redact import with_public_urls
 from fetchpipe.engine.decoding import capped_body
-from fetchpipe.engine.proxies import ProxyUrl
+from fetchpipe.engine.proxies import PROXY_REFUSED, ProxyUrl
 from fetchpipe.engine.security import (
     BlockedAddressError,
     SecurityPolicy,
@@ -414,5 +414,5 @@ def _proxy_refusal(exc: aiohttp.ClientHttpProxyError) -> TransportError:
     proxy = with_public_urls(str(exc.request_info.real_url)) if exc.request_info else "the proxy"
     text = f"the proxy {proxy} refused the tunnel: HTTP {status} {exc.message}".rstrip()
     if status == 407:
-        text += ". HINT: give the proxy's user name and password in its URL"
+        text += f": {PROXY_REFUSED}"
     return TransportError(ErrorKind.CONNECT if status >= 500 else ErrorKind.OTHER, text)

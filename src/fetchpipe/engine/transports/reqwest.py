@@ -55,7 +55,7 @@ from fetchpipe._exceptions import ConfigError, TransportError
 from fetchpipe._models import ErrorKind, Request
 from fetchpipe._redact import with_public_urls
 from fetchpipe.engine.decoding import capped_body
-from fetchpipe.engine.proxies import ProxyPolicy
+from fetchpipe.engine.proxies import PROXY_REFUSED, ProxyPolicy
 from fetchpipe.engine.security import verify_tls
 from fetchpipe.engine.tls import TlsMaterial
 from fetchpipe.engine.transports.base import (
@@ -394,8 +394,7 @@ def _translate(exc: Exception) -> TransportError:
     if "proxy authorization required" in chain:  # the proxy answered the CONNECT with 407
         return TransportError(
             ErrorKind.OTHER,
-            f"the proxy refused the tunnel: HTTP 407 ({text}). "
-            "HINT: give the proxy's user name and password in its URL",
+            f"the proxy refused the tunnel: HTTP 407 ({text}): {PROXY_REFUSED}",
         )
     if isinstance(exc, errors.ConnectError):
         if any(word in chain for word in _CONNECT_WORDS):

@@ -34,7 +34,7 @@ from pydantic import SecretStr
 from fetchpipe._exceptions import FetchpipeError
 from fetchpipe._models import Request
 from fetchpipe._redact import public_url, redact_text
-from fetchpipe.engine.proxies import ProxyPolicy
+from fetchpipe.engine.proxies import PROXY_REFUSED, ProxyPolicy
 from fetchpipe.pipeline.spec.auth import (
     ApiKeyAuth,
     BasicAuth,
@@ -306,6 +306,12 @@ class OAuth2Authenticator(Authenticator):
                     body: Any = await resp.json(content_type=None)
                 except ValueError:
                     body = None
+        except aiohttp.ClientHttpProxyError as exc:  # the proxy refused the CONNECT
+            refused = f": {PROXY_REFUSED}" if exc.status == 407 else ""
+            raise AuthError(
+                f"OAuth2 token request to {where} failed: the proxy answered HTTP {exc.status}"
+                f"{refused}"
+            ) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise AuthError(
                 f"OAuth2 token request to {where} failed: {type(exc).__name__}"
@@ -316,6 +322,8 @@ class OAuth2Authenticator(Authenticator):
                 error = redact_text(body["error"][:200], self._secrets())
                 detail = f" ({error})"
             hint = f" HINT: {self.hint}" if status in (400, 401) else ""
+            if status == 407:
+                detail, hint = f": {PROXY_REFUSED}", ""
             raise AuthError(
                 f"OAuth2 token request to {where} got HTTP {status}{detail}.{hint}",
                 status=status,
