@@ -18,6 +18,7 @@ class ErrorKind(enum.StrEnum):
     """Why a request failed. The retry policy decides on these, the summary groups by them."""
 
     CONNECT = "connect"  # could not open a connection (refused, DNS, unreachable)
+    TLS = "tls"  # the server's TLS certificate cannot be verified: not retried
     TIMEOUT = "timeout"  # connect, read or total timeout of one attempt
     RESET = "reset"  # connection reset or closed by the server before a full response
     TRUNCATED = "truncated"  # body shorter than announced, or chunked encoding cut off

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import ssl
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -150,9 +151,11 @@ async def test_https_without_the_ca_bundle_is_not_trusted_through_the_proxy(
     proxy: ForwardProxy, certs: Certificates
 ) -> None:
     async with target(ssl_context=certs.server_context()) as tls:
-        [result] = await fetch([tls.proxied()], proxy=proxy.url, retry=_no_retry())
-    assert result.error is not None and result.error is ErrorKind.CONNECT
-    assert "certif" in str(result.error_message).lower()
+        [result] = await fetch([tls.proxied()], proxy=proxy.url)  # retries on, as by default
+    assert result.error is not None and result.error is ErrorKind.TLS
+    assert result.attempts == 1  # another attempt gets the same certificate
+    assert "certificate" in str(result.error_message).lower()
+    assert "--ca-bundle" in str(result.error_message)
     assert tls.seen == []
     proxy.wait_for(f"CONNECT {PROXIED_HOST}:{tls.port}")  # the tunnel was made, TLS refused
 
@@ -308,6 +311,36 @@ async def test_the_fast_transport_still_refuses_block_private_with_a_proxy(
     guard = SecurityPolicy(block_private=True)
     with pytest.raises(ConfigError, match="block_private"):
         await fetch(["http://127.0.0.1:9/"], proxy=proxy.url, security=guard)
+
+
+# --- certificates the client cannot verify ------------------------------------------------------
+
+
+async def test_a_certificate_from_an_unknown_ca_fails_once_as_tls_with_a_hint(
+    certs: Certificates,
+) -> None:
+    async with target(ssl_context=certs.server_context()) as server:
+        [result] = await fetch([server.url()], proxy=None)  # no ca_bundle; retries on
+    assert result.error is ErrorKind.TLS, result.error_message
+    assert result.attempts == 1
+    message = str(result.error_message)
+    assert message.startswith("the server's TLS certificate cannot be verified (")
+    for fix in ("--ca-bundle", "defaults.security.ca_bundle", "SSL_CERT_FILE"):
+        assert fix in message
+    assert "Operation not permitted" not in message
+    assert server.seen == []
+
+
+async def test_a_certificate_for_another_name_fails_as_tls_saying_so(
+    certs: Certificates, tmp_path: Path
+) -> None:
+    other = certs.authority.issue_cert("elsewhere.test")  # signed by the trusted CA
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    other.configure_cert(context)
+    async with target(ssl_context=context) as server:
+        [result] = await fetch([server.url()], proxy=None, tls=TlsPolicy(ca_bundle=str(certs.ca)))
+    assert result.error is ErrorKind.TLS and result.attempts == 1, result.error_message
+    assert "HINT: the certificate is for other host names" in str(result.error_message)
 
 
 # --- client certificates --------------------------------------------------------------------------

@@ -413,7 +413,7 @@ async def test_tls_is_verified_unless_the_host_is_listed_insecure(
     assert url.scheme == "https"
     async with opened() as transport:
         error = await failure(transport, url)
-        assert error.kind is ErrorKind.CONNECT and "certificate" in error.message.lower()
+        assert error.kind is ErrorKind.TLS and "certificate" in error.message.lower()
         assert transport.insecure_hosts == frozenset()
     insecure = SecurityPolicy(insecure_hosts=frozenset({"127.0.0.1"}))
     async with opened(insecure) as transport:
@@ -421,7 +421,7 @@ async def test_tls_is_verified_unless_the_host_is_listed_insecure(
         assert transport.insecure_hosts == {"127.0.0.1"}
     other = SecurityPolicy(insecure_hosts=frozenset({"127.0.0.2"}))
     async with opened(other) as transport:
-        assert (await failure(transport, url)).kind is ErrorKind.CONNECT
+        assert (await failure(transport, url)).kind is ErrorKind.TLS
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,8 @@
   does not match its certificate), as :class:`TlsMaterial`: the PEM blocks pyreqwest takes and
   the ``ssl.SSLContext`` aiohttp takes.
 * :func:`environment_problem`: ``SSL_CERT_FILE`` naming a file that is not there.
+* :func:`certificate_refused`: the error of a server certificate the client cannot verify,
+  the same on both transports.
 
 Both transports start from the system's CAs, which both read as OpenSSL does: ``SSL_CERT_FILE``
 (a PEM bundle) and ``SSL_CERT_DIR`` replace the system's store when set (aiohttp through
@@ -23,7 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from fetchpipe._exceptions import ConfigError, SettingError
+from fetchpipe._exceptions import ConfigError, SettingError, TransportError
+from fetchpipe._models import ErrorKind
 
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----\r?\n?", re.DOTALL)
 _KEY_HINT = (
@@ -178,3 +181,31 @@ def environment_problem(environ: Mapping[str, str] = os.environ) -> str | None:
             "the system's"
         )
     return None
+
+
+CA_HINT = (
+    "HINT: if a private CA signed it (a company's, a proxy's that inspects TLS), trust that CA: "
+    "fetch --ca-bundle CA.pem, defaults.security.ca_bundle in a pipeline, or SSL_CERT_FILE "
+    "naming a bundle that holds it"
+)
+_NAME_HINT = (
+    "HINT: the certificate is for other host names: use a name it was issued for, or have it "
+    "issued for this one"
+)
+_EXPIRED_HINT = "HINT: its owner must renew it; check this machine's clock too"
+
+
+def certificate_refused(reason: str) -> TransportError:
+    """The error of a server certificate that cannot be verified (``reason``: the TLS
+    library's words): kind ``tls``, which is not retried (another attempt gets the same
+    certificate), with what to do about it."""
+    lowered = reason.lower()
+    if "hostname" in lowered or "notvalidforname" in lowered or "not valid for" in lowered:
+        hint = _NAME_HINT
+    elif "expired" in lowered:
+        hint = _EXPIRED_HINT
+    else:
+        hint = CA_HINT
+    return TransportError(
+        ErrorKind.TLS, f"the server's TLS certificate cannot be verified ({reason}). {hint}"
+    )

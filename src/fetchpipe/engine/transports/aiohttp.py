@@ -56,6 +56,7 @@ from fetchpipe.engine.security import (
     host_refusal,
     verify_tls,
 )
+from fetchpipe.engine.tls import certificate_refused
 from fetchpipe.engine.transports.base import (
     CancelCheck,
     RawResponse,
@@ -374,6 +375,10 @@ def _translate(exc: Exception) -> TransportError:
         exc.os_error, BlockedAddressError
     ):
         return TransportError(ErrorKind.INVALID_REQUEST, str(exc.os_error))
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cause = exc.certificate_error
+        reason = getattr(cause, "verify_message", None) or str(cause) or type(cause).__name__
+        return certificate_refused(with_public_urls(str(reason)))
     text = with_public_urls(str(exc) or type(exc).__name__)
     kind: ErrorKind
     if isinstance(exc, aiohttp.ClientHttpProxyError):

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import importlib
+import re
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import timedelta
@@ -57,7 +58,7 @@ from fetchpipe._redact import with_public_urls
 from fetchpipe.engine.decoding import capped_body
 from fetchpipe.engine.proxies import PROXY_REFUSED, ProxyPolicy
 from fetchpipe.engine.security import verify_tls
-from fetchpipe.engine.tls import TlsMaterial
+from fetchpipe.engine.tls import TlsMaterial, certificate_refused
 from fetchpipe.engine.transports.base import (
     CancelCheck,
     RawResponse,
@@ -361,6 +362,8 @@ def _content_length(value: str | None) -> int | None:
 
 _RESET_WORDS = ("reset by peer", "broken pipe", "connection closed before message completed")
 _CONNECT_WORDS = ("client error (connect)", "tcp connect error", "dns error")
+_CERTIFICATE = re.compile(r"(?i)invalid peer certificate: ([^|]+?)\s*(?:\||$)")
+"""rustls' words for a server certificate it cannot verify, and why (``UnknownIssuer``)."""
 
 
 def _causes(exc: BaseException) -> list[str]:
@@ -396,6 +399,9 @@ def _translate(exc: Exception) -> TransportError:
             ErrorKind.OTHER,
             f"the proxy refused the tunnel: HTTP 407 ({text}): {PROXY_REFUSED}",
         )
+    certificate = _CERTIFICATE.search(" | ".join(causes))
+    if certificate is not None:  # rustls: "invalid peer certificate: UnknownIssuer"
+        return certificate_refused(with_public_urls(certificate[1]))
     if isinstance(exc, errors.ConnectError):
         if any(word in chain for word in _CONNECT_WORDS):
             kind = ErrorKind.CONNECT
