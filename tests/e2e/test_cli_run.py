@@ -211,6 +211,8 @@ def test_the_readme_secrets_hide_no_part_of_the_example_urls(
     export = next(line for line in readme.splitlines() if line.startswith("export SHOP_"))
     env = dict(word.split("=", 1) for word in export.split()[1:])
     assert env["SHOP_API_KEY"] == SHOP_API_KEY  # the README's key is the one the shop takes
+    given = {word for word in readme.split() if word.startswith("SHOP_API_KEY=")}
+    assert given == {f"SHOP_API_KEY={SHOP_API_KEY}"}  # in every command that sets it
     example = Path(__file__).parents[2] / "examples" / "shop.yaml"
     assert f"SHOP_API_KEY={SHOP_API_KEY} " in example.read_text()
     done = run_cli("plan", str(example), env=env, cwd=str(tmp_path))
