@@ -21,6 +21,7 @@ from fetchpipe.sim.params import BadParam as _BadParam
 from fetchpipe.sim.params import float_param as _float
 from fetchpipe.sim.params import int_param as _int
 from fetchpipe.sim.params import json_response as _json
+from fetchpipe.sim.rate_limits import RateLimits, add_rate_limit_routes
 from fetchpipe.sim.shop import add_shop_routes
 from fetchpipe.sim.shop_graphql import add_shop_graphql_routes
 from fetchpipe.sim.shop_orders import add_order_routes
@@ -37,7 +38,7 @@ _LARGE_CHUNK = 64 * 1024
 class SimState:
     """Shared state of one fleet: stats, per-(path, key) counters and the API latency table."""
 
-    __slots__ = ("api_bodies", "counters", "latencies", "minute", "stats")
+    __slots__ = ("api_bodies", "counters", "latencies", "limited", "minute", "stats")
 
     def __init__(self, stats: FleetStats, minute: float, latencies: Sequence[float]) -> None:
         self.stats = stats
@@ -45,6 +46,8 @@ class SimState:
         self.latencies = tuple(latencies)
         self.counters: dict[tuple[str, str], int] = {}
         self.api_bodies = [_api_body(n, lat) for n, lat in enumerate(self.latencies)]
+        self.limited = RateLimits()
+        """The state of the rate-limited endpoints (``/limited/...``)."""
 
     def next_count(self, request: web.Request) -> int:
         """1-based number of this request among those with the same path and `key` param."""
@@ -57,6 +60,7 @@ class SimState:
         """Clear the stats and the per-(path, key) counters."""
         self.stats.reset()
         self.counters.clear()
+        self.limited.reset()
 
 
 STATE = web.AppKey("fetchpipe_sim_state", SimState)
@@ -426,4 +430,5 @@ def build_app(state: SimState) -> web.Application:
     add_refresh_routes(app)
     add_shop_search_routes(app)
     add_shop_graphql_routes(app)
+    add_rate_limit_routes(app, state.limited)
     return app

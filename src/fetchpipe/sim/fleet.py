@@ -25,7 +25,8 @@ class Fleet(LoopbackServer):
     Host index i (0-based) is address ``127.0.0.{i+1}``. API n of the latency table is served
     at ``/api/{n}`` on host ``n % hosts`` (so on its own address when ``hosts >= len(table)``)
     and answers after ``latencies[n] * minute`` seconds. Every address also serves the test
-    endpoints (``/status/...``, ``/ratelimit``, ``/reset``, ...).
+    endpoints (``/status/...``, ``/ratelimit``, ``/reset``, ...) and two rate-limited APIs
+    (``/limited/published/...``, ``/limited/silent/...``: :mod:`fetchpipe.sim.rate_limits`).
 
     Use ``async with Fleet(...) as fleet`` on the running loop, or
     ``with Fleet(...).running_in_thread() as fleet`` from synchronous code.
@@ -72,6 +73,12 @@ class Fleet(LoopbackServer):
     def reset(self) -> None:
         """Clear the stats and the per-(path, key) counters (same as ``POST /__reset``)."""
         self._state.reset()
+
+    def limited_counts(self, key: str = "", after: float = 0.0) -> dict[str, int]:
+        """The requests of ``key`` the ``/limited/...`` endpoints let through and answered 429:
+        ``{"accepted": n, "rejected": m}``, of those that came ``after`` seconds or more after
+        the key's first (also ``GET /limited/counts?key=...&after=...``)."""
+        return self._state.limited.counts(key, after)
 
     # -- lifecycle --------------------------------------------------------------------------
 
