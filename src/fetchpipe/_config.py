@@ -40,11 +40,18 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class HostLimits:
-    """Limits for one host: concurrent requests and a rate (GCRA, with ``burst``)."""
+    """Limits for one host: concurrent requests and a rate (GCRA, with ``burst``).
+
+    ``adaptive``: pace the host by what it answers (see :mod:`fetchpipe.engine.politeness`).
+    ``None`` (the default): read its published limits, and learn a rate from its 429s unless
+    ``max_per_second`` is given; ``True``: both, ``max_per_second`` being the ceiling of the
+    learned rate; ``False``: neither (only the limits given here, and Retry-After).
+    """
 
     max_concurrency: int | None = None
     max_per_second: float | None = None
     burst: int = 1
+    adaptive: bool | None = None
 
     def __post_init__(self) -> None:
         if self.max_concurrency is not None and self.max_concurrency < 1:

@@ -20,11 +20,13 @@ from fetchpipe._config import TRANSPORTS, Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, FetchpipeError, InputError
 from fetchpipe._log import emit, logger
 from fetchpipe._models import Result
+from fetchpipe.engine.aimd import DEFAULT_ADAPTIVE, AdaptivePolicy
 from fetchpipe.engine.breaker import DEFAULT_BREAKER, BreakerPolicy
 from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.gc_tuning import fewer_collections
 from fetchpipe.engine.outcomes import RetryEvent as RetryEvent  # public: fetchpipe.RetryEvent
 from fetchpipe.engine.outcomes import RetryHook
+from fetchpipe.engine.politeness import HostRateReport
 from fetchpipe.engine.proxies import ProxyPolicy, proxy_policy
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy
 from fetchpipe.engine.security import SecurityPolicy
@@ -50,6 +52,9 @@ class Fetcher:
     sends every request through that proxy but for ``NO_PROXY``'s hosts; a
     :class:`~fetchpipe.engine.proxies.ProxyPolicy` says everything. ``tls``: CAs to trust
     besides the system's and a client certificate (:class:`~fetchpipe.engine.tls.TlsPolicy`).
+    ``adaptive``: how hosts are paced by what they answer, their published rate limits and AIMD
+    on their 429s (:class:`~fetchpipe.engine.aimd.AdaptivePolicy`; ``None``: by ``limits``
+    and Retry-After only); ``HostLimits.adaptive`` turns it on or off per host.
     A proxy or TLS file that cannot be used raises ``ConfigError`` here or on entering.
     """
 
@@ -69,6 +74,7 @@ class Fetcher:
         tune_gc: bool = True,
         proxy: ProxyPolicy | str | None = "env",
         tls: TlsPolicy | None = None,
+        adaptive: AdaptivePolicy | None = DEFAULT_ADAPTIVE,
     ) -> None:
         self.limits = limits or Limits()
         self.tune_gc = tune_gc
@@ -92,6 +98,11 @@ class Fetcher:
         self.spilled = 0
         """Requests read ahead that went to the read-ahead's temporary file (see
         ``Limits.readahead``): 0 when every request read ahead fitted in memory."""
+        self.adaptive = adaptive
+        """How hosts are paced by what they answer (``None``: only by ``limits``)."""
+        self.rate_limits: dict[str, HostRateReport] = {}
+        """Host -> its limit read or learned, 429s and time paused (hosts where any of these
+        happened)."""
         self.timeouts = timeouts or Timeouts()
         self._headers = dict(headers or {})
         self._on_retry = on_retry

@@ -15,7 +15,7 @@ class Item:
     this one was in flight and will share its result. ``number`` is the breaker's number of
     the attempt in flight (0: none to report); ``on_budget`` marks a retry the host's retry
     budget let go, whose outcome it must hear; ``failure`` and ``status`` describe the last
-    failed attempt while a retry waits.
+    failed attempt while a retry waits; ``sent_at`` is when the latest attempt started.
     """
 
     __slots__ = (
@@ -29,6 +29,7 @@ class Item:
         "on_budget",
         "request",
         "send",
+        "sent_at",
         "status",
         "timings",
     )
@@ -46,6 +47,8 @@ class Item:
         self.on_budget = False
         self.failure = ""
         self.status: int | None = None
+        self.sent_at = 0.0
+        """When the attempt in flight (or the last one) started, loop time."""
 
 
 def share_key(item: Item) -> tuple[object, ...] | None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from fetchpipe._config import HostLimits
     from fetchpipe.engine.breaker import Breaker
+    from fetchpipe.engine.politeness import HostPace
     from fetchpipe.engine.retry import RetryBudget
 
 T = TypeVar("T")
@@ -93,6 +94,7 @@ class HostState(Generic[T]):
         "interval",
         "max_concurrency",
         "name",
+        "pace",
         "paused_until",
         "remember_until",
         "tat",
@@ -126,6 +128,9 @@ class HostState(Generic[T]):
         self.budget: RetryBudget | None = None
         """Given by the engine with the host's first request (see
         :class:`fetchpipe.engine.retry.RetryBudget`); None without a budget."""
+        self.pace: HostPace | None = None
+        """Given by the engine with the host's first request (see
+        :mod:`fetchpipe.engine.politeness`): it may hold the host and change its rate."""
 
     @property
     def saturated(self) -> bool:
@@ -136,14 +141,20 @@ class HostState(Generic[T]):
 
     def start_at(self) -> float:
         """Earliest time a new attempt may start, by pause and rate (concurrency aside)."""
+        at = self.paused_until
         if self.interval:
-            return max(self.paused_until, self.tat - self.tolerance)
-        return self.paused_until
+            at = max(at, self.tat - self.tolerance)
+        pace = self.pace
+        if pace is not None and pace.hold_until > at:
+            return pace.hold_until
+        return at
 
     def note_start(self, now: float) -> None:
         self.active += 1
         if self.breaker is not None:
             self.breaker.starting(now)
+        if self.pace is not None:
+            self.pace.started(self, now)
         if self.interval:
             tat = self.tat
             self.tat = (tat if now - tat <= LATENESS_CREDIT else now) + self.interval

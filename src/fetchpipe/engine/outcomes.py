@@ -23,12 +23,14 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from fetchpipe._config import Limits, Timeouts
 from fetchpipe._log import emit, logger
 from fetchpipe._models import ErrorKind, Provenance, Result
+from fetchpipe.engine.aimd import AdaptivePolicy
 from fetchpipe.engine.body_parsing import parse_body
 from fetchpipe.engine.breaker import Breaker, BreakerPolicy, down_message
 from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.cache.storage import Entry
 from fetchpipe.engine.item import Item, expired
 from fetchpipe.engine.limits import HostState
+from fetchpipe.engine.politeness import HostPace, HostRateReport
 from fetchpipe.engine.retry import (
     RETRY_AFTER_STATUSES,
     Decision,
@@ -74,6 +76,8 @@ class Owner(Protocol):
     retries_denied: int
     hosts_down: dict[str, int]
     failed_fast: int
+    adaptive: AdaptivePolicy | None
+    rate_limits: dict[str, HostRateReport]
 
 
 class Outcomes:
@@ -89,6 +93,7 @@ class Outcomes:
         self.cache = owner.cache
         self.breaker = owner.breaker
         self.fails_fast = self.breaker is not None and self.breaker.fails_fast
+        self.adaptive = owner.adaptive
         self.scheduler: Scheduler[Item] = Scheduler(owner.limits, expired=expired)
         self.clock_offset = time.time() - self.loop.time()
         self.dropped: collections.deque[tuple[Item, Result]] = collections.deque()
@@ -161,6 +166,33 @@ class Outcomes:
                 result.status = item.status  # the last attempt's, when it had an answer
             self.dropped.append((item, result))
 
+    def pace_for(self, name: str) -> HostPace:
+        """A new host's pace, by its limits (``HostLimits.adaptive``) and the run's policy."""
+        policy = self.adaptive
+        assert policy is not None
+        limits = self.owner.limits.for_host(name)
+        adaptive = limits.adaptive
+        return HostPace(
+            policy,
+            read_headers=adaptive is not False,
+            aimd=adaptive is True or (adaptive is None and limits.max_per_second is None),
+            ceiling=limits.max_per_second,
+            reports=self.owner.rate_limits,
+        )
+
+    def _paced(
+        self, host: HostState[Item], pace: HostPace, item: Item, response: RawResponse
+    ) -> None:
+        """Tell the host's pace what it answered."""
+        pace.answered(
+            host,
+            response.status,
+            response.headers,
+            item.sent_at,
+            self.loop.time(),
+            retry_after_max=self.policy.retry_after_max,
+        )
+
     def _down(self, host: HostState[Item], breaker: Breaker) -> str:
         policy = self.breaker
         assert policy is not None
@@ -176,7 +208,10 @@ class Outcomes:
     ) -> Result | None:
         status = response.status if response is not None else None
         retry_after = response.headers.get("Retry-After") if response is not None else None
-        if retry_after is not None and status in RETRY_AFTER_STATUSES:
+        pace = host.pace
+        # With a pace, a Retry-After on any error status pauses the host (a 403 of GitHub's
+        # secondary limits carries one); without, only on 429 and 503, as ever.
+        if retry_after is not None and (pace is not None or status in RETRY_AFTER_STATUSES):
             delay = parse_retry_after(retry_after, time.time())
             policy = self.policy
             if policy.respect_retry_after and delay is not None and delay <= policy.retry_after_max:
@@ -194,6 +229,9 @@ class Outcomes:
                     wait=round(delay, 3),
                     reason="retry-after",
                 )
+                if pace is not None:
+                    now = self.loop.time()
+                    pace.paused(host, now, now + delay)
         decision = decide(
             self.policy,
             attempt=item.attempt,

@@ -75,7 +75,9 @@ class StreamRun(Outcomes):
         self.results: Channel[Any] = Channel(owner.limits.max_concurrency)
         self.input_error: BaseException | None = None
         self.crash: BaseException | None = None
-        self.equips = self.breaker is not None or self.policy.budget is not None
+        self.equips = (
+            self.breaker is not None or self.policy.budget is not None or self.adaptive is not None
+        )
         self.readahead: ReadAhead[Item, Result] = ReadAhead(
             self.scheduler,
             limit=owner.limits.readahead,
@@ -173,7 +175,7 @@ class StreamRun(Outcomes):
             if shared is not None:
                 self.inflight[shared] = item
         state = scheduler.add(host, item)
-        if self.equips and state.breaker is None and state.budget is None:
+        if self.equips and state.breaker is None and state.budget is None and state.pace is None:
             self._equip(state)
         return None
 
@@ -196,6 +198,8 @@ class StreamRun(Outcomes):
         budget = self.policy.budget
         if budget is not None:
             host.budget = RetryBudget(budget, self.policy.budget_refill)
+        if self.adaptive is not None:
+            host.pace = self.pace_for(host.name)
 
     def _consult_cache(self, item: Item) -> Result | None:
         """Answer from the cache when it can; otherwise prepare ``item`` to be sent."""
@@ -315,6 +319,7 @@ class StreamRun(Outcomes):
             if total is None or remaining < total:
                 total = remaining
         item.attempt += 1
+        item.sent_at = now
         request_time = time.time() if self.cache is not None else 0.0
         try:
             response = await self.transport.send(
@@ -322,12 +327,16 @@ class StreamRun(Outcomes):
             )
         except TransportError as exc:
             now = loop.time()
+            if host.pace is not None:
+                host.pace.unanswered(now)
             self._outcome(host, item, counts_as_failure(exc.kind, None))
             if exc.kind is ErrorKind.TIMEOUT and item.deadline and now >= item.deadline - 0.001:
                 return self._deadline_failure(item, now, "during an attempt")
             return self._after_failure(host, item, exc.kind, exc.message, None)
         timings.first_byte = response.first_byte
         status = response.status
+        if host.pace is not None:
+            self._paced(host, host.pace, item, response)
         if self.equips:
             self._outcome(host, item, status >= 500 if status != 429 else None)
         if status == 304 and item.hit is not None and self.cache is not None:

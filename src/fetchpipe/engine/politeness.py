@@ -1,0 +1,381 @@
+"""A host's pace by what it answers: the limits it publishes, and AIMD on the 429s it does not
+explain. One :class:`HostPace` per host state (:class:`~fetchpipe.engine.limits.HostState`
+asks it when the host may start, and tells it each start); the run tells it each answer.
+
+**Published limits** (:mod:`~fetchpipe.engine.ratelimit_headers`). Each published window keeps
+a *budget*: the requests that may still start before its reset. An answer saying ``remaining``
+sets the budget to ``remaining`` less the host's other requests in flight (the server may not
+have counted them yet, so the estimate errs low, never high); each start takes one; at 0 the
+host holds until the window resets (plus :data:`RESET_MARGIN`), when the budget is the whole
+quota less what is still in flight. So a host is sent its quota as soon as it is available and
+nothing beyond it: the run reaches each window's end with no 429. An answer from an older
+window (its reset sooner than the one in force) is ignored; two answers of one window keep the
+lower budget and the sooner reset. A policy that gives a quota and a window but no count left
+paces evenly at ``quota / window``.
+
+**The first request.** Before a host has answered, nothing is known of its limits; with 100
+requests in flight at once, a host allowing 10 per window would answer 90 of them 429. So a
+host's first request goes alone, and the others wait for its answer, at most ``first_wait``
+seconds (1 s), then go anyway.
+
+**Unpublished limits**: :class:`~fetchpipe.engine.aimd.AdaptivePolicy` (AIMD on the rate), for
+a 429, or a 503 with ``Retry-After``, that carries no rate-limit header. A throttle that carries
+a ``Retry-After`` pauses the host as it says, and decreases the rate only when throttles are at
+least :data:`GUIDED_SHARE` of the host's answers of the last second (a burst into the limit);
+a bare 429 always does.
+
+What happened is kept per host in a :class:`HostRateReport` (only for hosts where something
+did: a limit read or learned, a 429, a pause), for the summary.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from fetchpipe.engine.aimd import AdaptivePolicy, RateMeter
+from fetchpipe.engine.ratelimit_headers import Published, Window, read_limits
+
+RESET_MARGIN = 0.05
+"""Seconds after a published reset before the host's next request (clocks and timers)."""
+UNKNOWN_RESET_WAIT = 1.0
+"""A window spent without a known reset: one request after this long, to read it again."""
+REMEMBER = 60.0
+"""Seconds an idle host's learned pace is kept after it was last used."""
+THROTTLE_STATUSES = frozenset({429, 503})
+MIN_SAMPLE = 8
+"""Answers in the last second below which their share of throttles is not trusted."""
+GUIDED_SHARE = 0.25
+"""A throttle with a Retry-After (which pauses the host) decreases the rate only when at least
+this share of the last second's answers were throttles: an API that sends a Retry-After now and
+then (a flaky one, or a shared quota met by chance) is paused, not slowed for the whole run."""
+
+
+class Paced(Protocol):
+    """What :class:`HostPace` reads and sets on its host's state."""
+
+    name: str
+    active: int
+    interval: float
+    tolerance: float
+    remember_until: float
+
+
+@dataclass(slots=True)
+class HostRateReport:
+    """What a run met at one host: its limit read or learned, 429s, time paused."""
+
+    host: str
+    throttled: int = 0
+    """429 answers received."""
+    paused: float = 0.0
+    """Seconds the host's next request was held back: by a Retry-After, or a published quota
+    spent until its reset."""
+    published: str | None = None
+    """The limit the host published, e.g. ``10 per 2 s``."""
+    per_second: float | None = None
+    """The rate in force at the end: the published quota's, or the learned one."""
+    learned: bool = False
+    """``per_second`` was learned from 429s (AIMD) rather than read."""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "throttled": self.throttled,
+            "paused_seconds": round(self.paused, 3),
+            "published": self.published,
+            "per_second": None if self.per_second is None else round(self.per_second, 3),
+            "learned": self.learned,
+        }
+
+    @property
+    def text(self) -> str:
+        """``published 10 per 2 s, 0 429s, paused 36.8 s``, as summaries show it."""
+        if self.published is not None:
+            limit = f"published {self.published}"
+        elif self.per_second is not None:
+            limit = f"learned {self.per_second:.3g}/s"
+        else:
+            limit = "no limit read"
+        plural = "" if self.throttled == 1 else "s"
+        return f"{limit}, {self.throttled} 429{plural}, paused {self.paused:.1f} s"
+
+
+class _Budget:
+    """One published window's requests left before its reset (loop time)."""
+
+    __slots__ = ("left", "limit", "reset_at", "window")
+
+    def __init__(self, left: int, limit: int | None, reset_at: float, window: float | None):
+        self.left = left
+        self.limit = limit
+        self.reset_at = reset_at
+        self.window = window
+
+
+class HostPace:
+    """The pace of one host (see the module docstring)."""
+
+    __slots__ = (
+        "_accepted",
+        "_budgets",
+        "_decreased_at",
+        "_even",
+        "_first_until",
+        "_held_from",
+        "_meter",
+        "_paused_until",
+        "_policy",
+        "_reports",
+        "_step",
+        "_throttles",
+        "aimd",
+        "ceiling",
+        "configured_interval",
+        "hold_until",
+        "rate",
+        "read_headers",
+        "report",
+    )
+
+    def __init__(
+        self,
+        policy: AdaptivePolicy,
+        *,
+        read_headers: bool,
+        aimd: bool,
+        ceiling: float | None,
+        reports: dict[str, HostRateReport],
+    ) -> None:
+        self._policy = policy
+        self.read_headers = read_headers
+        self.aimd = aimd
+        self.ceiling = ceiling if ceiling else math.inf
+        self.configured_interval = 1.0 / ceiling if ceiling else 0.0
+        self.rate = math.inf
+        """The learned rate (AIMD); inf until the host throttles."""
+        self.hold_until = 0.0
+        """No start before this (loop time): the first request's answer, a spent quota."""
+        self._first_until = -1.0  # -1: no request started yet; 0: the first has answered
+        self._accepted = RateMeter()
+        self._throttles = RateMeter()
+        self._budgets: dict[str, _Budget] = {}
+        self._even = 0.0
+        self._decreased_at = -math.inf
+        self._step = 0.0
+        self._meter = RateMeter()
+        self._paused_until = 0.0
+        self._held_from = -1.0  # -1: no pause in force
+        self._reports = reports
+        self.report: HostRateReport | None = None
+
+    # --- starts --------------------------------------------------------------------------------
+
+    def started(self, host: Paced, now: float) -> None:
+        """An attempt starts on ``host`` at ``now`` (loop time)."""
+        if self.aimd:
+            self._meter.add(now)
+        if self._held_from >= 0:  # a pause delayed this start: count it
+            self._report(host).paused += max(0.0, min(now, self._paused_until) - self._held_from)
+            self._held_from = -1.0
+        if self._first_until < 0:
+            if self.read_headers and self._policy.first_wait:
+                self._first_until = now + self._policy.first_wait
+                self.hold_until = self._first_until
+            else:
+                self._first_until = 0.0
+            return
+        budgets = self._budgets
+        if not budgets:
+            return
+        hold = 0.0
+        for budget in budgets.values():
+            if now >= budget.reset_at:  # a new window: its whole quota, less what is on its way
+                if budget.limit is None:
+                    budget.left = 1
+                    budget.reset_at = now + UNKNOWN_RESET_WAIT
+                else:
+                    budget.left = budget.limit - (host.active - 1)
+                    budget.reset_at = budget.reset_at + budget.window if budget.window else math.inf
+                    if budget.reset_at <= now:  # idle for several windows
+                        budget.reset_at = math.inf
+            budget.left -= 1
+            if budget.left <= 0:
+                wait = budget.reset_at if math.isfinite(budget.reset_at) else now + 1.0
+                hold = max(hold, wait + RESET_MARGIN)
+        if hold > self.hold_until:
+            self._pause(host, now, hold)
+            self.hold_until = hold
+
+    # --- answers -------------------------------------------------------------------------------
+
+    def answered(
+        self,
+        host: Paced,
+        status: int,
+        headers: Mapping[str, str],
+        sent_at: float,
+        now: float,
+        *,
+        retry_after_max: float,
+    ) -> None:
+        """``host`` answered an attempt sent at ``sent_at`` with ``status`` and ``headers``."""
+        self._first_answered(now)
+        if status == 429:
+            self._report(host).throttled += 1
+        published = (
+            read_limits(headers, time.time(), retry_after_max=retry_after_max)
+            if self.read_headers or status in THROTTLE_STATUSES
+            else None
+        )
+        if published is not None and published.rate_headers and self.read_headers:
+            self._read(host, published, now)
+        elif self.aimd:
+            throttle = status == 429 or (
+                status == 503 and published is not None and published.retry_after is not None
+            )
+            if throttle:
+                self._throttles.add(now)
+                guided = published is not None and published.retry_after is not None
+                if guided and self._taken(now) > 1.0 - GUIDED_SHARE:
+                    pass  # a Retry-After paces the host; a few of them are no rate to learn
+                elif sent_at >= self._decreased_at:
+                    self._decreased_at = now
+                    rate = self._policy.throttled(
+                        self.rate, self._sent(now), self.ceiling, self._taken(now)
+                    )
+                    if math.isfinite(rate):
+                        self._step = self._policy.step(rate)
+                        self._set_rate(host, rate, now)
+            elif status < 500:
+                self._accepted.add(now)
+                if self.rate != math.inf:
+                    rate = self._policy.answered(
+                        self.rate, self._sent(now), self._step, self.ceiling
+                    )
+                    self._set_rate(host, rate, now)
+
+    def unanswered(self, now: float) -> None:
+        """An attempt ended without an answer (no response): it is no first answer to wait for."""
+        self._first_answered(now)
+
+    def paused(self, host: Paced, now: float, until: float) -> None:
+        """``host`` is paused until ``until`` (a Retry-After): counted as time paused."""
+        self._pause(host, now, until)
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _first_answered(self, now: float) -> None:
+        if self._first_until > 0:
+            self._first_until = 0.0
+            if self.hold_until > now:
+                self.hold_until = max(
+                    (b.reset_at + RESET_MARGIN for b in self._budgets.values() if b.left <= 0),
+                    default=0.0,
+                )
+
+    def _sent(self, now: float) -> float:
+        return self._meter.rate(now)
+
+    def _taken(self, now: float) -> float:
+        """The share of the last second's answers that were no throttle (1 with too few)."""
+        accepted = self._accepted.rate(now)
+        answers = accepted + self._throttles.rate(now)
+        return accepted / answers if answers >= MIN_SAMPLE else 1.0
+
+    def _set_rate(self, host: Paced, rate: float, now: float) -> None:
+        rate = min(rate, self.ceiling)
+        self.rate = rate
+        host.interval = max(self.configured_interval, self._even, 1.0 / rate)
+        host.tolerance = 0.0
+        host.remember_until = max(host.remember_until, now + REMEMBER)
+        report = self._report(host)
+        report.per_second = rate
+        report.learned = True
+
+    def _read(self, host: Paced, published: Published, now: float) -> None:
+        """Take in the windows of one answer (see the module docstring)."""
+        others = max(0, host.active - 1)
+        budgets = self._budgets
+        described: list[str] = []
+        per_second: float | None = None
+        for window in published.windows:
+            rate = window.per_second
+            if rate is not None:
+                per_second = rate if per_second is None else min(per_second, rate)
+            if window.limit is not None:
+                described.append(_describe(window))
+            if window.remaining is None:
+                continue
+            left = window.remaining - others
+            reset_at = now + window.reset if window.reset is not None else math.inf
+            budget = budgets.get(window.name)
+            if budget is None:
+                budgets[window.name] = _Budget(left, window.limit, reset_at, window.window)
+                continue
+            if budget.window is None:
+                budget.window = window.window
+            if budget.limit is None:
+                budget.limit = window.limit
+            if not math.isfinite(budget.reset_at) or reset_at >= budget.reset_at + _tolerance(
+                budget.window
+            ):
+                budget.left, budget.reset_at = left, reset_at  # a new window
+            elif reset_at > budget.reset_at - _tolerance(budget.window):
+                budget.left = min(budget.left, left)  # the same window: the lower estimate
+                budget.reset_at = min(budget.reset_at, reset_at)
+            # else: an answer from a window already over
+        even = 0.0
+        if per_second is not None and not any(w.remaining is not None for w in published.windows):
+            even = 1.0 / per_second  # a quota and a window only: go evenly
+        if even != self._even:
+            self._even = even
+            host.interval = max(self.configured_interval, even)
+            host.tolerance = 0.0
+        hold = max(
+            (b.reset_at + RESET_MARGIN for b in budgets.values() if b.left <= 0), default=0.0
+        )
+        if hold > now and math.isfinite(hold) and hold > self.hold_until:
+            self._pause(host, now, hold)
+            self.hold_until = hold
+        host.remember_until = max(host.remember_until, now + REMEMBER)
+        report = self._report(host)
+        if described:
+            report.published = ", ".join(described)
+        elif report.published is None:
+            report.published = "a quota left (no window given)"
+        report.per_second = per_second
+        report.learned = False
+
+    def _pause(self, host: Paced, now: float, until: float) -> None:
+        """Hold ``host`` until ``until``; the time it delays the next start counts as paused
+        (a hold that ends with the run delays nothing)."""
+        if until <= max(now, self._paused_until):
+            return
+        if self._held_from < 0 or self._paused_until <= now:
+            self._held_from = now  # (an earlier pause that delayed no start is not counted)
+        self._paused_until = until
+        self._report(host)
+
+    def _report(self, host: Paced) -> HostRateReport:
+        report = self.report
+        if report is None:
+            report = self._reports.get(host.name)
+            if report is None:
+                report = self._reports[host.name] = HostRateReport(host.name)
+            self.report = report
+        return report
+
+
+def _tolerance(window: float | None) -> float:
+    """How far two resets of one window may lie apart (whole-second rounding)."""
+    return max(1.0, window / 2) if window else 1.0
+
+
+def _describe(window: Window) -> str:
+    """``10 per 2 s``; ``10 per window`` when the window's length is not given."""
+    if window.window:
+        return f"{window.limit} per {window.window:g} s"
+    return f"{window.limit} per window"
