@@ -38,6 +38,7 @@ from fetchpipe.cli.options import (
     transport_option,
     whole_number,
 )
+from fetchpipe.engine.aimd import DEFAULT_ADAPTIVE
 from fetchpipe.engine.breaker import ON_OPEN, BreakerPolicy
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy
 
@@ -212,6 +213,14 @@ def _resumed(source: InputFile, count: int, out: str) -> tuple[Iterable[Request]
     "gives one back); off: no budget.",
 )
 @click.option(
+    "--adaptive/--no-adaptive",
+    default=True,
+    show_default=True,
+    help="Pace each host by what it answers: the rate limits it publishes (RateLimit, "
+    "X-RateLimit-*, its first request going alone to read them) and, for a host without "
+    "--rate, a rate learned from its 429s (AIMD). --no-adaptive: only --rate and Retry-After.",
+)
+@click.option(
     "--on-host-down",
     type=click.Choice(ON_OPEN),
     default="fail",
@@ -317,6 +326,7 @@ def fetch(
     rates: tuple[str, ...],
     retries: int,
     retry_budget: str,
+    adaptive: bool,
     on_host_down: str,
     timeout: float | None,
     deadline: float | None,
@@ -397,6 +407,7 @@ def fetch(
         proxy=proxies,
         tls=tls,
         breaker=BreakerPolicy(on_open="wait" if on_host_down == "wait" else "fail"),
+        adaptive=DEFAULT_ADAPTIVE if adaptive else None,
     )
     for host in sorted(security.insecure_hosts):
         stderr().print(

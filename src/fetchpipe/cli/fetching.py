@@ -21,6 +21,7 @@ from fetchpipe._log import RunContext, emit, logger, new_run_id, run_context
 from fetchpipe._models import Request
 from fetchpipe._redact import redact_text
 from fetchpipe.cli.bad_usage import BadUsage
+from fetchpipe.engine.aimd import DEFAULT_ADAPTIVE, AdaptivePolicy
 from fetchpipe.engine.breaker import DEFAULT_BREAKER, BreakerPolicy
 from fetchpipe.engine.retry import RetryPolicy
 
@@ -52,6 +53,7 @@ class Settings:
     breaker: BreakerPolicy | None = DEFAULT_BREAKER
     proxy: ProxyPolicy | str | None = "env"
     tls: TlsPolicy | None = None
+    adaptive: AdaptivePolicy | None = DEFAULT_ADAPTIVE
 
 
 def stderr() -> Output:
@@ -137,6 +139,7 @@ async def _pump(
             breaker=settings.breaker,
             proxy=settings.proxy,
             tls=settings.tls,
+            adaptive=settings.adaptive,
         ) as fetcher:
             first = last = time.perf_counter()
             async for result in fetcher.stream(requests):
@@ -146,6 +149,7 @@ async def _pump(
                 last = time.perf_counter()
             summary.hosts_down = dict(fetcher.hosts_down)
             summary.retries_denied = fetcher.retries_denied
+            summary.rate_limits = dict(fetcher.rate_limits)
         summary.wall_time = last - first
         emit(
             _LOG,

@@ -15,6 +15,8 @@ from fetchpipe.cli.plain_console import Output, PlainConsole, plain_line
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from fetchpipe.engine.politeness import HostRateReport
+
 SOURCES = (Provenance.CACHE, Provenance.REVALIDATED, Provenance.STALE, Provenance.NETWORK)
 """The order sources are shown in."""
 
@@ -40,6 +42,9 @@ class Summary:
     """Host -> times its circuit breaker opened (copied from the fetcher at the end)."""
     retries_denied: int = 0
     """Retries refused by a host's retry budget."""
+    rate_limits: dict[str, HostRateReport] = field(default_factory=dict)
+    """Host -> its rate limit read or learned, 429s, time paused (copied from the fetcher at
+    the end; only hosts where something of the kind happened)."""
     _latencies: array[float] = field(default_factory=lambda: array("d"), repr=False)
     _sorted: list[float] = field(default_factory=list, repr=False)
 
@@ -140,6 +145,14 @@ def one_line(summary: Summary) -> str:
         line += f" | {_source_text(summary)}"
     if summary.hosts_down:
         line += f" | hosts down: {', '.join(sorted(summary.hosts_down))}"
+    if summary.rate_limits:
+        throttled = sum(r.throttled for r in summary.rate_limits.values())
+        paused = sum(r.paused for r in summary.rate_limits.values())
+        hosts = len(summary.rate_limits)
+        line += (
+            f" | rate limits: {hosts} host{'' if hosts == 1 else 's'}, {throttled} 429s, "
+            f"paused {paused:.1f} s"
+        )
     return line
 
 
@@ -161,6 +174,8 @@ def rows(summary: Summary) -> list[tuple[str, str]]:
     for host, openings in sorted(summary.hosts_down.items()):
         times = "once" if openings == 1 else f"{openings} times"
         out.append((f"[red]host down[/red] {host}", f"breaker opened {times}"))
+    for host, report in sorted(summary.rate_limits.items()):
+        out.append((f"rate limit {host}", report.text))
     if summary.shows_sources:
         out.append(("sources", ""))
         for label, count in summary.sources():

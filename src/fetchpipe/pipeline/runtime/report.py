@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from fetchpipe.engine.politeness import HostRateReport
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -82,6 +84,9 @@ class RunReport:
     run of the pipeline on this destination resumes it (``--restart`` drops it)."""
     retries_denied: int = 0
     """Retries refused by a host's retry budget."""
+    rate_limits: dict[str, HostRateReport] = field(default_factory=dict)
+    """Host -> its rate limit read or learned, 429s received, seconds paused (hosts where
+    any of these happened)."""
     warnings: list[str] = field(default_factory=list)
     """What the run could do but the next one may not (e.g. a refresh token rotated)."""
 
@@ -112,6 +117,7 @@ class RunReport:
             "hosts_down": dict(self.hosts_down),
             "unfinished": self.unfinished,
             "retries_denied": self.retries_denied,
+            "rate_limits": {host: info.as_dict() for host, info in self.rate_limits.items()},
             "warnings": list(self.warnings),
         }
 
@@ -209,5 +215,7 @@ def failure_lines(report: RunReport) -> list[str]:
         )
     if report.retries_denied:
         lines.append(f"retries refused by a host's retry budget: {report.retries_denied}")
+    for host, info in sorted(report.rate_limits.items()):
+        lines.append(f"rate limit: {host}: {info.text}")
     lines += [f"warning: {warning}" for warning in report.warnings]
     return lines

@@ -255,6 +255,7 @@ class PipelineRunner:
                 security=self._security,
                 proxy=self._proxy,
                 tls=self._tls,
+                adaptive=pipeline.adaptive_policy(),
             ) as fetcher,
         ):
             shared: dict[OAuth2RefreshToken, Authenticator] = {}  # one per refresh token
@@ -274,6 +275,7 @@ class PipelineRunner:
                 self.report.hosts_down = dict(fetcher.hosts_down)
                 self.report.hosts_waited = pipeline.defaults.breaker.on_open == "wait"
                 self.report.retries_denied = fetcher.retries_denied
+                self.report.rate_limits = dict(fetcher.rate_limits)
 
     def _auth_warnings(self) -> None:
         """The authenticators' warnings into the report, once each, naming their sources."""

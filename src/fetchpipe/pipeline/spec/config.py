@@ -3,7 +3,8 @@
 ::
 
     spec = PipelineSpec.from_file("pipeline.yaml")     # or .toml; or PipelineSpec.from_dict({...})
-    spec.limits(), spec.timeouts(), spec.retry_policy(), spec.breaker_policy(), spec.http_cache()
+    spec.limits(), spec.timeouts(), spec.retry_policy(), spec.breaker_policy(), spec.http_cache(),
+    spec.adaptive_policy()
     spec.ordered_sources()                             # parents before their children
 
 Loading substitutes ``${VAR}`` from the environment, validates everything and raises one
@@ -31,6 +32,7 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_valid
 from fetchpipe._config import HostLimits, Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, SettingError
 from fetchpipe._redact import CREDENTIAL_HEADERS, CREDENTIAL_PARAMS, redact_text
+from fetchpipe.engine.aimd import AdaptivePolicy
 from fetchpipe.engine.breaker import BreakerPolicy
 from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.proxies import ProxyPolicy
@@ -194,10 +196,22 @@ class PipelineSpec(_Model):
 
     def limits(self) -> Limits:
         hosts = {
-            pattern: HostLimits(h.max_concurrency, h.max_per_second, h.burst)
+            pattern: HostLimits(h.max_concurrency, h.max_per_second, h.burst, h.adaptive)
             for pattern, h in self.hosts.items()
         }
         return Limits(max_concurrency=self.defaults.max_concurrency, hosts=hosts)
+
+    def adaptive_policy(self) -> AdaptivePolicy | None:
+        """How hosts are paced by what they answer; None with ``defaults.adaptive: false``."""
+        a = self.defaults.adaptive
+        if not a.enabled:
+            return None
+        return AdaptivePolicy(
+            min_per_second=a.min_per_second,
+            increase=a.increase,
+            decrease=a.decrease,
+            first_wait=a.first_wait,
+        )
 
     def timeouts(self) -> Timeouts:
         t = self.defaults.timeout

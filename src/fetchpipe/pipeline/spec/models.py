@@ -153,9 +153,37 @@ class CacheConfig(_Model):
     offline: bool = False
 
 
+class AdaptiveConfig(_Model):
+    """How hosts are paced by what they answer: their published rate limits (RateLimit,
+    X-RateLimit-*) and, on hosts without max_per_second, a rate learned from their 429s
+    (AIMD). ``adaptive: false`` is ``{enabled: false}``: only the hosts' limits and
+    Retry-After."""
+
+    enabled: bool = True
+    min_per_second: Seconds = Field(default=0.1, description="The floor of a learned rate.")
+    increase: Seconds = Field(
+        default=0.025,
+        description="Share of the rate set by the last 429 added per second of answers.",
+    )
+    decrease: float = Field(
+        default=0.9, gt=0, lt=1, description="The factor on a host's rate at a 429."
+    )
+    first_wait: Wait = Field(
+        default=1.0,
+        description="Seconds a host's other requests wait for the answer to its first one.",
+    )
+
+
+def _adaptive(value: object) -> object:
+    return {"enabled": value} if isinstance(value, bool) else value
+
+
+AdaptiveSetting = Annotated[AdaptiveConfig, BeforeValidator(_adaptive)]
+
+
 class Defaults(_Model):
     """Settings for every source: timeouts, retries, the breaker, cache, security, concurrency,
-    headers."""
+    headers, pacing by what hosts answer."""
 
     timeout: TimeoutConfig = TimeoutConfig()
     retry: RetryConfig = RetryConfig()
@@ -174,6 +202,11 @@ class Defaults(_Model):
         default=None,
         description="http://[user:password@]host:port for every request but NO_PROXY's hosts "
         "(HTTPS through CONNECT), or none; unset: HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY.",
+    )
+    adaptive: AdaptiveSetting = Field(
+        default=AdaptiveConfig(),
+        description="Pace hosts by their published rate limits and their 429s (AIMD); false: "
+        "by the hosts' limits and Retry-After only.",
     )
 
 
@@ -198,6 +231,12 @@ class HostConfig(_Model):
     max_concurrency: int | None = Field(default=None, ge=1)
     max_per_second: Seconds | None = None
     burst: int = Field(default=1, ge=1)
+    adaptive: bool | None = Field(
+        default=None,
+        description="true: learn a rate from the host's 429s, max_per_second being its "
+        "ceiling; false: neither that nor its published limits. Unset: published limits "
+        "always, 429s unless max_per_second is given.",
+    )
 
 
 # --- pagination -------------------------------------------------------------------------------
