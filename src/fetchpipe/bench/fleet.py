@@ -37,6 +37,14 @@ class RemoteFleet:
             stats: dict[str, Any] = json.loads(resp.read())
         return stats
 
+    def limited_counts(self, key: str, after: float = 0.0) -> dict[str, int]:
+        """What the rate-limited endpoints let through and answered 429 for ``key``
+        (``Fleet.limited_counts``)."""
+        url = f"{self.base_urls[0]}/limited/counts?key={key}&after={after}"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            counts: dict[str, int] = json.loads(resp.read())
+        return counts
+
     def reset(self) -> None:
         """Clear the counters and the per-key request numbers."""
         request = urllib.request.Request(self.base_urls[0] + "/__reset", method="POST")

@@ -20,6 +20,7 @@ from fetchpipe.bench.cli.commands import (
     latency,
     memory,
     pipeline_command,
+    politeness_command,
     readahead,
     seed_command,
     startup_command,
@@ -52,6 +53,7 @@ for _command in (
     readahead,
     faults,
     pipeline_command,
+    politeness_command,
     all_command,
     cache_command,
 ):

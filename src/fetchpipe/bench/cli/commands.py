@@ -19,6 +19,7 @@ from fetchpipe.bench.cli.scenarios import (
     latency_scenario,
     memory_scenario,
     pipeline_scenario,
+    politeness_scenario,
     readahead_scenario,
     seed_scenario,
     startup_scenario,
@@ -316,6 +317,59 @@ def pipeline_command(
     if not clean:
         click.echo("some clients failed or loaded the wrong rows (see above)", err=True)
         sys.exit(1)
+
+
+@click.command("politeness")
+@whole_number("--published", minimum=1, default=200, help="Requests to the published-limit API.")
+@whole_number("--limit", minimum=1, default=10, help="Its quota per window.")
+@whole_number("--window", minimum=1, default=2, help="Its window, whole seconds.")
+@whole_number("--silent", minimum=1, default=600, help="Requests to the silent-limit API.")
+@number("--rate", minimum=0.1, default=20.0, help="Requests per second the silent API allows.")
+@whole_number("--concurrency", minimum=1, default=50, help="Concurrency against the silent API.")
+@names_option(
+    "--clients",
+    default="fetchpipe,fixed,aiometer,gather",
+    help="Comma-separated clients (aiometer only when installed).",
+)
+@number(
+    "--settle",
+    minimum=0,
+    default=3.0,
+    help="Seconds after which a client's 429s count as the 'after' share.",
+)
+@json_option
+@chart_option
+def politeness_command(
+    published: int,
+    limit: int,
+    window: int,
+    silent: int,
+    rate: float,
+    concurrency: int,
+    clients: str,
+    settle: float,
+    json_path: Path | None,
+    chart_path: Path | None,
+) -> None:
+    """Rate-limited APIs: fetchpipe adaptive vs fixed rate vs aiometer vs gather.
+
+    An API publishing 10 requests per 2 s (429 beyond) and one silently allowing 20/s (a bare
+    429 beyond): requests landed, 429s and their share, time and throughput.
+    """
+    finish(
+        politeness_scenario(
+            published,
+            limit,
+            window,
+            silent,
+            rate,
+            concurrency,
+            clients,
+            settle,
+            json_path,
+            chart_path,
+        )
+    )
 
 
 @click.command("all")

@@ -195,3 +195,37 @@ def startup_scenario(
         raise click.ClickException(str(exc)) from None
     emit(report, json_path, chart_path)
     return report.clean
+
+
+def politeness_scenario(
+    published: int,
+    limit: int,
+    window: int,
+    silent: int,
+    rate: float,
+    concurrency: int,
+    clients: str,
+    settle: float,
+    json_path: Path | None,
+    chart_path: Path | None,
+) -> bool:
+    from fetchpipe.bench import politeness as scenario
+    from fetchpipe.bench.fleet import running_fleet
+
+    names = comma_separated([clients])
+    unknown = sorted(set(names) - set(scenario.CLIENTS))
+    if unknown or not names:
+        raise click.BadParameter(
+            f"unknown client(s): {', '.join(unknown) or '(none given)'}. HINT: choose among "
+            f"{', '.join(scenario.CLIENTS)}",
+            param_hint="--clients",
+        )
+    chosen = scenario.available(names)
+    published_api, silent_api = scenario.apis(published, limit, window, silent, rate, concurrency)
+    with running_fleet(0.01, hosts=2) as fleet:
+        report = scenario.PolitenessReport(
+            scenario.measure(fleet, published_api, chosen, settle),
+            scenario.measure(fleet, silent_api, chosen, settle),
+        )
+    emit(report, json_path, chart_path)
+    return True  # 429s and failures are what this scenario counts
