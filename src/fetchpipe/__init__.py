@@ -28,6 +28,7 @@ from fetchpipe._models import Provenance as Source  # a result's origin: its nam
 __version__ = "0.1.0"
 
 if _typing.TYPE_CHECKING:
+    from fetchpipe.engine.aimd import AdaptivePolicy
     from fetchpipe.engine.breaker import BreakerPolicy
     from fetchpipe.engine.cache.http_cache import HttpCache
     from fetchpipe.engine.fetcher import Fetcher, RetryEvent, fetch_all, run
@@ -41,6 +42,7 @@ if _typing.TYPE_CHECKING:
 # imported on first use (PEP 562), so that ``import fetchpipe`` and the command line start fast.
 # The settings, errors and models above need only light parts of the standard library.
 _LAZY = {
+    "AdaptivePolicy": "fetchpipe.engine.aimd",
     "BreakerPolicy": "fetchpipe.engine.breaker",
     "Fetcher": "fetchpipe.engine.fetcher",
     "HttpCache": "fetchpipe.engine.cache.http_cache",
@@ -65,6 +67,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "AdaptivePolicy",
     "BreakerPolicy",
     "ConfigError",
     "ErrorKind",

@@ -9,6 +9,7 @@ import fetchpipe
 # The public API: a name added, renamed or dropped is a change of the library's promise, made
 # here on purpose.
 PUBLIC_NAMES = [
+    "AdaptivePolicy",
     "BreakerPolicy",
     "ConfigError",
     "ErrorKind",
