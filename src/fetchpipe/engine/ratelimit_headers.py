@@ -29,8 +29,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import http_sf
-
 from fetchpipe.engine.retry import parse_retry_after
 
 EPOCH_FROM = 1e9
@@ -155,6 +153,8 @@ def _list_items(text: str | None) -> list[tuple[str, dict[str, Any]]]:
     """The items of a Structured Fields list as ``(name, parameters)``; [] when it is not one."""
     if text is None:
         return []
+    import http_sf  # lazy: start-up time (about 10 ms); most hosts send no RateLimit field
+
     try:
         parsed = http_sf.parse(text.encode("ascii"), tltype="list")
     except (http_sf.StructuredFieldError, UnicodeEncodeError, ValueError):
@@ -171,6 +171,8 @@ def _list_items(text: str | None) -> list[tuple[str, dict[str, Any]]]:
 
 def _draft7_items(text: str) -> list[tuple[str, dict[str, Any]]]:
     """Draft -07's ``RateLimit: limit=10, remaining=5, reset=3`` (a dictionary) as one item."""
+    import http_sf  # lazy: start-up time
+
     try:
         parsed = http_sf.parse(text.encode("ascii"), tltype="dictionary")
     except (http_sf.StructuredFieldError, UnicodeEncodeError, ValueError):
