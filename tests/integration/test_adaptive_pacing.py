@@ -10,7 +10,7 @@ import itertools
 
 import pytest
 
-from fetchpipe import Fetcher, Limits, Result
+from fetchpipe import AdaptivePolicy, ErrorKind, Fetcher, Limits, Result, RetryPolicy, Timeouts
 from fetchpipe._config import HostLimits
 from fetchpipe.sim import Fleet
 from tests.integration.transports import both_transports, current
@@ -130,3 +130,54 @@ async def test_a_hosts_first_request_goes_alone(fleet: Fleet) -> None:
     ordered = sorted(results, key=lambda r: r.timings.started)
     assert all(r.timings.started >= ordered[0].timings.done for r in ordered[1:])
     assert fleet.stats.max_in_flight(host=fleet.addresses[0]) == 5
+
+
+# --- the first request alone: as short as it can be --------------------------------------------
+
+
+def done_order(results: list[Result]) -> list[str]:
+    """The URLs' paths by the time their request finished."""
+    ordered = sorted(results, key=lambda r: r.timings.done)
+    return [r.url.split("/", 3)[3] for r in ordered]
+
+
+async def test_the_first_request_gate_ends_when_the_first_attempt_times_out(fleet: Fleet) -> None:
+    """The first request times out (0.3 s) while the gate would hold the others for 5 s: they
+    go as soon as it ends, not when ``first_wait`` passes."""
+    slow = fleet.url("/delay?seconds=3")
+    fast = [fleet.url(f"/item/{i}") for i in range(4)]
+    results, _ = await fetch(
+        [slow, *fast],
+        adaptive=AdaptivePolicy(first_wait=5.0),
+        timeouts=Timeouts(total=0.3),
+        retry=RetryPolicy(attempts=1),
+    )
+    assert [r.error for r in results] == [ErrorKind.TIMEOUT] + [None] * 4
+    first_end = results[0].timings.done
+    assert all(r.timings.started >= first_end - 0.05 for r in results[1:])  # held until then
+    assert max(r.timings.done for r in results) - first_end < 2.0  # not until first_wait
+
+
+async def test_a_host_seen_by_the_fetcher_is_not_gated_again(fleet: Fleet) -> None:
+    """A second stream() of the same Fetcher (the host's state made anew) sends a slow request
+    and fast ones at once: the fast ones do not wait for the slow one's answer."""
+    async with Fetcher(transport=current(), adaptive=AdaptivePolicy(first_wait=5.0)) as fetcher:
+        first = [r async for r in fetcher.stream([fleet.url("/item/0")])]
+        assert first[0].ok and fleet.addresses[0] in fetcher.hosts_seen
+        urls = [fleet.url("/delay?seconds=1.5"), *(fleet.url(f"/item/{i}") for i in range(1, 4))]
+        results = [r async for r in fetcher.stream(urls)]
+    assert all(r.ok for r in results)
+    assert done_order(results)[-1] == "delay?seconds=1.5"
+
+
+async def test_a_new_fetcher_gates_the_host_and_few_in_flight_are_not_gated(
+    fleet: Fleet,
+) -> None:
+    """The same requests on a new Fetcher wait for the slow first one (the gate); on a host
+    allowed only two in flight, nothing waits (no burst worth holding back)."""
+    urls = [fleet.url("/delay?seconds=1.0"), *(fleet.url(f"/item/{i}") for i in range(3))]
+    gated, _ = await fetch(urls, adaptive=AdaptivePolicy(first_wait=5.0))
+    assert done_order(gated)[0] == "delay?seconds=1.0"
+    two = Limits(hosts={fleet.addresses[0]: HostLimits(max_concurrency=2)})
+    ungated, _ = await fetch(urls, adaptive=AdaptivePolicy(first_wait=5.0), limits=two)
+    assert done_order(ungated)[-1] == "delay?seconds=1.0"

@@ -26,7 +26,7 @@ from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.gc_tuning import fewer_collections
 from fetchpipe.engine.outcomes import RetryEvent as RetryEvent  # public: fetchpipe.RetryEvent
 from fetchpipe.engine.outcomes import RetryHook
-from fetchpipe.engine.politeness import HostRateReport
+from fetchpipe.engine.politeness import HostRateReport, HostsSeen
 from fetchpipe.engine.proxies import ProxyPolicy, proxy_policy
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy
 from fetchpipe.engine.security import SecurityPolicy
@@ -103,6 +103,8 @@ class Fetcher:
         self.rate_limits: dict[str, HostRateReport] = {}
         """Host -> its limit read or learned, 429s and time paused (hosts where any of these
         happened)."""
+        self.hosts_seen = HostsSeen()
+        """Hosts whose first attempt has ended: their first request does not go alone again."""
         self.timeouts = timeouts or Timeouts()
         self._headers = dict(headers or {})
         self._on_retry = on_retry

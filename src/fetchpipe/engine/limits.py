@@ -90,6 +90,7 @@ class HostState(Generic[T]):
         "budget",
         "delayed",
         "fresh",
+        "fresh_first",
         "in_ready",
         "interval",
         "max_concurrency",
@@ -112,6 +113,9 @@ class HostState(Generic[T]):
         self.tat = 0.0
         self.paused_until = 0.0
         self.fresh: deque[T] = deque()
+        self.fresh_first = 0
+        """First attempts to take before due retries (those a first-request gate held, see
+        :mod:`fetchpipe.engine.politeness`): sent in the order they had without the gate."""
         self.ahead = 0
         """Requests of this host read ahead, waiting outside the engine's buffer (see
         :mod:`fetchpipe.engine.readahead`): the host is not idle while there are any."""

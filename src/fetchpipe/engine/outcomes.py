@@ -30,7 +30,7 @@ from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.cache.storage import Entry
 from fetchpipe.engine.item import Item, expired
 from fetchpipe.engine.limits import HostState
-from fetchpipe.engine.politeness import HostPace, HostRateReport
+from fetchpipe.engine.politeness import HostPace, HostRateReport, HostsSeen
 from fetchpipe.engine.retry import (
     RETRY_AFTER_STATUSES,
     Decision,
@@ -78,6 +78,7 @@ class Owner(Protocol):
     failed_fast: int
     adaptive: AdaptivePolicy | None
     rate_limits: dict[str, HostRateReport]
+    hosts_seen: HostsSeen
 
 
 class Outcomes:
@@ -170,14 +171,23 @@ class Outcomes:
         """A new host's pace, by its limits (``HostLimits.adaptive``) and the run's policy."""
         policy = self.adaptive
         assert policy is not None
-        limits = self.owner.limits.for_host(name)
+        owner = self.owner
+        limits = owner.limits.for_host(name)
         adaptive = limits.adaptive
+        read_headers = adaptive is not False
+        most = min(
+            limits.max_concurrency or owner.limits.max_concurrency, owner.limits.max_concurrency
+        )
+        seen = owner.hosts_seen
         return HostPace(
             policy,
-            read_headers=adaptive is not False,
+            read_headers=read_headers,
             aimd=adaptive is True or (adaptive is None and limits.max_per_second is None),
             ceiling=limits.max_per_second,
-            reports=self.owner.rate_limits,
+            reports=owner.rate_limits,
+            first_alone=name not in seen
+            and HostPace.gates(policy, read_headers=read_headers, most_in_flight=most),
+            seen=seen,
         )
 
     def _paced(

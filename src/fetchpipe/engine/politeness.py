@@ -15,8 +15,19 @@ paces evenly at ``quota / window``.
 
 **The first request.** Before a host has answered, nothing is known of its limits; with 100
 requests in flight at once, a host allowing 10 per window would answer 90 of them 429. So a
-host's first request goes alone, and the others wait for its answer, at most ``first_wait``
-seconds (1 s), then go anyway.
+host's first request goes alone, and the others wait until it ends, at most ``first_wait``
+seconds (1 s), then go anyway. The gate is kept small:
+
+- it ends as soon as the first attempt ends, whatever its end (an answer, a connection error,
+  a timeout, a cancel: :meth:`HostPace.ended`);
+- the requests it held then go *before* a retry of that first request (``fresh_first`` on the
+  host): they are sent in the order they would have been sent without the gate, so the circuit
+  breaker, which reads first attempts in send order, sees the same run of first attempts;
+- it applies once per host per :class:`~fetchpipe.Fetcher` (:class:`HostsSeen`): a host whose
+  state is forgotten while idle and made again is not gated again, so a host that publishes
+  nothing pays one round trip, once;
+- it applies only where a burst is possible: a host that may have at most
+  :data:`ALONE_UP_TO` requests in flight goes as configured.
 
 **Unpublished limits**: :class:`~fetchpipe.engine.aimd.AdaptivePolicy` (AIMD on the rate), for
 a 429, or a 503 with ``Retry-After``, that carries no rate-limit header. A throttle that carries
@@ -32,7 +43,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sized
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,6 +63,12 @@ GUIDED_SHARE = 0.25
 """A throttle with a Retry-After (which pauses the host) decreases the rate only when at least
 this share of the last second's answers were throttles: an API that sends a Retry-After now and
 then (a flaky one, or a shared quota met by chance) is paused, not slowed for the whole run."""
+ALONE_UP_TO = 2
+"""A host that may have at most this many requests in flight is not gated on its first answer:
+a burst of two overruns no published window worth the wait."""
+HOSTS_SEEN_MAX = 100_000
+"""Hosts :class:`HostsSeen` keeps (the oldest go first): a crawl over millions of hosts keeps
+a bounded set, at the cost of a second first-request gate for a host seen long ago."""
 
 
 class Paced(Protocol):
@@ -62,6 +79,37 @@ class Paced(Protocol):
     interval: float
     tolerance: float
     remember_until: float
+    fresh_first: int
+    """First attempts to send before the host's retries (the ones the first-request gate held)."""
+
+    @property
+    def fresh(self) -> Sized: ...
+
+
+class HostsSeen:
+    """Hosts whose first attempt has ended, for one :class:`~fetchpipe.Fetcher`: their first
+    request does not go alone again when their state is made again (see the module
+    docstring). A dict used as an insertion-ordered set, at most :data:`HOSTS_SEEN_MAX` long."""
+
+    __slots__ = ("_hosts", "_max")
+
+    def __init__(self, max_hosts: int = HOSTS_SEEN_MAX) -> None:
+        self._hosts: dict[str, None] = {}
+        self._max = max_hosts
+
+    def __contains__(self, host: object) -> bool:
+        return host in self._hosts
+
+    def __len__(self) -> int:
+        return len(self._hosts)
+
+    def add(self, host: str) -> None:
+        hosts = self._hosts
+        if host in hosts:
+            return
+        if len(hosts) >= self._max:
+            del hosts[next(iter(hosts))]
+        hosts[host] = None
 
 
 @dataclass(slots=True)
@@ -129,11 +177,13 @@ class HostPace:
         "_paused_until",
         "_policy",
         "_reports",
+        "_seen",
         "_step",
         "_throttles",
         "aimd",
         "ceiling",
         "configured_interval",
+        "gating",
         "hold_until",
         "rate",
         "read_headers",
@@ -148,7 +198,11 @@ class HostPace:
         aimd: bool,
         ceiling: float | None,
         reports: dict[str, HostRateReport],
+        first_alone: bool = False,
+        seen: HostsSeen | None = None,
     ) -> None:
+        """``first_alone``: the host's first request goes alone (the caller decides, see
+        :meth:`gates`); ``seen`` is told when that first attempt ends."""
         self._policy = policy
         self.read_headers = read_headers
         self.aimd = aimd
@@ -158,7 +212,11 @@ class HostPace:
         """The learned rate (AIMD); inf until the host throttles."""
         self.hold_until = 0.0
         """No start before this (loop time): the first request's answer, a spent quota."""
-        self._first_until = -1.0  # -1: no request started yet; 0: the first has answered
+        self._first_until = -1.0 if first_alone else 0.0
+        """-1: the first request has not started; 0: no gate (any more); else its end (loop)."""
+        self._seen = seen
+        self.gating = False
+        """The first request is on its way and the gate in force (until :meth:`ended`)."""
         self._accepted = RateMeter()
         self._throttles = RateMeter()
         self._budgets: dict[str, _Budget] = {}
@@ -171,6 +229,13 @@ class HostPace:
         self._reports = reports
         self.report: HostRateReport | None = None
 
+    @staticmethod
+    def gates(policy: AdaptivePolicy, *, read_headers: bool, most_in_flight: int) -> bool:
+        """Whether a new host's first request goes alone: its headers are read, the policy
+        waits for them at all, and the host may have more than :data:`ALONE_UP_TO` requests in
+        flight (``most_in_flight``)."""
+        return read_headers and policy.first_wait > 0 and most_in_flight > ALONE_UP_TO
+
     # --- starts --------------------------------------------------------------------------------
 
     def started(self, host: Paced, now: float) -> None:
@@ -181,11 +246,9 @@ class HostPace:
             self._report(host).paused += max(0.0, min(now, self._paused_until) - self._held_from)
             self._held_from = -1.0
         if self._first_until < 0:
-            if self.read_headers and self._policy.first_wait:
-                self._first_until = now + self._policy.first_wait
-                self.hold_until = self._first_until
-            else:
-                self._first_until = 0.0
+            self._first_until = now + self._policy.first_wait
+            self.hold_until = self._first_until
+            self.gating = True
             return
         budgets = self._budgets
         if not budgets:
@@ -222,7 +285,8 @@ class HostPace:
         retry_after_max: float,
     ) -> None:
         """``host`` answered an attempt sent at ``sent_at`` with ``status`` and ``headers``."""
-        self._first_answered(now)
+        if self.gating:
+            self._first_ended(host, now)
         if status == 429:
             self._report(host).throttled += 1
         published = (
@@ -257,9 +321,11 @@ class HostPace:
                     )
                     self._set_rate(host, rate, now)
 
-    def unanswered(self, now: float) -> None:
-        """An attempt ended without an answer (no response): it is no first answer to wait for."""
-        self._first_answered(now)
+    def ended(self, host: Paced, now: float) -> None:
+        """An attempt on ``host`` ended, whatever its end (an answer, no response, a cancel):
+        the first-request gate, if still in force, ends with it."""
+        if self.gating:
+            self._first_ended(host, now)
 
     def paused(self, host: Paced, now: float, until: float) -> None:
         """``host`` is paused until ``until`` (a Retry-After): counted as time paused."""
@@ -267,14 +333,21 @@ class HostPace:
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _first_answered(self, now: float) -> None:
-        if self._first_until > 0:
-            self._first_until = 0.0
-            if self.hold_until > now:
-                self.hold_until = max(
-                    (b.reset_at + RESET_MARGIN for b in self._budgets.values() if b.left <= 0),
-                    default=0.0,
-                )
+    def _first_ended(self, host: Paced, now: float) -> None:
+        """The first attempt ended: lift the gate (unless a spent budget holds the host), send
+        what it held before any retry, and remember the host as seen."""
+        held = now < self._first_until
+        self._first_until = 0.0
+        self.gating = False
+        if self.hold_until > now:
+            self.hold_until = max(
+                (b.reset_at + RESET_MARGIN for b in self._budgets.values() if b.left <= 0),
+                default=0.0,
+            )
+        if held:  # it held the others: they go before any retry of it
+            host.fresh_first = len(host.fresh)
+        if self._seen is not None:
+            self._seen.add(host.name)
 
     def _sent(self, now: float) -> float:
         return self._meter.rate(now)

@@ -190,6 +190,7 @@ class Scheduler(Generic[T]):
         """
         items = list(host.fresh)
         host.fresh.clear()
+        host.fresh_first = 0
         items.extend(entry[2] for entry in sorted(host.delayed))
         host.delayed.clear()
         if host.ahead and self.on_low is not None:
@@ -237,10 +238,16 @@ class Scheduler(Generic[T]):
             if start_at > now + TIMER_SLACK:
                 self._wake_later(host, start_at)
                 continue
-            if delayed and delayed[0][0] <= now + TIMER_SLACK:
+            if (
+                delayed
+                and delayed[0][0] <= now + TIMER_SLACK
+                and not (host.fresh_first and host.fresh)
+            ):
                 item = heapq.heappop(delayed)[2]
             elif host.fresh:
                 item = host.fresh.popleft()
+                if host.fresh_first:
+                    host.fresh_first -= 1
                 if host.ahead and self.on_low is not None:
                     self.on_low(host)
             elif delayed:

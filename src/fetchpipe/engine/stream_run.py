@@ -261,6 +261,9 @@ class StreamRun(Outcomes):
             finally:
                 if item.number:  # the attempt ended without an outcome (it raised)
                     self._outcome(host, item, None)
+                pace = host.pace
+                if pace is not None and pace.gating:  # a first-request gate ends with it
+                    pace.ended(host, self.loop.time())
                 # After any retry is queued: a host with a retry waiting is never forgotten.
                 scheduler.attempt_done(host)
             if result is not None:
@@ -327,8 +330,6 @@ class StreamRun(Outcomes):
             )
         except TransportError as exc:
             now = loop.time()
-            if host.pace is not None:
-                host.pace.unanswered(now)
             self._outcome(host, item, counts_as_failure(exc.kind, None))
             if exc.kind is ErrorKind.TIMEOUT and item.deadline and now >= item.deadline - 0.001:
                 return self._deadline_failure(item, now, "during an attempt")
