@@ -24,6 +24,7 @@ from fetchpipe._exceptions import (
 )
 from fetchpipe._models import ErrorKind, Request, Result, Timings
 from fetchpipe._models import Provenance as Source  # a result's origin: its name kept as it was
+from fetchpipe._quota import Quota
 
 __version__ = "0.1.0"
 
@@ -79,6 +80,7 @@ __all__ = [
     "Limits",
     "Pipeline",
     "ProxyPolicy",
+    "Quota",
     "Request",
     "Result",
     "RetryEvent",

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fetchpipe._exceptions import ConfigError
+from fetchpipe._quota import Quota
 
 MiB = 1024 * 1024
 READAHEAD = 1_000_000
@@ -46,12 +47,15 @@ class HostLimits:
     ``None`` (the default): read its published limits, and learn a rate from its 429s unless
     ``max_per_second`` is given; ``True``: both, ``max_per_second`` being the ceiling of the
     learned rate; ``False``: neither (only the limits given here, and Retry-After).
+    ``quota``: requests per calendar hour, day or month (UTC), counted across runs and
+    processes in the Fetcher's ``state_dir`` (see :mod:`fetchpipe.engine.quotas`).
     """
 
     max_concurrency: int | None = None
     max_per_second: float | None = None
     burst: int = 1
     adaptive: bool | None = None
+    quota: Quota | None = None
 
     def __post_init__(self) -> None:
         if self.max_concurrency is not None and self.max_concurrency < 1:
@@ -68,6 +72,11 @@ class HostLimits:
             )
         if self.burst < 1:
             raise ConfigError(f"burst must be at least 1, got {self.burst!r}.")
+        if self.quota is not None and not isinstance(self.quota, Quota):
+            raise ConfigError(
+                f"quota must be a fetchpipe.Quota, got {self.quota!r}. "
+                "HINT: e.g. HostLimits(quota=Quota(5000, 'day'))"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +126,13 @@ class Limits:
         if self.buffer_size is not None:
             return self.buffer_size
         return max(1000, 4 * self.max_concurrency)
+
+    @property
+    def has_quotas(self) -> bool:
+        """Some host has a quota (the Fetcher then keeps a quota ledger)."""
+        return self.per_host.quota is not None or any(
+            h.quota is not None for h in self.hosts.values()
+        )
 
     def for_host(self, host: str) -> HostLimits:
         """The limits that apply to ``host`` (already lower-case)."""

@@ -30,6 +30,7 @@ class ErrorKind(enum.StrEnum):
     HOST_DOWN = "host_down"  # the host's circuit breaker is open: not sent (or not retried)
     INVALID_REQUEST = "invalid_request"  # the request itself cannot be sent (bad URL, ...)
     NOT_CACHED = "not_cached"  # offline, and the cache holds nothing for this request
+    QUOTA_EXHAUSTED = "quota_exhausted"  # the host's quota (per hour/day/month) is spent: not sent
     OTHER = "other"  # anything else; the message says what
 
 

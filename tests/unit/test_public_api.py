@@ -21,6 +21,7 @@ PUBLIC_NAMES = [
     "Limits",
     "Pipeline",
     "ProxyPolicy",
+    "Quota",
     "Request",
     "Result",
     "RetryEvent",

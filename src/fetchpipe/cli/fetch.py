@@ -32,9 +32,11 @@ from fetchpipe.cli.options import (
     parse_cache_ttls,
     parse_headers,
     parse_network,
+    parse_quotas,
     parse_rates,
     parse_retry_budget,
     seconds,
+    state_dir_option,
     transport_option,
     whole_number,
 )
@@ -43,6 +45,7 @@ from fetchpipe.engine.breaker import ON_OPEN, BreakerPolicy
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
+    from fetchpipe._quota import Quota
     from fetchpipe.cli.input import InputFile
     from fetchpipe.engine.cache.http_cache import HttpCache
 
@@ -57,6 +60,7 @@ def _settings(
     concurrency: int,
     per_host_concurrency: int | None,
     rates: Mapping[str, float],
+    quotas: Mapping[str, Quota] | None = None,
     retries: int,
     retry_budget: float | None = DEFAULT_RETRY.budget,
     timeout: float | None,
@@ -67,9 +71,14 @@ def _settings(
 ) -> Settings:
     try:
         per_host = HostLimits(max_concurrency=per_host_concurrency)
+        quotas = quotas or {}
         hosts = {
-            host: HostLimits(max_concurrency=per_host_concurrency, max_per_second=rate)
-            for host, rate in rates.items()
+            host: HostLimits(
+                max_concurrency=per_host_concurrency,
+                max_per_second=rates.get(host),
+                quota=quotas.get(host),
+            )
+            for host in (*rates, *quotas)
         }
         # --timeout bounds the whole attempt, so no tighter idle-read bound applies.
         timeouts = Timeouts() if timeout is None else Timeouts(read=None, total=timeout)
@@ -203,6 +212,16 @@ def _resumed(source: InputFile, count: int, out: str) -> tuple[Iterable[Request]
     metavar="HOST=N",
     help="At most N requests per second to HOST ('*.example.com' matches subdomains). Repeatable.",
 )
+@click.option(
+    "--quota",
+    "quotas",
+    multiple=True,
+    metavar="HOST=N/PERIOD",
+    help="At most N requests to HOST per calendar hour, day or month in UTC (N/hour, N/day, "
+    "N/month), counted across runs and processes in --state-dir; beyond it, requests end as "
+    "quota_exhausted with the time it resets. Repeatable.",
+)
+@state_dir_option
 @whole_number("--retries", minimum=0, default=3, help="Retries after the first attempt.")
 @click.option(
     "--retry-budget",
@@ -324,6 +343,8 @@ def fetch(
     per_host_concurrency: int | None,
     readahead: int,
     rates: tuple[str, ...],
+    quotas: tuple[str, ...],
+    state_dir: str,
     retries: int,
     retry_budget: str,
     adaptive: bool,
@@ -378,6 +399,7 @@ def fetch(
         concurrency=concurrency,
         per_host_concurrency=per_host_concurrency,
         rates=parse_rates(rates),
+        quotas=parse_quotas(quotas),
         retries=retries,
         retry_budget=parse_retry_budget(retry_budget),
         timeout=timeout,
@@ -408,6 +430,7 @@ def fetch(
         tls=tls,
         breaker=BreakerPolicy(on_open="wait" if on_host_down == "wait" else "fail"),
         adaptive=DEFAULT_ADAPTIVE if adaptive else None,
+        state_dir=state_dir,
     )
     for host in sorted(security.insecure_hosts):
         stderr().print(

@@ -54,6 +54,7 @@ class Settings:
     proxy: ProxyPolicy | str | None = "env"
     tls: TlsPolicy | None = None
     adaptive: AdaptivePolicy | None = DEFAULT_ADAPTIVE
+    state_dir: str = ".fetchpipe"
 
 
 def stderr() -> Output:
@@ -140,6 +141,7 @@ async def _pump(
             proxy=settings.proxy,
             tls=settings.tls,
             adaptive=settings.adaptive,
+            state_dir=settings.state_dir,
         ) as fetcher:
             first = last = time.perf_counter()
             async for result in fetcher.stream(requests):
@@ -150,6 +152,8 @@ async def _pump(
             summary.hosts_down = dict(fetcher.hosts_down)
             summary.retries_denied = fetcher.retries_denied
             summary.rate_limits = dict(fetcher.rate_limits)
+            if fetcher.quotas is not None:
+                summary.quotas_spent = fetcher.quotas.spent()
         summary.wall_time = last - first
         emit(
             _LOG,
@@ -193,5 +197,11 @@ def fetch_into(
             highlight=False,
             soft_wrap=True,
         )
+    if summary.quota_exhausted:
+        lines = [f"{counted(summary.quota_exhausted, 'request')} not sent: a quota is spent "]
+        lines[0] += "(written as failed with error 'quota_exhausted')"
+        lines += [f"quota: {m.removeprefix('not sent: ')}" for m in summary.quotas_spent.values()]
+        for line in lines:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"results written to {out}", markup=False, highlight=False)
     return summary

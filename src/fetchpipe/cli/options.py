@@ -20,6 +20,7 @@ from fetchpipe._redact import redact_text
 from fetchpipe.cli.bad_usage import BadUsage
 
 if TYPE_CHECKING:
+    from fetchpipe._quota import Quota
     from fetchpipe.engine.proxies import ProxyPolicy
     from fetchpipe.engine.tls import TlsPolicy
 
@@ -113,6 +114,39 @@ def parse_rates(values: Iterable[str]) -> dict[str, float]:
             raise click.BadParameter(str(exc), param_hint="'--rate'") from None
         rates[host] = rate
     return rates
+
+
+def parse_quotas(values: Iterable[str]) -> dict[str, Quota]:
+    """``--quota HOST=N/day`` values (also ``/hour``, ``/month``): requests per calendar window
+    in UTC, counted across runs and processes; the last one for a host wins."""
+    from fetchpipe._quota import parse_quota
+
+    quotas: dict[str, Quota] = {}
+    for text in values:
+        host, sep, value = text.partition("=")
+        host = host.strip().lower()
+        try:
+            if not sep or not host or any(c in host for c in "/: "):
+                raise ConfigError(
+                    f"{text!r} is not HOST=N/PERIOD. HINT: e.g. --quota api.example.com=5000/day "
+                    "(also /hour and /month: calendar windows in UTC)"
+                )
+            quotas[host] = parse_quota(value)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--quota'") from None
+    return quotas
+
+
+def state_dir_option(command: _Decorated) -> _Decorated:
+    """``--state-dir``: where quotas are counted across runs and processes."""
+    return click.option(
+        "--state-dir",
+        default=".fetchpipe",
+        show_default=True,
+        metavar="DIR",
+        help="Where host quotas are counted across runs and processes (quotas.sqlite, an "
+        "SQLite file that concurrent runs share).",
+    )(command)
 
 
 def parse_headers(values: Iterable[str]) -> dict[str, str]:

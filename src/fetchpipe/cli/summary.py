@@ -45,6 +45,8 @@ class Summary:
     rate_limits: dict[str, HostRateReport] = field(default_factory=dict)
     """Host -> its rate limit read or learned, 429s, time paused (copied from the fetcher at
     the end; only hosts where something of the kind happened)."""
+    quotas_spent: dict[str, str] = field(default_factory=dict)
+    """Host -> why its requests were not sent and when its quota resets (spent quotas)."""
     _latencies: array[float] = field(default_factory=lambda: array("d"), repr=False)
     _sorted: list[float] = field(default_factory=list, repr=False)
 
@@ -67,6 +69,11 @@ class Summary:
     def not_cached(self) -> int:
         """Requests the cache had no entry for, in offline mode (failed as ``not_cached``)."""
         return self.by_error[ErrorKind.NOT_CACHED]
+
+    @property
+    def quota_exhausted(self) -> int:
+        """Requests not sent because their host's quota was spent."""
+        return self.by_error[ErrorKind.QUOTA_EXHAUSTED]
 
     @property
     def shows_sources(self) -> bool:

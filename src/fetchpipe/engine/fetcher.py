@@ -28,6 +28,7 @@ from fetchpipe.engine.outcomes import RetryEvent as RetryEvent  # public: fetchp
 from fetchpipe.engine.outcomes import RetryHook
 from fetchpipe.engine.politeness import HostRateReport, HostsSeen
 from fetchpipe.engine.proxies import ProxyPolicy, proxy_policy
+from fetchpipe.engine.quotas import DEFAULT_STATE_DIR, QuotaBook
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy
 from fetchpipe.engine.security import SecurityPolicy
 from fetchpipe.engine.stream_run import DONE, Requests, StreamRun
@@ -55,6 +56,8 @@ class Fetcher:
     ``adaptive``: how hosts are paced by what they answer, their published rate limits and AIMD
     on their 429s (:class:`~fetchpipe.engine.aimd.AdaptivePolicy`; ``None``: by ``limits``
     and Retry-After only); ``HostLimits.adaptive`` turns it on or off per host.
+    ``state_dir``: where the quotas of ``HostLimits.quota`` are counted across runs and
+    processes (``quotas.sqlite`` in it; opened only when a host with a quota is fetched).
     A proxy or TLS file that cannot be used raises ``ConfigError`` here or on entering.
     """
 
@@ -75,8 +78,11 @@ class Fetcher:
         proxy: ProxyPolicy | str | None = "env",
         tls: TlsPolicy | None = None,
         adaptive: AdaptivePolicy | None = DEFAULT_ADAPTIVE,
+        state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR,
     ) -> None:
         self.limits = limits or Limits()
+        self.quotas = QuotaBook(state_dir) if self.limits.has_quotas else None
+        """The hosts' quotas and their ledger (``None``: no host has a quota)."""
         self.tune_gc = tune_gc
         """Collect cyclic garbage less often while streaming (see ``engine.gc_tuning``)."""
         self.security = security
@@ -142,6 +148,8 @@ class Fetcher:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self.quotas is not None:
+            self.quotas.close()  # unspent reservations go back to the ledger
         if self._owns_transport and self._transport is not None:
             await self._transport.close()
             self._transport = None

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from fetchpipe._config import HostLimits
     from fetchpipe.engine.breaker import Breaker
     from fetchpipe.engine.politeness import HostPace
+    from fetchpipe.engine.quotas import HostQuota
     from fetchpipe.engine.retry import RetryBudget
 
 T = TypeVar("T")
@@ -97,6 +98,7 @@ class HostState(Generic[T]):
         "name",
         "pace",
         "paused_until",
+        "quota",
         "remember_until",
         "tat",
         "tolerance",
@@ -135,6 +137,8 @@ class HostState(Generic[T]):
         self.pace: HostPace | None = None
         """Given by the engine with the host's first request (see
         :mod:`fetchpipe.engine.politeness`): it may hold the host and change its rate."""
+        self.quota: HostQuota | None = None
+        """The host's quota across runs (:mod:`fetchpipe.engine.quotas`), when it has one."""
 
     @property
     def saturated(self) -> bool:

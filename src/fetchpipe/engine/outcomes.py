@@ -31,6 +31,7 @@ from fetchpipe.engine.cache.storage import Entry
 from fetchpipe.engine.item import Item, expired
 from fetchpipe.engine.limits import HostState
 from fetchpipe.engine.politeness import HostPace, HostRateReport, HostsSeen
+from fetchpipe.engine.quotas import HostQuota, QuotaBook
 from fetchpipe.engine.retry import (
     RETRY_AFTER_STATUSES,
     Decision,
@@ -79,6 +80,7 @@ class Owner(Protocol):
     adaptive: AdaptivePolicy | None
     rate_limits: dict[str, HostRateReport]
     hosts_seen: HostsSeen
+    quotas: QuotaBook | None
 
 
 class Outcomes:
@@ -166,6 +168,22 @@ class Outcomes:
             if result.error is not None:
                 result.status = item.status  # the last attempt's, when it had an answer
             self.dropped.append((item, result))
+
+    def _quota_spent(self, host: HostState[Item], item: Item, quota: HostQuota) -> Result:
+        """``item`` is not sent: ``host``'s quota is spent. The requests waiting on the host end
+        the same way at once (into ``dropped``), as a down host's do."""
+        self._outcome(host, item, None)  # not sent
+        message = quota.message()
+        for waiting in self.scheduler.drain(host):
+            if waiting.on_budget:
+                self._outcome(host, waiting, None)
+            self.dropped.append((waiting, self._quota_result(waiting, message)))
+        return self._quota_result(item, message)
+
+    def _quota_result(self, item: Item, message: str) -> Result:
+        if item.attempt:
+            message = f"{item.failure} (after {item.attempt} attempts; {message})"
+        return self._give_up(item, None, ErrorKind.QUOTA_EXHAUSTED, message)
 
     def pace_for(self, name: str) -> HostPace:
         """A new host's pace, by its limits (``HostLimits.adaptive``) and the run's policy."""

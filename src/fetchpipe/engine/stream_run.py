@@ -76,7 +76,10 @@ class StreamRun(Outcomes):
         self.input_error: BaseException | None = None
         self.crash: BaseException | None = None
         self.equips = (
-            self.breaker is not None or self.policy.budget is not None or self.adaptive is not None
+            self.breaker is not None
+            or self.policy.budget is not None
+            or self.adaptive is not None
+            or self.owner.quotas is not None
         )
         self.readahead: ReadAhead[Item, Result] = ReadAhead(
             self.scheduler,
@@ -200,6 +203,11 @@ class StreamRun(Outcomes):
             host.budget = RetryBudget(budget, self.policy.budget_refill)
         if self.adaptive is not None:
             host.pace = self.pace_for(host.name)
+        quotas = self.owner.quotas
+        if quotas is not None:
+            quota = self.owner.limits.for_host(host.name).quota
+            if quota is not None:
+                host.quota = quotas.for_host(host.name, quota)
 
     def _consult_cache(self, item: Item) -> Result | None:
         """Answer from the cache when it can; otherwise prepare ``item`` to be sent."""
@@ -321,6 +329,9 @@ class StreamRun(Outcomes):
                 return self._deadline_failure(item, now, "before the next attempt could start")
             if total is None or remaining < total:
                 total = remaining
+        quota = host.quota
+        if quota is not None and not quota.spend(len(host.fresh) + len(host.delayed) + 1):
+            return self._quota_spent(host, item, quota)
         item.attempt += 1
         item.sent_at = now
         request_time = time.time() if self.cache is not None else 0.0

@@ -12,6 +12,10 @@
 ``GET /limited/silent/{n}?rate=20&burst=20&key=k``
     a token bucket of ``burst`` requests refilled at ``rate`` per second, per host and ``key``;
     beyond it a bare 429, no header saying why or for how long.
+``GET /limited/quota/{n}?requests=300&per=day&key=k``
+    a quota: ``requests`` per calendar ``hour`` or ``day`` in UTC, per host and ``key``, with
+    no header until it is spent; beyond it a 429 with ``Retry-After`` to the window's end (what
+    an API selling a daily quota answers).
 ``GET /limited/counts?key=k&after=0``
     ``{"accepted": n, "rejected": m}``: the requests of ``key`` each kind let through or
     answered 429, all hosts together, of those that came ``after`` seconds or more after the
@@ -148,6 +152,25 @@ async def silent(request: web.Request) -> web.Response:
     return json_response({"n": request.match_info["n"], "key": key})
 
 
+async def quota(request: web.Request) -> web.Response:
+    requests = int_param(request, "requests", 1000, 1, 1_000_000_000)
+    per = request.query.get("per", "day")
+    if per not in ("hour", "day"):
+        raise BadParam("per must be hour or day")
+    key = request.query.get("key", "")
+    limits = request.app[LIMITS]
+    now = time.time()
+    used, reset_at = limits.window(
+        _host(request), key, requests, 3600 if per == "hour" else 86400, now
+    )
+    allowed = used < requests
+    limits.count(key, allowed)
+    if not allowed:
+        headers = {"Retry-After": str(max(1, math.ceil(reset_at - now)))}
+        return json_response({"error": "quota spent"}, status=429, headers=headers)
+    return json_response({"n": request.match_info["n"], "key": key})
+
+
 async def counts(request: web.Request) -> web.Response:
     after = float_param(request, "after", 0.0, 0.0, 86_400.0)
     return json_response(request.app[LIMITS].counts(request.query.get("key", ""), after))
@@ -158,4 +181,5 @@ def add_rate_limit_routes(app: web.Application, limits: RateLimits) -> None:
     app[LIMITS] = limits
     app.router.add_get("/limited/published/{n}", published)
     app.router.add_get("/limited/silent/{n}", silent)
+    app.router.add_get("/limited/quota/{n}", quota)
     app.router.add_get("/limited/counts", counts)
