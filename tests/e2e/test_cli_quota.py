@@ -105,3 +105,42 @@ def test_a_bad_quota_exits_2_before_any_request(
         assert done.returncode == 2, (bad, done.stderr)
         assert "--quota" in done.stderr and "HINT" in done.stderr
     assert cli_fleet.limited_counts(key) == {"accepted": 0, "rejected": 0}
+
+
+def test_a_pipeline_quota_stops_its_source_and_the_next_run_resumes(
+    cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path
+) -> None:
+    """`run --state-dir`: a source of 6 pages on a host with a quota of 4 a day stops there
+    (exit 1, the run kept unfinished, the quota's reset said); the next window (a fresh state
+    directory) finishes it without fetching a page twice. A bad quota exits 2."""
+    key = f"quota-pipe-{time.time_ns()}"
+    host = cli_fleet.addresses[2]
+    pipeline = tmp_path / "quota.yaml"
+    body = f"""name: quota
+destination: duckdb:///{tmp_path}/q.duckdb
+hosts:
+  "{host}": {{max_concurrency: 1, quota: {{requests: 4, per: day}}}}
+sources:
+  - name: items
+    url: {cli_fleet.url("/limited/quota/1", host=2)}
+    params: {{requests: 1000, key: {key}}}
+    records: ""
+    paginate: {{type: page, param: n, max_pages: 6}}
+"""
+    pipeline.write_text(body, encoding="utf-8")
+    first = run_cli(
+        "run", str(pipeline), "--state-dir", str(tmp_path / "s1"), "--commit-every", "0"
+    )
+    assert first.returncode == 1, first.stderr
+    assert f"quota: the quota of {host} (4 requests per day) is spent" in first.stdout
+    assert "kept unfinished" in first.stdout
+    assert cli_fleet.limited_counts(key) == {"accepted": 4, "rejected": 0}
+    second = run_cli("run", str(pipeline), "--state-dir", str(tmp_path / "s2"))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert cli_fleet.limited_counts(key) == {"accepted": 6, "rejected": 0}  # 4, then 2
+
+    pipeline.write_text(body.replace("per: day", "per: week"), encoding="utf-8")
+    refused = run_cli("validate", str(pipeline))
+    assert refused.returncode == 2
+    said = refused.stdout + refused.stderr
+    assert f'hosts["{host}"].quota.per' in said and "hour" in said

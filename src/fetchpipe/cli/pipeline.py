@@ -18,7 +18,14 @@ import click
 
 from fetchpipe._exceptions import ConfigError
 from fetchpipe.cli.bad_usage import BadUsage
-from fetchpipe.cli.options import comma_separated, json_flag, log_options, seconds, whole_number
+from fetchpipe.cli.options import (
+    comma_separated,
+    json_flag,
+    log_options,
+    seconds,
+    state_dir_option,
+    whole_number,
+)
 
 if TYPE_CHECKING:  # each command imports what it uses: listing the commands loads no pydantic
     from fetchpipe.pipeline.spec.config import PipelineSpec
@@ -183,6 +190,7 @@ def schema() -> None:
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 @log_options
+@state_dir_option
 def run_command(
     pipeline_file: str,
     select: tuple[str, ...],
@@ -194,6 +202,7 @@ def run_command(
     log_level: str | None,
     log_format: str,
     verbose: int,
+    state_dir: str,
 ) -> None:
     """Run PIPELINE: fetch its sources and load them into its destination.
 
@@ -242,6 +251,7 @@ def run_command(
             restart=restart,
             on_source_done=finished,
             commit_every=commit_every,
+            state_dir=state_dir,
         )
     except PipelineError as exc:  # a file it names cannot be used: at its line
         raise _invalid(pipeline_file, exc) from None

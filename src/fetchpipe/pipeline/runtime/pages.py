@@ -46,9 +46,10 @@ class PageReader:
         self._codec = codec
         self._committed = committed
 
-    def read(self, job: PageJob, result: Result) -> None:
+    def read(self, job: PageJob, result: Result, *, follow: bool = True) -> None:
         """Read the page of ``job`` (a successful ``result``). RecordsError or PaginationError
-        when it does not hold what the source says it holds."""
+        when it does not hold what the source says it holds. ``follow`` False: journal the
+        pages it leads to without queueing them (a suspended source: the next run does)."""
         run, source, report = job.run, job.run.source, job.run.report
         body = _parse_json(result.body)
         errors = graphql_errors(body)
@@ -91,6 +92,8 @@ class PageReader:
             journaled,
         )
         run.entries.append(entry)
+        if not follow:
+            return
         committed = self._committed
         for next_job, stored in zip(jobs, journaled, strict=True):
             # After a restart, a page fetched again may lead to pages committed before the

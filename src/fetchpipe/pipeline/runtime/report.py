@@ -87,6 +87,8 @@ class RunReport:
     rate_limits: dict[str, HostRateReport] = field(default_factory=dict)
     """Host -> its rate limit read or learned, 429s received, seconds paused (hosts where
     any of these happened)."""
+    quotas_spent: dict[str, str] = field(default_factory=dict)
+    """Host -> its spent quota and when it resets (the sources of these hosts are suspended)."""
     warnings: list[str] = field(default_factory=list)
     """What the run could do but the next one may not (e.g. a refresh token rotated)."""
 
@@ -118,6 +120,7 @@ class RunReport:
             "unfinished": self.unfinished,
             "retries_denied": self.retries_denied,
             "rate_limits": {host: info.as_dict() for host, info in self.rate_limits.items()},
+            "quotas_spent": dict(self.quotas_spent),
             "warnings": list(self.warnings),
         }
 
@@ -217,5 +220,7 @@ def failure_lines(report: RunReport) -> list[str]:
         lines.append(f"retries refused by a host's retry budget: {report.retries_denied}")
     for host, info in sorted(report.rate_limits.items()):
         lines.append(f"rate limit: {host}: {info.text}")
+    for message in report.quotas_spent.values():
+        lines.append(f"quota: {message.removeprefix('not sent: ')}")
     lines += [f"warning: {warning}" for warning in report.warnings]
     return lines

@@ -20,9 +20,13 @@ resumed by the next run on the destination: committed pages are not fetched agai
 they led to are (:mod:`.resume`).
 
 A source that fails because its host is down (a ``host_down`` result: the host's circuit
-breaker opened) is *suspended* rather than ended: the pages it read are committed, its stage
-and journal are kept, and the run is left unfinished, so that the next run resumes it from its
-committed pages (the sources that ended are not run again). Its children are suspended with it.
+breaker opened) or its host's quota is spent (``quota_exhausted``: ``hosts.HOST.quota``,
+counted across runs in ``state_dir``) is *suspended* rather than ended: the pages it read are
+committed, its stage and journal are kept, and the run is left unfinished, so that the next run
+resumes it from its committed pages (the sources that ended are not run again). Its children
+are suspended with it. A page of a suspended source that was in flight and is answered after
+all is read and committed too (it was sent, and a quota paid for it), the pages it leads to
+journaled for the next run rather than fetched.
 
 Authentication is added to each request just before it is sent, only on the source's own
 origin; a 401 is retried once after the authenticator renews its credential. A final error
@@ -33,6 +37,7 @@ status that the source's ``on_status`` skips ends that request with no records a
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
@@ -48,6 +53,7 @@ from fetchpipe.destinations.pipelines.factory import destination_for
 from fetchpipe.destinations.pipelines.journal import EndedSource, PageEntry, RunRecord
 from fetchpipe.destinations.run_log import LogRows, RequestRecorder
 from fetchpipe.engine.fetcher import Fetcher
+from fetchpipe.engine.quotas import DEFAULT_STATE_DIR
 from fetchpipe.engine.tls import load_tls
 from fetchpipe.engine.transports.base import Transport
 from fetchpipe.pipeline.runtime import resume
@@ -94,6 +100,7 @@ class PipelineRunner:
         transport: Transport | None = None,
         commit_every: float = COMMIT_EVERY,
         commit_records: int = COMMIT_RECORDS,
+        state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR,
     ) -> None:
         if pipeline.unset_variables:  # loaded with skip_env: placeholders, not values
             raise ConfigError(
@@ -110,6 +117,8 @@ class PipelineRunner:
         self.on_source_done = on_source_done
         self.commit_every = commit_every
         self.commit_records = commit_records
+        self.state_dir = state_dir
+        """Where host quotas are counted across runs (``quotas.sqlite``)."""
         self._transport = transport
         target = pipeline.target
         self.report = RunReport(self.run_id, pipeline.name, str(target))
@@ -256,6 +265,7 @@ class PipelineRunner:
                 proxy=self._proxy,
                 tls=self._tls,
                 adaptive=pipeline.adaptive_policy(),
+                state_dir=self.state_dir,
             ) as fetcher,
         ):
             shared: dict[OAuth2RefreshToken, Authenticator] = {}  # one per refresh token
@@ -276,6 +286,8 @@ class PipelineRunner:
                 self.report.hosts_waited = pipeline.defaults.breaker.on_open == "wait"
                 self.report.retries_denied = fetcher.retries_denied
                 self.report.rate_limits = dict(fetcher.rate_limits)
+                if fetcher.quotas is not None:
+                    self.report.quotas_spent = fetcher.quotas.spent()
 
     def _auth_warnings(self) -> None:
         """The authenticators' warnings into the report, once each, naming their sources."""
@@ -326,6 +338,8 @@ class PipelineRunner:
             run.requests.append(row)
         try:
             if run.failure is not None:
+                if run.suspended and result.ok:  # sent and paid for: kept for the next run
+                    self._pages.read(job, result, follow=False)
                 return
             if (
                 result.status == 401
@@ -341,7 +355,7 @@ class PipelineRunner:
                 return
             if not result.ok:
                 reason = _failure(job, result, self.pipeline.secret_values())
-                if result.error is ErrorKind.HOST_DOWN:
+                if result.error in _SUSPENDING:
                     run.suspend(reason)
                 else:
                     run.fail(reason)
@@ -355,6 +369,10 @@ class PipelineRunner:
         finally:
             self._finisher.settle(run)
             self._queue.wake()
+
+
+_SUSPENDING = (ErrorKind.HOST_DOWN, ErrorKind.QUOTA_EXHAUSTED)
+"""A page that ends so suspends its source: the next run resumes it."""
 
 
 def _selection(pipeline: PipelineSpec, select: Iterable[str] | None) -> dict[str, bool]:

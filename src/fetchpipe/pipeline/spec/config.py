@@ -31,6 +31,7 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_valid
 
 from fetchpipe._config import HostLimits, Limits, Timeouts
 from fetchpipe._exceptions import ConfigError, SettingError
+from fetchpipe._quota import Quota
 from fetchpipe._redact import CREDENTIAL_HEADERS, CREDENTIAL_PARAMS, redact_text
 from fetchpipe.engine.aimd import AdaptivePolicy
 from fetchpipe.engine.breaker import BreakerPolicy
@@ -196,7 +197,13 @@ class PipelineSpec(_Model):
 
     def limits(self) -> Limits:
         hosts = {
-            pattern: HostLimits(h.max_concurrency, h.max_per_second, h.burst, h.adaptive)
+            pattern: HostLimits(
+                h.max_concurrency,
+                h.max_per_second,
+                h.burst,
+                h.adaptive,
+                None if h.quota is None else Quota(h.quota.requests, h.quota.per),
+            )
             for pattern, h in self.hosts.items()
         }
         return Limits(max_concurrency=self.defaults.max_concurrency, hosts=hosts)

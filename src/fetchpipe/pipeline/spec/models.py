@@ -225,8 +225,18 @@ class ReportConfig(_Model):
     )
 
 
+class QuotaConfig(_Model):
+    """Requests per calendar hour, day or month (UTC), counted across runs and processes in
+    the state directory (``run --state-dir``, ``.fetchpipe`` by default)."""
+
+    requests: int = Field(ge=1, description="Requests allowed per window.")
+    per: Literal["hour", "day", "month"] = Field(
+        default="day", description="The window: a calendar hour, day or month in UTC."
+    )
+
+
 class HostConfig(_Model):
-    """Limits for one host (or ``*.example.com``): concurrency and a rate with a burst."""
+    """Limits for one host (or ``*.example.com``): concurrency, a rate with a burst, a quota."""
 
     max_concurrency: int | None = Field(default=None, ge=1)
     max_per_second: Seconds | None = None
@@ -236,6 +246,12 @@ class HostConfig(_Model):
         description="true: learn a rate from the host's 429s, max_per_second being its "
         "ceiling; false: neither that nor its published limits. Unset: published limits "
         "always, 429s unless max_per_second is given.",
+    )
+    quota: QuotaConfig | None = Field(
+        default=None,
+        description="{requests: N, per: hour|day|month}: at most N requests per calendar "
+        "window (UTC) across runs and processes; beyond it the source stops and resumes on the "
+        "next run.",
     )
 
 
