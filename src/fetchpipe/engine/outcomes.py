@@ -181,8 +181,8 @@ class Outcomes:
         return self._quota_result(item, message)
 
     def _quota_result(self, item: Item, message: str) -> Result:
-        if item.attempt:
-            message = f"{item.failure} (after {item.attempt} attempts; {message})"
+        if item.attempt:  # a retry: the last failure, then why it was not tried again
+            message = f"{item.failure}; the retry was {message}"
         return self._give_up(item, None, ErrorKind.QUOTA_EXHAUSTED, message)
 
     def pace_for(self, name: str) -> HostPace:

@@ -178,7 +178,13 @@ class StreamRun(Outcomes):
             if shared is not None:
                 self.inflight[shared] = item
         state = scheduler.add(host, item)
-        if self.equips and state.breaker is None and state.budget is None and state.pace is None:
+        if (
+            self.equips
+            and state.breaker is None
+            and state.budget is None
+            and state.pace is None
+            and state.quota is None
+        ):
             self._equip(state)
         return None
 
