@@ -206,6 +206,7 @@ class Outcomes:
             first_alone=name not in seen
             and HostPace.gates(policy, read_headers=read_headers, most_in_flight=most),
             seen=seen,
+            gated=self.scheduler,
         )
 
     def _paced(

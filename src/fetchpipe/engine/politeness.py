@@ -86,6 +86,15 @@ class Paced(Protocol):
     def fresh(self) -> Sized: ...
 
 
+class Gated(Protocol):
+    """Told when a host's first-request gate opens and closes (the scheduler: a worker idle
+    behind a gate is no reason to read the input ahead)."""
+
+    def gate(self, until: float) -> None: ...
+
+    def ungate(self) -> None: ...
+
+
 class HostsSeen:
     """Hosts whose first attempt has ended, for one :class:`~fetchpipe.Fetcher`: their first
     request does not go alone again when their state is made again (see the module
@@ -172,6 +181,7 @@ class HostPace:
         "_decreased_at",
         "_even",
         "_first_until",
+        "_gated",
         "_held_from",
         "_meter",
         "_paused_until",
@@ -200,9 +210,11 @@ class HostPace:
         reports: dict[str, HostRateReport],
         first_alone: bool = False,
         seen: HostsSeen | None = None,
+        gated: Gated | None = None,
     ) -> None:
         """``first_alone``: the host's first request goes alone (the caller decides, see
-        :meth:`gates`); ``seen`` is told when that first attempt ends."""
+        :meth:`gates`); ``seen`` is told when that first attempt ends, ``gated`` when the gate
+        opens and when it closes."""
         self._policy = policy
         self.read_headers = read_headers
         self.aimd = aimd
@@ -215,6 +227,7 @@ class HostPace:
         self._first_until = -1.0 if first_alone else 0.0
         """-1: the first request has not started; 0: no gate (any more); else its end (loop)."""
         self._seen = seen
+        self._gated = gated
         self.gating = False
         """The first request is on its way and the gate in force (until :meth:`ended`)."""
         self._accepted = RateMeter()
@@ -249,6 +262,8 @@ class HostPace:
             self._first_until = now + self._policy.first_wait
             self.hold_until = self._first_until
             self.gating = True
+            if self._gated is not None:
+                self._gated.gate(self._first_until)
             return
         budgets = self._budgets
         if not budgets:
@@ -339,6 +354,8 @@ class HostPace:
         held = now < self._first_until
         self._first_until = 0.0
         self.gating = False
+        if self._gated is not None:
+            self._gated.ungate()
         if self.hold_until > now:
             self.hold_until = max(
                 (b.reset_at + RESET_MARGIN for b in self._budgets.values() if b.left <= 0),

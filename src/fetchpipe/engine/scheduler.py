@@ -61,6 +61,8 @@ class Scheduler(Generic[T]):
         """Called once when the buffer has drained to its low-water mark after ``room_wanted``
         was set (room for a batch, not for one request at a time)."""
         self.room_wanted = False
+        self._gates = 0
+        self._gates_until = 0.0
 
     # --- intake -------------------------------------------------------------------------------
 
@@ -81,8 +83,23 @@ class Scheduler(Generic[T]):
 
     @property
     def hungry(self) -> bool:
-        """A worker is waiting: no host with work can start a request now."""
-        return bool(self._idle)
+        """A worker is waiting: no host with work can start a request now, and not only because
+        a host's first request goes alone (a wait of one round trip, no reason to read the input
+        ahead; see :mod:`fetchpipe.engine.politeness`)."""
+        if not self._idle:
+            return False
+        return not self._gates or self._loop.time() >= self._gates_until
+
+    def gate(self, until: float) -> None:
+        """A host's first request went alone: its others are held until it ends, at most until
+        ``until`` (loop time). :meth:`ungate` when it ends."""
+        self._gates += 1
+        if until > self._gates_until:
+            self._gates_until = until
+
+    def ungate(self) -> None:
+        """A host's first request ended (see :meth:`gate`)."""
+        self._gates -= 1
 
     async def wait_for_space(self) -> None:
         if self._held < self._capacity:
