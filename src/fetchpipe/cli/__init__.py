@@ -7,10 +7,10 @@ Secrets stay out of what is printed and written: header values are never shown, 
 parameters and URL passwords are redacted (see :mod:`fetchpipe._redact`).
 
 Here: the root group and the program's entry point. Each command lives in a module of its own
-(:mod:`.fetch`, :mod:`.demo`, :mod:`.sim`, :mod:`.cache`, :mod:`.pipeline`, :mod:`.state`,
-:mod:`.init`, :mod:`.runs`; the benchmarks in ``fetchpipe.bench.cli``) that the root group
-imports by name when the command is run or its help is shown (:mod:`.lazy_group`), and each
-command imports what it uses inside its function:
+(:mod:`.fetch`, :mod:`.merge`, :mod:`.demo`, :mod:`.sim`, :mod:`.cache`, :mod:`.pipeline`,
+:mod:`.state`, :mod:`.init`, :mod:`.runs`; the benchmarks in ``fetchpipe.bench.cli``) that the
+root group imports by name when the command is run or its help is shown (:mod:`.lazy_group`),
+and each command imports what it uses inside its function:
 ``fetchpipe --version`` loads no command, and ``fetchpipe fetch`` no pipeline, pydantic or DuckDB
 (unless --out is a .duckdb file). The options several commands share are in :mod:`.options`.
 """
@@ -34,6 +34,7 @@ from fetchpipe.cli.lazy_group import LazyGroup
         "demo": "fetchpipe.cli.demo:demo",
         "fetch": "fetchpipe.cli.fetch:fetch",
         "init": "fetchpipe.cli.init:init",
+        "merge": "fetchpipe.cli.merge:merge",
         "plan": "fetchpipe.cli.pipeline:plan",
         "run": "fetchpipe.cli.pipeline:run_command",
         "runs": "fetchpipe.cli.runs:runs_command",

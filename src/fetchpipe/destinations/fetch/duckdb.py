@@ -167,46 +167,7 @@ class DuckDBSink(OpenClose):
         self._thread.start()
 
     def _prepare(self, connection: duckdb.DuckDBPyConnection) -> None:
-        import duckdb
-
-        definition = ", ".join(f"{quote(name)} {COLUMN_TYPES[name]}" for name in COLUMNS)
-        try:
-            connection.execute(f"CREATE TABLE IF NOT EXISTS {quote(self.table)} ({definition})")
-            rows = connection.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name = ?",
-                [self.table],
-            ).fetchall()
-        except duckdb.Error as exc:
-            raise SinkError(
-                f"cannot create table {self.table!r} in {str(self.path)!r}: {exc}"
-            ) from exc
-        missing = [name for name in COLUMNS if name not in {row[0] for row in rows}]
-        if any(name not in ADDED_COLUMNS for name in missing):
-            raise SinkError(
-                f"table {self.table!r} in {str(self.path)!r} exists without the column(s) "
-                f"{', '.join(missing)}. HINT: write to a new file, or add the columns"
-            )
-        for name in missing:
-            self._add_column(connection, name)
-
-    def _add_column(self, connection: duckdb.DuckDBPyConnection, name: str) -> None:
-        """Give an older table the column ``name``; its earlier rows get the column's filler."""
-        import duckdb
-
-        table, column = quote(self.table), quote(name)
-        try:
-            connection.execute("BEGIN TRANSACTION")
-            connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {COLUMN_TYPES[name]}")
-            connection.execute(f"UPDATE {table} SET {column} = {ADDED_COLUMNS[name]}")
-            connection.execute("COMMIT")
-        except duckdb.Error as exc:
-            with contextlib.suppress(duckdb.Error):
-                connection.execute("ROLLBACK")
-            raise SinkError(
-                f"cannot add the column {name!r} to table {self.table!r} in "
-                f"{str(self.path)!r}: {exc}. HINT: write to a new file"
-            ) from exc
+        prepare_table(connection, self.table, self.path)
 
     def log_requests(self, recorder: RequestRecorder) -> None:
         """Keep the run's request log (``_fetchpipe_runs``, ``_fetchpipe_requests`` and
@@ -363,3 +324,49 @@ class DuckDBSink(OpenClose):
             with contextlib.suppress(duckdb.Error):
                 connection.execute("ROLLBACK")
             self._error = SinkError(f"cannot record the run in {str(self.path)!r}: {exc}")
+
+def prepare_table(connection: duckdb.DuckDBPyConnection, table: str, path: str | Path) -> None:
+    """Create ``table`` with the columns of :data:`COLUMN_TYPES` unless it exists; give an older
+    table the columns added since (:data:`ADDED_COLUMNS`). Raises :class:`SinkError` for a table
+    it cannot create or complete."""
+    import duckdb
+
+    definition = ", ".join(f"{quote(name)} {COLUMN_TYPES[name]}" for name in COLUMNS)
+    try:
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} ({definition})")
+        rows = connection.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ?",
+            [table],
+        ).fetchall()
+    except duckdb.Error as exc:
+        raise SinkError(f"cannot create table {table!r} in {str(path)!r}: {exc}") from exc
+    missing = [name for name in COLUMNS if name not in {row[0] for row in rows}]
+    if any(name not in ADDED_COLUMNS for name in missing):
+        raise SinkError(
+            f"table {table!r} in {str(path)!r} exists without the column(s) "
+            f"{', '.join(missing)}. HINT: write to a new file, or add the columns"
+        )
+    for name in missing:
+        _add_column(connection, table, path, name)
+
+
+def _add_column(
+    connection: duckdb.DuckDBPyConnection, table: str, path: str | Path, name: str
+) -> None:
+    """Give an older table the column ``name``; its earlier rows get the column's filler."""
+    import duckdb
+
+    quoted, column = quote(table), quote(name)
+    try:
+        connection.execute("BEGIN TRANSACTION")
+        connection.execute(f"ALTER TABLE {quoted} ADD COLUMN {column} {COLUMN_TYPES[name]}")
+        connection.execute(f"UPDATE {quoted} SET {column} = {ADDED_COLUMNS[name]}")
+        connection.execute("COMMIT")
+    except duckdb.Error as exc:
+        with contextlib.suppress(duckdb.Error):
+            connection.execute("ROLLBACK")
+        raise SinkError(
+            f"cannot add the column {name!r} to table {table!r} in "
+            f"{str(path)!r}: {exc}. HINT: write to a new file"
+        ) from exc

@@ -115,6 +115,13 @@ class JsonlSink(OpenClose):
         except OSError as exc:
             raise self._failed(exc) from exc
 
+    def raw_file(self) -> BinaryIO:
+        """The open file, for appending whole lines of records as bytes (merging parts);
+        :meth:`flush` first so that nothing written through :meth:`write` waits behind them."""
+        if self._file is None:
+            raise SinkError(f"{str(self.path)!r} is not open. HINT: call open() first")
+        return self._file
+
     def _failed(self, exc: OSError) -> SinkError:
         self._error = SinkError(f"cannot write to {str(self.path)!r}: {exc.strerror or exc}")
         self._error_raised = True
