@@ -7,7 +7,8 @@
      │    ├── InputError      a request in the input cannot be read (line number in the message)
      │    └── SettingError    a setting's value cannot be used (names the setting: a file's line)
      ├── TransportError       one attempt failed on the wire; carries an ErrorKind
-     └── SinkError            a result could not be written to its destination
+     ├── SinkError            a result could not be written to its destination
+     └── ExecutorError        a shard task of a distributed run failed for good
 
 Inside the engine a failed request is a *result value* (``Result.ok is False`` with an
 ``ErrorKind``), never an exception: one bad API never stops the others. ``TransportError`` only
@@ -48,6 +49,13 @@ class SettingError(ConfigError):
 
 class SinkError(FetchpipeError):
     """Results could not be written to the destination."""
+
+
+class ExecutorError(FetchpipeError):
+    """A shard task of a distributed run failed for good (its worker kept dying, or it raised).
+
+    The parts of the batches that finished are kept; the message says where, and how to merge
+    them."""
 
 
 class TransportError(FetchpipeError):

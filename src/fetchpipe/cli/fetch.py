@@ -40,6 +40,7 @@ from fetchpipe.cli.options import (
     transport_option,
     whole_number,
 )
+from fetchpipe.cli.sharded import ScaleOut, cluster_cache_dir, scale_options, scale_out
 from fetchpipe.engine.aimd import DEFAULT_ADAPTIVE
 from fetchpipe.engine.breaker import ON_OPEN, BreakerPolicy
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy
@@ -47,6 +48,8 @@ from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy
 if TYPE_CHECKING:
     from fetchpipe._quota import Quota
     from fetchpipe.cli.input import InputFile
+    from fetchpipe.cli.summary import Summary
+    from fetchpipe.destinations.fetch import Sink
     from fetchpipe.engine.cache.http_cache import HttpCache
 
 # The command imports what it uses inside its function: `fetchpipe fetch --help` loads no HTTP
@@ -102,8 +105,10 @@ def _cache_for(
     ttls: tuple[str, ...],
     stale_if_error: float | None,
     offline: bool,
-) -> HttpCache | None:
-    """The ``HttpCache`` the options ask for, checked but not opened; ``None`` without one."""
+    scale: ScaleOut,
+) -> tuple[HttpCache | None, str | None]:
+    """The ``HttpCache`` the options ask for, checked but not opened (``None`` without one),
+    and on a cluster the directory of its per-shard files (the cache is their template)."""
     from fetchpipe.engine.cache.http_cache import HttpCache
 
     if path is None and offline:
@@ -117,10 +122,12 @@ def _cache_for(
                 f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} a cache. "
                 f"HINT: add --cache (the file {DEFAULT_CACHE}) or --cache=PATH"
             )
-        return None
+        return None, None
     ttl, overrides = parse_cache_ttls(ttls)
-    target = Path(path)
-    check_cache_file(target)
+    directory = cluster_cache_dir(path, DEFAULT_CACHE) if scale.on_cluster else None
+    target = Path(directory or path)
+    if directory is None:
+        check_cache_file(target)
     if offline and not target.exists():
         raise BadUsage(
             f"--offline: there is no cache at {path}. HINT: run once without --offline to fill "
@@ -130,9 +137,10 @@ def _cache_for(
     if stale_if_error is not None:
         options["stale_if_error"] = stale_if_error
     try:
-        return HttpCache(target, ttl=ttl, ttl_overrides=overrides, offline=offline, **options)
+        cache = HttpCache(target, ttl=ttl, ttl_overrides=overrides, offline=offline, **options)
     except ConfigError as exc:
         raise BadUsage(str(exc)) from None
+    return cache, directory
 
 
 def _resumed(source: InputFile, count: int, out: str) -> tuple[Iterable[Request], int]:
@@ -336,6 +344,7 @@ def _resumed(source: InputFile, count: int, out: str) -> tuple[Iterable[Request]
     "else by method and URL); fetch the others, failed ones again, and append.",
 )
 @log_options
+@scale_options
 def fetch(
     urls: str,
     out: str,
@@ -370,6 +379,9 @@ def fetch(
     log_level: str | None,
     log_format: str,
     verbose: int,
+    executor: str,
+    workers: int | None,
+    shard: str | None,
 ) -> None:
     """Fetch the requests in URLS (a file, or - for stdin) into --out.
 
@@ -390,11 +402,12 @@ def fetch(
     from fetchpipe.cli.input import InputFile
     from fetchpipe.cli.log_output import configure
     from fetchpipe.engine.security import SecurityPolicy
-
-    configure(log_level, log_format, verbose)
     from fetchpipe.engine.transports.factory import fast_transport_problem
 
-    cache = _cache_for(cache_path, cache_ttls, stale_if_error, offline)
+    configure(log_level, log_format, verbose)
+
+    scale = scale_out(executor, workers, shard)
+    cache, cache_dir = _cache_for(cache_path, cache_ttls, stale_if_error, offline, scale)
     settings = _settings(
         concurrency=concurrency,
         per_host_concurrency=per_host_concurrency,
@@ -451,6 +464,13 @@ def fetch(
         requests: Iterable[Request] = source.requests()
         if resume:
             requests, count = _resumed(source, count, out)
+        if scale.shard is not None or scale.on_cluster:
+            summary = _scaled(
+                source, requests, count, resume, out, sink, settings, scale, cache_dir
+            )
+            if summary.failed:
+                raise click.exceptions.Exit(1)
+            return
         with contextlib.ExitStack() as stack:
             if cache is not None:
                 stack.callback(cache.close)  # the fetcher closes it too; closing is idempotent
@@ -458,3 +478,40 @@ def fetch(
             summary = fetch_into(requests, count, opened(sink), settings, out)
     if summary.failed:
         raise click.exceptions.Exit(1)
+
+
+def _scaled(
+    source: InputFile,
+    requests: Iterable[Request],
+    count: int,
+    resume: bool,
+    out: str,
+    sink: Sink,
+    settings: Settings,
+    scale: ScaleOut,
+    cache_dir: str | None,
+) -> Summary:
+    """Fetch one shard of the input (``--shard``), here or on a cluster (``--executor``)."""
+    from fetchpipe.cli.sharded import fetch_on_cluster, only_shard, say_shard
+    from fetchpipe.distributed.sharding import count_hosts
+
+    total: int | None = count
+    if scale.shard is not None:
+        selector = scale.shard
+        kept = sum(1 for request in source.requests() if selector.holds(request.url))
+        say_shard(selector, kept, count)
+        requests = only_shard(requests, selector)
+        total = None if resume else kept
+    if not scale.on_cluster:
+        with contextlib.ExitStack() as stack:
+            if settings.cache is not None:
+                stack.callback(settings.cache.close)
+                open_cache(settings.cache)
+            return fetch_into(requests, total, opened(sink), settings, out)
+    opened(sink).close()  # the output is checked (and created) before anything is sent
+    urls = (request.url for request in source.requests())
+    if scale.shard is not None:
+        urls = (url for url in urls if scale.shard.holds(url))
+    if settings.cache is not None and cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    return fetch_on_cluster(requests, total, count_hosts(urls), out, settings, scale, cache_dir)

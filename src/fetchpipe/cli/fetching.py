@@ -173,7 +173,6 @@ def fetch_into(
     requests: Iterable[Request], total: int | None, sink: Sink, settings: Settings, out: str
 ) -> Summary:
     """Fetch ``requests`` into ``sink`` on the event loop, close the sink, print the summary."""
-    from fetchpipe.cli.summary import render
     from fetchpipe.engine.fetcher import run
 
     try:
@@ -187,6 +186,14 @@ def fetch_into(
         raise click.ClickException(redact_text(str(exc))) from None
     except ConfigError as exc:  # the transport could not be built: nothing was sent
         raise BadUsage(redact_text(str(exc))) from None
+    print_summary(summary, out)
+    return summary
+
+
+def print_summary(summary: Summary, out: str) -> None:
+    """The summary on stderr, what --offline left unanswered, and where the results are."""
+    from fetchpipe.cli.summary import render
+
     console = stderr()
     render(summary, console)
     if summary.not_cached:
@@ -204,4 +211,3 @@ def fetch_into(
         for line in lines:
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"results written to {out}", markup=False, highlight=False)
-    return summary

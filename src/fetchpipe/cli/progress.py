@@ -20,6 +20,10 @@ class Reporter(Protocol):
 
     def advance(self, result: Result) -> None: ...
 
+    def advance_by(self, done: int, ok: int) -> None:
+        """Count ``done`` results at once, ``ok`` of them successful (a finished batch)."""
+        ...
+
     def __enter__(self) -> Self: ...
 
     def __exit__(
@@ -41,6 +45,10 @@ class _Counts:
         self.done += 1
         if result.ok:
             self.ok += 1
+
+    def add_many(self, done: int, ok: int) -> None:
+        self.done += done
+        self.ok += ok
 
     @property
     def failed(self) -> int:
@@ -67,6 +75,9 @@ class PlainReporter:
 
     def advance(self, result: Result) -> None:
         self._counts.add(result)
+
+    def advance_by(self, done: int, ok: int) -> None:
+        self._counts.add_many(done, ok)
 
     def _tick(self) -> None:
         while not self._stop.wait(self._interval):
@@ -127,6 +138,11 @@ class RichReporter:
         if now - self._last >= self._refresh:
             self._last = now
             self._update()
+
+    def advance_by(self, done: int, ok: int) -> None:
+        self._counts.add_many(done, ok)
+        self._last = time.monotonic()
+        self._update()
 
     def _update(self) -> None:
         if self._task is None:

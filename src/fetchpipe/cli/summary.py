@@ -6,6 +6,7 @@ import math
 import re
 from array import array
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,8 @@ class Summary:
     the end; only hosts where something of the kind happened)."""
     quotas_spent: dict[str, str] = field(default_factory=dict)
     """Host -> why its requests were not sent and when its quota resets (spent quotas)."""
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    """Extra ``(figure, value)`` rows the table ends with (a distributed run's executor)."""
     _latencies: array[float] = field(default_factory=lambda: array("d"), repr=False)
     _sorted: list[float] = field(default_factory=list, repr=False)
 
@@ -60,6 +63,25 @@ class Summary:
             self.by_source[result.source] += 1
         self.retries += result.retries
         self._latencies.append(result.elapsed)
+
+    def add_counts(
+        self,
+        *,
+        total: int,
+        ok: int,
+        retries: int,
+        by_error: Mapping[ErrorKind, int],
+        by_source: Mapping[Provenance, int],
+        latencies: Iterable[float],
+    ) -> None:
+        """Count many results at once, as :meth:`add` would have one by one (a batch run on
+        another process: ``by_source`` without the ``not_cached`` ones)."""
+        self.total += total
+        self.ok += ok
+        self.retries += retries
+        self.by_error.update(by_error)
+        self.by_source.update(by_source)
+        self._latencies.extend(latencies)
 
     @property
     def failed(self) -> int:
@@ -191,6 +213,7 @@ def rows(summary: Summary) -> list[tuple[str, str]]:
     out.append(("latency p95", _seconds(summary.p95)))
     out.append(("requests/s", "-" if summary.rate is None else f"{summary.rate:.1f}"))
     out.append(("wall time", _seconds(summary.wall_time)))
+    out.extend(summary.notes)
     return out
 
 
