@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import os
+import socket
 import time
 from array import array
 from collections import Counter, deque
@@ -102,6 +104,8 @@ class BatchReport:
     """Wall time of the batch on its worker, part written."""
     cpu_seconds: float
     """CPU time the worker process used meanwhile."""
+    worker: str = ""
+    """The process that ran it: ``host:pid``."""
 
 
 @dataclass
@@ -190,6 +194,7 @@ def fetch_batch(job: BatchJob) -> BatchReport:
         retries_denied=counts.retries_denied,
         seconds=time.perf_counter() - began,
         cpu_seconds=time.process_time() - cpu,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
     )
 
 

@@ -72,6 +72,10 @@ class RunReport:
     fetch_seconds: float = 0.0
     """From the first batch submitted to the last one finished."""
     merge_seconds: float = 0.0
+    parts: Path | None = None
+    """The run's part directory (removed after the merge unless kept)."""
+    workers: set[str] = field(default_factory=set)
+    """The processes that ran batches (``host:pid``)."""
 
     @property
     def failed(self) -> int:
@@ -88,6 +92,7 @@ class RunReport:
         self.batches += 1
         self.worker_seconds += batch.seconds
         self.cpu_seconds += batch.cpu_seconds
+        self.workers.add(batch.worker)
 
 
 def batch_gap(limits: Limits) -> float:
@@ -212,6 +217,7 @@ def fetch_sharded(
     split_heavy: bool = True,
     on_batch: Callable[[BatchReport], None] | None = None,
     parts_dir: str | Path | None = None,
+    keep_parts: bool = False,
 ) -> RunReport:
     """Fetch ``requests`` on ``executor``'s workers into ``out`` (``.duckdb`` or ``.jsonl``).
 
@@ -219,7 +225,8 @@ def fetch_sharded(
     balance the tasks and split a heavy host; without it, shards are dealt out in turn.
     ``on_batch`` is called on this thread with each finished batch's report (progress).
     ``parts_dir``: where the run's part directory goes (default ``OUT.parts``; on a cluster,
-    storage every worker and this process share).
+    storage every worker and this process share); ``keep_parts`` keeps it after the merge
+    (``report.parts`` says where).
     """
     if batch_size < 1 or max_buffered < batch_size:
         raise ConfigError(
@@ -267,5 +274,7 @@ def fetch_sharded(
             f"the parts in {parts} hold {merged.rows} results, the batches reported "
             f"{report.results}; the parts were kept. HINT: look for another process writing there"
         )
-    remove_parts(parts)
+    report.parts = parts
+    if not keep_parts:
+        remove_parts(parts)
     return report
