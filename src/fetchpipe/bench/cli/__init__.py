@@ -22,6 +22,7 @@ from fetchpipe.bench.cli.commands import (
     pipeline_command,
     politeness_command,
     readahead,
+    scale_command,
     seed_command,
     startup_command,
     throughput,
@@ -56,5 +57,6 @@ for _command in (
     politeness_command,
     all_command,
     cache_command,
+    scale_command,
 ):
     bench.add_command(_command)

@@ -21,6 +21,7 @@ from fetchpipe.bench.cli.scenarios import (
     pipeline_scenario,
     politeness_scenario,
     readahead_scenario,
+    scale_scenario,
     seed_scenario,
     startup_scenario,
     throughput_scenario,
@@ -453,3 +454,28 @@ def cache_command(urls: int, concurrency: int, json_path: Path | None) -> None:
     if json_path is not None:
         write_json(json_path, {**report, "machine": machine()})
         click.echo(f"wrote {json_path}")
+
+
+@click.command("scale")
+@whole_number("--requests", "requests_", minimum=1, default=50_000)
+@whole_number("--hosts", minimum=1, default=500, help="Loopback hosts of the server.")
+@whole_number("--delay-ms", minimum=0, default=50, help="Server wait per request.")
+@whole_number("--per-host", minimum=1, default=4, help="Requests in flight per host at most.")
+@whole_number("--workers", minimum=1, default=2, help="Worker processes of the LocalCluster.")
+@json_option
+@chart_option
+def scale_command(
+    requests_: int,
+    hosts: int,
+    delay_ms: int,
+    per_host: int,
+    workers: int,
+    json_path: Path | None,
+    chart_path: Path | None,
+) -> None:
+    """A latency-bound workload in one process, then on a Dask LocalCluster (fetchpipe[dask]).
+
+    Time, the most requests in flight per host at the server, and the overhead of
+    distribution: cluster start, plan, shipping, merge.
+    """
+    finish(scale_scenario(requests_, hosts, delay_ms, per_host, workers, json_path, chart_path))

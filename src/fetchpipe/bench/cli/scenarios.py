@@ -229,3 +229,25 @@ def politeness_scenario(
         )
     emit(report, json_path, chart_path)
     return True  # 429s and failures are what this scenario counts
+
+
+def scale_scenario(
+    requests_: int,
+    hosts: int,
+    delay_ms: int,
+    per_host: int,
+    workers: int,
+    json_path: Path | None,
+    chart_path: Path | None,
+) -> bool:
+    from fetchpipe.bench import scale as scenario
+    from fetchpipe.bench.scale_server import running_scale_server
+    from fetchpipe.distributed.executor import INSTALL_HINT, dask_installed
+
+    if not dask_installed():
+        raise click.UsageError(f"bench scale runs a Dask LocalCluster. HINT: {INSTALL_HINT}")
+    workload = scenario.Workload(requests_, hosts, delay_ms, per_host, workers)
+    with running_scale_server(hosts) as port:
+        report = scenario.measure(workload, port)
+    emit(report, json_path, chart_path)
+    return report.clean and report.limits_held
