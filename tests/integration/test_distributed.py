@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from fetchpipe import HostLimits, Limits, Request, RetryPolicy, fetch_all
+from fetchpipe._exceptions import ExecutorError
 from fetchpipe.destinations.fetch.parts import list_parts
 from fetchpipe.distributed import DaskExecutor, FetchSettings, fetch_sharded
 from fetchpipe.distributed.batch import BatchReport, cache_file
@@ -188,6 +189,35 @@ def test_a_cache_is_one_sqlite_file_per_virtual_shard(
         sorted(row[3] for row in _stored(tmp_path / "out.duckdb"))
         == ["cache"] * 40 + ["network"] * 40
     )
+
+
+@pytest.mark.fleet(hosts=5, minute=0.01)
+def test_a_heavy_host_is_split_and_its_limit_still_holds_at_the_server(
+    cluster: DaskExecutor, fleet_in_thread: Fleet, tmp_path: Path
+) -> None:
+    fleet = fleet_in_thread
+    heavy = [fleet.url(f"/delay?seconds=0.02&n={n}", host=0) for n in range(120)]
+    light = [fleet.url(f"/item/{n}", host=1 + n % 4) for n in range(8)]
+    urls = heavy + light
+    settings = FetchSettings(limits=Limits(per_host=HostLimits(max_concurrency=4)))
+    report = fetch_sharded(
+        urls, tmp_path / "o.duckdb", cluster, settings, host_counts=count_hosts(urls)
+    )
+    assert report.ok == 128
+    split = report.plan.splits[fleet.address(0)]
+    assert sorted(split.tasks) == [0, 1]  # both tasks fetch it, 2 at a time each
+    assert fleet.stats.max_in_flight(fleet.address(0)) == 4
+
+
+def test_a_task_that_fails_stops_the_run_and_keeps_the_finished_parts(
+    cluster: DaskExecutor, tmp_path: Path
+) -> None:
+    broken = FetchSettings(transport="carrier-pigeon")  # refused by the Fetcher on the worker
+    with pytest.raises(ExecutorError, match="fetchpipe merge") as failed:
+        fetch_sharded(["http://127.0.0.1:9/x"], tmp_path / "o.jsonl", cluster, broken)
+    assert "unknown transport" in str(failed.value)
+    assert [p.name for p in (tmp_path / "o.jsonl.parts").iterdir()]  # the run's directory
+    assert not (tmp_path / "o.jsonl").exists()
 
 
 @pytest.mark.fleet(hosts=4, minute=0.01)
