@@ -4,8 +4,8 @@
 (:func:`host_address`: 127.0.0.1, ..., 127.0.0.254, 127.0.1.1, ...; a client sees as many
 hosts, without DNS) and prints the port. ``/delay/{ms}`` answers a small JSON body after ``ms``
 milliseconds; ``GET /__max`` (on any address) answers ``{address: most requests in flight at
-once}``; ``POST /__max`` answers the same and forgets them. It serves until its stdin closes. Its own process:
-the clients measured share the machine with it, not its event loop.
+once}``; ``POST /__max`` answers the same and forgets them. It serves until its stdin closes.
+Its own process: the clients measured share the machine with it, not its event loop.
 """
 
 from __future__ import annotations
