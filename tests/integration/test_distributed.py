@@ -6,7 +6,6 @@ back from the merged file, and a worker process is killed in the middle of a run
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import threading
@@ -102,12 +101,11 @@ def test_a_hosts_rate_holds_across_the_batches_and_workers(
     for host in fleet.addresses:
         arrivals = fleet.stats.arrivals(host)
         assert len(arrivals) == 30
-        gaps = [b - a for a, b in itertools.pairwise(arrivals)]
         # GCRA may start a request up to 10 ms early after a late one (LATENESS_CREDIT), and
-        # arrivals at the server jitter by a few ms: never two closer than that, batch after
-        # batch, and no five intervals shorter than five periods
-        assert min(gaps) >= 1 / 25 - 0.02
-        assert min(b - a for a, b in zip(arrivals, arrivals[5:], strict=False)) >= 5 / 25 - 0.02
+        # arrival times at a busy server jitter: no ten intervals (batches and workers apart)
+        # shorter than ten periods less that slack; two engines at once would take half
+        spans = [b - a for a, b in zip(arrivals, arrivals[10:], strict=False)]
+        assert min(spans) >= 10 / 25 - 0.05
         assert 29 / (arrivals[-1] - arrivals[0]) <= 25 * 1.02
 
 

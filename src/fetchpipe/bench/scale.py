@@ -97,6 +97,11 @@ class ScaleReport:
         return self.cluster.overhead / self.local.seconds
 
     @property
+    def end_to_end(self) -> float:
+        """The cluster run, its start included, over the local run."""
+        return self.cluster.total / self.local.seconds
+
+    @property
     def clean(self) -> bool:
         n = self.workload.requests
         runs = (self.local, self.cluster.run)
@@ -124,7 +129,9 @@ class ScaleReport:
             f"  overhead of distribution: cluster start {cluster.cluster_start:.2f} s, plan "
             f"{cluster.plan:.2f} s, shipping {cluster.shipping:.2f} s, merge {cluster.merge:.2f} s"
             f" = {cluster.overhead:.2f} s, {self.overhead_share:.0%} of the local time "
-            f"(target {TARGET:.0%}: {'met' if self.overhead_share <= TARGET else 'missed'})",
+            f"(target {TARGET:.0%}: {'met' if self.overhead_share <= TARGET else 'missed'}); end "
+            f"to end, cluster start included: {cluster.total:.2f} s, {self.end_to_end:.2f}x the "
+            "local time",
             f"  per-host limit {w.per_host}: "
             f"{'held' if self.limits_held else 'EXCEEDED'} in both runs; rows "
             f"{local.rows:,} / {c.rows:,}, each URL once: {'yes' if self.clean else 'NO'}",
@@ -140,6 +147,7 @@ class ScaleReport:
             "local": asdict(self.local),
             "cluster": {**asdict(self.cluster), "overhead_seconds": self.cluster.overhead},
             "overhead_share_of_local": self.overhead_share,
+            "end_to_end_over_local": self.end_to_end,
             "target_share": TARGET,
             "limits_held": self.limits_held,
             "clean": self.clean,

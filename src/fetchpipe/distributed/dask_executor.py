@@ -16,6 +16,7 @@ heavy): importing this module costs nothing.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -30,6 +31,15 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = 10.0
 """Seconds to reach a running scheduler before giving up."""
 
+PRELOAD = ("fetchpipe.distributed.batch", "fetchpipe.engine.fetcher", "duckdb")
+"""Modules every worker imports when the executor starts (what a shard task runs, and DuckDB
+for Parquet parts), so that the first batch does not pay for them: counted as start-up."""
+
+
+def _preload(modules: tuple[str, ...]) -> None:
+    for module in modules:
+        importlib.import_module(module)
+
 
 class DaskExecutor:
     """Runs shard tasks on a Dask cluster through ``client``."""
@@ -40,7 +50,8 @@ class DaskExecutor:
         self.client = client
         self.cluster = cluster
         self.started_in = started_in
-        """Seconds it took to start the cluster (or reach the scheduler)."""
+        """Seconds it took to start the cluster (or reach the scheduler) and to import what a
+        task runs on every worker."""
         self._futures: dict[Future[Any], str] = {}
 
     @classmethod
@@ -59,6 +70,7 @@ class DaskExecutor:
         )
         try:
             client = Client(cluster)
+            client.run(_preload, PRELOAD)
         except BaseException:
             cluster.close()
             raise
@@ -78,6 +90,7 @@ class DaskExecutor:
                 "`dask scheduler` and workers with `dask worker ADDRESS --nthreads 1`, or use "
                 "--executor dask for a local cluster"
             ) from None
+        client.run(_preload, PRELOAD)
         return cls(client, None, started_in=time.perf_counter() - began)
 
     @property
