@@ -138,6 +138,8 @@ def test_a_heavy_host_is_split_with_its_limits_divided() -> None:
         max_concurrency=50,
         per_host=HostLimits(max_concurrency=6),
         hosts={"big.example": HostLimits(max_concurrency=6, max_per_second=30.0, burst=3)},
+        max_body_size=1000,
+        readahead=7,
     )
     plan = plan_tasks(counts, 3, limits)
     split = plan.splits["big.example"]
@@ -146,8 +148,10 @@ def test_a_heavy_host_is_split_with_its_limits_divided() -> None:
     assert {own.max_concurrency for own in shares} == {2}
     assert sum(own.max_per_second or 0 for own in shares) == pytest.approx(30.0)
     assert {own.burst for own in shares} == {1}
-    # the other hosts keep theirs
-    assert limits_for_task(limits, plan, 0).for_host("h1.example") == limits.per_host
+    # the other hosts keep theirs, and every other limit is the run's
+    own = limits_for_task(limits, plan, 0)
+    assert own.for_host("h1.example") == limits.per_host
+    assert (own.max_concurrency, own.max_body_size, own.readahead) == (50, 1000, 7)
     assert not plan_tasks(counts, 3, limits, split_heavy=False).splits
 
 

@@ -19,6 +19,7 @@ task of its own with the host's concurrency and rate divided by ``k`` (:class:`H
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Iterable, Mapping
@@ -232,13 +233,7 @@ def limits_for_task(limits: Limits, plan: TaskPlan, task: int) -> Limits:
     }
     if not own:
         return limits
-    return Limits(
-        max_concurrency=limits.max_concurrency,
-        per_host=limits.per_host,
-        hosts={**limits.hosts, **own},
-        max_body_size=limits.max_body_size,
-        buffer_size=limits.buffer_size,
-    )
+    return dataclasses.replace(limits, hosts={**limits.hosts, **own})
 
 
 def count_hosts(urls: Iterable[str]) -> dict[str, int]:
