@@ -325,6 +325,7 @@ class DuckDBSink(OpenClose):
                 connection.execute("ROLLBACK")
             self._error = SinkError(f"cannot record the run in {str(self.path)!r}: {exc}")
 
+
 def prepare_table(connection: duckdb.DuckDBPyConnection, table: str, path: str | Path) -> None:
     """Create ``table`` with the columns of :data:`COLUMN_TYPES` unless it exists; give an older
     table the columns added since (:data:`ADDED_COLUMNS`). Raises :class:`SinkError` for a table
