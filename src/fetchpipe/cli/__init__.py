@@ -8,9 +8,9 @@ parameters and URL passwords are redacted (see :mod:`fetchpipe._redact`).
 
 Here: the root group and the program's entry point. Each command lives in a module of its own
 (:mod:`.fetch`, :mod:`.merge`, :mod:`.demo`, :mod:`.sim`, :mod:`.cache`, :mod:`.pipeline`,
-:mod:`.state`, :mod:`.init`, :mod:`.runs`; the benchmarks in ``fetchpipe.bench.cli``) that the
-root group imports by name when the command is run or its help is shown (:mod:`.lazy_group`),
-and each command imports what it uses inside its function:
+:mod:`.state`, :mod:`.init`, :mod:`.runs`, :mod:`.report`; the benchmarks in
+``fetchpipe.bench.cli``) that the root group imports by name when the command is run or its
+help is shown (:mod:`.lazy_group`), and each command imports what it uses inside its function:
 ``fetchpipe --version`` loads no command, and ``fetchpipe fetch`` no pipeline, pydantic or DuckDB
 (unless --out is a .duckdb file). The options several commands share are in :mod:`.options`.
 """
@@ -36,6 +36,7 @@ from fetchpipe.cli.lazy_group import LazyGroup
         "init": "fetchpipe.cli.init:init",
         "merge": "fetchpipe.cli.merge:merge",
         "plan": "fetchpipe.cli.pipeline:plan",
+        "report": "fetchpipe.cli.report:report_command",
         "run": "fetchpipe.cli.pipeline:run_command",
         "runs": "fetchpipe.cli.runs:runs_command",
         "schema": "fetchpipe.cli.pipeline:schema",

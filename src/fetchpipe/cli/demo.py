@@ -10,14 +10,15 @@ import click
 from fetchpipe._config import Limits, Timeouts
 from fetchpipe._models import Request
 from fetchpipe.cli.fetching import Settings, fetch_into, opened, sink_for
-from fetchpipe.cli.options import minute_option
+from fetchpipe.cli.options import minute_option, report_option
 from fetchpipe.engine.retry import RetryPolicy
 
 
 @click.command()
 @click.option("--out", "-o", default="demo.duckdb", show_default=True, help="A .duckdb or .jsonl.")
 @minute_option()
-def demo(out: str, minute: float) -> None:
+@report_option("the waterfall shows every API finishing with the slowest.")
+def demo(out: str, minute: float, report_path: str | None) -> None:
     """Fetch 50 simulated APIs at once; compare with the slowest.
 
     Starts the simulated fleet, fetches its 50 APIs into --out as `fetch` would, prints the
@@ -32,7 +33,7 @@ def demo(out: str, minute: float) -> None:
         with Fleet(minute=minute).running_in_thread() as fleet:
             requests = [Request(url, key=n) for n, url in enumerate(fleet.api_urls)]
             configured = max(fleet.latencies) * minute
-            summary = fetch_into(requests, len(requests), sink, settings, out)
+            summary = fetch_into(requests, len(requests), sink, settings, out, report_path)
     finally:
         sink.close()
     measured = summary.max_latency or 0.0

@@ -35,6 +35,7 @@ from fetchpipe.cli.options import (
     parse_quotas,
     parse_rates,
     parse_retry_budget,
+    report_option,
     seconds,
     state_dir_option,
     transport_option,
@@ -343,6 +344,9 @@ def _resumed(source: InputFile, count: int, out: str) -> tuple[Iterable[Request]
     help="Skip the requests whose successful result is already in --out (matched by key, "
     "else by method and URL); fetch the others, failed ones again, and append.",
 )
+@report_option(
+    "the waterfall of its requests, figures per host, the failures (see `fetchpipe report`)."
+)
 @log_options
 @scale_options
 def fetch(
@@ -376,6 +380,7 @@ def fetch(
     transport: str,
     max_redirects: int,
     resume: bool,
+    report_path: str | None,
     log_level: str | None,
     log_format: str,
     verbose: int,
@@ -475,7 +480,7 @@ def fetch(
             if cache is not None:
                 stack.callback(cache.close)  # the fetcher closes it too; closing is idempotent
                 open_cache(cache)
-            summary = fetch_into(requests, count, opened(sink), settings, out)
+            summary = fetch_into(requests, count, opened(sink), settings, out, report_path)
     if summary.failed:
         raise click.exceptions.Exit(1)
 

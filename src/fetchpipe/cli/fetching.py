@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -98,12 +100,31 @@ def opened(sink: Sink) -> Sink:
     return sink
 
 
+@dataclass(slots=True)
+class RunLog:
+    """What a run recorded of itself, for its report: its id and start, and, when the output
+    keeps no request log (JSONL), the rows of its requests and events in memory."""
+
+    run_id: str
+    started_at: datetime
+    in_database: bool
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    ended_at: datetime | None = None
+
+
 async def _pump(
-    requests: Iterable[Request], total: int | None, sink: Sink, settings: Settings
+    requests: Iterable[Request],
+    total: int | None,
+    sink: Sink,
+    settings: Settings,
+    log: RunLog | None = None,
 ) -> Summary:
     """Fetch ``requests``, writing every result to ``sink``: the one path of every command.
 
-    ``wall_time`` is measured from just before the first request to the last result.
+    ``wall_time`` is measured from just before the first request to the last result. With
+    ``log`` (a report is asked for), the run's request rows are kept there when ``sink`` keeps
+    no request log of its own.
     """
     from fetchpipe.cli.log_output import attach
     from fetchpipe.cli.progress import reporter_for
@@ -113,16 +134,21 @@ async def _pump(
     summary = Summary(cache_used=settings.cache is not None)
     console = stderr()
     attach(console)  # log lines print through the console that draws the progress
-    run_id = new_run_id()
+    run_id = new_run_id() if log is None else log.run_id
     of = f" of {total:,}" if total is not None else ""
     context = RunContext(run_id)
     log_requests = getattr(sink, "log_requests", None)  # a DuckDB file keeps the request log
-    if log_requests is not None:
+    kept: list[dict[str, Any]] | None = None  # the rows of a report, when the sink keeps none
+    recorder = None
+    if log_requests is not None or log is not None:
         from fetchpipe.destinations.run_log import RequestRecorder
 
         loop = asyncio.get_running_loop()
         recorder = RequestRecorder(run_id, loop.time(), loop.time)
-        log_requests(recorder)
+        if log_requests is not None:
+            log_requests(recorder)
+        elif log is not None:
+            kept = log.requests
         context = RunContext(run_id, on_event=recorder.event)
     with (
         run_context(context),
@@ -146,6 +172,10 @@ async def _pump(
             first = last = time.perf_counter()
             async for result in fetcher.stream(requests):
                 sink.write(result)
+                if kept is not None and recorder is not None:
+                    row = recorder.row(result, None)
+                    if row is not None:
+                        kept.append(row)
                 summary.add(result)
                 progress.advance(result)
                 last = time.perf_counter()
@@ -155,6 +185,8 @@ async def _pump(
             if fetcher.quotas is not None:
                 summary.quotas_spent = fetcher.quotas.spent()
         summary.wall_time = last - first
+        if kept is not None and recorder is not None and log is not None:
+            log.events.extend(recorder.take_events())
         emit(
             _LOG,
             INFO,  # its failures are the summary's to say
@@ -170,16 +202,28 @@ async def _pump(
 
 
 def fetch_into(
-    requests: Iterable[Request], total: int | None, sink: Sink, settings: Settings, out: str
+    requests: Iterable[Request],
+    total: int | None,
+    sink: Sink,
+    settings: Settings,
+    out: str,
+    report: str | None = None,
 ) -> Summary:
-    """Fetch ``requests`` into ``sink`` on the event loop, close the sink, print the summary."""
+    """Fetch ``requests`` into ``sink`` on the event loop, close the sink, print the summary;
+    then write the run's HTML report to ``report``, if given."""
     from fetchpipe.engine.fetcher import run
 
+    log = None
+    if report is not None:
+        in_database = getattr(sink, "log_requests", None) is not None
+        log = RunLog(new_run_id(), datetime.now(UTC), in_database)
     try:
         try:
-            summary = run(_pump(requests, total, sink, settings))
+            summary = run(_pump(requests, total, sink, settings, log))
         finally:
             sink.close()
+            if log is not None:
+                log.ended_at = datetime.now(UTC)
     except SinkError as exc:
         raise click.ClickException(f"{exc} (the run was stopped)") from None
     except InputError as exc:
@@ -187,6 +231,9 @@ def fetch_into(
     except ConfigError as exc:  # the transport could not be built: nothing was sent
         raise BadUsage(redact_text(str(exc))) from None
     print_summary(summary, out)
+    if report is not None and log is not None:
+        path = _write_report(report, log, out, settings)
+        stderr().print(f"report written to {path}", markup=False, highlight=False)
     return summary
 
 
@@ -211,3 +258,26 @@ def print_summary(summary: Summary, out: str) -> None:
         for line in lines:
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"results written to {out}", markup=False, highlight=False)
+
+
+def _write_report(report: str, log: RunLog, out: str, settings: Settings) -> Path:
+    """The run's report: read from ``out``'s request log, or made from the rows in ``log``."""
+    from fetchpipe.destinations.run_log import RunSummary
+    from fetchpipe.report import from_rows, rates_from, write_html, write_report
+
+    rates = rates_from(settings.limits)
+    try:
+        if log.in_database:
+            import duckdb  # lazy: start-up time (the output is a DuckDB file: loaded already)
+
+            try:
+                return write_report(out, report, run_id=log.run_id, rates=rates)
+            except duckdb.Error as exc:
+                raise OSError(str(exc)) from None
+        run = RunSummary(log.run_id, "fetch", "done", log.started_at, log.ended_at)
+        return write_html(report, from_rows(run, log.requests, log.events, rates))
+    except (OSError, LookupError) as exc:  # the results are written: say why the report is not
+        raise click.ClickException(
+            f"the results are in {out}, but the report could not be written to {report}: "
+            f"{redact_text(str(exc))}"
+        ) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -295,6 +296,32 @@ def log_options(command: _Decorated) -> _Decorated:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _report_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_dir():
+        raise click.BadParameter(f"{value!r} is a directory. HINT: name an HTML file")
+    if not path.parent.is_dir():
+        raise click.BadParameter(
+            f"the directory of {value!r} does not exist. HINT: create it, or name a file in an "
+            "existing one"
+        )
+    return value
+
+
+def report_option(what: str) -> Callable[[_Decorated], _Decorated]:
+    """``--report FILE``: write the run's HTML report there once it has ended (checked before
+    anything is sent: exit 2 for a directory, or a file in a missing one)."""
+    return click.option(
+        "--report",
+        "report_path",
+        metavar="FILE",
+        callback=_report_path,
+        help=f"Write the HTML report of the run to FILE (replaced) when it ends: {what}",
+    )
 
 
 # --- proxies and TLS: fetch's --proxy, --no-proxy, --ca-bundle, --client-cert, --client-key -------

@@ -22,6 +22,7 @@ from fetchpipe.cli.options import (
     comma_separated,
     json_flag,
     log_options,
+    report_option,
     seconds,
     state_dir_option,
     whole_number,
@@ -157,6 +158,31 @@ def schema() -> None:
     click.echo(json.dumps(PipelineSpec.json_schema(), indent=2))
 
 
+def _write_report(pipeline: PipelineSpec, run_id: str, path: str) -> None:
+    """The HTML report of the run ``run_id``, read from the destination's request log."""
+    import duckdb
+
+    from fetchpipe.destinations.pipelines.factory import destination_for
+    from fetchpipe.report import NoRun, rates_from, write_report
+
+    target = pipeline.target
+    database = destination_for(target.kind, target.path).database
+    try:
+        written = write_report(
+            database,
+            path,
+            run_id=run_id,
+            rates=rates_from(pipeline.limits()),
+            redact=pipeline.redact,
+        )
+    except (OSError, NoRun, duckdb.Error) as exc:
+        raise click.ClickException(
+            f"the run is loaded, but its report could not be written to {path}: "
+            f"{pipeline.redact(str(exc))}"
+        ) from None
+    click.echo(f"report written to {written}", err=True)
+
+
 @click.command("run")
 @_pipeline_argument
 @click.option(
@@ -189,6 +215,10 @@ def schema() -> None:
     "--json", "json_path", type=click.Path(dir_okay=False), help="Also write the report as JSON."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+@report_option(
+    "the waterfall of its requests, figures per source and host, the failures, "
+    "the previous run beside it (see `fetchpipe report`)."
+)
 @log_options
 @state_dir_option
 def run_command(
@@ -199,6 +229,7 @@ def run_command(
     commit_every: float,
     json_path: str | None,
     quiet: bool,
+    report_path: str | None,
     log_level: str | None,
     log_format: str,
     verbose: int,
@@ -283,5 +314,7 @@ def run_command(
     if json_path is not None:
         with open(json_path, "w", encoding="utf-8") as out:
             out.write(pipeline.redact(json.dumps(report.as_dict(), indent=2, default=str)))
+    if report_path is not None:
+        _write_report(pipeline, report.run_id, report_path)
     if not report.ok:
         raise SystemExit(1)

@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
 
@@ -28,6 +28,7 @@ from fetchpipe.cli.options import json_flag, whole_number
 from fetchpipe.cli.pipeline import _load as load_pipeline
 
 if TYPE_CHECKING:
+    from fetchpipe._config import Limits
     from fetchpipe.destinations.run_log import RunSummary
 
 PIPELINE_SUFFIXES = (".yaml", ".yml", ".toml")
@@ -45,7 +46,7 @@ def runs_command(target: str, limit: int, as_json: bool) -> None:
     For each run: its id, start, duration, status, rows per source, and its requests, retries,
     cache hits and failures (from the request log, _fetchpipe_requests). Nothing is sent.
     """
-    database, pipeline, redact = _database(target)
+    database, pipeline, redact, _ = database_of(target)
     runs = _read(database, pipeline, limit) if database.exists() else []
     if as_json:
         out = {
@@ -62,9 +63,21 @@ def runs_command(target: str, limit: int, as_json: bool) -> None:
     click.echo(redact("\n".join(_lines(runs, database))))
 
 
-def _database(target: str) -> tuple[Path, str | None, Callable[[str], str]]:
-    """The DuckDB file that holds the runs of ``target``, the pipeline to list (None: every
-    run in it), and the redaction of what is printed."""
+class Kept(NamedTuple):
+    """Where the runs of a ``PIPELINE|DESTINATION`` argument are kept."""
+
+    database: Path
+    pipeline: str | None
+    """The pipeline whose runs to show; None: every run in the database."""
+    redact: Callable[[str], str]
+    """The redaction of what is shown (the pipeline's secrets, credentials in URLs)."""
+    limits: Limits | None
+    """The pipeline's limits (None for a destination: they are not kept in it)."""
+
+
+def database_of(target: str) -> Kept:
+    """Where the runs of ``target`` (a pipeline file, a destination URL, a DuckDB file or a
+    file destination's directory) are kept; exit 2 for a missing or unreadable file."""
     from fetchpipe._redact import redact_text
 
     path = Path(target)
@@ -89,7 +102,8 @@ def _database(target: str) -> tuple[Path, str | None, Callable[[str], str]]:
                 plain=True,
             )
         destination = spec.target
-        return destination_for(destination.kind, destination.path).database, spec.name, spec.redact
+        database = destination_for(destination.kind, destination.path).database
+        return Kept(database, spec.name, spec.redact, spec.limits())
     if "://" in target:
         from fetchpipe.pipeline.spec.destination import parse_destination
 
@@ -100,15 +114,15 @@ def _database(target: str) -> tuple[Path, str | None, Callable[[str], str]]:
         path = Path(url.path)
         if url.kind != "duckdb":
             path = path / _FILE_DATABASE
-        return path, None, redact_text  # named as a pipeline names it: may have no runs yet
+        return Kept(path, None, redact_text, None)  # as a pipeline names it: may have no runs yet
     if path.is_dir():
-        return path / _FILE_DATABASE, None, redact_text
+        return Kept(path / _FILE_DATABASE, None, redact_text, None)
     if not path.is_file():
         raise BadUsage(
             f"no such file {str(path)!r}. HINT: give a pipeline file, a DuckDB file (a "
             "pipeline's destination, or fetch --out x.duckdb), or a destination directory"
         )
-    return path, None, redact_text
+    return Kept(path, None, redact_text, None)
 
 
 _FILE_DATABASE = "_fetchpipe.duckdb"
