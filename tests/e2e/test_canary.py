@@ -4,7 +4,8 @@ The canary goes in a bearer token, an API key in a header and in the query, a Ba
 a source parameter and an OAuth2 client secret, all through ``${VAR}``. The run meets a 401, a
 500, timeouts, a success, a SIGKILL in the middle (so the journal holds pages), and a resume.
 Then every byte under the run's directory (destination, its WAL, journal, request log, cache
-files, report) and everything printed, logs at DEBUG included, is searched for the canary.
+files, JSON and HTML reports) and everything printed, logs at DEBUG included, is searched for
+the canary.
 """
 
 from __future__ import annotations
@@ -137,9 +138,14 @@ def test_a_canary_secret_is_written_nowhere(
         "debug",
         "--log-format",
         "json",
+        "--report",
+        str(tmp_path / "report.html"),
         env=env,
     )
     printed += [done.stdout.encode(), done.stderr.encode()]
+    again = run_cli("report", str(path), "-o", str(tmp_path / "again.html"))  # drawn again
+    assert again.returncode == 0, again.stderr
+    printed += [again.stdout.encode(), again.stderr.encode()]
     logged = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert {"request_retried", "request_done", "source_ended"} <= {r["event"] for r in logged}
     assert done.returncode == 1, done.stderr
@@ -154,6 +160,7 @@ def test_a_canary_secret_is_written_nowhere(
 
     files = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "canary.yaml"]
     assert any(p.name.startswith("http.sqlite") for p in files)
+    assert {"report.html", "again.html"} <= {p.name for p in files}
     leaks = [str(p) for p in files if CANARY.encode() in p.read_bytes()]
     leaks += [f"output {i}" for i, data in enumerate(printed) if CANARY.encode() in data]
     assert leaks == []

@@ -57,7 +57,9 @@ def _loaded(
     return loaded
 
 
-@pytest.mark.parametrize("args", [(), ("--version",), ("fetch", "--help"), ("init", "--help")])
+@pytest.mark.parametrize(
+    "args", [(), ("--version",), ("fetch", "--help"), ("init", "--help"), ("report", "--help")]
+)
 def test_the_command_line_loads_no_pipeline_database_or_http_client(args: tuple[str, ...]) -> None:
     assert _loaded(*args) == []
 
@@ -80,6 +82,11 @@ def test_fetch_to_jsonl_loads_no_duckdb_pipeline_or_rich(cli_fleet: Fleet, tmp_p
         # A short --out: a line longer than the console's width is rich's to wrap.
         loaded = _loaded("fetch", str(urls), "--out", out, names=names, cwd=tmp_path)
         assert loaded == expected, out
+    # The report of a JSONL output is made from the run's rows in memory: still no DuckDB.
+    loaded = _loaded(
+        "fetch", str(urls), "--out", "o.jsonl", "--report", "r.html", names=names, cwd=tmp_path
+    )
+    assert loaded == [] and (tmp_path / "r.html").stat().st_size > 0
 
 
 def test_version_is_the_installed_distribution_s(run_cli: RunCli) -> None:

@@ -254,11 +254,22 @@ _REQUEST_HEAD = [
 ]
 
 
+def _requests_table(data: RunData, rows: Sequence[Sequence[Any]], message: bool) -> str:
+    """A table of requests; without the source column when the run had no sources (fetch)."""
+    head = list(_REQUEST_HEAD)
+    if message:
+        head = [*head[:4], ("error", True), *head[4:], ("message", True)]
+    lines = _request_rows(rows, message)
+    if not any(field_of(r, "source") for r in data.requests):
+        head = head[1:]
+        lines = [line[1:] for line in lines]
+    return _table(head, lines)
+
+
 def _failures(data: RunData) -> str:
     failed = stats.failures(data)
     if not failed:
         return '<p class="note">No request failed.</p>'
-    head = [*_REQUEST_HEAD[:4], ("error", True), *_REQUEST_HEAD[4:], ("message", True)]
     by_message = Counter(
         (str(field_of(r, "host")), str(field_of(r, "error")), str(field_of(r, "message")))
         for r in failed
@@ -270,7 +281,7 @@ def _failures(data: RunData) -> str:
             for (h, e, m), c in by_message.most_common()
         ),
     )
-    listed = _table(head, _request_rows(failed[:MAX_FAILURES], message=True))
+    listed = _requests_table(data, failed[:MAX_FAILURES], message=True)
     more = ""
     if len(failed) > MAX_FAILURES:
         more = (
@@ -441,7 +452,7 @@ def render(data: RunData) -> str:
         "beside the configured limit when the report knows it.</p>",
         f"<h2>The slowest {SLOWEST} requests</h2>",
         '<div class="scroll">'
-        + _table(_REQUEST_HEAD, _request_rows(stats.slowest(data, SLOWEST), message=False))
+        + _requests_table(data, stats.slowest(data, SLOWEST), message=False)
         + "</div>",
         "<h2>Failures</h2>",
         _failures(data),
