@@ -30,8 +30,8 @@ test: lint typecheck imports deps
 	$(BIN)/pytest
 
 demo: $(STAMP)
-	$(BIN)/fetchpipe demo --out demo.duckdb
+	$(BIN)/fetchpipe demo --out demo.duckdb --report demo-report.html
 	$(BIN)/fetchpipe bench seed --scale 0.04
 
 clean:
-	rm -rf $(VENV) demo.duckdb .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) demo.duckdb demo-report.html .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -423,3 +423,28 @@ def test_bench_startup_without_the_seed_rows(run_cli: RunCli, tmp_path: Path) ->
     assert [r["name"] for r in report["rows"]] == STARTUP_ROWS and report["seed"] is None
     assert all(len(r["samples"]) == 2 for r in report["rows"])
     assert "seed:" not in proc.stdout
+
+
+def test_bench_report_measures_a_large_run_s_report_beside_a_small_one(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    from tests.e2e.browser import chromium
+
+    chromium()  # skips, saying why, without a browser: the drawing time is half the figures
+    out, chart = tmp_path / "report.json", tmp_path / "report.svg"
+    proc = run_cli(
+        *("bench", "report", "--requests", "120", "--baseline", "30", "--loads", "1"),
+        *("--json", str(out), "--chart", str(chart)),
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "HTML report: a run of 120 requests beside one of 30" in proc.stdout
+    report = json.loads(out.read_text())
+    assert (report["baseline"]["requests"], report["large"]["requests"]) == (30, 120)
+    for run in (report["baseline"], report["large"]):
+        assert run["marks"] == run["requests"]  # drawn in the browser, one mark each
+        assert run["bytes"] > 0 and run["draw_ms"] > 0 and run["write_seconds"] > 0
+    assert report["ratios"]["size"] == pytest.approx(
+        report["large"]["bytes"] / report["baseline"]["bytes"], rel=0.01
+    )
+    assert set(_bars(chart)) == {"30 requests", "120 requests"}

@@ -240,6 +240,7 @@ def test_demo_report_shows_every_api_ending_with_the_slowest(
     )
     assert done.returncode == 0, done.stderr
     assert f"report written to {report}" in done.stderr
+    assert f"report: {report.resolve().as_uri()}" in done.stdout  # where to open it
     page = _check_page(report, tmp_path, 50, "demo")
     data = _data(page)
     assert len(data["hosts"]) == 50

@@ -5,6 +5,8 @@ Imports inside the functions are lazy, for start-up time (see :mod:`fetchpipe.cl
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from fetchpipe._config import Limits, Timeouts
@@ -43,6 +45,8 @@ def demo(out: str, minute: float, report_path: str | None) -> None:
         f"all {summary.total} APIs {wall:.3f} s "
         f"({_overhead(wall, measured)} vs slowest, {_overhead(wall, configured)} vs configured)"
     )
+    if report_path is not None:
+        click.echo(f"report: {Path(report_path).resolve().as_uri()}")
     if summary.failed:
         raise click.exceptions.Exit(1)
 
