@@ -32,6 +32,7 @@ test: lint typecheck imports deps
 demo: $(STAMP)
 	$(BIN)/fetchpipe demo --out demo.duckdb --report demo-report.html
 	$(BIN)/fetchpipe bench seed --scale 0.04
+	@echo "the demo's HTML report: $(CURDIR)/demo-report.html"
 
 clean:
 	rm -rf $(VENV) demo.duckdb demo-report.html .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
