@@ -72,10 +72,23 @@ def _fetch(run_cli: RunCli, tmp_path: Path, urls: list[str], out: Path, report: 
         "127.0.0.1=200",
         "--report",
         str(report),
+        "--metrics",
+        str(report.with_suffix(".prom")),
     )
     assert done.returncode == 1, done.stderr  # the failing hosts' requests failed
     assert f"report written to {report}" in done.stderr
+    assert f"metrics written to {report.with_suffix('.prom')}" in done.stderr
     return done.stderr
+
+
+def _requests_by_outcome(prom: Path) -> dict[str, int]:
+    """``fetchpipe_requests_total`` of a Prometheus text file, summed by outcome."""
+    counts: dict[str, int] = {}
+    for line in prom.read_text().splitlines():
+        found = re.match(r'fetchpipe_requests_total\{.*outcome="(\w+)"\} (\d+)$', line)
+        if found is not None:
+            counts[found.group(1)] = counts.get(found.group(1), 0) + int(found.group(2))
+    return counts
 
 
 def _check_page(report: Path, tmp_path: Path, marks: int, name: str) -> str:
@@ -113,6 +126,8 @@ def test_fetch_report_of_a_faulty_run_kept_in_duckdb(
             h for (h,) in db.execute("SELECT DISTINCT host FROM _fetchpipe_requests").fetchall()
         ]
     assert sum(outcomes.values()) == len(urls)
+    assert _requests_by_outcome(report.with_suffix(".prom")) == outcomes
+    assert SECRET not in report.with_suffix(".prom").read_text()
     page = _check_page(report, tmp_path, len(urls), "faulty-fetch")
     data = _data(page)
     drawn = {name: data["o"].count(i) for i, name in enumerate(data["outcomes"])}
@@ -200,7 +215,11 @@ def test_run_report_compares_with_the_previous_run_and_is_drawn_again_later(
     ids = []
     for number in (1, 2):
         report = tmp_path / f"run{number}.html"
-        done = run_cli("run", str(path), "--report", str(report), "--quiet", env=env)
+        metrics = tmp_path / f"run{number}.prom"
+        done = run_cli(
+            *("run", str(path), "--report", str(report), "--metrics", str(metrics), "--quiet"),
+            env=env,
+        )
         assert done.returncode == 1, done.stderr  # the source "broken" failed
         assert f"report written to {report}" in done.stderr
         ids.append(re.findall(r"run (\S+): \d+ ok", done.stdout + done.stderr)[0])
@@ -210,6 +229,9 @@ def test_run_report_compares_with_the_previous_run_and_is_drawn_again_later(
                 "SELECT run_id, count(*) FROM _fetchpipe_requests GROUP BY run_id"
             ).fetchall()
         )
+    for number, run_id in enumerate(ids, 1):
+        counted = _requests_by_outcome(tmp_path / f"run{number}.prom")
+        assert sum(counted.values()) == rows[run_id] and counted["failed"] == 1
     first = _check_page(tmp_path / "run1.html", tmp_path, rows[ids[0]], "first-run")
     second = _check_page(tmp_path / "run2.html", tmp_path, rows[ids[1]], "second-run")
     assert "No earlier run of this pipeline" in first
@@ -253,17 +275,21 @@ def test_bad_report_usage_exits_2_before_anything_is_sent(
     run_cli: RunCli, server: CountingServer, tmp_path: Path
 ) -> None:
     (tmp_path / "urls.txt").write_text(f"http://127.0.0.1:{server.server_address[1]}/x\n")
-    for target in (tmp_path / "missing" / "r.html", tmp_path):
+    for option, target in (
+        ("--report", tmp_path / "missing" / "r.html"),
+        ("--report", tmp_path),
+        ("--metrics", tmp_path / "missing" / "m.prom"),
+    ):
         done = run_cli(
             "fetch",
             str(tmp_path / "urls.txt"),
             "--out",
             str(tmp_path / "o.jsonl"),
-            "--report",
+            option,
             str(target),
         )
         assert done.returncode == 2, done.stderr
-        assert "--report" in done.stderr and "HINT" in done.stderr
+        assert option in done.stderr and "HINT" in done.stderr
     assert server.hits == 0
     done = run_cli("report", str(tmp_path / "nothing.duckdb"))
     assert done.returncode == 2 and "no such file" in done.stderr

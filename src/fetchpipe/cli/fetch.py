@@ -28,6 +28,7 @@ from fetchpipe.cli.fetching import Settings, counted, fetch_into, opened, sink_f
 from fetchpipe.cli.options import (
     Duration,
     log_options,
+    metrics_option,
     network_options,
     parse_cache_ttls,
     parse_headers,
@@ -347,6 +348,7 @@ def _resumed(source: InputFile, count: int, out: str) -> tuple[Iterable[Request]
 @report_option(
     "the waterfall of its requests, figures per host, the failures (see `fetchpipe report`)."
 )
+@metrics_option
 @log_options
 @scale_options
 def fetch(
@@ -381,6 +383,7 @@ def fetch(
     max_redirects: int,
     resume: bool,
     report_path: str | None,
+    metrics_path: str | None,
     log_level: str | None,
     log_format: str,
     verbose: int,
@@ -480,7 +483,9 @@ def fetch(
             if cache is not None:
                 stack.callback(cache.close)  # the fetcher closes it too; closing is idempotent
                 open_cache(cache)
-            summary = fetch_into(requests, count, opened(sink), settings, out, report_path)
+            summary = fetch_into(
+                requests, count, opened(sink), settings, out, report_path, metrics_path
+            )
     if summary.failed:
         raise click.exceptions.Exit(1)
 

@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -208,13 +207,14 @@ def fetch_into(
     settings: Settings,
     out: str,
     report: str | None = None,
+    metrics: str | None = None,
 ) -> Summary:
     """Fetch ``requests`` into ``sink`` on the event loop, close the sink, print the summary;
-    then write the run's HTML report to ``report``, if given."""
+    then write the run's HTML report to ``report`` and its metrics to ``metrics``, if given."""
     from fetchpipe.engine.fetcher import run
 
     log = None
-    if report is not None:
+    if report is not None or metrics is not None:
         in_database = getattr(sink, "log_requests", None) is not None
         log = RunLog(new_run_id(), datetime.now(UTC), in_database)
     try:
@@ -231,9 +231,8 @@ def fetch_into(
     except ConfigError as exc:  # the transport could not be built: nothing was sent
         raise BadUsage(redact_text(str(exc))) from None
     print_summary(summary, out)
-    if report is not None and log is not None:
-        path = _write_report(report, log, out, settings)
-        stderr().print(f"report written to {path}", markup=False, highlight=False)
+    if log is not None:
+        _write_outputs(report, metrics, log, out, settings)
     return summary
 
 
@@ -260,24 +259,38 @@ def print_summary(summary: Summary, out: str) -> None:
     console.print(f"results written to {out}", markup=False, highlight=False)
 
 
-def _write_report(report: str, log: RunLog, out: str, settings: Settings) -> Path:
-    """The run's report: read from ``out``'s request log, or made from the rows in ``log``."""
+def _write_outputs(
+    report: str | None, metrics: str | None, log: RunLog, out: str, settings: Settings
+) -> None:
+    """The run's report and metrics: from ``out``'s request log, or from the rows in ``log``."""
     from fetchpipe.destinations.run_log import RunSummary
-    from fetchpipe.report import from_rows, rates_from, write_html, write_report
+    from fetchpipe.report import from_rows, rates_from, read_database, write_html, write_metrics
 
     rates = rates_from(settings.limits)
+    target = report if report is not None else metrics
     try:
         if log.in_database:
             import duckdb  # lazy: start-up time (the output is a DuckDB file: loaded already)
 
             try:
-                return write_report(out, report, run_id=log.run_id, rates=rates)
+                data = read_database(out, run_id=log.run_id, rates=rates)
             except duckdb.Error as exc:
                 raise OSError(str(exc)) from None
-        run = RunSummary(log.run_id, "fetch", "done", log.started_at, log.ended_at)
-        return write_html(report, from_rows(run, log.requests, log.events, rates))
-    except (OSError, LookupError) as exc:  # the results are written: say why the report is not
+        else:
+            run = RunSummary(log.run_id, "fetch", "done", log.started_at, log.ended_at)
+            data = from_rows(run, log.requests, log.events, rates)
+        if report is not None:
+            target = report
+            say(f"report written to {write_html(report, data)}")
+        if metrics is not None:
+            target = metrics
+            say(f"metrics written to {write_metrics(metrics, data)}")
+    except (OSError, LookupError) as exc:  # the results are written: say why the file is not
         raise click.ClickException(
-            f"the results are in {out}, but the report could not be written to {report}: "
-            f"{redact_text(str(exc))}"
+            f"the results are in {out}, but {target} could not be written: {redact_text(str(exc))}"
         ) from None
+
+
+def say(text: str) -> None:
+    """A line on stderr, beside the summary."""
+    stderr().print(text, markup=False, highlight=False)

@@ -298,12 +298,12 @@ def log_options(command: _Decorated) -> _Decorated:
     return command
 
 
-def _report_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+def _output_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
     path = Path(value)
     if path.is_dir():
-        raise click.BadParameter(f"{value!r} is a directory. HINT: name an HTML file")
+        raise click.BadParameter(f"{value!r} is a directory. HINT: name a file")
     if not path.parent.is_dir():
         raise click.BadParameter(
             f"the directory of {value!r} does not exist. HINT: create it, or name a file in an "
@@ -319,9 +319,21 @@ def report_option(what: str) -> Callable[[_Decorated], _Decorated]:
         "--report",
         "report_path",
         metavar="FILE",
-        callback=_report_path,
+        callback=_output_path,
         help=f"Write the HTML report of the run to FILE (replaced) when it ends: {what}",
     )
+
+
+metrics_option = click.option(
+    "--metrics",
+    "metrics_path",
+    metavar="FILE",
+    callback=_output_path,
+    help="Write the run's metrics to FILE (replaced) when it ends, in the Prometheus text "
+    "format (for node_exporter's textfile collector: name it *.prom): requests by outcome, "
+    "retries, bytes and a duration histogram per host and source.",
+)
+"""``--metrics FILE``: checked before anything is sent, as ``--report``."""
 
 
 # --- proxies and TLS: fetch's --proxy, --no-proxy, --ca-bundle, --client-cert, --client-key -------

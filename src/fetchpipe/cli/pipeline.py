@@ -22,6 +22,7 @@ from fetchpipe.cli.options import (
     comma_separated,
     json_flag,
     log_options,
+    metrics_option,
     report_option,
     seconds,
     state_dir_option,
@@ -158,29 +159,32 @@ def schema() -> None:
     click.echo(json.dumps(PipelineSpec.json_schema(), indent=2))
 
 
-def _write_report(pipeline: PipelineSpec, run_id: str, path: str) -> None:
-    """The HTML report of the run ``run_id``, read from the destination's request log."""
+def _write_outputs(
+    pipeline: PipelineSpec, run_id: str, report: str | None, metrics: str | None
+) -> None:
+    """The HTML report and the metrics of the run ``run_id``, from the destination's request
+    log."""
     import duckdb
 
     from fetchpipe.destinations.pipelines.factory import destination_for
-    from fetchpipe.report import NoRun, rates_from, write_report
+    from fetchpipe.report import NoRun, rates_from, read_database, write_html, write_metrics
 
     target = pipeline.target
     database = destination_for(target.kind, target.path).database
+    path = report if report is not None else metrics
     try:
-        written = write_report(
-            database,
-            path,
-            run_id=run_id,
-            rates=rates_from(pipeline.limits()),
-            redact=pipeline.redact,
-        )
+        data = read_database(database, run_id=run_id, rates=rates_from(pipeline.limits()))
+        if report is not None:
+            path = report
+            written = write_html(report, data, pipeline.redact)
+            click.echo(f"report written to {written}", err=True)
+        if metrics is not None:
+            path = metrics
+            click.echo(f"metrics written to {write_metrics(metrics, data)}", err=True)
     except (OSError, NoRun, duckdb.Error) as exc:
         raise click.ClickException(
-            f"the run is loaded, but its report could not be written to {path}: "
-            f"{pipeline.redact(str(exc))}"
+            f"the run is loaded, but {path} could not be written: {pipeline.redact(str(exc))}"
         ) from None
-    click.echo(f"report written to {written}", err=True)
 
 
 @click.command("run")
@@ -219,6 +223,7 @@ def _write_report(pipeline: PipelineSpec, run_id: str, path: str) -> None:
     "the waterfall of its requests, figures per source and host, the failures, "
     "the previous run beside it (see `fetchpipe report`)."
 )
+@metrics_option
 @log_options
 @state_dir_option
 def run_command(
@@ -230,6 +235,7 @@ def run_command(
     json_path: str | None,
     quiet: bool,
     report_path: str | None,
+    metrics_path: str | None,
     log_level: str | None,
     log_format: str,
     verbose: int,
@@ -314,7 +320,7 @@ def run_command(
     if json_path is not None:
         with open(json_path, "w", encoding="utf-8") as out:
             out.write(pipeline.redact(json.dumps(report.as_dict(), indent=2, default=str)))
-    if report_path is not None:
-        _write_report(pipeline, report.run_id, report_path)
+    if report_path is not None or metrics_path is not None:
+        _write_outputs(pipeline, report.run_id, report_path, metrics_path)
     if not report.ok:
         raise SystemExit(1)

@@ -1,8 +1,9 @@
 """The HTML report of a run: a view over the request log its destination keeps.
 
 :func:`write_report` reads a run from a DuckDB file (:mod:`.data`), computes its figures
-(:mod:`.stats`) and writes one self-contained HTML page (:mod:`.html`, with :mod:`.assets`).
-Used by ``fetchpipe report``, ``fetch --report`` and ``run --report``. DuckDB is imported when a
+(:mod:`.stats`) and writes one self-contained HTML page (:mod:`.html`, with :mod:`.assets`);
+:func:`write_metrics` writes its figures for Prometheus (:mod:`.metrics`). Used by ``fetchpipe
+report``, ``fetch --report/--metrics`` and ``run --report/--metrics``. DuckDB is imported when a
 report is read (lazy: start-up time).
 """
 
@@ -34,6 +35,37 @@ def write_html(path: str | Path, data: RunData, redact: Callable[[str], str] = r
     return target
 
 
+def write_metrics(path: str | Path, data: RunData) -> Path:
+    """Write the run's metrics in the Prometheus text format (:mod:`.metrics`) to ``path``,
+    replaced whole (node_exporter's textfile collector must never read half a file)."""
+    from fetchpipe.report import metrics
+
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(metrics.render(data), encoding="utf-8")
+    partial.replace(target)
+    return target
+
+
+def read_database(
+    database: str | Path,
+    *,
+    run_id: str | None = None,
+    pipeline: str | None = None,
+    rates: Callable[[str], float | None] | None = None,
+) -> RunData:
+    """The run ``run_id`` (else the latest of ``pipeline``, else the latest) kept in the DuckDB
+    file ``database``, opened read-only. Raises :class:`NoRun`, and ``duckdb.Error`` when the
+    file cannot be opened."""
+    import duckdb  # lazy: start-up time
+
+    connection = duckdb.connect(str(database), read_only=True)
+    try:
+        return read_run(connection, run_id, pipeline, rates)
+    finally:
+        connection.close()
+
+
 def write_report(
     database: str | Path,
     path: str | Path,
@@ -43,16 +75,9 @@ def write_report(
     rates: Callable[[str], float | None] | None = None,
     redact: Callable[[str], str] = redact_text,
 ) -> Path:
-    """Write the report of the run ``run_id`` (else the latest of ``pipeline``, else the latest)
-    kept in the DuckDB file ``database`` to ``path``. Raises :class:`NoRun`, and
-    ``duckdb.Error`` when the file cannot be opened."""
-    import duckdb  # lazy: start-up time
-
-    connection = duckdb.connect(str(database), read_only=True)
-    try:
-        data = read_run(connection, run_id, pipeline, rates)
-    finally:
-        connection.close()
+    """Write the report of a run kept in the DuckDB file ``database`` (see
+    :func:`read_database`) to ``path``."""
+    data = read_database(database, run_id=run_id, pipeline=pipeline, rates=rates)
     return write_html(path, data, redact)
 
 
@@ -61,8 +86,10 @@ __all__ = [
     "RunData",
     "from_rows",
     "rates_from",
+    "read_database",
     "read_run",
     "render",
     "write_html",
+    "write_metrics",
     "write_report",
 ]
