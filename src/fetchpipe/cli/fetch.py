@@ -459,6 +459,11 @@ def fetch(
             markup=False,
             highlight=False,
         )
+    if scale.on_cluster and (report_path or metrics_path):
+        raise BadUsage(
+            "--report and --metrics read the run's request log, which a cluster run does not "
+            "gather. HINT: drop --executor, or run each shard here with --shard K/N"
+        )
     sink = sink_for(out)
     try:
         source = InputFile.open(urls)
@@ -473,8 +478,9 @@ def fetch(
         if resume:
             requests, count = _resumed(source, count, out)
         if scale.shard is not None or scale.on_cluster:
+            outputs = (report_path, metrics_path)
             summary = _scaled(
-                source, requests, count, resume, out, sink, settings, scale, cache_dir
+                source, requests, count, resume, out, sink, settings, scale, cache_dir, outputs
             )
             if summary.failed:
                 raise click.exceptions.Exit(1)
@@ -500,8 +506,10 @@ def _scaled(
     settings: Settings,
     scale: ScaleOut,
     cache_dir: str | None,
+    outputs: tuple[str | None, str | None] = (None, None),
 ) -> Summary:
-    """Fetch one shard of the input (``--shard``), here or on a cluster (``--executor``)."""
+    """Fetch one shard of the input (``--shard``), here (with the report and metrics files
+    ``outputs``) or on a cluster (``--executor``)."""
     from fetchpipe.cli.sharded import fetch_on_cluster, only_shard, say_shard
     from fetchpipe.distributed.sharding import count_hosts
 
@@ -517,7 +525,7 @@ def _scaled(
             if settings.cache is not None:
                 stack.callback(settings.cache.close)
                 open_cache(settings.cache)
-            return fetch_into(requests, total, opened(sink), settings, out)
+            return fetch_into(requests, total, opened(sink), settings, out, *outputs)
     opened(sink).close()  # the output is checked (and created) before anything is sent
     urls = (request.url for request in source.requests())
     if scale.shard is not None:

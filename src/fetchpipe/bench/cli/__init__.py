@@ -22,12 +22,12 @@ from fetchpipe.bench.cli.commands import (
     pipeline_command,
     politeness_command,
     readahead,
-    report_command,
     scale_command,
     seed_command,
     startup_command,
     throughput,
 )
+from fetchpipe.bench.cli.report import report_command
 from fetchpipe.bench.report import raise_nofile_limit
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from fetchpipe._config import TRANSPORTS
-from fetchpipe.bench.cli.output import chart_option, emit, finish, json_option, scale_option
+from fetchpipe.bench.cli.output import chart_option, finish, json_option, scale_option
 from fetchpipe.bench.cli.scenarios import (
     SCENARIOS,
     dead_api_scenario,
@@ -371,26 +371,6 @@ def politeness_command(
             chart_path,
         )
     )
-
-
-@click.command("report")
-@whole_number("--requests", minimum=1, default=10_000, help="Requests of the large run.")
-@whole_number("--baseline", minimum=1, default=100, help="Requests of the baseline run.")
-@whole_number("--loads", minimum=1, default=3, help="Browser loads per report (median shown).")
-@json_option
-@chart_option
-def report_command(
-    requests: int, baseline: int, loads: int, json_path: Path | None, chart_path: Path | None
-) -> None:
-    """The HTML report of a large run: its size, its writing and its drawing in Chromium.
-
-    Two real fetches with --report (the large run, and a small one as the baseline); each
-    report is written again by `fetchpipe report` (timed) and loaded in headless Chromium when
-    installed (time from navigation to the waterfall's first drawing).
-    """
-    from fetchpipe.bench import html_report
-
-    emit(html_report.measure(requests, baseline, loads), json_path, chart_path)
 
 
 @click.command("all")
