@@ -12,25 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from fetchpipe._config import READAHEAD, HostLimits, Limits, Timeouts
+from fetchpipe._config import READAHEAD
 from fetchpipe._exceptions import ConfigError, InputError
 from fetchpipe._models import Request
 from fetchpipe._redact import redact_text
 from fetchpipe.cli.bad_usage import BadUsage
-from fetchpipe.cli.cache import DEFAULT_CACHE, check_cache_file, open_cache
+from fetchpipe.cli.cache import DEFAULT_CACHE, open_cache
+from fetchpipe.cli.fetch_settings import cache_from_flags, settings_from_flags
 from fetchpipe.cli.fetching import Settings, counted, fetch_into, opened, sink_for, stderr
 from fetchpipe.cli.options import (
     Duration,
     log_options,
     metrics_option,
     network_options,
-    parse_cache_ttls,
     parse_headers,
     parse_network,
     parse_quotas,
@@ -42,107 +42,19 @@ from fetchpipe.cli.options import (
     transport_option,
     whole_number,
 )
-from fetchpipe.cli.sharded import ScaleOut, cluster_cache_dir, scale_options, scale_out
+from fetchpipe.cli.sharded import ScaleOut, scale_options, scale_out
 from fetchpipe.engine.aimd import DEFAULT_ADAPTIVE
 from fetchpipe.engine.breaker import ON_OPEN, BreakerPolicy
-from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
-    from fetchpipe._quota import Quota
     from fetchpipe.cli.input import InputFile
     from fetchpipe.cli.summary import Summary
     from fetchpipe.destinations.fetch import Sink
-    from fetchpipe.engine.cache.http_cache import HttpCache
 
 # The command imports what it uses inside its function: `fetchpipe fetch --help` loads no HTTP
 # client, and `fetch` no pipeline, pydantic or DuckDB (unless --out is a .duckdb file).
 
 DEFAULT_OUT = "fetchpipe.duckdb"
-
-
-def _settings(
-    *,
-    concurrency: int,
-    per_host_concurrency: int | None,
-    rates: Mapping[str, float],
-    quotas: Mapping[str, Quota] | None = None,
-    retries: int,
-    retry_budget: float | None = DEFAULT_RETRY.budget,
-    timeout: float | None,
-    deadline: float | None,
-    headers: Mapping[str, str],
-    cache: HttpCache | None,
-    readahead: int = READAHEAD,
-) -> Settings:
-    try:
-        per_host = HostLimits(max_concurrency=per_host_concurrency)
-        quotas = quotas or {}
-        hosts = {
-            host: HostLimits(
-                max_concurrency=per_host_concurrency,
-                max_per_second=rates.get(host),
-                quota=quotas.get(host),
-            )
-            for host in (*rates, *quotas)
-        }
-        # --timeout bounds the whole attempt, so no tighter idle-read bound applies.
-        timeouts = Timeouts() if timeout is None else Timeouts(read=None, total=timeout)
-        if deadline is not None:
-            timeouts = Timeouts(timeouts.connect, timeouts.read, timeouts.total, deadline)
-        return Settings(
-            limits=Limits(
-                max_concurrency=concurrency, per_host=per_host, hosts=hosts, readahead=readahead
-            ),
-            retry=RetryPolicy(attempts=retries + 1, budget=retry_budget),
-            timeouts=timeouts,
-            headers=headers,
-            cache=cache,
-        )
-    except ConfigError as exc:
-        raise BadUsage(str(exc)) from None
-
-
-def _cache_for(
-    path: str | None,
-    ttls: tuple[str, ...],
-    stale_if_error: float | None,
-    offline: bool,
-    scale: ScaleOut,
-) -> tuple[HttpCache | None, str | None]:
-    """The ``HttpCache`` the options ask for, checked but not opened (``None`` without one),
-    and on a cluster the directory of its per-shard files (the cache is their template)."""
-    from fetchpipe.engine.cache.http_cache import HttpCache
-
-    if path is None and offline:
-        path = DEFAULT_CACHE
-    if path is None:
-        given = ["--cache-ttl"] if ttls else []
-        if stale_if_error is not None:
-            given.append("--stale-if-error")
-        if given:
-            raise BadUsage(
-                f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} a cache. "
-                f"HINT: add --cache (the file {DEFAULT_CACHE}) or --cache=PATH"
-            )
-        return None, None
-    ttl, overrides = parse_cache_ttls(ttls)
-    directory = cluster_cache_dir(path, DEFAULT_CACHE) if scale.on_cluster else None
-    target = Path(directory or path)
-    if directory is None:
-        check_cache_file(target)
-    if offline and not target.exists():
-        raise BadUsage(
-            f"--offline: there is no cache at {path}. HINT: run once without --offline to fill "
-            "it, or point --cache=PATH at an existing cache"
-        )
-    options: dict[str, Any] = {}
-    if stale_if_error is not None:
-        options["stale_if_error"] = stale_if_error
-    try:
-        cache = HttpCache(target, ttl=ttl, ttl_overrides=overrides, offline=offline, **options)
-    except ConfigError as exc:
-        raise BadUsage(str(exc)) from None
-    return cache, directory
 
 
 def _resumed(source: InputFile, count: int, out: str) -> tuple[Iterable[Request], int]:
@@ -415,8 +327,8 @@ def fetch(
     configure(log_level, log_format, verbose)
 
     scale = scale_out(executor, workers, shard)
-    cache, cache_dir = _cache_for(cache_path, cache_ttls, stale_if_error, offline, scale)
-    settings = _settings(
+    cache, cache_dir = cache_from_flags(cache_path, cache_ttls, stale_if_error, offline, scale)
+    settings = settings_from_flags(
         concurrency=concurrency,
         per_host_concurrency=per_host_concurrency,
         rates=parse_rates(rates),
