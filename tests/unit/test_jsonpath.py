@@ -15,7 +15,7 @@ from fetchpipe.pipeline.runtime.pagination import Page, PaginationError, paginat
 from fetchpipe.pipeline.runtime.records import RecordsError, extract_records
 from fetchpipe.pipeline.spec.config import PipelineSpec
 from fetchpipe.pipeline.spec.loading import load_yaml
-from fetchpipe.pipeline.spec.models import (
+from fetchpipe.pipeline.spec.paginate import (
     CursorPagination,
     NextUrlPagination,
     OffsetPagination,

@@ -22,7 +22,7 @@ from fetchpipe.pipeline.runtime.pagination import (
     origin,
     paginator_for,
 )
-from fetchpipe.pipeline.spec.models import (
+from fetchpipe.pipeline.spec.paginate import (
     CursorPagination,
     LinkHeaderPagination,
     NextUrlPagination,

@@ -25,7 +25,7 @@ from fetchpipe.pipeline.runtime.records import RecordsError, graphql_errors, ren
 from fetchpipe.pipeline.runtime.resume import JobCodec
 from fetchpipe.pipeline.runtime.source_run import PageJob, SourceRun
 from fetchpipe.pipeline.spec.loading import load_yaml
-from fetchpipe.pipeline.spec.models import (
+from fetchpipe.pipeline.spec.paginate import (
     CursorPagination,
     NextUrlPagination,
     OffsetPagination,

@@ -38,7 +38,7 @@ from urllib.parse import urljoin, urlsplit
 from fetchpipe._exceptions import FetchpipeError
 from fetchpipe.engine.security import origin
 from fetchpipe.pipeline.runtime.link_header import next_link
-from fetchpipe.pipeline.spec.models import (
+from fetchpipe.pipeline.spec.paginate import (
     CursorPagination,
     LinkHeaderPagination,
     NextUrlPagination,

@@ -27,7 +27,7 @@ from fetchpipe.pipeline.runtime.pagination import Page, PageRequest, PaginationE
 from fetchpipe.pipeline.scaffold.bodies import Segments, looks_like_url, normalized, scalars
 from fetchpipe.pipeline.scaffold.bodies import path_text as _path
 from fetchpipe.pipeline.scaffold.response import Response
-from fetchpipe.pipeline.spec.models import (
+from fetchpipe.pipeline.spec.paginate import (
     CursorPagination,
     LinkHeaderPagination,
     NextUrlPagination,

@@ -33,7 +33,15 @@ from fetchpipe.pipeline.spec.bodies import body_problems
 from fetchpipe.pipeline.spec.errors import Problem, Problems
 from fetchpipe.pipeline.spec.incremental import Incremental, incremental_problems
 from fetchpipe.pipeline.spec.network import ProxySetting, SecurityConfig
-from fetchpipe.pipeline.spec.paths import compile_path, json_placeholders, placeholders
+from fetchpipe.pipeline.spec.paginate import (
+    CursorPagination,
+    NoPagination,
+    OffsetPagination,
+    PagePagination,
+    Paginate,
+)
+from fetchpipe.pipeline.spec.path_fields import BodyPathText
+from fetchpipe.pipeline.spec.paths import json_placeholders, placeholders
 from fetchpipe.pipeline.spec.status import StatusActions
 from fetchpipe.pipeline.spec.unnest import Unnest, unnest_problems
 
@@ -52,23 +60,6 @@ Name = Annotated[str, AfterValidator(_identifier)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Wait = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 ParamValue = str | int | float | bool
-
-
-def _body_path(value: str) -> str:
-    compile_path(value)  # compiled once, here; a bad $ query is this field's problem
-    return value
-
-
-BodyPathText = Annotated[str, AfterValidator(_body_path)]
-"""A dotted path (``data.items``) or, starting with ``$``, a JSONPath query (RFC 9535)."""
-PathText = Annotated[
-    BodyPathText,
-    Field(
-        min_length=1,
-        description="A dotted path (meta.next_cursor) or a JSONPath query starting with $ "
-        "that matches one value.",
-    ),
-]
 
 
 # --- defaults and hosts ----------------------------------------------------------------------
@@ -253,80 +244,6 @@ class HostConfig(_Model):
         "window (UTC) across runs and processes; beyond it the source stops and resumes on the "
         "next run.",
     )
-
-
-# --- pagination -------------------------------------------------------------------------------
-
-
-class NoPagination(_Model):
-    """One request per source (per parent record for a child source)."""
-
-    type: Literal["none"]
-
-
-class _Paged(_Model):
-    max_pages: int | None = Field(default=None, ge=1, description="Stop after this many requests.")
-    has_more_path: PathText | None = Field(
-        default=None, description="Stop when the value here is false, null or missing."
-    )
-
-
-class PagePagination(_Paged):
-    """``?page=N`` from ``start``; stops on an empty (or short, with ``size``) page. With
-    ``total_pages_path`` the remaining pages are known after the first."""
-
-    type: Literal["page"]
-    param: Text = "page"
-    start: int = Field(default=1, ge=0)
-    size_param: Text | None = None
-    size: int | None = Field(default=None, ge=1)
-    total_pages_path: PathText | None = None
-
-
-class OffsetPagination(_Paged):
-    """``?offset=N&limit=L``; stops on a short page. With ``total_path`` the remaining pages
-    are known after the first."""
-
-    type: Literal["offset"]
-    offset_param: Text = "offset"
-    limit_param: Text = "limit"
-    limit: int = Field(default=100, ge=1)
-    start: int = Field(default=0, ge=0)
-    total_path: PathText | None = None
-
-
-class CursorPagination(_Paged):
-    """The next cursor is read from the body at ``cursor_path`` and sent as ``param``: a query
-    parameter, a dotted path inside the source's ``json`` body, or a header."""
-
-    type: Literal["cursor"]
-    cursor_path: PathText
-    param: Text = "cursor"
-    location: Literal["query", "body", "header"] = "query"
-
-
-class LinkHeaderPagination(_Paged):
-    """The next page is the ``Link`` header's ``rel="next"`` (RFC 8288)."""
-
-    type: Literal["link_header"]
-
-
-class NextUrlPagination(_Paged):
-    """The next page's URL is read from the body at ``next_url_path``."""
-
-    type: Literal["next_url"]
-    next_url_path: PathText
-
-
-Paginate = Annotated[
-    NoPagination
-    | PagePagination
-    | OffsetPagination
-    | CursorPagination
-    | LinkHeaderPagination
-    | NextUrlPagination,
-    Field(discriminator="type"),
-]
 
 
 # --- sources ----------------------------------------------------------------------------------
