@@ -25,6 +25,7 @@ import yaml
 from fetchpipe._log import FIELDS
 from fetchpipe.sim import Fleet
 from tests.e2e.conftest import RunCli
+from tests.e2e.shop_sources import shop_and_flaky_sources
 
 PROGRESS = re.compile(r"fetchpipe: \d+/\d+ done, \d+ ok, \d+ failed, [\d.]+ req/s")
 
@@ -167,28 +168,7 @@ def _pipeline(path: Path, fleet: Fleet, destination: Path, tag: str) -> Path:
         "destination": f"duckdb:///{destination}",
         "defaults": {"retry": {"attempts": 3, "wait_initial": 0.01}},
         "sources": [
-            {
-                "name": "products",
-                "url": fleet.url("/shop/v1/page/products"),
-                "params": {"per_page": 50},
-                "records": "data.items",
-                "primary_key": "id",
-                "write": "merge",
-                "paginate": {"type": "page", "total_pages_path": "meta.total_pages"},
-            },
-            {
-                "name": "reviews",
-                "url": fleet.url("/shop/v1/products/") + "{products.id}/reviews",
-                "records": "reviews",
-                "primary_key": ["product_id", "id"],
-                "write": "merge",
-                "include_parent": {"product_id": "id"},
-            },
-            {  # two 503s, then 200 (the next run gets 200 at once: the key's count goes on)
-                "name": "flaky",
-                "url": fleet.url(f"/status/503,503,200?key=flaky-{tag}", host=1),
-                "records": "",
-            },
+            *shop_and_flaky_sources(fleet, tag),
             {
                 "name": "gone",
                 "url": fleet.url(f"/status/404?key=gone-{tag}", host=1),

@@ -26,6 +26,7 @@ import yaml
 from fetchpipe.sim import Fleet
 from tests.e2e.browser import load, screenshot
 from tests.e2e.conftest import CountingServer, RunCli
+from tests.e2e.shop_sources import shop_and_flaky_sources
 
 SECRET = "canary-report-5b1d"
 
@@ -167,28 +168,7 @@ def _pipeline(path: Path, fleet: Fleet, database: Path, tag: str) -> Path:
         "defaults": {"retry": {"attempts": 3, "wait_initial": 0.01}},
         "hosts": {fleet.addresses[0]: {"max_per_second": 300}},
         "sources": [
-            {
-                "name": "products",
-                "url": fleet.url("/shop/v1/page/products"),
-                "params": {"per_page": 50},
-                "records": "data.items",
-                "primary_key": "id",
-                "write": "merge",
-                "paginate": {"type": "page", "total_pages_path": "meta.total_pages"},
-            },
-            {
-                "name": "reviews",
-                "url": fleet.url("/shop/v1/products/") + "{products.id}/reviews",
-                "records": "reviews",
-                "primary_key": ["product_id", "id"],
-                "write": "merge",
-                "include_parent": {"product_id": "id"},
-            },
-            {  # two 503s, then 200 (the next run gets 200 at once)
-                "name": "flaky",
-                "url": fleet.url(f"/status/503,503,200?key=flaky-{tag}", host=1),
-                "records": "",
-            },
+            *shop_and_flaky_sources(fleet, tag),
             {
                 "name": "limited",
                 "url": fleet.url(f"/ratelimit?key=rl-{tag}&after=1", host=2),
