@@ -14,7 +14,9 @@ task of its own with the host's concurrency and rate divided by ``k`` (:class:`H
 :func:`limits_for_task`); its breaker and retry budget then count per sub-shard.
 
 ``--shard K/N`` (:class:`ShardSelector`) keeps the hosts whose virtual shard is ``K`` modulo
-``N``: ``N`` runs with ``K = 0 .. N-1`` cover every host exactly once.
+``N``: ``N`` runs with ``K = 0 .. N-1`` cover every host exactly once. A pipeline is sharded by
+*source group* (:func:`source_groups`): sources joined by a parent link or sharing their own
+host run together, in the shard of the group's least host.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fetchpipe._config import HostLimits, Limits
@@ -243,3 +245,90 @@ def count_hosts(urls: Iterable[str]) -> dict[str, int]:
         host = host_of(url) or ""
         counts[host] = counts.get(host, 0) + 1
     return counts
+
+
+# --- pipelines: source groups ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLink:
+    """What the grouping knows of a pipeline source: its name, its own URL (a template: its
+    host is fixed, as a parent reference may not be in the host) and its parent's name."""
+
+    name: str
+    url: str
+    parent: str | None = None
+
+    @property
+    def host(self) -> str:
+        """The source's own host as the engine keys its limits (``""`` for no http(s) URL).
+        Next-page links to other hosts (``allow_cross_origin``) are not counted."""
+        return host_of(self.url) or ""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceGroup:
+    """Sources that run in one shard: joined by parent links or sharing a host."""
+
+    sources: tuple[str, ...]
+    """In the order the sources were given."""
+    hosts: tuple[str, ...]
+    """Sorted; never empty."""
+
+    @property
+    def virtual_shard(self) -> int:
+        """The virtual shard of the group's least host: the group's place in every process."""
+        return virtual_shard(self.hosts[0])
+
+    def in_shard(self, selector: ShardSelector) -> bool:
+        return self.virtual_shard % selector.count == selector.index
+
+
+def source_groups(links: Sequence[SourceLink]) -> tuple[SourceGroup, ...]:
+    """The sources of a pipeline in groups: two sources are in one group when one is the
+    other's parent or they have the same host (and so on, transitively).
+
+    Every source is in exactly one group; a parent and its children, and every source of a
+    host, are in one, so a shard holding a group fetches each of its hosts alone (per-host
+    limits stay exact) and has the parent records its children need. Groups come in the order
+    of their first source. A parent not among ``links`` is ignored.
+
+    A dozen lines of union-find written here rather than a graph library: the graphs are a
+    pipeline's sources (tens), and nothing else in the project needs one.
+    """
+    names = [link.name for link in links]
+    root = {name: name for name in names}
+
+    def find(name: str) -> str:
+        while root[name] != name:
+            root[name] = root[root[name]]
+            name = root[name]
+        return name
+
+    def join(a: str, b: str) -> None:
+        first, second = sorted((find(a), find(b)), key=names.index)
+        root[second] = first
+
+    by_host: dict[str, str] = {}
+    for link in links:
+        if link.parent is not None and link.parent in root:
+            join(link.name, link.parent)
+        join(link.name, by_host.setdefault(link.host, link.name))
+    members: dict[str, list[SourceLink]] = {}
+    for link in links:
+        members.setdefault(find(link.name), []).append(link)
+    return tuple(
+        SourceGroup(
+            tuple(link.name for link in group), tuple(sorted({link.host for link in group}))
+        )
+        for group in members.values()
+    )
+
+
+def sources_in_shard(links: Sequence[SourceLink], selector: ShardSelector) -> list[str]:
+    """The names of the sources ``selector``'s shard runs (in the order given): ``N`` shards
+    cover every source exactly once."""
+    chosen = {
+        name for group in source_groups(links) if group.in_shard(selector) for name in group.sources
+    }
+    return [link.name for link in links if link.name in chosen]
