@@ -30,6 +30,8 @@ from fetchpipe.cli.options import (
 )
 
 if TYPE_CHECKING:  # each command imports what it uses: listing the commands loads no pydantic
+    from rich.console import Console
+
     from fetchpipe.pipeline.spec.config import PipelineSpec
     from fetchpipe.pipeline.spec.errors import PipelineError
 
@@ -187,6 +189,61 @@ def _write_outputs(
         ) from None
 
 
+def _one_shard(
+    pipeline: PipelineSpec, file: str, shard: str, select: list[str] | None, stderr: Console
+) -> tuple[PipelineSpec, list[str]]:
+    """``pipeline`` writing to shard ``shard``'s destination, and the sources it runs there
+    (those of ``select`` in the shard; empty: none), said on stderr. BadUsage for a bad
+    ``--shard`` or an unknown ``--select`` name."""
+    from fetchpipe.distributed.sharding import ShardSelector
+    from fetchpipe.pipeline.spec import shards
+    from fetchpipe.pipeline.spec.errors import did_you_mean
+
+    try:
+        selector = ShardSelector.parse(shard)
+    except ConfigError as exc:
+        raise BadUsage(f"--shard: {exc}; nothing was sent") from None
+    names = [s.name for s in pipeline.sources]
+    for name in select or ():
+        if name not in names:
+            raise BadUsage(
+                f"{file}: --select {name!r}: no such source (the sources are "
+                f"{', '.join(names)}){did_you_mean(name, names)}; nothing was sent",
+                plain=True,
+            )
+    held = shards.shard_sources(pipeline, selector)
+    chosen = held if select is None else [name for name in select if name in held]
+    pipeline = shards.for_shard(pipeline, selector)
+    which = ", ".join(held) if held else "none"
+    stderr.print(
+        pipeline.redact(
+            f"shard {selector}: {len(held)} of {len(names)} sources ({which}) -> {pipeline.target}"
+        ),
+        markup=False,
+    )
+    return pipeline, chosen
+
+
+def _no_sources(
+    pipeline: PipelineSpec, json_path: str | None, outputs: str | None, stderr: Console
+) -> None:
+    """A shard (or a selection within it) with no source: said, an empty summary, exit 0."""
+    from rich.console import Console
+
+    from fetchpipe.pipeline.runtime.report import RunReport, summary_table
+
+    stderr.print(
+        "nothing to run in this shard: the sources asked for are in the other shards' runs"
+        + (" (no report or metrics written)" if outputs is not None else ""),
+        markup=False,
+    )
+    report = RunReport("(none)", pipeline.name, str(pipeline.target))
+    Console(highlight=False, soft_wrap=True, width=_NO_TERMINAL_WIDTH).print(summary_table(report))
+    if json_path is not None:
+        with open(json_path, "w", encoding="utf-8") as out:
+            out.write(json.dumps(report.as_dict(), indent=2, default=str))
+
+
 @click.command("run")
 @_pipeline_argument
 @click.option(
@@ -208,6 +265,15 @@ def _write_outputs(
     help="Drop the unfinished run of this pipeline (interrupted, or kept because a host was "
     "down), if any, and start over (by default it is resumed: committed pages are not fetched "
     "again).",
+)
+@click.option(
+    "--shard",
+    "shard",
+    default=None,
+    metavar="K/N",
+    help="Run only the sources of shard K of N (K from 0 to N-1; sources joined by a parent "
+    "or sharing a host stay together) into the destination named with .shard-K-of-N: N runs "
+    "cover the pipeline exactly once; `fetchpipe merge --pipeline` joins their tables.",
 )
 @seconds(
     "--commit-every",
@@ -231,6 +297,7 @@ def run_command(
     select: tuple[str, ...],
     full_refresh: bool,
     restart: bool,
+    shard: str | None,
     commit_every: float,
     json_path: str | None,
     quiet: bool,
@@ -280,10 +347,16 @@ def run_command(
         if not quiet and not live:
             stderr.print(pipeline.redact(source_line(report)), markup=False)
 
+    chosen = comma_separated(select) or None
+    if shard is not None:
+        pipeline, chosen = _one_shard(pipeline, pipeline_file, shard, chosen, stderr)
+        if not chosen:
+            _no_sources(pipeline, json_path, report_path or metrics_path, stderr)
+            return
     try:
         runner = PipelineRunner(
             pipeline,
-            select=comma_separated(select) or None,
+            select=chosen,
             full_refresh=full_refresh,
             restart=restart,
             on_source_done=finished,
