@@ -182,11 +182,14 @@ def test_each_shard_increments_from_its_own_state_and_a_merge_again_takes_the_ne
     for attempt in range(2):
         for index in range(2):
             report = tmp_path / f"run{attempt}-{index}.json"
+            html = tmp_path / f"run{attempt}-{index}.html"
             done = run_cli(
                 "run", "shop.yaml", "--shard", f"{index}/2", "--json", str(report), "-q",
-                cwd=str(tmp_path),
+                "--report", str(html), cwd=str(tmp_path),
             )  # fmt: skip
             assert done.returncode == 0, done.stdout + done.stderr
+            assert f"report written to {html}" in done.stderr  # from the shard's request log
+            assert ("orders" in html.read_text()) == (index == 1)
             reports.append(json.loads(report.read_text()))
         merged = run_cli("merge", "--pipeline", "shop.yaml", "--shards", "2", cwd=str(tmp_path))
         assert merged.returncode == 0, merged.stdout + merged.stderr

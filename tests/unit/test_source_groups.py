@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -20,7 +21,7 @@ from fetchpipe.distributed.sharding import (
 )
 from fetchpipe.pipeline.spec.config import PipelineSpec
 from fetchpipe.pipeline.spec.destination import DestinationUrl
-from fetchpipe.pipeline.spec.shards import for_shard, shard_target, table_shards
+from fetchpipe.pipeline.spec.shards import for_shard, shard_sources, shard_target, table_shards
 
 HOSTS = ["api.example.com", "API.example.com:8443", "b.example.org", "127.0.0.2", "[::1]"]
 
@@ -173,3 +174,16 @@ def test_a_shards_pipeline_keeps_its_secrets_and_its_tables_go_with_their_source
         owners = table_shards(spec, count)
         assert owners["order_items"] == owners["orders"] == virtual_shard("orders.example") % count
         assert owners["users"] == virtual_shard("users.example") % count
+
+
+def test_the_readme_example_runs_products_and_reviews_in_one_shard_and_orders_in_the_other() -> (
+    None
+):
+    example = Path(__file__).parents[2] / "examples" / "two_hosts.yaml"
+    spec = PipelineSpec.from_file(example)
+    assert shard_sources(spec, ShardSelector(0, 2)) == ["products", "reviews"]
+    assert shard_sources(spec, ShardSelector(1, 2)) == ["orders", "customers"]
+    assert table_shards(spec, 2)["order_items"] == 1
+    assert str(for_shard(spec, ShardSelector(1, 2)).target) == (
+        "duckdb:///two_hosts.shard-1-of-2.duckdb"
+    )
