@@ -371,11 +371,6 @@ def fetch(
             markup=False,
             highlight=False,
         )
-    if scale.on_cluster and (report_path or metrics_path):
-        raise BadUsage(
-            "--report and --metrics read the run's request log, which a cluster run does not "
-            "gather. HINT: drop --executor, or run each shard here with --shard K/N"
-        )
     sink = sink_for(out)
     try:
         source = InputFile.open(urls)
@@ -444,4 +439,6 @@ def _scaled(
         urls = (url for url in urls if scale.shard.holds(url))
     if settings.cache is not None and cache_dir is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    return fetch_on_cluster(requests, total, count_hosts(urls), out, settings, scale, cache_dir)
+    return fetch_on_cluster(
+        requests, total, count_hosts(urls), out, settings, scale, cache_dir, outputs
+    )

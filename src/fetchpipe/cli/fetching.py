@@ -232,7 +232,7 @@ def fetch_into(
         raise BadUsage(redact_text(str(exc))) from None
     print_summary(summary, out)
     if log is not None:
-        _write_outputs(report, metrics, log, out, settings)
+        write_outputs(report, metrics, log, out, settings)
     return summary
 
 
@@ -259,7 +259,7 @@ def print_summary(summary: Summary, out: str) -> None:
     console.print(f"results written to {out}", markup=False, highlight=False)
 
 
-def _write_outputs(
+def write_outputs(
     report: str | None, metrics: str | None, log: RunLog, out: str, settings: Settings
 ) -> None:
     """The run's report and metrics: from ``out``'s request log, or from the rows in ``log``."""

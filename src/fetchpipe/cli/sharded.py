@@ -13,6 +13,7 @@ import os
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,6 +27,8 @@ from fetchpipe.cli.fetching import Settings, counted, stderr
 
 if TYPE_CHECKING:
     from fetchpipe.cli.summary import Summary
+    from fetchpipe.destinations.fetch.gathered_log import GatheredLog
+    from fetchpipe.distributed.batch import RequestLog
     from fetchpipe.distributed.driver import RunReport
     from fetchpipe.distributed.sharding import ShardSelector
 
@@ -138,9 +141,11 @@ def fetch_on_cluster(
     settings: Settings,
     scale: ScaleOut,
     cache_dir: str | None,
+    outputs: tuple[str | None, str | None] = (None, None),
 ) -> Summary:
     """Fetch ``requests`` on the cluster ``scale`` names into ``out``; progress and the summary
-    on stderr, as a local run prints them."""
+    on stderr, as a local run prints them; then the HTML report and the metrics of
+    ``outputs`` (paths, or None), from the request log the batches brought back."""
     from fetchpipe.cli.fetching import print_summary
     from fetchpipe.cli.progress import reporter_for
     from fetchpipe.cli.summary import Summary
@@ -177,8 +182,12 @@ def fetch_on_cluster(
         raise BadUsage(str(exc)) from None
     started_in = getattr(executor, "started_in", None)
     summary = Summary(cache_used=settings.cache is not None)
+    gathered = _gathered_log() if any(path is not None for path in outputs) else None
+    finished = False
 
     def on_batch(batch: BatchReport) -> None:
+        if gathered is not None:
+            gathered.add(batch.requests, batch.events)
         summary.add_counts(
             total=batch.results,
             ok=batch.ok,
@@ -197,8 +206,15 @@ def fetch_on_cluster(
         )
         with reporter_for(console, total) as progress:
             report = fetch_sharded(
-                requests, out, executor, shipped, host_counts=host_counts, on_batch=on_batch
+                requests,
+                out,
+                executor,
+                shipped,
+                host_counts=host_counts,
+                on_batch=on_batch,
+                log=None if gathered is None else _request_log(gathered),
             )
+            finished, ended_at = True, datetime.now(UTC)  # the merge done, as a local run's
     except ExecutorError as exc:
         raise click.ClickException(redact_text(str(exc))) from None
     except SinkError as exc:
@@ -209,12 +225,57 @@ def fetch_on_cluster(
         raise BadUsage(redact_text(str(exc))) from None
     finally:
         executor.close()
+        if gathered is not None and not finished:
+            gathered.discard()  # the run stopped: no report
     summary.hosts_down = dict(report.hosts_down)
     summary.retries_denied = report.retries_denied
     summary.wall_time = report.fetch_seconds + report.merge_seconds
     summary.notes = cluster_notes(report, started_in)
     print_summary(summary, out)
+    if gathered is not None:
+        _write_gathered(gathered, ended_at, out, settings, outputs)
     return summary
+
+
+def _gathered_log() -> GatheredLog:
+    from fetchpipe._log import new_run_id
+    from fetchpipe.destinations.fetch.gathered_log import GatheredLog
+
+    return GatheredLog(new_run_id(), datetime.now(UTC))
+
+
+def _request_log(gathered: GatheredLog) -> RequestLog:
+    """What the batches need to make the rows: the run's id and its start on this machine's
+    clock (they ran after it: the cluster is started)."""
+    from fetchpipe.distributed.batch import RequestLog
+
+    return RequestLog(gathered.run_id, gathered.started_at.timestamp())
+
+
+def _write_gathered(
+    gathered: GatheredLog,
+    ended_at: datetime,
+    out: str,
+    settings: Settings,
+    outputs: tuple[str | None, str | None],
+) -> None:
+    """The gathered log into a DuckDB ``out`` (as a local run leaves it), then the report and
+    metrics from it (or from the rows, for a JSON Lines ``out``)."""
+    from fetchpipe.cli.fetching import RunLog, write_outputs
+    from fetchpipe.destinations.fetch.parts import part_format
+
+    log = RunLog(gathered.run_id, gathered.started_at, part_format(out) == "parquet")
+    log.ended_at = ended_at
+    try:
+        if log.in_database:
+            gathered.write_into(out, ended_at)
+        else:
+            log.requests, log.events = gathered.rows()
+    except SinkError as exc:
+        raise click.ClickException(f"the results are in {out}, but {exc}") from None
+    finally:
+        gathered.discard()
+    write_outputs(*outputs, log, out, settings)
 
 
 def cluster_notes(report: RunReport, started_in: float | None) -> list[tuple[str, str]]:

@@ -6,6 +6,10 @@ own (:func:`fetchpipe.engine.fetcher.run`), writes every result to the batch's p
 (:class:`~fetchpipe.destinations.fetch.parts.PartWriter`: complete or absent, replaced when the
 task runs again) and returns a :class:`BatchReport` of counts, the summary's material.
 
+With the job's ``log`` (:class:`RequestLog`), the report also carries the rows of the run's
+request log for its requests and the engine's events, their times counted from the driver's
+start (the driver writes them: :mod:`fetchpipe.destinations.fetch.gathered_log`).
+
 The batch is fed host by host in turn (:func:`interleaved`), so that every host of the batch is
 busy from the start even when the input came sorted by host.
 
@@ -28,9 +32,10 @@ from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fetchpipe._config import Limits, Timeouts
+from fetchpipe._log import RunContext, run_context
 from fetchpipe._models import ErrorKind, Request, Result
 from fetchpipe.destinations.fetch.parts import PartFormat, PartWriter, part_name
 from fetchpipe.distributed.sharding import virtual_shard
@@ -39,6 +44,7 @@ from fetchpipe.engine.limits import host_of
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
+    from fetchpipe.destinations.run_log import RequestRecorder
     from fetchpipe.engine.cache.http_cache import HttpCache
     from fetchpipe.engine.proxies import ProxyPolicy
     from fetchpipe.engine.security import SecurityPolicy
@@ -68,6 +74,16 @@ class FetchSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestLog:
+    """Asks a batch for the rows of the run's request log (``fetch --executor ... --report``):
+    the run's id and its start on the driver (``time.time()``), from which the worker counts
+    its requests' times, as a local run counts them from its start."""
+
+    run_id: str
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
 class BatchJob:
     """Batch ``batch`` of task ``task``: its requests, where its part goes, how to fetch."""
 
@@ -78,6 +94,7 @@ class BatchJob:
     """The run's part directory (shared storage on a cluster)."""
     format: PartFormat
     settings: FetchSettings
+    log: RequestLog | None = None
 
     @property
     def part(self) -> str:
@@ -106,6 +123,10 @@ class BatchReport:
     """CPU time the worker process used meanwhile."""
     worker: str = ""
     """The process that ran it: ``host:pid``."""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    """With the job's ``log``: the rows of its requests in ``_fetchpipe_requests``."""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    """With the job's ``log``: the rows of the engine's events in ``_fetchpipe_events``."""
 
 
 @dataclass
@@ -118,8 +139,14 @@ class _Counts:
     latencies: array[float] = field(default_factory=lambda: array("d"))
     hosts_down: Counter[str] = field(default_factory=Counter)
     retries_denied: int = 0
+    recorder: RequestRecorder | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, result: Result) -> None:
+        if self.recorder is not None:
+            row = self.recorder.row(result, None)
+            if row is not None:
+                self.rows.append(row)
         self.results += 1
         if result.error is None:
             self.ok += 1
@@ -195,12 +222,26 @@ def fetch_batch(job: BatchJob) -> BatchReport:
         seconds=time.perf_counter() - began,
         cpu_seconds=time.process_time() - cpu,
         worker=f"{socket.gethostname()}:{os.getpid()}",
+        requests=counts.rows,
+        events=[] if counts.recorder is None else counts.recorder.take_events(),
     )
 
 
 async def _fetch(job: BatchJob, writer: PartWriter) -> _Counts:
+    if job.log is None:
+        return await _fetch_all(job, writer, _Counts())
+    from fetchpipe.destinations.run_log import RequestRecorder
+
+    loop = asyncio.get_running_loop()
+    # The driver's start on this loop's clock: the rows' times count from it.
+    started = loop.time() - (time.time() - job.log.started)
+    recorder = RequestRecorder(job.log.run_id, started, loop.time)
+    with run_context(RunContext(job.log.run_id, on_event=recorder.event)):
+        return await _fetch_all(job, writer, _Counts(recorder=recorder))
+
+
+async def _fetch_all(job: BatchJob, writer: PartWriter, counts: _Counts) -> _Counts:
     settings = job.settings
-    counts = _Counts()
     if settings.cache is None or settings.cache_dir is None:
         await _stream(settings, settings.limits, job.requests, None, writer, counts)
         return counts

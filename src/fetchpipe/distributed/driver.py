@@ -34,7 +34,13 @@ from fetchpipe._exceptions import ConfigError, ExecutorError
 from fetchpipe._models import Request
 from fetchpipe.destinations.fetch.merge import merge, remove_parts
 from fetchpipe.destinations.fetch.parts import PartFormat, list_parts, part_format
-from fetchpipe.distributed.batch import BatchJob, BatchReport, FetchSettings, fetch_batch
+from fetchpipe.distributed.batch import (
+    BatchJob,
+    BatchReport,
+    FetchSettings,
+    RequestLog,
+    fetch_batch,
+)
 from fetchpipe.distributed.executor import Executor, Finished
 from fetchpipe.distributed.sharding import TaskPlan, limits_for_task, plan_tasks, virtual_shard
 from fetchpipe.engine.limits import HostOf
@@ -119,8 +125,10 @@ class _Tasks:
         batch_size: int,
         report: RunReport,
         on_batch: Callable[[BatchReport], None] | None,
+        log: RequestLog | None = None,
     ) -> None:
         self.executor = executor
+        self.log = log
         self.plan = plan
         self.parts = parts
         self.batch_size = batch_size
@@ -155,7 +163,9 @@ class _Tasks:
         self.buffered -= len(requests)
         batch = self.next_batch[task]
         self.next_batch[task] += 1
-        job = BatchJob(task, batch, requests, str(self.parts), self.format, self.settings[task])
+        job = BatchJob(
+            task, batch, requests, str(self.parts), self.format, self.settings[task], self.log
+        )
         key = f"fetchpipe-{self.parts.name}-t{task}-b{batch}"
         began = time.perf_counter()
         if self.started is None:
@@ -218,6 +228,7 @@ def fetch_sharded(
     on_batch: Callable[[BatchReport], None] | None = None,
     parts_dir: str | Path | None = None,
     keep_parts: bool = False,
+    log: RequestLog | None = None,
 ) -> RunReport:
     """Fetch ``requests`` on ``executor``'s workers into ``out`` (``.duckdb`` or ``.jsonl``).
 
@@ -226,7 +237,8 @@ def fetch_sharded(
     ``on_batch`` is called on this thread with each finished batch's report (progress).
     ``parts_dir``: where the run's part directory goes (default ``OUT.parts``; on a cluster,
     storage every worker and this process share); ``keep_parts`` keeps it after the merge
-    (``report.parts`` says where).
+    (``report.parts`` says where). ``log``: each batch's report carries the rows of the
+    run's request log (``BatchReport.requests`` and ``events``), for ``on_batch`` to keep.
     """
     if batch_size < 1 or max_buffered < batch_size:
         raise ConfigError(
@@ -245,7 +257,8 @@ def fetch_sharded(
             f"cannot create the part directory {str(parts)!r}: {exc.strerror or exc}. HINT: "
             "give a writable parts directory on storage every worker shares"
         ) from None
-    tasks = _Tasks(executor, plan, settings, parts, part_format(out), batch_size, report, on_batch)
+    fmt = part_format(out)
+    tasks = _Tasks(executor, plan, settings, parts, fmt, batch_size, report, on_batch, log)
     host_of = HostOf()
     seen: Counter[str] = Counter()
     splits = plan.splits
