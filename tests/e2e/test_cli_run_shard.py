@@ -206,6 +206,27 @@ def test_each_shard_increments_from_its_own_state_and_a_merge_again_takes_the_ne
     assert len(rows(tmp_path / "shop.duckdb", "orders")) == SHOP_ORDER_COUNT  # merged, no dupes
     assert "products" in by_source[2] and "orders" not in by_source[2]
 
+    # The state by hand, in a shard's destination: shown there, moved there, refused elsewhere.
+    shown = run_cli("state", "show", "shop.yaml", "--shard", "1/2", cwd=str(tmp_path))
+    assert shown.returncode == 0, shown.stderr
+    assert "pipeline shop -> duckdb:///shop.shard-1-of-2.duckdb" in shown.stdout
+    assert f"orders (datetime): cursor {second['cursor']}" in shown.stdout
+    assert "products" not in shown.stdout
+    wrong = run_cli("state", "reset", "shop.yaml", "orders", "--shard", "0/2", cwd=str(tmp_path))
+    assert wrong.returncode == 2
+    assert "source 'orders' runs in shard 1/2, not 0/2" in wrong.stderr
+    assert "HINT: --shard 1/2" in wrong.stderr
+    reset = run_cli("state", "reset", "shop.yaml", "orders", "--shard", "1/2", cwd=str(tmp_path))
+    assert reset.returncode == 0, reset.stderr
+    assert f"orders: cursor {second['cursor']} forgotten" in reset.stdout
+    report = tmp_path / "after-reset.json"
+    again = run_cli(
+        "run", "shop.yaml", "--shard", "1/2", "--json", str(report), "-q", cwd=str(tmp_path)
+    )
+    assert again.returncode == 0, again.stderr
+    orders = {s["name"]: s for s in json.loads(report.read_text())["sources"]}["orders"]
+    assert orders["records"] == SHOP_ORDER_COUNT  # from the initial value again
+
 
 def test_the_shop_pipeline_in_jsonl_shards_merges_into_its_directory(
     run_cli: RunCli, fleet: Fleet, tmp_path: Path

@@ -6,6 +6,9 @@
   (the next run sends it, moved back by ``lookback``).
 - ``reset PIPELINE SOURCE``: forget the cursor: the next run starts from ``initial``.
 
+``--shard K/N`` on each: the state of shard K's destination (``run --shard K/N``), for its
+sources.
+
 Exit codes: 0 done; 1 the destination cannot be opened (another run holds it); 2 an invalid
 pipeline file, an unknown source (with a suggestion), a value of the wrong type, or a change
 while a run of the pipeline is unfinished. Nothing is sent.
@@ -29,6 +32,7 @@ from fetchpipe.cli.pipeline import _load as load_pipeline
 
 if TYPE_CHECKING:
     from fetchpipe.destinations.pipelines import Destination
+    from fetchpipe.distributed.sharding import ShardSelector
     from fetchpipe.pipeline.spec.config import PipelineSpec
     from fetchpipe.pipeline.spec.models import Source
 
@@ -37,6 +41,12 @@ BY_HAND = "set by hand"
 T = TypeVar("T")
 
 _pipeline_argument = click.argument("pipeline_file", metavar="PIPELINE", type=click.Path())
+_shard_option = click.option(
+    "--shard",
+    default=None,
+    metavar="K/N",
+    help="The state of shard K of N: in the destination `run --shard K/N` writes to.",
+)
 _source_argument = click.argument("source_name", metavar="SOURCE")
 
 
@@ -48,12 +58,13 @@ def state_group() -> None:
 @state_group.command("show")
 @_pipeline_argument
 @json_flag
-def show(pipeline_file: str, as_json: bool) -> None:
+@_shard_option
+def show(pipeline_file: str, as_json: bool, shard: str | None) -> None:
     """Each source's cursor, when it was stored, and what its next run sends."""
-    pipeline = _pipeline(pipeline_file)
+    pipeline = _pipeline(pipeline_file, shard)
     rows = _with_destination(pipeline, lambda d: d.states()) if _exists(pipeline) else {}
     sources: list[dict[str, Any]] = []
-    for source in pipeline.sources:
+    for source in _held(pipeline, shard):
         incremental = source.incremental
         stored = rows.get(source.name)
         cursor = (stored.state or {}).get("cursor") if stored is not None else None
@@ -90,12 +101,13 @@ def show(pipeline_file: str, as_json: bool) -> None:
 @_pipeline_argument
 @_source_argument
 @click.argument("value")
-def set_command(pipeline_file: str, source_name: str, value: str) -> None:
+@_shard_option
+def set_command(pipeline_file: str, source_name: str, value: str, shard: str | None) -> None:
     """Store VALUE as the cursor of SOURCE, checked against its type."""
     from fetchpipe.pipeline.spec.cursors import CursorError
 
-    pipeline = _pipeline(pipeline_file)
-    source = _incremental_source(pipeline, source_name)
+    pipeline = _pipeline(pipeline_file, shard)
+    source = _incremental_source(pipeline, source_name, shard)
     incremental = source.incremental
     assert incremental is not None
 
@@ -135,10 +147,11 @@ def set_command(pipeline_file: str, source_name: str, value: str) -> None:
 @state_group.command("reset")
 @_pipeline_argument
 @_source_argument
-def reset(pipeline_file: str, source_name: str) -> None:
+@_shard_option
+def reset(pipeline_file: str, source_name: str, shard: str | None) -> None:
     """Forget the cursor of SOURCE: its next run starts from its initial value."""
-    pipeline = _pipeline(pipeline_file)
-    source = _incremental_source(pipeline, source_name)
+    pipeline = _pipeline(pipeline_file, shard)
+    source = _incremental_source(pipeline, source_name, shard)
 
     def change(destination: Destination) -> Any:
         _refuse_if_unfinished(pipeline, destination)
@@ -158,10 +171,41 @@ def reset(pipeline_file: str, source_name: str) -> None:
 # --- the parts ----------------------------------------------------------------------------------
 
 
-def _pipeline(path: str) -> PipelineSpec:
+def _pipeline(path: str, shard: str | None = None) -> PipelineSpec:
     """The pipeline file at ``path``, read without the variables it needs only to send
-    requests; exit 2 naming a near file name when there is none, or the variables the state
-    needs when they are not set."""
+    requests, writing to the destination of ``shard`` (``K/N``) if given; exit 2 naming a near
+    file name when there is none, or the variables the state needs when they are not set."""
+    pipeline = _unsharded(path, urls=shard is not None)
+    if shard is None:
+        return pipeline
+    from fetchpipe.pipeline.spec.shards import for_shard
+
+    return for_shard(pipeline, _selector(shard))
+
+
+def _selector(shard: str) -> ShardSelector:
+    from fetchpipe._exceptions import ConfigError
+    from fetchpipe.distributed.sharding import ShardSelector
+
+    try:
+        return ShardSelector.parse(shard)
+    except ConfigError as exc:
+        raise BadUsage(f"--shard: {exc}; nothing was changed") from None
+
+
+def _held(pipeline: PipelineSpec, shard: str | None) -> list[Source]:
+    """The sources whose state is in ``pipeline``'s destination: those of ``shard``, or all."""
+    if shard is None:
+        return list(pipeline.sources)
+    from fetchpipe.pipeline.spec.shards import shard_sources
+
+    names = set(shard_sources(pipeline, _selector(shard)))
+    return [source for source in pipeline.sources if source.name in names]
+
+
+def _unsharded(path: str, *, urls: bool) -> PipelineSpec:
+    """The pipeline file at ``path`` (see :func:`_pipeline`); with ``urls``, the sources' URLs
+    need their variables too (they place a source in its shard)."""
     from fetchpipe.pipeline.spec.errors import NeedsEnvironment, Problem, did_you_mean
 
     file = Path(path)
@@ -179,7 +223,11 @@ def _pipeline(path: str) -> PipelineSpec:
     except NeedsEnvironment as exc:
         needed: list[Problem] = list(exc.problems)
     else:
-        needed = [p for p in pipeline.unchecked if _names_state(p.path)]
+        needed = [
+            p
+            for p in pipeline.unchecked
+            if _names_state(p.path) or (urls and p.path[:1] == ("sources",) and "url" in p.path)
+        ]
         if not needed:
             return pipeline
     text = "\n".join(p.render(path) for p in needed)
@@ -197,11 +245,21 @@ def _names_state(path: tuple[str | int, ...]) -> bool:
     )
 
 
-def _incremental_source(pipeline: PipelineSpec, name: str) -> Source:
-    """The source called ``name``, which keeps a cursor; exit 2 otherwise."""
+def _incremental_source(pipeline: PipelineSpec, name: str, shard: str | None = None) -> Source:
+    """The source called ``name``, which keeps a cursor (in ``shard``'s destination, if
+    given); exit 2 otherwise."""
     from fetchpipe.pipeline.spec.errors import did_you_mean
 
     names = [s.name for s in pipeline.sources]
+    if shard is not None and name in names and name not in {s.name for s in _held(pipeline, shard)}:
+        from fetchpipe.pipeline.spec.shards import table_shards
+
+        count = _selector(shard).count
+        owner = f"{table_shards(pipeline, count)[name]}/{count}"
+        raise BadUsage(
+            f"source {name!r} runs in shard {owner}, not {shard}: its state is in that "
+            f"shard's destination; nothing was changed. HINT: --shard {owner}"
+        )
     if name not in names:
         raise BadUsage(
             f"no source {name!r} in pipeline {pipeline.name} (its sources: {', '.join(names)})"
