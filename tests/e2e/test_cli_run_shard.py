@@ -323,3 +323,35 @@ def test_a_table_in_two_shards_or_in_another_shard_than_its_source_exits_2(
         elsewhere.stderr
     )
     assert not (tmp_path / "shop.duckdb").exists()
+
+
+def test_a_merge_needs_no_secret_but_the_values_that_place_the_tables(
+    run_cli: RunCli, fleet: Fleet, tmp_path: Path
+) -> None:
+    config = shop_config(fleet, "duckdb:///shop.duckdb")
+    config["sources"] = [s for s in config["sources"] if s["name"] in ("products", "catalog")]
+    config["sources"][1]["headers"] = {"Authorization": "Bearer ${SHARD_TOKEN}"}
+    write(tmp_path / "shop.yaml", config)
+    for index in range(2):
+        done = run_cli(
+            "run", "shop.yaml", "--shard", f"{index}/2", "-q",
+            cwd=str(tmp_path), env={"SHARD_TOKEN": "t0ken-5eb1"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    merged = run_cli("merge", "--pipeline", "shop.yaml", "--shards", "2", cwd=str(tmp_path))
+    assert merged.returncode == 0, merged.stderr  # the token is for requests: none is sent
+    assert "merged 2 tables from 2 shards" in merged.stderr
+    assert len(rows(tmp_path / "shop.duckdb", "catalog")) == SHOP_PRODUCT_COUNT
+
+    base = fleet.url("/", host=2).rstrip("/")
+    config["sources"][1]["url"] = "${SHARD_BASE}/shop/v1/all/products"
+    write(tmp_path / "shop.yaml", config)
+    unset = run_cli("merge", "--pipeline", "shop.yaml", "--shards", "2", cwd=str(tmp_path))
+    assert unset.returncode == 2
+    assert "SHARD_BASE" in unset.stderr
+    assert "the merge needs these values" in unset.stderr
+    fine = run_cli(
+        "merge", "--pipeline", "shop.yaml", "--shards", "2",
+        cwd=str(tmp_path), env={"SHARD_BASE": base},
+    )  # fmt: skip
+    assert fine.returncode == 0, fine.stderr

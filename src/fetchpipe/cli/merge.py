@@ -75,7 +75,7 @@ def merge(
                 "--pipeline and --shards go together, without PARTS or --out. HINT: fetchpipe "
                 "merge --pipeline shop.yaml --shards 4 (the pipeline's destination is the output)"
             )
-        _merge_shards(load_pipeline(pipeline_file), pipeline_file, shards)
+        _merge_shards(_pipeline(pipeline_file), pipeline_file, shards)
         return
     if not parts or out is None:
         raise BadUsage(
@@ -114,6 +114,34 @@ def _merge_parts(parts: tuple[str, ...], out: str) -> None:
         f"merged {counted(merged.rows, 'result')} from {counted(merged.files, 'file')} into {out}",
         markup=False,
         highlight=False,
+    )
+
+
+def _pipeline(path: str) -> PipelineSpec:
+    """The pipeline file, read without the variables only its requests need (nothing is
+    sent): its name, destination and sources' names, URLs (they place a source in its shard)
+    and unnest tables must be set; exit 2 listing those that are not."""
+    from fetchpipe.pipeline.spec.errors import NeedsEnvironment, Problem
+
+    try:
+        pipeline = load_pipeline(path, skip_env=True)
+    except NeedsEnvironment as exc:
+        needed: list[Problem] = list(exc.problems)
+    else:
+        needed = [p for p in pipeline.unchecked if _places_tables(p.path)]
+        if not needed:
+            return pipeline
+    text = "\n".join(p.render(path) for p in needed)
+    raise BadUsage(
+        f"{text}\n{path}: the merge needs these values: set the variables; nothing was merged",
+        plain=True,
+    )
+
+
+def _places_tables(path: tuple[str | int, ...]) -> bool:
+    """A value that says which tables there are and which shard holds them."""
+    return path[:1] in (("name",), ("destination",)) or (
+        len(path) >= 3 and path[0] == "sources" and path[2] in ("name", "url", "unnest")
     )
 
 
