@@ -228,12 +228,13 @@ def test_each_shard_increments_from_its_own_state_and_a_merge_again_takes_the_ne
     assert orders["records"] == SHOP_ORDER_COUNT  # from the initial value again
 
 
-def test_the_shop_pipeline_in_jsonl_shards_merges_into_its_directory(
-    run_cli: RunCli, fleet: Fleet, tmp_path: Path
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+def test_the_shop_pipeline_in_file_shards_merges_into_its_directory(
+    run_cli: RunCli, fleet: Fleet, tmp_path: Path, kind: str
 ) -> None:
     config = {
         "name": "shop",
-        "destination": "jsonl://out/shop",
+        "destination": f"{kind}://out/shop",
         "defaults": {"retry": {"attempts": 3, "wait_initial": 0.01}},
         "sources": shop_and_flaky_sources(fleet, tag=tmp_path.name),
     }
@@ -243,7 +244,7 @@ def test_the_shop_pipeline_in_jsonl_shards_merges_into_its_directory(
         done = run_cli("run", "shop.yaml", "--shard", f"{index}/2", "-q", cwd=str(tmp_path))
         assert done.returncode == 0, done.stdout + done.stderr
         held.append(announced(done.stderr))
-        assert f"-> jsonl:///out/shop.shard-{index}-of-2" in done.stderr
+        assert f"-> {kind}:///out/shop.shard-{index}-of-2" in done.stderr
     assert held == [["products", "reviews"], ["flaky"]]
     merged = run_cli("merge", "--pipeline", "shop.yaml", "--shards", "2", cwd=str(tmp_path))
     assert merged.returncode == 0, merged.stdout + merged.stderr
@@ -251,10 +252,13 @@ def test_the_shop_pipeline_in_jsonl_shards_merges_into_its_directory(
     for table, shard in (("products", 0), ("reviews", 0), ("flaky", 1)):
         copied = sorted(p.name for p in (out / table).iterdir())
         origin = tmp_path / "out" / f"shop.shard-{shard}-of-2" / table
-        assert copied == sorted(p.name for p in origin.glob("*.jsonl")), table
+        assert copied == sorted(p.name for p in origin.glob(f"*.{kind}")), table
         assert copied
-    lines = (out / "products").joinpath(copied_name(out / "products")).read_text().splitlines()
-    assert len(lines) == SHOP_PRODUCT_COUNT
+    products = (out / "products").joinpath(copied_name(out / "products"))
+    reader = "read_json_auto" if kind == "jsonl" else "read_parquet"
+    with duckdb.connect() as connection:
+        count = connection.execute(f"SELECT count(*) FROM {reader}(?)", [str(products)]).fetchall()
+    assert count[0][0] == SHOP_PRODUCT_COUNT
     assert not (out / "_fetchpipe.duckdb").exists()  # the shards' bookkeeping stays theirs
 
 
@@ -355,3 +359,23 @@ def test_a_merge_needs_no_secret_but_the_values_that_place_the_tables(
         cwd=str(tmp_path), env={"SHARD_BASE": base},
     )  # fmt: skip
     assert fine.returncode == 0, fine.stderr
+
+
+def test_a_table_whose_source_has_loaded_nothing_yet_is_named_and_left_as_it_is(
+    run_cli: RunCli, fleet: Fleet, tmp_path: Path
+) -> None:
+    config = shop_config(fleet, "duckdb:///shop.duckdb")
+    broken = {"name": "broken", "url": fleet.url("/status/404", host=3), "records": ""}
+    config["sources"] = [config["sources"][0], broken]
+    write(tmp_path / "shop.yaml", config)
+    ran = [
+        run_cli("run", "shop.yaml", "--shard", f"{k}/2", "-q", cwd=str(tmp_path)) for k in (0, 1)
+    ]
+    assert ran[0].returncode == 0, ran[0].stderr
+    assert ran[1].returncode == 1  # broken failed: its shard's file has no table of it
+    merged = run_cli("merge", "--pipeline", "shop.yaml", "--shards", "2", cwd=str(tmp_path))
+    assert merged.returncode == 0, merged.stderr
+    assert "not in their shard's destination yet" in merged.stderr
+    assert "broken; left as they are" in merged.stderr
+    assert "merged 1 table from 1 shard" in merged.stderr
+    assert data_tables(tmp_path / "shop.duckdb") == {"products"}

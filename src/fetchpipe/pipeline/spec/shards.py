@@ -16,6 +16,7 @@ keeps its own incremental state, journal and request log.
 from __future__ import annotations
 
 from pathlib import Path, PurePath
+from typing import TypeVar
 
 from fetchpipe.distributed.sharding import (
     ShardSelector,
@@ -27,6 +28,8 @@ from fetchpipe.distributed.sharding import (
 from fetchpipe.pipeline.spec.config import PipelineSpec
 from fetchpipe.pipeline.spec.destination import DestinationUrl
 from fetchpipe.pipeline.spec.unnest import child_tables
+
+P = TypeVar("P", bound=PipelineSpec)
 
 
 def links(pipeline: PipelineSpec) -> list[SourceLink]:
@@ -75,8 +78,9 @@ def shard_target(target: DestinationUrl, selector: ShardSelector) -> Destination
     return DestinationUrl(target.kind, shard_path(target.path, selector, directory=directory))
 
 
-def for_shard(pipeline: PipelineSpec, selector: ShardSelector) -> PipelineSpec:
-    """``pipeline`` writing to its shard's destination (:func:`shard_target`); the rest, its
-    secrets and its file included, as they are."""
+def for_shard(pipeline: P, selector: ShardSelector) -> P:
+    """``pipeline`` (a :class:`~fetchpipe.pipeline.Pipeline` too) writing to its shard's
+    destination (:func:`shard_target`); the rest, its secrets and its file included, as they
+    are. Run it with ``select=`` the :func:`shard_sources` (when there are any)."""
     target = shard_target(pipeline.target, selector)
     return pipeline.model_copy(update={"destination": str(target)})
