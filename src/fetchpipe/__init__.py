@@ -22,7 +22,7 @@ from fetchpipe._exceptions import (
     SinkError,
     TransportError,
 )
-from fetchpipe._models import ErrorKind, Request, Result, Timings
+from fetchpipe._models import ErrorKind, Lane, Request, Result, Timings
 from fetchpipe._models import Provenance as Source  # a result's origin: its name kept as it was
 from fetchpipe._quota import Quota
 
@@ -77,6 +77,7 @@ __all__ = [
     "HostLimits",
     "HttpCache",
     "InputError",
+    "Lane",
     "Limits",
     "Pipeline",
     "ProxyPolicy",

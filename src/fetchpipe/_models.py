@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from fetchpipe._redact import url_shape
@@ -46,6 +46,37 @@ class Provenance(enum.StrEnum):
     STALE = "stale"  # the refresh failed; a stale stored response answered instead
 
 
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """One of the credentials a request may be sent with: a *lane* of its host.
+
+    ``label`` names it without a secret (``tokens[1]``), stably from run to run: the engine
+    keys the credential's limits, pauses and quota by it, and shows only it. ``headers`` and
+    ``params`` are what the engine adds to the request when it sends it on this lane: opaque
+    values it never logs, stores or shows (``repr`` shows their names only).
+    """
+
+    label: str
+    headers: Mapping[str, str] | None = None
+    params: Mapping[str, str | int | float] | None = None
+
+    def __repr__(self) -> str:
+        headers = ", ".join(sorted(self.headers or {}))
+        params = ", ".join(sorted(self.params or {}))
+        return f"Lane({self.label!r}, headers=[{headers}], params=[{params}])"
+
+    def applied(self, request: Request) -> Request:
+        """``request`` with this lane's headers (replacing any case variant) and params."""
+        headers = dict(request.headers or {})
+        if self.headers:
+            names = {name.lower() for name in self.headers}
+            headers = {k: v for k, v in headers.items() if k.lower() not in names}
+            headers.update(self.headers)
+        params = dict(request.params or {})
+        params.update(self.params or {})
+        return replace(request, headers=headers or None, params=params or None)
+
+
 @dataclass(frozen=True)
 class Request:
     """One request to fetch. A plain URL string is accepted wherever a Request is.
@@ -53,6 +84,8 @@ class Request:
     ``key`` is yours: it comes back on the result so you can match them up.
     ``retry`` forces retries on (or off); by default only idempotent methods are retried.
     ``expect`` says how to read the body: ``auto`` parses JSON when the content type says so.
+    ``lanes``: several credentials the request may go with (an API that limits per token): the
+    engine sends it on one whose limits let it start then, each lane paced on its own.
     """
 
     url: str
@@ -64,13 +97,14 @@ class Request:
     key: str | int | None = None
     retry: bool | None = None
     expect: Expect = "auto"
+    lanes: tuple[Lane, ...] | None = None
 
     @classmethod
     def of(cls, url: str) -> Request:
         """``Request(url)`` with every default, made fast for the engine's hot path.
 
         Not slotted on purpose: the defaults live on the class, so a plain-URL request only
-        needs its ``url`` set (a frozen dataclass ``__init__`` sets all nine fields one by one).
+        needs its ``url`` set (a frozen dataclass ``__init__`` sets every field one by one).
         """
         request = object.__new__(cls)
         object.__setattr__(request, "url", url)
@@ -88,6 +122,8 @@ class Request:
             parts.append(f"params=[{', '.join(sorted(self.params))}]")
         if self.key is not None:
             parts.append(f"key={self.key!r}")
+        if self.lanes:
+            parts.append(f"lanes=[{', '.join(lane.label for lane in self.lanes)}]")
         return f"Request({', '.join(parts)})"
 
     @property

@@ -18,6 +18,7 @@ PUBLIC_NAMES = [
     "HostLimits",
     "HttpCache",
     "InputError",
+    "Lane",
     "Limits",
     "Pipeline",
     "ProxyPolicy",

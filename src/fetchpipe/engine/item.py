@@ -27,6 +27,7 @@ class Item:
         "hit",
         "number",
         "on_budget",
+        "plain",
         "request",
         "send",
         "sent_at",
@@ -49,6 +50,8 @@ class Item:
         self.status: int | None = None
         self.sent_at = 0.0
         """When the attempt in flight (or the last one) started, loop time."""
+        self.plain: Request | None = None
+        """``send`` before a lane's credential was added (a request with lanes, once sent)."""
 
 
 def share_key(item: Item) -> tuple[object, ...] | None:

@@ -10,6 +10,7 @@ bucket of size ``burst`` refilled at ``max_per_second``, kept as one float.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -92,8 +93,12 @@ class HostState(Generic[T]):
         "delayed",
         "fresh",
         "fresh_first",
+        "group",
+        "host",
         "in_ready",
         "interval",
+        "lane",
+        "lanes",
         "max_concurrency",
         "name",
         "pace",
@@ -102,12 +107,16 @@ class HostState(Generic[T]):
         "remember_until",
         "tat",
         "tolerance",
+        "turn",
         "wake_at",
         "wake_handle",
     )
 
-    def __init__(self, name: str, limits: HostLimits) -> None:
+    def __init__(self, name: str, limits: HostLimits, *, host: str | None = None) -> None:
         self.name = name
+        self.host = name if host is None else host
+        """The host whose limits apply: ``name`` but for a lane or a group (see
+        :mod:`fetchpipe.engine.lanes`), which are named after their host and labels."""
         self.max_concurrency = limits.max_concurrency or 0
         self.interval = 1.0 / limits.max_per_second if limits.max_per_second else 0.0
         self.tolerance = self.interval * (limits.burst - 1)
@@ -139,6 +148,13 @@ class HostState(Generic[T]):
         :mod:`fetchpipe.engine.politeness`): it may hold the host and change its rate."""
         self.quota: HostQuota | None = None
         """The host's quota across runs (:mod:`fetchpipe.engine.quotas`), when it has one."""
+        self.lanes: list[HostState[T]] | None = None
+        """A group's lanes (:mod:`fetchpipe.engine.lanes`): the group holds the requests, each
+        lane a credential's limits; ``turn`` is the lane to look at first next time."""
+        self.turn = 0
+        self.group: HostState[T] | None = None
+        """A lane's group (None for a host or a group); ``lane`` its index among the lanes."""
+        self.lane = 0
 
     @property
     def saturated(self) -> bool:
@@ -146,6 +162,12 @@ class HostState(Generic[T]):
             return True
         breaker = self.breaker
         return breaker is not None and breaker.half_open and self.active > 0
+
+    @property
+    def spent(self) -> bool:
+        """The quota is spent until its window resets (see :mod:`fetchpipe.engine.quotas`)."""
+        quota = self.quota
+        return quota is not None and quota.exhausted_until > time.time()
 
     def start_at(self) -> float:
         """Earliest time a new attempt may start, by pause and rate (concurrency aside)."""
@@ -185,4 +207,5 @@ class HostState(Generic[T]):
             and self.paused_until <= now
             and self.tat <= now
             and self.remember_until <= now
+            and (self.lanes is None or all(lane.forgettable(now) for lane in self.lanes))
         )

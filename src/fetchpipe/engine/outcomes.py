@@ -185,12 +185,49 @@ class Outcomes:
             message = f"{item.failure}; the retry was {message}"
         return self._give_up(item, None, ErrorKind.QUOTA_EXHAUSTED, message)
 
-    def pace_for(self, name: str) -> HostPace:
-        """A new host's pace, by its limits (``HostLimits.adaptive``) and the run's policy."""
+    def _lane_spent(
+        self, lane: HostState[Item], group: HostState[Item], item: Item, quota: HostQuota
+    ) -> bool:
+        """``lane``'s quota is spent: True when ``item`` went back to its group for a lane
+        whose quota is not (the scheduler passes a spent lane over until its reset)."""
+        if all(other.spent for other in group.lanes or ()):
+            return False
+        self._outcome(lane, item, None)  # not sent
+        emit(
+            _LOG,
+            INFO,
+            "host_paused",
+            f"{lane.name} rests: {quota.message()}",
+            host=lane.name,
+            reason="quota",
+        )
+        self.scheduler.retry_later(lane, item, 0.0, pause_host=False)
+        return True
+
+    def _other_lane(
+        self, lane: HostState[Item], group: HostState[Item], item: Item, decision: Decision
+    ) -> Decision:
+        """``lane`` was told to rest (Retry-After): a request that may try again goes back to
+        its group at once, for a lane that may start before (the resting one cannot); one
+        whose Retry-After is over ``retry_after_max`` too, when another lane may start within
+        that time."""
+        if decision.retry:
+            return Decision(retry=True, wait=0.0)
+        if decision.error is not ErrorKind.RATE_LIMITED or item.attempt >= self.policy.attempts:
+            return decision
+        patience = self.loop.time() + self.policy.retry_after_max
+        lanes = group.lanes or ()
+        if any(other is not lane and other.start_at() <= patience for other in lanes):
+            return Decision(retry=True, wait=0.0)
+        return decision
+
+    def pace_for(self, name: str, host: str | None = None) -> HostPace:
+        """A new host's pace, by its limits (``HostLimits.adaptive``) and the run's policy
+        (``name``: a lane's, of ``host``; see :mod:`fetchpipe.engine.lanes`)."""
         policy = self.adaptive
         assert policy is not None
         owner = self.owner
-        limits = owner.limits.for_host(name)
+        limits = owner.limits.for_host(name if host is None else host)
         adaptive = limits.adaptive
         read_headers = adaptive is not False
         most = min(
@@ -238,11 +275,15 @@ class Outcomes:
         status = response.status if response is not None else None
         retry_after = response.headers.get("Retry-After") if response is not None else None
         pace = host.pace
+        rested = False
         # With a pace, a Retry-After on any error status pauses the host (a 403 of GitHub's
         # secondary limits carries one); without, only on 429 and 503, as ever.
         if retry_after is not None and (pace is not None or status in RETRY_AFTER_STATUSES):
             delay = parse_retry_after(retry_after, time.time())
             policy = self.policy
+            if host.group is not None and delay is not None and policy.respect_retry_after:
+                delay = min(delay, policy.retry_after_max)  # a lane rests; the others go on
+                rested = True
             if policy.respect_retry_after and delay is not None and delay <= policy.retry_after_max:
                 self.scheduler.pause(host, delay)  # whether or not this one tries again
                 emit(
@@ -271,6 +312,8 @@ class Outcomes:
             now=time.time(),
             rng=self.rng,
         )
+        if rested and host.group is not None:
+            decision = self._other_lane(host, host.group, item, decision)
         if decision.retry:
             now = self.loop.time()
             if item.deadline and now + decision.wait >= item.deadline:

@@ -39,10 +39,13 @@ def block_size(waiting: int, block: int = BLOCK) -> int:
 class HostQuota:
     """One host's quota: the block it holds, and when a spent quota resets."""
 
-    __slots__ = ("_book", "exhausted_until", "host", "left", "quota", "used", "window")
+    __slots__ = ("_book", "exhausted_until", "host", "left", "quota", "setting", "used", "window")
 
-    def __init__(self, host: str, quota: Quota, book: QuotaBook) -> None:
+    def __init__(self, host: str, quota: Quota, book: QuotaBook, setting: str = "") -> None:
         self.host = host
+        """What the ledger counts under: the host, or a credential's lane of it."""
+        self.setting = setting or host
+        """The host the quota is configured for (in the HINT)."""
         self.quota = quota
         self._book = book
         self.window: Window | None = None
@@ -94,8 +97,8 @@ class HostQuota:
             f"not sent: the quota of {self.host} ({quota.requests} requests per {quota.per}) is "
             f"spent: {self.used} counted this {quota.per} in {self._book.path}; it resets at "
             f"{reset:%Y-%m-%d %H:%M} UTC. HINT: run again after the reset (a pipeline resumes "
-            f"where it stopped), or raise the quota (fetch --quota {self.host}=N/{quota.per}; "
-            f"hosts: {{{self.host}: {{quota: {{requests: N, per: {quota.per}}}}}}} in a "
+            f"where it stopped), or raise the quota (fetch --quota {self.setting}=N/{quota.per}; "
+            f"hosts: {{{self.setting}: {{quota: {{requests: N, per: {quota.per}}}}}}} in a "
             "pipeline file)"
         )
 
@@ -115,13 +118,14 @@ class QuotaBook:
             self._ledger = QuotaLedger(self.state_dir)
         return self._ledger
 
-    def for_host(self, host: str, quota: Quota) -> HostQuota:
-        """``host``'s quota, made on first use."""
+    def for_host(self, host: str, quota: Quota, *, setting: str = "") -> HostQuota:
+        """``host``'s quota, made on first use (``host`` may be a credential's lane of the
+        host ``setting``, whose quota then counts per credential)."""
         found = self._hosts.get(host)
         if found is None or found.quota != quota:
             if found is not None:
                 found.give_back()
-            found = self._hosts[host] = HostQuota(host, quota, self)
+            found = self._hosts[host] = HostQuota(host, quota, self, setting)
         return found
 
     def spent(self) -> dict[str, str]:

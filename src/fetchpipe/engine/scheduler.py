@@ -21,16 +21,20 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from fetchpipe._config import Limits
+from fetchpipe._config import HostLimits, Limits
+from fetchpipe.engine.lanes import group_name, lane_name, pick_lane
 from fetchpipe.engine.limits import TIMER_SLACK, HostState
 
 T = TypeVar("T")
 
 SWEEP_INTERVAL = 5.0
+_UNLIMITED = HostLimits()
+"""A group's own limits: none (its lanes have them)."""
 
 
 class Scheduler(Generic[T]):
@@ -61,6 +65,8 @@ class Scheduler(Generic[T]):
         """Called once when the buffer has drained to its low-water mark after ``room_wanted``
         was set (room for a batch, not for one request at a time)."""
         self.room_wanted = False
+        self.on_lane: Callable[[HostState[T]], None] | None = None
+        """Called with each new lane (:mod:`fetchpipe.engine.lanes`) to equip it."""
         self._gates = 0
         self._gates_until = 0.0
 
@@ -131,8 +137,26 @@ class Scheduler(Generic[T]):
             host = self._hosts[host_name] = HostState(host_name, self._limits.for_host(host_name))
         return host
 
-    def add(self, host_name: str, item: T) -> HostState[T]:
-        host = self.state_for(host_name)
+    def group_for(self, host_name: str, labels: tuple[str, ...]) -> HostState[T]:
+        """The group of ``host_name``'s requests that may go on any of the lanes ``labels``
+        (each lane with the host's limits), made if it has none."""
+        name = group_name(host_name, labels)
+        group = self._hosts.get(name)
+        if group is None:
+            group = self._hosts[name] = HostState(name, _UNLIMITED, host=host_name)
+            limits = self._limits.for_host(host_name)
+            group.lanes = []
+            for index, label in enumerate(labels):
+                lane: HostState[T] = HostState(lane_name(host_name, label), limits, host=host_name)
+                lane.group, lane.lane = group, index
+                group.lanes.append(lane)
+                if self.on_lane is not None:
+                    self.on_lane(lane)
+        return group
+
+    def add(self, host_name: str, item: T, *, lanes: tuple[str, ...] | None = None) -> HostState[T]:
+        """Queue ``item`` on its host (on the group of its ``lanes``, when it has some)."""
+        host = self.group_for(host_name, lanes) if lanes else self.state_for(host_name)
         self._held += 1
         host.fresh.append(item)
         self._make_ready(host)
@@ -171,6 +195,12 @@ class Scheduler(Generic[T]):
     def attempt_done(self, host: HostState[T]) -> None:
         """An attempt on ``host`` ended (whatever its outcome): free its concurrency slot."""
         host.active -= 1
+        group = host.group
+        if group is not None:  # a lane: its group may send on it again
+            host = group
+            if any(lane.active for lane in group.lanes or ()):
+                self._make_ready(group)
+                return
         self._make_ready(host)
         if not host.active and not host.has_work:
             self._forget(host)
@@ -182,10 +212,13 @@ class Scheduler(Generic[T]):
 
         With a ``deadline`` (loop time) before the host can start again, the host is woken at
         the deadline too, so that the item fails on time instead of when the host frees up.
+        On a lane, only the lane is paused: the item goes back to its group, for any lane.
         """
         when = self._loop.time() + wait
         if pause_host:
             host.pause(when)
+        if host.group is not None:
+            host = host.group
         heapq.heappush(host.delayed, (when, next(self._seq), item))
         self._make_ready(host)
         if deadline and deadline < max(when, host.start_at()):
@@ -251,9 +284,14 @@ class Scheduler(Generic[T]):
                 continue  # attempt_done() makes it ready again
             if not now:
                 now = self._loop.time()
-            start_at = host.start_at()
+            lanes = host.lanes
+            if lanes is not None:  # a group: the lane that may start now, if any
+                index, start_at = pick_lane(lanes, now, slack=TIMER_SLACK, turn=host.turn)
+            else:
+                index, start_at = None, host.start_at()
             if start_at > now + TIMER_SLACK:
-                self._wake_later(host, start_at)
+                if start_at != math.inf:  # else a lane's attempt_done() makes it ready again
+                    self._wake_later(host, start_at)
                 continue
             if (
                 delayed
@@ -272,6 +310,12 @@ class Scheduler(Generic[T]):
                 continue
             else:
                 continue
+            if lanes is not None and index is not None:
+                host.turn = index + 1
+                self._make_ready(host)  # a group is never saturated: its lanes may be
+                lane = lanes[index]
+                lane.note_start(now)
+                return lane, item
             host.note_start(now)
             if not host.saturated:
                 self._make_ready(host)

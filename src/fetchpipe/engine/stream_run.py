@@ -89,6 +89,8 @@ class StreamRun(Outcomes):
             deliver=self.results.put,
             prepare=self._prepare_ahead,
         )
+        if self.equips:
+            self.scheduler.on_lane = self._equip
         self.intake = asyncio.ensure_future(self._intake(requests))
         self.feeder = asyncio.ensure_future(self.readahead.feed())
         self.workers = [
@@ -177,6 +179,10 @@ class StreamRun(Outcomes):
                 return None
             if shared is not None:
                 self.inflight[shared] = item
+        lanes = request.lanes
+        if lanes:
+            scheduler.add(host, item, lanes=tuple(lane.label for lane in lanes))
+            return None
         state = scheduler.add(host, item)
         if (
             self.equips
@@ -208,12 +214,12 @@ class StreamRun(Outcomes):
         if budget is not None:
             host.budget = RetryBudget(budget, self.policy.budget_refill)
         if self.adaptive is not None:
-            host.pace = self.pace_for(host.name)
+            host.pace = self.pace_for(host.name, host.host)
         quotas = self.owner.quotas
         if quotas is not None:
-            quota = self.owner.limits.for_host(host.name).quota
+            quota = self.owner.limits.for_host(host.host).quota
             if quota is not None:
-                host.quota = quotas.for_host(host.name, quota)
+                host.quota = quotas.for_host(host.name, quota, setting=host.host)
 
     def _consult_cache(self, item: Item) -> Result | None:
         """Answer from the cache when it can; otherwise prepare ``item`` to be sent."""
@@ -335,9 +341,23 @@ class StreamRun(Outcomes):
                 return self._deadline_failure(item, now, "before the next attempt could start")
             if total is None or remaining < total:
                 total = remaining
+        group = host.group
+        if group is not None:  # a lane: the request goes with its credential
+            if item.plain is None:
+                item.plain = item.send
+            lanes = request.lanes
+            assert lanes is not None
+            item.send = lanes[host.lane].applied(item.plain)
         quota = host.quota
-        if quota is not None and not quota.spend(len(host.fresh) + len(host.delayed) + 1):
-            return self._quota_spent(host, item, quota)
+        if quota is not None:
+            waiting = host if group is None else group
+            count = len(waiting.fresh) + len(waiting.delayed)
+            if group is not None:
+                count //= len(group.lanes or ())
+            if not quota.spend(count + 1):
+                if group is not None and self._lane_spent(host, group, item, quota):
+                    return None
+                return self._quota_spent(host if group is None else group, item, quota)
         item.attempt += 1
         item.sent_at = now
         request_time = time.time() if self.cache is not None else 0.0
