@@ -512,7 +512,10 @@ def test_the_json_schema_describes_the_file() -> None:
     source = schema["$defs"]["Source"]
     assert {"url", "paginate", "auth", "primary_key", "write"} <= set(source["properties"])
     assert "in" in schema["$defs"]["ApiKeyAuth"]["properties"]
-    assert schema["$defs"]["BearerAuth"]["properties"]["token"]["writeOnly"] is True
+    bearer = schema["$defs"]["BearerAuth"]
+    assert bearer["properties"]["token"]["anyOf"][0]["writeOnly"] is True  # or null: tokens
+    assert bearer["properties"]["tokens"]["anyOf"][0]["items"]["writeOnly"] is True
+    assert bearer["oneOf"] == [{"required": ["token"]}, {"required": ["tokens"]}]
 
 
 def test_paths_and_suggestions() -> None:

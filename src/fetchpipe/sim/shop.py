@@ -58,6 +58,8 @@ __all__ = [
     "SHOP_CLIENT_ID",
     "SHOP_CLIENT_SECRET",
     "SHOP_PRODUCT_COUNT",
+    "SHOP_SECOND_API_KEY",
+    "SHOP_SECOND_TOKEN",
     "SHOP_TOKEN",
     "SHOP_TOKEN_EXPIRES_IN",
     "ShopState",
@@ -76,6 +78,10 @@ SHOP_API_KEY = "sim-api-key-42"
 
 Unlike the route's name: a secret is masked wherever it shows, so a key equal to a part of a
 URL would hide that part in plans and reports."""
+SHOP_SECOND_TOKEN = "shop-token-2"
+SHOP_SECOND_API_KEY = "sim-api-key-43"
+"""A second bearer token and API key the shop accepts as well: for a source with several
+credentials (``tokens:``, ``values:``)."""
 SHOP_API_KEY_HEADER = "X-API-Key"
 SHOP_API_KEY_PARAM = "api_key"
 SHOP_BASIC_USER = "shop"
@@ -250,11 +256,11 @@ def _check_auth(request: web.Request) -> web.Response | None:
     """None if the request may see its route's prefix, else the 401 answer."""
     prefix = request.match_info.get("prefix", "shop")
     if prefix == "shop-bearer":
-        if _bearer(request) != SHOP_TOKEN:
+        if _bearer(request) not in (SHOP_TOKEN, SHOP_SECOND_TOKEN):
             return _unauthorized("invalid or missing bearer token", 'Bearer realm="shop"')
     elif prefix == "shop-key":
         keys = (request.headers.get(SHOP_API_KEY_HEADER), request.query.get(SHOP_API_KEY_PARAM))
-        if SHOP_API_KEY not in keys:
+        if SHOP_API_KEY not in keys and SHOP_SECOND_API_KEY not in keys:
             return _unauthorized("invalid or missing API key", 'ApiKey realm="shop"')
     elif prefix == "shop-basic":
         if _basic(request) != (SHOP_BASIC_USER, SHOP_BASIC_PASSWORD):

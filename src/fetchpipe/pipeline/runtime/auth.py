@@ -26,7 +26,7 @@ import dataclasses
 import aiohttp
 from pydantic import SecretStr
 
-from fetchpipe._models import Request
+from fetchpipe._models import Lane, Request
 from fetchpipe.engine.proxies import ProxyPolicy
 from fetchpipe.pipeline.runtime.auth_base import (
     AUTHORIZATION,
@@ -55,6 +55,8 @@ __all__ = [
     "Authenticator",
     "BasicAuthenticator",
     "BearerAuthenticator",
+    "LaneLabels",
+    "LanesAuthenticator",
     "OAuth2Authenticator",
     "OAuth2ClientCredentialsAuthenticator",
     "OAuth2RefreshTokenAuthenticator",
@@ -105,6 +107,60 @@ class ApiKeyAuthenticator(Authenticator):
         return f"{type(self).__name__}(name={self.name!r}, in_={self.in_!r})"
 
 
+class LanesAuthenticator(Authenticator):
+    """Several static credentials: the request carries them all as lanes (``Request.lanes``)
+    and the engine adds one when it sends it, on a lane whose limits let it start then.
+
+    Each lane's label (``tokens[1]``) is all that shows in logs, reports and the quota file.
+    """
+
+    def __init__(self, lanes: tuple[Lane, ...]) -> None:
+        self.lanes = lanes
+
+    async def apply(self, request: Request, *, same_origin: bool = True) -> Request:
+        if not same_origin:
+            return request
+        return dataclasses.replace(request, lanes=self.lanes)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(lanes=[{', '.join(lane.label for lane in self.lanes)}])"
+
+
+class LaneLabels:
+    """The labels of a pipeline's credentials: ``tokens[i]`` (``values[i]``) by their place in
+    their list, the same for a credential wherever it is given (its limits and quota are one),
+    the source's name in front when that label already names another credential."""
+
+    def __init__(self) -> None:
+        self._by_secret: dict[str, str] = {}
+        self._taken: set[str] = set()
+
+    def label(self, secret: str, key: str, index: int, source: str) -> str:
+        found = self._by_secret.get(secret)
+        if found is None:
+            found = f"{key}[{index}]"
+            if found in self._taken:
+                found = f"{source}.{found}"
+            self._by_secret[secret] = found
+            self._taken.add(found)
+        return found
+
+
+def _lanes(config: BearerAuth | ApiKeyAuth, labels: LaneLabels, source: str) -> tuple[Lane, ...]:
+    lanes = []
+    key = "tokens" if isinstance(config, BearerAuth) else "values"
+    for index, secret in enumerate(config.credentials()):
+        value = secret.get_secret_value()
+        label = labels.label(value, key, index, source)
+        if isinstance(config, BearerAuth):
+            lanes.append(Lane(label, headers={AUTHORIZATION: f"Bearer {value}"}))
+        elif config.in_ == "header":
+            lanes.append(Lane(label, headers={config.name: value}))
+        else:
+            lanes.append(Lane(label, params={config.name: value}))
+    return tuple(lanes)
+
+
 class BasicAuthenticator(Authenticator):
     """``Authorization: Basic base64(username:password)``, UTF-8 encoded."""
 
@@ -132,20 +188,26 @@ def authenticator_for(
     refresh_margin: float = DEFAULT_REFRESH_MARGIN,
     shared: dict[OAuth2RefreshToken, Authenticator] | None = None,
     proxies: ProxyPolicy | None = None,
+    labels: LaneLabels | None = None,
+    source: str = "",
 ) -> Authenticator:
     """The authenticator for a source's ``auth`` block (one that adds nothing for None).
 
     `session` is required for the OAuth2 types: the token requests use it, through the proxy
-    `proxies` chooses for the token URL. With `shared`, one ``oauth2_refresh_token``
+    `proxies` chooses for the token URL. Several ``tokens`` (``values``) make lanes, labelled
+    by `labels` (one for the pipeline: a credential has one label in all its sources; `source`
+    names the source when a label must tell two apart). With `shared`, one ``oauth2_refresh_token``
     authenticator serves every source with the same block: a refresh token the endpoint
     rotates is then the one all of them send next.
     """
     if config is None:
         return Authenticator()
+    if isinstance(config, BearerAuth | ApiKeyAuth) and len(config.credentials()) > 1:
+        return LanesAuthenticator(_lanes(config, labels or LaneLabels(), source))
     if isinstance(config, BearerAuth):
-        return BearerAuthenticator(config.token)
+        return BearerAuthenticator(config.credentials()[0])
     if isinstance(config, ApiKeyAuth):
-        return ApiKeyAuthenticator(config.name, config.value, config.in_)
+        return ApiKeyAuthenticator(config.name, config.credentials()[0], config.in_)
     if isinstance(config, BasicAuth):
         return BasicAuthenticator(config.username, config.password)
     if session is None:

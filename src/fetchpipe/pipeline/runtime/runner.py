@@ -57,7 +57,7 @@ from fetchpipe.engine.quotas import DEFAULT_STATE_DIR
 from fetchpipe.engine.tls import load_tls
 from fetchpipe.engine.transports.base import Transport
 from fetchpipe.pipeline.runtime import resume
-from fetchpipe.pipeline.runtime.auth import Authenticator, authenticator_for
+from fetchpipe.pipeline.runtime.auth import Authenticator, LaneLabels, authenticator_for
 from fetchpipe.pipeline.runtime.commits import COMMIT_EVERY, COMMIT_RECORDS, Commits
 from fetchpipe.pipeline.runtime.destination import DestinationThread
 from fetchpipe.pipeline.runtime.feed import JobQueue
@@ -269,9 +269,15 @@ class PipelineRunner:
             ) as fetcher,
         ):
             shared: dict[OAuth2RefreshToken, Authenticator] = {}  # one per refresh token
+            labels = LaneLabels()  # one label per credential of several, in every source
             for run in self.runs.values():
                 run.auth = authenticator_for(
-                    run.source.auth, session=token_session, shared=shared, proxies=self._proxy
+                    run.source.auth,
+                    session=token_session,
+                    shared=shared,
+                    proxies=self._proxy,
+                    labels=labels,
+                    source=run.source.name,
                 )
             self._seed(committed)
             for run in self.runs.values():

@@ -10,25 +10,80 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from fetchpipe.pipeline.spec.base import FrozenModel, HttpUrl, Text
+from fetchpipe.pipeline.spec.errors import Problem, Problems
+
+Credentials = Annotated[list[SecretStr], Field(min_length=1, max_length=64)]
+"""Several credentials of one kind: each a lane of the source's host (see ``credentials``)."""
+
+
+def _exactly_one(one: str, many: str) -> ConfigDict:
+    """The JSON Schema's way of saying that one of the two keys is given, not both."""
+    return ConfigDict(json_schema_extra={"oneOf": [{"required": [one]}, {"required": [many]}]})
+
+
+def _one_of(single: SecretStr | None, several: list[SecretStr] | None, one: str, many: str) -> None:
+    """Exactly one of the keys ``one`` (a credential) and ``many`` (a list of them)."""
+    if (single is None) == (several is None):
+        what = f"has both {one} and {many}" if single is not None else f"needs {one} or {many}"
+        hint = (
+            f"HINT: give exactly one: {one}: for one credential, {many}: [...] for several "
+            "(each paced by the host's limits)"
+        )
+        raise Problems([Problem((), f"{what}. {hint}")])
 
 
 class BearerAuth(FrozenModel):
-    """``Authorization: Bearer TOKEN``."""
+    """``Authorization: Bearer TOKEN``, or one of several ``tokens`` (each token a lane of the
+    host, with the host's limits and quota of its own)."""
+
+    model_config = FrozenModel.model_config | _exactly_one("token", "tokens")
 
     type: Literal["bearer"]
-    token: SecretStr
+    token: SecretStr | None = None
+    tokens: Credentials | None = Field(
+        default=None, description="Several tokens: each with the host's limits and quota."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> BearerAuth:
+        _one_of(self.token, self.tokens, "token", "tokens")
+        return self
+
+    def credentials(self) -> list[SecretStr]:
+        """The token, or the tokens, in their order."""
+        return list(self.tokens) if self.tokens is not None else [_given(self.token)]
 
 
 class ApiKeyAuth(FrozenModel):
-    """An API key in a header or a query parameter called ``name``."""
+    """An API key in a header or a query parameter called ``name``, or one of several
+    ``values`` (each a lane of the host, as bearer's ``tokens``)."""
+
+    model_config = FrozenModel.model_config | _exactly_one("value", "values")
 
     type: Literal["api_key"]
     name: Text
-    value: SecretStr
+    value: SecretStr | None = None
+    values: Credentials | None = Field(
+        default=None, description="Several keys: each with the host's limits and quota."
+    )
     in_: Literal["header", "query"] = Field(default="header", alias="in")
+
+    @model_validator(mode="after")
+    def _check(self) -> ApiKeyAuth:
+        _one_of(self.value, self.values, "value", "values")
+        return self
+
+    def credentials(self) -> list[SecretStr]:
+        """The value, or the values, in their order."""
+        return list(self.values) if self.values is not None else [_given(self.value)]
+
+
+def _given(secret: SecretStr | None) -> SecretStr:
+    assert secret is not None  # the model's check: one of the two is given
+    return secret
 
 
 class BasicAuth(FrozenModel):

@@ -167,8 +167,9 @@ class PipelineSpec(_Model):
         found: set[str] = set()
         for source in self.sources:
             for value in (source.auth.__dict__ if source.auth is not None else {}).values():
-                if isinstance(value, SecretStr):
-                    found.add(value.get_secret_value())
+                for secret in value if isinstance(value, list) else [value]:
+                    if isinstance(secret, SecretStr):
+                        found.add(secret.get_secret_value())
         if self._unchecked:  # what stands for an unset variable is no secret
             found -= {UNSET, UNSET_URL}
         return frozenset(found)

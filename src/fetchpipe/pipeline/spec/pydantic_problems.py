@@ -97,7 +97,9 @@ def _message(item: Any, field_type: Any) -> str:
 
 
 def _got(value: Any, field_type: Any) -> str:
-    if _unwrap(field_type) is SecretStr or not isinstance(value, str | int | float | None):
+    tp = _unwrap(field_type)
+    secret = tp is SecretStr or (get_origin(tp) is list and get_args(tp) == (SecretStr,))
+    if secret or not isinstance(value, str | int | float | None):  # a secret, or a list of them
         return ""
     shown = repr(value)
     return f"; got {shown}" if len(shown) <= 60 else ""
