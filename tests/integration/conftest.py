@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from tests.integration.per_token_api import PerTokenApi, serving
 from tests.integration.transports import each_transport
 
-__all__ = ["certificate", "each_transport"]
+__all__ = ["certificate", "each_transport", "per_token_api"]
+
+
+@pytest.fixture
+async def per_token_api() -> AsyncIterator[tuple[PerTokenApi, str]]:
+    """An API on 127.0.0.1 that limits each bearer token on its own, and its base URL."""
+    state = PerTokenApi()
+    async with serving(state) as base:
+        yield state, base
 
 
 @pytest.fixture(scope="module")

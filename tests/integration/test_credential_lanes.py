@@ -6,76 +6,22 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections import defaultdict
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from fetchpipe import ErrorKind, Fetcher, HostLimits, Lane, Limits, Quota, Request, RetryPolicy
 from fetchpipe.engine.quota_ledger import QuotaLedger
+from tests.integration.per_token_api import TOKENS, PerTokenApi
 
 pytestmark = pytest.mark.timeout(60)
-
-TOKENS = ("token-alpha-5c1e", "token-bravo-9d2f")
 
 
 def lanes(*tokens: str) -> tuple[Lane, ...]:
     return tuple(
         Lane(f"tokens[{i}]", headers={"Authorization": f"Bearer {t}"}) for i, t in enumerate(tokens)
     )
-
-
-@dataclass
-class PerTokenApi:
-    """Answers 200 to each token within ``rate`` requests per second (a bucket of ``rate``
-    tokens refilled at ``rate`` per second, per ``Authorization`` value), 429 with
-    ``Retry-After: 1`` beyond; tokens in ``resting`` always get 429 with ``Retry-After: 3600``.
-    Records every arrival per token."""
-
-    rate: float = 10.0
-    resting: set[str] = field(default_factory=set)
-    arrivals: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    rejected: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        now = time.monotonic()
-        self.arrivals[token].append(now)
-        if token in self.resting:
-            self.rejected[token] += 1
-            return web.json_response({"error": "rest"}, status=429, headers={"Retry-After": "3600"})
-        level, at = self._buckets.get(token, (self.rate, now))
-        level = min(self.rate, level + (now - at) * self.rate)
-        if level < 1.0:
-            self._buckets[token] = (level, now)
-            self.rejected[token] += 1
-            return web.json_response({"error": "slow"}, status=429, headers={"Retry-After": "1"})
-        self._buckets[token] = (level - 1.0, now)
-        return web.json_response({"path": request.path})
-
-    def most_in_one_second(self, token: str) -> int:
-        """The most arrivals of ``token`` within any one second."""
-        times = self.arrivals[token]
-        return max((sum(1 for t in times if s <= t < s + 1.0) for s in times), default=0)
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[tuple[PerTokenApi, str]]:
-    state = PerTokenApi()
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", state.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield state, f"http://127.0.0.1:{server.port}"
-    finally:
-        await server.close()
 
 
 _runs = itertools.count()
@@ -94,11 +40,11 @@ async def fetch(
 
 
 async def test_two_tokens_carry_twice_the_rate_and_neither_exceeds_its_own(
-    api: tuple[PerTokenApi, str],
+    per_token_api: tuple[PerTokenApi, str],
 ) -> None:
     """30 requests at 10 per second per token: with two tokens the server's arrivals span
     about half as long as with one, each token within its 10 per second, and no 429."""
-    state, base = api
+    state, base = per_token_api
     limits = HostLimits(max_per_second=10.0, max_concurrency=4)
     (alone,), results = await fetch(base, 30, TOKENS[:1], limits)
     assert all(r.ok for r in results)  # type: ignore[attr-defined]
@@ -115,12 +61,12 @@ async def test_two_tokens_carry_twice_the_rate_and_neither_exceeds_its_own(
 
 
 async def test_a_token_told_to_rest_stays_out_while_the_other_carries_on(
-    api: tuple[PerTokenApi, str],
+    per_token_api: tuple[PerTokenApi, str],
 ) -> None:
     """The first token always gets 429 with Retry-After: 3600 (over retry_after_max): it is
     sent at most its concurrency's worth of requests, then rests, and every request lands on
     the second token, in seconds, not an hour."""
-    state, base = api
+    state, base = per_token_api
     state.rate = 1000.0
     state.resting.add(TOKENS[0])
     limits = HostLimits(max_concurrency=2)
@@ -132,10 +78,10 @@ async def test_a_token_told_to_rest_stays_out_while_the_other_carries_on(
     assert elapsed < 20
 
 
-async def test_every_token_resting_ends_as_with_one(api: tuple[PerTokenApi, str]) -> None:
+async def test_every_token_resting_ends_as_with_one(per_token_api: tuple[PerTokenApi, str]) -> None:
     """Both tokens told to rest longer than retry_after_max: the requests end as
     rate_limited, as with a single token, and the run does not wait for the Retry-After."""
-    state, base = api
+    state, base = per_token_api
     state.resting.update(TOKENS)
     retry = RetryPolicy(attempts=3, retry_after_max=0.5)
     (elapsed,), results = await fetch(base, 6, TOKENS, HostLimits(max_concurrency=1), retry=retry)
@@ -144,12 +90,12 @@ async def test_every_token_resting_ends_as_with_one(api: tuple[PerTokenApi, str]
 
 
 async def test_a_quota_counts_per_token_across_two_runs(
-    api: tuple[PerTokenApi, str], tmp_path: Path
+    per_token_api: tuple[PerTokenApi, str], tmp_path: Path
 ) -> None:
     """A quota of 5 an hour with two tokens: 10 requests in all. The first run sends 8 (all
     land), the second 8 of which 2 land and 6 end as quota_exhausted. The ledger counts 5 for
     each token's lane, under its label; the server saw no token more than 5 times."""
-    state, base = api
+    state, base = per_token_api
     state.rate = 1000.0
     quota = Quota(5, "hour")
     limits = HostLimits(max_concurrency=2, quota=quota)
