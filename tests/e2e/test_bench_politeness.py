@@ -16,6 +16,7 @@ def test_bench_politeness_counts_the_429s_of_each_client(run_cli: RunCli, tmp_pa
         *("bench", "politeness", "--published", "9", "--limit", "3", "--window", "1"),
         *("--silent", "60", "--rate", "40", "--concurrency", "10"),
         *("--clients", "fetchpipe,gather", "--json", str(out), "--chart", str(chart)),
+        *("--tokens", "12"),
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -27,6 +28,13 @@ def test_bench_politeness_counts_the_429s_of_each_client(run_cli: RunCli, tmp_pa
     silent = {r["name"]: r for r in report["silent"]["runs"]}
     assert silent["fetchpipe"]["landed"] == 60
     assert report["published"]["ideal_seconds"] == 3.0
+    tokens = report["tokens"]  # 12 requests, 3 per second per token: with one, then two
+    assert [(r["tokens"], r["landed"], r["server_429"]) for r in tokens["runs"]] == [
+        (1, 12, 0),
+        (2, 12, 0),
+    ]
+    assert tokens["ratio_throughput_two_vs_one"] > 0
+    assert "two tokens / one: throughput" in proc.stdout
     assert chart.read_text().startswith("<svg")
 
 

@@ -455,3 +455,24 @@ def test_serve_runs_until_interrupted() -> None:
             proc.communicate()
     assert proc.returncode == 0
     assert "Traceback" not in err
+
+
+async def test_a_published_limit_per_token_counts_each_token_apart(
+    fleet: Fleet, session: aiohttp.ClientSession
+) -> None:
+    """``per=token``: each Authorization value has its own window (2 each here, so the third
+    of a token is refused), while the counts stay per key; without it the tokens share one."""
+    key = f"per-token-{time.time_ns()}"
+    statuses = {}
+    for per in ("token", "key"):
+        url = fleet.url(f"/limited/published/1?limit=2&window=3600&key={key}-{per}&per={per}")
+        for token in ("a", "b"):
+            for n in range(3):
+                headers = {"Authorization": f"Bearer {token}"}
+                async with session.get(url, headers=headers) as resp:
+                    statuses[per, token, n] = resp.status
+    assert [statuses["token", t, n] for t in "ab" for n in range(3)] == [200, 200, 429] * 2
+    assert [statuses["key", t, n] for t in "ab" for n in range(3)] == [200, 200] + [429] * 4
+    assert fleet.limited_counts(f"{key}-token") == {"accepted": 4, "rejected": 2}
+    status, _ = await get_json(session, fleet.url("/limited/published/1?per=ip"))
+    assert status == 400

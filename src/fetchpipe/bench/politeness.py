@@ -13,7 +13,8 @@ the limit can do by hand; aiometer at the same fixed rate (``max_per_second``, n
 naive ``asyncio.gather``. The server counts what it let through and answered 429; reported per
 client: requests landed, 429s, their share of everything the API received, the share after the
 first ``--settle`` seconds (3), time and throughput, and ratios against the fixed-rate
-fetchpipe run in the same invocation.
+fetchpipe run in the same invocation. Then ``--tokens`` requests with one token and with two to
+an API that limits per token (:mod:`fetchpipe.bench.politeness_tokens`).
 
 Both APIs are endpoints of the simulated fleet (``/limited/published/...`` and
 ``/limited/silent/...``), run in a child process.
@@ -31,6 +32,7 @@ import aiohttp
 from fetchpipe._config import HostLimits, Limits
 from fetchpipe.bench.fault_report import ratio
 from fetchpipe.bench.fleet import RemoteFleet
+from fetchpipe.bench.politeness_tokens import TokensReport
 from fetchpipe.bench.report import optional_module
 from fetchpipe.bench.seed_gather import gather as seed_gather
 from fetchpipe.bench.svg import Bar, bar_chart
@@ -130,6 +132,8 @@ class ApiReport:
 class PolitenessReport:
     published: ApiReport
     silent: ApiReport
+    tokens: TokensReport | None = None
+    """One token against two on an API that limits per token (``--tokens``; None: skipped)."""
 
     def lines(self) -> list[str]:
         out: list[str] = []
@@ -167,6 +171,8 @@ class PolitenessReport:
                     "limit's"
                 )
             out.append("")
+        if self.tokens is not None:
+            out.extend([*self.tokens.lines(), ""])
         return out[:-1]
 
     def to_json(self) -> dict[str, Any]:
@@ -188,6 +194,8 @@ class PolitenessReport:
                 ),
                 "ratio_seconds_vs_ideal": ratio(fp.seconds, api.ideal_seconds) if fp else None,
             }
+        if self.tokens is not None:
+            payload["tokens"] = self.tokens.to_json()
         return payload
 
     def chart(self, subtitle: str) -> str:

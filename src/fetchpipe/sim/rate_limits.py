@@ -9,6 +9,8 @@
     -10/-11 of the IETF, ``RateLimit-Policy: "default";q=10;w=2`` and
     ``RateLimit: "default";r=4;t=1`` (``t`` rounded up). ``headers=ietf`` or ``legacy`` sends
     one of the two forms only. Beyond the quota: 429 with ``Retry-After`` and the same headers.
+    ``per=token``: a window per ``Authorization`` value as well (an API that limits per token;
+    the counts stay per ``key``).
 ``GET /limited/silent/{n}?rate=20&burst=20&key=k``
     a token bucket of ``burst`` requests refilled at ``rate`` per second, per host and ``key``;
     beyond it a bare 429, no header saying why or for how long.
@@ -119,9 +121,13 @@ async def published(request: web.Request) -> web.Response:
     forms = request.query.get("headers", "both")
     if reset_form not in ("epoch", "delta") or forms not in ("both", "ietf", "legacy"):
         raise BadParam("reset must be epoch or delta; headers both, ietf or legacy")
+    per = request.query.get("per", "key")
+    if per not in ("key", "token"):
+        raise BadParam("per must be key or token")
     limits = request.app[LIMITS]
     now = time.time()
-    used, reset_at = limits.window(_host(request), key, limit, window, now)
+    limited = key if per == "key" else f"{key}\n{request.headers.get('Authorization', '')}"
+    used, reset_at = limits.window(_host(request), limited, limit, window, now)
     allowed = used < limit
     remaining = max(0, limit - used - 1) if allowed else 0
     seconds = max(0, math.ceil(reset_at - now))

@@ -338,6 +338,13 @@ def pipeline_command(
     default=3.0,
     help="Seconds after which a client's 429s count as the 'after' share.",
 )
+@whole_number(
+    "--tokens",
+    minimum=0,
+    default=60,
+    help="Requests with one token, then two, to an API publishing --limit per --window per "
+    "token (0: skip).",
+)
 @json_option
 @chart_option
 def politeness_command(
@@ -349,13 +356,15 @@ def politeness_command(
     concurrency: int,
     clients: str,
     settle: float,
+    tokens: int,
     json_path: Path | None,
     chart_path: Path | None,
 ) -> None:
     """Rate-limited APIs: fetchpipe adaptive vs fixed rate vs aiometer vs gather.
 
     An API publishing 10 requests per 2 s (429 beyond) and one silently allowing 20/s (a bare
-    429 beyond): requests landed, 429s and their share, time and throughput.
+    429 beyond): requests landed, 429s and their share, time and throughput. Then one token
+    against two on an API that publishes its limit per token: the throughput ratio.
     """
     finish(
         politeness_scenario(
@@ -369,6 +378,7 @@ def politeness_command(
             settle,
             json_path,
             chart_path,
+            tokens,
         )
     )
 

@@ -208,8 +208,10 @@ def politeness_scenario(
     settle: float,
     json_path: Path | None,
     chart_path: Path | None,
+    tokens: int = 0,
 ) -> bool:
     from fetchpipe.bench import politeness as scenario
+    from fetchpipe.bench import politeness_tokens
     from fetchpipe.bench.fleet import running_fleet
 
     names = comma_separated([clients])
@@ -222,11 +224,13 @@ def politeness_scenario(
         )
     chosen = scenario.available(names)
     published_api, silent_api = scenario.apis(published, limit, window, silent, rate, concurrency)
-    with running_fleet(0.01, hosts=2) as fleet:
+    with running_fleet(0.01, hosts=3) as fleet:
         report = scenario.PolitenessReport(
             scenario.measure(fleet, published_api, chosen, settle),
             scenario.measure(fleet, silent_api, chosen, settle),
         )
+        if tokens:
+            report.tokens = politeness_tokens.measure(fleet, tokens, limit, window)
     emit(report, json_path, chart_path)
     return True  # 429s and failures are what this scenario counts
 
