@@ -97,3 +97,36 @@ def test_a_run_with_several_credentials_uses_each_and_writes_none(
     assert b"values[0]" in written  # the labels show...
     for secret in SECRETS.values():
         assert secret.encode() not in written  # ...never a credential
+
+
+def _readme_block(first_line: str) -> str:
+    """The README's YAML block that starts with ``first_line``."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```yaml\n" + first_line) + len("```yaml\n")
+    return readme[start : readme.index("```", start)]
+
+
+def test_the_readme_examples_run_on_the_fleet(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    """The README's two examples of several credentials, as written but for the port: the
+    published limit per token is kept (no 429), each token named in the summary by its label;
+    the shop's reviews with its two API keys."""
+    base = cli_fleet.url("/").rstrip("/")
+    tokens = _readme_block("name: tokens").replace("http://127.0.0.1:8080", base)
+    tokens = tokens.replace("key: readme", f"key: readme-{tmp_path.name}")
+    (tmp_path / "tokens.yaml").write_text(tokens, encoding="utf-8")
+    done = run_cli(
+        "run", "tokens.yaml", cwd=str(tmp_path), env={"TOKEN_A": "token-a", "TOKEN_B": "token-b"}
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert cli_fleet.limited_counts(f"readme-{tmp_path.name}") == {"accepted": 60, "rejected": 0}
+    for label in ("tokens[0]", "tokens[1]"):
+        assert f"rate limit: 127.0.0.1 {label}: published 10 per 2 s, 0 429s" in done.stdout
+    shop = _readme_block("name: shop_keys").replace("http://127.0.0.1:8080", base)
+    (tmp_path / "shop_keys.yaml").write_text(shop, encoding="utf-8")
+    env = {"SHOP_API_KEY": SHOP_API_KEY, "SHOP_API_KEY_2": SHOP_SECOND_API_KEY}
+    done = run_cli("run", "shop_keys.yaml", cwd=str(tmp_path), env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with duckdb.connect(str(tmp_path / "shop_keys.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from reviews").fetchone() == (REVIEW_COUNT,)
