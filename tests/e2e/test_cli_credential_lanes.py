@@ -116,6 +116,9 @@ def test_the_readme_examples_run_on_the_fleet(
     tokens = _readme_block("name: tokens").replace("http://127.0.0.1:8080", base)
     tokens = tokens.replace("key: readme", f"key: readme-{tmp_path.name}")
     (tmp_path / "tokens.yaml").write_text(tokens, encoding="utf-8")
+    secrets = {"TOKEN_A": "token-a", "TOKEN_B": "token-b"}
+    planned = run_cli("plan", "tokens.yaml", cwd=str(tmp_path), env=secrets)
+    assert "auth bearer, 2 credentials (the host's limits apply to each)" in planned.stdout
     done = run_cli(
         "run", "tokens.yaml", cwd=str(tmp_path), env={"TOKEN_A": "token-a", "TOKEN_B": "token-b"}
     )

@@ -19,6 +19,7 @@ from urllib.parse import urlencode, urlsplit
 
 from fetchpipe._redact import REDACTED
 from fetchpipe.pipeline.runtime.pagination import page_size, paginator_for, sequential
+from fetchpipe.pipeline.spec.auth import ApiKeyAuth, Auth, BearerAuth
 from fetchpipe.pipeline.spec.config import PipelineSpec
 from fetchpipe.pipeline.spec.models import Source
 
@@ -148,7 +149,7 @@ def _source_plan(
         host=(urlsplit(source.url).hostname or "").lower(),
         write=source.write,
         primary_key=list(source.key_fields),
-        auth=None if auth is None else auth.type,
+        auth=None if auth is None else _auth_text(auth),
         headers=sorted({*pipeline.defaults.headers, *source.headers}, key=str.lower),
         pagination=kind,
         pages=pages,
@@ -273,3 +274,12 @@ def render(plan: Plan) -> str:
         total += ", ".join(unknown)
     lines.append(f"total: {total}; at least {plan.min_seconds:.1f} s")
     return "\n".join(lines)
+
+
+def _auth_text(auth: Auth) -> str:
+    """The auth type, and how many credentials when there are several (each with the host's
+    limits: see the lanes of :mod:`fetchpipe.engine.lanes`)."""
+    several = auth.credentials() if isinstance(auth, BearerAuth | ApiKeyAuth) else []
+    if len(several) > 1:
+        return f"{auth.type}, {len(several)} credentials (the host's limits apply to each)"
+    return auth.type
