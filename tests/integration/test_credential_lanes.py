@@ -14,8 +14,9 @@ import pytest
 from fetchpipe import ErrorKind, Fetcher, HostLimits, Lane, Limits, Quota, Request, RetryPolicy
 from fetchpipe.engine.quota_ledger import QuotaLedger
 from tests.integration.per_token_api import TOKENS, PerTokenApi
+from tests.integration.transports import both_transports, current
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [both_transports, pytest.mark.timeout(60)]
 
 
 def lanes(*tokens: str) -> tuple[Lane, ...]:
@@ -34,7 +35,11 @@ async def fetch(
     requests = [Request(f"{base}/r{run}/{i}", lanes=lanes(*tokens)) for i in range(count)]
     host = "127.0.0.1"
     started = time.monotonic()
-    async with Fetcher(limits=Limits(hosts={host: limits}), **settings) as fetcher:  # type: ignore[arg-type]
+    async with Fetcher(
+        limits=Limits(hosts={host: limits}),
+        transport=current(),
+        **settings,  # type: ignore[arg-type]
+    ) as fetcher:
         results = [r async for r in fetcher.stream(requests)]
     return [time.monotonic() - started], results
 
