@@ -5,6 +5,10 @@ under its concurrency, a rate token available); a host that cannot start gets a 
 it can, and is skipped until then. So a throttled or paused host at the front of the input does
 not hold back the others: Scrapy's download slots, with a bounded buffer in front.
 
+A request with several credentials (``Request.lanes``) waits in its host's *group*, and goes on
+the lane that may start when a worker takes it (:mod:`fetchpipe.engine.lanes`): each credential
+has the host's limits of its own, and a resting one holds nothing back.
+
 The buffer bounds the requests in the engine (waiting, in flight or waiting for a retry), so
 memory follows the concurrency and the buffer size, never the length of the input. Per-host
 state is made on first use and forgotten when idle (see ``HostState.forgettable``).
