@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from fetchpipe._exceptions import ConfigError
+from fetchpipe._exceptions import ConfigError, ExecutorError
 from fetchpipe.cli.bad_usage import BadUsage
 from fetchpipe.cli.options import (
     comma_separated,
@@ -28,10 +28,13 @@ from fetchpipe.cli.options import (
     state_dir_option,
     whole_number,
 )
+from fetchpipe.cli.sharded import ScaleOut, executor_options, scale_out
 
 if TYPE_CHECKING:  # each command imports what it uses: listing the commands loads no pydantic
     from rich.console import Console
 
+    from fetchpipe.distributed.executor import ActorHost
+    from fetchpipe.pipeline.runtime.runner import PipelineRunner
     from fetchpipe.pipeline.spec.config import PipelineSpec
     from fetchpipe.pipeline.spec.errors import PipelineError
 
@@ -292,6 +295,7 @@ def _no_sources(
 @metrics_option
 @log_options
 @state_dir_option
+@executor_options
 def run_command(
     pipeline_file: str,
     select: tuple[str, ...],
@@ -307,6 +311,8 @@ def run_command(
     log_format: str,
     verbose: int,
     state_dir: str,
+    executor: str,
+    workers: int | None,
 ) -> None:
     """Run PIPELINE: fetch its sources and load them into its destination.
 
@@ -316,6 +322,10 @@ def run_command(
     Exit codes: 0 every source ok or unchanged; 1 a source failed (the others were still
     loaded), or the destination is in use by another run; 2 an invalid pipeline file or
     option (nothing sent).
+
+    With --executor dask (or a scheduler's address) the requests are sent from the cluster's
+    workers, each host from one of them; the run itself (pages read, journal, writes) stays
+    here.
     """
     from rich.console import Console
 
@@ -332,6 +342,7 @@ def run_command(
     from fetchpipe.pipeline.spec.errors import PipelineError
 
     log_output.configure(log_level, log_format, verbose)
+    scale = scale_out(executor, workers, None)
     pipeline = _load(pipeline_file)
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     log_output.attach(stderr)
@@ -367,6 +378,7 @@ def run_command(
         raise _invalid(pipeline_file, exc) from None
     except ConfigError as exc:
         raise BadUsage(f"{pipeline_file}: {exc}; nothing was sent", plain=True) from None
+    cluster = _open_cluster(scale, runner, stderr, quiet=quiet)
     try:
         if live:  # a table of the sources on stderr, refreshed while the run goes on
             from rich.live import Live
@@ -384,6 +396,11 @@ def run_command(
         raise click.ClickException(pipeline.redact(str(exc))) from None
     except ConfigError as exc:  # an interrupted run that cannot be resumed as asked
         raise BadUsage(f"{pipeline_file}: {pipeline.redact(str(exc))}", plain=True) from None
+    except ExecutorError as exc:
+        raise click.ClickException(pipeline.redact(str(exc))) from None
+    finally:
+        if cluster is not None:
+            cluster.close()
     stdout = Console(highlight=False, soft_wrap=True)
     if not stdout.is_terminal:  # a pipe, a file, a CI log: no width to fit, so nothing is cut
         stdout = Console(highlight=False, soft_wrap=True, width=_NO_TERMINAL_WIDTH)
@@ -397,3 +414,30 @@ def run_command(
         _write_outputs(pipeline, report.run_id, report_path, metrics_path)
     if not report.ok:
         raise SystemExit(1)
+
+
+def _open_cluster(
+    scale: ScaleOut, runner: PipelineRunner, stderr: Console, *, quiet: bool
+) -> ActorHost | None:
+    """The cluster ``--executor`` names, started or reached, as ``runner``'s engine (``None``:
+    this process); one line on stderr says where the run goes. Exit 2 when it cannot be."""
+    if not scale.on_cluster:
+        return None
+    from fetchpipe.distributed.cluster_stream import cluster_engine
+    from fetchpipe.distributed.factory import open_executor
+
+    try:
+        cluster = open_executor(scale.executor, scale.workers)
+    except ConfigError as exc:
+        raise BadUsage(str(exc)) from None
+    runner.engine = cluster_engine(cluster)
+    if not quiet:
+        started = getattr(cluster, "started_in", None)
+        took = "" if started is None else f", started in {started:.2f} s"
+        lanes = cluster.slots
+        stderr.print(
+            f"running on {cluster.description} ({lanes} lane{'s' if lanes != 1 else ''}, each "
+            f"host in one{took}); pages are read and loaded here",
+            markup=False,
+        )
+    return cluster

@@ -51,6 +51,11 @@ def scale_options(command: _Decorated) -> _Decorated:
         "of an orchestrator, cover the input exactly once; `fetchpipe merge` joins their "
         "outputs.",
     )(command)
+    return executor_options(command)
+
+
+def executor_options(command: _Decorated) -> _Decorated:
+    """``--executor`` and ``--workers`` (``fetch`` and ``run``)."""
     command = click.option(
         "--workers",
         type=click.IntRange(min=1),
@@ -174,6 +179,8 @@ def fetch_on_cluster(
         tls=settings.tls,
         cache=settings.cache,
         cache_dir=cache_dir,
+        adaptive=settings.adaptive,
+        state_dir=settings.state_dir,
     )
     console = stderr()
     try:

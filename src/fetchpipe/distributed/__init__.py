@@ -18,8 +18,15 @@ process. Each batch lands in a part file; the driver merges them into the output
 (:mod:`.dask_executor`: ``pip install 'fetchpipe[dask]'``). ``fetchpipe fetch --executor dask``
 and ``--shard K/N`` are the command line's way in.
 
-Layers (contract ``distributed-layers``): ``driver | factory`` > ``batch | dask_executor`` >
-``executor | sharding``. Importing this package imports no Dask.
+A pipeline runs on a cluster with the same rule, its runner on this process and its engine on
+the workers (:mod:`.cluster_stream`: one long-lived engine per lane, :mod:`.shard_engine`)::
+
+    with DaskExecutor.local(workers=2) as executor:
+        report = Pipeline.from_file("shop.yaml").run(executor=executor)
+
+Layers (contract ``distributed-layers``): ``driver | factory | cluster_stream`` >
+``shard_engine`` > ``batch | dask_executor`` > ``executor | sharding``. Importing this package
+imports no Dask.
 """
 
 import typing as _typing
@@ -29,6 +36,7 @@ from fetchpipe._exceptions import ExecutorError
 
 if _typing.TYPE_CHECKING:
     from fetchpipe.distributed.batch import BatchReport, FetchSettings, fetch_batch
+    from fetchpipe.distributed.cluster_stream import ClusterStream, cluster_engine
     from fetchpipe.distributed.dask_executor import DaskExecutor
     from fetchpipe.distributed.driver import RunReport, fetch_sharded
     from fetchpipe.distributed.executor import Executor, Finished
@@ -45,6 +53,7 @@ if _typing.TYPE_CHECKING:
 # driver, the engine or the part files.
 _LAZY = {
     "BatchReport": "fetchpipe.distributed.batch",
+    "ClusterStream": "fetchpipe.distributed.cluster_stream",
     "DaskExecutor": "fetchpipe.distributed.dask_executor",
     "Executor": "fetchpipe.distributed.executor",
     "FetchSettings": "fetchpipe.distributed.batch",
@@ -53,6 +62,7 @@ _LAZY = {
     "ShardSelector": "fetchpipe.distributed.sharding",
     "TaskPlan": "fetchpipe.distributed.sharding",
     "VIRTUAL_SHARDS": "fetchpipe.distributed.sharding",
+    "cluster_engine": "fetchpipe.distributed.cluster_stream",
     "fetch_batch": "fetchpipe.distributed.batch",
     "fetch_sharded": "fetchpipe.distributed.driver",
     "open_executor": "fetchpipe.distributed.factory",
@@ -72,6 +82,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "VIRTUAL_SHARDS",
     "BatchReport",
+    "ClusterStream",
     "DaskExecutor",
     "Executor",
     "ExecutorError",
@@ -80,6 +91,7 @@ __all__ = [
     "RunReport",
     "ShardSelector",
     "TaskPlan",
+    "cluster_engine",
     "fetch_batch",
     "fetch_sharded",
     "open_executor",

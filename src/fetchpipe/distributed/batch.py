@@ -39,13 +39,16 @@ from fetchpipe._log import RunContext, run_context
 from fetchpipe._models import ErrorKind, Request, Result
 from fetchpipe.destinations.fetch.parts import PartFormat, PartWriter, part_name
 from fetchpipe.distributed.sharding import virtual_shard
+from fetchpipe.engine.aimd import DEFAULT_ADAPTIVE, AdaptivePolicy
 from fetchpipe.engine.breaker import DEFAULT_BREAKER, BreakerPolicy
 from fetchpipe.engine.limits import host_of
+from fetchpipe.engine.quotas import DEFAULT_STATE_DIR
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
     from fetchpipe.destinations.run_log import RequestRecorder
     from fetchpipe.engine.cache.http_cache import HttpCache
+    from fetchpipe.engine.fetcher import Fetcher
     from fetchpipe.engine.proxies import ProxyPolicy
     from fetchpipe.engine.security import SecurityPolicy
     from fetchpipe.engine.tls import TlsPolicy
@@ -58,6 +61,9 @@ class FetchSettings:
     ``proxy`` is resolved by the driver (a worker's environment may name other proxies).
     ``cache``: an unopened :class:`~fetchpipe.engine.cache.http_cache.HttpCache` whose settings
     every virtual shard's cache file takes, in the directory ``cache_dir``.
+    ``adaptive``: how hosts are paced by what they answer (AIMD on 429s, published limits).
+    ``state_dir``: where host quotas are counted (``quotas.sqlite``): storage every worker
+    shares, for a quota to hold across the cluster.
     """
 
     limits: Limits = field(default_factory=Limits)
@@ -71,6 +77,8 @@ class FetchSettings:
     tls: TlsPolicy | None = None
     cache: HttpCache | None = None
     cache_dir: str | None = None
+    adaptive: AdaptivePolicy | None = DEFAULT_ADAPTIVE
+    state_dir: str = str(DEFAULT_STATE_DIR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +188,8 @@ def cache_file(directory: str | Path, shard: int) -> Path:
     return Path(directory) / f"shard-{shard:03d}.sqlite"
 
 
-def _shard_cache(template: HttpCache, path: Path) -> HttpCache:
+def shard_cache(template: HttpCache, path: Path) -> HttpCache:
+    """An unopened cache at ``path`` with ``template``'s settings."""
     from fetchpipe.engine.cache.http_cache import HttpCache
 
     return HttpCache(
@@ -257,7 +266,7 @@ async def _fetch_all(job: BatchJob, writer: PartWriter, counts: _Counts) -> _Cou
                 settings,
                 limits,
                 requests,
-                _shard_cache(template, cache_file(directory, shard)),
+                shard_cache(template, cache_file(directory, shard)),
                 writer,
                 counts,
             )
@@ -275,9 +284,19 @@ async def _stream(
     writer: PartWriter,
     counts: _Counts,
 ) -> None:
-    from fetchpipe.engine.fetcher import Fetcher
+    async with fetcher_for(settings, limits, cache) as fetcher:
+        async for result in fetcher.stream(interleaved(requests)):
+            writer.write(result)
+            counts.add(result)
+        counts.hosts_down.update(fetcher.hosts_down)
+        counts.retries_denied += fetcher.retries_denied
 
-    async with Fetcher(
+
+def fetcher_for(settings: FetchSettings, limits: Limits, cache: HttpCache | None) -> Fetcher:
+    """The engine ``settings`` describe, with ``limits`` and ``cache`` (unopened)."""
+    from fetchpipe.engine.fetcher import Fetcher  # lazy: loads the engine on the worker only
+
+    return Fetcher(
         limits=limits,
         retry=settings.retry,
         timeouts=settings.timeouts,
@@ -288,9 +307,6 @@ async def _stream(
         breaker=settings.breaker,
         proxy=settings.proxy,
         tls=settings.tls,
-    ) as fetcher:
-        async for result in fetcher.stream(interleaved(requests)):
-            writer.write(result)
-            counts.add(result)
-        counts.hosts_down.update(fetcher.hosts_down)
-        counts.retries_denied += fetcher.retries_denied
+        adaptive=settings.adaptive,
+        state_dir=settings.state_dir,
+    )

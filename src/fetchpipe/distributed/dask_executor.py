@@ -16,6 +16,7 @@ heavy): importing this module costs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import time
@@ -136,6 +137,16 @@ class DaskExecutor:
         if self.cluster is not None:
             self.cluster.close()
 
+    def start_actor(self, factory: Callable[[Any], Any], argument: Any, place: int) -> DaskActor:
+        """``factory(argument)`` as a Dask actor on the ``place``-th live worker (modulo their
+        number; another one if it cannot)."""
+        workers = sorted(self.client.scheduler_info()["workers"])
+        chosen = [workers[place % len(workers)]] if workers else None
+        future = self.client.submit(
+            factory, argument, actor=True, pure=False, workers=chosen, allow_other_workers=True
+        )
+        return DaskActor(future, future.result())
+
     def worker_pids(self) -> dict[str, int]:
         """Each worker's process id (by address): for tests that kill one."""
         import os
@@ -147,3 +158,18 @@ class DaskExecutor:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class DaskActor:
+    """A Dask actor and the future that holds it on its worker."""
+
+    def __init__(self, future: Future[Any], actor: Any) -> None:
+        self._future = future
+        self._actor = actor
+
+    def call(self, method: str, *args: Any) -> Any:
+        return getattr(self._actor, method)(*args).result()
+
+    def release(self) -> None:
+        with contextlib.suppress(Exception):  # the client or its worker is gone: nothing to do
+            self._future.release()

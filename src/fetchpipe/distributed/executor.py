@@ -64,6 +64,29 @@ class Executor(Protocol):
         ...
 
 
+class Actor(Protocol):
+    """An object living on a worker (a pipeline run's lane): its methods are called from the
+    driver, one call at a time."""
+
+    def call(self, method: str, *args: Any) -> Any:
+        """``method(*args)`` on the worker, waited for. Raises when the worker holding the
+        object is lost (it died, or cannot be reached)."""
+        ...
+
+    def release(self) -> None:
+        """Let the cluster forget the object (its worker may already be gone)."""
+        ...
+
+
+class ActorHost(Executor, Protocol):
+    """An executor that can also keep long-lived objects on its workers (pipeline runs)."""
+
+    def start_actor(self, factory: Callable[[Any], Any], argument: Any, place: int) -> Actor:
+        """``factory(argument)`` made on a worker: the ``place``-th live worker (modulo their
+        number), or another one if that one cannot take it."""
+        ...
+
+
 def dask_installed() -> bool:
     """Whether ``dask.distributed`` can be imported (it is imported to know: a run that asks
     for it imports it next anyway)."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fetchpipe._exceptions import ConfigError
 from fetchpipe.distributed.dask_executor import DaskExecutor
-from fetchpipe.distributed.executor import Executor, executor_problem, scheduler_address
+from fetchpipe.distributed.executor import ActorHost, executor_problem, scheduler_address
 
 
-def open_executor(spec: str, workers: int | None) -> Executor:
+def open_executor(spec: str, workers: int | None) -> ActorHost:
     """The executor ``spec`` names (``dask`` or a scheduler address), started or connected.
 
     Raises :class:`~fetchpipe._exceptions.ConfigError` when it cannot be used (see

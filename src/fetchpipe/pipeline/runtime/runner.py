@@ -52,7 +52,6 @@ from fetchpipe.destinations.pipelines import LoadError
 from fetchpipe.destinations.pipelines.factory import destination_for
 from fetchpipe.destinations.pipelines.journal import EndedSource, PageEntry, RunRecord
 from fetchpipe.destinations.run_log import LogRows, RequestRecorder
-from fetchpipe.engine.fetcher import Fetcher
 from fetchpipe.engine.quotas import DEFAULT_STATE_DIR
 from fetchpipe.engine.tls import load_tls
 from fetchpipe.engine.transports.base import Transport
@@ -60,6 +59,7 @@ from fetchpipe.pipeline.runtime import resume
 from fetchpipe.pipeline.runtime.auth import Authenticator, LaneLabels, authenticator_for
 from fetchpipe.pipeline.runtime.commits import COMMIT_EVERY, COMMIT_RECORDS, Commits
 from fetchpipe.pipeline.runtime.destination import DestinationThread
+from fetchpipe.pipeline.runtime.engines import EngineFactory, local_engine
 from fetchpipe.pipeline.runtime.feed import JobQueue
 from fetchpipe.pipeline.runtime.finish import Finisher
 from fetchpipe.pipeline.runtime.pages import PageReader
@@ -101,7 +101,11 @@ class PipelineRunner:
         commit_every: float = COMMIT_EVERY,
         commit_records: int = COMMIT_RECORDS,
         state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR,
+        engine: EngineFactory | None = None,
     ) -> None:
+        """``engine`` makes what fetches the pages from the Fetcher's arguments (default: a
+        Fetcher in this process; :func:`fetchpipe.distributed.cluster_engine`: a cluster's
+        workers). Everything else of the run stays here, on this process."""
         if pipeline.unset_variables:  # loaded with skip_env: placeholders, not values
             raise ConfigError(
                 "the pipeline was loaded without its environment (skip_env): it can be "
@@ -120,6 +124,8 @@ class PipelineRunner:
         self.state_dir = state_dir
         """Where host quotas are counted across runs (``quotas.sqlite``)."""
         self._transport = transport
+        self.engine: EngineFactory = engine or local_engine
+        """What makes the engine when the run begins (it may be set until then)."""
         target = pipeline.target
         self.report = RunReport(self.run_id, pipeline.name, str(target))
         self.runs: dict[str, SourceRun] = {}
@@ -253,7 +259,7 @@ class PipelineRunner:
                 if self._tls is not None
                 else None
             ) as token_session,
-            Fetcher(
+            self.engine(
                 limits=pipeline.limits(),
                 retry=pipeline.retry_policy(),
                 breaker=pipeline.breaker_policy(),
@@ -294,6 +300,8 @@ class PipelineRunner:
                 self.report.rate_limits = dict(fetcher.rate_limits)
                 if fetcher.quotas is not None:
                     self.report.quotas_spent = fetcher.quotas.spent()
+                # what happened to the engine itself (a cluster's lost workers), if it says
+                self.report.warnings.extend(getattr(fetcher, "notes", ()))
 
     def _auth_warnings(self) -> None:
         """The authenticators' warnings into the report, once each, naming their sources."""

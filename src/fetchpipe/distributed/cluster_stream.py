@@ -1,0 +1,349 @@
+"""A pipeline run's engine on a cluster: ``stream(requests)`` as the local engine's, fetched on
+the workers, each host in one lane.
+
+The pipeline runner stays on the driver (its journal, commits, resume, pagination, fan-out and
+the one DuckDB writer); :class:`ClusterStream` takes the place of its
+:class:`~fetchpipe.engine.fetcher.Fetcher`. A pipeline does not know its requests up front (its
+next pages and its children's requests come from the pages it reads), so rather than tasks
+planned from counts (:func:`~fetchpipe.distributed.sharding.plan_tasks`) the run keeps one
+*lane* per slot of the executor, each a long-lived
+:class:`~fetchpipe.distributed.shard_engine.ShardEngine` on a worker (a Dask actor), and
+routes a request by its host's virtual shard: ``virtual_shard(host) % lanes``. Every request of
+a host goes to one engine, so its concurrency and rate limits, Retry-After pauses, circuit
+breaker and retry budget are exact across the cluster, as in one process. (A heavy host is not
+split here: a run that found it only late could not divide its limits.)
+
+The driver polls every lane (:meth:`ShardEngine.exchange`: new requests in, finished results
+out, waiting :data:`POLL_WAIT` seconds at most for one) from a thread per lane, and yields the
+results as they come. It keeps each lane's outstanding requests. When a lane's worker is lost
+(a call raises), a new engine is started on a live worker and sent that lane's outstanding
+requests again: a result that never came back is fetched again, and as only the driver's
+journal commits a page, nothing is committed twice. After :data:`LANE_RESTARTS` restarts the
+lane gives up: its outstanding and later requests end as ``host_down`` results saying why, so
+that their sources are suspended as when a host is down (what they committed is kept; the next
+run resumes them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import os
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from fetchpipe._exceptions import ConfigError, ExecutorError, InputError
+from fetchpipe._models import ErrorKind, Request, Result, Timings
+from fetchpipe.distributed.batch import FetchSettings
+from fetchpipe.distributed.executor import Actor, ActorHost
+from fetchpipe.distributed.shard_engine import EngineFigures, Exchanged, ShardEngine
+from fetchpipe.distributed.sharding import virtual_shard
+from fetchpipe.engine.limits import host_of
+from fetchpipe.engine.quotas import DEFAULT_STATE_DIR
+
+if TYPE_CHECKING:
+    from fetchpipe.engine.cache.http_cache import HttpCache
+    from fetchpipe.engine.politeness import HostRateReport
+
+LANE_RESTARTS = 3
+"""Times a lane's engine is started again after its worker was lost (Dask's
+``allowed-failures`` is 3 too)."""
+
+POLL_WAIT = 0.05
+"""Seconds a lane's engine waits for a result before it answers a poll empty (Dask runs one
+actor call at a time per worker: a long wait would hold up the next lane's call there)."""
+
+MAX_IN_FLIGHT = 10_000
+"""Requests sent to the lanes and not yet answered, at most (the input is read no further)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpentQuotas:
+    """The hosts whose quota was spent, as the engines of the lanes said when they ended."""
+
+    hosts: dict[str, str] = field(default_factory=dict)
+
+    def spent(self) -> dict[str, str]:
+        return dict(self.hosts)
+
+
+@dataclass(eq=False)
+class _Lane:
+    index: int
+    actor: Actor | None = None
+    inbox: list[tuple[int, Request]] = field(default_factory=list)
+    outstanding: dict[int, Request] = field(default_factory=dict)
+    """Ticket -> request, sent (or to be sent) and not answered, in the order they came."""
+    restarts: int = 0
+    gave_up: str | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ClusterStream:
+    """The engine of a pipeline run on ``host``'s workers (see the module's docstring)."""
+
+    def __init__(
+        self,
+        host: ActorHost,
+        settings: FetchSettings,
+        *,
+        lanes: int | None = None,
+        restarts: int = LANE_RESTARTS,
+        poll_wait: float = POLL_WAIT,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
+        self.host = host
+        self.settings = settings
+        self.lanes = lanes or host.slots
+        self.restarts = restarts
+        self.poll_wait = poll_wait
+        self.max_in_flight = max_in_flight
+        self.hosts_down: dict[str, int] = {}
+        """Host -> times its circuit breaker opened, over every lane."""
+        self.retries_denied = 0
+        self.rate_limits: dict[str, HostRateReport] = {}
+        self.quotas: SpentQuotas | None = SpentQuotas() if settings.limits.has_quotas else None
+        self.notes: list[str] = []
+        """What happened to the lanes (a worker lost, a lane given up), for the report."""
+        self._open: list[_Lane] = []
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._tickets = 0
+        self._in_flight = 0
+        self._room = asyncio.Event()
+
+    async def __aenter__(self) -> ClusterStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close_lanes()
+
+    async def stream(self, requests: AsyncIterable[Request]) -> AsyncIterator[Result]:
+        """Yield one result per request of ``requests``, in completion order."""
+        lanes = await self._open_lanes()
+        results: asyncio.Queue[Result | None] = asyncio.Queue()
+        feeder = asyncio.create_task(self._feed(requests, lanes, results))
+        pumps = [asyncio.create_task(self._pump(lane, results)) for lane in lanes]
+        try:
+            while not (feeder.done() and self._in_flight == 0):
+                result = await results.get()
+                if result is None:  # the input ended: maybe nothing is in flight
+                    continue
+                self._in_flight -= 1
+                self._room.set()
+                yield result
+            if feeder.exception() is not None:
+                raise InputError(
+                    f"reading the requests failed: {feeder.exception()!r}. Results fetched "
+                    "before the failure were delivered."
+                ) from feeder.exception()
+        finally:
+            for task in (feeder, *pumps):
+                task.cancel()
+            await asyncio.gather(feeder, *pumps, return_exceptions=True)
+            await self._close_lanes()
+
+    # --- the lanes -------------------------------------------------------------------------
+
+    async def _call(self, function: Any, *args: Any) -> Any:
+        assert self._pool is not None
+        return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+
+    async def _open_lanes(self) -> list[_Lane]:
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.lanes + 1, thread_name_prefix="fetchpipe-lanes"
+        )
+        lanes = [_Lane(index) for index in range(self.lanes)]
+        self._open = lanes
+        started = await asyncio.gather(
+            *(
+                self._call(self.host.start_actor, ShardEngine, self.settings, i)
+                for i in range(len(lanes))
+            ),
+            return_exceptions=True,
+        )
+        for lane, actor in zip(lanes, started, strict=True):
+            if isinstance(actor, BaseException):
+                await self._close_lanes()
+                raise ExecutorError(
+                    f"the cluster could not start the engine of lane {lane.index}: {actor!r}. "
+                    "HINT: check that its workers run and have fetchpipe installed"
+                ) from actor
+            lane.actor = actor
+        return lanes
+
+    async def _close_lanes(self) -> None:
+        """Stop every lane's engine and add up what they met."""
+        lanes, self._open = self._open, []
+        for lane in lanes:
+            actor, lane.actor = lane.actor, None
+            if actor is None:
+                continue
+            try:
+                figures = await self._call(actor.call, "close")
+            except Exception:  # its worker is gone: its figures with it
+                figures = None
+            if isinstance(figures, EngineFigures):
+                self._add(figures)
+            await self._call(actor.release)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+    def _add(self, figures: EngineFigures) -> None:
+        for host, times in figures.hosts_down.items():
+            self.hosts_down[host] = self.hosts_down.get(host, 0) + times
+        self.retries_denied += figures.retries_denied
+        self.rate_limits.update(figures.rate_limits)
+        if self.quotas is not None:
+            self.quotas = SpentQuotas({**self.quotas.hosts, **figures.quotas_spent})
+
+    # --- requests in, results out ----------------------------------------------------------
+
+    async def _feed(
+        self,
+        requests: AsyncIterable[Request],
+        lanes: list[_Lane],
+        results: asyncio.Queue[Result | None],
+    ) -> None:
+        try:
+            async for request in requests:
+                while self._in_flight >= self.max_in_flight:
+                    self._room.clear()
+                    await self._room.wait()
+                lane = lanes[virtual_shard(host_of(request.url) or "") % len(lanes)]
+                self._in_flight += 1
+                if lane.gave_up is not None:
+                    results.put_nowait(_not_fetched(request, lane.gave_up))
+                    continue
+                self._tickets += 1
+                lane.outstanding[self._tickets] = request
+                lane.inbox.append((self._tickets, request))
+                lane.wake.set()
+        finally:
+            results.put_nowait(None)
+
+    async def _pump(self, lane: _Lane, results: asyncio.Queue[Result | None]) -> None:
+        """Exchange with ``lane``'s engine while it has requests outstanding."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not lane.outstanding or lane.actor is None:
+                lane.wake.clear()
+                await lane.wake.wait()
+                continue
+            sending, lane.inbox = lane.inbox, []
+            try:
+                reply = await self._call(lane.actor.call, "exchange", sending, self.poll_wait)
+            except Exception as exc:  # the worker holding the lane is lost (or its engine)
+                await self._lost(lane, exc, results)
+                continue
+            assert isinstance(reply, Exchanged)
+            shift = reply.clock_shift - (time.time() - loop.time())
+            for result in reply.results:
+                request = lane.outstanding.pop(int(result.request.key or 0), None)
+                if request is None:  # answered already (sent again after a restart)
+                    continue
+                result.request = request
+                result.timings = _shifted(result.timings, shift)
+                results.put_nowait(result)
+
+    async def _lost(
+        self, lane: _Lane, error: BaseException, results: asyncio.Queue[Result | None]
+    ) -> None:
+        """Start ``lane`` again elsewhere and send its outstanding requests again; after
+        :attr:`restarts` restarts, end them as not fetched."""
+        old, lane.actor = lane.actor, None
+        if old is not None:
+            await self._call(old.release)
+        while lane.restarts < self.restarts:
+            lane.restarts += 1
+            try:
+                actor = await self._call(
+                    self.host.start_actor, ShardEngine, self.settings, lane.index + lane.restarts
+                )
+            except Exception as exc:
+                error = exc
+                continue
+            lane.actor = actor
+            lane.inbox = list(lane.outstanding.items())
+            self.notes.append(
+                f"lane {lane.index}: its worker was lost ({_short(error)}); its "
+                f"{len(lane.inbox)} outstanding requests were sent again to a new engine"
+            )
+            return
+        lost = lane.restarts + 1
+        lane.gave_up = (
+            f"the cluster lost the engine of this host's lane {lost} time{'s' if lost > 1 else ''}"
+            f" (last: {_short(error)}); not fetched. HINT: check the workers (memory, logs)"
+        )
+        self.notes.append(f"lane {lane.index}: given up: {lane.gave_up}")
+        lane.inbox = []
+        for request in lane.outstanding.values():
+            results.put_nowait(_not_fetched(request, lane.gave_up))
+        lane.outstanding.clear()
+
+
+def _short(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _not_fetched(request: Request, why: str) -> Result:
+    now = asyncio.get_running_loop().time()
+    return Result(
+        request, error=ErrorKind.HOST_DOWN, error_message=why, timings=Timings(now, 0.0, 0.0, now)
+    )
+
+
+def _shifted(timings: Timings, shift: float) -> Timings:
+    """``timings`` (a worker loop's readings) on this loop's clock; unset readings stay 0."""
+    return dataclasses.replace(
+        timings,
+        **{
+            name: value + shift
+            for name in ("queued", "started", "first_byte", "done")
+            if (value := getattr(timings, name))
+        },
+    )
+
+
+def cluster_engine(host: ActorHost, **options: Any) -> Callable[..., ClusterStream]:
+    """What makes a pipeline run's engine on ``host``'s workers: called, as a
+    :class:`~fetchpipe.engine.fetcher.Fetcher` is, with the engine's keyword arguments
+    (``options``: :class:`ClusterStream`'s own, e.g. ``restarts``).
+
+    A cache becomes one file per virtual shard in the directory ``CACHE.shards`` beside the
+    pipeline's cache file (see :mod:`.shard_engine`); ``state_dir`` (the quotas) and the cache
+    must be storage every worker shares.
+    """
+
+    def make(
+        *,
+        transport: object = "aiohttp",
+        cache: HttpCache | None = None,
+        state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR,
+        **settings: Any,
+    ) -> ClusterStream:
+        if not isinstance(transport, str):
+            raise ConfigError(
+                "a run on a cluster cannot ship a Transport object to its workers. HINT: name "
+                "the transport (aiohttp or fast) in the pipeline's defaults.transport"
+            )
+        shipped = FetchSettings(
+            transport=transport,
+            cache=cache,
+            cache_dir=None if cache is None else f"{cache.path}.shards",
+            state_dir=str(state_dir),
+            **settings,
+        )
+        return ClusterStream(host, shipped, **options)
+
+    return make
