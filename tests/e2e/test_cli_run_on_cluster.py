@@ -1,0 +1,122 @@
+"""``fetchpipe run PIPELINE --executor dask`` as a real subprocess against the simulated shop:
+the tables of a local run, the report and metrics made here, bad options refused with exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import yaml
+
+from fetchpipe.sim import Fleet
+from fetchpipe.sim.shop import SHOP_PRODUCT_COUNT
+from tests.e2e.conftest import RunCli
+from tests.e2e.shop_sources import shop_and_flaky_sources
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _write(path: Path, fleet: Fleet, db: Path, tag: str) -> Path:
+    config = {
+        "name": "shop",
+        "destination": f"duckdb:///{db}",
+        "defaults": {"retry": {"attempts": 3, "wait_initial": 0.01}},
+        "hosts": {"127.0.0.1": {"max_concurrency": 4}, "127.0.0.2": {"max_concurrency": 1}},
+        "sources": shop_and_flaky_sources(fleet, tag),
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _tables(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows without the run's own columns, sorted (order-free)."""
+    found = {}
+    with duckdb.connect(str(db), read_only=True) as connection:
+        for (table,) in connection.execute("SHOW TABLES").fetchall():
+            if table.startswith("_fetchpipe"):
+                continue
+            columns = [
+                row[0]
+                for row in connection.execute(f'DESCRIBE "{table}"').fetchall()
+                if not row[0].startswith("_fetchpipe")
+            ]
+            listed = ", ".join(f'"{c}"' for c in columns)
+            rows = connection.execute(f'SELECT {listed} FROM "{table}"').fetchall()
+            found[table] = sorted(rows, key=repr)
+    return found
+
+
+def test_the_shop_on_a_local_dask_cluster_leaves_the_tables_of_a_local_run(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    tag = tmp_path.name
+    local = _write(tmp_path / "local.yaml", cli_fleet, tmp_path / "local.duckdb", f"l-{tag}")
+    done = run_cli("run", str(local))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    dask = _write(tmp_path / "dask.yaml", cli_fleet, tmp_path / "dask.duckdb", f"d-{tag}")
+    report, metrics = tmp_path / "report.html", tmp_path / "metrics.prom"
+    done = run_cli(
+        "run", str(dask), "--executor", "dask", "--workers", "2",
+        "--report", str(report), "--metrics", str(metrics), timeout=150,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "running on dask LocalCluster, 2 workers (2 lanes" in done.stderr
+    assert "products: ok, 5 pages, 250 records -> 250 rows" in done.stderr
+
+    expected = _tables(tmp_path / "local.duckdb")
+    assert {name: len(rows) for name, rows in expected.items()}["products"] == SHOP_PRODUCT_COUNT
+    assert set(expected) == {"products", "reviews", "flaky"}
+    assert _tables(tmp_path / "dask.duckdb") == expected
+    # the report and the metrics come from the request log this process made of the results
+    with duckdb.connect(str(tmp_path / "dask.duckdb"), read_only=True) as connection:
+        logged = connection.execute("SELECT count(*) FROM _fetchpipe_requests").fetchall()[0][0]
+    assert logged == 5 + SHOP_PRODUCT_COUNT + 1  # pages, a review page per product, flaky
+    assert report.stat().st_size > 0 and "<canvas" in report.read_text()
+    assert "fetchpipe_requests_total{" in metrics.read_text()
+
+
+def test_without_dask_run_executor_dask_exits_2_with_the_install_hint(
+    cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    pipeline = _write(tmp_path / "p.yaml", cli_fleet, tmp_path / "p.duckdb", tmp_path.name)
+    before = cli_fleet.stats.requests()
+    hidden = (
+        "import sys; sys.modules['distributed'] = None; sys.argv[0] = 'fetchpipe'; "
+        "from fetchpipe.cli import entry_point; entry_point()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", hidden, "run", str(pipeline), "--executor", "dask"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "HINT: pip install 'fetchpipe[dask]'" in done.stderr
+    assert cli_fleet.stats.requests() == before
+    assert not (tmp_path / "p.duckdb").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--executor", "spark"], "is not an executor"),
+        (["--executor", "dask://127.0.0.1:0"], "the port must be 1..65535"),
+        (["--workers", "3"], "--workers sizes the local cluster"),
+    ],
+)
+def test_bad_executor_options_of_run_exit_2_before_any_request(
+    cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path, args: list[str], message: str
+) -> None:
+    pipeline = _write(tmp_path / "p.yaml", cli_fleet, tmp_path / "p.duckdb", tmp_path.name)
+    before = cli_fleet.stats.requests()
+    done = run_cli("run", str(pipeline), *args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "HINT" in done.stderr
+    assert cli_fleet.stats.requests() == before
+    assert not (tmp_path / "p.duckdb").exists()
