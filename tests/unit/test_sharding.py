@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fetchpipe import ConfigError, HostLimits, Limits, Request
+from fetchpipe._quota import Quota
 from fetchpipe.distributed.batch import interleaved
 from fetchpipe.distributed.driver import batch_gap
 from fetchpipe.distributed.sharding import (
@@ -153,6 +154,19 @@ def test_a_heavy_host_is_split_with_its_limits_divided() -> None:
     assert own.for_host("h1.example") == limits.per_host
     assert (own.max_concurrency, own.max_body_size, own.readahead) == (50, 1000, 7)
     assert not plan_tasks(counts, 3, limits, split_heavy=False).splits
+
+
+def test_a_split_host_keeps_its_quota_whole_and_its_adaptive_setting() -> None:
+    quota = Quota(300, "day")
+    big = HostLimits(max_concurrency=4, max_per_second=8.0, adaptive=False, quota=quota)
+    limits = Limits(per_host=HostLimits(max_concurrency=4), hosts={"big.example": big})
+    plan = plan_tasks({"big.example": 9_000, "small.example": 10}, 2, limits)
+    assert plan.splits["big.example"].parts == 2
+    for task in range(2):
+        own = limits_for_task(limits, plan, task).for_host("big.example")
+        # one ledger counts the quota for every part; concurrency and rate are shared out
+        assert (own.quota, own.adaptive) == (quota, False)
+        assert (own.max_concurrency, own.max_per_second) == (2, 4.0)
 
 
 def test_a_host_is_split_no_further_than_its_concurrency() -> None:

@@ -217,9 +217,12 @@ def plan_tasks(
 
 def divided(limits: HostLimits, parts: int, default_concurrency: int) -> HostLimits:
     """``limits`` shared by ``parts`` sub-shards: concurrency and rate divided by ``parts``
-    (concurrency rounded down, at least 1), the burst too (at least 1)."""
+    (concurrency rounded down, at least 1), the burst too (at least 1). The quota stays whole:
+    its ledger in the state directory is one for every process that counts it; ``adaptive``
+    stays as it was asked."""
     concurrency = limits.max_concurrency or default_concurrency
-    return HostLimits(
+    return dataclasses.replace(
+        limits,
         max_concurrency=max(1, concurrency // parts),
         max_per_second=None if limits.max_per_second is None else limits.max_per_second / parts,
         burst=max(1, limits.burst // parts),
