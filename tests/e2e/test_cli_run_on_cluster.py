@@ -3,6 +3,7 @@ the tables of a local run, the report and metrics made here, bad options refused
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,26 @@ def test_bad_executor_options_of_run_exit_2_before_any_request(
     assert message in done.stderr and "HINT" in done.stderr
     assert cli_fleet.stats.requests() == before
     assert not (tmp_path / "p.duckdb").exists()
+
+
+def test_fetch_on_a_cluster_counts_a_quota_in_the_state_dir_it_was_given(
+    cli_fleet: Fleet, run_cli: RunCli, tmp_path: Path
+) -> None:
+    """The workers get --state-dir (and the pacing settings) with the rest of the settings."""
+    key = f"cluster-quota-{tmp_path.name}"
+    host = cli_fleet.addresses[2]
+    urls = [cli_fleet.url(f"/limited/quota/{i}?requests=1000&key={key}", host=2) for i in range(12)]
+    (tmp_path / "urls.txt").write_text("\n".join(urls) + "\n")
+    state = tmp_path / "state"
+    done = run_cli(
+        "fetch", str(tmp_path / "urls.txt"), "--out", str(tmp_path / "out.jsonl"),
+        "--executor", "dask", "--workers", "2", "--quota", f"{host}=5/day",
+        "--state-dir", str(state), cwd=str(tmp_path), timeout=150,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr  # 12 requests for a quota of 5
+    assert cli_fleet.limited_counts(key) == {"accepted": 5, "rejected": 0}
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    errors = sorted(str(json.loads(line)["error"]) for line in lines)
+    assert errors == ["None"] * 5 + ["quota_exhausted"] * 7
+    assert (state / "quotas.sqlite").is_file()
+    assert not (tmp_path / ".fetchpipe").exists()  # not the default state directory
