@@ -51,6 +51,13 @@ def _tables(db: Path) -> dict[str, list[tuple[Any, ...]]]:
     return found
 
 
+def _events(db: Path) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(db), read_only=True) as connection:
+        return connection.execute(
+            "SELECT event, source, count(*) FROM _fetchpipe_events GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+
+
 def test_the_shop_on_a_local_dask_cluster_leaves_the_tables_of_a_local_run(
     run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
 ) -> None:
@@ -77,6 +84,9 @@ def test_the_shop_on_a_local_dask_cluster_leaves_the_tables_of_a_local_run(
     with duckdb.connect(str(tmp_path / "dask.duckdb"), read_only=True) as connection:
         logged = connection.execute("SELECT count(*) FROM _fetchpipe_requests").fetchall()[0][0]
     assert logged == 5 + SHOP_PRODUCT_COUNT + 1  # pages, a review page per product, flaky
+    # the engine's events on the workers are recorded here too, with their sources
+    assert _events(tmp_path / "dask.duckdb") == _events(tmp_path / "local.duckdb")
+    assert ("request_retried", "flaky", 2) in _events(tmp_path / "dask.duckdb")
     assert report.stat().st_size > 0 and "<canvas" in report.read_text()
     assert "fetchpipe_requests_total{" in metrics.read_text()
 

@@ -200,3 +200,36 @@ def _wait_for_workers(executor: DaskExecutor, count: int) -> None:
     deadline = time.monotonic() + 30
     while len(executor.worker_pids()) < count and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+@pytest.mark.fleet(hosts=HOSTS, minute=0.01)
+def test_the_workers_events_are_recorded_here_without_the_runs_secrets(
+    cluster: DaskExecutor, fleet_in_thread: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = f"not-a-real-token-{tmp_path.name}"
+    monkeypatch.setenv("TOKEN", secret)
+    db = tmp_path / "events.duckdb"
+    pipeline = Pipeline.from_dict(
+        {
+            "name": "events",
+            "destination": f"duckdb:///{db}",
+            "defaults": {"retry": {"attempts": 3, "wait_initial": 0.01}},
+            "sources": [
+                {
+                    "name": "flaky",
+                    "url": fleet_in_thread.url(f"/status/503,503,200?key=ev-{tmp_path.name}"),
+                    "auth": {"type": "api_key", "name": "acct", "in": "query", "value": "${TOKEN}"},
+                    "records": "",
+                }
+            ],
+        }
+    )
+    report = _on_cluster(pipeline, cluster)
+    assert report.ok
+    with duckdb.connect(str(db), read_only=True) as connection:
+        events = connection.execute(
+            "SELECT event, source, url FROM _fetchpipe_events ORDER BY start_offset"
+        ).fetchall()
+    assert [(event, source) for event, source, _ in events] == [("request_retried", "flaky")] * 2
+    assert all("acct=" in url and secret not in url for _, _, url in events)
+    assert secret.encode() not in db.read_bytes()

@@ -37,7 +37,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from fetchpipe._exceptions import ConfigError, ExecutorError, InputError
+from fetchpipe._log import current
 from fetchpipe._models import ErrorKind, Request, Result, Timings
+from fetchpipe._redact import redact_url
 from fetchpipe.distributed.batch import FetchSettings
 from fetchpipe.distributed.executor import Actor, ActorHost
 from fetchpipe.distributed.shard_engine import EngineFigures, Exchanged, ShardEngine
@@ -246,6 +248,8 @@ class ClusterStream:
                 await self._lost(lane, exc, results)
                 continue
             assert isinstance(reply, Exchanged)
+            if reply.events:
+                _record(reply.events, lane.outstanding)
             shift = reply.clock_shift - (time.time() - loop.time())
             for result in reply.results:
                 request = lane.outstanding.pop(int(result.request.key or 0), None)
@@ -289,6 +293,32 @@ class ClusterStream:
         for request in lane.outstanding.values():
             results.put_nowait(_not_fetched(request, lane.gave_up))
         lane.outstanding.clear()
+
+
+def _record(events: list[tuple[str, dict[str, Any]]], outstanding: dict[int, Request]) -> None:
+    """Hand a lane's engine events to this run's context (the request log's events), each
+    with the source of its request and redacted with the run's secrets. They are timed when
+    they arrive here: within a poll of when they happened."""
+    context = current()
+    if context is None or context.on_event is None:
+        return
+    for name, fields in events:
+        ticket = fields.get("source")
+        request = outstanding.get(int(ticket)) if isinstance(ticket, str) else None
+        source = None
+        if request is not None and context.source_of is not None:
+            source = context.source_of(request.key)
+        url, message = fields.get("url"), fields.get("message")
+        context.on_event(
+            name,
+            {
+                **fields,
+                "run_id": context.run_id,
+                "source": source,
+                "url": redact_url(context.redact(url)) if isinstance(url, str) else None,
+                "message": context.redact(message) if isinstance(message, str) else None,
+            },
+        )
 
 
 def _short(error: BaseException) -> str:

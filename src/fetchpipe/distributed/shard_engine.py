@@ -25,8 +25,9 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from fetchpipe._log import RunContext, run_context
 from fetchpipe._models import Request, Result
 from fetchpipe.distributed.batch import FetchSettings, cache_file, fetcher_for, shard_cache
 from fetchpipe.distributed.sharding import virtual_shard
@@ -48,6 +49,9 @@ class Exchanged:
 
     results: list[Result]
     clock_shift: float
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """The engine's recorded events (retries, pauses, breakers: ``fetchpipe._log.RECORDED``)
+    since the last call, each with its request's ticket as its ``source``."""
 
 
 @dataclass(slots=True)
@@ -73,6 +77,8 @@ class ShardEngine:
     def __init__(self, settings: FetchSettings) -> None:
         self._settings = settings
         self._done: list[Result] = []
+        self._events: list[tuple[str, dict[str, Any]]] = []
+        self._context = RunContext(source_of=_ticket, on_event=self._event)
         self._failed: BaseException | None = None
         self._changed = threading.Condition()
         self._figures = EngineFigures()
@@ -100,10 +106,11 @@ class ShardEngine:
             if not self._done and self._failed is None:
                 self._changed.wait(wait)
             done, self._done = self._done, []
+            events, self._events = self._events, []
             failed = self._failed
         if failed is not None and not done:
             raise failed
-        return Exchanged(done, time.time() - loop.time())
+        return Exchanged(done, time.time() - loop.time(), events)
 
     def close(self) -> EngineFigures:
         """Stop the engines (what is in flight is cancelled) and say what they met."""
@@ -143,7 +150,15 @@ class ShardEngine:
                 self._streams.append(asyncio.create_task(self._stream(group, queue)))
             queue.put_nowait(dataclasses.replace(request, key=ticket))
 
+    def _event(self, name: str, fields: Mapping[str, Any]) -> None:
+        with self._changed:
+            self._events.append((name, dict(fields)))
+
     async def _stream(self, group: int | None, queue: asyncio.Queue[Request | None]) -> None:
+        with run_context(self._context):  # the engine's events reach the driver with results
+            await self._fetch(group, queue)
+
+    async def _fetch(self, group: int | None, queue: asyncio.Queue[Request | None]) -> None:
         settings = self._settings
         cache = None
         if group is not None and settings.cache is not None and settings.cache_dir is not None:
@@ -170,6 +185,12 @@ class ShardEngine:
             with self._changed:
                 self._failed = exc
                 self._changed.notify_all()
+
+
+def _ticket(key: object) -> str | None:
+    """The "source" of a request's events on a worker: its ticket, which the driver turns into
+    the source it knows."""
+    return None if key is None else str(key)
 
 
 async def _drain(queue: asyncio.Queue[Request | None]) -> AsyncIterator[Request]:
