@@ -233,3 +233,40 @@ def test_the_workers_events_are_recorded_here_without_the_runs_secrets(
     assert [(event, source) for event, source, _ in events] == [("request_retried", "flaky")] * 2
     assert all("acct=" in url and secret not in url for _, _, url in events)
     assert secret.encode() not in db.read_bytes()
+
+
+@pytest.mark.fleet(hosts=HOSTS, minute=0.01)
+def test_a_cache_is_one_file_per_virtual_shard_and_answers_the_next_run(
+    cluster: DaskExecutor, fleet_in_thread: Fleet, tmp_path: Path
+) -> None:
+    fleet = fleet_in_thread
+    cache = tmp_path / "cache.sqlite"
+    sources = [
+        {
+            "name": f"products_{i}",
+            "url": fleet.url("/shop/v1/page/products", host=i),
+            "params": {"per_page": 50},
+            "records": "data.items",
+            "primary_key": "id",
+            "write": "merge",
+            "paginate": {"type": "page", "total_pages_path": "meta.total_pages"},
+        }
+        for i in range(HOSTS)
+    ]
+    config = {
+        "name": "cached",
+        "destination": f"duckdb:///{tmp_path / 'cached.duckdb'}",
+        "defaults": {"cache": {"enabled": True, "path": str(cache), "ttl": 3600}},
+        "sources": sources,
+    }
+    first = _on_cluster(Pipeline.from_dict(config), cluster)
+    assert first.ok
+    files = sorted(p.name for p in (tmp_path / "cache.sqlite.shards").glob("shard-*.sqlite"))
+    assert files == sorted(
+        {f"shard-{virtual_shard(f'127.0.0.{i + 1}'):03d}.sqlite" for i in range(HOSTS)}
+    )
+    assert not cache.exists()  # no file that two workers would share
+    fleet.reset()
+    second = _on_cluster(Pipeline.from_dict(config), cluster)
+    assert second.ok and fleet.stats.requests() == 0  # every page from the workers' caches
+    assert {s.status for s in second.sources} == {"unchanged"}
