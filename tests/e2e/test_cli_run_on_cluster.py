@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from fetchpipe.sim import Fleet
-from fetchpipe.sim.shop import SHOP_PRODUCT_COUNT
+from fetchpipe.sim.shop import SHOP_API_KEY, SHOP_CLIENT_SECRET, SHOP_PRODUCT_COUNT, shop_reviews
 from tests.e2e.conftest import RunCli
 from tests.e2e.shop_sources import shop_and_flaky_sources
 
@@ -154,3 +154,24 @@ def test_fetch_on_a_cluster_counts_a_quota_in_the_state_dir_it_was_given(
     assert errors == ["None"] * 5 + ["quota_exhausted"] * 7
     assert (state / "quotas.sqlite").is_file()
     assert not (tmp_path / ".fetchpipe").exists()  # not the default state directory
+
+
+def test_the_readme_example_runs_on_a_local_dask_cluster(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    example = Path(__file__).parents[2] / "examples" / "shop.yaml"
+    text = example.read_text().replace("127.0.0.1:8080", f"127.0.0.1:{cli_fleet.port}")
+    (tmp_path / "shop.yaml").write_text(text)
+    env = {"SHOP_CLIENT_SECRET": SHOP_CLIENT_SECRET, "SHOP_API_KEY": SHOP_API_KEY}
+    done = run_cli(
+        "run", "shop.yaml", "--executor", "dask", "--workers", "2",
+        env=env, cwd=str(tmp_path), timeout=150,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "reviews: ok, 250 pages" in done.stderr
+    assert list((tmp_path / ".fetchpipe").glob("cache.sqlite.shards/shard-*.sqlite"))
+    with duckdb.connect(str(tmp_path / "shop.duckdb"), read_only=True) as connection:
+        counts = connection.execute(
+            "SELECT (SELECT count(*) FROM products), (SELECT count(*) FROM reviews)"
+        ).fetchall()
+    assert counts == [(SHOP_PRODUCT_COUNT, sum(len(r) for r in shop_reviews().values()))]
