@@ -28,6 +28,7 @@ from fetchpipe.bench.cli.commands import (
     throughput,
 )
 from fetchpipe.bench.cli.report import report_command
+from fetchpipe.bench.cli.scale_pipeline import scale_pipeline_command
 from fetchpipe.bench.report import raise_nofile_limit
 
 
@@ -60,5 +61,6 @@ for _command in (
     all_command,
     cache_command,
     scale_command,
+    scale_pipeline_command,
 ):
     bench.add_command(_command)
