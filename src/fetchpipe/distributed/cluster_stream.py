@@ -13,11 +13,15 @@ a host goes to one engine, so its concurrency and rate limits, Retry-After pause
 breaker and retry budget are exact across the cluster, as in one process. (A heavy host is not
 split here: a run that found it only late could not divide its limits.)
 
-The driver polls every lane (:meth:`ShardEngine.exchange`: new requests in, finished results
-out, waiting :data:`POLL_WAIT` seconds at most for one) from a thread per lane, and yields the
-results as they come. It keeps each lane's outstanding requests. When a lane's worker is lost
-(a call raises), a new engine is started on a live worker and sent that lane's outstanding
-requests again: a result that never came back is fetched again, and as only the driver's
+The driver talks to every lane through :meth:`ShardEngine.exchange` (new requests in,
+finished results out): one call after another polls for results (answered as soon as one is
+in, or empty after :data:`POLL_WAIT` seconds), and new requests go in calls of their own as soon
+as the pages find them (the engine's ``exchange`` is a coroutine on the worker, so a waiting
+poll holds up nothing). The results are yielded as they come.
+
+The driver keeps each lane's outstanding requests. When a lane's worker is lost (a call
+raises), a new engine is started on a live worker and sent that lane's outstanding requests
+again: a result that never came back is fetched again, and as only the driver's
 journal commits a page, nothing is committed twice. After :data:`LANE_RESTARTS` restarts the
 lane gives up: its outstanding and later requests end as ``host_down`` results saying why, so
 that their sources are suspended as when a host is down (what they committed is kept; the next
@@ -55,9 +59,9 @@ LANE_RESTARTS = 3
 """Times a lane's engine is started again after its worker was lost (Dask's
 ``allowed-failures`` is 3 too)."""
 
-POLL_WAIT = 0.05
-"""Seconds a lane's engine waits for a result before it answers a poll empty (Dask runs one
-actor call at a time per worker: a long wait would hold up the next lane's call there)."""
+POLL_WAIT = 0.2
+"""Seconds a lane's engine waits for a result before it answers a poll empty. New requests do
+not wait for it: they go in a call of their own."""
 
 MAX_IN_FLIGHT = 10_000
 """Requests sent to the lanes and not yet answered, at most (the input is read no further)."""
@@ -83,6 +87,9 @@ class _Lane:
     restarts: int = 0
     gave_up: str | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the lane has requests outstanding again (its poll goes on)."""
+    sendable: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the lane has new requests to send."""
 
 
 class ClusterStream:
@@ -133,7 +140,11 @@ class ClusterStream:
         lanes = await self._open_lanes()
         results: asyncio.Queue[Result | None] = asyncio.Queue()
         feeder = asyncio.create_task(self._feed(requests, lanes, results))
-        pumps = [asyncio.create_task(self._pump(lane, results)) for lane in lanes]
+        pumps = [
+            asyncio.create_task(pump(lane, results))
+            for lane in lanes
+            for pump in (self._receive, self._send)
+        ]
         try:
             while not (feeder.done() and self._in_flight == 0):
                 result = await results.get()
@@ -161,7 +172,7 @@ class ClusterStream:
 
     async def _open_lanes(self) -> list[_Lane]:
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.lanes + 1, thread_name_prefix="fetchpipe-lanes"
+            max_workers=2 * self.lanes + 1, thread_name_prefix="fetchpipe-lanes"
         )
         lanes = [_Lane(index) for index in range(self.lanes)]
         self._open = lanes
@@ -230,34 +241,57 @@ class ClusterStream:
                 lane.outstanding[self._tickets] = request
                 lane.inbox.append((self._tickets, request))
                 lane.wake.set()
+                lane.sendable.set()
         finally:
             results.put_nowait(None)
 
-    async def _pump(self, lane: _Lane, results: asyncio.Queue[Result | None]) -> None:
-        """Exchange with ``lane``'s engine while it has requests outstanding."""
-        loop = asyncio.get_running_loop()
+    async def _receive(self, lane: _Lane, results: asyncio.Queue[Result | None]) -> None:
+        """Poll ``lane``'s engine for results while it has requests outstanding."""
         while True:
-            if not lane.outstanding or lane.actor is None:
+            actor = lane.actor
+            if not lane.outstanding or actor is None:
                 lane.wake.clear()
                 await lane.wake.wait()
                 continue
-            sending, lane.inbox = lane.inbox, []
-            try:
-                reply = await self._call(lane.actor.call, "exchange", sending, self.poll_wait)
-            except Exception as exc:  # the worker holding the lane is lost (or its engine)
-                await self._lost(lane, exc, results)
+            await self._exchange(lane, actor, [], self.poll_wait, results)
+
+    async def _send(self, lane: _Lane, results: asyncio.Queue[Result | None]) -> None:
+        """Hand ``lane``'s engine its new requests as they come (beside the poll, which may be
+        waiting for a result: the engine's ``exchange`` is a coroutine on the worker)."""
+        while True:
+            actor = lane.actor
+            if not lane.inbox or actor is None:
+                lane.sendable.clear()
+                await lane.sendable.wait()
                 continue
-            assert isinstance(reply, Exchanged)
-            if reply.events:
-                _record(reply.events, lane.outstanding)
-            shift = reply.clock_shift - (time.time() - loop.time())
-            for result in reply.results:
-                request = lane.outstanding.pop(int(result.request.key or 0), None)
-                if request is None:  # answered already (sent again after a restart)
-                    continue
-                result.request = request
-                result.timings = _shifted(result.timings, shift)
-                results.put_nowait(result)
+            sending, lane.inbox = lane.inbox, []
+            await self._exchange(lane, actor, sending, 0.0, results)
+
+    async def _exchange(
+        self,
+        lane: _Lane,
+        actor: Actor,
+        sending: list[tuple[int, Request]],
+        wait: float,
+        results: asyncio.Queue[Result | None],
+    ) -> None:
+        try:
+            reply = await self._call(actor.call, "exchange", sending, wait)
+        except Exception as exc:  # the worker holding the lane is lost (or its engine)
+            if lane.actor is actor:  # not yet started again (by the other call)
+                await self._lost(lane, exc, results)
+            return
+        assert isinstance(reply, Exchanged)
+        if reply.events:
+            _record(reply.events, lane.outstanding)
+        shift = reply.clock_shift - (time.time() - asyncio.get_running_loop().time())
+        for result in reply.results:
+            request = lane.outstanding.pop(int(result.request.key or 0), None)
+            if request is None:  # answered already (sent again after a restart)
+                continue
+            result.request = request
+            result.timings = _shifted(result.timings, shift)
+            results.put_nowait(result)
 
     async def _lost(
         self, lane: _Lane, error: BaseException, results: asyncio.Queue[Result | None]
@@ -278,6 +312,8 @@ class ClusterStream:
                 continue
             lane.actor = actor
             lane.inbox = list(lane.outstanding.items())
+            lane.wake.set()
+            lane.sendable.set()
             self.notes.append(
                 f"lane {lane.index}: its worker was lost ({_short(error)}); its "
                 f"{len(lane.inbox)} outstanding requests were sent again to a new engine"

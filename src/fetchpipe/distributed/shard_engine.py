@@ -20,6 +20,8 @@ its first request comes), as a shard task of ``fetch`` does: no two workers writ
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import dataclasses
 import threading
 import time
@@ -80,7 +82,8 @@ class ShardEngine:
         self._events: list[tuple[str, dict[str, Any]]] = []
         self._context = RunContext(source_of=_ticket, on_event=self._event)
         self._failed: BaseException | None = None
-        self._changed = threading.Condition()
+        self._changed = threading.Lock()
+        self._waiters: list[concurrent.futures.Future[None]] = []
         self._figures = EngineFigures()
         self._inputs: dict[int | None, asyncio.Queue[Request | None]] = {}
         self._streams: list[asyncio.Task[None]] = []
@@ -95,22 +98,41 @@ class ShardEngine:
 
     # --- called by the driver (on the worker's actor thread) -------------------------------
 
-    def exchange(self, requests: Sequence[tuple[int, Request]], wait: float) -> Exchanged:
+    async def exchange(self, requests: Sequence[tuple[int, Request]], wait: float) -> Exchanged:
         """Queue ``requests``; return the results finished so far, waiting up to ``wait``
-        seconds for one. Raises what stopped the engine, if it stopped."""
+        seconds for one. Raises what stopped the engine, if it stopped.
+
+        A coroutine: Dask runs it on the worker's event loop (not the actor thread), so a call
+        that brings new requests is not held up by another that waits for results."""
         loop = self._loop
         assert loop is not None
         if requests:
             loop.call_soon_threadsafe(self._accept, requests)
+        waiter: concurrent.futures.Future[None] | None = None
         with self._changed:
-            if not self._done and self._failed is None:
-                self._changed.wait(wait)
+            if wait > 0 and not self._done and self._failed is None:
+                waiter = concurrent.futures.Future()
+                self._waiters.append(waiter)
+        if waiter is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.wrap_future(waiter), wait)
+        with self._changed:
+            if waiter is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
             done, self._done = self._done, []
             events, self._events = self._events, []
             failed = self._failed
         if failed is not None and not done:
             raise failed
         return Exchanged(done, time.time() - loop.time(), events)
+
+    def _wake(self) -> None:
+        """Answer every waiting :meth:`exchange` (the lock held)."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            # a waiter whose exchange timed out meanwhile is cancelled: nothing to answer
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                waiter.set_result(None)
 
     def close(self) -> EngineFigures:
         """Stop the engines (what is in flight is cancelled) and say what they met."""
@@ -170,7 +192,7 @@ class ShardEngine:
                         result.headers = _shippable(result.headers)
                         with self._changed:
                             self._done.append(result)
-                            self._changed.notify_all()
+                            self._wake()
                 finally:
                     quotas = {} if fetcher.quotas is None else fetcher.quotas.spent()
                     self._figures.add(
@@ -184,7 +206,7 @@ class ShardEngine:
         except Exception as exc:  # the driver hears of it and runs the lane again elsewhere
             with self._changed:
                 self._failed = exc
-                self._changed.notify_all()
+                self._wake()
 
 
 def _ticket(key: object) -> str | None:
