@@ -18,6 +18,7 @@ import click
 
 from fetchpipe._exceptions import ConfigError, ExecutorError
 from fetchpipe.cli.bad_usage import BadUsage
+from fetchpipe.cli.executor_options import executor_options
 from fetchpipe.cli.options import (
     comma_separated,
     json_flag,
@@ -28,11 +29,11 @@ from fetchpipe.cli.options import (
     state_dir_option,
     whole_number,
 )
-from fetchpipe.cli.sharded import ScaleOut, executor_options, scale_out
 
 if TYPE_CHECKING:  # each command imports what it uses: listing the commands loads no pydantic
     from rich.console import Console
 
+    from fetchpipe.cli.sharded import ScaleOut
     from fetchpipe.distributed.executor import ActorHost
     from fetchpipe.pipeline.runtime.runner import PipelineRunner
     from fetchpipe.pipeline.spec.config import PipelineSpec
@@ -330,6 +331,7 @@ def run_command(
     from rich.console import Console
 
     from fetchpipe.cli import log_output
+    from fetchpipe.cli.sharded import scale_out
     from fetchpipe.destinations.pipelines import LoadError
     from fetchpipe.engine.fetcher import run as run_loop
     from fetchpipe.pipeline.runtime.report import (

@@ -23,6 +23,7 @@ from fetchpipe._exceptions import ConfigError, ExecutorError, InputError, SinkEr
 from fetchpipe._models import ErrorKind, Provenance, Request
 from fetchpipe._redact import redact_text
 from fetchpipe.cli.bad_usage import BadUsage
+from fetchpipe.cli.executor_options import executor_options
 from fetchpipe.cli.fetching import Settings, counted, stderr
 
 if TYPE_CHECKING:
@@ -52,26 +53,6 @@ def scale_options(command: _Decorated) -> _Decorated:
         "outputs.",
     )(command)
     return executor_options(command)
-
-
-def executor_options(command: _Decorated) -> _Decorated:
-    """``--executor`` and ``--workers`` (``fetch`` and ``run``)."""
-    command = click.option(
-        "--workers",
-        type=click.IntRange(min=1),
-        default=None,
-        help="Worker processes of the local Dask cluster of --executor dask.  [default: 2]",
-    )(command)
-    return click.option(
-        "--executor",
-        default="local",
-        show_default=True,
-        metavar="local|dask|dask://HOST:PORT",
-        help="Where requests run: this process; a local Dask cluster (--workers processes); "
-        "or a running Dask scheduler (dask://HOST:PORT or tcp://HOST:PORT). Each host's "
-        "requests run in one task, so its limits hold cluster-wide. pip install "
-        "'fetchpipe[dask]'.",
-    )(command)
 
 
 @dataclass(frozen=True, slots=True)
