@@ -59,6 +59,8 @@ class FetchSettings:
     """The :class:`~fetchpipe.engine.fetcher.Fetcher`'s arguments, as shipped to the workers.
 
     ``proxy`` is resolved by the driver (a worker's environment may name other proxies).
+    ``headers`` and ``proxy`` are left out of the repr: a cluster logs a failed task's
+    arguments, and they may hold credentials.
     ``cache``: an unopened :class:`~fetchpipe.engine.cache.http_cache.HttpCache` whose settings
     every virtual shard's cache file takes, in the directory ``cache_dir``.
     ``adaptive``: how hosts are paced by what they answer (AIMD on 429s, published limits).
@@ -69,11 +71,11 @@ class FetchSettings:
     limits: Limits = field(default_factory=Limits)
     retry: RetryPolicy = DEFAULT_RETRY
     timeouts: Timeouts = field(default_factory=Timeouts)
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     security: SecurityPolicy | None = None
     transport: str = "aiohttp"
     breaker: BreakerPolicy | None = DEFAULT_BREAKER
-    proxy: ProxyPolicy | None = None
+    proxy: ProxyPolicy | None = field(default=None, repr=False)
     tls: TlsPolicy | None = None
     cache: HttpCache | None = None
     cache_dir: str | None = None

@@ -119,6 +119,7 @@ class ClusterStream:
         self.notes: list[str] = []
         """What happened to the lanes (a worker lost, a lane given up), for the report."""
         self._open: list[_Lane] = []
+        self._closing = False
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._tickets = 0
         self._in_flight = 0
@@ -176,6 +177,7 @@ class ClusterStream:
         )
         lanes = [_Lane(index) for index in range(self.lanes)]
         self._open = lanes
+        self._closing = False
         started = await asyncio.gather(
             *(
                 self._call(self.host.start_actor, ShardEngine, self.settings, i)
@@ -195,6 +197,7 @@ class ClusterStream:
 
     async def _close_lanes(self) -> None:
         """Stop every lane's engine and add up what they met."""
+        self._closing = True  # a call failing now starts no engine again
         lanes, self._open = self._open, []
         for lane in lanes:
             actor, lane.actor = lane.actor, None
@@ -278,7 +281,7 @@ class ClusterStream:
         try:
             reply = await self._call(actor.call, "exchange", sending, wait)
         except Exception as exc:  # the worker holding the lane is lost (or its engine)
-            if lane.actor is actor:  # not yet started again (by the other call)
+            if lane.actor is actor and not self._closing:  # not started again meanwhile
                 await self._lost(lane, exc, results)
             return
         assert isinstance(reply, Exchanged)
