@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from fetchpipe._exceptions import ConfigError
 from fetchpipe.distributed import DaskExecutor, cluster_engine
 from fetchpipe.distributed.sharding import virtual_shard
 from fetchpipe.pipeline import Pipeline
@@ -270,3 +271,25 @@ def test_a_cache_is_one_file_per_virtual_shard_and_answers_the_next_run(
     second = _on_cluster(Pipeline.from_dict(config), cluster)
     assert second.ok and fleet.stats.requests() == 0  # every page from the workers' caches
     assert {s.status for s in second.sources} == {"unchanged"}
+
+
+@pytest.mark.fleet(hosts=HOSTS, minute=0.01)
+def test_pipeline_run_starts_and_closes_a_cluster_it_names(
+    fleet_in_thread: Fleet, tmp_path: Path
+) -> None:
+    config = {
+        "name": "named",
+        "destination": f"duckdb:///{tmp_path / 'named.duckdb'}",
+        "sources": [
+            {
+                "name": "products",
+                "url": fleet_in_thread.url("/shop/v1/offset/products"),
+                "records": "items",
+                "paginate": {"type": "offset", "limit": 100, "total_path": "total"},
+            }
+        ],
+    }
+    report = Pipeline.from_dict(config).run(executor="dask", workers=1)
+    assert report.ok and report.source("products").rows == SHOP_PRODUCT_COUNT
+    with pytest.raises(ConfigError, match="is not an executor"):
+        Pipeline.from_dict(config).run(executor="spark")

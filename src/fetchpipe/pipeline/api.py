@@ -76,7 +76,7 @@ class Pipeline(PipelineSpec):
         workers: int | None = None,
     ) -> RunReport:
         """:meth:`run` inside a running event loop."""
-        if executor is None or (isinstance(executor, str) and executor.strip() == "local"):
+        if executor is None or (isinstance(executor, str) and executor.strip().lower() == "local"):
             runner = PipelineRunner(
                 self, select=select, full_refresh=full_refresh, restart=restart, state_dir=state_dir
             )
