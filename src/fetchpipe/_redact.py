@@ -6,8 +6,10 @@ errors, reports, logs) passes through one of these, from the least to the most t
 * :func:`redact_url` and :func:`redact_text`, for what is stored and printed: the value of a
   credential query parameter (:data:`CREDENTIAL_PARAMS`) becomes ``REDACTED``, a URL password
   ``***``. :func:`redact_text` also replaces known secret values (a pipeline's ``${VAR}``
-  values and auth credentials) by ``***``. The rest of the URL is kept: a stored URL still says
-  what was fetched, and ``fetch --resume`` matches an input URL on its redacted form.
+  values and auth credentials) by ``***``, and so the values of credential headers quoted in a
+  text (``Authorization: Bearer ***``) and of quoted fields named as credentials (``"token":
+  "***"``). Only values go: the rest of the URL and of the text is kept (a stored URL still
+  says what was fetched, and ``fetch --resume`` matches an input URL on its redacted form).
 * :func:`url_shape`, for a :class:`~fetchpipe.Request`'s repr: every query value and the
   password (the user name too when there is no password: it may be a token) become ``…``;
   parameter names stay.
@@ -98,17 +100,54 @@ def is_credential_param(name: str) -> bool:
 
 # --- stored and printed: redact_url, redact_text ---------------------------------------------
 
-_END = r"&#;\s'\"<>"  # what ends a query name or value quoted in a message
+_END = r"&#;\s'\"<>"  # what ends a query parameter's name quoted in a message
+_VALUE_END = r"&#\s\"`>"
+"""What ends a credential value: the next pair, the fragment, white space, and the marks that
+close a quoted URL and cannot stand in one unencoded (RFC 3986). ``;``, ``'`` and ``<`` do not
+end it: ``;`` and ``'`` may stand in a query value, and a ``<`` in a value is a value's (an
+API key with such characters must not leave its tail behind)."""
+_TRAIL = r"'),.;:!\]}\\"
+"""Marks a credential value does not end with: the text's punctuation after a quoted URL
+(``'https://h/?key=…'``, ``(see https://h/?key=…).``), kept outside the mask."""
+_CHAR = rf"(?:[^;{_VALUE_END}]|;(?![^=;?{_VALUE_END}]*=))"
+"""A character of a credential value: a ``;`` too, unless a ``name=`` follows it (the old
+``;`` between pairs)."""
+_VALUE = rf"{_CHAR}*[^;{_VALUE_END}{_TRAIL}]"
+"""A credential value: the longest run of :data:`_CHAR` that does not end with one of
+:data:`_TRAIL` (a value of those marks only is left alone)."""
 _NAMES = "|".join(re.escape(name) for name in sorted(CREDENTIAL_PARAMS, key=len, reverse=True))
-_CREDENTIAL_PAIR = rf"(?i)([?&;#])({_NAMES})=[^{_END}]+"
+_CREDENTIAL_PAIR = rf"(?i)([?&;#])({_NAMES})={_VALUE}"
 """A credential parameter and its value."""
 _CREDENTIAL_OR_ENCODED_PAIR = (
-    rf"(?i)([?&;#])(?:({_NAMES})=[^{_END}]+|([^=?{_END}]*%[^=?{_END}]*)=[^?{_END}]+)"
+    rf"(?i)([?&;#])(?:({_NAMES})={_VALUE}|([^=?{_END}]*%[^=?{_END}]*)="
+    rf"{_VALUE.replace('[^', '[^?')})"
 )
 """The same, or a pair whose name is percent-encoded, which :func:`_redact_pair` decodes to
 decide (its value stops at ``?`` too, so that a pair left alone cannot hide a credential pair
-after it). Slower: used only on text with a ``%`` in it."""
+after it; and at the ends of a name, so that a credential value after it is seen whole).
+Slower: used only on text with a ``%`` in it."""
 _USERINFO = r"(://)([^/?#\s'\"<>]*)@"  # up to the authority's last @
+_TEXT_HEADERS = "|".join(
+    re.escape(name) for name in sorted(CREDENTIAL_HEADERS | {"set-cookie"}, key=len, reverse=True)
+)
+_HEADER_LINE = (
+    rf"(?im)(?<![\w-])({_TEXT_HEADERS})([ \t]*:[ \t]*)"
+    r"(?>((?:Bearer|Basic|Token|Digest|Negotiate|Bot|OAuth)[ \t]+)?)"
+    r"(?!(?:\.\.\.|…|\*\*\*|REDACTED|\$\{\w+\}|<\w+>)[ \t]*(?:$|[\"'<>`]))"
+    r"([^\s\"'<>`][^\r\n\"'<>`]*?)(?=[ \t]*(?:[,;.)][ \t]*)?(?:$|[\"'<>`]))"
+)
+"""A credential header as text shows it (``Authorization: Bearer …``, ``Cookie: a=1; b=2``):
+its name, the colon, the scheme of an ``Authorization`` (kept), and the value, to the end of
+the line or to the quote that closes it (its trailing punctuation kept outside). A value a
+message shows in place of a credential (``...``, ``***``, ``${TOKEN}``, ``<token>``: a hint's
+example) is left as it is."""
+_HEADER_PARTS = ("authoriz", "cookie", "api-key", "token")
+"""A part of every name of :data:`_TEXT_HEADERS`: a text without any has no header to mask."""
+_QUOTED_FIELD = (
+    r"([\"'])([A-Za-z0-9_.\-]{1,64})\1([ \t]*[:=][ \t]*)([\"'])((?:(?!\4)[^\\\r\n]|\\.)*)\4"
+)
+"""A quoted name and its quoted value, as JSON (``"token": "…"``) or a Python mapping's repr
+(``'Authorization': '…'``) writes them."""
 
 
 @functools.cache
@@ -136,8 +175,12 @@ def redact_url(url: str) -> str:
     """``url`` with credential query values as ``REDACTED`` and its password as ``***``; the
     rest as it was (a user name is kept: stored URLs have always shown it).
 
-    Works as well on a message quoting URLs. Applying it twice changes nothing more.
+    Works as well on a message quoting URLs. Applying it twice changes nothing more. Only the
+    values go: what follows a credential value (the next pair, the fragment, the text after a
+    quoted URL) is left as it was.
     """
+    if "@" in url:  # first: a password's characters cannot start a credential pair then
+        url = _compiled(_USERINFO).sub(_redact_userinfo, url)
     if "=" in url:
         if "%" not in url:
             pairs = _compiled(_CREDENTIAL_PAIR)
@@ -147,19 +190,38 @@ def redact_url(url: str) -> str:
             pairs = _compiled(_CREDENTIAL_OR_ENCODED_PAIR)
             if pairs.search(url) is not None:
                 url = pairs.sub(_redact_pair, url)
-    if "@" in url:
-        url = _compiled(_USERINFO).sub(_redact_userinfo, url)
     return url
 
 
 def redact_text(text: str, secrets: Collection[str] = ()) -> str:
     """``text`` with every known secret value in ``secrets`` as ``***`` (the longest first, so
     that no part of a longer one is left; values under :data:`MIN_SECRET` characters are left
-    alone), then with the URLs it quotes redacted as :func:`redact_url` does."""
+    alone), the values of credential headers it quotes (``Authorization: Bearer ***``,
+    ``'X-Api-Key': '***'``) and of quoted fields named as credentials (``"access_token":
+    "***"``) as ``***``, then with the URLs it quotes redacted as :func:`redact_url` does.
+    Only the values go: the rest of the text is left as it was. Applying it twice changes
+    nothing more."""
     for secret in sorted(secrets, key=len, reverse=True):
         if len(secret) >= MIN_SECRET and secret in text:
             text = text.replace(secret, MASK)
+    if "'" in text or '"' in text:
+        text = _compiled(_QUOTED_FIELD).sub(_mask_quoted_field, text)
+    if ":" in text:
+        lowered = text.lower()  # a header's name in it first: the common text has none
+        if any(part in lowered for part in _HEADER_PARTS):
+            text = _compiled(_HEADER_LINE).sub(_mask_header, text)
     return redact_url(text)
+
+
+def _mask_quoted_field(match: re.Match[str]) -> str:
+    if not _is_credential_field(match[2]) or match[5] in ("", MASK):
+        return match[0]
+    quote = match[4]
+    return f"{match[1]}{match[2]}{match[1]}{match[3]}{quote}{MASK}{quote}"
+
+
+def _mask_header(match: re.Match[str]) -> str:
+    return f"{match[1]}{match[2]}{match[3] or ''}{MASK}"
 
 
 # --- a response body in a message: body_excerpt ---------------------------------------------------
