@@ -33,7 +33,7 @@ def test_fetch_paces_a_published_limit_and_reports_it(
     assert cli_fleet.limited_counts(key) == {"accepted": 10, "rejected": 0}
     host = cli_fleet.addresses[3]
     assert f"rate limit {host}" in done.stderr
-    assert "published 4 per 1 s, 0 429s, paused" in done.stderr
+    assert "published 4 per 1 s (RateLimit-Policy), 0 429s, paused" in done.stderr
     assert "| rate limits: 1 host, 0 429s, paused" in done.stderr
 
 
@@ -71,9 +71,11 @@ sources:
     report = tmp_path / "report.json"
     done = run_cli("run", str(pipeline), "--json", str(report))
     assert done.returncode == 0, done.stderr
-    assert f"rate limit: {host}: published 2 per 1 s, 0 429s" in done.stdout
+    assert f"rate limit: {host}: published 2 per 1 s (RateLimit-Policy), 0 429s" in done.stdout
     info = json.loads(report.read_text())["rate_limits"][host]
     assert info["published"] == "2 per 1 s" and info["throttled"] == 0
+    assert info["source"] == "RateLimit-Policy" and info["unavailable"] == 0
+    assert info["limit"] == "published 2 per 1 s (RateLimit-Policy)"
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         pipeline.read_text().replace("{first_wait: 2.0}", "{decrease: 1.5}"), encoding="utf-8"

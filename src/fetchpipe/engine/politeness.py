@@ -35,8 +35,10 @@ a ``Retry-After`` pauses the host as it says, and decreases the rate only when t
 least :data:`GUIDED_SHARE` of the host's answers of the last second (a burst into the limit);
 a bare 429 always does.
 
-What happened is kept per host in a :class:`HostRateReport` (only for hosts where something
-did: a limit read or learned, a 429, a pause), for the summary.
+What happened is kept per host in a :class:`~fetchpipe._host_rates.HostRateReport` (only for
+hosts where something did: a limit read or learned, a 429 or a 503 with ``Retry-After``, a
+pause), for the summaries, ``run --json``, and the run's row in its destination (the report's
+"Politeness per host").
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sized
-from dataclasses import dataclass
 from typing import Protocol
 
+from fetchpipe._host_rates import HostRateReport
 from fetchpipe.engine.aimd import AdaptivePolicy, RateMeter
 from fetchpipe.engine.ratelimit_headers import Published, Window, read_limits
 
@@ -119,45 +121,6 @@ class HostsSeen:
         if len(hosts) >= self._max:
             del hosts[next(iter(hosts))]
         hosts[host] = None
-
-
-@dataclass(slots=True)
-class HostRateReport:
-    """What a run met at one host: its limit read or learned, 429s, time paused."""
-
-    host: str
-    throttled: int = 0
-    """429 answers received."""
-    paused: float = 0.0
-    """Seconds the host's next request was held back: by a Retry-After, or a published quota
-    spent until its reset."""
-    published: str | None = None
-    """The limit the host published, e.g. ``10 per 2 s``."""
-    per_second: float | None = None
-    """The rate in force at the end: the published quota's, or the learned one."""
-    learned: bool = False
-    """``per_second`` was learned from 429s (AIMD) rather than read."""
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "throttled": self.throttled,
-            "paused_seconds": round(self.paused, 3),
-            "published": self.published,
-            "per_second": None if self.per_second is None else round(self.per_second, 3),
-            "learned": self.learned,
-        }
-
-    @property
-    def text(self) -> str:
-        """``published 10 per 2 s, 0 429s, paused 36.8 s``, as summaries show it."""
-        if self.published is not None:
-            limit = f"published {self.published}"
-        elif self.per_second is not None:
-            limit = f"learned {self.per_second:.3g}/s"
-        else:
-            limit = "no limit read"
-        plural = "" if self.throttled == 1 else "s"
-        return f"{limit}, {self.throttled} 429{plural}, paused {self.paused:.1f} s"
 
 
 class _Budget:
@@ -309,6 +272,8 @@ class HostPace:
             if self.read_headers or status in THROTTLE_STATUSES
             else None
         )
+        if status == 503 and published is not None and published.retry_after is not None:
+            self._report(host).unavailable += 1
         if published is not None and published.rate_headers and self.read_headers:
             self._read(host, published, now)
         elif self.aimd:
@@ -432,6 +397,7 @@ class HostPace:
             self.hold_until = hold
         host.remember_until = max(host.remember_until, now + REMEMBER)
         report = self._report(host)
+        report.source = "+".join(dict.fromkeys(w.source for w in published.windows))
         if described:
             report.published = ", ".join(described)
         elif report.published is None:
@@ -454,7 +420,8 @@ class HostPace:
         if report is None:
             report = self._reports.get(host.name)
             if report is None:
-                report = self._reports[host.name] = HostRateReport(host.name)
+                configured = self.ceiling if math.isfinite(self.ceiling) else None
+                report = self._reports[host.name] = HostRateReport(host.name, configured=configured)
             self.report = report
         return report
 
@@ -469,3 +436,6 @@ def _describe(window: Window) -> str:
     if window.window:
         return f"{window.limit} per {window.window:g} s"
     return f"{window.limit} per window"
+
+
+__all__ = ["HostPace", "HostRateReport", "HostsSeen"]

@@ -26,7 +26,7 @@ import email.utils
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fetchpipe.engine.retry import parse_retry_after
@@ -40,6 +40,8 @@ CLOCK_SKEW = 2.0
 the server's clock instead of ours."""
 LEGACY = "x-ratelimit"
 """The policy name given to the ``X-RateLimit-*`` headers."""
+LEGACY_SOURCE = "X-RateLimit-*"
+"""The :attr:`Window.source` of the ``X-RateLimit-*`` headers."""
 MAX_FIELD = 4096
 """Longer header values are ignored rather than parsed."""
 
@@ -63,6 +65,10 @@ class Window:
     remaining: int | None = None
     reset: float | None = None
     window: float | None = None
+    source: str = field(default="RateLimit", compare=False)
+    """The header it was read from (not part of the window's value): ``RateLimit-Policy`` (a
+    policy, with ``RateLimit``'s count left when given), ``RateLimit`` (a count left with no
+    policy), or ``X-RateLimit-*``."""
 
     @property
     def per_second(self) -> float | None:
@@ -125,7 +131,9 @@ def _ietf_windows(headers: Mapping[str, str], cap: float) -> list[Window]:
     for name, params in _list_items(_field(headers, "RateLimit-Policy")):
         quota = _whole(params.get("q"))
         window = _whole(params.get("w"))
-        policies[name] = Window(name, quota, None, None, float(window) if window else None)
+        policies[name] = Window(
+            name, quota, None, None, float(window) if window else None, "RateLimit-Policy"
+        )
     windows: list[Window] = []
     text = _field(headers, "RateLimit")
     items = _list_items(text)
@@ -210,7 +218,7 @@ def _legacy_window(headers: Mapping[str, str], now: float, cap: float) -> Window
             return None  # spent until further than the caller waits: nothing to pace by
     if limit is None and remaining is None:
         return None
-    return Window(LEGACY, limit, remaining, reset)
+    return Window(LEGACY, limit, remaining, reset, source=LEGACY_SOURCE)
 
 
 def _count(text: str | None) -> int | None:
