@@ -10,8 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fetchpipe._host_rates import HostRateReport
+from fetchpipe.destinations.run_log import RunSummary
 from fetchpipe.engine.aimd import AdaptivePolicy
 from fetchpipe.engine.politeness import HostPace
+from fetchpipe.report import from_rows, politeness
+from fetchpipe.report.html import render
 
 
 @dataclass
@@ -113,3 +116,30 @@ def test_a_report_goes_to_json_and_back_unchanged(
 def test_a_report_from_an_older_or_damaged_row_keeps_what_it_can() -> None:
     report = HostRateReport.from_dict("h", {"throttled": 3, "paused_seconds": "x", "more": 1})
     assert report == HostRateReport("h", throttled=3)
+
+
+def test_the_report_lists_the_most_throttled_first_and_escapes_what_it_shows() -> None:
+    figures = {
+        "calm.example": HostRateReport("calm.example", paused=3.0, configured=5.0),
+        "<b>busy</b>": HostRateReport("<b>busy</b>", throttled=7, per_second=2.5, learned=True),
+        "api.example": HostRateReport(
+            "api.example", published="10 per 2 s", source="X-RateLimit-*", unavailable=1
+        ),
+    }
+    run = RunSummary("r1", "fetch", "done", None, None)
+    run.politeness = {host: report.as_dict() for host, report in figures.items()}
+    data = from_rows(run, [], [])
+    assert [r.host for r in politeness.hosts(data)] == [
+        "<b>busy</b>",
+        "api.example",
+        "calm.example",
+    ]
+    page = politeness.section(data)
+    assert "&lt;b&gt;busy&lt;/b&gt;" in page and "<b>busy" not in page
+    assert "learned from 429s (AIMD)" in page and "published (X-RateLimit-*)" in page
+    assert ">configured<" in page and ">5/s<" in page
+    empty = from_rows(RunSummary("r2", "fetch", "done", None, None), [], [])
+    assert politeness.section(empty) == politeness.NOTHING
+    assert politeness.NOTHING in render(
+        from_rows(RunSummary("r3", "x", "done", None, None), [], [])
+    )

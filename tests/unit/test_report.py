@@ -152,7 +152,8 @@ def test_a_run_is_read_from_its_database_with_the_previous_one(tmp_path: Any) ->
     for number, count in ((1, 4), (2, 6)):
         run_id = f"run{number}"
         connection.execute(
-            f"INSERT INTO {run_log.RUNS_TABLE} VALUES (?, 'shop', NULL, NULL, false, 'done', ?, ?)",
+            f"INSERT INTO {run_log.RUNS_TABLE} (run_id, pipeline, full_refresh, status, "
+            "started_at, ended_at) VALUES (?, 'shop', false, 'done', ?, ?)",
             [run_id, start + timedelta(hours=number), start + timedelta(hours=number, seconds=2)],
         )
         run_log.insert(

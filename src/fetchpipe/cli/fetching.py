@@ -110,6 +110,8 @@ class RunLog:
     requests: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     ended_at: datetime | None = None
+    politeness: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Host -> what the run met there (its limit, throttles, pauses), for the report."""
 
 
 async def _pump(
@@ -181,6 +183,11 @@ async def _pump(
             summary.hosts_down = dict(fetcher.hosts_down)
             summary.retries_denied = fetcher.retries_denied
             summary.rate_limits = dict(fetcher.rate_limits)
+            hosts = {host: info.as_dict() for host, info in summary.rate_limits.items()}
+            if recorder is not None:  # the run's row keeps them (the report's table)
+                recorder.politeness = hosts
+            if log is not None:
+                log.politeness = hosts
             if fetcher.quotas is not None:
                 summary.quotas_spent = fetcher.quotas.spent()
         summary.wall_time = last - first
@@ -277,7 +284,9 @@ def write_outputs(
             except duckdb.Error as exc:
                 raise OSError(str(exc)) from None
         else:
-            run = RunSummary(log.run_id, "fetch", "done", log.started_at, log.ended_at)
+            run = RunSummary(
+                log.run_id, "fetch", "done", log.started_at, log.ended_at, politeness=log.politeness
+            )
             data = from_rows(run, log.requests, log.events, rates)
         if report is not None:
             target = report

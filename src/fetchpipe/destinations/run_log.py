@@ -4,8 +4,13 @@ Three tables, the same for a pipeline's destination (its DuckDB file, or
 ``DIR/_fetchpipe.duckdb``) and for ``fetch --out x.duckdb``:
 
 - ``_fetchpipe_runs``: one row per run: id, pipeline (``fetch`` for a fetch), status
-  (``running`` until it ends, then ``done``, ``failed`` or ``abandoned``), start and end. A
-  pipeline's journal (:mod:`.pipelines.journal`) keeps its hash and selection there too.
+  (``running`` until it ends, then ``done``, ``failed`` or ``abandoned``), start and end, and
+  ``politeness``: per host where something of the kind happened, the limit in force, the
+  throttles received and the time paused (JSON: host -> ``HostRateReport.as_dict``, see
+  :mod:`fetchpipe._host_rates`; written with the run's last rows). A pipeline's journal
+  (:mod:`.pipelines.journal`) keeps its hash and selection there too. A file made before
+  ``politeness`` existed gets the column when a run opens it (:func:`create_tables`); readers
+  take a file without it as a run with no such figures.
 - ``_fetchpipe_requests``: one row per request (:data:`REQUEST_COLUMNS`): its source, host,
   method and redacted URL; its outcome (:data:`OUTCOMES`), status, error kind and message,
   attempts, where the response came from (``origin``: network, cache, revalidated, stale) and
@@ -29,6 +34,7 @@ the recorder's ``redact`` (the pipeline's secrets, credential query values, URL 
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -51,8 +57,11 @@ EVENTS_TABLE = "_fetchpipe_events"
 RUNS_SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (run_id VARCHAR PRIMARY KEY, pipeline VARCHAR, "
     "config_hash VARCHAR, selected JSON, full_refresh BOOLEAN, status VARCHAR, "
-    "started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ)"
+    "started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ, politeness JSON)"
 )
+RUNS_ADDED = {"politeness": "JSON"}
+"""Columns of ``_fetchpipe_runs`` added since the table was first made: given to an older
+file's table when a run opens it."""
 
 REQUEST_COLUMNS = {
     "run_id": "VARCHAR",
@@ -112,6 +121,8 @@ SLOW = 1.0
 def create_tables(connection: duckdb.DuckDBPyConnection) -> None:
     """The three tables, when they are missing."""
     connection.execute(RUNS_SCHEMA)
+    for name, kind in RUNS_ADDED.items():
+        connection.execute(f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}")
     for table, columns in ((REQUESTS_TABLE, REQUEST_COLUMNS), (EVENTS_TABLE, EVENT_COLUMNS)):
         definition = ", ".join(f"{quote(name)} {kind}" for name, kind in columns.items())
         connection.execute(f"CREATE TABLE IF NOT EXISTS {table} ({definition})")
@@ -143,9 +154,14 @@ class LogRows:
 
     requests: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    politeness: dict[str, dict[str, Any]] | None = None
+    """The run's figures per host (``_fetchpipe_runs.politeness``), when they are known: with
+    the run's last rows."""
+    run_id: str | None = None
+    """The run whose row ``politeness`` goes to."""
 
     def __bool__(self) -> bool:
-        return bool(self.requests or self.events)
+        return bool(self.requests or self.events or self.politeness)
 
 
 class RequestRecorder:
@@ -179,6 +195,9 @@ class RequestRecorder:
         self.slow = slow
         self.events: list[dict[str, Any]] = []
         """Events not yet taken for writing (see :meth:`take_events`)."""
+        self.politeness: dict[str, dict[str, Any]] | None = None
+        """The run's figures per host, once its requests are done (``HostRateReport.as_dict``
+        per host): written with the run's last rows."""
         self._lock = threading.Lock()  # fetch's writer thread takes what the loop records
         self._random = random.Random(run_id).random
 
@@ -250,7 +269,13 @@ class RequestRecorder:
 
 
 def insert(connection: duckdb.DuckDBPyConnection, rows: LogRows) -> None:
-    """Insert ``rows`` (inside the caller's transaction), through the one ingest path."""
+    """Insert ``rows`` (inside the caller's transaction), through the one ingest path; set the
+    run's ``politeness`` when ``rows`` has it."""
+    if rows.politeness is not None and rows.run_id is not None:
+        connection.execute(
+            f"UPDATE {RUNS_TABLE} SET politeness = ? WHERE run_id = ?",
+            [json.dumps(rows.politeness, sort_keys=True), rows.run_id],
+        )
     for table, columns, batch in (
         (REQUESTS_TABLE, REQUEST_COLUMNS, rows.requests),
         (EVENTS_TABLE, EVENT_COLUMNS, rows.events),
@@ -301,6 +326,9 @@ class RunSummary:
     cache_hits: int = 0
     failures: int = 0
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    politeness: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Host -> what the run met there (``HostRateReport.as_dict``; empty: nothing, or a file
+    made before the figures were kept)."""
 
     @property
     def seconds(self) -> float | None:
@@ -329,6 +357,7 @@ class RunSummary:
                 }
                 for name, values in self.sources.items()
             ],
+            "politeness": self.politeness,
         }
 
 
@@ -345,12 +374,18 @@ def read_runs(
     if RUNS_TABLE not in tables:
         return []
     where = "WHERE pipeline = ?" if pipeline is not None else ""
+    politeness = "politeness" if "politeness" in _columns(connection, RUNS_TABLE) else "NULL"
     found = connection.execute(
-        f"SELECT run_id, pipeline, status, started_at, ended_at FROM {RUNS_TABLE} {where} "
-        "ORDER BY started_at DESC, run_id DESC LIMIT ?",
+        f"SELECT run_id, pipeline, status, started_at, ended_at, {politeness} FROM {RUNS_TABLE} "
+        f"{where} ORDER BY started_at DESC, run_id DESC LIMIT ?",
         [*([pipeline] if pipeline is not None else []), limit],
     ).fetchall()
-    runs = {str(r[0]): RunSummary(str(r[0]), str(r[1]), str(r[2]), r[3], r[4]) for r in found}
+    runs = {
+        str(r[0]): RunSummary(
+            str(r[0]), str(r[1]), str(r[2]), r[3], r[4], politeness=_politeness(r[5])
+        )
+        for r in found
+    }
     if not runs:
         return []
     ids = list(runs)
@@ -384,12 +419,36 @@ def read_runs(
     return list(runs.values())
 
 
+def _columns(connection: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    return {
+        str(row[0])
+        for row in connection.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ?",
+            [table],
+        ).fetchall()
+    }
+
+
+def _politeness(value: object) -> dict[str, dict[str, Any]]:
+    """The ``politeness`` column's JSON as a dict of dicts (anything else: empty)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(host): dict(v) for host, v in value.items() if isinstance(v, dict)}
+
+
 __all__ = [
     "EVENTS_TABLE",
     "EVENT_COLUMNS",
     "OUTCOMES",
     "REQUESTS_TABLE",
     "REQUEST_COLUMNS",
+    "RUNS_ADDED",
     "RUNS_SCHEMA",
     "RUNS_TABLE",
     "SAMPLE",

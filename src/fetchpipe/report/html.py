@@ -22,8 +22,10 @@ from html import escape
 from typing import Any
 
 from fetchpipe.destinations.run_log import OUTCOMES
-from fetchpipe.report import assets, stats
+from fetchpipe.report import assets, politeness, stats
 from fetchpipe.report.data import RunData
+from fetchpipe.report.markup import table as _table
+from fetchpipe.report.markup import text as _text
 from fetchpipe.report.stats import event_field, field_of
 
 MAX_URLS = 20_000
@@ -42,10 +44,6 @@ _EVENT_KINDS = {
     "request_retried": "retried",
     "retry_refused": "refused",
 }
-
-
-def _text(value: Any) -> str:
-    return escape("" if value is None else str(value))
 
 
 def _seconds(value: float | None) -> str:
@@ -161,16 +159,6 @@ def _legend(data: RunData) -> str:
         "end of the run</span>",
     ]
     return f'<div class="legend">{"".join(items)}</div>'
-
-
-def _table(head: Sequence[tuple[str, bool]], body: Iterable[Sequence[tuple[str, str]]]) -> str:
-    """A table: ``head`` is (title, left-aligned); each cell is (html, css class)."""
-    cells = "".join(f'<th class="{"l" if left else ""}">{escape(t)}</th>' for t, left in head)
-    lines = [
-        "<tr>" + "".join(f'<td class="{css}">{content}</td>' for content, css in row) + "</tr>"
-        for row in body
-    ]
-    return f"<table><thead><tr>{cells}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
 
 
 def _reasons(group: stats.Group) -> str:
@@ -450,6 +438,8 @@ def render(data: RunData) -> str:
         '<p class="note">Latency: first attempt to result (waits between attempts included). '
         "Rate achieved: requests sent per second from the host's first send to its last result, "
         "beside the configured limit when the report knows it.</p>",
+        "<h2>Politeness per host</h2>",
+        politeness.section(data),
         f"<h2>The slowest {SLOWEST} requests</h2>",
         '<div class="scroll">'
         + _requests_table(data, stats.slowest(data, SLOWEST), message=False)

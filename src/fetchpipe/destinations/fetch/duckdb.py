@@ -299,8 +299,8 @@ class DuckDBSink(OpenClose):
             return
         run_log.create_tables(connection)
         connection.execute(
-            f"INSERT INTO {run_log.RUNS_TABLE} VALUES (?, 'fetch', NULL, NULL, false, "
-            "'running', ?, NULL)",
+            f"INSERT INTO {run_log.RUNS_TABLE} (run_id, pipeline, full_refresh, status, "
+            "started_at) VALUES (?, 'fetch', false, 'running', ?)",
             [self._recorder.run_id, datetime.now(UTC)],
         )
         self._run_begun = True
@@ -314,7 +314,10 @@ class DuckDBSink(OpenClose):
         try:
             connection.execute("BEGIN TRANSACTION")
             self._begin_run(connection)
-            run_log.insert(connection, LogRows([], recorder.take_events()))
+            run_log.insert(
+                connection,
+                LogRows([], recorder.take_events(), recorder.politeness, recorder.run_id),
+            )
             connection.execute(
                 f"UPDATE {run_log.RUNS_TABLE} SET status = 'done', ended_at = ? WHERE run_id = ?",
                 [datetime.now(UTC), recorder.run_id],

@@ -198,7 +198,8 @@ def unfinished_run(connection: duckdb.DuckDBPyConnection, pipeline: str) -> RunR
 def begin_run(connection: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
     selected = None if run.selected is None else orjson.dumps(list(run.selected)).decode()
     connection.execute(
-        f"INSERT INTO {RUNS_TABLE} VALUES (?, ?, ?, ?, ?, 'running', ?, NULL)",
+        f"INSERT INTO {RUNS_TABLE} (run_id, pipeline, config_hash, selected, full_refresh, "
+        "status, started_at) VALUES (?, ?, ?, ?, ?, 'running', ?)",
         [run.run_id, run.pipeline, run.config_hash, selected, run.full_refresh, _now()],
     )
 

@@ -158,7 +158,9 @@ class PipelineRunner:
             with run_context(context):
                 await self._run_sources(committed)
             rest = [row for run in self.runs.values() for row in run.requests]
-            await thread.call(destination.record_log, LogRows(rest, recorder.take_events()))
+            hosts = {host: info.as_dict() for host, info in self.report.rate_limits.items()}
+            log = LogRows(rest, recorder.take_events(), hosts, self.run_id)
+            await thread.call(destination.record_log, log)
             status = "unfinished"
             if any(run.suspended for run in self.runs.values()):
                 self.report.unfinished = True  # resumed by the next run (see the docstring)
