@@ -121,11 +121,16 @@ async def _pump(
     settings: Settings,
     log: RunLog | None = None,
 ) -> Summary:
-    """Fetch ``requests``, writing every result to ``sink``: the one path of every command.
+    """Fetch ``requests``, writing every result to ``sink``, then close ``sink``: the one path
+    of every command.
 
-    ``wall_time`` is measured from just before the first request to the last result. With
-    ``log`` (a report is asked for), the run's request rows are kept there when ``sink`` keeps
-    no request log of its own.
+    The run lasts from just before the engine takes the first request to the moment every
+    result is written (``sink`` closed): the log's ``run_started`` and ``run_ended`` (its
+    ``seconds``), the run's row in a DuckDB output (``fetchpipe runs``) and the report all say
+    so, from the same two instants. The summary's ``wall_time`` is from just before the first
+    request to the last result (the closing of the output left out). With ``log`` (a report is
+    asked for), the run's request rows are kept there when ``sink`` keeps no request log of its
+    own.
     """
     from fetchpipe.cli.log_output import attach
     from fetchpipe.cli.progress import reporter_for
@@ -155,7 +160,6 @@ async def _pump(
         run_context(context),
         reporter_for(console, total) as progress,
     ):
-        emit(_LOG, INFO, "run_started", f"fetch {run_id} started: requests{of}")
         async with Fetcher(
             limits=settings.limits,
             retry=settings.retry,
@@ -170,7 +174,12 @@ async def _pump(
             adaptive=settings.adaptive,
             state_dir=settings.state_dir,
         ) as fetcher:
+            started_at = datetime.now(UTC)  # the run starts: the engine takes requests next
             first = last = time.perf_counter()
+            if recorder is not None:  # its rows' offsets and the run's row count from here
+                recorder.started = asyncio.get_running_loop().time()
+                recorder.started_at = started_at
+            emit(_LOG, INFO, "run_started", f"fetch {run_id} started: requests{of}")
             async for result in fetcher.stream(requests):
                 sink.write(result)
                 if kept is not None and recorder is not None:
@@ -193,16 +202,23 @@ async def _pump(
         summary.wall_time = last - first
         if kept is not None and recorder is not None and log is not None:
             log.events.extend(recorder.take_events())
+        sink.close()  # every result written: the run ends (a DuckDB output notes when)
+        ended_at = datetime.now(UTC)
+        if recorder is not None and recorder.ended_at is not None:
+            ended_at = recorder.ended_at
+        seconds = (ended_at - started_at).total_seconds()
+        if log is not None:
+            log.started_at, log.ended_at = started_at, ended_at
         emit(
             _LOG,
             INFO,  # its failures are the summary's to say
             "run_ended",
             f"fetch {run_id} ended: {summary.total:,} requests, {summary.failed:,} failed "
-            f"({summary.wall_time:.2f} s)",
+            f"({seconds:.2f} s)",
             outcome="done" if not summary.failed else "failed",
             requests=summary.total,
             failed=summary.failed,
-            seconds=round(summary.wall_time, 3),
+            seconds=round(seconds, 3),
         )
     return summary
 
@@ -228,8 +244,8 @@ def fetch_into(
         try:
             summary = run(_pump(requests, total, sink, settings, log))
         finally:
-            sink.close()
-            if log is not None:
+            sink.close()  # closed already unless the run stopped early
+            if log is not None and log.ended_at is None:
                 log.ended_at = datetime.now(UTC)
     except SinkError as exc:
         raise click.ClickException(f"{exc} (the run was stopped)") from None

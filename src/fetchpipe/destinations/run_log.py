@@ -195,6 +195,11 @@ class RequestRecorder:
         self.slow = slow
         self.events: list[dict[str, Any]] = []
         """Events not yet taken for writing (see :meth:`take_events`)."""
+        self.started_at: datetime | None = None
+        """When the run started (``started`` on the wall clock): its row's ``started_at``."""
+        self.ended_at: datetime | None = None
+        """When the run ended, every result written (set by the output that writes its row's
+        ``ended_at``, for the log to say the same)."""
         self.politeness: dict[str, dict[str, Any]] | None = None
         """The run's figures per host, once its requests are done (``HostRateReport.as_dict``
         per host): written with the run's last rows."""

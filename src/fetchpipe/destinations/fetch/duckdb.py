@@ -301,28 +301,33 @@ class DuckDBSink(OpenClose):
         connection.execute(
             f"INSERT INTO {run_log.RUNS_TABLE} (run_id, pipeline, full_refresh, status, "
             "started_at) VALUES (?, 'fetch', false, 'running', ?)",
-            [self._recorder.run_id, datetime.now(UTC)],
+            [self._recorder.run_id, self._recorder.started_at or datetime.now(UTC)],
         )
         self._run_begun = True
 
     def _end_run(self, connection: duckdb.DuckDBPyConnection) -> None:
-        """The run's last events, and its row marked ``done``."""
+        """The run's last events, and its row marked ``done``: ended once its results are in the
+        file itself (a checkpoint first, which closing would do anyway), so that the end it
+        records is the one its log tells a moment later (see ``fetchpipe runs``)."""
         import duckdb
 
         recorder = self._recorder
         assert recorder is not None
         try:
+            connection.execute("CHECKPOINT")
             connection.execute("BEGIN TRANSACTION")
             self._begin_run(connection)
             run_log.insert(
                 connection,
                 LogRows([], recorder.take_events(), recorder.politeness, recorder.run_id),
             )
+            ended_at = datetime.now(UTC)  # every result is in: the run's end (see run_log)
             connection.execute(
                 f"UPDATE {run_log.RUNS_TABLE} SET status = 'done', ended_at = ? WHERE run_id = ?",
-                [datetime.now(UTC), recorder.run_id],
+                [ended_at, recorder.run_id],
             )
             connection.execute("COMMIT")
+            recorder.ended_at = ended_at
         except duckdb.Error as exc:
             with contextlib.suppress(duckdb.Error):
                 connection.execute("ROLLBACK")

@@ -87,7 +87,13 @@ class Destination(Protocol):
 
     def begin_run(self, run: RunRecord) -> None: ...
 
-    def end_run(self, run_id: str, status: str, sources: Sequence[str]) -> None: ...
+    def end_run(
+        self,
+        run_id: str,
+        status: str,
+        sources: Sequence[str],
+        ended_at: datetime | None = None,
+    ) -> None: ...
 
     def committed_pages(self, run_id: str) -> list[PageEntry]: ...
 

@@ -200,20 +200,32 @@ def begin_run(connection: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
     connection.execute(
         f"INSERT INTO {RUNS_TABLE} (run_id, pipeline, config_hash, selected, full_refresh, "
         "status, started_at) VALUES (?, ?, ?, ?, ?, 'running', ?)",
-        [run.run_id, run.pipeline, run.config_hash, selected, run.full_refresh, _now()],
+        [
+            run.run_id,
+            run.pipeline,
+            run.config_hash,
+            selected,
+            run.full_refresh,
+            run.started_at or _now(),
+        ],
     )
 
 
 def end_run(
-    connection: duckdb.DuckDBPyConnection, run_id: str, status: str, sources: Iterable[str]
+    connection: duckdb.DuckDBPyConnection,
+    run_id: str,
+    status: str,
+    sources: Iterable[str],
+    ended_at: datetime | None = None,
 ) -> None:
-    """Mark the run ended and drop its bookkeeping: page rows and leftover stage tables."""
+    """Mark the run ended (at ``ended_at``, now by default: the runner gives the instant its
+    log says) and drop its bookkeeping: page rows and leftover stage tables."""
     for source in sources:
         connection.execute(f"DROP TABLE IF EXISTS {stage_table(source)}")
     connection.execute(f"DELETE FROM {PAGES_TABLE} WHERE run_id = ?", [run_id])
     connection.execute(
         f"UPDATE {RUNS_TABLE} SET status = ?, ended_at = ? WHERE run_id = ?",
-        [status, _now(), run_id],
+        [status, ended_at or _now(), run_id],
     )
 
 

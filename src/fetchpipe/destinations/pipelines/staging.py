@@ -201,8 +201,16 @@ class StagedStore(OpenClose):
     def begin_run(self, run: RunRecord) -> None:
         journal.begin_run(self.conn(), run)
 
-    def end_run(self, run_id: str, status: str, sources: Sequence[str]) -> None:
-        self.transaction("end the run", lambda c: journal.end_run(c, run_id, status, sources))
+    def end_run(
+        self,
+        run_id: str,
+        status: str,
+        sources: Sequence[str],
+        ended_at: datetime | None = None,
+    ) -> None:
+        self.transaction(
+            "end the run", lambda c: journal.end_run(c, run_id, status, sources, ended_at)
+        )
 
     def committed_pages(self, run_id: str) -> list[PageEntry]:
         return journal.committed_pages(self.conn(), run_id)

@@ -40,6 +40,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -157,6 +158,7 @@ class PipelineRunner:
             context = RunContext(self.run_id, self.redact, self._source_of, recorder.event)
             with run_context(context):
                 await self._run_sources(committed)
+            ended_at: datetime | None = None
             rest = [row for run in self.runs.values() for row in run.requests]
             hosts = {host: info.as_dict() for host, info in self.report.rate_limits.items()}
             log = LogRows(rest, recorder.take_events(), hosts, self.run_id)
@@ -167,16 +169,17 @@ class PipelineRunner:
             else:
                 status = "done" if self.report.ok else "failed"
                 names = self.pipeline.tables()
-                await thread.call(destination.end_run, self.run_id, status, names)
+                ended_at = datetime.now(UTC)  # the run's end, in its row and its log alike
+                await thread.call(destination.end_run, self.run_id, status, names, ended_at)
+            seconds = ((ended_at or datetime.now(UTC)) - self._started_at).total_seconds()
             with run_context(context):
                 emit(
                     _LOG,
                     INFO,  # how it ended is the summary's to say, and the failed sources'
                     "run_ended",
-                    f"run {self.run_id} of {self.pipeline.name} ended: {status} "
-                    f"({time.monotonic() - started:.2f} s)",
+                    f"run {self.run_id} of {self.pipeline.name} ended: {status} ({seconds:.2f} s)",
                     outcome=status,
-                    seconds=round(time.monotonic() - started, 3),
+                    seconds=round(seconds, 3),
                 )
         finally:
             for run in self.runs.values():
@@ -191,7 +194,12 @@ class PipelineRunner:
         the resumed run had committed."""
         pipeline = self.pipeline
         new = RunRecord(
-            self.run_id, pipeline.name, pipeline.config_hash(), self.select, self.full_refresh
+            self.run_id,
+            pipeline.name,
+            pipeline.config_hash(),
+            self.select,
+            self.full_refresh,
+            started_at=datetime.now(UTC),  # the run's start, in its row and its log alike
         )
         names = pipeline.tables()
         begun, committed = await resume.begin(
@@ -202,6 +210,7 @@ class PipelineRunner:
             self.report.resumed = True
         loop = asyncio.get_running_loop()
         since = 0.0  # a resumed run's times count from its first start
+        self._started_at = begun.started_at or new.started_at or datetime.now(UTC)
         if begun.started_at is not None:
             since = max(0.0, time.time() - begun.started_at.timestamp())
         report = pipeline.report
