@@ -61,8 +61,8 @@ class GatheredLog:
                 connection.execute("BEGIN TRANSACTION")
                 run_log.create_tables(connection)
                 connection.execute(
-                    f"INSERT INTO {run_log.RUNS_TABLE} VALUES (?, 'fetch', NULL, NULL, false, "
-                    "'done', ?, ?)",
+                    f"INSERT INTO {run_log.RUNS_TABLE} (run_id, pipeline, full_refresh, status, "
+                    "started_at, ended_at) VALUES (?, 'fetch', false, 'done', ?, ?)",
                     [self.run_id, self.started_at, ended_at],
                 )
                 for table, columns, spool in (
