@@ -125,7 +125,8 @@ def test_the_readme_examples_run_on_the_fleet(
     assert done.returncode == 0, done.stdout + done.stderr
     assert cli_fleet.limited_counts(f"readme-{tmp_path.name}") == {"accepted": 60, "rejected": 0}
     for label in ("tokens[0]", "tokens[1]"):
-        assert f"rate limit: 127.0.0.1 {label}: published 10 per 2 s, 0 429s" in done.stdout
+        limit = "published 10 per 2 s (RateLimit-Policy)"
+        assert f"rate limit: 127.0.0.1 {label}: {limit}, 0 429s" in done.stdout
     shop = _readme_block("name: shop_keys").replace("http://127.0.0.1:8080", base)
     (tmp_path / "shop_keys.yaml").write_text(shop, encoding="utf-8")
     env = {"SHOP_API_KEY": SHOP_API_KEY, "SHOP_API_KEY_2": SHOP_SECOND_API_KEY}
