@@ -73,7 +73,7 @@ def test_the_shop_on_a_local_dask_cluster_leaves_the_tables_of_a_local_run(
         "--report", str(report), "--metrics", str(metrics), timeout=150,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "running on dask LocalCluster, 2 workers (2 lanes" in done.stderr
+    assert "running on dask LocalCluster, 2 workers (2 shard engines" in done.stderr
     assert "products: ok, 5 pages, 250 records -> 250 rows" in done.stderr
 
     expected = _tables(tmp_path / "local.duckdb")

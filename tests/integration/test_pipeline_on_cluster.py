@@ -1,5 +1,5 @@
 """Pipelines whose requests go out from a Dask LocalCluster of two worker processes, against
-the fleet: the runner stays in this process, each host's requests in one lane's engine.
+the fleet: the runner stays in this process, each host's requests in one shard engine.
 
 Limits are measured at the server (the fleet counts what arrives per Host header), tables are
 compared with a local run's, and a worker process is killed in the middle of a run.
@@ -108,8 +108,8 @@ def test_tables_equal_a_local_run_and_each_hosts_concurrency_holds_across_worker
     cluster: DaskExecutor, fleet_in_thread: Fleet, tmp_path: Path
 ) -> None:
     fleet = fleet_in_thread
-    lanes = {virtual_shard(host) % cluster.slots for host in _hosts(fleet)}
-    assert lanes == {0, 1}  # the hosts are spread over both lanes, so both workers fetch
+    engines = {virtual_shard(host) % cluster.slots for host in _hosts(fleet)}
+    assert engines == {0, 1}  # the hosts are spread over both shard engines: both workers fetch
     local = _pipeline(fleet, tmp_path / "local.duckdb").run()
     assert local.ok
     fleet.reset()
@@ -151,7 +151,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(
 
 
 @pytest.mark.fleet(hosts=HOSTS, minute=0.01)
-def test_a_lane_lost_for_good_suspends_its_sources_and_the_next_run_resumes(
+def test_a_shard_engine_lost_for_good_suspends_its_sources_and_the_next_run_resumes(
     cluster: DaskExecutor, fleet_in_thread: Fleet, tmp_path: Path
 ) -> None:
     fleet = fleet_in_thread
@@ -168,7 +168,7 @@ def test_a_lane_lost_for_good_suspends_its_sources_and_the_next_run_resumes(
     suspended = [s for s in report.sources if s.status == "failed"]  # kept for the next run
     assert suspended, [(s.name, s.status) for s in report.sources]
     for source in suspended:
-        assert "lost the engine of this host's lane 1 time " in (source.reason or "")
+        assert "lost this host's shard engine 1 time " in (source.reason or "")
         assert "committed pages are kept: the next run" in (source.reason or "")
     assert any("given up" in warning for warning in report.warnings)
     _wait_for_workers(cluster, 2)

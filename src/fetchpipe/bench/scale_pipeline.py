@@ -8,8 +8,8 @@ DuckDB file: first with ``Pipeline.run()`` in this process, then with
 ``Pipeline.run(executor=...)`` on a ``LocalCluster`` of W worker processes (the runner here,
 the engines on the workers). Reported: each run's time, the most requests in flight at any
 host as the server saw them (must not exceed C), the rows of both runs (equal), the cluster's
-start, and the cluster run over the local one. The cost this shows is the lanes' round trips:
-every page's result travels to this process, and its next page back to a worker.
+start, and the cluster run over the local one. The cost this shows is the shard engines' round
+trips: every page's result travels to this process, and its next page back to a worker.
 """
 
 from __future__ import annotations

@@ -436,10 +436,11 @@ def _open_cluster(
     if not quiet:
         started = getattr(cluster, "started_in", None)
         took = "" if started is None else f", started in {started:.2f} s"
-        lanes = cluster.slots
+        engines = cluster.slots
         stderr.print(
-            f"running on {cluster.description} ({lanes} lane{'s' if lanes != 1 else ''}, each "
-            f"host in one{took}); pages are read and loaded here",
+            f"running on {cluster.description} ({engines} shard engine"
+            f"{'s' if engines != 1 else ''}, each host on one{took}); pages are read and loaded "
+            "here",
             markup=False,
         )
     return cluster

@@ -19,7 +19,8 @@ process. Each batch lands in a part file; the driver merges them into the output
 and ``--shard K/N`` are the command line's way in.
 
 A pipeline runs on a cluster with the same rule, its runner on this process and its engine on
-the workers (:mod:`.cluster_stream`: one long-lived engine per lane, :mod:`.shard_engine`)::
+the workers (:mod:`.cluster_stream`: one long-lived shard engine per worker slot,
+:mod:`.shard_engine`)::
 
     with DaskExecutor.local(workers=2) as executor:
         report = Pipeline.from_file("shop.yaml").run(executor=executor)

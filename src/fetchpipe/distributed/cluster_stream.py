@@ -1,31 +1,31 @@
 """A pipeline run's engine on a cluster: ``stream(requests)`` as the local engine's, fetched on
-the workers, each host in one lane.
+the workers, each host on one shard engine.
 
 The pipeline runner stays on the driver (its journal, commits, resume, pagination, fan-out and
 the one DuckDB writer); :class:`ClusterStream` takes the place of its
 :class:`~fetchpipe.engine.fetcher.Fetcher`. A pipeline does not know its requests up front (its
 next pages and its children's requests come from the pages it reads), so rather than tasks
 planned from counts (:func:`~fetchpipe.distributed.sharding.plan_tasks`) the run keeps one
-*lane* per slot of the executor, each a long-lived
+*shard engine* per slot of the executor, each a long-lived
 :class:`~fetchpipe.distributed.shard_engine.ShardEngine` on a worker (a Dask actor), and
-routes a request by its host's virtual shard: ``virtual_shard(host) % lanes``. Every request of
+routes a request by its host's virtual shard: ``virtual_shard(host) % engines``. Every request of
 a host goes to one engine, so its concurrency and rate limits, Retry-After pauses, circuit
 breaker and retry budget are exact across the cluster, as in one process. (A heavy host is not
 split here: a run that found it only late could not divide its limits.)
 
-The driver talks to every lane through :meth:`ShardEngine.exchange` (new requests in,
+The driver talks to every shard engine through :meth:`ShardEngine.exchange` (new requests in,
 finished results out): one call after another polls for results (answered as soon as one is
 in, or empty after :data:`POLL_WAIT` seconds), and new requests go in calls of their own as soon
 as the pages find them (the engine's ``exchange`` is a coroutine on the worker, so a waiting
 poll holds up nothing). The results are yielded as they come.
 
-The driver keeps each lane's outstanding requests. When a lane's worker is lost (a call
-raises), a new engine is started on a live worker and sent that lane's outstanding requests
-again: a result that never came back is fetched again, and as only the driver's
-journal commits a page, nothing is committed twice. After :data:`LANE_RESTARTS` restarts the
-lane gives up: its outstanding and later requests end as ``host_down`` results saying why, so
-that their sources are suspended as when a host is down (what they committed is kept; the next
-run resumes them).
+The driver keeps each shard engine's outstanding requests. When a shard engine's worker is
+lost (a call raises), a new engine is started on a live worker and sent that engine's
+outstanding requests again: a result that never came back is fetched again, and as only the
+driver's journal commits a page, nothing is committed twice. After :data:`ENGINE_RESTARTS`
+restarts the shard engine is given up: its outstanding and later requests end as ``host_down``
+results saying why, so that their sources are suspended as when a host is down (what they
+committed is kept; the next run resumes them).
 """
 
 from __future__ import annotations
@@ -55,21 +55,22 @@ if TYPE_CHECKING:
     from fetchpipe.engine.cache.http_cache import HttpCache
     from fetchpipe.engine.politeness import HostRateReport
 
-LANE_RESTARTS = 3
-"""Times a lane's engine is started again after its worker was lost (Dask's
+ENGINE_RESTARTS = 3
+"""Times a shard engine is started again after its worker was lost (Dask's
 ``allowed-failures`` is 3 too)."""
 
 POLL_WAIT = 0.2
-"""Seconds a lane's engine waits for a result before it answers a poll empty. New requests do
+"""Seconds a shard engine waits for a result before it answers a poll empty. New requests do
 not wait for it: they go in a call of their own."""
 
 MAX_IN_FLIGHT = 10_000
-"""Requests sent to the lanes and not yet answered, at most (the input is read no further)."""
+"""Requests sent to the shard engines and not yet answered, at most (the input is read no
+further)."""
 
 
 @dataclass(frozen=True, slots=True)
 class SpentQuotas:
-    """The hosts whose quota was spent, as the engines of the lanes said when they ended."""
+    """The hosts whose quota was spent, as the shard engines said when they ended."""
 
     hosts: dict[str, str] = field(default_factory=dict)
 
@@ -78,7 +79,9 @@ class SpentQuotas:
 
 
 @dataclass(eq=False)
-class _Lane:
+class _RemoteEngine:
+    """The driver's side of one shard engine: its actor and the requests it holds."""
+
     index: int
     actor: Actor | None = None
     inbox: list[tuple[int, Request]] = field(default_factory=list)
@@ -87,9 +90,9 @@ class _Lane:
     restarts: int = 0
     gave_up: str | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when the lane has requests outstanding again (its poll goes on)."""
+    """Set when the shard engine has requests outstanding again (its poll goes on)."""
     sendable: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when the lane has new requests to send."""
+    """Set when the shard engine has new requests to send."""
 
 
 class ClusterStream:
@@ -100,25 +103,25 @@ class ClusterStream:
         host: ActorHost,
         settings: FetchSettings,
         *,
-        lanes: int | None = None,
-        restarts: int = LANE_RESTARTS,
+        engines: int | None = None,
+        restarts: int = ENGINE_RESTARTS,
         poll_wait: float = POLL_WAIT,
         max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.host = host
         self.settings = settings
-        self.lanes = lanes or host.slots
+        self.engines = engines or host.slots
         self.restarts = restarts
         self.poll_wait = poll_wait
         self.max_in_flight = max_in_flight
         self.hosts_down: dict[str, int] = {}
-        """Host -> times its circuit breaker opened, over every lane."""
+        """Host -> times its circuit breaker opened, over every shard engine."""
         self.retries_denied = 0
         self.rate_limits: dict[str, HostRateReport] = {}
         self.quotas: SpentQuotas | None = SpentQuotas() if settings.limits.has_quotas else None
         self.notes: list[str] = []
-        """What happened to the lanes (a worker lost, a lane given up), for the report."""
-        self._open: list[_Lane] = []
+        """What happened to the shard engines (a worker lost, one given up), for the report."""
+        self._open: list[_RemoteEngine] = []
         self._closing = False
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._tickets = 0
@@ -134,16 +137,16 @@ class ClusterStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._close_lanes()
+        await self._close_engines()
 
     async def stream(self, requests: AsyncIterable[Request]) -> AsyncIterator[Result]:
         """Yield one result per request of ``requests``, in completion order."""
-        lanes = await self._open_lanes()
+        engines = await self._open_engines()
         results: asyncio.Queue[Result | None] = asyncio.Queue()
-        feeder = asyncio.create_task(self._feed(requests, lanes, results))
+        feeder = asyncio.create_task(self._feed(requests, engines, results))
         pumps = [
-            asyncio.create_task(pump(lane, results))
-            for lane in lanes
+            asyncio.create_task(pump(engine, results))
+            for engine in engines
             for pump in (self._receive, self._send)
         ]
         try:
@@ -163,44 +166,44 @@ class ClusterStream:
             for task in (feeder, *pumps):
                 task.cancel()
             await asyncio.gather(feeder, *pumps, return_exceptions=True)
-            await self._close_lanes()
+            await self._close_engines()
 
-    # --- the lanes -------------------------------------------------------------------------
+    # --- the shard engines -----------------------------------------------------------------
 
     async def _call(self, function: Any, *args: Any) -> Any:
         assert self._pool is not None
         return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
 
-    async def _open_lanes(self) -> list[_Lane]:
+    async def _open_engines(self) -> list[_RemoteEngine]:
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=2 * self.lanes + 1, thread_name_prefix="fetchpipe-lanes"
+            max_workers=2 * self.engines + 1, thread_name_prefix="fetchpipe-shard-engines"
         )
-        lanes = [_Lane(index) for index in range(self.lanes)]
-        self._open = lanes
+        engines = [_RemoteEngine(index) for index in range(self.engines)]
+        self._open = engines
         self._closing = False
         started = await asyncio.gather(
             *(
                 self._call(self.host.start_actor, ShardEngine, self.settings, i)
-                for i in range(len(lanes))
+                for i in range(len(engines))
             ),
             return_exceptions=True,
         )
-        for lane, actor in zip(lanes, started, strict=True):
+        for engine, actor in zip(engines, started, strict=True):
             if isinstance(actor, BaseException):
-                await self._close_lanes()
+                await self._close_engines()
                 raise ExecutorError(
-                    f"the cluster could not start the engine of lane {lane.index}: {actor!r}. "
+                    f"the cluster could not start shard engine {engine.index}: {actor!r}. "
                     "HINT: check that its workers run and have fetchpipe installed"
                 ) from actor
-            lane.actor = actor
-        return lanes
+            engine.actor = actor
+        return engines
 
-    async def _close_lanes(self) -> None:
-        """Stop every lane's engine and add up what they met."""
+    async def _close_engines(self) -> None:
+        """Stop every shard engine and add up what they met."""
         self._closing = True  # a call failing now starts no engine again
-        lanes, self._open = self._open, []
-        for lane in lanes:
-            actor, lane.actor = lane.actor, None
+        engines, self._open = self._open, []
+        for engine in engines:
+            actor, engine.actor = engine.actor, None
             if actor is None:
                 continue
             try:
@@ -227,7 +230,7 @@ class ClusterStream:
     async def _feed(
         self,
         requests: AsyncIterable[Request],
-        lanes: list[_Lane],
+        engines: list[_RemoteEngine],
         results: asyncio.Queue[Result | None],
     ) -> None:
         try:
@@ -235,44 +238,44 @@ class ClusterStream:
                 while self._in_flight >= self.max_in_flight:
                     self._room.clear()
                     await self._room.wait()
-                lane = lanes[virtual_shard(host_of(request.url) or "") % len(lanes)]
+                engine = engines[virtual_shard(host_of(request.url) or "") % len(engines)]
                 self._in_flight += 1
-                if lane.gave_up is not None:
-                    results.put_nowait(_not_fetched(request, lane.gave_up))
+                if engine.gave_up is not None:
+                    results.put_nowait(_not_fetched(request, engine.gave_up))
                     continue
                 self._tickets += 1
-                lane.outstanding[self._tickets] = request
-                lane.inbox.append((self._tickets, request))
-                lane.wake.set()
-                lane.sendable.set()
+                engine.outstanding[self._tickets] = request
+                engine.inbox.append((self._tickets, request))
+                engine.wake.set()
+                engine.sendable.set()
         finally:
             results.put_nowait(None)
 
-    async def _receive(self, lane: _Lane, results: asyncio.Queue[Result | None]) -> None:
-        """Poll ``lane``'s engine for results while it has requests outstanding."""
+    async def _receive(self, engine: _RemoteEngine, results: asyncio.Queue[Result | None]) -> None:
+        """Poll shard engine ``engine`` for results while it has requests outstanding."""
         while True:
-            actor = lane.actor
-            if not lane.outstanding or actor is None:
-                lane.wake.clear()
-                await lane.wake.wait()
+            actor = engine.actor
+            if not engine.outstanding or actor is None:
+                engine.wake.clear()
+                await engine.wake.wait()
                 continue
-            await self._exchange(lane, actor, [], self.poll_wait, results)
+            await self._exchange(engine, actor, [], self.poll_wait, results)
 
-    async def _send(self, lane: _Lane, results: asyncio.Queue[Result | None]) -> None:
-        """Hand ``lane``'s engine its new requests as they come (beside the poll, which may be
+    async def _send(self, engine: _RemoteEngine, results: asyncio.Queue[Result | None]) -> None:
+        """Hand shard engine ``engine`` its new requests as they come (beside the poll, which may be
         waiting for a result: the engine's ``exchange`` is a coroutine on the worker)."""
         while True:
-            actor = lane.actor
-            if not lane.inbox or actor is None:
-                lane.sendable.clear()
-                await lane.sendable.wait()
+            actor = engine.actor
+            if not engine.inbox or actor is None:
+                engine.sendable.clear()
+                await engine.sendable.wait()
                 continue
-            sending, lane.inbox = lane.inbox, []
-            await self._exchange(lane, actor, sending, 0.0, results)
+            sending, engine.inbox = engine.inbox, []
+            await self._exchange(engine, actor, sending, 0.0, results)
 
     async def _exchange(
         self,
-        lane: _Lane,
+        engine: _RemoteEngine,
         actor: Actor,
         sending: list[tuple[int, Request]],
         wait: float,
@@ -280,16 +283,16 @@ class ClusterStream:
     ) -> None:
         try:
             reply = await self._call(actor.call, "exchange", sending, wait)
-        except Exception as exc:  # the worker holding the lane is lost (or its engine)
-            if lane.actor is actor and not self._closing:  # not started again meanwhile
-                await self._lost(lane, exc, results)
+        except Exception as exc:  # the worker holding the shard engine is lost (or the engine)
+            if engine.actor is actor and not self._closing:  # not started again meanwhile
+                await self._lost(engine, exc, results)
             return
         assert isinstance(reply, Exchanged)
         if reply.events:
-            _record(reply.events, lane.outstanding)
+            _record(reply.events, engine.outstanding)
         shift = reply.clock_shift - (time.time() - asyncio.get_running_loop().time())
         for result in reply.results:
-            request = lane.outstanding.pop(int(result.request.key or 0), None)
+            request = engine.outstanding.pop(int(result.request.key or 0), None)
             if request is None:  # answered already (sent again after a restart)
                 continue
             result.request = request
@@ -297,45 +300,48 @@ class ClusterStream:
             results.put_nowait(result)
 
     async def _lost(
-        self, lane: _Lane, error: BaseException, results: asyncio.Queue[Result | None]
+        self, engine: _RemoteEngine, error: BaseException, results: asyncio.Queue[Result | None]
     ) -> None:
-        """Start ``lane`` again elsewhere and send its outstanding requests again; after
-        :attr:`restarts` restarts, end them as not fetched."""
-        old, lane.actor = lane.actor, None
+        """Start shard engine ``engine`` again elsewhere and send its outstanding requests
+        again; after :attr:`restarts` restarts, end them as not fetched."""
+        old, engine.actor = engine.actor, None
         if old is not None:
             await self._call(old.release)
-        while lane.restarts < self.restarts:
-            lane.restarts += 1
+        while engine.restarts < self.restarts:
+            engine.restarts += 1
             try:
                 actor = await self._call(
-                    self.host.start_actor, ShardEngine, self.settings, lane.index + lane.restarts
+                    self.host.start_actor,
+                    ShardEngine,
+                    self.settings,
+                    engine.index + engine.restarts,
                 )
             except Exception as exc:
                 error = exc
                 continue
-            lane.actor = actor
-            lane.inbox = list(lane.outstanding.items())
-            lane.wake.set()
-            lane.sendable.set()
+            engine.actor = actor
+            engine.inbox = list(engine.outstanding.items())
+            engine.wake.set()
+            engine.sendable.set()
             self.notes.append(
-                f"lane {lane.index}: its worker was lost ({_short(error)}); its "
-                f"{len(lane.inbox)} outstanding requests were sent again to a new engine"
+                f"shard engine {engine.index}: its worker was lost ({_short(error)}); its "
+                f"{len(engine.inbox)} outstanding requests were sent again to a new engine"
             )
             return
-        lost = lane.restarts + 1
-        lane.gave_up = (
-            f"the cluster lost the engine of this host's lane {lost} time{'s' if lost > 1 else ''}"
+        lost = engine.restarts + 1
+        engine.gave_up = (
+            f"the cluster lost this host's shard engine {lost} time{'s' if lost > 1 else ''}"
             f" (last: {_short(error)}); not fetched. HINT: check the workers (memory, logs)"
         )
-        self.notes.append(f"lane {lane.index}: given up: {lane.gave_up}")
-        lane.inbox = []
-        for request in lane.outstanding.values():
-            results.put_nowait(_not_fetched(request, lane.gave_up))
-        lane.outstanding.clear()
+        self.notes.append(f"shard engine {engine.index}: given up: {engine.gave_up}")
+        engine.inbox = []
+        for request in engine.outstanding.values():
+            results.put_nowait(_not_fetched(request, engine.gave_up))
+        engine.outstanding.clear()
 
 
 def _record(events: list[tuple[str, dict[str, Any]]], outstanding: dict[int, Request]) -> None:
-    """Hand a lane's engine events to this run's context (the request log's events), each
+    """Hand a shard engine's events to this run's context (the request log's events), each
     with the source of its request and redacted with the run's secrets. They are timed when
     they arrive here: within a poll of when they happened."""
     context = current()

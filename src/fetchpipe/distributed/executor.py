@@ -65,7 +65,7 @@ class Executor(Protocol):
 
 
 class Actor(Protocol):
-    """An object living on a worker (a pipeline run's lane): its methods are called from the
+    """An object living on a worker (a pipeline run's shard engine): its methods are called from the
     driver, one call at a time."""
 
     def call(self, method: str, *args: Any) -> Any:

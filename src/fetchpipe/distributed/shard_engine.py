@@ -1,15 +1,15 @@
-"""A lane's engine on a worker: a long-lived :class:`~fetchpipe.engine.fetcher.Fetcher` fed
+"""A shard engine on a worker: a long-lived :class:`~fetchpipe.engine.fetcher.Fetcher` fed
 request by request, for a pipeline run whose requests are found while it runs.
 
 A shard task of ``fetch --executor`` (:mod:`.batch`) knows its requests up front; a pipeline
 does not (its next pages and its children's requests come from the pages it reads). So a
-pipeline run on a cluster keeps one :class:`ShardEngine` per *lane* (a Dask actor, see
-:mod:`.lanes`), which runs the engine's ``Fetcher.stream()`` on an event loop of its own, in a
-thread of its own inside the worker process (Dask runs actor methods on one thread of the
-worker, and ``async`` tasks on the worker's own loop, beside its communication: the engine
-must not sit on either). :meth:`ShardEngine.exchange` hands it new requests and returns the
-results finished since the last call, waiting a short while for the first one: the driver
-polls each lane this way.
+pipeline run on a cluster keeps one :class:`ShardEngine` per slot of the executor (a Dask
+actor, see :mod:`.cluster_stream`), which runs the engine's ``Fetcher.stream()`` on an event
+loop of its own, in a thread of its own inside the worker process (Dask runs actor methods on
+one thread of the worker, and ``async`` tasks on the worker's own loop, beside its
+communication: the engine must not sit on either). :meth:`ShardEngine.exchange` hands it new
+requests and returns the results finished since the last call, waiting a short while for the
+first one: the driver polls each shard engine this way.
 
 Each request comes as ``(ticket, request)``: the driver's number for it, which comes back on
 its result (as ``Result.request.key``; the driver puts the request back). With a cache, each
@@ -58,7 +58,7 @@ class Exchanged:
 
 @dataclass(slots=True)
 class EngineFigures:
-    """What a lane's engines met over the run, for the run's report."""
+    """What a shard engine met over the run, for the run's report."""
 
     hosts_down: dict[str, int] = field(default_factory=dict)
     retries_denied: int = 0
@@ -74,7 +74,7 @@ class EngineFigures:
 
 
 class ShardEngine:
-    """The engine of one lane, running in a thread of the worker until :meth:`close`."""
+    """One shard engine, running in a thread of the worker until :meth:`close`."""
 
     def __init__(self, settings: FetchSettings) -> None:
         self._settings = settings
@@ -91,7 +91,7 @@ class ShardEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         started = threading.Event()
         self._thread = threading.Thread(
-            target=self._serve, args=(started,), name="fetchpipe-lane", daemon=True
+            target=self._serve, args=(started,), name="fetchpipe-shard-engine", daemon=True
         )
         self._thread.start()
         started.wait()
@@ -203,7 +203,7 @@ class ShardEngine:
                             quotas,
                         )
                     )
-        except Exception as exc:  # the driver hears of it and runs the lane again elsewhere
+        except Exception as exc:  # the driver hears of it and starts the engine again elsewhere
             with self._changed:
                 self._failed = exc
                 self._wake()
