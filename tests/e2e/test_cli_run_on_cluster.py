@@ -17,6 +17,7 @@ from fetchpipe.sim import Fleet
 from fetchpipe.sim.shop import SHOP_API_KEY, SHOP_CLIENT_SECRET, SHOP_PRODUCT_COUNT, shop_reviews
 from tests.e2e.conftest import RunCli
 from tests.e2e.shop_sources import shop_and_flaky_sources
+from tests.table_rows import data_tables
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -31,24 +32,6 @@ def _write(path: Path, fleet: Fleet, db: Path, tag: str) -> Path:
     }
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def _tables(db: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every table's rows without the run's own columns, sorted (order-free)."""
-    found = {}
-    with duckdb.connect(str(db), read_only=True) as connection:
-        for (table,) in connection.execute("SHOW TABLES").fetchall():
-            if table.startswith("_fetchpipe"):
-                continue
-            columns = [
-                row[0]
-                for row in connection.execute(f'DESCRIBE "{table}"').fetchall()
-                if not row[0].startswith("_fetchpipe")
-            ]
-            listed = ", ".join(f'"{c}"' for c in columns)
-            rows = connection.execute(f'SELECT {listed} FROM "{table}"').fetchall()
-            found[table] = sorted(rows, key=repr)
-    return found
 
 
 def _events(db: Path) -> list[tuple[Any, ...]]:
@@ -76,10 +59,10 @@ def test_the_shop_on_a_local_dask_cluster_leaves_the_tables_of_a_local_run(
     assert "running on dask LocalCluster, 2 workers (2 shard engines" in done.stderr
     assert "products: ok, 5 pages, 250 records -> 250 rows" in done.stderr
 
-    expected = _tables(tmp_path / "local.duckdb")
+    expected = data_tables(tmp_path / "local.duckdb")
     assert {name: len(rows) for name, rows in expected.items()}["products"] == SHOP_PRODUCT_COUNT
     assert set(expected) == {"products", "reviews", "flaky"}
-    assert _tables(tmp_path / "dask.duckdb") == expected
+    assert data_tables(tmp_path / "dask.duckdb") == expected
     # the report and the metrics come from the request log this process made of the results
     with duckdb.connect(str(tmp_path / "dask.duckdb"), read_only=True) as connection:
         logged = connection.execute("SELECT count(*) FROM _fetchpipe_requests").fetchall()[0][0]

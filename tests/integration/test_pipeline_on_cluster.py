@@ -26,6 +26,7 @@ from fetchpipe.pipeline.runtime.report import RunReport
 from fetchpipe.pipeline.runtime.runner import PipelineRunner
 from fetchpipe.sim import Fleet
 from fetchpipe.sim.shop import SHOP_PRODUCT_COUNT
+from tests.table_rows import data_tables
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -78,24 +79,6 @@ def _pipeline(fleet: Fleet, db: Path, *, delay: float = 0.02) -> Pipeline:
     )
 
 
-def _tables(db: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every table's rows without the run's own columns, sorted (order-free)."""
-    found = {}
-    with duckdb.connect(str(db), read_only=True) as connection:
-        for (table,) in connection.execute("SHOW TABLES").fetchall():
-            if table.startswith("_fetchpipe"):
-                continue
-            columns = [
-                row[0]
-                for row in connection.execute(f'DESCRIBE "{table}"').fetchall()
-                if not row[0].startswith("_fetchpipe")
-            ]
-            listed = ", ".join(f'"{c}"' for c in columns)
-            rows = connection.execute(f'SELECT {listed} FROM "{table}"').fetchall()
-            found[table] = sorted(rows, key=repr)
-    return found
-
-
 def _on_cluster(pipeline: Pipeline, executor: DaskExecutor, **options: Any) -> RunReport:
     from fetchpipe.engine.fetcher import run
 
@@ -116,10 +99,10 @@ def test_tables_equal_a_local_run_and_each_hosts_concurrency_holds_across_worker
 
     report = _on_cluster(_pipeline(fleet, tmp_path / "dask.duckdb"), cluster)
     assert report.ok and not report.warnings
-    expected = _tables(tmp_path / "local.duckdb")
+    expected = data_tables(tmp_path / "local.duckdb")
     assert set(expected) == {f"{kind}_{i}" for kind in ("products", "slow") for i in range(4)}
     assert all(len(expected[f"slow_{i}"]) == SHOP_PRODUCT_COUNT for i in range(HOSTS))
-    assert _tables(tmp_path / "dask.duckdb") == expected
+    assert data_tables(tmp_path / "dask.duckdb") == expected
     # at the server: each host got LIMIT at once (the limit reached), never more
     assert [fleet.stats.max_in_flight(host) for host in _hosts(fleet)] == [LIMIT] * HOSTS
     # the request log was made here from the workers' results, on this process's clock
@@ -146,7 +129,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(
     report = _run_and_kill(runner, fleet, pids[0])
     assert report.ok, [s.reason for s in report.sources]
     assert any("its worker was lost" in warning for warning in report.warnings)
-    assert _tables(tmp_path / "dask.duckdb") == _tables(tmp_path / "local.duckdb")
+    assert data_tables(tmp_path / "dask.duckdb") == data_tables(tmp_path / "local.duckdb")
     _wait_for_workers(cluster, 2)
 
 
@@ -175,7 +158,7 @@ def test_a_shard_engine_lost_for_good_suspends_its_sources_and_the_next_run_resu
 
     again = _pipeline(fleet, db, delay=0.03).run()  # resumes the suspended sources, here
     assert again.resumed and again.ok
-    assert _tables(db) == _tables(tmp_path / "local.duckdb")
+    assert data_tables(db) == data_tables(tmp_path / "local.duckdb")
 
 
 def _run_and_kill(runner: PipelineRunner, fleet: Fleet, pid: int) -> RunReport:
