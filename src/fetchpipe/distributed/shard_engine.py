@@ -190,6 +190,9 @@ class ShardEngine:
                 try:
                     async for result in fetcher.stream(_drain(queue)):
                         result.headers = _shippable(result.headers)
+                        # the driver holds the request: only its ticket goes back (its
+                        # headers, body and credentials do not cross the wire again)
+                        result.request = Request(result.request.url, key=result.request.key)
                         with self._changed:
                             self._done.append(result)
                             self._wake()
