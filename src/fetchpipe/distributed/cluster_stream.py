@@ -188,14 +188,19 @@ class ClusterStream:
             ),
             return_exceptions=True,
         )
+        failed: tuple[_RemoteEngine, BaseException] | None = None
         for engine, actor in zip(engines, started, strict=True):
             if isinstance(actor, BaseException):
-                await self._close_engines()
-                raise ExecutorError(
-                    f"the cluster could not start shard engine {engine.index}: {actor!r}. "
-                    "HINT: check that its workers run and have fetchpipe installed"
-                ) from actor
-            engine.actor = actor
+                failed = failed or (engine, actor)
+            else:
+                engine.actor = actor  # released by _close_engines, even when another failed
+        if failed is not None:
+            await self._close_engines()
+            engine, error = failed
+            raise ExecutorError(
+                f"the cluster could not start shard engine {engine.index}: {error!r}. "
+                "HINT: check that its workers run and have fetchpipe installed"
+            ) from error
         return engines
 
     async def _close_engines(self) -> None:
