@@ -207,20 +207,22 @@ class ClusterStream:
         """Stop every shard engine and add up what they met."""
         self._closing = True  # a call failing now starts no engine again
         engines, self._open = self._open, []
-        for engine in engines:
-            actor, engine.actor = engine.actor, None
-            if actor is None:
-                continue
-            try:
-                figures = await self._call(actor.call, "close")
-            except Exception:  # its worker is gone: its figures with it
-                figures = None
-            if isinstance(figures, EngineFigures):
-                self._add(figures)
-            await self._call(actor.release)
+        await asyncio.gather(*(self._close_engine(engine) for engine in engines))  # together
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False)
+
+    async def _close_engine(self, engine: _RemoteEngine) -> None:
+        actor, engine.actor = engine.actor, None
+        if actor is None:
+            return
+        try:
+            figures = await self._call(actor.call, "close")
+        except Exception:  # its worker is gone: its figures with it
+            figures = None
+        if isinstance(figures, EngineFigures):
+            self._add(figures)
+        await self._call(actor.release)
 
     def _add(self, figures: EngineFigures) -> None:
         for host, times in figures.hosts_down.items():
