@@ -23,6 +23,7 @@ from fetchpipe._models import Result
 from fetchpipe.engine.aimd import DEFAULT_ADAPTIVE, AdaptivePolicy
 from fetchpipe.engine.breaker import DEFAULT_BREAKER, BreakerPolicy
 from fetchpipe.engine.cache.http_cache import HttpCache
+from fetchpipe.engine.carry import HostCarry
 from fetchpipe.engine.gc_tuning import fewer_collections
 from fetchpipe.engine.outcomes import RetryEvent as RetryEvent  # public: fetchpipe.RetryEvent
 from fetchpipe.engine.outcomes import RetryHook
@@ -58,6 +59,9 @@ class Fetcher:
     and Retry-After only); ``HostLimits.adaptive`` turns it on or off per host.
     ``state_dir``: where the quotas of ``HostLimits.quota`` are counted across runs and
     processes (``quotas.sqlite`` in it; opened only when a host with a quota is fetched).
+    ``carry``: each host's pause, rate meter, breaker, retry budget and learned rate as an
+    earlier engine left them (its ``carry_out``, see :mod:`fetchpipe.engine.carry`): a batch
+    of a cluster fetch goes on where the task's batch before it stopped.
     A proxy or TLS file that cannot be used raises ``ConfigError`` here or on entering.
     """
 
@@ -79,6 +83,7 @@ class Fetcher:
         tls: TlsPolicy | None = None,
         adaptive: AdaptivePolicy | None = DEFAULT_ADAPTIVE,
         state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR,
+        carry: Mapping[str, HostCarry] | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.quotas = QuotaBook(state_dir) if self.limits.has_quotas else None
@@ -111,6 +116,12 @@ class Fetcher:
         happened)."""
         self.hosts_seen = HostsSeen()
         """Hosts whose first attempt has ended: their first request does not go alone again."""
+        self.carry_in: Mapping[str, HostCarry] = dict(carry or {})
+        """Hosts' states as an earlier engine left them, put into each ``stream()``'s."""
+        for name in self.carry_in:
+            self.hosts_seen.add(name)  # their first request went alone already
+        self.carry_out: dict[str, HostCarry] = {}
+        """After a ``stream()``: each host's state for the next engine (``carry=``)."""
         self.timeouts = timeouts or Timeouts()
         self._headers = dict(headers or {})
         self._on_retry = on_retry
@@ -201,6 +212,7 @@ class Fetcher:
                     ) from run.input_error
             finally:
                 await run.stop()
+                self.carry_out = run.scheduler.export_carry()
                 self.spilled += run.readahead.queues.spilled
 
 

@@ -14,7 +14,7 @@ import asyncio
 import collections
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ from fetchpipe.engine.body_parsing import parse_body
 from fetchpipe.engine.breaker import Breaker, BreakerPolicy, down_message
 from fetchpipe.engine.cache.http_cache import HttpCache
 from fetchpipe.engine.cache.storage import Entry
+from fetchpipe.engine.carry import HostCarry
 from fetchpipe.engine.item import Item, expired
 from fetchpipe.engine.limits import HostState
 from fetchpipe.engine.politeness import HostPace, HostRateReport, HostsSeen
@@ -81,6 +82,7 @@ class Owner(Protocol):
     rate_limits: dict[str, HostRateReport]
     hosts_seen: HostsSeen
     quotas: QuotaBook | None
+    carry_in: Mapping[str, HostCarry]
 
 
 class Outcomes:
@@ -97,7 +99,9 @@ class Outcomes:
         self.breaker = owner.breaker
         self.fails_fast = self.breaker is not None and self.breaker.fails_fast
         self.adaptive = owner.adaptive
-        self.scheduler: Scheduler[Item] = Scheduler(owner.limits, expired=expired)
+        self.scheduler: Scheduler[Item] = Scheduler(
+            owner.limits, expired=expired, carry=owner.carry_in
+        )
         self.clock_offset = time.time() - self.loop.time()
         self.dropped: collections.deque[tuple[Item, Result]] = collections.deque()
         """Results of requests taken out of the queue of a host whose circuit just opened,

@@ -311,6 +311,10 @@ class HostPace:
         """``host`` is paused until ``until`` (a Retry-After): counted as time paused."""
         self._pause(host, now, until)
 
+    def resume(self, host: Paced, rate: float, now: float) -> None:
+        """Start from ``rate``, learned by an earlier engine (see :mod:`fetchpipe.engine.carry`)."""
+        self._set_rate(host, rate, now)
+
     # --- internals -----------------------------------------------------------------------------
 
     def _first_ended(self, host: Paced, now: float) -> None:

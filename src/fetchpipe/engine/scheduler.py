@@ -26,11 +26,13 @@ import asyncio
 import heapq
 import itertools
 import math
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
 from fetchpipe._config import HostLimits, Limits
+from fetchpipe.engine.carry import HostCarry, export_host, import_limits, live_carries
 from fetchpipe.engine.lanes import group_name, lane_name, pick_lane
 from fetchpipe.engine.limits import TIMER_SLACK, HostState
 
@@ -45,9 +47,17 @@ class Scheduler(Generic[T]):
     """Holds queued work per host and hands out the next startable item to idle workers."""
 
     def __init__(
-        self, limits: Limits, *, expired: Callable[[T, float], bool] | None = None
+        self,
+        limits: Limits,
+        *,
+        expired: Callable[[T, float], bool] | None = None,
+        carry: Mapping[str, HostCarry] | None = None,
     ) -> None:
         self._limits = limits
+        self._carry = dict(carry or {})
+        """Hosts' states as an earlier engine left them (:mod:`fetchpipe.engine.carry`),
+        by state name: each goes into its host's state when the state is made."""
+        self._carried_names: set[str] = set()
         self._expired = expired
         self._loop = asyncio.get_running_loop()
         self._hosts: dict[str, HostState[T]] = {}
@@ -139,6 +149,8 @@ class Scheduler(Generic[T]):
         host = self._hosts.get(host_name)
         if host is None:
             host = self._hosts[host_name] = HostState(host_name, self._limits.for_host(host_name))
+            if self._carry:
+                self._carried(host)
         return host
 
     def group_for(self, host_name: str, labels: tuple[str, ...]) -> HostState[T]:
@@ -154,6 +166,8 @@ class Scheduler(Generic[T]):
                 lane: HostState[T] = HostState(lane_name(host_name, label), limits, host=host_name)
                 lane.group, lane.lane = group, index
                 group.lanes.append(lane)
+                if self._carry:
+                    self._carried(lane)
                 if self.on_lane is not None:
                     self.on_lane(lane)
         return group
@@ -387,6 +401,31 @@ class Scheduler(Generic[T]):
                     del self._hosts[name]
             elif host.active or host.has_work:
                 self._lingering.discard(name)
+
+    def _carried(self, host: HostState[T]) -> None:
+        carry = self._carry.get(host.name)
+        if carry is not None:
+            self._carried_names.add(host.name)
+            import_limits(host, carry, time.time() - self._loop.time(), self._loop.time())
+
+    def carry_of(self, name: str) -> HostCarry | None:
+        """The carry the state ``name`` was made with, if any."""
+        return self._carry.get(name)
+
+    def export_carry(self) -> dict[str, HostCarry]:
+        """What the next engine should know of each host (wall-clock times): the states
+        alive now, and the carries of hosts this run never made a state for."""
+        now = self._loop.time()
+        offset = time.time() - now
+        carries = live_carries(
+            {k: v for k, v in self._carry.items() if k not in self._carried_names}, now + offset
+        )
+        for state in list(self._hosts.values()):
+            for one in state.lanes if state.lanes is not None else (state,):
+                carry = export_host(one, offset, now)
+                if carry is not None:
+                    carries[one.name] = carry
+        return carries
 
     @property
     def host_count(self) -> int:

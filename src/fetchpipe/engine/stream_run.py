@@ -25,6 +25,7 @@ from fetchpipe._models import ErrorKind, Provenance, Request, Result, Timings
 from fetchpipe.engine.body_parsing import parse_body
 from fetchpipe.engine.breaker import Breaker, counts_as_failure
 from fetchpipe.engine.cache.policy import Action
+from fetchpipe.engine.carry import import_equipment
 from fetchpipe.engine.channel import Channel
 from fetchpipe.engine.item import Item, share_key
 from fetchpipe.engine.limits import HostOf, HostState
@@ -220,6 +221,9 @@ class StreamRun(Outcomes):
             quota = self.owner.limits.for_host(host.host).quota
             if quota is not None:
                 host.quota = quotas.for_host(host.name, quota, setting=host.host)
+        carry = self.scheduler.carry_of(host.name)
+        if carry is not None:
+            import_equipment(host, carry, self.clock_offset, self.loop.time())
 
     def _consult_cache(self, item: Item) -> Result | None:
         """Answer from the cache when it can; otherwise prepare ``item`` to be sent."""
