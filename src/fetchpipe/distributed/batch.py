@@ -10,6 +10,10 @@ With the job's ``log`` (:class:`RequestLog`), the report also carries the rows o
 request log for its requests and the engine's events, their times counted from the driver's
 start (the driver writes them: :mod:`fetchpipe.destinations.fetch.gathered_log`).
 
+The job's ``carry`` is each host's state as the task's batch before this one left it (see
+:mod:`fetchpipe.engine.carry`); the report's ``carry`` is the state this batch leaves, for the
+next: a Retry-After pause, an open breaker or a spent burst goes on from batch to batch.
+
 The batch is fed host by host in turn (:func:`interleaved`), so that every host of the batch is
 busy from the start even when the input came sorted by host.
 
@@ -41,6 +45,7 @@ from fetchpipe.destinations.fetch.parts import PartFormat, PartWriter, part_name
 from fetchpipe.distributed.sharding import virtual_shard
 from fetchpipe.engine.aimd import DEFAULT_ADAPTIVE, AdaptivePolicy
 from fetchpipe.engine.breaker import DEFAULT_BREAKER, BreakerPolicy
+from fetchpipe.engine.carry import HostCarry
 from fetchpipe.engine.limits import host_of
 from fetchpipe.engine.quotas import DEFAULT_STATE_DIR
 from fetchpipe.engine.retry import DEFAULT_RETRY, RetryPolicy
@@ -105,6 +110,9 @@ class BatchJob:
     format: PartFormat
     settings: FetchSettings
     log: RequestLog | None = None
+    carry: Mapping[str, HostCarry] = field(default_factory=dict)
+    """Each host's state as the task's batch before this one left it (its report's
+    ``carry``): pauses, rate meters, breakers, budgets and learned rates go on."""
 
     @property
     def part(self) -> str:
@@ -137,6 +145,8 @@ class BatchReport:
     """With the job's ``log``: the rows of its requests in ``_fetchpipe_requests``."""
     events: list[dict[str, Any]] = field(default_factory=list)
     """With the job's ``log``: the rows of the engine's events in ``_fetchpipe_events``."""
+    carry: dict[str, HostCarry] = field(default_factory=dict)
+    """Each host's state at the batch's end, for the task's next batch (wall-clock times)."""
 
 
 @dataclass
@@ -151,6 +161,7 @@ class _Counts:
     retries_denied: int = 0
     recorder: RequestRecorder | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
+    carry: dict[str, HostCarry] = field(default_factory=dict)
 
     def add(self, result: Result) -> None:
         if self.recorder is not None:
@@ -235,6 +246,7 @@ def fetch_batch(job: BatchJob) -> BatchReport:
         worker=f"{socket.gethostname()}:{os.getpid()}",
         requests=counts.rows,
         events=[] if counts.recorder is None else counts.recorder.take_events(),
+        carry=counts.carry,
     )
 
 
@@ -254,7 +266,7 @@ async def _fetch(job: BatchJob, writer: PartWriter) -> _Counts:
 async def _fetch_all(job: BatchJob, writer: PartWriter, counts: _Counts) -> _Counts:
     settings = job.settings
     if settings.cache is None or settings.cache_dir is None:
-        await _stream(settings, settings.limits, job.requests, None, writer, counts)
+        await _stream(settings, settings.limits, job.requests, None, writer, counts, job.carry)
         return counts
     groups: dict[int, list[Request]] = {}
     for request in job.requests:
@@ -271,6 +283,7 @@ async def _fetch_all(job: BatchJob, writer: PartWriter, counts: _Counts) -> _Cou
                 shard_cache(template, cache_file(directory, shard)),
                 writer,
                 counts,
+                {n: c for n, c in job.carry.items() if _shard_of(n) == shard},
             )
             for shard, requests in sorted(groups.items())
         )
@@ -285,17 +298,30 @@ async def _stream(
     cache: HttpCache | None,
     writer: PartWriter,
     counts: _Counts,
+    carry: Mapping[str, HostCarry],
 ) -> None:
-    async with fetcher_for(settings, limits, cache) as fetcher:
+    async with fetcher_for(settings, limits, cache, carry) as fetcher:
         async for result in fetcher.stream(interleaved(requests)):
             writer.write(result)
             counts.add(result)
+        counts.carry.update(fetcher.carry_out)
         counts.hosts_down.update(fetcher.hosts_down)
         counts.retries_denied += fetcher.retries_denied
 
 
-def fetcher_for(settings: FetchSettings, limits: Limits, cache: HttpCache | None) -> Fetcher:
-    """The engine ``settings`` describe, with ``limits`` and ``cache`` (unopened)."""
+def _shard_of(name: str) -> int:
+    """The virtual shard of a host state's name (a lane's: ``host label``)."""
+    return virtual_shard(name.split(" ", 1)[0])
+
+
+def fetcher_for(
+    settings: FetchSettings,
+    limits: Limits,
+    cache: HttpCache | None,
+    carry: Mapping[str, HostCarry] | None = None,
+) -> Fetcher:
+    """The engine ``settings`` describe, with ``limits``, ``cache`` (unopened) and the
+    hosts' ``carry`` from an earlier batch."""
     from fetchpipe.engine.fetcher import Fetcher  # lazy: loads the engine on the worker only
 
     return Fetcher(
@@ -311,4 +337,5 @@ def fetcher_for(settings: FetchSettings, limits: Limits, cache: HttpCache | None
         tls=settings.tls,
         adaptive=settings.adaptive,
         state_dir=settings.state_dir,
+        carry=carry,
     )

@@ -8,8 +8,13 @@ every request of a host is in one task and a task's batches never overlap, so th
 concurrency is never exceeded, anywhere. Between two batches of a task the driver waits the
 longest ``burst / rate`` of the rate limits in force, so that the first requests of a batch keep
 the rate after the last ones of the batch before (each batch's engine starts its rate meter
-afresh). Memory stays flat: when ``max_buffered`` requests wait in the buffers, reading stops
-until a batch finishes.
+afresh, but for what the batch before handed on). Each batch's report carries the state its
+engine left of each host (:class:`~fetchpipe.engine.carry.HostCarry`: Retry-After pauses, rate
+meters, circuit breakers, retry budgets, learned rates, in wall-clock time) and the task's next
+batch starts from it, so a host's politeness holds across the batches of its task. A batch the
+executor runs again (its worker died) starts from the carry it was first given: the last one
+the driver had received for its task. Memory stays flat: when ``max_buffered`` requests wait in
+the buffers, reading stops until a batch finishes.
 
 Each batch writes a part file (complete or absent, see
 :mod:`fetchpipe.destinations.fetch.parts`) in ``OUT.parts/RUN/``; when every batch is done the
@@ -43,6 +48,7 @@ from fetchpipe.distributed.batch import (
 )
 from fetchpipe.distributed.executor import Executor, Finished
 from fetchpipe.distributed.sharding import TaskPlan, limits_for_task, plan_tasks, virtual_shard
+from fetchpipe.engine.carry import HostCarry
 from fetchpipe.engine.limits import HostOf
 
 BATCH_SIZE = 5_000
@@ -145,6 +151,8 @@ class _Tasks:
         self.running: dict[str, int] = {}
         self.busy = [False] * plan.tasks
         self.ready_at = [0.0] * plan.tasks
+        self.carry: list[dict[str, HostCarry]] = [{} for _ in range(plan.tasks)]
+        """Each task's hosts as its last finished batch left them, for its next batch."""
         self.buffered = 0
         self.started: float | None = None
 
@@ -164,7 +172,14 @@ class _Tasks:
         batch = self.next_batch[task]
         self.next_batch[task] += 1
         job = BatchJob(
-            task, batch, requests, str(self.parts), self.format, self.settings[task], self.log
+            task,
+            batch,
+            requests,
+            str(self.parts),
+            self.format,
+            self.settings[task],
+            self.log,
+            self.carry[task],
         )
         key = f"fetchpipe-{self.parts.name}-t{task}-b{batch}"
         began = time.perf_counter()
@@ -206,6 +221,7 @@ class _Tasks:
             )
         self.busy[task] = False
         self.ready_at[task] = time.monotonic() + self.gap
+        self.carry[task] = finished.value.carry
         self.report.add(finished.value)
         if self.on_batch is not None:
             self.on_batch(finished.value)
