@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from fetchpipe import HostLimits, Limits, RetryPolicy
+from fetchpipe import HostLimits, Lane, Limits, Request, RetryPolicy
 from fetchpipe.distributed import DaskExecutor, FetchSettings, fetch_sharded
 from fetchpipe.engine.fetcher import Fetcher, run
 
@@ -81,20 +81,25 @@ def server() -> Iterator[ThrottlingServer]:
         yield running
 
 
+@pytest.mark.parametrize(
+    ("lanes", "name"),
+    [((), "127.0.0.1"), ((Lane("tokens[0]", headers={"X-Token": "t0"}),), "127.0.0.1 tokens[0]")],
+    ids=["host", "credential-lane"],
+)
 def test_a_fetcher_given_the_carry_of_the_one_before_keeps_its_retry_after_pause(
-    server: ThrottlingServer,
+    server: ThrottlingServer, lanes: tuple[Lane, ...], name: str
 ) -> None:
-    urls = server.urls(2 * BATCH)
+    requests = [Request(url, lanes=lanes) for url in server.urls(2 * BATCH)]
 
     async def two_engines() -> tuple[int, int]:
         async with Fetcher(limits=ONE_AT_A_TIME, retry=NO_RETRIES, proxy=None) as first:
-            done = [r async for r in first.stream(urls[:BATCH])]
+            done = [r async for r in first.stream(requests[:BATCH])]
         carry = first.carry_out
-        assert set(carry) == {"127.0.0.1"} and carry["127.0.0.1"].paused_until > time.time()
+        assert set(carry) == {name} and carry[name].paused_until > time.time()
         async with Fetcher(
             limits=ONE_AT_A_TIME, retry=NO_RETRIES, proxy=None, carry=carry
         ) as second:
-            more = [r async for r in second.stream(urls[BATCH:])]
+            more = [r async for r in second.stream(requests[BATCH:])]
         return len(done), sum(r.ok for r in more)
 
     assert run(two_engines()) == (BATCH, BATCH)
