@@ -4,8 +4,6 @@ the tables of a local run, the report and metrics made here, bad options refused
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from fetchpipe.sim import Fleet
 from fetchpipe.sim.shop import SHOP_API_KEY, SHOP_CLIENT_SECRET, SHOP_PRODUCT_COUNT, shop_reviews
 from tests.e2e.conftest import RunCli
 from tests.e2e.shop_sources import shop_and_flaky_sources
+from tests.e2e.without_dask import run_without_dask
 from tests.table_rows import data_tables
 
 pytestmark = pytest.mark.timeout(180)
@@ -79,17 +78,7 @@ def test_without_dask_run_executor_dask_exits_2_with_the_install_hint(
 ) -> None:
     pipeline = _write(tmp_path / "p.yaml", cli_fleet, tmp_path / "p.duckdb", tmp_path.name)
     before = cli_fleet.stats.requests()
-    hidden = (
-        "import sys; sys.modules['distributed'] = None; sys.argv[0] = 'fetchpipe'; "
-        "from fetchpipe.cli import entry_point; entry_point()"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", hidden, "run", str(pipeline), "--executor", "dask"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_without_dask("run", str(pipeline), "--executor", "dask")
     assert done.returncode == 2
     assert "HINT: pip install 'fetchpipe[dask]'" in done.stderr
     assert cli_fleet.stats.requests() == before

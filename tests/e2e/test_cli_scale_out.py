@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -13,6 +11,7 @@ import pytest
 from fetchpipe.distributed.sharding import ShardSelector
 from fetchpipe.sim import Fleet
 from tests.e2e.conftest import RunCli
+from tests.e2e.without_dask import run_without_dask
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -108,17 +107,7 @@ def test_without_dask_the_executor_exits_2_with_the_install_hint(
 ) -> None:
     source, _ = _input(cli_fleet, tmp_path, 3)
     before = cli_fleet.stats.requests()
-    hidden = (
-        "import sys; sys.modules['distributed'] = None; sys.argv[0] = 'fetchpipe'; "
-        "from fetchpipe.cli import entry_point; entry_point()"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", hidden, "fetch", str(source), "--executor", "dask"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_without_dask("fetch", str(source), "--executor", "dask")
     assert done.returncode == 2
     assert "HINT: pip install 'fetchpipe[dask]'" in done.stderr
     assert cli_fleet.stats.requests() == before
