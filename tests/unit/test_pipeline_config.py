@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -581,6 +582,36 @@ def test_plan_uses_the_page_size_of_offset_pagination_and_redacts_query_keys() -
     assert plan.requests == 22
     assert plan.min_seconds == pytest.approx(11.0)  # 22 requests, 2 at a time, 1 s each
     assert "k-secret-123" not in render(plan)
+
+
+@pytest.mark.parametrize(("tokens", "seconds"), [(1, 10.0), (2, 5.0), (4, 2.5)])
+def test_plan_time_counts_each_credential_at_the_host_rate(tokens: int, seconds: float) -> None:
+    """The host's limits apply per credential: 201 requests at 20 per second (burst 1) take
+    10 s on one token, half on two, a quarter on four, unless two at a time per token, 0.1 s
+    each, takes longer (it does on one and on four tokens)."""
+    names = [f"T{i}" for i in range(tokens)]
+    pipeline = Pipeline.from_dict(
+        {
+            "name": "p",
+            "hosts": {"x.test": {"max_per_second": 20, "max_concurrency": 2}},
+            "sources": [
+                {
+                    "name": "a",
+                    "url": "https://x.test/a",
+                    "auth": {"type": "bearer", "tokens": [f"${{{n}}}" for n in names]},
+                    "paginate": {"type": "page", "total_pages_path": "meta.pages"},
+                }
+            ],
+        },
+        env={n: f"secret-{n}" for n in names},
+    )
+    plan = build_plan(pipeline, pages=201, latency=0.1)
+    (host,) = plan.hosts
+    assert host.credentials == tokens
+    assert plan.min_seconds == pytest.approx(max(seconds, math.ceil(201 / (2 * tokens)) * 0.1))
+    text = render(plan)
+    assert ("per credential" in text) == (tokens > 1)
+    assert "secret-" not in text
 
 
 @pytest.mark.parametrize(

@@ -58,11 +58,12 @@ def pick_lane(
     best: int | None = None
     best_active = 0
     earliest = math.inf
-    every_spent = all(lane.spent for lane in lanes)
+    spent = [lane.spent for lane in lanes]  # (a clock read each: once per lane)
+    every_spent = all(spent)
     for step in range(count):
         index = (turn + step) % count
         lane = lanes[index]
-        if lane.saturated or (lane.spent and not every_spent):
+        if lane.saturated or (spent[index] and not every_spent):
             continue
         at = lane.start_at()
         if at > now + slack:

@@ -91,6 +91,7 @@ class HostState(Generic[T]):
         "breaker",
         "budget",
         "delayed",
+        "equipped",
         "fresh",
         "fresh_first",
         "group",
@@ -134,6 +135,8 @@ class HostState(Generic[T]):
         self.in_ready = False
         self.wake_at = 0.0
         self.wake_handle: asyncio.TimerHandle | None = None
+        self.equipped = False
+        """The engine has given this state its breaker, budget, pace and quota (those it has)."""
         self.breaker: Breaker | None = None
         """Given by the engine with the host's first request (see
         :mod:`fetchpipe.engine.breaker`); None without a breaker."""
@@ -155,6 +158,14 @@ class HostState(Generic[T]):
         self.group: HostState[T] | None = None
         """A lane's group (None for a host or a group); ``lane`` its index among the lanes."""
         self.lane = 0
+
+    @property
+    def queue(self) -> HostState[T]:
+        """Where this state's requests wait, and whose circuit breaker and retry budget its
+        attempts answer to: a lane's group (a host is down, or out of retries, for all its
+        credentials at once), else this state itself."""
+        group = self.group
+        return self if group is None else group
 
     @property
     def saturated(self) -> bool:

@@ -111,8 +111,10 @@ class Outcomes:
         """Tell the host's retry budget and circuit breaker how the attempt in flight ended:
         ``failed`` True (no response, or a 5xx), False (an answer), None (a 429, or it was never
         sent). Every attempt is reported once. When this opens the circuit, the host is paused
-        and, with ``on_open="fail"``, its queue is emptied into ``dropped``."""
+        and, with ``on_open="fail"``, its queue is emptied into ``dropped``. A lane's attempt
+        is told to its group's breaker and budget (see :attr:`HostState.queue`)."""
         first = item.attempt <= 1
+        host = host.queue
         budget = host.budget
         if item.on_budget:
             item.on_budget = False
@@ -138,8 +140,8 @@ class Outcomes:
                     _LOG,
                     INFO,
                     "host_up",
-                    f"{host.name} answers again: its circuit closed",
-                    host=host.name,
+                    f"{host.host} answers again: its circuit closed",
+                    host=host.host,
                 )
             return
         host.pause(until)
@@ -147,13 +149,13 @@ class Outcomes:
             _LOG,
             WARNING,
             "host_down",
-            f"{host.name} is down: its circuit breaker opened for {until - now:.3g} s",
-            host=host.name,
+            f"{host.host} is down: its circuit breaker opened for {until - now:.3g} s",
+            host=host.host,
             wait=round(until - now, 3),
             openings=breaker.openings,
         )
         down = self.owner.hosts_down
-        down[host.name] = down.get(host.name, 0) + 1
+        down[host.host] = down.get(host.host, 0) + 1
         if self.fails_fast:
             self._drop_queue(host, breaker)
 
@@ -174,11 +176,12 @@ class Outcomes:
             self.dropped.append((item, result))
 
     def _quota_spent(self, host: HostState[Item], item: Item, quota: HostQuota) -> Result:
-        """``item`` is not sent: ``host``'s quota is spent. The requests waiting on the host end
-        the same way at once (into ``dropped``), as a down host's do."""
+        """``item`` is not sent: ``host``'s quota is spent (every lane's, for a lane). The
+        requests waiting on the host end the same way at once (into ``dropped``), as a down
+        host's do."""
         self._outcome(host, item, None)  # not sent
         message = quota.message()
-        for waiting in self.scheduler.drain(host):
+        for waiting in self.scheduler.drain(host.queue):
             if waiting.on_budget:
                 self._outcome(host, waiting, None)
             self.dropped.append((waiting, self._quota_result(waiting, message)))
@@ -266,7 +269,7 @@ class Outcomes:
     def _down(self, host: HostState[Item], breaker: Breaker) -> str:
         policy = self.breaker
         assert policy is not None
-        return down_message(host.name, breaker, policy, self.clock_offset)
+        return down_message(host.host, breaker, policy, self.clock_offset)
 
     def _after_failure(
         self,
@@ -324,15 +327,16 @@ class Outcomes:
                 return self._deadline_failure(
                     item, now, f"while waiting {decision.wait:.3g} s to retry after: {message}"
                 )
-            breaker = host.breaker
+            keeper = host.queue
+            breaker = keeper.breaker
             if self.fails_fast and breaker is not None and breaker.open_until:
                 self.owner.failed_fast += 1
-                down = self._down(host, breaker)
+                down = self._down(keeper, breaker)
                 text = f"{message} ({_attempts(item.attempt)}not retried: {down})"
                 return self._give_up(item, response, ErrorKind.HOST_DOWN, text)
-            budget = host.budget
+            budget = keeper.budget
             if budget is not None:
-                host.remember_until = now + REMEMBER_FAILURES
+                keeper.remember_until = now + REMEMBER_FAILURES
                 if budget.take():
                     item.on_budget = True
                 else:
@@ -341,16 +345,16 @@ class Outcomes:
                         _LOG,
                         INFO,  # one per request a dead host fails: the summary counts them
                         "retry_refused",
-                        f"not retried: {budget.refusal(host.name)}",
+                        f"not retried: {budget.refusal(keeper.host)}",
                         url=item.request.url,
                         key=item.request.key,
-                        host=host.name,
+                        host=keeper.host,
                         attempt=item.attempt,
                         status=status,
                         error=kind.value,
                     )
                     decision = Decision(
-                        retry=False, reason=f"{message} ({budget.refusal(host.name)})"
+                        retry=False, reason=f"{message} ({budget.refusal(keeper.host)})"
                     )
         if decision.retry:
             request = item.request

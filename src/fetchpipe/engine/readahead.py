@@ -31,9 +31,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from fetchpipe._models import Request
 from fetchpipe.engine.host_queues import MEMORY_ITEMS, HostQueues
-from fetchpipe.engine.limits import HostOf, HostState
+from fetchpipe.engine.limits import HostState
 from fetchpipe.engine.scheduler import Scheduler
 
 T = TypeVar("T")
@@ -49,9 +48,10 @@ class ReadAhead(Generic[T, R]):
     """The read-ahead of one run: per-host queues outside the buffer, and their feeder.
 
     ``admit`` puts a request into the buffer (or answers it: its result is returned);
-    ``deliver`` hands such a result to the caller; ``prepare`` gives the state of a host a
-    request may wait ahead for, or ``None`` when the request must be admitted at once (its
-    host is down and fails fast).
+    ``deliver`` hands such a result to the caller; ``queue_of`` names the queue a request
+    waits in (its host's, or its host's group for its credentials: ``HostState.queue``), or
+    ``None`` for what is not a request; ``prepare`` gives the state of that queue, or ``None``
+    when the request must be admitted at once (its host is down and fails fast).
     """
 
     def __init__(
@@ -62,7 +62,8 @@ class ReadAhead(Generic[T, R]):
         max_concurrency: int,
         admit: Callable[[Any], R | None],
         deliver: Callable[[R], Awaitable[None]],
-        prepare: Callable[[str], HostState[T] | None],
+        queue_of: Callable[[Any], str | None],
+        prepare: Callable[[Any], HostState[T] | None],
         memory_items: int = MEMORY_ITEMS,
     ) -> None:
         self.scheduler = scheduler
@@ -71,12 +72,12 @@ class ReadAhead(Generic[T, R]):
         self.queues: HostQueues[Any] = HostQueues(max(1, min(memory_items, limit)))
         self._admit = admit
         self._deliver = deliver
+        self._queue_of = queue_of
         self._prepare = prepare
         self._wanting: dict[str, HostState[T]] = {}
         self._signal: asyncio.Future[None] | None = None
         self._input_done = False
         self._read = 0
-        self._host_of = HostOf()
         self.peak = 0
         """The most requests read ahead at once."""
         scheduler.on_low = self._on_low
@@ -87,12 +88,7 @@ class ReadAhead(Generic[T, R]):
     async def place(self, request: Any) -> bool:
         """Read ``request`` ahead if it must wait outside the buffer (True), or wait until it
         may go into the buffer (False: the caller admits it)."""
-        if isinstance(request, str):
-            host = self._host_of(request)
-        elif isinstance(request, Request) and isinstance(request.url, str):
-            host = self._host_of(request.url)
-        else:
-            host = None  # not a request: admitted (and failed) when the buffer has room
+        host = self._queue_of(request)  # None: admitted (and failed) when the buffer has room
         scheduler = self.scheduler
         queues = self.queues
         while True:
@@ -100,7 +96,7 @@ class ReadAhead(Generic[T, R]):
             if not waiting and not scheduler.full:
                 return False
             if host is not None and queues.total < self.limit and (waiting or scheduler.hungry):
-                state = self._prepare(host)
+                state = self._prepare(request)
                 if state is None:
                     return False
                 queues.push(host, request)
@@ -179,7 +175,15 @@ class ReadAhead(Generic[T, R]):
         return 0
 
     def _concurrency(self, state: HostState[T]) -> int:
-        limit = state.max_concurrency
+        lanes = state.lanes
+        if lanes is None:
+            limit = state.max_concurrency
+        else:  # a group: its lanes' together, unless one has no limit
+            limit = (
+                0
+                if any(not lane.max_concurrency for lane in lanes)
+                else sum(lane.max_concurrency for lane in lanes)
+            )
         return min(limit, self.max_concurrency) if limit else self.max_concurrency
 
     def _low(self, state: HostState[T]) -> bool:

@@ -160,6 +160,8 @@ class Scheduler(Generic[T]):
         group = self._hosts.get(name)
         if group is None:
             group = self._hosts[name] = HostState(name, _UNLIMITED, host=host_name)
+            if self._carry:
+                self._carried(group)
             limits = self._limits.for_host(host_name)
             group.lanes = []
             for index, label in enumerate(labels):
@@ -216,7 +218,8 @@ class Scheduler(Generic[T]):
         group = host.group
         if group is not None:  # a lane: its group may send on it again
             host = group
-            if any(lane.active for lane in group.lanes or ()):
+            group.active -= 1
+            if group.active:
                 self._make_ready(group)
                 return
         self._make_ready(host)
@@ -304,7 +307,9 @@ class Scheduler(Generic[T]):
                 now = self._loop.time()
             lanes = host.lanes
             if lanes is not None:  # a group: the lane that may start now, if any
-                index, start_at = pick_lane(lanes, now, slack=TIMER_SLACK, turn=host.turn)
+                index, start_at = None, host.start_at()  # (its circuit's cool-down)
+                if start_at <= now + TIMER_SLACK:
+                    index, start_at = pick_lane(lanes, now, slack=TIMER_SLACK, turn=host.turn)
             else:
                 index, start_at = None, host.start_at()
             if start_at > now + TIMER_SLACK:
@@ -330,7 +335,11 @@ class Scheduler(Generic[T]):
                 continue
             if lanes is not None and index is not None:
                 host.turn = index + 1
-                self._make_ready(host)  # a group is never saturated: its lanes may be
+                host.active += 1  # the group counts its lanes' attempts, for its breaker
+                breaker = host.breaker
+                if breaker is not None:
+                    breaker.starting(now)
+                self._make_ready(host)  # unless half-open, a group is not saturated: lanes are
                 lane = lanes[index]
                 lane.note_start(now)
                 return lane, item
@@ -421,7 +430,7 @@ class Scheduler(Generic[T]):
             {k: v for k, v in self._carry.items() if k not in self._carried_names}, now + offset
         )
         for state in list(self._hosts.values()):
-            for one in state.lanes if state.lanes is not None else (state,):
+            for one in (state, *state.lanes) if state.lanes is not None else (state,):
                 carry = export_host(one, offset, now)
                 if carry is not None:
                     carries[one.name] = carry

@@ -28,6 +28,7 @@ from fetchpipe.engine.cache.policy import Action
 from fetchpipe.engine.carry import import_equipment
 from fetchpipe.engine.channel import Channel
 from fetchpipe.engine.item import Item, share_key
+from fetchpipe.engine.lanes import group_name
 from fetchpipe.engine.limits import HostOf, HostState
 from fetchpipe.engine.outcomes import NOT_SENT, Outcomes, Owner, RetryHook
 from fetchpipe.engine.proxies import PROXY_REFUSED
@@ -73,6 +74,7 @@ class StreamRun(Outcomes):
         self.default_headers = {k.lower(): v for k, v in headers.items()}
         self.inflight: dict[tuple[object, ...], Item] = {}
         self.host_of = HostOf()
+        self.ahead_host_of = HostOf()
         self.results: Channel[Any] = Channel(owner.limits.max_concurrency)
         self.input_error: BaseException | None = None
         self.crash: BaseException | None = None
@@ -88,6 +90,7 @@ class StreamRun(Outcomes):
             max_concurrency=owner.limits.max_concurrency,
             admit=self._admit,
             deliver=self.results.put,
+            queue_of=self._queue_of,
             prepare=self._prepare_ahead,
         )
         if self.equips:
@@ -163,8 +166,10 @@ class StreamRun(Outcomes):
             answered = self._consult_cache(item)
             if answered is not None:
                 return answered
+        lanes = request.lanes
+        labels = tuple(lane.label for lane in lanes) if lanes else None
         if self.fails_fast:
-            state = scheduler.host(host)
+            state = scheduler.host(group_name(host, labels) if labels else host)
             if state is not None and state.breaker is not None and state.breaker.is_open(now):
                 self.owner.failed_fast += 1
                 message = NOT_SENT + self._down(state, state.breaker)
@@ -180,26 +185,38 @@ class StreamRun(Outcomes):
                 return None
             if shared is not None:
                 self.inflight[shared] = item
-        lanes = request.lanes
-        if lanes:
-            scheduler.add(host, item, lanes=tuple(lane.label for lane in lanes))
-            return None
-        state = scheduler.add(host, item)
-        if (
-            self.equips
-            and state.breaker is None
-            and state.budget is None
-            and state.pace is None
-            and state.quota is None
-        ):
+        state = scheduler.add(host, item, lanes=labels)
+        if self.equips and not state.equipped:
             self._equip(state)
         return None
 
-    def _prepare_ahead(self, host: str) -> HostState[Item] | None:
-        """The state of ``host`` for a request to wait ahead of the buffer; ``None`` when its
-        circuit is open and it fails fast (the request is failed at once, as at intake)."""
-        state = self.scheduler.state_for(host)
-        if self.equips and state.breaker is None and state.budget is None:
+    def _queue_of(self, request: Any) -> str | None:
+        """The name of the queue ``request`` waits in (see :attr:`HostState.queue`): its host,
+        or its host's group for its lanes; ``None`` when it is not a request."""
+        if isinstance(request, str):
+            return self.ahead_host_of(request)
+        if not isinstance(request, Request) or not isinstance(request.url, str):
+            return None
+        host = self.ahead_host_of(request.url)
+        lanes = request.lanes
+        if host is None or not lanes:
+            return host
+        return group_name(host, tuple(lane.label for lane in lanes))
+
+    def _prepare_ahead(self, request: Any) -> HostState[Item] | None:
+        """The queue (see :attr:`HostState.queue`) for ``request`` to wait ahead of the
+        buffer for; ``None`` when its host's circuit is open and it fails fast (the request is
+        failed at once, as at intake)."""
+        url = request if isinstance(request, str) else request.url
+        host = self.ahead_host_of(url)
+        assert host is not None  # (``_queue_of`` found it)
+        lanes = None if isinstance(request, str) else request.lanes
+        scheduler = self.scheduler
+        if lanes:
+            state = scheduler.group_for(host, tuple(lane.label for lane in lanes))
+        else:
+            state = scheduler.state_for(host)
+        if self.equips and not state.equipped:
             self._equip(state)
         breaker = state.breaker
         if self.fails_fast and breaker is not None and breaker.is_open(self.loop.time()):
@@ -208,12 +225,24 @@ class StreamRun(Outcomes):
 
     def _equip(self, host: HostState[Item]) -> None:
         """Give a new host state its breaker and retry budget (from its first request on, so
-        that they hear every outcome)."""
-        if self.breaker is not None:
-            host.breaker = Breaker()
-        budget = self.policy.budget
-        if budget is not None:
-            host.budget = RetryBudget(budget, self.policy.budget_refill)
+        that they hear every outcome), its pace and its quota. A host's lanes share its group's
+        breaker and budget (see :attr:`HostState.queue`); each has a pace and quota of its
+        own."""
+        host.equipped = True
+        if host.group is None:
+            if self.breaker is not None:
+                host.breaker = Breaker()
+            budget = self.policy.budget
+            if budget is not None:
+                host.budget = RetryBudget(budget, self.policy.budget_refill)
+        if host.lanes is None:
+            self._equip_pace(host)
+        carry = self.scheduler.carry_of(host.name)
+        if carry is not None:
+            import_equipment(host, carry, self.clock_offset, self.loop.time())
+
+    def _equip_pace(self, host: HostState[Item]) -> None:
+        """Give a host or a lane its pace and its quota, when the run has them."""
         if self.adaptive is not None:
             host.pace = self.pace_for(host.name, host.host)
         quotas = self.owner.quotas
@@ -221,9 +250,6 @@ class StreamRun(Outcomes):
             quota = self.owner.limits.for_host(host.host).quota
             if quota is not None:
                 host.quota = quotas.for_host(host.name, quota, setting=host.host)
-        carry = self.scheduler.carry_of(host.name)
-        if carry is not None:
-            import_equipment(host, carry, self.clock_offset, self.loop.time())
 
     def _consult_cache(self, item: Item) -> Result | None:
         """Answer from the cache when it can; otherwise prepare ``item`` to be sent."""
@@ -272,7 +298,7 @@ class StreamRun(Outcomes):
             if taken is None and (taken := await scheduler.next()) is None:
                 break
             host, item = taken
-            breaker = host.breaker
+            breaker = host.breaker if host.group is None else host.group.breaker
             if breaker is not None:
                 item.number = breaker.started()
             # Yield once so that the requests freed by one loop iteration's responses are sent
@@ -361,7 +387,7 @@ class StreamRun(Outcomes):
             if not quota.spend(count + 1):
                 if group is not None and self._lane_spent(host, group, item, quota):
                     return None
-                return self._quota_spent(host if group is None else group, item, quota)
+                return self._quota_spent(host, item, quota)
         item.attempt += 1
         item.sent_at = now
         request_time = time.time() if self.cache is not None else 0.0

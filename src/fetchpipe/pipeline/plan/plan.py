@@ -46,6 +46,8 @@ class SourcePlan:
     min_requests: int
     tables: list[str]
     """Its unnest tables: ``items -> order_items (order_id: id, position in _index)``."""
+    credentials: int = 1
+    """Its credentials (``tokens:``/``values:``): each goes by the host's limits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,8 @@ class HostPlan:
     requests: int
     complete: bool
     min_seconds: float
+    credentials: int = 1
+    """The most credentials of its sources': the host's limits apply to each."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +166,7 @@ def _source_plan(
             + f"position in {u.index})"
             for u in source.unnest
         ],
+        credentials=max(1, len(_credentials(auth))),
     )
 
 
@@ -198,11 +203,15 @@ def _host_plans(
         hl = limits.for_host(host)
         complete = all(s.requests is not None for s in sources)
         n = sum(s.requests if s.requests is not None else s.min_requests for s in sources)
+        # Sources that share a list of credentials share each one's limits (the usual case:
+        # one auth for the host); each credential goes by the host's limits.
+        lanes = max(s.credentials for s in sources)
         seconds = 0.0
         if hl.max_per_second is not None:
-            seconds = max(0, n - hl.burst) / hl.max_per_second
+            seconds = max(0, n - hl.burst * lanes) / (hl.max_per_second * lanes)
         if latency is not None and n:
-            slots = min(hl.max_concurrency or limits.max_concurrency, limits.max_concurrency)
+            per_host = hl.max_concurrency * lanes if hl.max_concurrency else limits.max_concurrency
+            slots = min(per_host, limits.max_concurrency)
             seconds = max(seconds, math.ceil(n / slots) * latency)
             for s in sources:
                 if s.pagination != "none" and s.requests is not None and s.runs:
@@ -212,7 +221,9 @@ def _host_plans(
                     if not sequential(pipeline.source(s.name).paginate):
                         chain = min(chain, 2)
                     seconds = max(seconds, chain * latency)
-        out.append(HostPlan(host, hl.max_concurrency, hl.max_per_second, n, complete, seconds))
+        out.append(
+            HostPlan(host, hl.max_concurrency, hl.max_per_second, n, complete, seconds, lanes)
+        )
     return out
 
 
@@ -261,6 +272,8 @@ def render(plan: Plan) -> str:
         if h.max_per_second is not None:
             parts.append(f"{h.max_per_second:g}/s")
         limit = ", ".join(parts) or "no host limit"
+        if h.credentials > 1 and parts:
+            limit += f" per credential ({h.credentials})"
         count = _counted(h.requests, "request") if h.complete else f"at least {h.requests}"
         lines.append(f"  {h.host}: {limit}; {count}; at least {h.min_seconds:.1f} s")
     if plan.assumed:
@@ -279,7 +292,12 @@ def render(plan: Plan) -> str:
 def _auth_text(auth: Auth) -> str:
     """The auth type, and how many credentials when there are several (each with the host's
     limits: see the lanes of :mod:`fetchpipe.engine.lanes`)."""
-    several = auth.credentials() if isinstance(auth, BearerAuth | ApiKeyAuth) else []
+    several = _credentials(auth)
     if len(several) > 1:
         return f"{auth.type}, {len(several)} credentials (the host's limits apply to each)"
     return auth.type
+
+
+def _credentials(auth: Auth | None) -> list[str]:
+    """The credentials of ``auth`` when it may have several (a bearer's or an API key's)."""
+    return auth.credentials() if isinstance(auth, BearerAuth | ApiKeyAuth) else []
