@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -298,6 +298,6 @@ def _auth_text(auth: Auth) -> str:
     return auth.type
 
 
-def _credentials(auth: Auth | None) -> list[str]:
+def _credentials(auth: Auth | None) -> Sequence[object]:
     """The credentials of ``auth`` when it may have several (a bearer's or an API key's)."""
-    return auth.credentials() if isinstance(auth, BearerAuth | ApiKeyAuth) else []
+    return auth.credentials() if isinstance(auth, BearerAuth | ApiKeyAuth) else ()
