@@ -81,6 +81,23 @@ async def test_a_silent_limit_is_learned(fleet: Fleet) -> None:
     assert sum(r.retries for r in late) <= 2  # past the first seconds, (almost) no 429
 
 
+async def test_retries_of_a_throttled_host_are_not_left_behind_its_first_attempts(
+    fleet: Fleet,
+) -> None:
+    """200 requests, 30 at once, to a host that silently allows 40 per second: the first
+    burst's 429s are retried when their backoff is due, not after the host's whole queue of
+    first attempts (which the first-request gate once put ahead of them: each retried request
+    then took the run's whole length)."""
+    k = key()
+    urls = [fleet.url(f"/limited/silent/{i}?rate=40&key={k}") for i in range(200)]
+    results, _ = await fetch(urls, limits=Limits(max_concurrency=30))
+    assert all(r.ok for r in results)
+    retried = [i for i, r in enumerate(results) if r.retries]
+    assert len(retried) >= 5  # the first burst ran into the limit
+    # In the order of the results: the retried ones among the first half, not at the end.
+    assert sorted(retried)[len(retried) // 2] < len(results) // 2, retried
+
+
 async def test_a_learned_rate_stays_under_the_configured_ceiling(fleet: Fleet) -> None:
     """adaptive=True on a host with max_per_second: the rate learned never exceeds it."""
     k = key()

@@ -249,6 +249,7 @@ class Outcomes:
             reports=owner.rate_limits,
             first_alone=name not in seen
             and HostPace.gates(policy, read_headers=read_headers, most_in_flight=most),
+            most_in_flight=most,
             seen=seen,
             gated=self.scheduler,
         )

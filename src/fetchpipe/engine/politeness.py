@@ -20,9 +20,12 @@ seconds (1 s), then go anyway. The gate is kept small:
 
 - it ends as soon as the first attempt ends, whatever its end (an answer, a connection error,
   a timeout, a cancel: :meth:`HostPace.ended`);
-- the requests it held then go *before* a retry of that first request (``fresh_first`` on the
-  host): they are sent in the order they would have been sent without the gate, so the circuit
-  breaker, which reads first attempts in send order, sees the same run of first attempts;
+- the requests it held that would have gone with it (as many as the host may have in flight,
+  less one) then go *before* a retry of that first request (``fresh_first`` on the host): they
+  are sent in the order they would have been sent without the gate, so the circuit breaker,
+  which reads first attempts in send order, sees the same run of first attempts; the rest, as
+  without the gate, wait their turn with retries that are due (a retry that is due goes
+  first: behind a whole queue of first attempts on a slow host it would wait for all of them);
 - it applies once per host per :class:`~fetchpipe.Fetcher` (:class:`HostsSeen`): a host whose
   state is forgotten while idle and made again is not gated again, so a host that publishes
   nothing pays one round trip, once;
@@ -147,6 +150,7 @@ class HostPace:
         "_gated",
         "_held_from",
         "_meter",
+        "_most_in_flight",
         "_paused_until",
         "_policy",
         "_reports",
@@ -172,12 +176,16 @@ class HostPace:
         ceiling: float | None,
         reports: dict[str, HostRateReport],
         first_alone: bool = False,
+        most_in_flight: int = 0,
         seen: HostsSeen | None = None,
         gated: Gated | None = None,
     ) -> None:
         """``first_alone``: the host's first request goes alone (the caller decides, see
-        :meth:`gates`); ``seen`` is told when that first attempt ends, ``gated`` when the gate
-        opens and when it closes."""
+        :meth:`gates`), the others held until it ends; ``most_in_flight``: how many the host
+        may have on their way at once (0: no bound), so how many of those held would have
+        gone with the first without the gate; ``seen`` is told when that first attempt ends,
+        ``gated`` when the gate opens and when it closes."""
+        self._most_in_flight = most_in_flight
         self._policy = policy
         self.read_headers = read_headers
         self.aimd = aimd
@@ -330,8 +338,10 @@ class HostPace:
                 (b.reset_at + RESET_MARGIN for b in self._budgets.values() if b.left <= 0),
                 default=0.0,
             )
-        if held:  # it held the others: they go before any retry of it
-            host.fresh_first = len(host.fresh)
+        if held:  # those it held that would have gone with it go before any retry of it
+            waiting = len(host.fresh)
+            most = self._most_in_flight
+            host.fresh_first = min(waiting, most - 1) if most else waiting
         if self._seen is not None:
             self._seen.add(host.name)
 
