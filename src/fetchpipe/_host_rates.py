@@ -10,6 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+
+class LimitInForce(NamedTuple):
+    """A host's limit in force (:attr:`HostRateReport.in_force`), in parts a table can show."""
+
+    kind: Literal["published", "learned", "configured", "none known"]
+    figure: str | None = None
+    """``10 per 2 s`` (as published), ``18.5/s``; ``None`` when none is known."""
+    detail: str | None = None
+    """The headers a published limit was read from, or a learned rate's ceiling
+    (``ceiling 50/s``), if any."""
 
 
 @dataclass(slots=True)
@@ -52,17 +64,25 @@ class HostRateReport:
         }
 
     @property
+    def in_force(self) -> LimitInForce:
+        """The limit in force and how it is known: the published one, else a learned rate,
+        else the configured one (the words of :attr:`limit` and of the report's table)."""
+        if self.published is not None:
+            return LimitInForce("published", self.published, self.source or None)
+        if self.learned and self.per_second is not None:
+            ceiling = None if self.configured is None else f"ceiling {self.configured:g}/s"
+            return LimitInForce("learned", f"{self.per_second:.3g}/s", ceiling)
+        if self.configured is not None:
+            return LimitInForce("configured", f"{self.configured:g}/s")
+        return LimitInForce("none known")
+
+    @property
     def limit(self) -> str:
         """The limit in force as words: ``published 10 per 2 s (RateLimit-Policy)``, ``learned
         18.5/s (ceiling 50/s)``, ``configured 5/s``, or ``none known``."""
-        if self.published is not None:
-            return f"published {self.published}" + (f" ({self.source})" if self.source else "")
-        if self.learned and self.per_second is not None:
-            ceiling = "" if self.configured is None else f" (ceiling {self.configured:g}/s)"
-            return f"learned {self.per_second:.3g}/s{ceiling}"
-        if self.configured is not None:
-            return f"configured {self.configured:g}/s"
-        return "none known"
+        known = self.in_force
+        words = known.kind if known.figure is None else f"{known.kind} {known.figure}"
+        return words if known.detail is None else f"{words} ({known.detail})"
 
     @property
     def text(self) -> str:
@@ -101,4 +121,4 @@ class HostRateReport:
         )
 
 
-__all__ = ["HostRateReport"]
+__all__ = ["HostRateReport", "LimitInForce"]

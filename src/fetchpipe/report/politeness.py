@@ -31,14 +31,14 @@ def hosts(data: RunData) -> list[HostRateReport]:
 
 def _limit(report: HostRateReport) -> tuple[str, str]:
     """The limit in force and how it is known, as two cells' text."""
-    if report.published is not None:
-        return report.published, f"published ({report.source or 'headers'})"
-    if report.learned and report.per_second is not None:
-        ceiling = "" if report.configured is None else f", ceiling {report.configured:g}/s"
-        return f"{report.per_second:.3g}/s", f"learned from 429s (AIMD{ceiling})"
-    if report.configured is not None:
-        return f"{report.configured:g}/s", "configured"
-    return "–", "none known"
+    known = report.in_force
+    figure = "–" if known.figure is None else known.figure
+    if known.kind == "published":
+        return figure, f"published ({known.detail or 'headers'})"
+    if known.kind == "learned":
+        ceiling = "" if known.detail is None else f", {known.detail}"
+        return figure, f"learned from 429s (AIMD{ceiling})"
+    return figure, known.kind
 
 
 def section(data: RunData) -> str:
