@@ -298,12 +298,35 @@ def _insert(
     spool = Spool(prefix="fetchpipe-log-")
     try:
         spool.add(batch)
-        names = ", ".join(quote(name) for name in columns)
-        connection.execute(
-            f"INSERT INTO {table} ({names}) SELECT {names} FROM {read_json(spool, columns)}"
-        )
+        insert_spool(connection, table, columns, spool)
     finally:
         spool.discard()
+
+
+def insert_spool(
+    connection: duckdb.DuckDBPyConnection, table: str, columns: Mapping[str, str], spool: Spool
+) -> None:
+    """Insert the rows in ``spool`` (finished) into ``table``'s ``columns``, by name."""
+    names = ", ".join(quote(name) for name in columns)
+    connection.execute(
+        f"INSERT INTO {table} ({names}) SELECT {names} FROM {read_json(spool, columns)}"
+    )
+
+
+def insert_fetch_run(
+    connection: duckdb.DuckDBPyConnection,
+    run_id: str,
+    started_at: datetime,
+    ended_at: datetime | None = None,
+) -> None:
+    """The run tables (:func:`create_tables`) and a fetch's row in ``_fetchpipe_runs``:
+    ``running``, or ``done`` when ``ended_at`` is given."""
+    create_tables(connection)
+    connection.execute(
+        f"INSERT INTO {RUNS_TABLE} (run_id, pipeline, full_refresh, status, started_at, "
+        "ended_at) VALUES (?, 'fetch', false, ?, ?, ?)",
+        [run_id, "running" if ended_at is None else "done", started_at, ended_at],
+    )
 
 
 # --- reading: fetchpipe runs ------------------------------------------------------------------
@@ -464,6 +487,8 @@ __all__ = [
     "RunSummary",
     "create_tables",
     "insert",
+    "insert_fetch_run",
+    "insert_spool",
     "outcome",
     "read_runs",
 ]

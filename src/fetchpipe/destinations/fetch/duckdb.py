@@ -297,11 +297,9 @@ class DuckDBSink(OpenClose):
         """The run's tables, and its row in ``_fetchpipe_runs`` (once, with its first batch)."""
         if self._run_begun or self._recorder is None:
             return
-        run_log.create_tables(connection)
-        connection.execute(
-            f"INSERT INTO {run_log.RUNS_TABLE} (run_id, pipeline, full_refresh, status, "
-            "started_at) VALUES (?, 'fetch', false, 'running', ?)",
-            [self._recorder.run_id, self._recorder.started_at or datetime.now(UTC)],
+        recorder = self._recorder
+        run_log.insert_fetch_run(
+            connection, recorder.run_id, recorder.started_at or datetime.now(UTC)
         )
         self._run_begun = True
 

@@ -25,7 +25,7 @@ import orjson
 
 from fetchpipe._exceptions import SinkError
 from fetchpipe.destinations import run_log
-from fetchpipe.destinations.duckdb_ingest import Spool, quote, read_json
+from fetchpipe.destinations.duckdb_ingest import Spool
 
 
 class GatheredLog:
@@ -59,22 +59,13 @@ class GatheredLog:
         try:
             with duckdb.connect(str(database)) as connection:
                 connection.execute("BEGIN TRANSACTION")
-                run_log.create_tables(connection)
-                connection.execute(
-                    f"INSERT INTO {run_log.RUNS_TABLE} (run_id, pipeline, full_refresh, status, "
-                    "started_at, ended_at) VALUES (?, 'fetch', false, 'done', ?, ?)",
-                    [self.run_id, self.started_at, ended_at],
-                )
+                run_log.insert_fetch_run(connection, self.run_id, self.started_at, ended_at)
                 for table, columns, spool in (
                     (run_log.REQUESTS_TABLE, run_log.REQUEST_COLUMNS, self._requests),
                     (run_log.EVENTS_TABLE, run_log.EVENT_COLUMNS, self._events),
                 ):
                     if spool.count:
-                        names = ", ".join(quote(name) for name in columns)
-                        connection.execute(
-                            f"INSERT INTO {table} ({names}) SELECT {names} FROM "
-                            f"{read_json(spool, columns)}"
-                        )
+                        run_log.insert_spool(connection, table, columns, spool)
                 connection.execute("COMMIT")
         except duckdb.Error as exc:  # rolled back with the connection
             raise SinkError(f"cannot record the run in {str(database)!r}: {exc}") from exc
