@@ -23,6 +23,8 @@ arrives as text a query can cast (``TRY_CAST(col AS DATE)``).
 
 Rows are always read at explicit types (:func:`read_json` gives ``columns``), so nothing is
 guessed while inserting; a field a line lacks is ``NULL``.
+
+What a table already has is read in one place too: :func:`table_columns`.
 """
 
 from __future__ import annotations
@@ -142,6 +144,19 @@ def column_types(
         "maximum_depth = 2, union_by_name = true)"
     ).fetchall()
     return {str(row[0]): stored_type(str(row[1])) for row in inferred}
+
+
+def table_columns(connection: duckdb.DuckDBPyConnection, table: str) -> dict[str, str] | None:
+    """The columns of ``table`` (main schema or temporary; its name matched case-insensitively,
+    as DuckDB matches identifiers) and their types, in order; ``None`` when it does not exist.
+    The one read of ``information_schema.columns``."""
+    rows = connection.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema IN ('main', 'temp') AND lower(table_name) = lower(?) "
+        "ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    return {str(row[0]): str(row[1]) for row in rows} if rows else None
 
 
 def stored_type(inferred: str) -> str:

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from fetchpipe._log import full_url, host_of
 from fetchpipe._models import Provenance, Result
 from fetchpipe._redact import redact_text, redact_url
-from fetchpipe.destinations.duckdb_ingest import Spool, quote, read_json
+from fetchpipe.destinations.duckdb_ingest import Spool, quote, read_json, table_columns
 
 if TYPE_CHECKING:
     import duckdb
@@ -402,7 +402,9 @@ def read_runs(
     if RUNS_TABLE not in tables:
         return []
     where = "WHERE pipeline = ?" if pipeline is not None else ""
-    politeness = "politeness" if "politeness" in _columns(connection, RUNS_TABLE) else "NULL"
+    politeness = (
+        "politeness" if "politeness" in (table_columns(connection, RUNS_TABLE) or {}) else "NULL"
+    )
     found = connection.execute(
         f"SELECT run_id, pipeline, status, started_at, ended_at, {politeness} FROM {RUNS_TABLE} "
         f"{where} ORDER BY started_at DESC, run_id DESC LIMIT ?",
@@ -445,17 +447,6 @@ def read_runs(
         for entry in run.sources.values():
             entry.setdefault("requests", 0)
     return list(runs.values())
-
-
-def _columns(connection: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-    return {
-        str(row[0])
-        for row in connection.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = ?",
-            [table],
-        ).fetchall()
-    }
 
 
 def _politeness(value: object) -> dict[str, dict[str, Any]]:

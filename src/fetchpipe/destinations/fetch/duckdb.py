@@ -31,7 +31,7 @@ import orjson
 from fetchpipe._exceptions import SinkError
 from fetchpipe._models import Result
 from fetchpipe.destinations import run_log
-from fetchpipe.destinations.duckdb_ingest import Spool, quote, read_json
+from fetchpipe.destinations.duckdb_ingest import Spool, quote, read_json, table_columns
 from fetchpipe.destinations.fetch import COLUMNS, encode_record
 from fetchpipe.destinations.lifecycle import OpenClose
 from fetchpipe.destinations.run_log import LogRows, RequestRecorder
@@ -341,14 +341,10 @@ def prepare_table(connection: duckdb.DuckDBPyConnection, table: str, path: str |
     definition = ", ".join(f"{quote(name)} {COLUMN_TYPES[name]}" for name in COLUMNS)
     try:
         connection.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} ({definition})")
-        rows = connection.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = ?",
-            [table],
-        ).fetchall()
+        existing = table_columns(connection, table) or {}
     except duckdb.Error as exc:
         raise SinkError(f"cannot create table {table!r} in {str(path)!r}: {exc}") from exc
-    missing = [name for name in COLUMNS if name not in {row[0] for row in rows}]
+    missing = [name for name in COLUMNS if name not in existing]
     if any(name not in ADDED_COLUMNS for name in missing):
         raise SinkError(
             f"table {table!r} in {str(path)!r} exists without the column(s) "

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from fetchpipe.destinations.duckdb_ingest import Spool, quote
+from fetchpipe.destinations.duckdb_ingest import Spool, quote, table_columns
 from fetchpipe.destinations.pipelines import ChildTable, LoadError, WriteMode
 from fetchpipe.destinations.pipelines.journal import stage_table
 from fetchpipe.destinations.pipelines.tables import (
@@ -33,7 +33,6 @@ from fetchpipe.destinations.pipelines.tables import (
     META_COLUMNS,
     ROW_COLUMN,
     stage_batch,
-    table_columns,
     write_rows,
 )
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fetchpipe.destinations.duckdb_ingest import quote
+from fetchpipe.destinations.duckdb_ingest import quote, table_columns
 from fetchpipe.destinations.pipelines import ChildTable, WriteMode
 from fetchpipe.destinations.pipelines.children import data_columns, has_fields, write_child
 from fetchpipe.destinations.pipelines.journal import stage_table
@@ -23,7 +23,6 @@ from fetchpipe.destinations.pipelines.staging import StagedStore, State
 from fetchpipe.destinations.pipelines.tables import (
     RUN_ID_COLUMN,
     dedupe,
-    table_columns,
     write_rows,
 )
 

@@ -29,7 +29,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from fetchpipe.destinations.duckdb_ingest import column_types, literal, quote, read_json
+from fetchpipe.destinations.duckdb_ingest import (
+    column_types,
+    literal,
+    quote,
+    read_json,
+    table_columns,
+)
 from fetchpipe.destinations.pipelines import ChildTable, LoadError, WriteMode
 from fetchpipe.destinations.pipelines.children import child_key, linked
 from fetchpipe.destinations.pipelines.journal import stage_table
@@ -39,7 +45,6 @@ from fetchpipe.destinations.pipelines.tables import (
     ROW_COLUMN,
     RUN_ID_COLUMN,
     dedupe,
-    table_columns,
 )
 
 # duckdb is imported where a database is opened or used (lazy): importing the runner loads it

@@ -20,7 +20,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from fetchpipe.destinations.duckdb_ingest import Spool, column_types, quote, read_json
+from fetchpipe.destinations.duckdb_ingest import (
+    Spool,
+    column_types,
+    quote,
+    read_json,
+    table_columns,
+)
 from fetchpipe.destinations.pipelines import LoadError
 
 if TYPE_CHECKING:
@@ -59,18 +65,6 @@ def stage_batch(
         [run_id, loaded_at],
     )
     return {**columns, **META_COLUMNS}
-
-
-def table_columns(connection: duckdb.DuckDBPyConnection, table: str) -> dict[str, str] | None:
-    """The columns of ``table`` (main schema or temporary) and their types, or ``None`` when it
-    does not exist."""
-    rows = connection.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema IN ('main', 'temp') AND lower(table_name) = lower(?) "
-        "ORDER BY ordinal_position",
-        [table],
-    ).fetchall()
-    return {str(row[0]): str(row[1]) for row in rows} if rows else None
 
 
 def dedupe(
