@@ -20,7 +20,7 @@ import click
 
 from fetchpipe._exceptions import ConfigError, SinkError
 from fetchpipe.cli.bad_usage import BadUsage
-from fetchpipe.cli.pipeline import _load as load_pipeline
+from fetchpipe.cli.pipeline import load_without_env
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -121,21 +121,8 @@ def _pipeline(path: str) -> PipelineSpec:
     """The pipeline file, read without the variables only its requests need (nothing is
     sent): its name, destination and sources' names, URLs (they place a source in its shard)
     and unnest tables must be set; exit 2 listing those that are not."""
-    from fetchpipe.pipeline.spec.errors import NeedsEnvironment, Problem
-
-    try:
-        pipeline = load_pipeline(path, skip_env=True)
-    except NeedsEnvironment as exc:
-        needed: list[Problem] = list(exc.problems)
-    else:
-        needed = [p for p in pipeline.unchecked if _places_tables(p.path)]
-        if not needed:
-            return pipeline
-    text = "\n".join(p.render(path) for p in needed)
-    raise BadUsage(
-        f"{text}\n{path}: the merge needs these values: set the variables; nothing was merged",
-        plain=True,
-    )
+    why = "the merge needs these values: set the variables; nothing was merged"
+    return load_without_env(path, _places_tables, why)
 
 
 def _places_tables(path: tuple[str | int, ...]) -> bool:

@@ -71,6 +71,26 @@ def _load(path: str, *, skip_env: bool = False) -> PipelineSpec:
         raise _invalid(path, exc) from None
 
 
+def load_without_env(
+    path: str, needs: Callable[[tuple[str | int, ...]], bool], why: str
+) -> PipelineSpec:
+    """The pipeline file at ``path``, read without the variables only its requests need (for a
+    command that sends nothing); exit 2 listing the unset values whose field paths ``needs``
+    picks (those the command reads), then ``path: why``."""
+    from fetchpipe.pipeline.spec.errors import NeedsEnvironment, Problem
+
+    try:
+        pipeline = _load(path, skip_env=True)
+    except NeedsEnvironment as exc:
+        needed: list[Problem] = list(exc.problems)
+    else:
+        needed = [p for p in pipeline.unchecked if needs(p.path)]
+        if not needed:
+            return pipeline
+    text = "\n".join(p.render(path) for p in needed)
+    raise BadUsage(f"{text}\n{path}: {why}", plain=True)
+
+
 def _invalid(path: str, exc: PipelineError) -> BadUsage:
     """Each problem on its line (``file:line: field.path: message``), then how many."""
     count = len(exc.problems)

@@ -28,7 +28,7 @@ import click
 
 from fetchpipe.cli.bad_usage import BadUsage
 from fetchpipe.cli.options import json_flag
-from fetchpipe.cli.pipeline import _load as load_pipeline
+from fetchpipe.cli.pipeline import load_without_env
 
 if TYPE_CHECKING:
     from fetchpipe.destinations.pipelines import Destination
@@ -206,7 +206,7 @@ def _held(pipeline: PipelineSpec, shard: str | None) -> list[Source]:
 def _unsharded(path: str, *, urls: bool) -> PipelineSpec:
     """The pipeline file at ``path`` (see :func:`_pipeline`); with ``urls``, the sources' URLs
     need their variables too (they place a source in its shard)."""
-    from fetchpipe.pipeline.spec.errors import NeedsEnvironment, Problem, did_you_mean
+    from fetchpipe.pipeline.spec.errors import did_you_mean
 
     file = Path(path)
     if not file.is_file():
@@ -218,23 +218,12 @@ def _unsharded(path: str, *, urls: bool) -> PipelineSpec:
         ]
         hint = did_you_mean(path, names) or ". HINT: give the pipeline's YAML or TOML file"
         raise BadUsage(f"no pipeline file {path!r}{hint}")
-    try:  # the secrets are not needed: nothing is sent
-        pipeline = load_pipeline(path, skip_env=True)
-    except NeedsEnvironment as exc:
-        needed: list[Problem] = list(exc.problems)
-    else:
-        needed = [
-            p
-            for p in pipeline.unchecked
-            if _names_state(p.path) or (urls and p.path[:1] == ("sources",) and "url" in p.path)
-        ]
-        if not needed:
-            return pipeline
-    text = "\n".join(p.render(path) for p in needed)
-    raise BadUsage(
-        f"{text}\n{path}: the state needs these values: set the variables; nothing was changed",
-        plain=True,
-    )
+
+    def needs(field: tuple[str | int, ...]) -> bool:
+        return _names_state(field) or (urls and field[:1] == ("sources",) and "url" in field)
+
+    why = "the state needs these values: set the variables; nothing was changed"
+    return load_without_env(path, needs, why)  # the secrets are not needed: nothing is sent
 
 
 def _names_state(path: tuple[str | int, ...]) -> bool:
