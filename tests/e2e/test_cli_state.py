@@ -141,6 +141,18 @@ def test_show_set_and_reset_change_what_the_next_run_sends(
             "Error: no pipeline file 'order.yaml'. HINT: did you mean `orders.yaml`?",
         ),
         (
+            ("show", "orders.yaml", "--shard", "2/2"),
+            "Error: --shard: shard 2/2 does not exist. HINT: write --shard K/N with 0 <= K < N <= "
+            "256, e.g. --shard 0/4 .. --shard 3/4 (K counts from 0, as a Kubernetes job's "
+            "completion index or an Airflow map index); nothing was changed",
+        ),
+        (
+            ("reset", "orders.yaml", "orders", "--shard", "one/two"),
+            "Error: --shard: 'one/two' is not K/N. HINT: write --shard K/N with 0 <= K < N <= "
+            "256, e.g. --shard 0/4 .. --shard 3/4 (K counts from 0, as a Kubernetes job's "
+            "completion index or an Airflow map index); nothing was changed",
+        ),
+        (
             ("set", "orders.yaml", "orders", "yesterday"),
             "Error: orders: 'yesterday' is not an ISO 8601 date-time; nothing was changed. "
             "HINT: give a datetime, as 2025-01-01T09:00:00Z",
