@@ -22,6 +22,7 @@ from fetchpipe.cli.bad_usage import BadUsage
 
 if TYPE_CHECKING:
     from fetchpipe._quota import Quota
+    from fetchpipe.distributed.sharding import ShardSelector
     from fetchpipe.engine.proxies import ProxyPolicy
     from fetchpipe.engine.tls import TlsPolicy
 
@@ -182,6 +183,17 @@ def parse_retry_budget(text: str) -> float | None:
 
 
 # --- shared by several commands -------------------------------------------------------------------
+
+
+def shard_selector(text: str, then: str | None = None) -> ShardSelector:
+    """``--shard K/N`` read (fetch, run, state); exit 2 saying what is wrong, with its hint:
+    ``--shard: ...; then`` when ``then`` says what was not done (``nothing was sent``)."""
+    from fetchpipe.distributed.sharding import ShardSelector  # lazy: start-up time
+
+    try:
+        return ShardSelector.parse(text)
+    except ConfigError as exc:
+        raise BadUsage(str(exc) if then is None else f"--shard: {exc}; {then}") from None
 
 
 def comma_separated(values: Iterable[str]) -> list[str]:

@@ -26,6 +26,7 @@ from fetchpipe.cli.options import (
     metrics_option,
     report_option,
     seconds,
+    shard_selector,
     state_dir_option,
     whole_number,
 )
@@ -219,14 +220,10 @@ def _one_shard(
     """``pipeline`` writing to shard ``shard``'s destination, and the sources it runs there
     (those of ``select`` in the shard; empty: none), said on stderr. BadUsage for a bad
     ``--shard`` or an unknown ``--select`` name."""
-    from fetchpipe.distributed.sharding import ShardSelector
     from fetchpipe.pipeline.spec import shards
     from fetchpipe.pipeline.spec.errors import did_you_mean
 
-    try:
-        selector = ShardSelector.parse(shard)
-    except ConfigError as exc:
-        raise BadUsage(f"--shard: {exc}; nothing was sent") from None
+    selector = shard_selector(shard, "nothing was sent")
     names = [s.name for s in pipeline.sources]
     for name in select or ():
         if name not in names:

@@ -25,6 +25,7 @@ from fetchpipe._redact import redact_text
 from fetchpipe.cli.bad_usage import BadUsage
 from fetchpipe.cli.executor_options import executor_options
 from fetchpipe.cli.fetching import Settings, counted, stderr
+from fetchpipe.cli.options import shard_selector
 
 if TYPE_CHECKING:
     from fetchpipe.cli.summary import Summary
@@ -73,7 +74,6 @@ def scale_out(executor: str, workers: int | None, shard: str | None) -> ScaleOut
     if executor.strip().lower() == "local" and workers is None and shard is None:
         return ScaleOut()  # what a plain fetch asks: nothing more to load
     from fetchpipe.distributed.executor import executor_problem
-    from fetchpipe.distributed.sharding import ShardSelector
 
     problem = executor_problem(executor)
     if problem is not None:
@@ -83,10 +83,7 @@ def scale_out(executor: str, workers: int | None, shard: str | None) -> ScaleOut
             "--workers sizes the local cluster of --executor dask. HINT: add --executor dask, "
             "or size a running cluster where its workers are started"
         )
-    try:
-        selector = None if shard is None else ShardSelector.parse(shard)
-    except ConfigError as exc:
-        raise BadUsage(str(exc)) from None
+    selector = None if shard is None else shard_selector(shard)
     return ScaleOut(executor.strip(), workers, selector)
 
 

@@ -27,18 +27,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from fetchpipe.cli.bad_usage import BadUsage
-from fetchpipe.cli.options import json_flag
+from fetchpipe.cli.options import json_flag, shard_selector
 from fetchpipe.cli.pipeline import load_without_env
 
 if TYPE_CHECKING:
     from fetchpipe.destinations.pipelines import Destination
-    from fetchpipe.distributed.sharding import ShardSelector
     from fetchpipe.pipeline.spec.config import PipelineSpec
     from fetchpipe.pipeline.spec.models import Source
 
 BY_HAND = "set by hand"
 """What the state table's run id says of a cursor set with ``fetchpipe state set``."""
 T = TypeVar("T")
+_UNCHANGED = "nothing was changed"
 
 _pipeline_argument = click.argument("pipeline_file", metavar="PIPELINE", type=click.Path())
 _shard_option = click.option(
@@ -180,17 +180,7 @@ def _pipeline(path: str, shard: str | None = None) -> PipelineSpec:
         return pipeline
     from fetchpipe.pipeline.spec.shards import for_shard
 
-    return for_shard(pipeline, _selector(shard))
-
-
-def _selector(shard: str) -> ShardSelector:
-    from fetchpipe._exceptions import ConfigError
-    from fetchpipe.distributed.sharding import ShardSelector
-
-    try:
-        return ShardSelector.parse(shard)
-    except ConfigError as exc:
-        raise BadUsage(f"--shard: {exc}; nothing was changed") from None
+    return for_shard(pipeline, shard_selector(shard, _UNCHANGED))
 
 
 def _held(pipeline: PipelineSpec, shard: str | None) -> list[Source]:
@@ -199,7 +189,7 @@ def _held(pipeline: PipelineSpec, shard: str | None) -> list[Source]:
         return list(pipeline.sources)
     from fetchpipe.pipeline.spec.shards import shard_sources
 
-    names = set(shard_sources(pipeline, _selector(shard)))
+    names = set(shard_sources(pipeline, shard_selector(shard, _UNCHANGED)))
     return [source for source in pipeline.sources if source.name in names]
 
 
@@ -243,7 +233,7 @@ def _incremental_source(pipeline: PipelineSpec, name: str, shard: str | None = N
     if shard is not None and name in names and name not in {s.name for s in _held(pipeline, shard)}:
         from fetchpipe.pipeline.spec.shards import table_shards
 
-        count = _selector(shard).count
+        count = shard_selector(shard, _UNCHANGED).count
         owner = f"{table_shards(pipeline, count)[name]}/{count}"
         raise BadUsage(
             f"source {name!r} runs in shard {owner}, not {shard}: its state is in that "
