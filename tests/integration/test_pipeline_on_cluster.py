@@ -276,3 +276,24 @@ def test_pipeline_run_starts_and_closes_a_cluster_it_names(
     assert report.ok and report.source("products").rows == SHOP_PRODUCT_COUNT
     with pytest.raises(ConfigError, match="is not an executor"):
         Pipeline.from_dict(config).run(executor="spark")
+
+
+@pytest.mark.fleet(hosts=HOSTS, minute=0.01)
+def test_pipeline_run_leaves_a_cluster_it_is_given_open(
+    cluster: DaskExecutor, fleet_in_thread: Fleet, tmp_path: Path
+) -> None:
+    config = {
+        "name": "given",
+        "destination": f"duckdb:///{tmp_path / 'given.duckdb'}",
+        "sources": [
+            {
+                "name": "products",
+                "url": fleet_in_thread.url("/shop/v1/offset/products"),
+                "records": "items",
+                "paginate": {"type": "offset", "limit": 100, "total_path": "total"},
+            }
+        ],
+    }
+    report = Pipeline.from_dict(config).run(executor=cluster)
+    assert report.ok and report.source("products").rows == SHOP_PRODUCT_COUNT
+    assert cluster.client.status == "running" and cluster.slots == 2
