@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # each command imports what it uses: listing the commands loa
     from rich.console import Console
 
     from fetchpipe.cli.sharded import ScaleOut
-    from fetchpipe.distributed.executor import ActorHost
+    from fetchpipe.pipeline.api import OpenCluster
     from fetchpipe.pipeline.runtime.runner import PipelineRunner
     from fetchpipe.pipeline.spec.config import PipelineSpec
     from fetchpipe.pipeline.spec.errors import PipelineError
@@ -437,25 +437,24 @@ def run_command(
 
 def _open_cluster(
     scale: ScaleOut, runner: PipelineRunner, stderr: Console, *, quiet: bool
-) -> ActorHost | None:
+) -> OpenCluster | None:
     """The cluster ``--executor`` names, started or reached, as ``runner``'s engine (``None``:
     this process); one line on stderr says where the run goes. Exit 2 when it cannot be."""
     if not scale.on_cluster:
         return None
-    from fetchpipe.distributed.cluster_stream import cluster_engine
-    from fetchpipe.distributed.factory import open_executor
+    from fetchpipe.pipeline.api import open_cluster
 
     try:
-        cluster = open_executor(scale.executor, scale.workers)
+        cluster = open_cluster(scale.executor, scale.workers)
     except ConfigError as exc:
         raise BadUsage(str(exc)) from None
-    runner.engine = cluster_engine(cluster)
+    runner.engine = cluster.engine
     if not quiet:
-        started = getattr(cluster, "started_in", None)
+        started = getattr(cluster.host, "started_in", None)
         took = "" if started is None else f", started in {started:.2f} s"
-        engines = cluster.slots
+        engines = cluster.host.slots
         stderr.print(
-            f"running on {cluster.description} ({engines} shard engine"
+            f"running on {cluster.host.description} ({engines} shard engine"
             f"{'s' if engines != 1 else ''}, each host on one{took}); pages are read and loaded "
             "here",
             markup=False,

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fetchpipe.engine.fetcher import run as run_loop
@@ -25,7 +26,36 @@ from fetchpipe.pipeline.runtime.runner import PipelineRunner
 from fetchpipe.pipeline.spec.config import PipelineSpec
 
 if TYPE_CHECKING:
+    from fetchpipe.distributed.cluster_stream import ClusterStream
     from fetchpipe.distributed.executor import ActorHost
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCluster:
+    """A cluster a pipeline run sends its requests from, and the engine it makes there."""
+
+    host: ActorHost
+    engine: Callable[..., ClusterStream]
+    """What :class:`~fetchpipe.pipeline.runtime.runner.PipelineRunner` takes as ``engine``."""
+    owned: bool
+    """Started or reached by :func:`open_cluster` (``close`` closes it), not given to it."""
+
+    def close(self) -> None:
+        """Close the cluster if it was opened here (one given is left open)."""
+        if self.owned:
+            self.host.close()
+
+
+def open_cluster(executor: str | ActorHost, workers: int | None = None) -> OpenCluster:
+    """The cluster ``executor`` names (``dask`` with ``workers``, or a scheduler's address),
+    started or reached, or the executor given, with a pipeline run's engine on it. Raises
+    :class:`~fetchpipe._exceptions.ConfigError` when it cannot be used or reached."""
+    from fetchpipe.distributed.cluster_stream import cluster_engine
+    from fetchpipe.distributed.factory import open_executor
+
+    owned = isinstance(executor, str)
+    host = open_executor(executor, workers) if isinstance(executor, str) else executor
+    return OpenCluster(host, cluster_engine(host), owned)
 
 
 class Pipeline(PipelineSpec):
@@ -81,22 +111,16 @@ class Pipeline(PipelineSpec):
                 self, select=select, full_refresh=full_refresh, restart=restart, state_dir=state_dir
             )
             return await runner.run()
-        from fetchpipe.distributed.cluster_stream import cluster_engine
-        from fetchpipe.distributed.factory import open_executor
-
-        opened = None
-        if isinstance(executor, str):  # started (or reached) here, closed here
-            opened = executor = await asyncio.to_thread(open_executor, executor, workers)
-        try:
+        cluster = await asyncio.to_thread(open_cluster, executor, workers)
+        try:  # a cluster started (or reached) here is closed here
             runner = PipelineRunner(
                 self,
                 select=select,
                 full_refresh=full_refresh,
                 restart=restart,
                 state_dir=state_dir,
-                engine=cluster_engine(executor),
+                engine=cluster.engine,
             )
             return await runner.run()
         finally:
-            if opened is not None:
-                await asyncio.to_thread(opened.close)
+            await asyncio.to_thread(cluster.close)
