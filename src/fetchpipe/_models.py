@@ -46,6 +46,15 @@ class Provenance(enum.StrEnum):
     STALE = "stale"  # the refresh failed; a stale stored response answered instead
 
 
+def with_headers(headers: Mapping[str, str] | None, added: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``headers`` with ``added`` set, each replacing any case variant of its name
+    (a lane's credential, an authenticator's ``Authorization``)."""
+    names = {name.lower() for name in added}
+    out = {k: v for k, v in (headers or {}).items() if k.lower() not in names}
+    out.update(added)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Lane:
     """One of the credentials a request may be sent with: a *lane* of its host.
@@ -67,11 +76,7 @@ class Lane:
 
     def applied(self, request: Request) -> Request:
         """``request`` with this lane's headers (replacing any case variant) and params."""
-        headers = dict(request.headers or {})
-        if self.headers:
-            names = {name.lower() for name in self.headers}
-            headers = {k: v for k, v in headers.items() if k.lower() not in names}
-            headers.update(self.headers)
+        headers = with_headers(request.headers, self.headers or {})
         params = dict(request.params or {})
         params.update(self.params or {})
         return replace(request, headers=headers or None, params=params or None)

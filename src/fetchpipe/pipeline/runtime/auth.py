@@ -26,14 +26,13 @@ import dataclasses
 import aiohttp
 from pydantic import SecretStr
 
-from fetchpipe._models import Lane, Request
+from fetchpipe._models import Lane, Request, with_headers
 from fetchpipe.engine.proxies import ProxyPolicy
 from fetchpipe.pipeline.runtime.auth_base import (
     AUTHORIZATION,
     DEFAULT_REFRESH_MARGIN,
     Authenticator,
     AuthError,
-    with_header,
 )
 from fetchpipe.pipeline.runtime.oauth2 import (
     OAuth2Authenticator,
@@ -77,7 +76,7 @@ class BearerAuthenticator(Authenticator):
             return request
         value = f"Bearer {self._token.get_secret_value()}"
         return dataclasses.replace(
-            request, headers=with_header(request.headers, AUTHORIZATION, value)
+            request, headers=with_headers(request.headers, {AUTHORIZATION: value})
         )
 
 
@@ -97,7 +96,7 @@ class ApiKeyAuthenticator(Authenticator):
         value = self._value.get_secret_value()
         if self.in_ == "header":
             return dataclasses.replace(
-                request, headers=with_header(request.headers, self.name, value)
+                request, headers=with_headers(request.headers, {self.name: value})
             )
         params: dict[str, str | int | float] = dict(request.params or {})
         params[self.name] = value
@@ -174,7 +173,7 @@ class BasicAuthenticator(Authenticator):
         pair = f"{self.username}:{self._password.get_secret_value()}".encode()
         value = "Basic " + base64.b64encode(pair).decode("ascii")
         return dataclasses.replace(
-            request, headers=with_header(request.headers, AUTHORIZATION, value)
+            request, headers=with_headers(request.headers, {AUTHORIZATION: value})
         )
 
     def __repr__(self) -> str:

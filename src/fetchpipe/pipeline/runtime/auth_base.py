@@ -1,15 +1,14 @@
-"""What every authenticator shares: the :class:`Authenticator` interface, :class:`AuthError`,
-and the header helper. :mod:`.auth` has the static credentials and ``authenticator_for``,
-:mod:`.oauth2` the tokens fetched from a token endpoint."""
+"""What every authenticator shares: the :class:`Authenticator` interface and :class:`AuthError`.
+:mod:`.auth` has the static credentials and ``authenticator_for``, :mod:`.oauth2` the tokens
+fetched from a token endpoint; both set their header with the core's ``_models.with_headers``,
+as a credential's lane does."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 from fetchpipe._exceptions import FetchpipeError
 from fetchpipe._models import Request
 
-__all__ = ["AUTHORIZATION", "DEFAULT_REFRESH_MARGIN", "AuthError", "Authenticator", "with_header"]
+__all__ = ["AUTHORIZATION", "DEFAULT_REFRESH_MARGIN", "AuthError", "Authenticator"]
 
 DEFAULT_REFRESH_MARGIN = 30.0
 """Seconds before a token's expiry at which a new one is fetched (at most half its lifetime)."""
@@ -29,14 +28,6 @@ class AuthError(FetchpipeError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
-
-
-def with_header(headers: Mapping[str, str] | None, name: str, value: str) -> dict[str, str]:
-    """A copy of `headers` with `name` set to `value`, replacing any case variant of it."""
-    lowered = name.lower()
-    out = {k: v for k, v in (headers or {}).items() if k.lower() != lowered}
-    out[name] = value
-    return out
 
 
 class Authenticator:

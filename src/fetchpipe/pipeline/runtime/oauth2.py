@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 from pydantic import SecretStr
 
-from fetchpipe._models import Request
+from fetchpipe._models import Request, with_headers
 from fetchpipe._redact import public_url, redact_text
 from fetchpipe.engine.proxies import PROXY_REFUSED, ProxyPolicy
 from fetchpipe.pipeline.runtime.auth_base import (
@@ -26,7 +26,6 @@ from fetchpipe.pipeline.runtime.auth_base import (
     DEFAULT_REFRESH_MARGIN,
     Authenticator,
     AuthError,
-    with_header,
 )
 
 __all__ = [
@@ -116,7 +115,7 @@ class OAuth2Authenticator(Authenticator):
             return request
         value = f"Bearer {(await self.token()).get_secret_value()}"
         return dataclasses.replace(
-            request, headers=with_header(request.headers, AUTHORIZATION, value)
+            request, headers=with_headers(request.headers, {AUTHORIZATION: value})
         )
 
     async def on_unauthorized(self, request: Request | None = None) -> bool:
