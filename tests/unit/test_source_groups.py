@@ -183,7 +183,18 @@ def test_the_readme_example_runs_products_and_reviews_in_one_shard_and_orders_in
     spec = PipelineSpec.from_file(example)
     assert shard_sources(spec, ShardSelector(0, 2)) == ["products", "reviews"]
     assert shard_sources(spec, ShardSelector(1, 2)) == ["orders", "customers"]
-    assert table_shards(spec, 2)["order_items"] == 1
+    assert list(table_shards(spec, 2).items()) == [  # shard by shard, then in file order
+        ("products", 0),
+        ("reviews", 0),
+        ("orders", 1),
+        ("order_items", 1),
+        ("customers", 1),
+    ]
+    for count in (1, 3, 4):
+        owners = table_shards(spec, count)
+        for index in range(count):
+            held = shard_sources(spec, ShardSelector(index, count))
+            assert held == [s.name for s in spec.sources if owners[s.name] == index]
     assert str(for_shard(spec, ShardSelector(1, 2)).target) == (
         "duckdb:///two_hosts.shard-1-of-2.duckdb"
     )

@@ -283,8 +283,12 @@ class SourceGroup:
         """The virtual shard of the group's least host: the group's place in every process."""
         return virtual_shard(self.hosts[0])
 
+    def shard(self, count: int) -> int:
+        """The shard (of ``count``) that runs the group."""
+        return self.virtual_shard % count
+
     def in_shard(self, selector: ShardSelector) -> bool:
-        return self.virtual_shard % selector.count == selector.index
+        return self.shard(selector.count) == selector.index
 
 
 def source_groups(links: Sequence[SourceLink]) -> tuple[SourceGroup, ...]:

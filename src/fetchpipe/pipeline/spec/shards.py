@@ -49,13 +49,11 @@ def shard_sources(pipeline: PipelineSpec, selector: ShardSelector) -> list[str]:
 def table_shards(pipeline: PipelineSpec, count: int) -> dict[str, int]:
     """Every table the pipeline writes -> the shard (of ``count``) that writes it: a source's
     own and its ``unnest`` tables."""
+    shard = {name: group.shard(count) for group in groups(pipeline) for name in group.sources}
     found: dict[str, int] = {}
-    for index in range(count):
-        names = set(shard_sources(pipeline, ShardSelector(index, count)))
-        for source in pipeline.sources:
-            if source.name in names:
-                found[source.name] = index
-                found.update(dict.fromkeys(child_tables([source.unnest]), index))
+    for source in sorted(pipeline.sources, key=lambda s: shard[s.name]):  # shard 0's first
+        found[source.name] = shard[source.name]
+        found.update(dict.fromkeys(child_tables([source.unnest]), shard[source.name]))
     return found
 
 
