@@ -256,22 +256,27 @@ def test_a_cache_is_one_file_per_virtual_shard_and_answers_the_next_run(
     assert {s.status for s in second.sources} == {"unchanged"}
 
 
-@pytest.mark.fleet(hosts=HOSTS, minute=0.01)
-def test_pipeline_run_starts_and_closes_a_cluster_it_names(
-    fleet_in_thread: Fleet, tmp_path: Path
-) -> None:
-    config = {
-        "name": "named",
-        "destination": f"duckdb:///{tmp_path / 'named.duckdb'}",
+def _products(fleet: Fleet, db: Path) -> dict[str, Any]:
+    """The shop's products, in pages of 100, into ``db``."""
+    return {
+        "name": db.stem,
+        "destination": f"duckdb:///{db}",
         "sources": [
             {
                 "name": "products",
-                "url": fleet_in_thread.url("/shop/v1/offset/products"),
+                "url": fleet.url("/shop/v1/offset/products"),
                 "records": "items",
                 "paginate": {"type": "offset", "limit": 100, "total_path": "total"},
             }
         ],
     }
+
+
+@pytest.mark.fleet(hosts=HOSTS, minute=0.01)
+def test_pipeline_run_starts_and_closes_a_cluster_it_names(
+    fleet_in_thread: Fleet, tmp_path: Path
+) -> None:
+    config = _products(fleet_in_thread, tmp_path / "named.duckdb")
     report = Pipeline.from_dict(config).run(executor="dask", workers=1)
     assert report.ok and report.source("products").rows == SHOP_PRODUCT_COUNT
     with pytest.raises(ConfigError, match="is not an executor"):
@@ -282,18 +287,7 @@ def test_pipeline_run_starts_and_closes_a_cluster_it_names(
 def test_pipeline_run_leaves_a_cluster_it_is_given_open(
     cluster: DaskExecutor, fleet_in_thread: Fleet, tmp_path: Path
 ) -> None:
-    config = {
-        "name": "given",
-        "destination": f"duckdb:///{tmp_path / 'given.duckdb'}",
-        "sources": [
-            {
-                "name": "products",
-                "url": fleet_in_thread.url("/shop/v1/offset/products"),
-                "records": "items",
-                "paginate": {"type": "offset", "limit": 100, "total_path": "total"},
-            }
-        ],
-    }
+    config = _products(fleet_in_thread, tmp_path / "given.duckdb")
     report = Pipeline.from_dict(config).run(executor=cluster)
     assert report.ok and report.source("products").rows == SHOP_PRODUCT_COUNT
     assert cluster.client.status == "running" and cluster.slots == 2
