@@ -5,11 +5,13 @@ errors, reports, logs) passes through one of these, from the least to the most t
 
 * :func:`redact_url` and :func:`redact_text`, for what is stored and printed: the value of a
   credential query parameter (:data:`CREDENTIAL_PARAMS`) becomes ``REDACTED``, a URL password
-  ``***``. :func:`redact_text` also replaces known secret values (a pipeline's ``${VAR}``
-  values and auth credentials) by ``***``, and so the values of credential headers quoted in a
-  text (``Authorization: Bearer ***``) and of quoted fields named as credentials (``"token":
-  "***"``). Only values go: the rest of the URL and of the text is kept (a stored URL still
-  says what was fetched, and ``fetch --resume`` matches an input URL on its redacted form).
+  ``***``, and so a user name given alone (``https://***@host/``: many APIs take a token as
+  the user name of Basic auth). :func:`redact_text` also replaces known secret values (a
+  pipeline's ``${VAR}`` values and auth credentials) by ``***``, and so the values of
+  credential headers quoted in a text (``Authorization: Bearer ***``) and of quoted fields
+  named as credentials (``"token": "***"``). Only values go: the rest of the URL and of the
+  text is kept (a stored URL still says what was fetched, and ``fetch --resume`` matches an
+  input URL on its redacted form).
 * :func:`url_shape`, for a :class:`~fetchpipe.Request`'s repr: every query value and the
   password (the user name too when there is no password: it may be a token) become ``…``;
   parameter names stay.
@@ -126,7 +128,10 @@ _CREDENTIAL_OR_ENCODED_PAIR = (
 decide (its value stops at ``?`` too, so that a pair left alone cannot hide a credential pair
 after it; and at the ends of a name, so that a credential value after it is seen whole).
 Slower: used only on text with a ``%`` in it."""
-_USERINFO = r"(://)([^/?#\s'\"<>]*)@"  # up to the authority's last @
+_USERINFO = r"(://)([^/?#\s\"<>]*)@"
+"""The user info: up to the authority's last ``@``. A ``'`` does not end it: a password may hold
+one unencoded (RFC 3986 ``sub-delims``); a quote that closes a URL in a message is seldom
+followed by an ``@`` before white space, and when it is, more is masked, never less."""
 _TEXT_HEADERS = "|".join(
     re.escape(name) for name in sorted(CREDENTIAL_HEADERS | {"set-cookie"}, key=len, reverse=True)
 )
@@ -168,12 +173,15 @@ def _redact_pair(match: re.Match[str]) -> str:
 
 def _redact_userinfo(match: re.Match[str]) -> str:
     user, colon, _ = match[2].partition(":")
-    return f"{match[1]}{user}:{MASK}@" if colon else match[0]
+    if colon:
+        return f"{match[1]}{user}:{MASK}@"
+    return f"{match[1]}{MASK}@" if user else match[0]  # a user name alone may be a token
 
 
 def redact_url(url: str) -> str:
-    """``url`` with credential query values as ``REDACTED`` and its password as ``***``; the
-    rest as it was (a user name is kept: stored URLs have always shown it).
+    """``url`` with credential query values as ``REDACTED`` and its password as ``***``, or its
+    user name as ``***`` when it has no password (a token given as the user name of Basic
+    auth); the rest as it was (a user name beside a password is kept, and the host).
 
     Works as well on a message quoting URLs. Applying it twice changes nothing more. Only the
     values go: what follows a credential value (the next pair, the fragment, the text after a
@@ -302,7 +310,14 @@ def url_shape(url: str) -> str:
 
 # --- engine messages: public_url, with_public_urls ---------------------------------------------
 
-_URL_IN_TEXT = r"(?i)\b(https?://)(?:[^\s/'\"<>@]*@)?([^\s'\"<>?#]*)[?#]?[^\s'\"<>]*"
+_URL_IN_TEXT = (
+    r"(?i)\b(https?://)(?:[^\s/?#\"<>]*@)?([^\s'\"<>?#]*)"
+    r"(?:[?#](?:[^\s'\"<>]|'(?![\s'\",;:)\]}]|$))*(?<![),.;:!\]}]))?"
+)
+"""A URL in a text: its scheme, its user info (to the authority's last ``@``, a ``'`` in a
+password included), its host and path (to a quote), and its query and fragment: to white space,
+or to a quote that ends the URL (one followed by white space, punctuation or the end; a ``'``
+inside a query value is the value's), the text's punctuation after it left outside."""
 
 
 def public_url(url: object) -> str:

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
 import yaml
 
 from fetchpipe.sim import Fleet
@@ -231,4 +232,62 @@ def test_a_proxy_password_is_written_nowhere(
     leaks = [str(p) for p in files if CANARY.encode() in p.read_bytes()]
     outputs = [good.stdout, good.stderr, bad.stdout, bad.stderr, proxy_log]
     leaks += [f"output {i}" for i, text in enumerate(outputs) if CANARY in text]
+    assert leaks == []
+
+
+def test_a_token_given_as_a_url_s_user_name_is_written_nowhere(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    """Many APIs take a token as the user name of Basic auth (``https://TOKEN@host/``), and a
+    password may hold a ``'``: fetch masks both in its output, its request log, its HTML report
+    and its logs (at DEBUG, as JSON), after a success, a 500 and a timeout alike, and ``fetch
+    --resume`` still knows the URLs fetched."""
+    quoted = f"pa'ss-{CANARY}"
+
+    def url(path: str, userinfo: str) -> str:
+        return cli_fleet.url(path, host=2).replace("://", f"://{userinfo}@", 1)
+
+    urls = tmp_path / "urls.txt"
+    urls.write_text(
+        "\n".join(
+            [
+                url("/item/1", CANARY),
+                url("/item/2", f"me:{quoted}"),
+                url("/status/500", CANARY),
+                url("/delay?seconds=2", CANARY),
+            ]
+        )
+        + "\n"
+    )
+    out, report = tmp_path / "out.duckdb", tmp_path / "report.html"
+    common = ("--out", str(out), "--retries", "0", "--timeout", "0.5")
+    done = run_cli(
+        *("fetch", str(urls), *common, "--report", str(report)),
+        *("--log-level", "debug", "--log-format", "json"),
+    )
+    assert done.returncode == 1, done.stderr
+    again = run_cli("fetch", str(urls), *common, "--resume")  # the failed two only
+    assert again.returncode == 1, again.stderr
+
+    host = cli_fleet.url("", host=2).removeprefix("http://").rstrip("/")
+    with duckdb.connect(str(out), read_only=True) as db:
+        rows = db.execute("SELECT url, ok FROM responses ORDER BY url, ok").fetchall()
+        logged = db.execute("SELECT DISTINCT url FROM _fetchpipe_requests ORDER BY url").fetchall()
+    assert rows == [
+        (f"http://***@{host}/delay?seconds=2", False),
+        (f"http://***@{host}/delay?seconds=2", False),
+        (f"http://***@{host}/item/1", True),
+        (f"http://***@{host}/status/500", False),
+        (f"http://***@{host}/status/500", False),
+        (f"http://me:***@{host}/item/2", True),
+    ]
+    assert logged == [(url,) for url in sorted({url for url, _ in rows})]
+    events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert f"http://***@{host}/status/500" in {e["url"] for e in events}
+    printed = [p.stdout + p.stderr for p in (done, again)]
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p != urls]
+    assert {"out.duckdb", "report.html"} <= {p.name for p in files}
+    leaks = [str(p) for p in files if CANARY.encode() in p.read_bytes()]
+    leaks += [str(p) for p in files if b"pa'ss" in p.read_bytes()]
+    leaks += [f"output {i}" for i, text in enumerate(printed) if CANARY in text or "pa'ss" in text]
     assert leaks == []

@@ -81,6 +81,27 @@ def test_only_successes_count_as_done(output: Path, request_: Request, done: boo
     assert resume.is_done(request_, stored) is done
 
 
+def test_a_user_name_alone_is_matched_on_its_redaction_as_older_outputs_stored_it(
+    tmp_path: Path,
+) -> None:
+    """A URL's user name given alone is masked when stored now (it may be a token); an older
+    output stored it as it was, and still counts as done for the same request."""
+    path = tmp_path / "out.jsonl"
+    sink = open_sink(path)
+    sink.open()
+    sink.write(_result(Request(f"https://{SECRET}@h/now")))
+    sink.close()
+    assert SECRET not in path.read_text() and "https://***@h/now" in path.read_text()
+    with path.open("ab") as file:  # as an older version wrote it
+        file.write(b'{"url": "https://token-9@h/then", "method": "GET", "key": null, "ok": true}\n')
+
+    stored = resume.load(path)
+
+    assert resume.is_done(Request(f"https://{SECRET}@h/now"), stored)
+    assert resume.is_done(Request("https://token-9@h/then"), stored)
+    assert not resume.is_done(Request("https://h/then"), stored)
+
+
 def test_the_plan_counts_what_is_skipped_and_fetched(output: Path) -> None:
     stored = resume.load(output)
     requests = [

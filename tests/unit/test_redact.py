@@ -60,7 +60,14 @@ def test_names_are_lower_case_and_matched_in_any_case() -> None:
         ("http://h/a?key=s3cr3t-value&token=s3cr3t-value", "http://h/a?key=REDACTED&token=REDACTED"),
         ("http://u:s3cr3t-value@h/a", "http://u:***@h/a"),
         ("GET 'http://h/?secret=s3cr3t-value' failed", "GET 'http://h/?secret=REDACTED' failed"),
-        ("http://u@h/a?monkey=1&keys=2&key=", "http://u@h/a?monkey=1&keys=2&key="),
+        ("http://h/a?monkey=1&keys=2&key=", "http://h/a?monkey=1&keys=2&key="),
+        # A user name given alone may be a token (Basic auth with the token as user name).
+        ("https://s3cr3t@api.example.com/x", "https://***@api.example.com/x"),
+        ("http://u@h/a?monkey=1&key=", "http://***@h/a?monkey=1&key="),
+        ("https://@h/a", "https://@h/a"),
+        # A password with a ' in it goes whole.
+        ("https://u:s3c'r3t@h/a", "https://u:***@h/a"),
+        ("GET 'https://u:s3c'r3t@h/a' failed", "GET 'https://u:***@h/a' failed"),
         ("no URL here; key=value is not a query", "no URL here; key=value is not a query"),
     ],
 )  # fmt: skip
@@ -111,12 +118,13 @@ _credential_names = st.sampled_from(sorted(CREDENTIAL_PARAMS)).flatmap(
 @st.composite
 def _urls(draw: st.DrawFn, secret: str | None) -> str:
     """A URL: its own non-secret parts, and ``secret`` (when given) in every credential place
-    hypothesis picks (the password, credential query parameters, a fragment's parameter)."""
+    hypothesis picks (the password, the user name given alone, credential query parameters, a
+    fragment's parameter)."""
     scheme = draw(st.sampled_from(["http", "https", "HTTPS"]))
     userinfo = ""
-    if draw(st.booleans()):
+    if secret is not None and draw(st.booleans()):
         user = draw(st.text(_LOWER, max_size=6))
-        userinfo = f"{user}@" if secret is None else f"{user}:{secret}@"
+        userinfo = draw(st.sampled_from([f"{user}:{secret}@", f"{secret}@"]))
     port = draw(st.sampled_from(["", ":8080", ":443"]))
     pairs = draw(st.lists(st.tuples(_names, _values), max_size=4))
     fragment = draw(st.sampled_from(["", "#top", "#a=1"]))
@@ -288,6 +296,39 @@ def test_redact_urls_cuts_queries_and_user_info_out_of_any_text() -> None:
     redacted = with_public_urls(text)
     assert SECRET not in redacted
     assert "url='https://h.example/a/b'" in redacted and "http://plain/path)" in redacted
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A password with an @ or a ' in it, a user name alone: the whole user info goes.
+        (f"url='https://u:p@{SECRET}@h/a?x=1' failed", "url='https://h/a' failed"),
+        (f"url='https://u:p'{SECRET}@h/a?x=1' failed", "url='https://h/a' failed"),
+        (f"GET https://{SECRET}@h/a: refused", "GET https://h/a: refused"),
+        # A ' inside a query value is the value's; one that closes the URL is the text's.
+        (f"url='https://h/a?key=ab'{SECRET}&p=1', next", "url='https://h/a', next"),
+        ("['https://h/a?x=1','https://g/b?y=2']", "['https://h/a','https://g/b']"),
+    ],
+)  # fmt: skip
+def test_public_urls_in_a_text_keep_no_part_of_a_credential(text: str, expected: str) -> None:
+    assert with_public_urls(text) == expected
+    assert with_public_urls(expected) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), secret=_secrets, quote=st.sampled_from(["", "'", '"']))
+def test_public_urls_let_no_planted_secret_through(
+    data: st.DataObject, secret: str, quote: str
+) -> None:
+    """The URL's user info, query and fragment go, and nothing else of the text (a secret ends
+    with a letter here: trailing punctuation is taken for the text's, and stays)."""
+    secret += "z"
+    url = data.draw(_urls(secret))
+    shown = with_public_urls(f"failed: url={quote}{url}{quote}, then")
+    assert secret not in shown
+    scheme, _, rest = public_url(url).partition("://")  # public_url writes it in lower case
+    assert shown == f"failed: url={quote}{url[: len(scheme)]}://{rest}{quote}, then"
+    assert with_public_urls(shown) == shown
 
 
 def test_public_url_of_a_string_and_of_an_invalid_url() -> None:

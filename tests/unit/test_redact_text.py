@@ -36,9 +36,12 @@ _query_secrets = st.tuples(
 """A query value as a server may take it unencoded (but ``=``, which with ``;`` would start a
 pair of the old ``;``-separated form, and ``&`` and ``#``, which end it), ending with a letter
 or digit: a value's trailing punctuation is indistinguishable from the text's, and stays."""
-_passwords = st.text(_ALNUM + "-._~!$()*+,;:%@", max_size=16).map(lambda tail: "S3CR3T" + tail)
-"""A password: its unencoded characters but ``'`` and ``=`` (a quote ends a URL quoted in a
-message; the user info is read before the query)."""
+_passwords = st.text(_ALNUM + "-._~!$'()*+,;:%@", max_size=16).map(lambda tail: "S3CR3T" + tail)
+"""A password: its unencoded characters but ``=`` (the user info is read before the query), a
+``'`` and an ``@`` included."""
+_users = st.text(_ALNUM + "-._~!$()*+,;%", max_size=16).map(lambda tail: "S3CR3T" + tail)
+"""A user name given alone, which may be a token: its unencoded characters but ``:``, ``=``
+and ``'``."""
 _any_secrets = st.text(string.printable, max_size=16).map(lambda tail: "S3CR3T" + tail)
 
 _names = st.text(_LOWER + "_-", min_size=1, max_size=8).filter(lambda n: not is_credential_param(n))
@@ -59,10 +62,15 @@ def _texts(draw: st.DrawFn) -> tuple[str, str, list[str]]:
     secrets: list[str] = []
     user = draw(st.text(_LOWER, max_size=6))
     userinfo = expected_userinfo = ""
-    if draw(st.booleans()):
+    which = draw(st.sampled_from(["none", "password", "user alone"]))
+    if which == "password":
         password = draw(_passwords)
         secrets.append(password)
         userinfo, expected_userinfo = f"{user}:{password}@", f"{user}:{MASK}@"
+    elif which == "user alone":
+        token = draw(_users)
+        secrets.append(token)
+        userinfo, expected_userinfo = f"{token}@", f"{MASK}@"
     pairs: list[tuple[str, str, str]] = [
         (name, value, value)
         for name, value in draw(st.lists(st.tuples(_names, _values), max_size=3))
@@ -141,10 +149,14 @@ def test_redact_text_is_idempotent_on_urls_with_secrets(case: tuple[str, str, li
         # The old ;-separated pairs: each value on its own.
         ("https://h/x?key=A1;token=B2&n=1", f"https://h/x?key={REDACTED};token={REDACTED}&n=1"),
         ("https://h/a?tok%65n=S3;CR3T&z=2", f"https://h/a?tok%65n={REDACTED}&z=2"),
-        # User info: the password goes, the user name stays (stored URLs have always shown it).
+        # User info: the password goes, the user name beside it stays; a user name alone goes.
         ("https://user:S3CR3T@host/x?y=1", f"https://user:{MASK}@host/x?y=1"),
         ("https://user:S3C@R3T@host/x", f"https://user:{MASK}@host/x"),
         ("https://u:S3CR3T;key=x@host/x?n=1", f"https://u:{MASK}@host/x?n=1"),
+        ("see 'https://u:S3C'R3T@host/x', then", f"see 'https://u:{MASK}@host/x', then"),
+        ("https://u:S3CR3T'@host/x", f"https://u:{MASK}@host/x"),
+        ("https://S3CR3T@api.example.com/x", f"https://{MASK}@api.example.com/x"),
+        ("GET 'https://S3CR3T@host/x' failed", f"GET 'https://{MASK}@host/x' failed"),
         # Credential headers as a text shows them: the value goes, an Authorization's scheme stays.
         ("Authorization: Bearer S3CR3T", f"Authorization: Bearer {MASK}"),
         ("got Authorization: Bearer S3CR3T.", f"got Authorization: Bearer {MASK}."),

@@ -4,7 +4,8 @@ Exit codes: 0 every request ok; 1 some requests failed (every success is still w
 results could not be written; 2 bad usage or input, found before any request is sent
 (:class:`~fetchpipe.cli.bad_usage.BadUsage`, or click's own usage error for an option value).
 Secrets stay out of what is printed and written: header values are never shown, API-key query
-parameters and URL passwords are redacted (see :mod:`fetchpipe._redact`).
+parameters, URL passwords and a URL's user name given alone are redacted (see
+:mod:`fetchpipe._redact`).
 
 Here: the root group and the program's entry point. Each command lives in a module of its own
 (:mod:`.fetch`, :mod:`.merge`, :mod:`.demo`, :mod:`.sim`, :mod:`.cache`, :mod:`.pipeline`,

@@ -2,8 +2,8 @@
 
 Exit codes: 0 every request ok; 1 some requests failed (every success is still written) or the
 results could not be written; 2 bad usage or input, found before any request is sent.
-Header values are never shown; API-key query parameters and URL passwords are redacted (see
-:mod:`fetchpipe._redact`).
+Header values are never shown; API-key query parameters, URL passwords and a URL's user name
+given alone are redacted (see :mod:`fetchpipe._redact`).
 
 Imports inside the functions are lazy, for start-up time (see :mod:`fetchpipe.cli`).
 """
@@ -309,8 +309,8 @@ def fetch(
     "method", "headers", "key", "params" and "json". Blank lines and # comments are skipped.
 
     Every result records its source: network, cache, revalidated (the server answered 304) or
-    stale (the refresh failed; a stored response answered). API-key query parameters and URL
-    passwords are written as REDACTED / ***.
+    stale (the refresh failed; a stored response answered). API-key query parameters, URL
+    passwords and a URL's user name given alone (often a token) are written as REDACTED / ***.
 
     Results reach --out at least once a second. After an interrupted run, --resume skips the
     requests with a successful result in --out (by "key", else by method and URL) and fetches

@@ -2,8 +2,9 @@
 
 Every sink writes the same record per result (see :func:`record`); :func:`.factory.open_sink`
 picks the implementation from the file extension, and :mod:`.resume` reads back what a file
-holds, for ``fetch --resume``. Records never hold credentials: API-key query parameters and URL
-passwords are replaced (see :func:`fetchpipe._redact.redact_url`).
+holds, for ``fetch --resume``. Records never hold credentials: API-key query parameters, URL
+passwords and a URL's user name given alone are replaced (see
+:func:`fetchpipe._redact.redact_url`).
 """
 
 from __future__ import annotations

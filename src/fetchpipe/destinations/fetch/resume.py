@@ -188,6 +188,8 @@ def _stored_identity(key: Any, method: Any, url: Any) -> int | None:
     if key is not None:
         return _key_identity(key)
     if isinstance(method, str) and isinstance(url, str):
+        if "@" in url:  # an older output may show a user name given alone: redacted now
+            url = redact_url(url)
         return _url_identity(method.upper(), url)
     return None
 
