@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+from urllib.parse import unquote_plus
 
 from fetchpipe._redact import url_shape
 
@@ -75,11 +76,36 @@ class Lane:
         return f"Lane({self.label!r}, headers=[{headers}], params=[{params}])"
 
     def applied(self, request: Request) -> Request:
-        """``request`` with this lane's headers (replacing any case variant) and params."""
+        """``request`` with this lane's headers (replacing any case variant) and params
+        (replacing any of the same name in its URL's query: see :func:`without_query_params`)."""
         headers = with_headers(request.headers, self.headers or {})
         params = dict(request.params or {})
-        params.update(self.params or {})
-        return replace(request, headers=headers or None, params=params or None)
+        url = request.url
+        if self.params:
+            params.update(self.params)
+            url = without_query_params(url, self.params.keys())
+        return replace(request, url=url, headers=headers or None, params=params or None)
+
+
+def without_query_params(url: str, names: Collection[str]) -> str:
+    """``url`` without the query pairs called one of ``names`` (a name as a server reads it:
+    percent-decoded, ``+`` as a space); the rest of it as it was, character for character.
+
+    How a credential sent as a query parameter replaces one the URL already carries: a
+    next-page link that the server built from the request's own query keeps the API key the
+    request was sent with, and with the key added again it would go twice
+    (``?api_key=K&page=2&api_key=K``, which some APIs refuse), or two keys at once when the next
+    page goes on another lane. Written here rather than with :func:`urllib.parse.parse_qsl`:
+    writing a parsed query again would re-encode the pairs that stay."""
+    if "?" not in url:
+        return url
+    rest, hash_mark, fragment = url.partition("#")
+    base, _, query = rest.partition("?")
+    pairs = query.split("&")
+    kept = [pair for pair in pairs if unquote_plus(pair.partition("=")[0]) not in names]
+    if len(kept) == len(pairs):
+        return url
+    return base + ("?" + "&".join(kept) if kept else "") + hash_mark + fragment
 
 
 @dataclass(frozen=True)

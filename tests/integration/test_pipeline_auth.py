@@ -145,6 +145,23 @@ async def test_apply_replaces_existing_credential_header() -> None:
     assert applied.headers == {"Authorization": "Bearer new"}
 
 
+async def test_a_query_key_replaces_the_one_a_next_page_link_carries() -> None:
+    link = Request("http://127.0.0.1/x?api_key=old&page=2", params={"n": 1})
+    one = authenticator_for(auth(type="api_key", name="api_key", value="new", **{"in": "query"}))
+    applied = await one.apply(link)
+    assert (applied.url, applied.params) == (
+        "http://127.0.0.1/x?page=2",
+        {"n": 1, "api_key": "new"},
+    )
+    several = authenticator_for(
+        auth(type="api_key", name="api_key", values=["new", "other"], **{"in": "query"})
+    )
+    laned = await several.apply(link)
+    assert (laned.url, laned.params) == ("http://127.0.0.1/x?page=2", {"n": 1})
+    assert laned.lanes is not None and len(laned.lanes) == 2
+    assert await one.apply(link, same_origin=False) is link
+
+
 async def test_basic_encodes_utf8() -> None:
     authenticator = authenticator_for(auth(type="basic", username="jörg", password="pä:ss"))
     assert isinstance(authenticator, BasicAuthenticator)

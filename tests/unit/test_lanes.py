@@ -7,10 +7,12 @@ import asyncio
 import math
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fetchpipe import HostLimits, Lane, Limits, Request
+from fetchpipe._models import without_query_params
 from fetchpipe.engine.lanes import group_name, lane_name, pick_lane
 from fetchpipe.engine.scheduler import Scheduler
 
@@ -132,3 +134,54 @@ def test_a_lane_adds_its_credential_and_its_repr_shows_no_secret() -> None:
     for text in (repr(lane), repr(laned)):
         assert "secret" not in text
     assert "values[0]" in repr(laned)
+
+
+def test_a_lane_s_param_replaces_the_one_a_next_page_link_carries() -> None:
+    """A link the server built from the previous request keeps the key that went with it: the
+    lane's own replaces it, the rest of the URL stays as it was."""
+    lane = Lane("values[1]", params={"api_key": "key-two"})
+    link = Request("http://api.test/x?api_key=key-one&page=2&q=a%20b#top", params={"n": 1})
+    sent = lane.applied(link)
+    assert sent.url == "http://api.test/x?page=2&q=a%20b#top"
+    assert sent.params == {"n": 1, "api_key": "key-two"}
+    assert Lane("h", headers={"A": "1"}).applied(link).url == link.url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://h/x?api_key=K&page=2&api_key=K", "http://h/x?page=2"),
+        ("http://h/x?api%5Fkey=K&page=2", "http://h/x?page=2"),  # the name the server reads
+        ("http://h/x?api_key=K", "http://h/x"),
+        ("http://h/x?api_key=K#frag?api_key=F", "http://h/x#frag?api_key=F"),
+        ("http://h/x#api_key=K", "http://h/x#api_key=K"),
+        ("http://h/x?API_KEY=K&my_api_key=2&api_key", "http://h/x?API_KEY=K&my_api_key=2"),
+        ("http://h/x?a=%41&&b", "http://h/x?a=%41&&b"),  # nothing named: the same string
+    ],
+)
+def test_without_query_params_takes_out_the_named_pairs_only(url: str, expected: str) -> None:
+    assert without_query_params(url, {"api_key"}) == expected
+
+
+_pairs = st.lists(
+    st.tuples(
+        st.sampled_from(["api_key", "page", "q", "api%5Fkey", "x+y"]), st.text("ab%2=", max_size=4)
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pairs=_pairs, fragment=st.sampled_from(["", "#top", "#api_key=1"]))
+def test_without_query_params_keeps_every_other_pair_in_its_order(
+    pairs: list[tuple[str, str]], fragment: str
+) -> None:
+    query = "&".join(f"{name}={value}" for name, value in pairs)
+    url = f"http://h/p?{query}{fragment}"
+    kept = "&".join(f"{n}={v}" for n, v in pairs if n not in ("api_key", "api%5Fkey"))
+    expected = f"http://h/p{'?' + kept if kept else ''}{fragment}"
+    if len(kept) == len(query):  # nothing taken out: the URL exactly as it was
+        expected = url
+    once = without_query_params(url, {"api_key"})
+    assert once == expected
+    assert without_query_params(once, {"api_key"}) == once

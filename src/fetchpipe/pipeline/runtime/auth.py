@@ -26,7 +26,7 @@ import dataclasses
 import aiohttp
 from pydantic import SecretStr
 
-from fetchpipe._models import Lane, Request, with_headers
+from fetchpipe._models import Lane, Request, with_headers, without_query_params
 from fetchpipe.engine.proxies import ProxyPolicy
 from fetchpipe.pipeline.runtime.auth_base import (
     AUTHORIZATION,
@@ -100,7 +100,8 @@ class ApiKeyAuthenticator(Authenticator):
             )
         params: dict[str, str | int | float] = dict(request.params or {})
         params[self.name] = value
-        return dataclasses.replace(request, params=params)
+        url = without_query_params(request.url, (self.name,))  # a next-page link may hold it
+        return dataclasses.replace(request, url=url, params=params)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, in_={self.in_!r})"
@@ -115,11 +116,16 @@ class LanesAuthenticator(Authenticator):
 
     def __init__(self, lanes: tuple[Lane, ...]) -> None:
         self.lanes = lanes
+        self._params = frozenset(name for lane in lanes for name in lane.params or ())
 
     async def apply(self, request: Request, *, same_origin: bool = True) -> Request:
+        """``request`` with the lanes, without the lanes' query parameters in its URL (a
+        next-page link may hold the key its page went with; the lane it goes on adds its own),
+        so that what is recorded of it shows the same as for the first page."""
         if not same_origin:
             return request
-        return dataclasses.replace(request, lanes=self.lanes)
+        url = without_query_params(request.url, self._params) if self._params else request.url
+        return dataclasses.replace(request, url=url, lanes=self.lanes)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lanes=[{', '.join(lane.label for lane in self.lanes)}])"
