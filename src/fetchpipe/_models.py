@@ -87,25 +87,35 @@ class Lane:
         return replace(request, url=url, headers=headers or None, params=params or None)
 
 
-def without_query_params(url: str, names: Collection[str]) -> str:
+def without_query_params(
+    url: str, names: Collection[str], values: Collection[str] | None = None
+) -> str:
     """``url`` without the query pairs called one of ``names`` (a name as a server reads it:
-    percent-decoded, ``+`` as a space); the rest of it as it was, character for character.
+    percent-decoded, ``+`` as a space), with ``values``: only those holding one of them (read
+    the same way); the rest of it as it was, character for character.
 
     How a credential sent as a query parameter replaces one the URL already carries: a
     next-page link that the server built from the request's own query keeps the API key the
     request was sent with, and with the key added again it would go twice
     (``?api_key=K&page=2&api_key=K``, which some APIs refuse), or two keys at once when the next
-    page goes on another lane. Written here rather than with :func:`urllib.parse.parse_qsl`:
-    writing a parsed query again would re-encode the pairs that stay."""
+    page goes on another lane. With ``values``, how a link to another origin loses the key
+    that it copied from the request (credentials never go there), and keeps a key of its own.
+    Written here rather than with :func:`urllib.parse.parse_qsl`: writing a parsed query again
+    would re-encode the pairs that stay."""
     if "?" not in url:
         return url
     rest, hash_mark, fragment = url.partition("#")
     base, _, query = rest.partition("?")
     pairs = query.split("&")
-    kept = [pair for pair in pairs if unquote_plus(pair.partition("=")[0]) not in names]
+    kept = [pair for pair in pairs if not _named(pair, names, values)]
     if len(kept) == len(pairs):
         return url
     return base + ("?" + "&".join(kept) if kept else "") + hash_mark + fragment
+
+
+def _named(pair: str, names: Collection[str], values: Collection[str] | None) -> bool:
+    name, _, value = pair.partition("=")
+    return unquote_plus(name) in names and (values is None or unquote_plus(value) in values)
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,15 @@ async def test_a_query_key_replaces_the_one_a_next_page_link_carries() -> None:
     laned = await several.apply(link)
     assert (laned.url, laned.params) == ("http://127.0.0.1/x?page=2", {"n": 1})
     assert laned.lanes is not None and len(laned.lanes) == 2
-    assert await one.apply(link, same_origin=False) is link
+    assert await one.apply(link, same_origin=False) is link  # the link's own key stays there
+    copied = Request("http://127.0.0.2/x?api_key=new&api_key=theirs&page=2")
+    for authenticator in (one, several):  # our key, copied into a link to another origin: out
+        elsewhere = await authenticator.apply(copied, same_origin=False)
+        assert (elsewhere.url, elsewhere.params, elsewhere.lanes) == (
+            "http://127.0.0.2/x?api_key=theirs&page=2",
+            None,
+            None,
+        )
 
 
 async def test_basic_encodes_utf8() -> None:

@@ -26,6 +26,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
+from fetchpipe.pipeline import Pipeline
+
 pytestmark = pytest.mark.timeout(120)
 
 KEYS = ("link-key-alpha-7f3a91", "link-key-bravo-2c8e44")
@@ -146,3 +148,57 @@ async def test_a_query_key_is_sent_once_per_page_and_stored_nowhere(
     leaks = [str(p) for p in written for key in KEYS if key.encode() in p.read_bytes()]
     leaks += [f"output: {key}" for key in KEYS if key in out or key in err]
     assert leaks == []
+
+
+@pytest.mark.parametrize(
+    "keys", [{"value": KEYS[0]}, {"values": list(KEYS)}], ids=["value", "values"]
+)
+async def test_a_link_to_another_origin_loses_the_key_it_copied(
+    tmp_path: Path, keys: dict[str, Any]
+) -> None:
+    """``allow_cross_origin: true``: the next page on another origin is fetched without
+    credentials, and so without the key its link copied from our request; a key of the link's
+    own stays."""
+    far_queries: list[list[tuple[str, str]]] = []
+
+    async def far(request: web.Request) -> web.Response:
+        far_queries.append(list(request.query.items()))
+        return web.json_response({"items": [{"id": 2}]})
+
+    far_app = web.Application()
+    far_app.router.add_get("/items", far)
+    async with TestServer(far_app, host="127.0.0.1") as far_server:
+
+        async def near(request: web.Request) -> web.Response:
+            elsewhere = far_server.make_url("/items").with_query(request.url.query)
+            link = elsewhere.update_query(page=2).extend_query(api_key="their-own-key")
+            headers = {"Link": f'<{link}>; rel="next"'}
+            return web.json_response({"items": [{"id": 1}]}, headers=headers)
+
+        near_app = web.Application()
+        near_app.router.add_get("/items", near)
+        async with TestServer(near_app, host="127.0.0.1") as near_server:
+            source = {
+                "name": "items",
+                "url": str(near_server.make_url("/items")),
+                "auth": {"type": "api_key", "in": "query", "name": "api_key", **keys},
+                "records": "items",
+                "paginate": {"type": "link_header"},
+                "allow_cross_origin": True,
+            }
+            db = tmp_path / "far.duckdb"
+            pipeline = Pipeline.from_dict(
+                {
+                    "name": "far",
+                    "destination": f"duckdb:///{db}",
+                    "defaults": {"security": {"allow_addresses": ["127.0.0.0/8"]}},
+                    "sources": [source],
+                }
+            )
+            report = await pipeline.arun(state_dir=tmp_path / "state")
+
+    assert report.source("items").status == "ok", report.source("items").reason
+    assert report.source("items").rows == 2
+    assert far_queries == [[("page", "2"), ("api_key", "their-own-key")]]
+    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert not any(key.encode() in written for key in KEYS)

@@ -163,6 +163,12 @@ def test_without_query_params_takes_out_the_named_pairs_only(url: str, expected:
     assert without_query_params(url, {"api_key"}) == expected
 
 
+def test_without_query_params_of_given_values_leaves_the_others() -> None:
+    url = "http://h/x?api_key=K%2B1&api_key=theirs&page=2"
+    assert without_query_params(url, {"api_key"}, {"K+1"}) == "http://h/x?api_key=theirs&page=2"
+    assert without_query_params(url, {"api_key"}, {"other"}) == url
+
+
 _pairs = st.lists(
     st.tuples(
         st.sampled_from(["api_key", "page", "q", "api%5Fkey", "x+y"]), st.text("ab%2=", max_size=4)

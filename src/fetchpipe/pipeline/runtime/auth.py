@@ -10,7 +10,8 @@ The runtime builds one authenticator per source and uses it around each request:
         response = send(request)
 
 :meth:`Authenticator.apply` returns a new request with the credential added, or the request
-itself when ``same_origin`` is false: credentials are never sent to another origin.
+itself when ``same_origin`` is false: credentials are never sent to another origin (an API key
+in the query that a next-page link to another origin copied from the request is taken out).
 Only the OAuth2 authenticators (client credentials, refresh token: :mod:`.oauth2`) do I/O:
 they fetch a token from ``token_url`` with the session they were given (through the run's
 proxy, when one is configured), cache it, and fetch a new one shortly before it expires or
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from collections.abc import Collection
 
 import aiohttp
 from pydantic import SecretStr
@@ -91,9 +93,11 @@ class ApiKeyAuthenticator(Authenticator):
         self._value = value
 
     async def apply(self, request: Request, *, same_origin: bool = True) -> Request:
-        if not same_origin:
-            return request
         value = self._value.get_secret_value()
+        if not same_origin:
+            return (
+                _without_keys(request, (self.name,), (value,)) if self.in_ == "query" else request
+            )
         if self.in_ == "header":
             return dataclasses.replace(
                 request, headers=with_headers(request.headers, {self.name: value})
@@ -117,18 +121,30 @@ class LanesAuthenticator(Authenticator):
     def __init__(self, lanes: tuple[Lane, ...]) -> None:
         self.lanes = lanes
         self._params = frozenset(name for lane in lanes for name in lane.params or ())
+        self._values = frozenset(str(v) for lane in lanes for v in (lane.params or {}).values())
 
     async def apply(self, request: Request, *, same_origin: bool = True) -> Request:
         """``request`` with the lanes, without the lanes' query parameters in its URL (a
         next-page link may hold the key its page went with; the lane it goes on adds its own),
-        so that what is recorded of it shows the same as for the first page."""
+        so that what is recorded of it shows the same as for the first page. To another
+        origin: without the lanes, and without a lane's key that the link copied."""
+        if not self._params:
+            return dataclasses.replace(request, lanes=self.lanes) if same_origin else request
         if not same_origin:
-            return request
-        url = without_query_params(request.url, self._params) if self._params else request.url
+            return _without_keys(request, self._params, self._values)
+        url = without_query_params(request.url, self._params)
         return dataclasses.replace(request, url=url, lanes=self.lanes)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lanes=[{', '.join(lane.label for lane in self.lanes)}])"
+
+
+def _without_keys(request: Request, names: Collection[str], values: Collection[str]) -> Request:
+    """``request`` to another origin, without the query pairs that hold one of our keys (a
+    link the server built from our request may have copied it): ``request`` itself when it
+    has none. A key of the link's own (another value) stays."""
+    url = without_query_params(request.url, names, values)
+    return request if url == request.url else dataclasses.replace(request, url=url)
 
 
 class LaneLabels:
