@@ -4,10 +4,18 @@ A plain value of the core (standard library only) so that every layer that shows
 engine fills it in (:mod:`fetchpipe.engine.politeness`), the summaries print its ``text``, the
 destinations keep its ``as_dict`` as JSON in the run's row, and the HTML report reads it back
 with :meth:`HostRateReport.from_dict`.
+
+A host may be fetched by several engines in one run (a cluster ``fetch`` runs a task's batches
+one after another, each on an engine of its own, and splits a heavy host over several tasks at
+once): :meth:`HostRateReport.then` and :meth:`HostRateReport.beside` say what the host met over
+two engines' reports, :func:`one_after_another` and :func:`side_by_side` over two engines' reports
+of every host.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -96,6 +104,56 @@ class HostRateReport:
             + f", paused {self.paused:.1f} s"
         )
 
+    def then(self, later: HostRateReport) -> HostRateReport:
+        """What the host met over this engine's run and then ``later``'s (the next engine at the
+        host, e.g. a cluster task's next batch): the counts and the time paused added up; the
+        limit in force is ``later``'s when it knows one (read or learned), else this one's.
+
+        The later one, not the strictest: the limit in force is the one at the end, and the
+        later engine started from this one's state (a learned rate is handed on to it and moves
+        on from there; a published limit is read again from the host's next answer), so what it
+        knows is newer. A later engine that met nothing of the kind keeps the earlier limit."""
+        knows = later.in_force.kind in ("published", "learned")
+        limit = later if knows else self
+        return dataclasses.replace(
+            limit,
+            host=self.host,
+            throttled=self.throttled + later.throttled,
+            unavailable=self.unavailable + later.unavailable,
+            paused=self.paused + later.paused,
+            configured=later.configured if later.configured is not None else self.configured,
+        )
+
+    def beside(self, other: HostRateReport) -> HostRateReport:
+        """What the host met from this engine and ``other`` at the same time, each with its
+        share of the host's limits (the parts of a host a cluster ``fetch`` split over several
+        tasks): the counts and the time paused added up, and the limit in force for the host as
+        a whole:
+
+        - a published limit is the host's, whichever part read it: it wins over a learned rate
+          (read, not guessed), and of two the stricter (the lower rate) is kept;
+        - learned rates add up, as the parts' configured shares do: the host was sent the sum.
+          A part that learned nothing counts at its configured share; with none, it adds
+          nothing (the sum is then what the host is known to have been sent at least)."""
+        published = [r for r in (self, other) if r.published is not None]
+        if published:
+            limit = min(published, key=_published_rate)
+            per_second, learned = limit.per_second, False
+        else:
+            limit = self
+            learned = self.learned or other.learned
+            per_second = _sum(_rate_in_force(self), _rate_in_force(other)) if learned else None
+        return dataclasses.replace(
+            limit,
+            host=self.host,
+            throttled=self.throttled + other.throttled,
+            unavailable=self.unavailable + other.unavailable,
+            paused=self.paused + other.paused,
+            per_second=per_second,
+            learned=learned,
+            configured=_sum(self.configured, other.configured),
+        )
+
     @classmethod
     def from_dict(cls, host: str, values: Mapping[str, object]) -> HostRateReport:
         """The report :meth:`as_dict` wrote (unknown or missing keys: their defaults)."""
@@ -121,4 +179,43 @@ class HostRateReport:
         )
 
 
-__all__ = ["HostRateReport", "LimitInForce"]
+def _published_rate(report: HostRateReport) -> float:
+    return math.inf if report.per_second is None else report.per_second
+
+
+def _rate_in_force(report: HostRateReport) -> float | None:
+    return report.per_second if report.learned else report.configured
+
+
+def _sum(first: float | None, second: float | None) -> float | None:
+    if first is None or second is None:
+        return first if second is None else second
+    return first + second
+
+
+def one_after_another(
+    earlier: Mapping[str, HostRateReport], later: Mapping[str, HostRateReport]
+) -> dict[str, HostRateReport]:
+    """Every host's report over an engine's run and then the next one's
+    (:meth:`HostRateReport.then`); neither mapping is changed."""
+    combined = dict(earlier)
+    for host, report in later.items():
+        before = combined.get(host)
+        combined[host] = report if before is None else before.then(report)
+    return combined
+
+
+def side_by_side(
+    first: Mapping[str, HostRateReport], second: Mapping[str, HostRateReport]
+) -> dict[str, HostRateReport]:
+    """Every host's report over two engines that ran at the same time
+    (:meth:`HostRateReport.beside`; a host only one of them met is as that one says it);
+    neither mapping is changed."""
+    combined = dict(first)
+    for host, report in second.items():
+        other = combined.get(host)
+        combined[host] = report if other is None else other.beside(report)
+    return combined
+
+
+__all__ = ["HostRateReport", "LimitInForce", "one_after_another", "side_by_side"]
