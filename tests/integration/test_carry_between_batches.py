@@ -1,5 +1,7 @@
 """A host's politeness goes on from one engine to the next: a Fetcher given the carry of the one
-before, and the batches of a cluster fetch (a Dask LocalCluster of two worker processes).
+before, and the batches of a cluster fetch (a Dask LocalCluster of two worker processes); the
+host's politeness figures over the engines add up to one run's (the 429 of one, the pause it
+asked for in the next).
 
 The server (aiohttp's test server on 127.0.0.1, on a loop in a thread) answers the request
 ``n == THROTTLED`` with a 429 and ``Retry-After: 2`` and notes when each request arrived.
@@ -18,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from fetchpipe import HostLimits, Lane, Limits, Request, RetryPolicy
+from fetchpipe._host_rates import HostRateReport, one_after_another
 from fetchpipe.distributed import DaskExecutor, FetchSettings, fetch_sharded
 from fetchpipe.engine.fetcher import Fetcher, run
 
@@ -91,7 +94,7 @@ def test_a_fetcher_given_the_carry_of_the_one_before_keeps_its_retry_after_pause
 ) -> None:
     requests = [Request(url, lanes=lanes) for url in server.urls(2 * BATCH)]
 
-    async def two_engines() -> tuple[int, int]:
+    async def two_engines() -> tuple[int, int, HostRateReport]:
         async with Fetcher(limits=ONE_AT_A_TIME, retry=NO_RETRIES, proxy=None) as first:
             done = [r async for r in first.stream(requests[:BATCH])]
         carry = first.carry_out
@@ -100,10 +103,15 @@ def test_a_fetcher_given_the_carry_of_the_one_before_keeps_its_retry_after_pause
             limits=ONE_AT_A_TIME, retry=NO_RETRIES, proxy=None, carry=carry
         ) as second:
             more = [r async for r in second.stream(requests[BATCH:])]
-        return len(done), sum(r.ok for r in more)
+        figures = one_after_another(first.rate_limits, second.rate_limits)
+        return len(done), sum(r.ok for r in more), figures[name]
 
-    assert run(two_engines()) == (BATCH, BATCH)
+    done, ok, figures = run(two_engines())
+    assert (done, ok) == (BATCH, BATCH)
     assert server.quiet_after_throttle() >= PAUSE - 0.05
+    # the 429 was the first engine's, the pause it asked for held the second one back
+    assert figures.throttled == 1
+    assert PAUSE / 2 <= figures.paused <= PAUSE + 0.05
 
 
 @pytest.fixture(scope="module")

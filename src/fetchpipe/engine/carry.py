@@ -117,7 +117,9 @@ def import_equipment(
     state: HostState[Any], carry: HostCarry, clock_offset: float, now: float
 ) -> None:
     """Put the carry's breaker, retry budget and learned rate into ``state``, once the engine
-    has given it them (loop time ``now``)."""
+    has given it them (loop time ``now``). A pause the host's answers asked for (a Retry-After,
+    a spent quota; not the breaker's cool-down) that goes on is told to the pace, so that the
+    time it holds the host back counts as paused here, as in one engine it would have."""
     breaker = state.breaker
     if breaker is not None:
         breaker.failures = max(breaker.failures, carry.breaker_failures)
@@ -131,8 +133,13 @@ def import_equipment(
     if budget is not None and carry.budget_tokens is not None:
         budget.tokens = min(budget.tokens, carry.budget_tokens)
     pace = state.pace
-    if pace is not None and carry.rate is not None and carry.rate < pace.rate:
+    if pace is None:
+        return
+    if carry.rate is not None and carry.rate < pace.rate:
         pace.resume(state, carry.rate, now)
+    paused_until = carry.paused_until - clock_offset
+    if carry.paused_until > carry.breaker_open_until and paused_until > now:
+        pace.paused(state, now, paused_until)
 
 
 def live_carries(carries: Mapping[str, HostCarry], now: float) -> dict[str, HostCarry]:
