@@ -136,3 +136,7 @@ def test_a_retry_after_at_the_end_of_a_batch_holds_the_hosts_next_batch_on_the_c
     assert report.by_error == {"http_status": 1}  # the 429, not tried again
     assert len(server.arrivals) == 3 * BATCH
     assert server.quiet_after_throttle() >= PAUSE - 0.05
+    # the host's figures over the three batches: the first one's 429, the next one's pause
+    figures = report.rate_limits["127.0.0.1"]
+    assert (figures.throttled, figures.unavailable) == (1, 0)
+    assert PAUSE / 2 <= figures.paused <= PAUSE + 0.05

@@ -14,6 +14,10 @@ The job's ``carry`` is each host's state as the task's batch before this one lef
 :mod:`fetchpipe.engine.carry`); the report's ``carry`` is the state this batch leaves, for the
 next: a Retry-After pause, an open breaker or a spent burst goes on from batch to batch.
 
+The report's ``rate_limits`` are the politeness figures of each host the batch met (what its
+engine's ``Fetcher.rate_limits`` holds: the limit in force, 429s, pauses), for the driver to add
+up over the task's batches and a split host's tasks.
+
 The batch is fed host by host in turn (:func:`interleaved`), so that every host of the batch is
 busy from the start even when the input came sorted by host.
 
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fetchpipe._config import Limits, Timeouts
+from fetchpipe._host_rates import HostRateReport, side_by_side
 from fetchpipe._log import RunContext, run_context
 from fetchpipe._models import ErrorKind, Request, Result
 from fetchpipe.destinations.fetch.parts import PartFormat, PartWriter, part_name
@@ -147,6 +152,9 @@ class BatchReport:
     """With the job's ``log``: the rows of the engine's events in ``_fetchpipe_events``."""
     carry: dict[str, HostCarry] = field(default_factory=dict)
     """Each host's state at the batch's end, for the task's next batch (wall-clock times)."""
+    rate_limits: dict[str, HostRateReport] = field(default_factory=dict)
+    """Each host's politeness figures over the batch (only hosts where something happened: a
+    limit read or learned, a 429 or a 503 with ``Retry-After``, a pause)."""
 
 
 @dataclass
@@ -162,6 +170,7 @@ class _Counts:
     recorder: RequestRecorder | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     carry: dict[str, HostCarry] = field(default_factory=dict)
+    rate_limits: dict[str, HostRateReport] = field(default_factory=dict)
 
     def add(self, result: Result) -> None:
         if self.recorder is not None:
@@ -247,6 +256,7 @@ def fetch_batch(job: BatchJob) -> BatchReport:
         requests=counts.rows,
         events=[] if counts.recorder is None else counts.recorder.take_events(),
         carry=counts.carry,
+        rate_limits=counts.rate_limits,
     )
 
 
@@ -307,6 +317,8 @@ async def _stream(
         counts.carry.update(fetcher.carry_out)
         counts.hosts_down.update(fetcher.hosts_down)
         counts.retries_denied += fetcher.retries_denied
+        # a virtual shard's engine beside the others (their hosts apart)
+        counts.rate_limits = side_by_side(counts.rate_limits, fetcher.rate_limits)
 
 
 def _shard_of(name: str) -> int:

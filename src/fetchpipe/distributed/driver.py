@@ -22,6 +22,11 @@ driver merges the parts into the output (:mod:`fetchpipe.destinations.fetch.merg
 transaction for DuckDB) and removes them. A task that fails for good stops the run with
 :class:`~fetchpipe._exceptions.ExecutorError`; the parts of the batches that finished stay, for
 ``fetchpipe merge``.
+
+Each batch also reports what it met at each host (its engine's politeness figures: the limit in
+force, 429s, pauses); the run's :attr:`RunReport.rate_limits` adds them up for each host, one
+batch after another within a task and side by side over a split host's tasks (see
+:mod:`fetchpipe._host_rates`).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pathlib import Path
 
 from fetchpipe._config import Limits
 from fetchpipe._exceptions import ConfigError, ExecutorError
+from fetchpipe._host_rates import HostRateReport, one_after_another, side_by_side
 from fetchpipe._models import Request
 from fetchpipe.destinations.fetch.merge import merge, remove_parts
 from fetchpipe.destinations.fetch.parts import PartFormat, list_parts, part_format
@@ -88,10 +94,21 @@ class RunReport:
     """The run's part directory (removed after the merge unless kept)."""
     workers: set[str] = field(default_factory=set)
     """The processes that ran batches (``host:pid``)."""
+    task_rate_limits: dict[int, dict[str, HostRateReport]] = field(default_factory=dict)
+    """Task -> each host's politeness figures over the task's batches so far."""
 
     @property
     def failed(self) -> int:
         return self.results - self.ok
+
+    @property
+    def rate_limits(self) -> dict[str, HostRateReport]:
+        """Each host's politeness figures over the run (only hosts where something happened),
+        as a local run's ``Fetcher.rate_limits``: a split host's tasks side by side."""
+        combined: dict[str, HostRateReport] = {}
+        for task in sorted(self.task_rate_limits):
+            combined = side_by_side(combined, self.task_rate_limits[task])
+        return combined
 
     def add(self, batch: BatchReport) -> None:
         self.results += batch.results
@@ -105,6 +122,9 @@ class RunReport:
         self.worker_seconds += batch.seconds
         self.cpu_seconds += batch.cpu_seconds
         self.workers.add(batch.worker)
+        # a task's batches run one after another: the later one's limit is the one in force
+        earlier = self.task_rate_limits.get(batch.task, {})
+        self.task_rate_limits[batch.task] = one_after_another(earlier, batch.rate_limits)
 
 
 def batch_gap(limits: Limits) -> float:
