@@ -127,8 +127,10 @@ def fetch_on_cluster(
     outputs: tuple[str | None, str | None] = (None, None),
 ) -> Summary:
     """Fetch ``requests`` on the cluster ``scale`` names into ``out``; progress and the summary
-    on stderr, as a local run prints them; then the HTML report and the metrics of
-    ``outputs`` (paths, or None), from the request log the batches brought back."""
+    on stderr, as a local run prints them (with each host's politeness figures, added up over
+    the batches); then, with ``outputs`` (paths, or None), the run's row with those figures
+    and the request log the batches brought back in a DuckDB ``out``, the HTML report and the
+    metrics."""
     from fetchpipe.cli.fetching import print_summary
     from fetchpipe.cli.progress import reporter_for
     from fetchpipe.cli.summary import Summary
@@ -214,11 +216,13 @@ def fetch_on_cluster(
             gathered.discard()  # the run stopped: no report
     summary.hosts_down = dict(report.hosts_down)
     summary.retries_denied = report.retries_denied
+    summary.rate_limits = report.rate_limits
     summary.wall_time = report.fetch_seconds + report.merge_seconds
     summary.notes = cluster_notes(report, started_in)
     print_summary(summary, out)
     if gathered is not None:
-        _write_gathered(gathered, ended_at, out, settings, outputs)
+        politeness = {host: info.as_dict() for host, info in summary.rate_limits.items()}
+        _write_gathered(gathered, ended_at, out, settings, outputs, politeness)
     return summary
 
 
@@ -243,17 +247,20 @@ def _write_gathered(
     out: str,
     settings: Settings,
     outputs: tuple[str | None, str | None],
+    politeness: dict[str, dict[str, Any]],
 ) -> None:
-    """The gathered log into a DuckDB ``out`` (as a local run leaves it), then the report and
-    metrics from it (or from the rows, for a JSON Lines ``out``)."""
+    """The gathered log and the run's ``politeness`` figures into a DuckDB ``out`` (as a local
+    run leaves them), then the report and metrics of ``outputs`` from it (or from the rows, for
+    a JSON Lines ``out``)."""
     from fetchpipe.cli.fetching import RunLog, write_outputs
     from fetchpipe.destinations.fetch.parts import part_format
 
     log = RunLog(gathered.run_id, gathered.started_at, part_format(out) == "parquet")
     log.ended_at = ended_at
+    log.politeness = politeness
     try:
         if log.in_database:
-            gathered.write_into(out, ended_at)
+            gathered.write_into(out, ended_at, politeness)
         else:
             log.requests, log.events = gathered.rows()
     except SinkError as exc:

@@ -4,7 +4,8 @@ Each batch a worker ran brings back the rows of its requests and events (made th
 same :class:`~fetchpipe.destinations.run_log.RequestRecorder` as a local run's, their times
 counted from the driver's start); the driver adds them here as batches finish. They wait in
 temporary JSON Lines files (the driver's memory stays flat whatever the run's size), and when
-the output is merged they go, with the run's row, into a DuckDB output's ``_fetchpipe_runs``,
+the output is merged they go, with the run's row (and its politeness figures per host), into
+a DuckDB output's ``_fetchpipe_runs``,
 ``_fetchpipe_requests`` and ``_fetchpipe_events`` in one transaction
 (:meth:`GatheredLog.write_into`), as a local ``fetch --out x.duckdb`` leaves them; for another
 output the report reads them back (:meth:`GatheredLog.rows`), as a local run keeps them in
@@ -49,9 +50,15 @@ class GatheredLog:
         self._requests.add(requests)
         self._events.add(events)
 
-    def write_into(self, database: str | Path, ended_at: datetime) -> None:
-        """The run's row (``done``), its requests and its events into ``database``'s run
-        tables, in one transaction; SinkError when it cannot (nothing is written then)."""
+    def write_into(
+        self,
+        database: str | Path,
+        ended_at: datetime,
+        politeness: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """The run's row (``done``, with its ``politeness`` figures per host when given), its
+        requests and its events into ``database``'s run tables, in one transaction; SinkError
+        when it cannot (nothing is written then)."""
         import duckdb  # lazy: start-up time
 
         for spool in (self._requests, self._events):
@@ -60,6 +67,8 @@ class GatheredLog:
             with duckdb.connect(str(database)) as connection:
                 connection.execute("BEGIN TRANSACTION")
                 run_log.insert_fetch_run(connection, self.run_id, self.started_at, ended_at)
+                if politeness is not None:  # the run's figures per host, on its row
+                    run_log.insert(connection, run_log.LogRows([], [], politeness, self.run_id))
                 for table, columns, spool in (
                     (run_log.REQUESTS_TABLE, run_log.REQUEST_COLUMNS, self._requests),
                     (run_log.EVENTS_TABLE, run_log.EVENT_COLUMNS, self._events),
