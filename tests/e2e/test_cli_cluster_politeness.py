@@ -6,7 +6,7 @@ A cluster ``fetch`` shows each host's figures in its summary, and with ``--repor
 in its run's row in a DuckDB output (``_fetchpipe_runs.politeness``) and shows them in the
 report, as a local run of the same URLs does; the silent host is heavy enough to be split over
 both tasks, so its figures are the sum of two engines'. A JSON Lines output's report shows them
-from memory.
+from memory. A pipeline run on the cluster keeps them too (``run --json`` and its row).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 import pytest
+import yaml
 
 from fetchpipe.sim import Fleet
 from tests.e2e.conftest import RunCli
@@ -122,3 +123,40 @@ def test_a_cluster_fetch_into_json_lines_reports_them_from_memory(
     assert set(rows) == {silent, published}
     assert int(rows[silent][2]) > 0 and rows[silent][1].startswith("learned")
     assert rows[published][:2] == ["4 per 1 s", "published (RateLimit-Policy)"]
+
+
+def test_a_pipeline_run_on_the_cluster_keeps_each_host_s_figures(
+    run_cli: RunCli, cli_fleet: Fleet, tmp_path: Path
+) -> None:
+    tag, db = f"pipe-{time.time_ns()}", tmp_path / "pipe.duckdb"
+    silent, published = cli_fleet.addresses[SILENT], cli_fleet.addresses[PUBLISHED]
+    sources = [
+        {
+            "name": f"silent{i}",
+            "url": cli_fleet.url(f"/limited/silent/{i}", host=SILENT),
+            "params": {"rate": 5, "burst": 1, "key": f"s-{tag}"},
+            "records": "",
+        }
+        for i in range(12)
+    ]
+    sources.append(
+        {
+            "name": "published",
+            "url": cli_fleet.url("/limited/published/1", host=PUBLISHED),
+            "params": {"limit": 2, "window": 1, "key": f"p-{tag}"},
+            "records": "",
+        }
+    )
+    pipeline = tmp_path / "limited.yaml"
+    config = {"name": "limited", "destination": f"duckdb:///{db}", "sources": sources}
+    pipeline.write_text(yaml.safe_dump(config), encoding="utf-8")
+    summary = tmp_path / "run.json"
+    done = run_cli("run", str(pipeline), *CLUSTER, "--json", str(summary), timeout=150)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "running on dask LocalCluster, 2 workers" in done.stderr
+    figures = json.loads(summary.read_text())["rate_limits"]
+    assert set(figures) == {silent, published}
+    assert figures[silent]["throttled"] > 0 and figures[silent]["learned"] is True
+    assert figures[published]["limit"] == "published 2 per 1 s (RateLimit-Policy)"
+    assert _politeness(db) == figures
+    assert f"rate limit: {published}: published 2 per 1 s (RateLimit-Policy)" in done.stdout

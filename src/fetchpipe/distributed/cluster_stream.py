@@ -52,8 +52,8 @@ from fetchpipe.engine.limits import host_of
 from fetchpipe.engine.quotas import DEFAULT_STATE_DIR
 
 if TYPE_CHECKING:
+    from fetchpipe._host_rates import HostRateReport
     from fetchpipe.engine.cache.http_cache import HttpCache
-    from fetchpipe.engine.politeness import HostRateReport
 
 ENGINE_RESTARTS = 3
 """Times a shard engine is started again after its worker was lost (Dask's
@@ -114,11 +114,8 @@ class ClusterStream:
         self.restarts = restarts
         self.poll_wait = poll_wait
         self.max_in_flight = max_in_flight
-        self.hosts_down: dict[str, int] = {}
-        """Host -> times its circuit breaker opened, over every shard engine."""
-        self.retries_denied = 0
-        self.rate_limits: dict[str, HostRateReport] = {}
-        self.quotas: SpentQuotas | None = SpentQuotas() if settings.limits.has_quotas else None
+        self.figures = EngineFigures()
+        """What every shard engine met, added up as each closes."""
         self.notes: list[str] = []
         """What happened to the shard engines (a worker lost, one given up), for the report."""
         self._open: list[_RemoteEngine] = []
@@ -127,6 +124,28 @@ class ClusterStream:
         self._tickets = 0
         self._in_flight = 0
         self._room = asyncio.Event()
+
+    @property
+    def hosts_down(self) -> dict[str, int]:
+        """Host -> times its circuit breaker opened, over every shard engine."""
+        return self.figures.hosts_down
+
+    @property
+    def retries_denied(self) -> int:
+        return self.figures.retries_denied
+
+    @property
+    def rate_limits(self) -> dict[str, HostRateReport]:
+        """Host -> its politeness figures (the limit in force, 429s, pauses), over every shard
+        engine."""
+        return self.figures.rate_limits
+
+    @property
+    def quotas(self) -> SpentQuotas | None:
+        """The hosts whose quota was spent (``None`` when no host has a quota)."""
+        if not self.settings.limits.has_quotas:
+            return None
+        return SpentQuotas(dict(self.figures.quotas_spent))
 
     async def __aenter__(self) -> ClusterStream:
         return self
@@ -221,16 +240,8 @@ class ClusterStream:
         except Exception:  # its worker is gone: its figures with it
             figures = None
         if isinstance(figures, EngineFigures):
-            self._add(figures)
+            self.figures.add(figures)
         await self._call(actor.release)
-
-    def _add(self, figures: EngineFigures) -> None:
-        for host, times in figures.hosts_down.items():
-            self.hosts_down[host] = self.hosts_down.get(host, 0) + times
-        self.retries_denied += figures.retries_denied
-        self.rate_limits.update(figures.rate_limits)
-        if self.quotas is not None:
-            self.quotas = SpentQuotas({**self.quotas.hosts, **figures.quotas_spent})
 
     # --- requests in, results out ----------------------------------------------------------
 

@@ -27,16 +27,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from fetchpipe._host_rates import HostRateReport, side_by_side
 from fetchpipe._log import RunContext, run_context
 from fetchpipe._models import Request, Result
 from fetchpipe.distributed.batch import FetchSettings, cache_file, fetcher_for, shard_cache
 from fetchpipe.distributed.sharding import virtual_shard
 from fetchpipe.engine.limits import host_of
-
-if TYPE_CHECKING:
-    from fetchpipe.engine.politeness import HostRateReport
 
 _STOP = None
 _CLOSE_WAIT = 2.0
@@ -58,18 +56,24 @@ class Exchanged:
 
 @dataclass(slots=True)
 class EngineFigures:
-    """What a shard engine met over the run, for the run's report."""
+    """What engines that ran at the same time met over the run, for the run's report: a shard
+    engine's Fetchers (one per virtual shard with a cache), and on the driver every shard
+    engine's (:class:`~fetchpipe.distributed.cluster_stream.ClusterStream` adds each into one)."""
 
     hosts_down: dict[str, int] = field(default_factory=dict)
+    """Host -> times its circuit breaker opened."""
     retries_denied: int = 0
     rate_limits: dict[str, HostRateReport] = field(default_factory=dict)
+    """Host -> its politeness figures (only hosts where something happened)."""
     quotas_spent: dict[str, str] = field(default_factory=dict)
+    """Host -> why its requests were not sent (a spent quota)."""
 
     def add(self, other: EngineFigures) -> None:
+        """Add what ``other``, an engine beside these, met."""
         for host, times in other.hosts_down.items():
             self.hosts_down[host] = self.hosts_down.get(host, 0) + times
         self.retries_denied += other.retries_denied
-        self.rate_limits.update(other.rate_limits)
+        self.rate_limits = side_by_side(self.rate_limits, other.rate_limits)
         self.quotas_spent.update(other.quotas_spent)
 
 
