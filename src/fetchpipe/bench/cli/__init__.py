@@ -27,6 +27,7 @@ from fetchpipe.bench.cli.commands import (
     startup_command,
     throughput,
 )
+from fetchpipe.bench.cli.many_sources import many_sources_command
 from fetchpipe.bench.cli.report import report_command
 from fetchpipe.bench.cli.scale_pipeline import scale_pipeline_command
 from fetchpipe.bench.report import raise_nofile_limit
@@ -62,5 +63,6 @@ for _command in (
     cache_command,
     scale_command,
     scale_pipeline_command,
+    many_sources_command,
 ):
     bench.add_command(_command)
