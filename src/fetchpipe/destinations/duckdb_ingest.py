@@ -147,16 +147,22 @@ def column_types(
 
 
 def table_columns(connection: duckdb.DuckDBPyConnection, table: str) -> dict[str, str] | None:
-    """The columns of ``table`` (main schema or temporary; its name matched case-insensitively,
+    """The columns of ``table`` (temporary or main schema; its name matched case-insensitively,
     as DuckDB matches identifiers) and their types, in order; ``None`` when it does not exist.
-    The one read of ``information_schema.columns``."""
-    rows = connection.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema IN ('main', 'temp') AND lower(table_name) = lower(?) "
-        "ORDER BY ordinal_position",
-        [table],
-    ).fetchall()
-    return {str(row[0]): str(row[1]) for row in rows} if rows else None
+
+    Looked up by name (``connection.table``: about 0.3 ms), not in ``information_schema``, which
+    lists every column of every table first (6-7 ms with 200 tables, and a pipeline asks at each
+    source's every commit and end). A name not found raises before anything runs, so the
+    caller's transaction goes on (DuckDB 1.0 and later)."""
+    import duckdb  # lazy: start-up time
+
+    try:
+        relation = connection.table(quote(table))
+    except duckdb.CatalogException:
+        return None
+    return {
+        str(name): str(type_) for name, type_ in zip(relation.columns, relation.types, strict=True)
+    }
 
 
 def stored_type(inferred: str) -> str:
