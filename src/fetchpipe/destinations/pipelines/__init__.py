@@ -55,6 +55,20 @@ class ChildTable:
 
 
 @dataclass(frozen=True, slots=True)
+class StagedPages:
+    """A source's pages read since its last commit, to stage (:meth:`Destination.stage_many`):
+    its records (``spool``; ``None`` for a source fetched but not written), their journal
+    ``entries``, the rows of its child ``tables`` (table -> spool) and the ``log`` rows of
+    their requests."""
+
+    source: str
+    spool: Spool | None
+    entries: Sequence[PageEntry]
+    tables: Mapping[str, Spool] | None = None
+    log: LogRows | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StoredState:
     """A source's row of the state table: its state, who wrote it (a run id, or the marker of
     a change by hand) and when."""
@@ -70,11 +84,11 @@ class Destination(Protocol):
     ``open`` (a :class:`LoadError` when another run holds it) and ``close`` around a run. A run
     is begun, or the unfinished one found and resumed, through the journal calls; pages are
     staged as they commit (their records, the rows of their ``tables`` (:class:`ChildTable`),
-    their journal rows and the rows of their requests, in one transaction; ``record_log`` writes
-    the rows of the others); a source ends by ``finish_source`` (its stage and its tables'
-    applied with its state) or ``discard_source`` (failed, unchanged, or fetched only for its
-    children). ``written_rows``: the rows a run left in a table. Calls come from one thread at a
-    time.
+    their journal rows and the rows of their requests, in one transaction; ``stage_many``: the
+    pages of several sources in one; ``record_log`` writes the rows of the others); a source
+    ends by ``finish_source`` (its stage and its tables' applied with its state) or
+    ``discard_source`` (failed, unchanged, or fetched only for its children). ``written_rows``:
+    the rows a run left in a table. Calls come from one thread at a time.
     """
 
     def open(self) -> None: ...
@@ -126,6 +140,8 @@ class Destination(Protocol):
         log: LogRows | None = None,
     ) -> int: ...
 
+    def stage_many(self, run_id: str, batches: Sequence[StagedPages]) -> list[int | LoadError]: ...
+
     def record_log(self, log: LogRows) -> None: ...
 
     def discard_source(
@@ -151,4 +167,4 @@ class Destination(Protocol):
     def written_rows(self, table: str, run_id: str) -> int: ...
 
 
-__all__ = ["ChildTable", "Destination", "LoadError", "StoredState", "WriteMode"]
+__all__ = ["ChildTable", "Destination", "LoadError", "StagedPages", "StoredState", "WriteMode"]

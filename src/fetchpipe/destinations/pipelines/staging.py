@@ -27,6 +27,7 @@ from fetchpipe.destinations.lifecycle import OpenClose
 from fetchpipe.destinations.pipelines import (
     ChildTable,
     LoadError,
+    StagedPages,
     StoredState,
     WriteMode,
     journal,
@@ -234,13 +235,7 @@ class StagedStore(OpenClose):
         transaction (see :mod:`.children`). Returns the records staged."""
 
         def work(connection: duckdb.DuckDBPyConnection) -> int:
-            staged = 0
-            if spool is not None and tables is not None:
-                now = datetime.now(UTC)
-                staged = stage_with_children(connection, source, spool, tables, run_id, now)
-            elif spool is not None:
-                columns = stage_batch(connection, spool, run_id, datetime.now(UTC))
-                staged = write_rows(connection, stage_table(source), BATCH, columns)
+            staged = _stage_records(connection, source, spool, tables, run_id)
             journal.insert_pages(connection, run_id, entries)
             if log:
                 run_log.insert(connection, log)
@@ -251,6 +246,45 @@ class StagedStore(OpenClose):
             return self.transaction(f"stage {count} record(s) of {source!r}", work)
         finally:
             self._drop_batch()
+
+    def stage_many(self, run_id: str, batches: Sequence[StagedPages]) -> list[int | LoadError]:
+        """Commit the pages of several sources, each batch as :meth:`stage_pages` does, in one
+        transaction: one commit, one insert of all their journal rows and one of all their
+        request log rows, however many sources. A run of many small sources commits them as
+        they come, and a transaction each made the destination's thread the bottleneck (a
+        commit waits on the disk; each insert is a statement).
+
+        When that transaction fails, each batch is staged alone in its own, so that a batch
+        that cannot be staged fails its source only. Returns, for each batch in order, the
+        records staged or the LoadError that kept it out."""
+        if len(batches) == 1:
+            return [self._stage_alone(run_id, batches[0])]
+
+        def work(connection: duckdb.DuckDBPyConnection) -> list[int | LoadError]:
+            staged: list[int | LoadError] = [
+                _stage_records(connection, b.source, b.spool, b.tables, run_id) for b in batches
+            ]
+            journal.insert_pages(connection, run_id, [e for b in batches for e in b.entries])
+            log = _joined([b.log for b in batches if b.log])
+            if log:
+                run_log.insert(connection, log)
+            return staged
+
+        try:
+            return self.transaction(f"stage the pages of {len(batches)} sources", work)
+        except LoadError:
+            pass  # each alone, below: a batch that fails takes no other with it
+        finally:
+            self._drop_batch()
+        return [self._stage_alone(run_id, batch) for batch in batches]
+
+    def _stage_alone(self, run_id: str, batch: StagedPages) -> int | LoadError:
+        try:
+            return self.stage_pages(
+                batch.source, batch.spool, run_id, batch.entries, batch.tables, batch.log
+            )
+        except LoadError as exc:
+            return exc
 
     def record_log(self, log: LogRows) -> None:
         """Write request and event rows that belong to no committed page (failures, skips, the
@@ -335,6 +369,37 @@ class StagedStore(OpenClose):
 
         with contextlib.suppress(duckdb.Error, LoadError):
             self.conn().execute(f"DROP TABLE IF EXISTS {BATCH}")
+
+
+def _stage_records(
+    connection: duckdb.DuckDBPyConnection,
+    source: str,
+    spool: Spool | None,
+    tables: Mapping[str, Spool] | None,
+    run_id: str,
+) -> int:
+    """Add the spool's records to the source's stage table (and its child tables' rows to
+    theirs), inside the caller's transaction. Returns the records staged."""
+    if spool is None:
+        return 0
+    now = datetime.now(UTC)
+    if tables is not None:
+        return stage_with_children(connection, source, spool, tables, run_id, now)
+    columns = stage_batch(connection, spool, run_id, now)
+    return write_rows(connection, stage_table(source), BATCH, columns)
+
+
+def _joined(logs: Sequence[LogRows]) -> LogRows | None:
+    """The rows of ``logs`` as one, in their order (the run's figures of the last that has
+    them)."""
+    if len(logs) <= 1:
+        return logs[0] if logs else None
+    joined = LogRows([row for log in logs for row in log.requests])
+    joined.events = [row for log in logs for row in log.events]
+    for log in logs:
+        if log.politeness is not None:
+            joined.politeness, joined.run_id = log.politeness, log.run_id
+    return joined
 
 
 def _open_error(path: Path, exc: Exception) -> LoadError:
