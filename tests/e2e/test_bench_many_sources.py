@@ -36,6 +36,9 @@ def test_bench_many_sources_times_the_engine_and_each_destination_against_the_fl
         assert len(run["rounds"]) == 2 and run["seconds"] >= report["floor_seconds"]
         assert run["over_floor"] == pytest.approx(run["seconds"] / report["floor_seconds"])
         assert run["over_engine"] == pytest.approx(run["seconds"] / runs["engine"]["seconds"])
+        assert run["cpu"] > 0 and run["cpu_over_engine"] == pytest.approx(
+            run["cpu"] / runs["engine"]["cpu"]
+        )
     # the destinations are made in a temporary directory, never where the command runs
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.svg"]
     assert set(_bars(tmp_path / "m.svg")) == {

@@ -15,7 +15,9 @@ destination:
 
 The floor is the time no run can beat: a host's pages, C at a time, one after another
 (:attr:`~.scale_pipeline.Workload.floor`). Reported: each run's time over the floor and over
-the engine's, requests per second, and the rows each destination holds (one per page).
+the engine's, requests per second, the CPU time this process used (its threads, the event loop
+and the destination's, together: on a machine shared with other work, a steadier figure than
+the time), and the rows each destination holds (one per page).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Run:
     seconds: float
     """The median of the rounds."""
     rounds: tuple[float, ...]
+    cpu: float
+    """CPU seconds of this process during the run (the median of the rounds)."""
     ok: bool
     rows: int
     """Rows in the destination (pages answered, for the engine)."""
@@ -81,7 +85,7 @@ class ManySourcesReport:
             out.append(
                 f"  {what:26s} {run.seconds:7.2f} s  {w.requests / run.seconds:6.0f} req/s  "
                 f"{self.over_floor(run):5.2f}x the floor  {self.over_engine(run):5.2f}x the "
-                f"engine  rows {run.rows:,}{'' if run.ok else '  FAILED'}"
+                f"engine  cpu {run.cpu:5.2f} s  rows {run.rows:,}{'' if run.ok else '  FAILED'}"
             )
         if len(self.runs[0].rounds) > 1:
             out.append("  (median of rounds: " + ", ".join(_rounds(r) for r in self.runs) + ")")
@@ -100,6 +104,7 @@ class ManySourcesReport:
                     **asdict(run),
                     "over_floor": self.over_floor(run),
                     "over_engine": self.over_engine(run),
+                    "cpu_over_engine": run.cpu / self.run("engine").cpu,
                     "requests_per_second": self.workload.requests / run.seconds,
                 }
                 for run in self.runs
@@ -154,7 +159,7 @@ def _file_rows(folder: Path) -> int:
     )
 
 
-def _engine_once(workload: Workload, port: int) -> tuple[float, bool, int]:
+def _engine_once(workload: Workload, port: int) -> tuple[float, float, bool, int]:
     """The pipeline's pages by one Fetcher with its limits, nothing written."""
     from fetchpipe._models import Request
     from fetchpipe.engine.fetcher import Fetcher, run
@@ -174,12 +179,12 @@ def _engine_once(workload: Workload, port: int) -> tuple[float, bool, int]:
                 answered += result.ok
         return answered == len(requests), answered
 
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     ok, answered = run(fetch())
-    return time.perf_counter() - began, ok, answered
+    return time.perf_counter() - began, time.process_time() - cpu, ok, answered
 
 
-def _pipeline_once(workload: Workload, port: int, kind: str) -> tuple[float, bool, int]:
+def _pipeline_once(workload: Workload, port: int, kind: str) -> tuple[float, float, bool, int]:
     from fetchpipe.pipeline import Pipeline
 
     with tempfile.TemporaryDirectory(prefix="fetchpipe-many-sources-") as folder:
@@ -188,11 +193,11 @@ def _pipeline_once(workload: Workload, port: int, kind: str) -> tuple[float, boo
         if kind == "jsonl":
             config["destination"] = f"jsonl:///{Path(folder) / 'out'}"
         pipeline = Pipeline.from_dict(config)
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         report = pipeline.run(state_dir=Path(folder) / "state")
-        seconds = time.perf_counter() - began
+        seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
         rows = _database_rows(database) if kind == "duckdb" else _file_rows(Path(folder) / "out")
-    return seconds, report.ok, rows
+    return seconds, cpu, report.ok, rows
 
 
 def measure(workload: Workload, port: int, rounds: int = 1) -> ManySourcesReport:
@@ -200,21 +205,23 @@ def measure(workload: Workload, port: int, rounds: int = 1) -> ManySourcesReport
     on ``port``."""
     names = ("engine", *DESTINATIONS)
     times: dict[str, list[float]] = {name: [] for name in names}
+    cpus: dict[str, list[float]] = {name: [] for name in names}
     ok = dict.fromkeys(names, True)
     counts: dict[str, list[int]] = {name: [] for name in names}
     for _ in range(rounds):
         for name in names:
             if name == "engine":
-                seconds, fine, count = _engine_once(workload, port)
+                seconds, cpu, fine, count = _engine_once(workload, port)
             else:
-                seconds, fine, count = _pipeline_once(workload, port, name)
+                seconds, cpu, fine, count = _pipeline_once(workload, port, name)
             times[name].append(seconds)
+            cpus[name].append(cpu)
             ok[name] = ok[name] and fine
             counts[name].append(count)
     runs = []
     for name in names:
         # the round whose rows are furthest from one per page: a miss in any round shows
         rows = max(counts[name], key=lambda count: abs(count - workload.requests))
-        median = statistics.median(times[name])
-        runs.append(Run(name, median, tuple(times[name]), ok[name], rows))
+        median, cpu = statistics.median(times[name]), statistics.median(cpus[name])
+        runs.append(Run(name, median, tuple(times[name]), cpu, ok[name], rows))
     return ManySourcesReport(workload, tuple(runs))
