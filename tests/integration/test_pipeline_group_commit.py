@@ -19,7 +19,7 @@ import duckdb
 import pytest
 
 from fetchpipe.destinations.duckdb_ingest import Spool
-from fetchpipe.destinations.pipelines import LoadError, StagedPages
+from fetchpipe.destinations.pipelines import LoadError, SourceEnd, StagedPages
 from fetchpipe.destinations.pipelines.duckdb import DuckDBLoader
 from fetchpipe.destinations.pipelines.files import FileLoader
 from fetchpipe.destinations.pipelines.journal import JournalJob, PageEntry, stage_table
@@ -206,3 +206,70 @@ async def test_commits_due_while_the_destination_is_busy_go_together(tmp_path: P
     assert [run.committed_pages for run in runs] == [1, 1, 1, 1]
     count = rows(tmp_path / "out.duckdb", "SELECT count(*) FROM _fetchpipe_pages")
     assert count == [(4,)]
+
+
+def staged_store(
+    tmp_path: Path, kind: str, sources: dict[str, list[dict[str, Any]]]
+) -> StagedStore:
+    """An open destination with one page of each source staged in run r1."""
+    store: StagedStore = (
+        DuckDBLoader(tmp_path / "out.duckdb") if kind == "duckdb" else FileLoader(tmp_path, kind)
+    )
+    store.open()
+    batches = [batch(name, records) for name, records in sources.items()]
+    try:
+        assert store.stage_many("r1", batches) == [len(r) for r in sources.values()]
+    finally:
+        discard(batches)
+    return store
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "jsonl"])
+def test_several_sources_end_at_once_each_with_its_rows_and_state(
+    tmp_path: Path, kind: str
+) -> None:
+    sources = {f"s{n}": [{"id": n * 10 + i} for i in range(n + 1)] for n in range(4)}
+    store = staged_store(tmp_path, kind, sources)
+    try:
+        ends = [
+            SourceEnd(name, "merge" if n % 2 else "append", ["id"], {"cursor": n})
+            for n, name in enumerate(sources)
+        ]
+        assert store.finish_many("r1", ends) == [1, 2, 3, 4]
+        states = {name: stored.state for name, stored in store.states().items()}
+        ended = store.ended_sources("r1")
+        written = {name: store.written_rows(name, "r1") for name in sources}
+        database = store.database
+    finally:
+        store.close()
+    assert states == {f"s{n}": {"cursor": n} for n in range(4)}
+    assert {name: e.status for name, e in ended.items()} == dict.fromkeys(sources, "done")
+    assert written == {"s0": 1, "s1": 2, "s2": 3, "s3": 4}
+    tables = {str(r[0]) for r in rows(database, "SHOW TABLES")}
+    assert not any(stage_table(name) in tables for name in sources)  # the stages are dropped
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "jsonl"])
+def test_a_source_that_cannot_be_applied_fails_alone_and_keeps_its_stage(
+    tmp_path: Path, kind: str
+) -> None:
+    sources = {"a": [{"id": 1}], "keyless": [{"name": "no id"}], "c": [{"id": 3}, {"id": 4}]}
+    store = staged_store(tmp_path, kind, sources)
+    try:
+        ends = [
+            SourceEnd("a", "append", None, {"cursor": 1}),
+            SourceEnd("keyless", "merge", ["id"], {"cursor": 2}),  # no value for its key
+            SourceEnd("c", "append", None, {"cursor": 3}),
+        ]
+        outcomes = store.finish_many("r1", ends)
+        states = {name: stored.state for name, stored in store.states().items()}
+        ended = store.ended_sources("r1")
+        database = store.database
+    finally:
+        store.close()
+    assert outcomes[0] == 1 and outcomes[2] == 2
+    assert isinstance(outcomes[1], LoadError) and "primary key field 'id'" in str(outcomes[1])
+    # the others are written with their state; the failed one has neither, and its stage stays
+    assert states == {"a": {"cursor": 1}, "c": {"cursor": 3}}
+    assert set(ended) == {"a", "c"}
+    assert rows(database, f"SELECT count(*) FROM {stage_table('keyless')}") == [(1,)]

@@ -69,6 +69,18 @@ class StagedPages:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceEnd:
+    """A source to apply to its table (:meth:`Destination.finish_many`), with what
+    :meth:`Destination.finish_source` takes."""
+
+    table: str
+    write: WriteMode
+    primary_key: Sequence[str] | None
+    state: Mapping[str, object] | None = None
+    tables: Sequence[ChildTable] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class StoredState:
     """A source's row of the state table: its state, who wrote it (a run id, or the marker of
     a change by hand) and when."""
@@ -86,7 +98,8 @@ class Destination(Protocol):
     staged as they commit (their records, the rows of their ``tables`` (:class:`ChildTable`),
     their journal rows and the rows of their requests, in one transaction; ``stage_many``: the
     pages of several sources in one; ``record_log`` writes the rows of the others); a source
-    ends by ``finish_source`` (its stage and its tables' applied with its state) or
+    ends by ``finish_source`` (its stage and its tables' applied with its state; several at once:
+    ``finish_many``) or
     ``discard_source`` (failed, unchanged, or fetched only for its children). ``written_rows``:
     the rows a run left in a table. Calls come from one thread at a time.
     """
@@ -164,7 +177,17 @@ class Destination(Protocol):
         tables: Sequence[ChildTable] = (),
     ) -> int: ...
 
+    def finish_many(self, run_id: str, sources: Sequence[SourceEnd]) -> list[int | LoadError]: ...
+
     def written_rows(self, table: str, run_id: str) -> int: ...
 
 
-__all__ = ["ChildTable", "Destination", "LoadError", "StagedPages", "StoredState", "WriteMode"]
+__all__ = [
+    "ChildTable",
+    "Destination",
+    "LoadError",
+    "SourceEnd",
+    "StagedPages",
+    "StoredState",
+    "WriteMode",
+]

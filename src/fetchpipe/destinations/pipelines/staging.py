@@ -27,6 +27,7 @@ from fetchpipe.destinations.lifecycle import OpenClose
 from fetchpipe.destinations.pipelines import (
     ChildTable,
     LoadError,
+    SourceEnd,
     StagedPages,
     StoredState,
     WriteMode,
@@ -324,6 +325,25 @@ class StagedStore(OpenClose):
         key = list(primary_key or ())
         check_write(table, write, key)
         return self.apply(table, write, key, run_id, state, tables)
+
+    def finish_many(self, run_id: str, sources: Sequence[SourceEnd]) -> list[int | LoadError]:
+        """End several sources, each as :meth:`finish_source` does, in its own transaction (a
+        destination whose apply is one transaction of its database may apply them in one).
+        Returns, for each in order, the rows written or the LoadError that kept it out."""
+        return [self.finish_alone(run_id, end) for end in sources]
+
+    def finish_alone(self, run_id: str, end: SourceEnd) -> int | LoadError:
+        try:
+            return self.finish_source(
+                end.table,
+                write=end.write,
+                primary_key=end.primary_key,
+                run_id=run_id,
+                state=end.state,
+                tables=end.tables,
+            )
+        except LoadError as exc:
+            return exc
 
     def apply(
         self,

@@ -102,11 +102,14 @@ class Commits:
             except Exception as exc:  # not a LoadError: each source's finish raises it
                 for waiting in group:
                     waiting.discard()
-                    waiting.staged.set_exception(exc)
+                    if not waiting.staged.done():
+                        waiting.staged.set_exception(exc)
                 continue
             for waiting, outcome in zip(group, outcomes, strict=True):
                 waiting.discard()
-                waiting.staged.set_result(self._settle(waiting, outcome))
+                staged = self._settle(waiting, outcome)
+                if not waiting.staged.done():  # its source's end was cancelled meanwhile
+                    waiting.staged.set_result(staged)
 
     @staticmethod
     def _settle(waiting: _Waiting, outcome: int | LoadError) -> int:

@@ -6,7 +6,9 @@ Its last pages are committed, then, on the destination's thread, one of:
   for a host that was down is *suspended*: its committed pages are kept for the next run);
 - fetched only for a selected child, or every page unchanged: discarded, nothing written;
 - otherwise its stage is applied to its table with its incremental state, in one transaction
-  (with the stages of its ``unnest`` tables, applied to theirs).
+  (with the stages of its ``unnest`` tables, applied to theirs); the sources that end while the
+  destination's thread is busy are applied together when it is free (a DuckDB destination: in
+  one transaction).
 
 A parent's state waits for its children: see :meth:`Finisher._state_after_children`.
 """
@@ -19,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fetchpipe._log import emit, logger
-from fetchpipe.destinations.pipelines import LoadError
+from fetchpipe.destinations.pipelines import LoadError, SourceEnd
 from fetchpipe.pipeline.runtime.commits import Commits
 from fetchpipe.pipeline.runtime.destination import DestinationThread
 from fetchpipe.pipeline.runtime.report import SourceReport, source_line
@@ -47,6 +49,8 @@ class Finisher:
         self._full_refresh = full_refresh
         self._on_source_done = on_source_done
         self._finishing: list[asyncio.Future[None]] = []
+        self._ends: list[tuple[SourceEnd, asyncio.Future[int]]] = []
+        self._applier: asyncio.Future[None] | None = None
 
     def settle(self, run: SourceRun) -> None:
         """One job of ``run`` is done (read, failed or dropped)."""
@@ -104,14 +108,8 @@ class Finisher:
                 if run.source.incremental is not None:
                     state = await self._state_after_children(run)
                 report.status = "loading"
-                report.rows = await call(
-                    destination.finish_source,
-                    name,
-                    write=run.mode,
-                    primary_key=run.source.key_fields,
-                    run_id=run_id,
-                    state=state,
-                    tables=tables,
+                report.rows = await self._apply(
+                    SourceEnd(name, run.mode, run.source.key_fields, state, tables)
                 )
                 for table in names:
                     report.tables[table] = await call(destination.written_rows, table, run_id)
@@ -138,6 +136,43 @@ class Finisher:
         )
         if self._on_source_done is not None:
             self._on_source_done(report)
+
+    def _apply(self, end: SourceEnd) -> asyncio.Future[int]:
+        """Apply a source to its table: with the others that end while the destination's
+        thread is busy, all at once (see :meth:`_apply_waiting`). Its future raises the
+        LoadError that kept it out."""
+        applied: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._ends.append((end, applied))
+        if self._applier is None or self._applier.done():
+            self._applier = asyncio.ensure_future(self._apply_waiting())
+        return applied
+
+    async def _apply_waiting(self) -> None:
+        """Apply what waits, in one call, until nothing waits (``finish_many``: a DuckDB
+        destination applies them in one transaction)."""
+        destination = self._thread.destination
+        while self._ends:
+            group, self._ends = self._ends, []
+            try:
+                outcomes = await self._thread.call(
+                    destination.finish_many, self._run_id, [end for end, _ in group]
+                )
+            except asyncio.CancelledError:
+                for _, applied in (*group, *self._ends):
+                    applied.cancel()
+                raise
+            except Exception as exc:  # not a LoadError: each source's end raises it
+                for _, applied in group:
+                    if not applied.done():
+                        applied.set_exception(exc)
+                continue
+            for (_, applied), outcome in zip(group, outcomes, strict=True):
+                if applied.done():  # its source's end was cancelled meanwhile
+                    continue
+                if isinstance(outcome, LoadError):
+                    applied.set_exception(outcome)
+                else:
+                    applied.set_result(outcome)
 
     async def _state_after_children(self, run: SourceRun) -> dict[str, Any] | None:
         """The incremental state to store with ``run``'s records: its cursor, unless a source
