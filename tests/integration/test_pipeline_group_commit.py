@@ -18,13 +18,12 @@ from typing import Any
 import duckdb
 import pytest
 
-from fetchpipe.destinations.duckdb_ingest import Spool
+from fetchpipe.destinations.duckdb_ingest import Spool, table_columns
 from fetchpipe.destinations.pipelines import LoadError, SourceEnd, StagedPages
 from fetchpipe.destinations.pipelines.duckdb import DuckDBLoader
 from fetchpipe.destinations.pipelines.files import FileLoader
 from fetchpipe.destinations.pipelines.journal import JournalJob, PageEntry, stage_table
 from fetchpipe.destinations.pipelines.staging import StagedStore
-from fetchpipe.destinations.pipelines.tables import table_columns
 from fetchpipe.destinations.run_log import LogRows
 from fetchpipe.pipeline.runtime.commits import Commits
 from fetchpipe.pipeline.runtime.destination import DestinationThread
@@ -273,3 +272,51 @@ def test_a_source_that_cannot_be_applied_fails_alone_and_keeps_its_stage(
     assert states == {"a": {"cursor": 1}, "c": {"cursor": 3}}
     assert set(ended) == {"a", "c"}
     assert rows(database, f"SELECT count(*) FROM {stage_table('keyless')}") == [(1,)]
+
+
+BATCHES: list[list[dict[str, Any]]] = [
+    [{"id": 1, "name": "a"}, {"id": 2}],  # a new stage table
+    [{"id": 3, "name": "c"}],  # the same fields and types: read straight in
+    [{"name": "d"}],  # a field fewer
+    [{"id": 4, "tags": ["x", "y"], "meta": {"k": 1}}],  # new fields, nested: JSON
+    [{"id": "5-1-0", "name": 7}],  # types that widen the columns: through the batch table
+    [{}, {}],  # records without a field
+    [{"id": 6, "tags": "plain", "name": "f"}],  # text into a JSON column
+]
+
+
+def test_staging_straight_into_the_table_keeps_what_the_batch_table_gave(tmp_path: Path) -> None:
+    """The stage table made by stage_records, batch after batch, has the columns, types and
+    rows that write_rows from stage_batch (the way through the batch table) gives."""
+    from datetime import UTC, datetime
+
+    from fetchpipe.destinations.pipelines.tables import (
+        BATCH,
+        stage_batch,
+        stage_records,
+        write_rows,
+    )
+
+    when = datetime(2026, 12, 5, tzinfo=UTC)
+    with duckdb.connect(str(tmp_path / "t.duckdb")) as connection:
+        for records in BATCHES:
+            spool = spool_of(records)
+            try:
+                connection.execute("BEGIN TRANSACTION")
+                assert stage_records(connection, "straight", spool, "r1", when) == len(records)
+                columns = stage_batch(connection, spool, "r1", when)
+                assert write_rows(connection, "batched", BATCH, columns) == len(records)
+                connection.execute("COMMIT")
+            finally:
+                spool.discard()
+        straight = table_columns(connection, "straight")
+        assert straight is not None
+        assert straight == table_columns(connection, "batched")
+        assert straight["id"] == "JSON" and straight["tags"] == "JSON"  # widened, as the rule says
+        names = ", ".join(f'"{name}"' for name in straight)
+        table = {
+            name: connection.execute(f"SELECT {names} FROM {name} ORDER BY rowid").fetchall()
+            for name in ("straight", "batched")
+        }
+    assert table["straight"] == table["batched"]
+    assert len(table["straight"]) == sum(len(records) for records in BATCHES)

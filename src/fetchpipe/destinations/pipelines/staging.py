@@ -35,7 +35,7 @@ from fetchpipe.destinations.pipelines import (
 )
 from fetchpipe.destinations.pipelines.children import stage_with_children
 from fetchpipe.destinations.pipelines.journal import PageEntry, RunRecord, stage_table
-from fetchpipe.destinations.pipelines.tables import BATCH, stage_batch, write_rows
+from fetchpipe.destinations.pipelines.tables import BATCH, stage_records
 from fetchpipe.destinations.run_log import LogRows
 
 # duckdb is imported where a database is opened or used (lazy): importing the runner loads it
@@ -405,8 +405,7 @@ def _stage_records(
     now = datetime.now(UTC)
     if tables is not None:
         return stage_with_children(connection, source, spool, tables, run_id, now)
-    columns = stage_batch(connection, spool, run_id, now)
-    return write_rows(connection, stage_table(source), BATCH, columns)
+    return stage_records(connection, stage_table(source), spool, run_id, now)
 
 
 def _joined(logs: Sequence[LogRows]) -> LogRows | None:

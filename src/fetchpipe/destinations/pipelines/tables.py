@@ -42,29 +42,81 @@ ROW_COLUMN = "_fetchpipe_row"
 table (see :mod:`.children`)."""
 
 
-def stage_batch(
-    connection: duckdb.DuckDBPyConnection, spool: Spool, run_id: str, loaded_at: datetime
-) -> dict[str, str]:
-    """Read the spool into the temporary table ``BATCH``, in file order, with the run id and
-    load time. Returns its columns and their stored types (the two meta columns last)."""
-    connection.execute(f"DROP TABLE IF EXISTS {BATCH}")
-    meta = f"CAST($1 AS VARCHAR) AS {quote(RUN_ID_COLUMN)}, "
-    meta += f"CAST($2 AS TIMESTAMPTZ) AS {quote(LOADED_AT_COLUMN)}"
-    if not spool.fields:  # no record has a field: rows of meta columns only
-        connection.execute(
-            f"CREATE TEMP TABLE {BATCH} AS SELECT {meta} FROM range({spool.count})",
-            [run_id, loaded_at],
-        )
-        return dict(META_COLUMNS)
+_META = (
+    f"CAST($1 AS VARCHAR) AS {quote(RUN_ID_COLUMN)}, "
+    f"CAST($2 AS TIMESTAMPTZ) AS {quote(LOADED_AT_COLUMN)}"
+)
+"""The meta columns of a batch's rows, from the parameters run id and load time."""
+
+
+def record_types(connection: duckdb.DuckDBPyConnection, spool: Spool) -> dict[str, str]:
+    """The fields of the spool's records and their stored types (see
+    :func:`~fetchpipe.destinations.duckdb_ingest.column_types`); LoadError for a field that
+    is a meta column's name."""
     columns = column_types(connection, spool)
     for reserved in META_COLUMNS:
         if reserved.lower() in {name.lower() for name in columns}:
             raise LoadError(f"records may not have a field named {reserved!r}")
+    return columns
+
+
+def stage_batch(
+    connection: duckdb.DuckDBPyConnection,
+    spool: Spool,
+    run_id: str,
+    loaded_at: datetime,
+    columns: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Read the spool into the temporary table ``BATCH``, in file order, with the run id and
+    load time (``columns``: the records' types when known). Returns its columns and their
+    stored types (the two meta columns last)."""
+    connection.execute(f"DROP TABLE IF EXISTS {BATCH}")
+    if not spool.fields:  # no record has a field: rows of meta columns only
+        connection.execute(
+            f"CREATE TEMP TABLE {BATCH} AS SELECT {_META} FROM range({spool.count})",
+            [run_id, loaded_at],
+        )
+        return dict(META_COLUMNS)
+    columns = dict(columns) if columns is not None else record_types(connection, spool)
     connection.execute(
-        f"CREATE TEMP TABLE {BATCH} AS SELECT *, {meta} FROM {read_json(spool, columns)}",
+        f"CREATE TEMP TABLE {BATCH} AS SELECT *, {_META} FROM {read_json(spool, columns)}",
         [run_id, loaded_at],
     )
     return {**columns, **META_COLUMNS}
+
+
+def stage_records(
+    connection: duckdb.DuckDBPyConnection,
+    table: str,
+    spool: Spool,
+    run_id: str,
+    loaded_at: datetime,
+) -> int:
+    """Add the spool's records to ``table`` (a source's stage, created when missing) as
+    :func:`write_rows` from :func:`stage_batch` does. Returns the records added.
+
+    When the table is new, or has each of the records' fields at the type they come in, the
+    spool is read straight into it: one statement where the way through ``BATCH`` takes four
+    (a run of many small sources commits little at a time, and its commits were mostly such
+    statements). Otherwise through ``BATCH``, which :func:`write_rows` needs to add or widen
+    columns.
+    """
+    if not spool.fields:
+        return write_rows(
+            connection, table, BATCH, stage_batch(connection, spool, run_id, loaded_at)
+        )
+    columns = record_types(connection, spool)
+    existing = table_columns(connection, table)
+    select = f"SELECT *, {_META} FROM {read_json(spool, columns)}"
+    if existing is None:
+        connection.execute(f"CREATE TABLE {quote(table)} AS {select}", [run_id, loaded_at])
+        return spool.count
+    known = {name.lower(): type_ for name, type_ in existing.items()}
+    if all(known.get(name.lower()) == type_ for name, type_ in {**columns, **META_COLUMNS}.items()):
+        connection.execute(f"INSERT INTO {quote(table)} BY NAME {select}", [run_id, loaded_at])
+        return spool.count
+    batch = stage_batch(connection, spool, run_id, loaded_at, columns)
+    return write_rows(connection, table, BATCH, batch)
 
 
 def dedupe(
