@@ -98,10 +98,10 @@ class Destination(Protocol):
     staged as they commit (their records, the rows of their ``tables`` (:class:`ChildTable`),
     their journal rows and the rows of their requests, in one transaction; ``stage_many``: the
     pages of several sources in one; ``record_log`` writes the rows of the others); a source
-    ends by ``finish_source`` (its stage and its tables' applied with its state; several at once:
-    ``finish_many``) or
-    ``discard_source`` (failed, unchanged, or fetched only for its children). ``written_rows``:
-    the rows a run left in a table. Calls come from one thread at a time.
+    ends by ``finish_source`` (its stage and its tables' applied with its state; several at
+    once: ``finish_many``) or ``discard_source`` (failed, unchanged, or fetched only for its
+    children). ``written_rows``: the rows a run left in a table. Calls come from one thread at
+    a time.
     """
 
     def open(self) -> None: ...
