@@ -166,8 +166,7 @@ class StreamRun(Outcomes):
             answered = self._consult_cache(item)
             if answered is not None:
                 return answered
-        lanes = request.lanes
-        labels = tuple(lane.label for lane in lanes) if lanes else None
+        labels = _labels(request)
         if self.fails_fast:
             state = scheduler.host(group_name(host, labels) if labels else host)
             if state is not None and state.breaker is not None and state.breaker.is_open(now):
@@ -198,10 +197,8 @@ class StreamRun(Outcomes):
         if not isinstance(request, Request) or not isinstance(request.url, str):
             return None
         host = self.ahead_host_of(request.url)
-        lanes = request.lanes
-        if host is None or not lanes:
-            return host
-        return group_name(host, tuple(lane.label for lane in lanes))
+        labels = _labels(request)
+        return group_name(host, labels) if host is not None and labels else host
 
     def _prepare_ahead(self, request: Any) -> HostState[Item] | None:
         """The queue (see :attr:`HostState.queue`) for ``request`` to wait ahead of the
@@ -210,12 +207,9 @@ class StreamRun(Outcomes):
         url = request if isinstance(request, str) else request.url
         host = self.ahead_host_of(url)
         assert host is not None  # (``_queue_of`` found it)
-        lanes = None if isinstance(request, str) else request.lanes
+        labels = None if isinstance(request, str) else _labels(request)
         scheduler = self.scheduler
-        if lanes:
-            state = scheduler.group_for(host, tuple(lane.label for lane in lanes))
-        else:
-            state = scheduler.state_for(host)
+        state = scheduler.group_for(host, labels) if labels else scheduler.state_for(host)
         if self.equips and not state.equipped:
             self._equip(state)
         breaker = state.breaker
@@ -430,6 +424,12 @@ class StreamRun(Outcomes):
             return self._final(item, response, body, None, None)
         message = f"HTTP {status}" if status != 407 else f"HTTP 407: {PROXY_REFUSED}"
         return self._after_failure(host, item, ErrorKind.HTTP_STATUS, message, response)
+
+
+def _labels(request: Request) -> tuple[str, ...] | None:
+    """The labels of ``request``'s lanes (its credentials), or None when it has none."""
+    lanes = request.lanes
+    return tuple(lane.label for lane in lanes) if lanes else None
 
 
 def _failed(request: Request, now: float, message: str) -> Result:
